@@ -1,0 +1,161 @@
+"""Explicit masks: ``{param_name: bool tensor}``, True = the weight survives.
+
+Masks are the core state of a pruned model. ``torch.nn.utils.prune`` keeps the
+same information as ``weight_orig`` + ``weight_mask`` buffers behind a forward
+pre-hook; ``to_torch_prune`` / ``from_torch_prune`` convert at that edge so users
+can carry masks into their own code.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from .models import prunable_parameters
+
+Masks = dict[str, torch.Tensor]
+
+
+def full_masks(model: nn.Module, include_bias: bool = False) -> Masks:
+    """All-True masks for every prunable parameter (the dense model)."""
+    return {n: torch.ones_like(p, dtype=torch.bool) for n, p in prunable_parameters(model, include_bias).items()}
+
+
+def masks_from_zeros(model: nn.Module, include_bias: bool = False) -> Masks:
+    """Masks read off a model's weights: a weight survives where it is nonzero."""
+    return {n: p.detach() != 0 for n, p in prunable_parameters(model, include_bias).items()}
+
+
+def validate_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+    """Raise ``ValueError`` naming the first mask that does not fit ``model``."""
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        if name not in params:
+            raise ValueError(f"Mask {name!r} names no parameter of the model (has: {', '.join(params)}).")
+        if tuple(mask.shape) != tuple(params[name].shape):
+            raise ValueError(
+                f"Mask {name!r} has shape {tuple(mask.shape)} but the parameter has {tuple(params[name].shape)}."
+            )
+        if mask.dtype != torch.bool:
+            raise ValueError(f"Mask {name!r} must be a bool tensor, got {mask.dtype}.")
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Zero the masked-out entries of ``model`` **in place** and return it."""
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        p = params[name]
+        p.mul_(mask.to(device=p.device, dtype=p.dtype))
+    return model
+
+
+def masked_copy(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A deep copy of ``model`` with ``masks`` applied; the input is untouched."""
+    validate_masks(model, masks)
+    return apply_masks(copy.deepcopy(model), masks)
+
+
+def intersect(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> Masks:
+    """Element-wise AND of two mask sets (a weight survives only if both keep it)."""
+    out = dict(a)
+    for name, mask in b.items():
+        out[name] = out[name] & mask if name in out else mask.clone()
+    return out
+
+
+def count_zeros(masks: Mapping[str, torch.Tensor]) -> int:
+    """Number of pruned entries over all masks."""
+    return int(sum((~m).sum().item() for m in masks.values()))
+
+
+def count_total(masks: Mapping[str, torch.Tensor]) -> int:
+    """Number of entries over all masks."""
+    return int(sum(m.numel() for m in masks.values()))
+
+
+def sparsity(masks: Mapping[str, torch.Tensor]) -> float:
+    """Fraction of pruned entries over all masks (0.0 for no masks)."""
+    total = count_total(masks)
+    return count_zeros(masks) / total if total else 0.0
+
+
+def density(masks: Mapping[str, torch.Tensor]) -> float:
+    """Fraction of surviving entries, ``1 - sparsity``."""
+    return 1.0 - sparsity(masks)
+
+
+def layer_sparsity(masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """``{param_name: fraction pruned}`` per mask."""
+    return {n: float((~m).sum().item()) / m.numel() for n, m in masks.items()}
+
+
+def to_device(masks: Mapping[str, torch.Tensor], device: torch.device | str) -> Masks:
+    return {n: m.to(device) for n, m in masks.items()}
+
+
+def to_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` carrying ``masks`` in ``torch.nn.utils.prune`` form.
+
+    Each masked parameter ``<module>.<p>`` becomes ``<p>_orig`` (a Parameter) and
+    ``<p>_mask`` (a buffer), applied by a forward pre-hook, exactly as
+    ``prune.custom_from_mask`` leaves it.
+    """
+    validate_masks(model, masks)
+    out = copy.deepcopy(model)
+    modules = dict(out.named_modules())
+    for name, mask in masks.items():
+        module_name, _, param = name.rpartition(".")
+        torch_prune.custom_from_mask(modules[module_name], param, mask.to(torch.float32))
+    return out
+
+
+def from_torch_prune(model: nn.Module) -> tuple[nn.Module, Masks]:
+    """Read ``*_mask`` buffers of a ``torch.nn.utils.prune`` model.
+
+    Returns a plain copy (pruning made permanent, hooks removed) and its masks.
+    """
+    # torch's prune leaves ``<p> = <p>_orig * <p>_mask`` as a non-leaf attribute, which
+    # ``deepcopy`` refuses; copy those as detached tensors (``remove`` recomputes them).
+    memo: dict[int, object] = {}
+    for module in model.modules():
+        for buffer_name, _ in module.named_buffers(recurse=False):
+            value = getattr(module, buffer_name[: -len("_mask")], None) if buffer_name.endswith("_mask") else None
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    out = copy.deepcopy(model, memo)
+    masks: Masks = {}
+    for module_name, module in list(out.named_modules()):
+        for buffer_name, buffer in list(module.named_buffers(recurse=False)):
+            if not buffer_name.endswith("_mask"):
+                continue
+            param = buffer_name[: -len("_mask")]
+            key = f"{module_name}.{param}" if module_name else param
+            masks[key] = buffer.detach().to(torch.bool).clone()
+            torch_prune.remove(module, param)
+    return out, masks
+
+
+def save_masks(masks: Mapping[str, torch.Tensor], path) -> None:
+    """Write masks as a safetensors file of bool tensors."""
+    from safetensors.torch import save_file
+
+    save_file({n: m.detach().cpu().contiguous() for n, m in masks.items()}, str(path))
+
+
+def masks_to_bytes(masks: Mapping[str, torch.Tensor]) -> bytes:
+    """Masks as safetensors bytes (for downloads)."""
+    from safetensors.torch import save
+
+    return save({n: m.detach().cpu().contiguous() for n, m in masks.items()})
+
+
+def load_masks(path) -> Masks:
+    """Read masks written by ``save_masks`` (no unpickling)."""
+    from safetensors.torch import load_file
+
+    return {n: t.to(torch.bool) for n, t in load_file(str(path)).items()}

@@ -1,0 +1,70 @@
+"""Pruning: strategies behind a registry, and ``prune()`` which returns a pruned copy."""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+from torch import nn
+
+from ..masks import Masks, apply_masks, validate_masks
+from .base import Batch, ScoreStrategy, Strategy, select_lowest, zeros_to_prune
+from .registry import STRATEGIES, get_strategy, strategy_names
+
+
+class Pruned(NamedTuple):
+    """A pruned copy of a model and the masks that made it."""
+
+    model: nn.Module
+    masks: Masks
+
+
+def prune(
+    model: nn.Module,
+    strategy: str | Strategy,
+    sparsity: float,
+    *,
+    scope: str | None = None,
+    seed: int = 0,
+    current: Masks | None = None,
+    batch: Batch | None = None,
+    include_bias: bool = False,
+    **params,
+) -> Pruned:
+    """Prune a **copy** of ``model`` to ``sparsity``; the input is never modified.
+
+    Args:
+        model: the model to prune (left untouched).
+        strategy: a registry name (see ``STRATEGIES``) or a ``Strategy`` instance.
+        sparsity: target fraction of pruned weights in [0, 1] (per layer, or over
+            all prunable weights for global scope).
+        scope: ``"layer"`` or ``"global"`` where the strategy supports both.
+        seed: seeds random strategies.
+        current: masks already in force; pruned weights stay pruned.
+        batch: ``(inputs, labels)`` for data-driven strategies.
+        include_bias: prune biases too.
+        params: extra strategy parameters.
+    """
+    if isinstance(strategy, str):
+        strategy = get_strategy(strategy, scope=scope, seed=seed, include_bias=include_bias, **params)
+    if current is not None:
+        validate_masks(model, current)
+    work = copy.deepcopy(model)
+    masks = strategy.compute_masks(work, sparsity, current=current, batch=batch)
+    validate_masks(work, masks)
+    apply_masks(work, masks)
+    return Pruned(work, masks)
+
+
+__all__ = [
+    "STRATEGIES",
+    "Batch",
+    "Pruned",
+    "ScoreStrategy",
+    "Strategy",
+    "get_strategy",
+    "prune",
+    "select_lowest",
+    "strategy_names",
+    "zeros_to_prune",
+]
