@@ -205,7 +205,7 @@ def train(
                 work.load_state_dict(good_state)
                 result.masks = _final_masks(work, masks)
                 raise TrainingDiverged(
-                    f"Training diverged in epoch {epoch}: the loss became {float(loss)} "
+                    f"Training diverged in epoch {epoch}: the loss became {float(loss.detach())} "
                     f"(learning rate {config.lr:g}{_reg_text(regularizer)}). "
                     "The model was restored to the end of the last finished epoch; try a smaller learning rate or strength.",
                     result,

@@ -1,0 +1,76 @@
+"""Shared fixtures for the library tests: small seeded models and batches.
+
+Torch runs with one intra-op thread (the library's own policy on these 2-core
+machines), which also keeps the suite fast and its timings stable.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) from anywhere
+    sys.path.insert(0, str(ROOT))
+
+torch.set_num_threads(1)
+
+from sparsity_viz.models import MLP, LeNet5, build_model  # noqa: E402
+
+
+def _seeded(factory, seed: int = 0):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
+
+
+@pytest.fixture
+def tiny_mlp() -> MLP:
+    """A seeded MLP 5-7-9-3 with odd layer sizes (35, 63, 27 weights) so rounding matters."""
+    return _seeded(lambda: MLP(5, (7, 9), 3))
+
+
+@pytest.fixture
+def tiny_conv() -> LeNet5:
+    """A seeded, narrow LeNet-5 (conv 4-6, fc 24): conv filters and linear rows, small."""
+    return _seeded(lambda: LeNet5(num_classes=10, channels=(4, 6), hidden=24))
+
+
+@pytest.fixture(scope="session")
+def _lenet300_session() -> torch.nn.Module:
+    return build_model("lenet300", seed=0)
+
+
+@pytest.fixture
+def lenet300(_lenet300_session) -> torch.nn.Module:
+    """``build_model("lenet300", seed=0)``; a fresh copy per test, so tests cannot leak state."""
+    import copy
+
+    return copy.deepcopy(_lenet300_session)
+
+
+@pytest.fixture(params=["tiny_mlp", "tiny_conv"])
+def small_model(request) -> torch.nn.Module:
+    """Each small model in turn: an MLP and a conv net."""
+    return request.getfixturevalue(request.param)
+
+
+def input_batch(model: torch.nn.Module, n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded ``(inputs, labels)`` batch shaped for ``model``."""
+    g = torch.Generator().manual_seed(seed)
+    if isinstance(model, LeNet5):
+        x = torch.randn(n, 1, 28, 28, generator=g)
+        classes = model.fc2.out_features
+    else:
+        x = torch.randn(n, model.in_features, generator=g)
+        classes = model.num_classes
+    return x, torch.randint(0, classes, (n,), generator=g)
+
+
+@pytest.fixture
+def batch_for():
+    """``batch_for(model)`` -> a small seeded ``(inputs, labels)`` batch for that model."""
+    return input_batch

@@ -1,0 +1,60 @@
+"""Devices: resolving names, the clear error without a GPU, and the thread policy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparsity_viz import DeviceUnavailableError, configure_threads, resolve_device
+from sparsity_viz.devices import DEVICE_CHOICES, torch_threads
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+
+
+@pytest.mark.parametrize("name", ["cpu", "CPU", " cpu ", torch.device("cpu")])
+def test_cpu(name):
+    assert resolve_device(name) == torch.device("cpu")
+
+
+def test_auto_picks_cuda_when_present_else_cpu():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device().type == expected
+
+
+@no_cuda
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", torch.device("cuda")])
+def test_cuda_without_gpu_raises_a_clear_error(name):
+    with pytest.raises(DeviceUnavailableError) as info:
+        resolve_device(name)
+    msg = str(info.value)
+    assert "CUDA" in msg and "no CUDA GPU" in msg
+    assert "cpu" in msg  # says what to use instead
+    assert isinstance(info.value, RuntimeError)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_with_gpu():
+    assert resolve_device("cuda").type == "cuda"
+
+
+@pytest.mark.parametrize("name", ["gpu", "tpu", "", "mps"])
+def test_unknown_device_raises_value_error(name):
+    with pytest.raises(ValueError, match="auto, cpu, cuda"):
+        resolve_device(name)
+    assert set(DEVICE_CHOICES) == {"auto", "cpu", "cuda"}
+
+
+def test_configure_threads_and_restore(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("SPARSITY_VIZ_THREADS", raising=False)
+        assert configure_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("SPARSITY_VIZ_THREADS", "2")
+        assert configure_threads() == 2 and torch.get_num_threads() == 2
+        assert configure_threads(0) == 1  # never below one
+        with torch_threads(2):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,386 @@
+"""Pruning strategies: the contract every registered strategy must keep, and agreement with
+``torch.nn.utils.prune`` as the reference.
+
+The contract tests are parametrised over ``STRATEGIES`` (and each strategy's scopes), so a
+new strategy gets them by registering itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch.nn.utils import prune as torch_prune
+
+from sparsity_viz import STRATEGIES, get_strategy, prune
+from sparsity_viz.masks import full_masks
+from sparsity_viz.models import MLP, prunable_layers, prunable_parameters
+from sparsity_viz.pruning import Strategy, select_lowest, strategy_names, zeros_to_prune
+
+SPARSITIES = [0.0, 0.1, 0.5, 0.9, 0.99, 1.0]
+STRATEGY_SCOPES = [(name, scope) for name, cls in STRATEGIES.items() for scope in cls.scopes]
+IDS = [f"{n}-{s}" for n, s in STRATEGY_SCOPES]
+
+
+def _strategy(name: str, scope: str, seed: int = 0, include_bias: bool = False) -> Strategy:
+    return get_strategy(name, scope=scope, seed=seed, include_bias=include_bias)
+
+
+def _prune(model, strategy: Strategy, sparsity: float, batch_for, current=None):
+    batch = batch_for(model) if strategy.needs_data else None
+    return prune(model, strategy, sparsity, current=current, batch=batch)
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _zeros(mask: torch.Tensor) -> int:
+    return int((~mask).sum())
+
+
+def _assert_zero_counts(strategy, model, sparsity, masks):
+    expected = strategy.expected_zeros(model, sparsity)
+    if isinstance(expected, dict):
+        assert set(masks) == set(expected)
+        got = {n: _zeros(m) for n, m in masks.items()}
+        assert got == expected
+    else:
+        assert sum(_zeros(m) for m in masks.values()) == expected
+
+
+def _set_distinct_weights(model, seed: int = 0) -> None:
+    """Random signs and magnitudes that are distinct over the whole model (no ties anywhere)."""
+    params = prunable_parameters(model)
+    n = sum(p.numel() for p in params.values())
+    g = torch.Generator().manual_seed(seed)
+    mags = (torch.randperm(n, generator=g).double() + 1) / n
+    signs = torch.randint(0, 2, (n,), generator=g).double() * 2 - 1
+    values = (mags * signs).float()
+    assert torch.unique(values.abs()).numel() == n
+    offset = 0
+    with torch.no_grad():
+        for p in params.values():
+            p.copy_(values[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+
+def _hand_model(w1, w2) -> MLP:
+    model = MLP(3, (2,), 2)
+    with torch.no_grad():
+        model.fc1.weight.copy_(torch.tensor(w1))
+        model.fc2.weight.copy_(torch.tensor(w2))
+        model.fc1.bias.fill_(0.25)
+        model.fc2.bias.fill_(-0.5)
+    return model
+
+
+# --- the contract, for every registered strategy -------------------------------------------
+
+
+def test_registry_lists_strategies():
+    assert strategy_names() == list(STRATEGIES)
+    assert {"magnitude", "global_magnitude", "random", "structured"} <= set(STRATEGIES)
+    for name, cls in STRATEGIES.items():
+        assert cls.name == name and cls.label
+        assert cls.granularity in ("weight", "row")
+
+
+@pytest.mark.parametrize("include_bias", [False, True], ids=["weights", "with-bias"])
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+@pytest.mark.parametrize(("name", "scope"), STRATEGY_SCOPES, ids=IDS)
+def test_achieved_zeros_equal_expected_exactly(name, scope, sparsity, include_bias, small_model, batch_for):
+    strategy = _strategy(name, scope, include_bias=include_bias)
+    before = _state(small_model)
+    pruned, masks = _prune(small_model, strategy, sparsity, batch_for)
+    assert all(m.dtype == torch.bool for m in masks.values())
+    _assert_zero_counts(strategy, small_model, sparsity, masks)
+    # the pruned copy holds zeros exactly where the masks are False, the original values elsewhere
+    params = dict(pruned.named_parameters())
+    for n, m in masks.items():
+        assert not (before[n] == 0).any()  # precondition: no accidental zeros
+        assert torch.equal(params[n] == 0, ~m), n
+        assert torch.equal(params[n][m], before[n][m]), n
+    # everything not masked is untouched (biases unless include_bias)
+    for n, p in params.items():
+        if n not in masks:
+            assert torch.equal(p.detach(), before[n]), n
+    if not include_bias:
+        assert not any(n.endswith(".bias") for n in masks)
+
+
+@pytest.mark.parametrize(("s1", "s2"), [(0.1, 0.5), (0.5, 0.9), (0.5, 0.5), (0.9, 0.99), (0.5, 1.0)])
+@pytest.mark.parametrize(("name", "scope"), STRATEGY_SCOPES, ids=IDS)
+def test_new_mask_never_revives_a_pruned_weight(name, scope, s1, s2, small_model, batch_for):
+    strategy = _strategy(name, scope)
+    pruned_model, first = _prune(small_model, strategy, s1, batch_for)
+    first_before = {n: m.clone() for n, m in first.items()}
+    # start from the *pruned* model, as iterative pruning does
+    second = _prune(pruned_model, strategy, s2, batch_for, current=first).masks
+    assert set(second) >= set(first)
+    if not strategy.regrows:
+        for n in first:
+            revived = second[n] & ~first[n]
+            assert not revived.any(), f"{n}: {int(revived.sum())} weights revived"
+    _assert_zero_counts(strategy, small_model, s2, second)
+    for n in first:  # the masks passed in are not modified
+        assert torch.equal(first[n], first_before[n]), n
+
+
+@pytest.mark.parametrize(("name", "scope"), STRATEGY_SCOPES, ids=IDS)
+def test_current_more_pruned_than_target_raises(name, scope, small_model, batch_for):
+    strategy = _strategy(name, scope)
+    current = _prune(small_model, strategy, 0.9, batch_for).masks
+    with pytest.raises(ValueError, match="already pruned"):
+        _prune(small_model, strategy, 0.5, batch_for, current=current)
+
+
+@pytest.mark.parametrize(("name", "scope"), STRATEGY_SCOPES, ids=IDS)
+def test_same_seed_same_mask(name, scope, small_model, batch_for):
+    a = _prune(small_model, _strategy(name, scope, seed=7), 0.5, batch_for).masks
+    b = _prune(copy.deepcopy(small_model), _strategy(name, scope, seed=7), 0.5, batch_for).masks
+    assert list(a) == list(b)
+    for n in a:
+        assert torch.equal(a[n], b[n]), n
+
+
+@pytest.mark.parametrize(("name", "scope"), STRATEGY_SCOPES, ids=IDS)
+def test_input_model_is_not_mutated(name, scope, small_model, batch_for):
+    small_model.train()
+    before = _state(small_model)
+    grads = {n: p.requires_grad for n, p in small_model.named_parameters()}
+    ids = {n: id(p) for n, p in small_model.named_parameters()}
+    strategy = _strategy(name, scope, include_bias=True)
+    current = _prune(small_model, strategy, 0.1, batch_for).masks
+    current_before = {n: m.clone() for n, m in current.items()}
+    result = _prune(small_model, strategy, 0.5, batch_for, current=current)
+    after = _state(small_model)
+    assert list(before) == list(after)
+    for k in before:
+        assert torch.equal(before[k], after[k]), k  # bit-exact
+    assert {n: p.requires_grad for n, p in small_model.named_parameters()} == grads
+    assert {n: id(p) for n, p in small_model.named_parameters()} == ids
+    assert small_model.training
+    assert not any(torch_prune.is_pruned(m) for _, m in prunable_layers(small_model))
+    assert result.model is not small_model
+    for n in current:
+        assert torch.equal(current[n], current_before[n]), n  # nor the masks passed in
+    # the copy does not share storage with the input
+    for (n, p), (_, q) in zip(small_model.named_parameters(), result.model.named_parameters()):
+        assert p.data_ptr() != q.data_ptr(), n
+
+
+@pytest.mark.parametrize(("name", "scope"), STRATEGY_SCOPES, ids=IDS)
+@pytest.mark.parametrize("bad", [-0.1, 1.0001, 2.0, float("nan"), float("inf"), float("-inf")])
+def test_sparsity_outside_unit_interval_raises(name, scope, bad, tiny_mlp, batch_for):
+    with pytest.raises(ValueError, match="[Ss]parsity"):
+        _prune(tiny_mlp, _strategy(name, scope), bad, batch_for)
+
+
+@pytest.mark.parametrize("name", [n for n, c in STRATEGIES.items() if c.needs_data])
+def test_data_strategy_without_batch_raises(name, tiny_mlp):
+    with pytest.raises(ValueError):
+        prune(tiny_mlp, name, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "scope"), [(n, s) for n, s in STRATEGY_SCOPES if STRATEGIES[n].granularity == "row"]
+)
+def test_row_granularity_prunes_whole_rows(name, scope, small_model, batch_for):
+    strategy = _strategy(name, scope)
+    masks = _prune(small_model, strategy, 0.5, batch_for).masks
+    for n, m in masks.items():
+        rows = m.flatten(1)
+        assert torch.equal(rows.all(dim=1), rows.any(dim=1)), n
+
+
+def test_unknown_strategy_raises_with_the_list(tiny_mlp):
+    with pytest.raises(ValueError) as info:
+        prune(tiny_mlp, "lottery", 0.5)
+    assert "lottery" in str(info.value)
+    for name in STRATEGIES:
+        assert name in str(info.value)
+    with pytest.raises(ValueError, match="magnitude"):
+        get_strategy("nope")
+
+
+def test_unsupported_scope_raises(tiny_mlp):
+    with pytest.raises(ValueError, match="scope"):
+        prune(tiny_mlp, "structured", 0.5, scope="global")
+    with pytest.raises(ValueError, match="scope"):
+        select_lowest({"w": torch.rand(4)}, 0.5, scope="everywhere")
+
+
+def test_current_that_does_not_fit_raises(tiny_mlp):
+    with pytest.raises(ValueError, match="fc1.weight"):
+        prune(tiny_mlp, "magnitude", 0.5, current={"fc1.weight": torch.ones(2, 2, dtype=torch.bool)})
+
+
+def test_prune_by_name_equals_prune_by_instance(tiny_mlp):
+    a = prune(tiny_mlp, "random", 0.5, seed=3, scope="global").masks
+    b = prune(tiny_mlp, get_strategy("random", seed=3, scope="global"), 0.5).masks
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_zeros_to_prune_rounds_like_torch():
+    for s in SPARSITIES + [0.25, 0.3, 0.75]:
+        for n in (1, 2, 3, 7, 27, 35, 63, 100, 235_200):
+            assert zeros_to_prune(s, n) == torch_prune._compute_nparams_toprune(s, n)
+
+
+# --- hand-computable cases -----------------------------------------------------------------
+
+W1 = [[1.0, -5.0, 2.0], [-0.5, 4.0, -3.0]]
+W2 = [[0.1, -0.2], [0.3, -0.4]]
+
+
+def test_magnitude_by_hand():
+    pruned, masks = prune(_hand_model(W1, W2), "magnitude", 0.5)
+    # fc1: 3 of 6 go, the smallest |w|: 0.5, 1, 2
+    assert masks["fc1.weight"].tolist() == [[False, True, False], [False, True, True]]
+    assert pruned.fc1.weight.tolist() == [[0.0, -5.0, 0.0], [0.0, 4.0, -3.0]]
+    # fc2: 2 of 4 go: 0.1, 0.2
+    assert masks["fc2.weight"].tolist() == [[False, False], [True, True]]
+    assert pruned.fc1.bias.tolist() == [0.25, 0.25]
+
+
+def test_global_magnitude_by_hand_collapses_a_layer():
+    _, masks = prune(_hand_model(W1, W2), "global_magnitude", 0.5)
+    # 5 of 10 go: 0.1, 0.2, 0.3, 0.4 (all of fc2) and 0.5
+    assert masks["fc1.weight"].tolist() == [[True, True, True], [False, True, True]]
+    assert masks["fc2.weight"].tolist() == [[False, False], [False, False]]
+
+
+def test_structured_by_hand():
+    _, masks = prune(_hand_model(W1, W2), "structured", 0.5, include_bias=True)
+    # row norms sqrt(30) > sqrt(25.25): the second hidden neuron goes; the classifier stays whole
+    assert masks["fc1.weight"].tolist() == [[True, True, True], [False, False, False]]
+    assert masks["fc1.bias"].tolist() == [True, False]
+    assert masks["fc2.weight"].all()
+    assert "fc2.bias" not in masks
+
+
+def test_magnitude_with_bias_by_hand():
+    model = _hand_model(W1, W2)
+    with torch.no_grad():
+        model.fc1.bias.copy_(torch.tensor([0.01, -7.0]))
+    pruned, masks = prune(model, "magnitude", 0.5, include_bias=True)
+    assert masks["fc1.bias"].tolist() == [False, True]
+    assert pruned.fc1.bias.tolist() == [0.0, -7.0]
+
+
+def test_ties_are_broken_by_position():
+    model = _hand_model([[1.0, -1.0, 1.0], [1.0, 1.0, -1.0]], W2)
+    _, masks = prune(model, "magnitude", 0.5)
+    assert masks["fc1.weight"].tolist() == [[False, False, False], [True, True, True]]
+
+
+def test_round_half_to_even_like_torch():
+    # 0.5 * 6 = 3; 0.25 * 6 = 1.5 -> 2; 0.75 * 4 = 3; 0.125 * 4 = 0.5 -> 0
+    _, masks = prune(_hand_model(W1, W2), "magnitude", 0.25)
+    assert int((~masks["fc1.weight"]).sum()) == 2
+    assert int((~masks["fc2.weight"]).sum()) == 1
+    _, masks = prune(_hand_model(W1, W2), "magnitude", 0.125)
+    assert int((~masks["fc2.weight"]).sum()) == 0
+
+
+# --- agreement with torch.nn.utils.prune (distinct weights: no ties) -------------------------
+
+
+@pytest.fixture
+def distinct_lenet300(lenet300):
+    _set_distinct_weights(lenet300)
+    return lenet300
+
+
+@pytest.fixture
+def distinct_conv(tiny_conv):
+    _set_distinct_weights(tiny_conv, seed=1)
+    return tiny_conv
+
+
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+def test_magnitude_matches_torch_l1_unstructured(sparsity, distinct_lenet300, distinct_conv):
+    for model in (distinct_lenet300, distinct_conv):
+        masks = prune(model, "magnitude", sparsity).masks
+        reference = copy.deepcopy(model)
+        for name, module in prunable_layers(reference):
+            torch_prune.l1_unstructured(module, "weight", amount=sparsity)
+            assert torch.equal(masks[f"{name}.weight"], module.weight_mask.bool()), name
+
+
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+@pytest.mark.parametrize("name", ["global_magnitude", "magnitude-global"])
+def test_global_magnitude_matches_torch_global_unstructured(name, sparsity, distinct_lenet300, distinct_conv):
+    for model in (distinct_lenet300, distinct_conv):
+        strategy = get_strategy("magnitude", scope="global") if name == "magnitude-global" else name
+        masks = prune(model, strategy, sparsity).masks
+        reference = copy.deepcopy(model)
+        layers = prunable_layers(reference)
+        torch_prune.global_unstructured(
+            [(m, "weight") for _, m in layers], pruning_method=torch_prune.L1Unstructured, amount=sparsity
+        )
+        for layer_name, module in layers:
+            assert torch.equal(masks[f"{layer_name}.weight"], module.weight_mask.bool()), layer_name
+
+
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+def test_structured_matches_torch_ln_structured_on_hidden_layers(sparsity, distinct_lenet300, distinct_conv):
+    for model in (distinct_lenet300, distinct_conv):
+        masks = prune(model, "structured", sparsity).masks
+        reference = copy.deepcopy(model)
+        layers = prunable_layers(reference)
+        for layer_name, module in layers[:-1]:
+            norms = module.weight.detach().flatten(1).norm(dim=1)
+            assert torch.unique(norms).numel() == norms.numel()  # no ties among rows
+            torch_prune.ln_structured(module, "weight", amount=sparsity, n=2, dim=0)
+            assert torch.equal(masks[f"{layer_name}.weight"], module.weight_mask.bool()), layer_name
+        assert masks[f"{layers[-1][0]}.weight"].all()  # the classifier is left whole
+
+
+# --- random ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_random_exact_count_deterministic_and_seed_sensitive(scope, lenet300):
+    a = prune(lenet300, "random", 0.5, seed=1, scope=scope).masks
+    b = prune(lenet300, "random", 0.5, seed=1, scope=scope).masks
+    c = prune(lenet300, "random", 0.5, seed=2, scope=scope).masks
+    total = sum(m.numel() for m in a.values())
+    if scope == "layer":
+        for n, m in a.items():
+            assert _zeros(m) == round(0.5 * m.numel())
+    else:
+        assert sum(_zeros(m) for m in a.values()) == round(0.5 * total)
+    for n in a:
+        assert torch.equal(a[n], b[n])
+    assert any(not torch.equal(a[n], c[n]) for n in a)
+    # seeds 1 and 2 agree on about half of the pruned weights, as independent draws do
+    both = sum(int((~a[n] & ~c[n]).sum()) for n in a)
+    assert abs(both / (0.5 * total) - 0.5) < 0.02
+
+
+def test_random_ignores_the_weights(tiny_mlp):
+    other = MLP(5, (7, 9), 3)  # same shapes, different weights
+    a = prune(tiny_mlp, "random", 0.5, seed=4).masks
+    b = prune(other, "random", 0.5, seed=4).masks
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_random_global_spreads_evenly_over_layers(lenet300):
+    masks = prune(lenet300, "random", 0.5, seed=0, scope="global").masks
+    for n, m in masks.items():
+        s = _zeros(m) / m.numel()
+        assert abs(s - 0.5) < 4 * math.sqrt(0.25 / m.numel()) + 1e-9, n
+
+
+def test_select_lowest_keeps_current_pruned_and_counts_them():
+    scores = {"w": torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])}
+    current = {"w": torch.tensor([False, True, True, True, True, True])}  # the largest is already gone
+    keep = select_lowest(scores, 0.5, "layer", current)["w"]
+    assert keep.tolist() == [False, True, True, True, False, False]
+    full = select_lowest(scores, 0.5, "layer", {"w": torch.ones(6, dtype=torch.bool)})["w"]
+    assert full.tolist() == [True, True, True, False, False, False]
+    assert full_masks(MLP(2, (2,), 2))["fc1.weight"].all()

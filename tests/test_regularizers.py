@@ -1,0 +1,72 @@
+"""Proximal operators checked against their closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sparsity_viz.models import MLP
+from sparsity_viz.regularizers import L1, L2, GroupLasso, get_regularizer
+
+
+def _model():
+    torch.manual_seed(0)
+    return MLP(4, (3,), 2)
+
+
+def test_l1_prox_is_soft_threshold():
+    model = _model()
+    w_before = model.fc1.weight.detach().clone()
+    b_before = model.fc1.bias.detach().clone()
+    L1(0.5).prox(model, lr=0.2)  # threshold 0.1
+    expected = torch.sign(w_before) * torch.clamp(w_before.abs() - 0.1, min=0)
+    torch.testing.assert_close(model.fc1.weight.detach(), expected)
+    assert torch.equal(model.fc1.bias.detach(), b_before), "biases are not regularised"
+    assert int((model.fc1.weight == 0).sum()) == int((w_before.abs() <= 0.1).sum())
+
+
+def test_l1_penalty_value():
+    model = _model()
+    expected = 0.3 * (model.fc1.weight.abs().sum() + model.fc2.weight.abs().sum())
+    torch.testing.assert_close(L1(0.3).penalty(model), expected)
+
+
+def test_group_lasso_prox_shrinks_rows_and_zeroes_small_ones():
+    model = _model()
+    with torch.no_grad():
+        model.fc1.weight.copy_(torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]))
+    fc2_before = model.fc2.weight.detach().clone()
+    GroupLasso(0.5).prox(model, lr=0.2)  # t = 0.1 * sqrt(4) = 0.2
+    w = model.fc1.weight.detach()
+    torch.testing.assert_close(w[0], torch.tensor([3.0, 4.0, 0, 0]) * (1 - 0.2 / 5.0))
+    assert torch.all(w[1] == 0), "a row whose norm is below the threshold becomes exactly zero"
+    torch.testing.assert_close(w[2], torch.tensor([0, 0, 0.8, 0]))
+    assert torch.equal(model.fc2.weight.detach(), fc2_before), "the classifier layer is not grouped"
+
+
+def test_group_lasso_penalty():
+    model = _model()
+    expected = 0.7 * math.sqrt(4) * model.fc1.weight.norm(dim=1).sum()
+    torch.testing.assert_close(GroupLasso(0.7).penalty(model), expected)
+
+
+def test_l2_prox_shrinks_without_zeros():
+    model = _model()
+    before = model.fc1.weight.detach().clone()
+    L2(1.0).prox(model, lr=0.1)
+    torch.testing.assert_close(model.fc1.weight.detach(), before / 1.1)
+    assert int((model.fc1.weight == 0).sum()) == int((before == 0).sum())
+
+
+@pytest.mark.parametrize("strength", [-1.0, float("nan"), float("inf")])
+def test_bad_strength(strength):
+    with pytest.raises(ValueError, match="strength"):
+        L1(strength)
+
+
+def test_registry_lookup():
+    assert isinstance(get_regularizer("group_lasso", 0.1), GroupLasso)
+    with pytest.raises(ValueError, match="l1"):
+        get_regularizer("l0", 0.1)
