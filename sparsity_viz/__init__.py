@@ -1,13 +1,44 @@
 """sparsity_viz: watch neural-network sparsity happen.
 
-The public API, re-exported flat. The library never imports streamlit.
+The public API, re-exported flat. Light names are imported eagerly; names whose
+modules pull in Captum or Plotly load on first use, so ``import sparsity_viz``
+stays fast. The library never imports streamlit.
 """
+
+from importlib import import_module
 
 from .checkpoints import CheckpointError, available_samples, load_checkpoint_bytes, load_sample, save_model
 from .data import DATASET_NAMES, Dataset, load_dataset
 from .devices import DeviceUnavailableError, configure_threads, resolve_device
+from .experiments import summarize, sweep
 from .masks import Masks, apply_masks, from_torch_prune, full_masks, masked_copy, sparsity, to_torch_prune
 from .models import MODELS, build_model, prunable_layers, prunable_parameters
 from .pruning import STRATEGIES, Pruned, get_strategy, prune
+from .regularizers import REGULARIZERS, get_regularizer
+from .reports import sparsity_report
+from .training import TrainConfig, TrainingDiverged, evaluate, evaluate_dataset, train
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "attribute": "attribution",
+    "compare_attributions": "attribution",
+    "METHODS": "attribution",
+    "build_graph": "graph",
+    "dead_neurons": "graph",
+    "input_fanout": "graph",
+    "layer_collapse": "graph",
+    "figures": None,
+    "attribution": None,
+    "graph": None,
+    "backend": None,
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'sparsity_viz' has no attribute {name!r}")
+    module = _LAZY[name]
+    if module is None:
+        return import_module(f".{name}", __name__)
+    return getattr(import_module(f".{module}", __name__), name)

@@ -55,27 +55,16 @@ def dead_units(model: nn.Module, masks: Masks | None = None) -> dict[str, tuple[
 
 
 def dead_neurons(model: nn.Module, masks: Masks | None = None) -> dict[str, torch.Tensor]:
-    """Per layer, a bool vector over its output units: True where the unit is dead.
+    """Per layer, a bool vector over its output units, True where the unit is dead.
 
-    A unit (neuron, or conv filter) is dead when no surviving connection enters
-    it (its whole row is pruned) or none leaves it (its column group in the next
-    layer is pruned; a conv channel feeding a Linear layer owns ``H*W`` columns).
-    The output layer's units only die by having no input.
+    A unit is dead when no surviving connection enters or leaves it (see
+    ``graph.dead_neurons``); masks and exact zeros of the weights both count.
     """
-    alive = _alive(model, masks)
-    layers = prunable_layers(model)
-    out = {}
-    for i, (name, module) in enumerate(layers):
-        keep = alive[f"{name}.weight"].flatten(1)  # (out, fan_in)
-        dead = ~keep.any(dim=1)  # (out,) no input
-        if i + 1 < len(layers):
-            nxt_name, nxt = layers[i + 1]
-            nxt_keep = alive[f"{nxt_name}.weight"]
-            cols = nxt_keep.flatten(2).any(dim=2) if nxt_keep.dim() > 2 else nxt_keep  # (next_out, next_in)
-            per_unit = cols.any(dim=0).view(keep.shape[0], -1).any(dim=1)  # (out,) any output survives
-            dead |= ~per_unit
-        out[name] = dead
-    return out
+    from .graph import dead_neurons as graph_dead_neurons
+
+    dead = graph_dead_neurons(model, _alive(model, masks))
+    dead.pop("input", None)
+    return dead
 
 
 def sparsity_report(model: nn.Module, masks: Masks | None = None) -> pd.DataFrame:

@@ -1,0 +1,289 @@
+"""Command line: ``python -m sparsity_viz train-samples | prune | sweep | figure | bench``.
+
+Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .checkpoints import CheckpointError
+from .devices import DEVICE_CHOICES, DeviceUnavailableError, configure_threads
+
+
+class CliError(Exception):
+    """A user mistake; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise CliError(f"{self.prog}: {message}")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sparsity must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1], got {text}")
+    return value
+
+
+def _fractions(text: str) -> list[float]:
+    return [_fraction(t) for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+class _Progress:
+    """A one-line text progress bar on stderr."""
+
+    def __init__(self, label: str, enabled: bool = True):
+        self.label, self.enabled = label, enabled and sys.stderr.isatty()
+
+    def __call__(self, fraction: float, *_):
+        if self.enabled:
+            filled = int(30 * fraction)
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%}")
+            sys.stderr.flush()
+            if fraction >= 1.0:
+                sys.stderr.write("\n")
+
+
+def _common(p: argparse.ArgumentParser, model: bool = True) -> None:
+    if model:
+        p.add_argument("--model", required=True, help="bundled model name (see `python -m sparsity_viz models`)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1, measured fastest here)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .pruning import STRATEGIES
+
+    parser = _Parser(prog="sparsity_viz", description="Watch neural-network sparsity happen.")
+    parser.add_argument("--version", action="version", version=f"sparsity_viz {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("models", help="list bundled models with their accuracy")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("train-samples", help="train every bundled sample model (seeded) into sample_models/")
+    p.add_argument("--only", type=_names, default=None, help="comma-separated model names")
+    p.add_argument("--dir", default=None, help="output directory (default: sample_models/)")
+    p.add_argument("--threads", type=int, default=None)
+
+    p = sub.add_parser("prune", help="prune a bundled model; print accuracy and the per-layer report")
+    _common(p)
+    p.add_argument("--strategy", required=True, help=f"one of {', '.join(STRATEGIES)}")
+    p.add_argument("--sparsity", required=True, type=_fraction)
+    p.add_argument("--scope", choices=("layer", "global"), default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
+    p.add_argument("--save", default=None, help="write the pruned model (.safetensors) here")
+    p.add_argument("--save-masks", default=None, help="write the masks (.safetensors) here")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("sweep", help="accuracy over strategies x sparsity levels x seeds")
+    _common(p)
+    p.add_argument("--strategies", required=True, type=_names)
+    p.add_argument("--levels", required=True, type=_fractions)
+    p.add_argument("--seeds", type=_ints, default=[0])
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--finetune-lr", type=float, default=None)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--csv", default=None, help="write the results as CSV to this file")
+    out.add_argument("--json", action="store_true")
+
+    from .figure_cli import FIGURE_KINDS
+
+    p = sub.add_parser("figure", help="write one figure as .png, .svg or .html")
+    p.add_argument("kind", choices=sorted(FIGURE_KINDS))
+    _common(p)
+    p.add_argument("--strategy", default="global_magnitude")
+    p.add_argument("--sparsity", type=_fraction, default=0.9)
+    p.add_argument("--layer", default=None, help="layer for heatmap/histogram (default: first)")
+    p.add_argument("--sample", type=int, default=0, help="test sample index for attribution")
+    p.add_argument("--method", default="integrated_gradients", help="attribution method")
+    p.add_argument("--levels", type=_fractions, default=[0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
+    p.add_argument("--strategies", type=_names, default=["magnitude", "global_magnitude", "random"])
+    p.add_argument("--out", required=True, help="output file: .png, .svg, .pdf or .html")
+
+    try:
+        from .backend.cli import add_bench_parser
+    except ImportError:  # backend not built into this checkout
+        add_bench_parser = None
+    if add_bench_parser is not None:
+        add_bench_parser(sub)
+    return parser
+
+
+def _load(model_name: str):
+    from .checkpoints import load_sample
+    from .data import load_dataset
+    from .models import get_spec
+
+    spec = get_spec(model_name)
+    model, card = load_sample(model_name)
+    return model, card, load_dataset(spec.dataset, seed=card.get("dataset", {}).get("seed", 0))
+
+
+def _finetune_config(card: dict, epochs: int, lr: float | None, device: str):
+    from .training import TrainConfig
+
+    recipe = card.get("recipe", {})
+    return TrainConfig(
+        epochs=epochs,
+        lr=lr if lr is not None else recipe.get("lr", 1e-3) / 10,  # Han et al.: retrain at 1/10 of the lr
+        batch_size=recipe.get("batch_size", 64),
+        device=device,
+    )
+
+
+def cmd_models(args) -> int:
+    from .checkpoints import available_samples, load_card
+
+    rows = [load_card(n) for n in available_samples()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<12} {'dataset':<9} {'params':>9} {'test acc':>9}  description")
+    for c in rows:
+        print(f"{c['name']:<12} {c['dataset']['name']:<9} {c['parameters']:>9,} {c['test_accuracy']:>9.2%}  {c['description']}")
+    return 0
+
+
+def cmd_train_samples(args) -> int:
+    from .samples import RECIPES, train_samples
+
+    names = args.only or list(RECIPES)
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        raise CliError(f"unknown sample model(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
+
+    def report(name, card):
+        print(f"{name:<12} test accuracy {card['test_accuracy']:.2%}  ({card['train_seconds']:.1f} s)", flush=True)
+
+    train_samples(names, args.dir, on_model=report)
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from .masks import save_masks
+    from .pruning import get_strategy, prune
+    from .reports import sparsity_report
+    from .training import evaluate_dataset, train
+    from .checkpoints import save_model
+    from .experiments import data_batch
+
+    get_strategy(args.strategy)
+    model, card, dataset = _load(args.model)
+    dense = evaluate_dataset(model, dataset, device=args.device)
+    pruned = prune(model, args.strategy, args.sparsity, scope=args.scope, seed=args.seed, batch=data_batch(dataset, seed=args.seed))
+    net = pruned.model
+    one_shot = evaluate_dataset(net, dataset, device=args.device)
+    tuned = None
+    if args.finetune_epochs > 0:
+        config = _finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device)
+        net = train(net, dataset, config, masks=pruned.masks, progress=_Progress("fine-tuning")).model
+        tuned = evaluate_dataset(net, dataset, device=args.device)
+    report = sparsity_report(net, pruned.masks)
+    if args.save:
+        save_model(net.cpu(), args.save)
+    if args.save_masks:
+        save_masks(pruned.masks, args.save_masks)
+    result = {
+        "model": args.model,
+        "strategy": args.strategy,
+        "target_sparsity": args.sparsity,
+        "achieved_sparsity": float(report["sparsity"].iloc[-1]),
+        "dense_accuracy": dense.accuracy,
+        "pruned_accuracy": one_shot.accuracy,
+        "finetuned_accuracy": tuned.accuracy if tuned else None,
+        "finetune_epochs": args.finetune_epochs,
+        "layers": report.to_dict(orient="records"),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{args.model}: {args.strategy} at {args.sparsity:.1%} target, {result['achieved_sparsity']:.2%} achieved")
+    print(f"accuracy: dense {dense.accuracy:.2%} -> pruned {one_shot.accuracy:.2%}", end="")
+    print(f" -> fine-tuned ({args.finetune_epochs} epochs) {tuned.accuracy:.2%}" if tuned else "")
+    print(report.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .experiments import summarize, sweep
+    from .pruning import get_strategy
+
+    for s in args.strategies:
+        get_strategy(s)
+    model, card, dataset = _load(args.model)
+    finetune = _finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device) if args.finetune_epochs else None
+    frame = sweep(model, dataset, args.strategies, args.levels, args.seeds, finetune=finetune, device=args.device, progress=_Progress("sweep"))
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+        print(f"wrote {len(frame)} rows to {args.csv}")
+    elif args.json:
+        print(frame.to_json(orient="records", indent=2))
+    else:
+        print(f"dense accuracy {frame.attrs['dense_accuracy']:.2%}")
+        print(summarize(frame).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def cmd_figure(args) -> int:
+    from .figure_cli import make_figure, write_figure
+
+    model, card, dataset = _load(args.model)
+    fig = make_figure(args.kind, model, dataset, args)
+    path = write_figure(fig, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {
+    "models": cmd_models,
+    "train-samples": cmd_train_samples,
+    "prune": cmd_prune,
+    "sweep": cmd_sweep,
+    "figure": cmd_figure,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        configure_threads(getattr(args, "threads", None))
+        if args.command == "bench":
+            from .backend.cli import run_bench
+
+            return run_bench(args)
+        return COMMANDS[args.command](args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, CheckpointError, DeviceUnavailableError, KeyError) as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

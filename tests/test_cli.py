@@ -1,0 +1,125 @@
+"""The command line: real subprocess runs, JSON output checked against the library, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparsity_viz.checkpoints import load_sample
+from sparsity_viz.data import load_dataset
+from sparsity_viz.pruning import prune
+from sparsity_viz.training import evaluate_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sparsity_viz", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_prune_json_matches_library():
+    proc = run_cli("prune", "--model", "lenet300", "--strategy", "global_magnitude", "--sparsity", "0.9", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    model, _ = load_sample("lenet300")
+    data = load_dataset("mnist5k")
+    pruned = prune(model, "global_magnitude", 0.9)
+    assert out["dense_accuracy"] == evaluate_dataset(model, data).accuracy
+    assert out["pruned_accuracy"] == evaluate_dataset(pruned.model, data).accuracy
+    assert out["achieved_sparsity"] == pytest.approx(0.9, abs=1e-6)
+    layers = {row["layer"]: row for row in out["layers"]}
+    assert layers["fc1"]["zeros"] == int((~pruned.masks["fc1.weight"]).sum())
+    assert layers["total"]["parameters"] == 266200
+
+
+def test_prune_finetune_and_save(tmp_path):
+    ckpt, masks = tmp_path / "p.safetensors", tmp_path / "m.safetensors"
+    proc = run_cli("prune", "--model", "digits_mlp", "--strategy", "magnitude", "--sparsity", "0.8",
+                   "--finetune-epochs", "2", "--save", str(ckpt), "--save-masks", str(masks), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["finetuned_accuracy"] > out["pruned_accuracy"]
+    from sparsity_viz.checkpoints import load_checkpoint_bytes
+    from sparsity_viz.masks import load_masks
+
+    saved = load_checkpoint_bytes(ckpt.read_bytes(), "digits_mlp", ckpt.name)
+    m = load_masks(masks)
+    assert bool((saved.fc1.weight[~m["fc1.weight"]] == 0).all())
+    assert evaluate_dataset(saved, load_dataset("digits")).accuracy == out["finetuned_accuracy"]
+
+
+def test_prune_human_output():
+    proc = run_cli("prune", "--model", "moons_mlp", "--strategy", "random", "--sparsity", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert "accuracy: dense" in proc.stdout and "fc1" in proc.stdout and "total" in proc.stdout
+
+
+def test_sweep_csv(tmp_path):
+    out = tmp_path / "sweep.csv"
+    proc = run_cli("sweep", "--model", "digits_mlp", "--strategies", "magnitude,random",
+                   "--levels", "0,0.5,0.9", "--seeds", "0,1", "--csv", str(out))
+    assert proc.returncode == 0, proc.stderr
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert len(frame) == 12
+    assert set(frame.strategy) == {"magnitude", "random"}
+
+
+def test_sweep_json():
+    proc = run_cli("sweep", "--model", "moons_mlp", "--strategies", "structured", "--levels", "0,0.5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["sparsity"] for r in rows] == [0.0, 0.5]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("prune", "--model", "resnet", "--strategy", "magnitude", "--sparsity", "0.5"), "Unknown model"),
+        (("prune", "--model", "lenet300", "--strategy", "magic", "--sparsity", "0.5"), "Unknown strategy"),
+        (("prune", "--model", "lenet300", "--strategy", "magnitude", "--sparsity", "1.5"), "[0, 1]"),
+        (("prune", "--model", "lenet300", "--strategy", "magnitude", "--sparsity", "lots"), "sparsity"),
+        (("sweep", "--model", "lenet300", "--strategies", "magnitude", "--levels", "0,2"), "[0, 1]"),
+        (("figure", "boundary", "--model", "lenet300", "--out", "x.png"), "2-D toy"),
+        (("figure", "heatmap", "--model", "lenet300", "--out", "x.gif"), "Output must end"),
+        (("prune", "--model", "lenet300", "--strategy", "magnitude", "--sparsity", "0.5", "--device", "tpu"), "invalid choice"),
+        (("frobnicate",), "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_with_one_line(args, needle):
+    proc = run_cli(*args)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:") and needle in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_cuda_request_on_cpu_machine_is_one_clear_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    proc = run_cli("prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--device", "cuda")
+    assert proc.returncode == 2
+    assert "no CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_figure_html(tmp_path):
+    out = tmp_path / "curves.html"
+    proc = run_cli("figure", "curves", "--model", "moons_mlp", "--levels", "0,0.5", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 10_000 and "plotly" in out.read_text()[:5000].lower()
+
+
+def test_models_listing():
+    proc = run_cli("models", "--json")
+    assert proc.returncode == 0
+    assert {c["name"] for c in json.loads(proc.stdout)} >= {"lenet300", "lenet5", "moons_mlp"}
