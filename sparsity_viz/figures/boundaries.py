@@ -101,6 +101,7 @@ def _boundary_traces(
                 line=dict(width=3, color="black"),
                 showscale=False,
                 name="decision boundary",
+                showlegend=show_legend,
                 hoverinfo="skip",
                 meta={"kind": "boundary"},
             )
@@ -229,9 +230,14 @@ def decision_boundary(
             fig.add_trace(tr)
     apply_style(fig, title)
     fig.update_layout(legend=dict(orientation="h", y=-0.2))
-    fig.update_xaxes(title_text="feature x0 (input units)", range=list(x_range), showgrid=False)
+    fig.update_xaxes(title_text="feature x0 (input units)", range=list(x_range), showgrid=False, constrain="domain")
     fig.update_yaxes(
-        title_text="feature x1 (input units)", range=list(y_range), showgrid=False, scaleanchor="x", scaleratio=1
+        title_text="feature x1 (input units)",
+        range=list(y_range),
+        showgrid=False,
+        scaleanchor="x",
+        scaleratio=1,
+        constrain="domain",
     )
     return fig
 
@@ -269,8 +275,9 @@ def boundary_comparison(
                 fig.add_trace(tr, row=1, col=col)
     apply_style(fig, title, height=560)
     fig.update_layout(legend=dict(orientation="h", y=-0.25))
-    fig.update_xaxes(title_text="feature x0 (input units)", range=list(x_range), showgrid=False)
-    fig.update_yaxes(title_text="feature x1 (input units)", range=list(y_range), showgrid=False)
+    # constrain="domain": equal scales shrink the plot area instead of padding the ranges
+    fig.update_xaxes(title_text="feature x0 (input units)", range=list(x_range), showgrid=False, constrain="domain")
+    fig.update_yaxes(title_text="feature x1 (input units)", range=list(y_range), showgrid=False, constrain="domain")
     fig.update_yaxes(scaleanchor="x", row=1, col=1)
     fig.update_yaxes(scaleanchor="x2", row=1, col=2)
     return fig
