@@ -1,4 +1,4 @@
-"""Command line: ``python -m sparsity_viz train-samples | prune | sweep | figure | bench``.
+"""Command line: ``python -m sparsity_viz models | train-samples | prune | sweep | figure | bench | sparse-save``.
 
 Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback.
 """
@@ -123,12 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", type=_names, default=["magnitude", "global_magnitude", "random"])
     p.add_argument("--out", required=True, help="output file: .png, .svg, .pdf or .html")
 
-    try:
-        from .backend.cli import add_bench_parser
-    except ImportError:  # backend not built into this checkout
-        add_bench_parser = None
-    if add_bench_parser is not None:
-        add_bench_parser(sub)
+    from .backend.cli import add_bench_parser, add_sparse_save_parser
+
+    add_bench_parser(sub)  # sets func=run_bench
+    add_sparse_save_parser(sub)  # sets func=run_sparse_save
     return parser
 
 
@@ -272,11 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         configure_threads(getattr(args, "threads", None))
-        if args.command == "bench":
-            from .backend.cli import run_bench
-
-            return run_bench(args)
-        return COMMANDS[args.command](args)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
+        return args.func(args)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,133 @@
+"""``bench`` and ``sparse-save`` subcommands, wired into ``python -m sparsity_viz`` by the CLI.
+
+Bad arguments print one line on stderr and return a non-zero code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..devices import configure_threads
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--batch must be comma-separated integers, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise ValueError(f"--batch needs positive integers, got {text!r}")
+    return vals
+
+
+def add_bench_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``bench`` on an argparse subparsers object."""
+    p = subparsers.add_parser("bench", help="latency of every sparse format vs dense for a pruned model")
+    p.add_argument("--model", default="lenet300")
+    p.add_argument("--strategy", default="global_magnitude")
+    p.add_argument("--sparsity", type=float, default=0.9)
+    p.add_argument("--batch", default="1,32,256", help="comma-separated batch sizes")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: project policy)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    p.set_defaults(func=run_bench)
+    return p
+
+
+def _pruned(args):
+    """The bundled trained model (random init if its checkpoint is missing), pruned as asked."""
+    from ..checkpoints import available_samples, load_sample
+    from ..models import build_model
+    from ..pruning import prune
+
+    if args.model in available_samples():
+        model, _ = load_sample(args.model)
+    else:
+        model = build_model(args.model, seed=args.seed)
+    return prune(model, args.strategy, args.sparsity, seed=args.seed).model
+
+
+def run_bench(args) -> int:
+    """Run the benchmark described by ``args``; 0 on success, 2 on bad input."""
+    try:
+        batches = _batches(args.batch)
+        if args.repeats < 1:
+            raise ValueError("--repeats must be >= 1")
+        threads = configure_threads(args.threads)
+        from ..devices import resolve_device
+
+        resolve_device(args.device)
+        model = _pruned(args)
+    except Exception as exc:  # noqa: BLE001 - one clear line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from . import kernels
+    from .bench import benchmark_model
+
+    df = benchmark_model(model, batches, device=args.device, repeats=args.repeats)
+    if args.json:
+        print(json.dumps({"model": args.model, "strategy": args.strategy, "sparsity": args.sparsity,
+                          "threads": threads, "native_notice": kernels.notice(),
+                          "rows": json.loads(df.to_json(orient="records"))}, indent=1))
+        return 0
+    print(f"{args.model} pruned by {args.strategy} to {args.sparsity:.0%}; torch threads {threads}; "
+          f"median of {args.repeats}")
+    if kernels.notice():
+        print(kernels.notice())
+    show = df.drop(columns=["note", "speedup_vs_dense"]).copy()
+    print(show.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    for _, r in df[df.note.str.len() > 0].iterrows():
+        print(f"  [{r.batch} {r.format}] {r.note}")
+    return 0
+
+
+def add_sparse_save_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``sparse-save``: prune a model and write a sparse checkpoint, with sizes."""
+    p = subparsers.add_parser("sparse-save", help="save a pruned model as a compact sparse safetensors file")
+    p.add_argument("--model", default="lenet300")
+    p.add_argument("--strategy", default="global_magnitude")
+    p.add_argument("--sparsity", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output .safetensors path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_sparse_save)
+    return p
+
+
+def run_sparse_save(args) -> int:
+    """Write the sparse checkpoint and report its size against dense."""
+    try:
+        model = _pruned(args)
+        from .sparse_checkpoint import load_sparse, save_sparse
+
+        saved = save_sparse(model, args.out, metadata={"model": args.model, "strategy": args.strategy,
+                                                       "sparsity": args.sparsity})
+        load_sparse(args.out)  # proves it reads back
+    except Exception as exc:  # noqa: BLE001
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"path": args.out, "bytes": saved.nbytes, "dense_bytes": saved.dense_nbytes,
+                          "tensors": saved.tensors}, indent=1))
+    else:
+        print(saved.report().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(f"{args.out}: {saved.nbytes:,} bytes vs {saved.dense_nbytes:,} dense ({saved.nbytes / saved.dense_nbytes:.3f}x)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m sparsity_viz.backend.cli bench ...``) until the lead wires it."""
+    parser = argparse.ArgumentParser(prog="sparsity_viz.backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_bench_parser(sub)
+    add_sparse_save_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,337 @@
+// Native CPU kernels for sparsity_viz's sparse backend.
+//
+// Activations are stored features x batch ("feature-major"): X is (in, B), row-major,
+// so one weight touches a contiguous run of samples. Each output row is computed
+// for a tile of W samples held in registers (W = 64, 32, 16, 8, 4, then single samples), with the
+// bias and ReLU fused into the store. The same template runs CSR rows (int16 or
+// int32 column indices, int32 row pointers) and dense rows (column = k), so a whole
+// MLP can run in one native call (`chain_forward`) at any batch size.
+// Work is split over output rows through at::parallel_for, i.e. torch's own OpenMP
+// pool, so there is a single thread pool in the process.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#if defined(__AVX__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+struct Layer {
+  const int32_t* rowptr;  // (out + 1,) or nullptr for dense
+  const void* col;        // (nnz,) int16 or int32, or nullptr for dense
+  bool col16;
+  const float* val;       // (nnz,) for CSR, (out, in) row-major for dense
+  const float* bias;      // (out,) or nullptr
+  int64_t out, in;
+  bool relu;
+};
+
+// GCC/Clang vector extensions: the accumulators of one tile live in registers
+// (AVX-512 zmm, or pairs of AVX2 ymm, or SSE, whatever -march gives).
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+
+// unaligned loads / stores (memcpy compiles to vmovups)
+template <typename V>
+inline V load_v(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V>
+inline void store_v(float* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+
+// One output row r for the W = NV * lanes(V) samples starting at b0. U independent
+// accumulator sets take consecutive nonzeros, so U * NV FMA chains are in flight
+// (an FMA has ~4 cycles latency and two issue ports: 8 chains keep it busy).
+template <typename V, int NV, bool DENSE, typename IT>
+inline void row_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t r, int64_t b0) {
+  constexpr int LANES = sizeof(V) / sizeof(float);
+  constexpr int U = NV >= 8 ? 1 : 8 / NV;
+  V acc[U][NV];
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u)
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) acc[u][j] = V{};
+  const float* xb = X + b0;
+  int64_t p0, p1;
+  const IT* c = nullptr;
+  const float* w;
+  if constexpr (DENSE) {
+    p0 = 0;
+    p1 = L.in;
+    w = L.val + r * L.in;
+  } else {
+    p0 = L.rowptr[r];
+    p1 = L.rowptr[r + 1];
+    c = static_cast<const IT*>(L.col);
+    w = L.val;
+  }
+  auto xrow = [&](int64_t p) -> const float* {
+    if constexpr (DENSE) return xb + p * ldx;
+    else return xb + static_cast<int64_t>(c[p]) * ldx;
+  };
+  int64_t p = p0;
+  for (; p + U <= p1; p += U) {
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) {
+      const float v = w[p + u];
+      const float* x = xrow(p + u);
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[u][j] += v * load_v<V>(x + j * LANES);
+    }
+  }
+  for (; p < p1; ++p) {
+    const float v = w[p];
+    const float* x = xrow(p);
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) acc[0][j] += v * load_v<V>(x + j * LANES);
+  }
+  const float b = L.bias ? L.bias[r] : 0.0f;
+  float* y = Y + r * ldy + b0;
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) {
+    V a = acc[0][j];
+#pragma GCC unroll 8
+    for (int u = 1; u < U; ++u) a += acc[u][j];
+    a += b;
+    if (L.relu) a = a > 0.0f ? a : V{};
+    store_v<V>(y + j * LANES, a);
+  }
+}
+
+// One output row r for the single sample at column b0 (stride ldx between features).
+template <bool DENSE, typename IT>
+inline void row_one(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t r, int64_t b0) {
+  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+  const float* xb = X + b0;
+  if constexpr (DENSE) {
+    const float* w = L.val + r * L.in;
+    const int64_t n = L.in;
+    int64_t k = 0;
+    if (ldx == 1) {  // contiguous: a vectorised dot product with 4 accumulators
+      v16 a0 = v16{}, a1 = v16{}, a2 = v16{}, a3 = v16{};
+      for (; k + 64 <= n; k += 64) {
+        a0 += load_v<v16>(w + k) * load_v<v16>(xb + k);
+        a1 += load_v<v16>(w + k + 16) * load_v<v16>(xb + k + 16);
+        a2 += load_v<v16>(w + k + 32) * load_v<v16>(xb + k + 32);
+        a3 += load_v<v16>(w + k + 48) * load_v<v16>(xb + k + 48);
+      }
+      for (; k + 16 <= n; k += 16) a0 += load_v<v16>(w + k) * load_v<v16>(xb + k);
+      const v16 a = (a0 + a1) + (a2 + a3);
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j) s0 += a[j];
+    }
+    for (; k + 4 <= n; k += 4) {
+      s0 += w[k] * xb[k * ldx];
+      s1 += w[k + 1] * xb[(k + 1) * ldx];
+      s2 += w[k + 2] * xb[(k + 2) * ldx];
+      s3 += w[k + 3] * xb[(k + 3) * ldx];
+    }
+    for (; k < n; ++k) s0 += w[k] * xb[k * ldx];
+  } else {
+    const IT* c = static_cast<const IT*>(L.col);
+    int32_t p = L.rowptr[r];
+    const int32_t p1 = L.rowptr[r + 1];
+#if defined(__AVX512F__)
+    // gather 16 inputs at a time; column indices widened to int32 and scaled by the stride
+    if (p + 16 <= p1) {
+      __m512 g0 = _mm512_setzero_ps(), g1 = _mm512_setzero_ps();
+      const __m512i stride = _mm512_set1_epi32(static_cast<int32_t>(ldx));
+      auto index16 = [&](int32_t q) -> __m512i {
+        __m512i idx;
+        if constexpr (sizeof(IT) == 2)
+          idx = _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + q)));
+        else
+          idx = _mm512_loadu_si512(reinterpret_cast<const void*>(c + q));
+        return ldx == 1 ? idx : _mm512_mullo_epi32(idx, stride);
+      };
+      for (; p + 32 <= p1; p += 32) {
+        g0 = _mm512_fmadd_ps(_mm512_loadu_ps(L.val + p), _mm512_i32gather_ps(index16(p), xb, 4), g0);
+        g1 = _mm512_fmadd_ps(_mm512_loadu_ps(L.val + p + 16), _mm512_i32gather_ps(index16(p + 16), xb, 4), g1);
+      }
+      for (; p + 16 <= p1; p += 16)
+        g0 = _mm512_fmadd_ps(_mm512_loadu_ps(L.val + p), _mm512_i32gather_ps(index16(p), xb, 4), g0);
+      s0 += _mm512_reduce_add_ps(_mm512_add_ps(g0, g1));
+    }
+#endif
+    for (; p + 4 <= p1; p += 4) {
+      s0 += L.val[p] * xb[static_cast<int64_t>(c[p]) * ldx];
+      s1 += L.val[p + 1] * xb[static_cast<int64_t>(c[p + 1]) * ldx];
+      s2 += L.val[p + 2] * xb[static_cast<int64_t>(c[p + 2]) * ldx];
+      s3 += L.val[p + 3] * xb[static_cast<int64_t>(c[p + 3]) * ldx];
+    }
+    for (; p < p1; ++p) s0 += L.val[p] * xb[static_cast<int64_t>(c[p]) * ldx];
+  }
+  float s = (s0 + s1) + (s2 + s3) + (L.bias ? L.bias[r] : 0.0f);
+  Y[r * ldy + b0] = (L.relu && s < 0.0f) ? 0.0f : s;
+}
+
+// rows [r0, r1) for every sample: tiles of `tile` (64, 32 or 16) samples, then the
+// remainder in halving widths and finally single samples
+template <bool DENSE, typename IT>
+void rows_all(const Layer& L, const float* X, float* Y, int64_t B, int64_t r0, int64_t r1, int64_t tile) {
+  int64_t b0 = 0;
+  if (tile >= 64)
+    for (; b0 + 64 <= B; b0 += 64)
+      for (int64_t r = r0; r < r1; ++r) row_tile<v16, 4, DENSE, IT>(L, X, B, Y, B, r, b0);
+  if (tile >= 32)
+    for (; b0 + 32 <= B; b0 += 32)
+      for (int64_t r = r0; r < r1; ++r) row_tile<v16, 2, DENSE, IT>(L, X, B, Y, B, r, b0);
+  for (; b0 + 16 <= B; b0 += 16)
+    for (int64_t r = r0; r < r1; ++r) row_tile<v16, 1, DENSE, IT>(L, X, B, Y, B, r, b0);
+  if (b0 + 8 <= B) {
+    for (int64_t r = r0; r < r1; ++r) row_tile<v8, 1, DENSE, IT>(L, X, B, Y, B, r, b0);
+    b0 += 8;
+  }
+  if (b0 + 4 <= B) {
+    for (int64_t r = r0; r < r1; ++r) row_tile<v4, 1, DENSE, IT>(L, X, B, Y, B, r, b0);
+    b0 += 4;
+  }
+  for (; b0 < B; ++b0)
+    for (int64_t r = r0; r < r1; ++r) row_one<DENSE, IT>(L, X, B, Y, B, r, b0);
+}
+
+void run_rows(const Layer& L, const float* X, float* Y, int64_t B, int64_t r0, int64_t r1, int64_t tile) {
+  if (!L.rowptr) rows_all<true, int32_t>(L, X, Y, B, r0, r1, tile);
+  else if (L.col16) rows_all<false, int16_t>(L, X, Y, B, r0, r1, tile);
+  else rows_all<false, int32_t>(L, X, Y, B, r0, r1, tile);
+}
+
+#if defined(__AVX__)
+// 8 x 8 block transpose in AVX registers: src rows of stride ls -> dst rows of stride ld
+inline void transpose8(const float* src, int64_t ls, float* dst, int64_t ld) {
+  __m256 r0 = _mm256_loadu_ps(src + 0 * ls), r1 = _mm256_loadu_ps(src + 1 * ls);
+  __m256 r2 = _mm256_loadu_ps(src + 2 * ls), r3 = _mm256_loadu_ps(src + 3 * ls);
+  __m256 r4 = _mm256_loadu_ps(src + 4 * ls), r5 = _mm256_loadu_ps(src + 5 * ls);
+  __m256 r6 = _mm256_loadu_ps(src + 6 * ls), r7 = _mm256_loadu_ps(src + 7 * ls);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst + 0 * ld, _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_storeu_ps(dst + 1 * ld, _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ld, _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ld, _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ld, _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ld, _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ld, _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ld, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+#endif
+
+// (B, F) row-major -> (F, B) row-major, features [f0, f1), in 8 x 8 register blocks
+void transpose_range(const float* src, float* dst, int64_t B, int64_t F, int64_t f0, int64_t f1) {
+  int64_t b = 0;
+#if defined(__AVX__)
+  for (; b + 8 <= B; b += 8) {
+    int64_t f = f0;
+    for (; f + 8 <= f1; f += 8) transpose8(src + b * F + f, F, dst + f * B + b, B);
+    for (; f < f1; ++f)
+      for (int64_t i = 0; i < 8; ++i) dst[f * B + b + i] = src[(b + i) * F + f];
+  }
+#endif
+  for (; b < B; ++b)
+    for (int64_t f = f0; f < f1; ++f) dst[f * B + b] = src[b * F + f];
+}
+
+void transpose_into(const float* src, float* dst, int64_t B, int64_t F, int64_t threads) {
+  const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, at::get_num_threads()));
+  if (n <= 1 || F < 64) {
+    transpose_range(src, dst, B, F, 0, F);
+    return;
+  }
+  const int64_t grain = ((F + n - 1) / n + 7) / 8 * 8;
+  at::parallel_for(0, F, grain, [&](int64_t f0, int64_t f1) { transpose_range(src, dst, B, F, f0, f1); });
+}
+
+void run_layer(const Layer& L, const float* X, float* Y, int64_t B, int64_t threads, int64_t tile) {
+  const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, at::get_num_threads()));
+  if (n <= 1 || L.out < 2) {
+    run_rows(L, X, Y, B, 0, L.out, tile);
+    return;
+  }
+  const int64_t grain = (L.out + n - 1) / n;
+  at::parallel_for(0, L.out, grain, [&](int64_t r0, int64_t r1) { run_rows(L, X, Y, B, r0, r1, tile); });
+}
+
+}  // namespace
+
+// (B, F) -> (F, B), blocked.
+torch::Tensor transpose(torch::Tensor X, int64_t threads) {
+  TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
+  X = X.contiguous();
+  torch::Tensor out = torch::empty({X.size(1), X.size(0)}, X.options());
+  transpose_into(X.data_ptr<float>(), out.data_ptr<float>(), X.size(0), X.size(1), threads);
+  return out;
+}
+
+// Run a chain of layers on activations X; returns (out_last, B) feature-major.
+// X is feature-major (in, B), or batch-major (B, in) when batch_major_input (then it is
+// transposed first, in blocks). Layer i is CSR when rowptrs[i] is non-empty, else dense
+// with vals[i] = W (out, in). tiles[i] is the sample tile width (64, 32 or 16).
+torch::Tensor chain_forward(torch::Tensor X, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols,
+                            std::vector<torch::Tensor> vals, std::vector<torch::Tensor> biases,
+                            std::vector<bool> relus, std::vector<int64_t> threads, std::vector<int64_t> tiles,
+                            bool batch_major_input) {
+  TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
+  const size_t n = vals.size();
+  TORCH_CHECK(rowptrs.size() == n && cols.size() == n && biases.size() == n && relus.size() == n && threads.size() == n &&
+                  tiles.size() == n,
+              "chain_forward: per-layer lists must have equal lengths");
+  torch::Tensor cur = batch_major_input ? transpose(X, n ? threads[0] : 1) : X.contiguous();
+  for (size_t i = 0; i < n; ++i) {
+    Layer L{};
+    const bool dense = rowptrs[i].numel() == 0;
+    TORCH_CHECK(vals[i].scalar_type() == at::kFloat && vals[i].is_contiguous(), "values must be contiguous float32");
+    if (dense) {
+      TORCH_CHECK(vals[i].dim() == 2, "dense layer weight must be (out, in)");
+      L.out = vals[i].size(0);
+      L.in = vals[i].size(1);
+      L.rowptr = nullptr;
+      L.col = nullptr;
+      L.col16 = false;
+    } else {
+      TORCH_CHECK(rowptrs[i].scalar_type() == at::kInt && rowptrs[i].is_contiguous(), "rowptr must be contiguous int32");
+      TORCH_CHECK(cols[i].is_contiguous() && (cols[i].scalar_type() == at::kShort || cols[i].scalar_type() == at::kInt),
+                  "col indices must be contiguous int16 or int32");
+      TORCH_CHECK(cols[i].numel() == vals[i].numel(), "cols and values must have the same length");
+      L.out = rowptrs[i].numel() - 1;
+      L.in = cur.size(0);
+      L.rowptr = rowptrs[i].data_ptr<int32_t>();
+      L.col = cols[i].data_ptr();
+      L.col16 = cols[i].scalar_type() == at::kShort;
+      TORCH_CHECK(rowptrs[i].numel() >= 1, "rowptr must have out + 1 entries");
+    }
+    TORCH_CHECK(L.in == cur.size(0), "layer ", i, " expects ", L.in, " input features, got ", cur.size(0));
+    L.val = vals[i].data_ptr<float>();
+    if (biases[i].numel() > 0) {
+      TORCH_CHECK(biases[i].scalar_type() == at::kFloat && biases[i].is_contiguous() && biases[i].numel() == L.out,
+                  "bias must be contiguous float32 of length out");
+      L.bias = biases[i].data_ptr<float>();
+    } else {
+      L.bias = nullptr;
+    }
+    L.relu = relus[i];
+    const int64_t B = cur.size(1);
+    torch::Tensor out = torch::empty({L.out, B}, cur.options());
+    if (B > 0 && L.out > 0) run_layer(L, cur.data_ptr<float>(), out.data_ptr<float>(), B, threads[i], tiles[i]);
+    cur = out;
+  }
+  return cur;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("transpose", &transpose, "(B, F) -> (F, B) float32, blocked");
+  m.def("chain_forward", &chain_forward, "CSR/dense layer chain on feature-major activations (in, B) -> (out, B)");
+}

@@ -1,0 +1,137 @@
+"""The native CPU kernel: compiled once per machine, cached, with a pure-torch fallback.
+
+``csrc/sparse_kernels.cpp`` is built with ``torch.utils.cpp_extension.load`` the first
+time a native kernel is needed (about 30-60 s), into a cache directory keyed by a hash
+of the source, the compiler flags, the torch version and the CPU model, so a build made
+with ``-march=native`` is never reused on another CPU. Later processes only load the
+built library (milliseconds). The extension runs on torch's own OpenMP pool
+(``at::parallel_for``), so no second thread pool competes with torch.
+
+Where no compiler (or ninja) is available, or ``SPARSITY_VIZ_NATIVE=0`` is set, every
+caller gets the fallback, ``torch.addmm(bias, csr_weight, x)`` on feature-major
+activations, and ``notice()`` holds a one-line explanation (also issued once as a
+``RuntimeWarning``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCE = Path(__file__).resolve().parent / "csrc" / "sparse_kernels.cpp"
+CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno"]
+ENV_SWITCH = "SPARSITY_VIZ_NATIVE"  # "0" forces the pure-torch fallback
+ENV_CACHE = "SPARSITY_VIZ_EXT_DIR"  # overrides the build cache directory
+
+_lock = threading.Lock()
+_module: ModuleType | None = None
+_notice: str | None = None
+_tried = False
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build_key() -> str:
+    """Hash of everything that makes a build reusable: source, flags, torch, Python, CPU."""
+    h = hashlib.sha256()
+    h.update(SOURCE.read_bytes())
+    h.update(" ".join(CFLAGS).encode())
+    h.update(torch.__version__.encode())
+    h.update(platform.python_version().encode())
+    h.update(_cpu_model().encode())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where the extension is built and cached (``~/.cache/sparsity_viz/ext/<key>``)."""
+    root = os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "sparsity_viz" / "ext"
+    return Path(root) / build_key()
+
+
+def native_disabled() -> bool:
+    """True when the environment forces the pure-torch fallback."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def load(force_fallback: bool = False) -> ModuleType | None:
+    """The compiled extension, or None (fallback) with ``notice()`` saying why."""
+    global _module, _notice, _tried
+    if force_fallback or native_disabled():
+        return None
+    if _tried:
+        return _module
+    with _lock:
+        if _tried:
+            return _module
+        try:
+            from torch.utils import cpp_extension
+
+            build = cache_dir()
+            build.mkdir(parents=True, exist_ok=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _module = cpp_extension.load(
+                    name=f"sparsity_viz_kernels_{build.name}",
+                    sources=[str(SOURCE)],
+                    extra_cflags=CFLAGS,
+                    build_directory=str(build),
+                    verbose=False,
+                )
+        except Exception as exc:  # no compiler, no ninja, bad headers...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            _module = None
+            _notice = f"sparsity_viz: native sparse kernels unavailable ({first}); using the pure-torch fallback."
+            warnings.warn(_notice, RuntimeWarning, stacklevel=2)
+        _tried = True
+    return _module
+
+
+def available(force_fallback: bool = False) -> bool:
+    """True when the native kernel can be used (compiling it on first call)."""
+    return load(force_fallback) is not None
+
+
+def notice() -> str | None:
+    """One line explaining why the fallback is in use, or None."""
+    if native_disabled():
+        return f"sparsity_viz: native sparse kernels disabled by {ENV_SWITCH}=0; using the pure-torch fallback."
+    return _notice
+
+
+def chain_forward(x: torch.Tensor, layers: list[dict], batch_major: bool = False) -> torch.Tensor:
+    """Run CSR/dense layers natively; returns feature-major (out_last, B).
+
+    ``x`` is feature-major (in, B), or batch-major (B, in) when ``batch_major``.
+    Each layer dict has ``rowptr`` (int32, empty for dense), ``col`` (int16/int32),
+    ``val`` (CSR values, or the dense (out, in) weight), ``bias`` (maybe empty),
+    ``relu`` (bool), ``threads`` (int) and ``tile`` (64, 32 or 16 samples).
+    """
+    mod = load()
+    if mod is None:
+        raise RuntimeError(notice() or "native kernels are not available")
+    return mod.chain_forward(
+        x,
+        [L["rowptr"] for L in layers],
+        [L["col"] for L in layers],
+        [L["val"] for L in layers],
+        [L["bias"] for L in layers],
+        [bool(L["relu"]) for L in layers],
+        [int(L["threads"]) for L in layers],
+        [int(L.get("tile", 64)) for L in layers],
+        bool(batch_major),
+    )

@@ -1,0 +1,242 @@
+"""Runnable layer operators, one per (format, device), on feature-major activations.
+
+Every Linear operator maps ``X (in, B) -> Y (out, B)`` (features x batch, the layout
+the native kernel tiles over) with the bias and an optional ReLU fused. Keeping the
+whole MLP feature-major means one transpose at the input and one (small) at the
+output. Operators whose ``native`` flag is set are run by ``run_chain`` in a single
+call into the C++ extension, so consecutive native layers cost one Python call.
+
+Formats (CPU): ``dense`` (torch addmm, MKL/oneDNN), ``dense-native`` (the C++ kernel,
+useful for tiny batches inside a fused chain), ``csr-torch`` (torch.sparse CSR,
+int32 indices, ``addmm(bias, csr, X)``), ``bsr-torch`` (torch.sparse BSR),
+``csr-native`` (int16 CSR kernel), ``nm-native`` (N:M slots through the CSR kernel).
+CUDA formats live in ``cuda.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import kernels
+from .formats import BSR, CSR, NM, quiet_sparse, tensor_bytes
+
+EMPTY_I32 = torch.empty(0, dtype=torch.int32)
+EMPTY_F32 = torch.empty(0, dtype=torch.float32)
+
+
+class LinearOp:
+    """Base class: ``forward(X (in, B)) -> (out, B)``; ``nbytes`` of the weight encoding."""
+
+    format: str = "?"
+    native: bool = False
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False):
+        self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
+        self.relu = relu
+        self.nnz = int((weight != 0).sum())
+        b = bias.detach() if bias is not None else None
+        self.bias = b.contiguous().float() if b is not None else None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (in, B) -> (out, B)
+        raise NotImplementedError
+
+    def _finish(self, y: torch.Tensor) -> torch.Tensor:
+        return y.relu_() if self.relu else y
+
+    def _bias_col(self) -> torch.Tensor | None:
+        return self.bias.unsqueeze(1) if self.bias is not None else None
+
+    nbytes: int = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.out_features}x{self.in_features}, nnz={self.nnz}, relu={self.relu})"
+
+
+class DenseOp(LinearOp):
+    """Dense matmul through torch (MKL / oneDNN): ``addmm(bias, W, X)``."""
+
+    format = "dense"
+
+    def __init__(self, weight, bias, relu=False, device: torch.device | str = "cpu"):
+        super().__init__(weight, bias, relu)
+        self.weight = weight.detach().to(device).contiguous()
+        self.bias = self.bias.to(device) if self.bias is not None else None
+        self.nbytes = tensor_bytes(self.weight)
+
+    def forward(self, x):
+        b = self._bias_col()
+        y = torch.mm(self.weight, x) if b is None else torch.addmm(b, self.weight, x)
+        return self._finish(y)
+
+
+class TorchCSROp(LinearOp):
+    """torch.sparse CSR (int32 indices) with the bias fused by ``addmm``; runs on CPU or CUDA."""
+
+    format = "csr-torch"
+
+    def __init__(self, weight, bias, relu=False, device: torch.device | str = "cpu"):
+        super().__init__(weight, bias, relu)
+        self.csr = CSR.from_dense(weight, index_dtype=torch.int32)
+        self.weight = self.csr.torch_csr(device)
+        self.bias = self.bias.to(device) if self.bias is not None else None
+        self.nbytes = self.csr.nbytes
+
+    def forward(self, x):
+        b = self._bias_col()
+        with quiet_sparse():
+            y = torch.mm(self.weight, x) if b is None else torch.addmm(b, self.weight, x)
+        return self._finish(y)
+
+
+class TorchBSROp(LinearOp):
+    """torch.sparse BSR (square blocks dividing both dimensions)."""
+
+    format = "bsr-torch"
+
+    def __init__(self, weight, bias, relu=False, blocksize: tuple[int, int] | None = None):
+        super().__init__(weight, bias, relu)
+        self.bsr = BSR.from_dense(weight, blocksize)
+        self.weight = self.bsr.tensor
+        self.nbytes = self.bsr.nbytes
+
+    def forward(self, x):
+        b = self._bias_col()
+        with quiet_sparse():
+            y = torch.mm(self.weight, x) if b is None else torch.addmm(b, self.weight, x)
+        return self._finish(y)
+
+
+class NativeOp(LinearOp):
+    """Base of the C++-kernel operators: a layer dict for ``kernels.chain_forward``."""
+
+    native = True
+
+    def __init__(self, weight, bias, relu=False, threads: int = 1, tile: int = 64):
+        super().__init__(weight, bias, relu)
+        self.threads = int(threads)
+        self.tile = int(tile)
+
+    def layer(self) -> dict:
+        raise NotImplementedError
+
+    def forward(self, x):
+        return kernels.chain_forward(x.contiguous(), [self.layer()])
+
+
+class NativeCSROp(NativeOp):
+    """The int16-column CSR kernel (batch-tiled, bias + ReLU fused)."""
+
+    format = "csr-native"
+
+    def __init__(self, weight, bias, relu=False, threads=1, tile=64):
+        super().__init__(weight, bias, relu, threads, tile)
+        self.csr = CSR.from_dense(weight)
+        self.nbytes = self.csr.nbytes
+
+    def layer(self):
+        return {"rowptr": self.csr.rowptr, "col": self.csr.col, "val": self.csr.val,
+                "bias": self.bias if self.bias is not None else EMPTY_F32,
+                "relu": self.relu, "threads": self.threads, "tile": self.tile}
+
+
+class NativeDenseOp(NativeOp):
+    """The same kernel over a dense weight: no index loads, no BLAS call overhead."""
+
+    format = "dense-native"
+
+    def __init__(self, weight, bias, relu=False, threads=1, tile=64):
+        super().__init__(weight, bias, relu, threads, tile)
+        self.weight = weight.detach().float().contiguous()
+        self.nbytes = tensor_bytes(self.weight)
+
+    def layer(self):
+        return {"rowptr": EMPTY_I32, "col": EMPTY_I32, "val": self.weight,
+                "bias": self.bias if self.bias is not None else EMPTY_F32,
+                "relu": self.relu, "threads": self.threads, "tile": self.tile}
+
+
+class NativeNMOp(NativeCSROp):
+    """N:M compressed weights; computed by the CSR kernel over the regular slots."""
+
+    format = "nm-native"
+
+    def __init__(self, weight, bias, relu=False, threads=1, tile=64, n: int = 2, m: int = 4):
+        NativeOp.__init__(self, weight, bias, relu, threads, tile)
+        self.nm = NM.from_dense(weight, n, m)
+        self.csr = self.nm.to_csr()
+        self.nbytes = self.nm.nbytes  # what is stored; the kernel's int16 view is derived
+
+    @property
+    def pattern(self) -> str:
+        return f"{self.nm.n}:{self.nm.m}"
+
+
+def run_chain(ops: list[LinearOp], x: torch.Tensor, batch_major: bool = False) -> torch.Tensor:
+    """Run ``ops`` in order; consecutive native ops go to the C++ kernel in one call.
+
+    ``x`` is feature-major ``(in, B)``, or batch-major ``(B, in)`` when ``batch_major``.
+    Returns feature-major ``(out, B)``.
+    """
+    i = 0
+    while i < len(ops):
+        if ops[i].native:
+            j = i
+            while j < len(ops) and ops[j].native:
+                j += 1
+            x = kernels.chain_forward(x.contiguous(), [op.layer() for op in ops[i:j]], batch_major=batch_major)
+            i = j
+        else:
+            if batch_major:
+                x = x.t()
+            x = ops[i].forward(x)
+            i += 1
+        batch_major = False
+    return x.t() if batch_major else x
+
+
+class SparseLinear(nn.Module):
+    """Drop-in ``nn.Linear`` replacement running one ``LinearOp`` (batch-major in and out)."""
+
+    def __init__(self, op: LinearOp):
+        super().__init__()
+        self.op = op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])  # (B, in)
+        y = run_chain([self.op], x2, batch_major=True)  # (out, B)
+        return y.t().reshape(*lead, self.op.out_features)
+
+    def extra_repr(self) -> str:
+        return f"{self.op.format}, {self.op.out_features}x{self.op.in_features}, nnz={self.op.nnz}"
+
+
+class SparseConv2d(nn.Module):
+    """``nn.Conv2d`` through im2col: unfold -> (C*kh*kw, N*L) -> LinearOp -> (N, out, Ho, Wo)."""
+
+    def __init__(self, conv: nn.Conv2d, op: LinearOp):
+        super().__init__()
+        if conv.groups != 1 or isinstance(conv.padding, str):
+            raise ValueError("im2col path supports groups=1 and numeric padding only")
+        self.kernel_size, self.stride = conv.kernel_size, conv.stride
+        self.padding, self.dilation = conv.padding, conv.dilation
+        self.op = op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (N, K, L)
+        k, L = cols.shape[1], cols.shape[2]
+        xf = cols.transpose(0, 1).reshape(k, n * L)  # (K, N*L) feature-major
+        y = run_chain([self.op], xf)  # (out, N*L)
+        ho = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
+        return y.view(-1, n, L).transpose(0, 1).reshape(n, -1, ho, wo)
+
+    def extra_repr(self) -> str:
+        return f"im2col {self.op.format}, {self.op.out_features}x{self.op.in_features}, nnz={self.op.nnz}"

@@ -1,0 +1,110 @@
+"""compile_model: predictions equal dense for every sample model, sparsity and format."""
+
+import pytest
+import torch
+
+from sparsity_viz.backend import compile_model, kernels
+from sparsity_viz.backend.compaction import compact_chain
+from sparsity_viz.models import MODELS, build_model
+from sparsity_viz.pruning import prune
+
+SPARSITIES = [0.0, 0.5, 0.9, 0.99, 1.0]
+FORMATS = [None, ("csr-native",), ("csr-torch",), ("bsr-torch",), ("dense",), ("nm-native",)]
+
+
+def _input(model, batch, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if hasattr(model, "in_features"):
+        return torch.randn(batch, model.in_features, generator=g)
+    return torch.randn(batch, 1, 28, 28, generator=g)
+
+
+def _check(compiled, ref_model, batch):
+    x = _input(ref_model, batch)
+    with torch.no_grad():
+        ref = ref_model(x)
+    out = compiled(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    assert torch.equal(out.argmax(1), ref.argmax(1))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+def test_every_model_and_sparsity(name, sparsity):
+    pruned = prune(build_model(name, seed=0), "global_magnitude", sparsity)
+    fmts = FORMATS if name != "lenet5" else [None, ("csr-native",), ("csr-torch",)]
+    for fmt in fmts:
+        compiled = compile_model(pruned.model, batch_size=8, device="cpu", policy="heuristic", formats=fmt)
+        for batch in (1, 8, 33):
+            _check(compiled, pruned.model, batch)
+
+
+def test_masks_argument_and_measured_policy():
+    model = build_model("lenet300", seed=0)
+    masks = prune(model, "magnitude", 0.9).masks
+    compiled = compile_model(model, masks=masks, batch_size=32, device="cpu", repeats=3)
+    from sparsity_viz.masks import masked_copy
+
+    _check(compiled, masked_copy(model, masks), 32)
+    text = compiled.explain()
+    assert "fc1" in text and "density" in text
+    table = compiled.plan_table()
+    assert list(table.layer) == ["fc1", "fc2", "fc3"] and (table.bytes <= table.dense_bytes).all()
+
+
+def test_nm_model():
+    model = build_model("lenet300", seed=0)
+    with torch.no_grad():
+        for name in ("fc1", "fc2"):
+            w = getattr(model, name).weight
+            g = w.view(w.shape[0], -1, 4)
+            g.scatter_(-1, g.abs().argsort(-1)[..., :2], 0.0)
+    compiled = compile_model(model, batch_size=16, device="cpu", formats=("nm-native",), compact=False)
+    assert [p.format for p in compiled.plans[:2]] == ["nm-native", "nm-native"]
+    _check(compiled, model, 16)
+
+
+def test_fallback_compiles_and_says_so(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_SWITCH, "0")
+    pruned = prune(build_model("lenet300", seed=0), "global_magnitude", 0.9)
+    compiled = compile_model(pruned.model, batch_size=16, device="cpu", policy="heuristic")
+    assert all(not p.format.endswith("native") for p in compiled.plans)
+    assert any("fallback" in n for n in compiled.notices)
+    _check(compiled, pruned.model, 16)
+    compiled = compile_model(pruned.model, batch_size=16, device="cpu", force_fallback=True, repeats=3)
+    _check(compiled, pruned.model, 16)
+
+
+def test_compaction_removes_dead_neurons_and_keeps_function():
+    model = build_model("digits_mlp", seed=0)
+    with torch.no_grad():
+        model.fc1.weight[:10] = 0  # 10 dead hidden neurons (constant relu(bias))
+        model.fc2.weight[:, 10:15] = 0  # 5 unread neurons
+        model.fc1.weight[:, :8] = 0  # 8 unused inputs
+    c = compact_chain([model.fc1.weight, model.fc2.weight], [model.fc1.bias, model.fc2.bias], torch.relu)
+    assert c.weights[0].shape == (32 - 15, 64 - 8) and c.weights[1].shape == (10, 17)
+    compiled = compile_model(model, batch_size=8, device="cpu", policy="heuristic")
+    assert compiled.plans[0].compiled_shape == (17, 56)
+    _check(compiled, model, 8)
+
+
+def test_cuda_request_without_gpu_is_clear():
+    if torch.cuda.is_available():
+        pytest.skip("GPU present")
+    from sparsity_viz.devices import DeviceUnavailableError
+
+    with pytest.raises(DeviceUnavailableError):
+        compile_model(build_model("digits_mlp", seed=0), device="cuda")
+    compiled = compile_model(build_model("digits_mlp", seed=0), device="auto", policy="heuristic")
+    assert any("CUDA paths skipped" in n for n in compiled.notices)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("sparsity", [0.5, 0.9])
+def test_cuda_compiled_matches(sparsity):
+    pruned = prune(build_model("lenet300", seed=0), "global_magnitude", sparsity)
+    compiled = compile_model(pruned.model, batch_size=64, device="cuda", repeats=3)
+    x = _input(pruned.model, 64)
+    with torch.no_grad():
+        ref = pruned.model(x)
+    torch.testing.assert_close(compiled(x.cuda()).cpu(), ref, rtol=1e-3, atol=1e-3)

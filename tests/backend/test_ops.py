@@ -1,0 +1,130 @@
+"""Every operator format gives the dense result (assert_close), on CPU and CUDA where present."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparsity_viz.backend import kernels
+from sparsity_viz.backend.dispatch import CPU_FORMATS, FormatUnavailable, choose, make_op
+from sparsity_viz.backend.ops import SparseConv2d, SparseLinear, run_chain
+
+from .patterns import PATTERNS, make_weight
+
+BATCHES = [1, 3, 17, 64, 100]
+
+
+def reference(w, b, x, relu):
+    y = F.linear(x, w, b)
+    return F.relu(y) if relu else y
+
+
+@pytest.mark.parametrize("fmt", CPU_FORMATS)
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_cpu_formats_match_dense(fmt, pattern):
+    w = make_weight(pattern, (24, 40))
+    b = torch.randn(24)
+    for relu in (False, True):
+        try:
+            op = make_op(fmt, w, b, relu, threads=2, tile=32)
+        except FormatUnavailable:
+            assert fmt == "nm-native" and pattern not in ("2:4", "100%", "99%")
+            continue
+        for batch in BATCHES:
+            x = torch.randn(batch, 40)
+            y = op.forward(x.t().contiguous()).t()
+            torch.testing.assert_close(y, reference(w, b, x, relu))
+
+
+def test_native_kernel_builds_here():
+    """This machine has a compiler: the native path must be the one in use."""
+    assert kernels.available(), kernels.notice()
+
+
+@pytest.mark.parametrize("tile", [64, 32, 16])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_chain_fused_and_batch_major(tile, threads):
+    ws = [make_weight("90%", (30, 50)), make_weight("0%", (20, 30)), make_weight("50%", (5, 20))]
+    bs = [torch.randn(30), None, torch.randn(5)]
+    fmts = ["csr-native", "dense-native", "csr-native"]
+    ops = [make_op(f, w, b, i < 2, threads=threads, tile=tile) for i, (f, w, b) in enumerate(zip(fmts, ws, bs))]
+    for batch in (1, 7, 130):
+        x = torch.randn(batch, 50)
+        ref = x
+        for i, (w, b) in enumerate(zip(ws, bs)):
+            ref = reference(w, b, ref, i < 2)
+        torch.testing.assert_close(run_chain(ops, x, batch_major=True).t(), ref, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(run_chain(ops, x.t().contiguous()).t(), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_native_transpose():
+    mod = kernels.load()
+    x = torch.randn(37, 83)
+    assert torch.equal(mod.transpose(x, 2), x.t())
+
+
+def test_fallback_forced():
+    w, b = make_weight("90%", (24, 40)), torch.randn(24)
+    with pytest.raises(FormatUnavailable):
+        make_op("csr-native", w, b, force_fallback=True)
+    choice = choose(w, b, False, batch=8, policy="heuristic", force_fallback=True)
+    assert not choice.op.native and choice.format in ("csr-torch", "dense")
+    x = torch.randn(8, 40)
+    torch.testing.assert_close(choice.op.forward(x.t()).t(), reference(w, b, x, False))
+
+
+def test_fallback_env(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_SWITCH, "0")
+    assert not kernels.available()
+    assert "SPARSITY_VIZ_NATIVE=0" in kernels.notice()
+
+
+def test_sparse_modules_match_torch():
+    lin = torch.nn.Linear(40, 24)
+    with torch.no_grad():
+        lin.weight.copy_(make_weight("90%", (24, 40)))
+    x = torch.randn(3, 5, 40)
+    for fmt in ("csr-native", "csr-torch"):
+        mod = SparseLinear(make_op(fmt, lin.weight, lin.bias))
+        torch.testing.assert_close(mod(x), lin(x))
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, stride=2)
+    with torch.no_grad():
+        conv.weight.mul_(torch.rand_like(conv.weight) > 0.7)
+    x = torch.randn(2, 3, 11, 11)
+    for fmt in ("csr-native", "csr-torch", "dense"):
+        mod = SparseConv2d(conv, make_op(fmt, conv.weight.flatten(1), conv.bias))
+        torch.testing.assert_close(mod(x), conv(x), rtol=1e-4, atol=1e-5)
+
+
+def test_measured_choice_returns_timings():
+    w, b = make_weight("99%", (64, 128)), torch.randn(64)
+    c = choose(w, b, True, batch=32, repeats=5)
+    assert c.times_us and "dense" in c.times_us and c.reason
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_cuda_formats_skip_cleanly_without_gpu():
+    w = make_weight("2:4", (64, 128))
+    for fmt in ("csr-cuda", "2:4-cuda", "dense-cuda"):
+        with pytest.raises(FormatUnavailable, match="no CUDA GPU"):
+            make_op(fmt, w, None, device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_cuda_csr_matches_dense(pattern):
+    w, b = make_weight(pattern, (64, 128)), torch.randn(64)
+    op = make_op("csr-cuda", w, b, True, device="cuda")
+    x = torch.randn(32, 128)
+    torch.testing.assert_close(op.forward(x.t().cuda()).t().cpu(), reference(w, b, x, True), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_semi_structured_matches_dense():
+    w, b = make_weight("2:4", (64, 128)), torch.randn(64)
+    try:
+        op = make_op("2:4-cuda", w, b, False, device="cuda")
+    except FormatUnavailable as exc:
+        pytest.skip(str(exc))
+    x = torch.randn(10, 128)
+    ref = reference(w.half().float(), b, x.half().float(), False)
+    torch.testing.assert_close(op.forward(x.t().cuda()).t().cpu(), ref, rtol=2e-2, atol=2e-2)
