@@ -7,12 +7,32 @@ from .global_magnitude import GlobalMagnitudeStrategy
 from .magnitude import MagnitudeStrategy
 from .random import RandomStrategy
 from .structured import StructuredStrategy
+from .n_m import NM14Strategy, NM24Strategy
+from .snip import SNIPStrategy
+from .synflow import SynFlowStrategy
+from .grasp import GraSPStrategy
+from .erdos_renyi import ErdosRenyiStrategy
+from .taylor import TaylorStrategy
+from .gradual import GradualStrategy
+from .iterative import IterativeStrategy
+from .dynamic import RigLStrategy, SETStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
     MagnitudeStrategy.name: MagnitudeStrategy,
     GlobalMagnitudeStrategy.name: GlobalMagnitudeStrategy,
     RandomStrategy.name: RandomStrategy,
     StructuredStrategy.name: StructuredStrategy,
+    NM24Strategy.name: NM24Strategy,
+    NM14Strategy.name: NM14Strategy,
+    SNIPStrategy.name: SNIPStrategy,
+    SynFlowStrategy.name: SynFlowStrategy,
+    GraSPStrategy.name: GraSPStrategy,
+    ErdosRenyiStrategy.name: ErdosRenyiStrategy,
+    TaylorStrategy.name: TaylorStrategy,
+    GradualStrategy.name: GradualStrategy,
+    IterativeStrategy.name: IterativeStrategy,
+    SETStrategy.name: SETStrategy,
+    RigLStrategy.name: RigLStrategy,
 }
 
 
