@@ -1,0 +1,31 @@
+"""sparsity_viz: the Streamlit app. Run with ``streamlit run app.py``.
+
+This file only sets the page up and hands over to the page the user picked;
+every page starts with ``app_state.sidebar()``, which draws the shared sidebar
+workbench (drawn from inside the page run, so AppTest sees it on every page). All state lives in ``app_state``; all work in
+the ``sparsity_viz`` library.
+"""
+
+import streamlit as st
+
+import app_state
+
+st.set_page_config(page_title="sparsity_viz · watch pruning happen", page_icon=":material/content_cut:", layout="wide")
+app_state.init()
+
+PAGES = [
+    st.Page("pages/1_home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/2_prune.py", title="Prune", icon=":material/content_cut:"),
+    st.Page("pages/3_regularize.py", title="Regularize (L1)", icon=":material/compress:"),
+    st.Page("pages/4_weights.py", title="Weights", icon=":material/grid_on:"),
+    st.Page("pages/5_connections.py", title="Connections", icon=":material/hub:"),
+    st.Page("pages/6_attribution.py", title="Attribution", icon=":material/visibility:"),
+    st.Page("pages/7_curves.py", title="Curves", icon=":material/show_chart:"),
+    st.Page("pages/8_export.py", title="Share & export", icon=":material/share:"),
+    # Future: st.Page("pages/9_speed.py", title="Speed & memory", icon=":material/speed:"),
+    # a thin view over sparsity_viz.backend (dense vs CSR / block / N:M timings of the current model).
+]
+
+page = st.navigation(PAGES)
+page.run()
+app_state.sidebar_summary()

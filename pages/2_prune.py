@@ -1,0 +1,83 @@
+"""Prune: strategy, scope and a sparsity slider; accuracy, per-layer table and a heatmap preview update live."""
+
+import streamlit as st
+
+import app_state
+from sparsity_viz import figures
+from sparsity_viz.models import prunable_layers
+from sparsity_viz.pruning import STRATEGIES
+from sparsity_viz.reports import sparsity_report
+from sparsity_viz.session import PruneConfig
+from sparsity_viz.training import TrainConfig
+
+app_state.sidebar()
+st.title("Prune")
+st.markdown(
+    "Pruning sets chosen weights to exactly zero. Drag the **sparsity** slider (the share of weights removed) and watch "
+    "the test accuracy, the per-layer table and the heatmap follow at once. Compare *Magnitude* (drop the smallest |w|) "
+    "with *Random* at the same sparsity, then press **Fine-tune** to let the surviving weights recover lost accuracy."
+)
+
+wb = app_state.bench()
+stored = app_state.stored_prune()
+names = list(STRATEGIES)
+
+c1, c2, c3 = st.columns([2, 1, 3])
+strategy = c1.selectbox("Strategy", names, index=names.index(stored.strategy) if stored.strategy in names else 0,
+                        format_func=lambda n: STRATEGIES[n].label, key="prune_strategy",
+                        help="Every strategy in the library's registry.")
+scopes = STRATEGIES[strategy].scopes
+scope = c2.radio("Scope", scopes, index=scopes.index(stored.scope) if stored.scope in scopes else 0, key="prune_scope",
+                 format_func=lambda s: {"layer": "layer-wise", "global": "global"}[s], horizontal=True,
+                 disabled=len(scopes) == 1,
+                 help="Layer-wise: every layer loses the same share. Global: one threshold over all layers.")
+level = c3.slider("Sparsity (% of weights pruned)", 0, 100, int(round(100 * stored.sparsity)), step=1,
+                  key="prune_sparsity", help="0 % is the dense model; 100 % removes every weight.")
+
+cfg = PruneConfig(strategy=strategy, scope=scope, sparsity=level / 100)
+if cfg != stored or (wb.prune_config != cfg and wb.origin.startswith("dense")):
+    wb = app_state.apply_prune(cfg)
+elif wb.prune_config != cfg:
+    st.info(f"The current model comes from **{wb.origin}**. Move the slider to prune the dense model instead.")
+
+dense_acc = app_state.dense_accuracy(wb)
+acc = app_state.accuracy(wb.current, wb)
+m1, m2, m3 = st.columns(3)
+m1.metric("Test accuracy", f"{100 * acc:.1f} %", delta=f"{100 * (acc - dense_acc):+.1f} points vs dense")
+m2.metric("Weights pruned", f"{100 * wb.sparsity:.1f} %")
+report = sparsity_report(wb.current, wb.masks)
+total = report.iloc[-1]
+m3.metric("Weights left", f"{int(total['nonzeros']):,} of {int(total['parameters']):,}")
+st.caption(f"Current model: {wb.origin}. Dense accuracy {100 * dense_acc:.1f} % on the {wb.dataset} test split.")
+
+left, right = st.columns([2, 3])
+with left:
+    st.subheader("Where are the zeros?")
+    table = report[["layer", "shape", "parameters", "nonzeros", "sparsity", "dead_neurons"]].copy()
+    table["sparsity"] = 100 * table["sparsity"]
+    app_state.show_table(table, "prune_layers", column_config={
+        "sparsity": st.column_config.ProgressColumn("pruned (%)", min_value=0, max_value=100, format="%.1f %%"),
+        "nonzeros": st.column_config.NumberColumn("weights left"),
+        "dead_neurons": st.column_config.NumberColumn("dead neurons", help="Units with no surviving input or output."),
+    })
+with right:
+    layers = [n for n, _ in prunable_layers(wb.current)]
+    preview = st.selectbox("Heatmap preview of layer", layers, key="prune_preview_layer")
+    fig = figures.layer_heatmap(wb.current, wb.masks, preview)
+    fig.update_layout(height=420)
+    app_state.show_figure(fig, "prune_heatmap")
+
+st.subheader("Fine-tune the survivors")
+st.markdown("Retraining with the pruned weights held at zero usually wins back most of the lost accuracy "
+            "(Han et al. used 1/10 of the original learning rate, as here).")
+f1, f2 = st.columns([1, 3])
+epochs = f1.number_input("Epochs", 1, 50, app_state.stored_finetune(), key="prune_ft_epochs")
+app_state.store_finetune(epochs)
+recipe = wb.card.get("recipe", {}) if isinstance(wb.card, dict) else {}
+ft_lr = float(recipe.get("lr", 1e-3)) / 10
+if f2.button(f"Fine-tune {epochs} epochs", key="prune_finetune", type="primary"):
+    app_state.run_training(
+        "prune", wb.current, TrainConfig(epochs=int(epochs), lr=ft_lr, batch_size=64, optimizer="adam"),
+        wb.masks, f"{wb.origin} + fine-tuned {epochs} epochs (Adam, lr {ft_lr:g})", prune_config=wb.prune_config)
+    wb = app_state.bench()
+app_state.show_training_log("prune")

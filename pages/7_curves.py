@@ -1,0 +1,56 @@
+"""Curves: accuracy against sparsity for chosen strategies, with dense and random baselines, cached and downloadable."""
+
+import streamlit as st
+
+import app_state
+from sparsity_viz import figures
+from sparsity_viz.experiments import sweep
+from sparsity_viz.pruning import STRATEGIES
+from sparsity_viz.session import CurvesConfig
+from sparsity_viz.training import TrainConfig
+
+app_state.sidebar()
+st.title("Curves: how much can we prune?")
+st.markdown(
+    "Each point prunes the dense model afresh to one sparsity level and measures test accuracy. The dashed line is the "
+    "dense model, **Random** is the floor any real strategy must beat. Switch the x-axis to *compression* "
+    "(1 / share of weights left, log scale) to read '10× smaller' directly; add fine-tuning epochs to see the recovery."
+)
+
+
+wb = app_state.bench()
+ds = app_state.dataset(wb)
+names = list(STRATEGIES)
+c1, c2 = st.columns([3, 2])
+chosen = c1.multiselect("Strategies", names, default=["magnitude", "global_magnitude"],
+                        format_func=lambda n: STRATEGIES[n].label, key="curves_strategies")
+random_base = c2.checkbox("Add the random baseline", value=True, key="curves_random")
+c3, c4, c5 = st.columns(3)
+levels_pct = c3.multiselect("Sparsity levels (%)", [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5],
+                            default=[0, 30, 50, 70, 80, 90, 95, 98, 99], key="curves_levels")
+seeds = c4.number_input("Seeds", 1, 5, 1, key="curves_seeds", help="Random strategies differ per seed; the band spans them.")
+ft = c5.number_input("Fine-tune epochs per point", 0, 5, 0, key="curves_ft",
+                     help="0 = one-shot pruning. Fine-tuning makes each point slower.")
+x_axis = st.radio("x-axis", ["sparsity", "compression"], horizontal=True, key="curves_axis",
+                  format_func=lambda a: {"sparsity": "sparsity (% pruned)", "compression": "compression (×, log scale)"}[a])
+
+strategies = tuple(dict.fromkeys([*chosen, *(["random"] if random_base else [])]))
+config = CurvesConfig(strategies, tuple(sorted(float(v) / 100 for v in levels_pct)), int(seeds), int(ft), "layer")
+frame = app_state.cached_curves(config)
+if frame is None and st.button("Compute curves", key="curves_compute", type="primary", icon=":material/play_arrow:",
+                               disabled=not strategies or not levels_pct):
+    recipe = wb.card.get("recipe", {}) if isinstance(wb.card, dict) else {}
+    finetune = TrainConfig(epochs=config.finetune_epochs, lr=float(recipe.get("lr", 1e-3)) / 10) if ft else None
+    frame = app_state.compute_curves(
+        config,
+        lambda progress: sweep(wb.dense, ds, list(config.strategies), list(config.levels), range(config.seeds),
+                               finetune=finetune, progress=progress, device=app_state.device()),
+    )
+if frame is None:
+    st.info("Choose strategies and levels, then press **Compute curves**. Results are cached per configuration.")
+else:
+    fig = figures.accuracy_curves(frame, x_axis=x_axis, dense_accuracy=frame.attrs.get("dense_accuracy"),
+                                  title=f"{wb.name} on {ds.name}: accuracy after pruning")
+    fig.update_layout(height=520)
+    app_state.show_figure(fig, "curves")
+    app_state.show_table(frame, f"curves_{wb.name}")

@@ -1,0 +1,141 @@
+"""One user's workbench as plain data: the dense model, the current (pruned / trained) model, its origin.
+
+The app keeps one ``Workbench`` per browser session. The dense model is a private
+copy of a bundled (or uploaded) checkpoint; every view reads the *current* model,
+which Prune, fine-tuning and Regularize replace. Functions here are pure: they
+return new ``Workbench`` values and never modify the models they are given
+(``replace_current`` takes ownership of the model it is handed).
+
+Streamlit-free, so it can be tested and reused without the app.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from .masks import Masks, full_masks, masks_from_zeros, sparsity
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """What the Prune page's widgets say; frozen, so it is a cache key."""
+
+    strategy: str = "magnitude"
+    scope: str = "layer"
+    sparsity: float = 0.0  # fraction in [0, 1]
+    seed: int = 0
+
+    def describe(self) -> str:
+        return f"{self.strategy} pruning ({self.scope}-wise) to {100 * self.sparsity:.0f} % sparsity"
+
+
+@dataclass(frozen=True)
+class CurvesConfig:
+    """What the Curves page's widgets say: one sweep configuration (a cache key)."""
+
+    strategies: tuple[str, ...]
+    levels: tuple[float, ...]  # fractions in [0, 1]
+    seeds: int = 1
+    finetune_epochs: int = 0
+    scope: str = "layer"
+
+
+@dataclass(frozen=True, eq=False)
+class Workbench:
+    """The dense reference model and the current model every view shows.
+
+    ``current`` holds weights with pruned entries exactly zero; ``masks`` say
+    which entries are pruned (True = survives).
+    """
+
+    name: str  # registry name of the architecture, e.g. "lenet300"
+    dataset: str  # dataset the views evaluate on
+    dense: nn.Module  # private dense copy (never modified)
+    current: nn.Module  # the model every view shows
+    masks: Masks
+    origin: str  # human description of how ``current`` was made
+    fingerprint: str  # hash of the dense weights: part of every cache key
+    dense_accuracy: float | None = None
+    prune_config: PruneConfig | None = None  # the Prune settings that made ``current``, if any
+    history: tuple[str, ...] = field(default=())  # earlier origins, oldest first
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sparsity(self) -> float:
+        return sparsity(self.masks)
+
+    @property
+    def is_dense(self) -> bool:
+        return self.sparsity == 0.0 and self.prune_config is None and self.origin.startswith("dense")
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A short hash of a model's state dict (names, shapes and values)."""
+    h = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def new_workbench(
+    name: str,
+    dataset: str,
+    dense: nn.Module,
+    *,
+    origin: str = "dense (as trained)",
+    dense_accuracy: float | None = None,
+    card: dict[str, Any] | None = None,
+) -> Workbench:
+    """A workbench over a private deep copy of ``dense`` (the argument is not kept)."""
+    own = copy.deepcopy(dense).eval()
+    return Workbench(
+        name=name,
+        dataset=dataset,
+        dense=own,
+        current=own,  # shared until something replaces it; neither is ever modified in place
+        masks=full_masks(own),
+        origin=origin,
+        fingerprint=fingerprint(own),
+        dense_accuracy=dense_accuracy,
+        card=dict(card or {}),
+    )
+
+
+def replace_current(
+    bench: Workbench, model: nn.Module, masks: Masks | None, origin: str, prune_config: PruneConfig | None = None
+) -> Workbench:
+    """A workbench whose current model is ``model`` (owned from now on) under ``masks``.
+
+    Without masks they are read off the zeros of the weights.
+    """
+    model = model.eval()
+    masks = masks_from_zeros(model) if masks is None else {k: v.detach().to("cpu", torch.bool) for k, v in masks.items()}
+    return replace(
+        bench,
+        current=model,
+        masks=masks,
+        origin=origin,
+        prune_config=prune_config,
+        history=(*bench.history, bench.origin)[-20:],
+    )
+
+
+def reset(bench: Workbench) -> Workbench:
+    """Back to the dense model."""
+    return replace(
+        bench,
+        current=bench.dense,
+        masks=full_masks(bench.dense),
+        origin="dense (reset)",
+        prune_config=None,
+        history=(*bench.history, bench.origin)[-20:],
+    )

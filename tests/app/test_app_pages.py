@@ -1,0 +1,145 @@
+"""Every page for every sample model: no exception, and a real widget change changes the figure's data."""
+
+from __future__ import annotations
+
+import pytest
+
+import app_state
+from sparsity_viz.models import get_spec
+from apptools import MODELS, chart_specs, check, open_app
+
+
+def _bench(at):
+    return at.session_state[app_state.KEY_BENCH]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_home(model):
+    at = open_app(model, "1_home")
+    assert at.title[0].value.startswith("Watch")
+    assert any(model in s.value for s in at.subheader)
+    assert any("Try this first" in h.value for h in at.header)
+    other = "moons_mlp" if model != "moons_mlp" else "xor_mlp"
+    at.button(key=f"home_use_{other}").click().run()
+    check(at)
+    assert at.selectbox(key="sv_model").value == other
+    assert _bench(at).name == other
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_prune_slider_changes_accuracy_table_and_heatmap(model):
+    at = open_app(model, "2_prune")
+    before_fig = chart_specs(at)
+    before_acc = at.metric[0].value
+    at.slider(key="prune_sparsity").set_value(90).run()
+    check(at)
+    assert chart_specs(at) != before_fig
+    assert _bench(at).sparsity == pytest.approx(0.9, abs=0.01)
+    table = at.dataframe[0].value
+    assert table["sparsity"].iloc[-1] == pytest.approx(90, abs=1)
+    assert at.metric[1].value == f"{100 * _bench(at).sparsity:.1f} %"
+    at.slider(key="prune_sparsity").set_value(100).run()
+    check(at)
+    assert at.metric[0].value != before_acc  # a model with no weights left guesses
+    assert "points vs dense" in at.metric[0].delta
+    at.selectbox(key="prune_strategy").set_value("random").run()
+    check(at)
+    assert _bench(at).prune_config.strategy == "random"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_regularize_trains_and_flows_into_weights(model):
+    at = open_app(model, "3_regularize")
+    at.number_input(key="reg_epochs").set_value(1).run()
+    at.select_slider(key="reg_lambda").set_value(1e-1).run()
+    at.select_slider(key="reg_threshold").set_value(1e-2).run()
+    at.button(key="reg_train").click().run()
+    check(at)
+    assert not at.error, [e.value for e in at.error]
+    done = [*at.success, *at.warning]  # a toy at lambda 0.1 may fall to chance: a warning, not a failure
+    assert done and "Finished 1 epochs" in done[0].value
+    wb = _bench(at)
+    assert wb.origin.startswith("l1")
+    assert wb.sparsity > (0.2 if model in ("lenet300", "lenet5", "digits_mlp") else 0.05)
+    assert len(chart_specs(at)) == 1
+    at.switch_page("pages/4_weights.py").run()
+    check(at)
+    assert "l1" in at.caption[-1].value or any("l1" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_weights_layer_change_changes_heatmap(model):
+    at = open_app(model, "2_prune")
+    at.slider(key="prune_sparsity").set_value(80).run()
+    at.switch_page("pages/4_weights.py").run()
+    check(at)
+    heat, hist = chart_specs(at)
+    assert '"pruned"' in heat
+    layers = at.selectbox(key="weights_layer").options
+    at.selectbox(key="weights_layer").set_value(layers[-1]).run()
+    check(at)
+    assert chart_specs(at)[0] != heat
+    at.toggle(key="weights_logy").set_value(True).run()
+    check(at)
+    assert '"log"' in chart_specs(at)[1]
+    zeros = at.dataframe[0].value
+    assert zeros["sparsity"].iloc[-1] == pytest.approx(80, abs=1)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_connections_graph_and_side_view(model):
+    at = open_app(model, "2_prune")
+    at.slider(key="prune_sparsity").set_value(60).run()
+    at.switch_page("pages/5_connections.py").run()
+    check(at)
+    specs = chart_specs(at)
+    assert len(specs) == 2  # graph + (fan-out image | decision boundary)
+    image = get_spec(model).dataset in ("digits", "mnist5k")
+    assert ('"heatmap"' in specs[1]) if image else ('"contour"' in specs[1] or '"heatmap"' in specs[1])
+    at.slider(key="conn_max_edges").set_value(20).run()
+    check(at)
+    assert chart_specs(at)[0] != specs[0]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_attribution_sample_change_changes_maps(model):
+    at = open_app(model, "2_prune")
+    at.slider(key="prune_sparsity").set_value(70).run()
+    at.switch_page("pages/6_attribution.py").run()
+    check(at)
+    before = chart_specs(at)
+    assert at.metric[0].label.startswith("Rank correlation")
+    at.number_input(key="attr_index").set_value(3).run()
+    check(at)
+    assert chart_specs(at)[0] != before[0]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_curves_compute_cache_and_axis(model):
+    at = open_app(model, "7_curves")
+    at.multiselect(key="curves_levels").set_value([0, 50, 90]).run()
+    at.button(key="curves_compute").click().run()
+    check(at)
+    specs = chart_specs(at)
+    assert len(specs) == 1
+    frame = at.dataframe[0].value
+    assert set(frame["strategy"]) == {"magnitude", "global_magnitude", "random"}
+    assert len(frame) == 9
+    at.radio(key="curves_axis").set_value("compression").run()
+    check(at)
+    assert chart_specs(at)[0] != specs[0]
+    assert '"log"' in chart_specs(at)[0]
+    # cached per configuration: no compute button while the same configuration is shown
+    assert not [b for b in at.button if b.key == "curves_compute"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_export_downloads_and_link(model):
+    at = open_app(model, "2_prune")
+    at.slider(key="prune_sparsity").set_value(50).run()
+    at.switch_page("pages/8_export.py").run()
+    check(at)
+    link = at.code[0].value
+    assert f"model={model}" in link and "sparsity=50" in link and "strategy=magnitude" in link
+    keys = {b.key for b in at.get("download_button")}
+    assert {"export_masks", "export_ckpt", "export_torch_prune"} <= keys

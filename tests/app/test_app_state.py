@@ -1,0 +1,168 @@
+"""Session isolation, URL state, live training (stop, divergence), uploads and PNG export."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import shutil
+
+import pytest
+import torch
+
+import app_state
+from sparsity_viz.checkpoints import state_dict_to_bytes
+from sparsity_viz.masks import masks_from_zeros, sparsity
+from apptools import chart_specs, check, open_app
+
+
+def test_two_sessions_are_isolated_and_the_cached_model_stays_dense():
+    a = open_app("lenet300", "2_prune")
+    b = open_app("lenet300", "4_weights")
+    a.slider(key="prune_sparsity").set_value(95).run()
+    check(a)
+    wa, wb = a.session_state[app_state.KEY_BENCH], b.session_state[app_state.KEY_BENCH]
+    assert wa.sparsity == pytest.approx(0.95, abs=0.005)
+    assert wb.sparsity == 0.0
+    assert sparsity(masks_from_zeros(wb.current)) < 0.01
+    b.run()
+    check(b)
+    assert b.dataframe[0].value["sparsity"].iloc[-1] < 1  # session B's zeros table: still dense
+    shared = app_state.shared_model("lenet300")
+    assert sparsity(masks_from_zeros(shared)) < 0.01
+    assert wa.dense is not shared and wb.dense is not shared and wa.dense is not wb.dense
+
+
+def test_url_state_is_read_and_written():
+    at = open_app(None, "2_prune", query={"model": "digits_mlp", "strategy": "random", "sparsity": "70", "lam": "0.01"})
+    assert at.selectbox(key="sv_model").value == "digits_mlp"
+    assert at.selectbox(key="prune_strategy").value == "random"
+    assert at.slider(key="prune_sparsity").value == 70
+    assert at.session_state[app_state.KEY_BENCH].sparsity == pytest.approx(0.7, abs=0.01)
+    at.slider(key="prune_sparsity").set_value(40).run()
+    assert at.query_params["sparsity"] in ("40", ["40"])
+    at.switch_page("pages/3_regularize.py").run()
+    assert at.select_slider(key="reg_lambda").value == pytest.approx(0.01)
+
+
+def test_finetune_runs_live_and_keeps_masks():
+    at = open_app("lenet300", "2_prune")
+    at.slider(key="prune_sparsity").set_value(95).run()
+    acc_pruned = at.metric[0].value
+    at.number_input(key="prune_ft_epochs").set_value(1).run()
+    at.button(key="prune_finetune").click().run()
+    check(at)
+    wb = at.session_state[app_state.KEY_BENCH]
+    assert "fine-tuned 1 epochs" in wb.origin
+    assert wb.sparsity == pytest.approx(0.95, abs=0.005)  # pruned weights stayed zero
+    assert at.success and "Finished 1 epochs" in at.success[0].value
+    assert at.metric[0].value != acc_pruned
+    at.run()  # rerun without moving the slider: the fine-tuned model stays current
+    assert "fine-tuned" in at.session_state[app_state.KEY_BENCH].origin
+
+
+def test_stop_flag_cancels_training():
+    at = open_app("lenet300", "3_regularize")
+    at.session_state[app_state.KEY_STOP] = True  # what the Stop button does to a running training
+    at.button(key="reg_train").click().run()
+    check(at)
+    assert at.warning and "Stopped" in at.warning[0].value
+    assert at.session_state[app_state.KEY_BENCH].origin.startswith("dense")
+    assert at.session_state[app_state.KEY_STOP] is False
+    at.button(key="reg_train").click().run()  # the flag was consumed: the next run trains
+    assert at.success
+
+
+def test_diverging_run_shows_an_error_not_a_traceback():
+    at = open_app("lenet300", "3_regularize")
+    at.select_slider(key="reg_lambda").set_value(0.0).run()  # L1 at this lr would zero every weight first
+    at.number_input(key="reg_lr").set_value(1e3).run()
+    at.number_input(key="reg_epochs").set_value(2).run()
+    at.button(key="reg_train").click().run()
+    check(at)
+    assert at.error and "diverged" in at.error[0].value
+    assert at.session_state[app_state.KEY_BENCH].origin.startswith("dense")
+
+
+def _upload(at, name, data):
+    at.file_uploader(key="home_upload").set_value((name, data, "application/octet-stream")).run()
+    check(at)
+
+
+def test_upload_valid_checkpoint_replaces_the_dense_model():
+    at = open_app("moons_mlp", "1_home")
+    model = app_state.shared_model("moons_mlp")
+    changed = {k: v * 0.5 for k, v in model.state_dict().items()}
+    from safetensors.torch import save
+
+    _upload(at, "mine.safetensors", save(changed))
+    assert at.success and "Loaded mine.safetensors" in at.success[-1].value
+    wb = at.session_state[app_state.KEY_BENCH]
+    assert "uploaded" in wb.origin
+    assert torch.allclose(wb.dense.fc1.weight, model.fc1.weight * 0.5)
+    buf = io.BytesIO()
+    torch.save(changed, buf)
+    _upload(at, "mine.pt", buf.getvalue())
+    assert "Loaded mine.pt" in at.success[-1].value
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/sparsity_viz_pwned",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+@pytest.mark.parametrize("case", ["corrupt", "wrong_arch", "pickle_exploit", "empty"])
+def test_bad_uploads_give_a_clear_error_and_the_app_keeps_working(case):
+    if os.path.exists("/tmp/sparsity_viz_pwned"):
+        os.remove("/tmp/sparsity_viz_pwned")
+    at = open_app("lenet300", "1_home")
+    if case == "corrupt":
+        name, data = "broken.safetensors", b"\x00\x01 definitely not safetensors" * 10
+    elif case == "wrong_arch":
+        name, data = "moons.safetensors", state_dict_to_bytes(app_state.shared_model("moons_mlp"))
+    elif case == "pickle_exploit":
+        name, data = "evil.pt", pickle.dumps({"fc1.weight": _Exploit()})
+    else:
+        name, data = "empty.pt", b""
+    _upload(at, name, data)
+    assert at.error, "a bad upload must show st.error"
+    assert f"Could not load {name}" in at.error[-1].value
+    assert not os.path.exists("/tmp/sparsity_viz_pwned")
+    assert at.session_state[app_state.KEY_BENCH].origin.startswith("dense (as trained)")
+    at.switch_page("pages/2_prune.py").run()
+    check(at)
+    at.slider(key="prune_sparsity").set_value(50).run()
+    check(at)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="kaleido needs Debian's chromium on PATH")
+def test_png_export_on_demand():
+    at = open_app("moons_mlp", "2_prune")
+    assert not [b for b in at.get("download_button") if b.key == "dl_png_prune_heatmap"]
+    at.button(key="png_prune_heatmap").click().run()
+    check(at)
+    assert not at.error, [e.value for e in at.error]
+    assert [b for b in at.get("download_button") if b.key == "dl_png_prune_heatmap"]
+
+
+def test_reset_returns_to_dense():
+    at = open_app("xor_mlp", "2_prune")
+    at.slider(key="prune_sparsity").set_value(80).run()
+    at.button(key="sv_reset").click().run()
+    check(at)
+    assert at.slider(key="prune_sparsity").value == 0
+    assert at.session_state[app_state.KEY_BENCH].sparsity == 0.0
+
+
+def test_every_registry_strategy_is_offered_and_runs():
+    from sparsity_viz.pruning import STRATEGIES
+
+    at = open_app("moons_mlp", "2_prune")
+    assert at.selectbox(key="prune_strategy").options == [STRATEGIES[n].label for n in STRATEGIES]
+    at.slider(key="prune_sparsity").set_value(50).run()
+    for name in STRATEGIES:
+        at.selectbox(key="prune_strategy").set_value(name).run()
+        check(at)
+        assert not at.error, (name, [e.value for e in at.error])
+        assert at.session_state[app_state.KEY_BENCH].prune_config.strategy == name

@@ -1,0 +1,168 @@
+"""A real browser (Playwright + Debian chromium) drives `streamlit run app.py`.
+
+Moves the Prune slider, sees accuracy and the heatmap change, goes through the
+sidebar to Connections and Attribution, and saves screenshots of every page to
+docs/screenshots/ (a tall 1400x1800 viewport, since Streamlit scrolls inside its
+main block and full-page captures only show the viewport).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "screenshots"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian chromium not found at {CHROMIUM} (apt-get install chromium)"),
+]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+expect = playwright_api.expect
+expect.set_options(timeout=60_000)  # the first run imports torch + captum and loads MNIST
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not answer /_stcore/health within 60 s:\n" + proc.stdout.read().decode()[-3000:])
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page():
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        pg = browser.new_page(viewport={"width": 1400, "height": 1800})
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
+def _settle(pg) -> None:
+    """Wait until the script finished its run and the charts are drawn."""
+    pg.wait_for_timeout(400)  # the run-state flag can still read "notRunning" just after an interaction
+    expect(pg.locator('[data-testid="stApp"]')).to_have_attribute("data-test-script-state", "notRunning",
+                                                                   timeout=120_000)
+    charts = pg.locator('[data-testid="stPlotlyChart"]')
+    for i in range(charts.count()):
+        expect(charts.nth(i).locator(".main-svg").first).to_be_attached(timeout=60_000)
+    pg.wait_for_timeout(500)
+
+
+def _goto(pg, title: str) -> None:
+    print(f"{time.strftime('%X')} -> {title}", flush=True)
+    pg.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    _settle(pg)
+
+
+def _metric(pg, label: str) -> str:
+    return pg.locator('[data-testid="stMetric"]', has_text=label).locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def test_prune_slider_then_connections_and_attribution(server, page):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(server + "/?model=lenet300")
+    expect(page.locator('[data-testid="stApp"]')).to_be_visible()
+    expect(page.get_by_text("Watch a neural network lose its weights")).to_be_visible()
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "1_home.png"))
+
+    _goto(page, "Prune")
+    expect(page.get_by_role("heading", name="Prune")).to_be_visible()
+    acc0 = _metric(page, "Test accuracy")
+    heat = page.locator('[data-testid="stPlotlyChart"]').first
+    heat0 = heat.inner_html()
+    slider = page.get_by_role("slider", name="Sparsity (% of weights pruned)")
+    slider.focus()
+    for _ in range(9):  # 0 -> 90 %: End would jump to 100 %; PageUp moves by 10 % of the range
+        slider.press("PageUp")
+    _settle(page)
+    expect(page.get_by_role("slider", name="Sparsity (% of weights pruned)")).to_have_value("90")
+    expect(page.locator('[data-testid="stMetric"]', has_text="Weights pruned")).to_contain_text("90.0 %")
+    slider = page.get_by_role("slider", name="Sparsity (% of weights pruned)")
+    slider.focus()
+    for _ in range(9):
+        slider.press("ArrowRight")  # 99 %: accuracy must move now
+    _settle(page)
+    expect(page.locator('[data-testid="stMetric"]', has_text="Weights pruned")).to_contain_text("99.0 %")
+    assert _metric(page, "Test accuracy") != acc0
+    assert page.locator('[data-testid="stPlotlyChart"]').first.inner_html() != heat0
+    slider = page.get_by_role("slider", name="Sparsity (% of weights pruned)")
+    slider.focus()
+    for _ in range(9):
+        slider.press("ArrowLeft")  # back to 90 % for the screenshots
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "2_prune.png"))
+
+    _goto(page, "Connections")
+    expect(page.get_by_role("heading", name="Connections")).to_be_visible()
+    expect(page.get_by_text("Input fan-out")).to_be_visible()
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 2
+    page.screenshot(path=str(SHOTS / "5_connections.png"))
+
+    _goto(page, "Attribution")
+    expect(page.get_by_role("heading", name="Attribution", exact=True)).to_be_visible()
+    expect(page.get_by_text("Rank correlation dense vs current")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "6_attribution.png"))
+
+    _goto(page, "Weights")
+    expect(page.get_by_text("Where are the zeros?").first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "4_weights.png"))
+
+    _goto(page, "Curves")
+    page.get_by_role("button", name="Compute curves").click()
+    _settle(page)
+    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(1)
+    page.screenshot(path=str(SHOTS / "7_curves.png"))
+
+    _goto(page, "Share & export")
+    expect(page.get_by_text("sparsity=90")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "8_export.png"))
+
+    _goto(page, "Regularize (L1)")
+    page.get_by_role("button", name="Train").click()
+    _settle(page)
+    expect(page.get_by_text("Finished")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "3_regularize.png"))
