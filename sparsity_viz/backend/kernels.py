@@ -113,19 +113,25 @@ def notice() -> str | None:
     return _notice
 
 
-def chain_forward(x: torch.Tensor, layers: list[dict], batch_major: bool = False) -> torch.Tensor:
-    """Run CSR/dense layers natively; returns feature-major (out_last, B).
+def panel_width(tile: int) -> int:
+    """Input features per column panel for a sample tile: panel x tile floats = 32 KB (fits L1)."""
+    return max(64, 8192 // max(16, int(tile)))
 
-    ``x`` is feature-major (in, B), or batch-major (B, in) when ``batch_major``.
-    Each layer dict has ``rowptr`` (int32, empty for dense), ``col`` (int16/int32),
-    ``val`` (CSR values, or the dense (out, in) weight), ``bias`` (maybe empty),
-    ``relu`` (bool), ``threads`` (int) and ``tile`` (64, 32 or 16 samples).
-    """
+
+def panelize(rowptr: torch.Tensor, col: torch.Tensor, val: torch.Tensor, in_features: int,
+             width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The CSR regrouped into column panels: (prow int32, pcol uint16 panel-local, pval)."""
     mod = load()
     if mod is None:
         raise RuntimeError(notice() or "native kernels are not available")
-    return mod.chain_forward(
-        x,
+    prow, pcol, pval = mod.panelize(rowptr, col, val, int(in_features), int(width))
+    return prow, pcol, pval
+
+
+def _lists(layers: list[dict]) -> tuple:
+    panels = any(L.get("prow") is not None and L["prow"].numel() > 0 for L in layers)
+    empty_i = torch.empty(0, dtype=torch.int32)
+    return (
         [L["rowptr"] for L in layers],
         [L["col"] for L in layers],
         [L["val"] for L in layers],
@@ -133,5 +139,32 @@ def chain_forward(x: torch.Tensor, layers: list[dict], batch_major: bool = False
         [bool(L["relu"]) for L in layers],
         [int(L["threads"]) for L in layers],
         [int(L.get("tile", 64)) for L in layers],
-        bool(batch_major),
+        [L.get("prow", empty_i) if L.get("prow") is not None else empty_i for L in layers] if panels else [],
+        [L.get("pcol", empty_i) if L.get("pcol") is not None else empty_i for L in layers] if panels else [],
+        [L.get("pval", empty_i) if L.get("pval") is not None else empty_i for L in layers] if panels else [],
+        [int(L.get("pw", 0)) for L in layers] if panels else [],
     )
+
+
+def chain_forward(x: torch.Tensor, layers: list[dict], batch_major: bool = False) -> torch.Tensor:
+    """Run CSR/dense layers natively; returns feature-major (out_last, B).
+
+    ``x`` is feature-major (in, B), or batch-major (B, in) when ``batch_major``.
+    Each layer dict has ``rowptr`` (int32, empty for dense), ``col`` (int16/int32),
+    ``val`` (CSR values, or the dense (out, in) weight), ``bias`` (maybe empty),
+    ``relu`` (bool), ``threads`` (int), ``tile`` (128, 64, 32 or 16 samples) and
+    optionally the column panels ``prow``, ``pcol``, ``pval``, ``pw`` (see ``panelize``).
+    """
+    mod = load()
+    if mod is None:
+        raise RuntimeError(notice() or "native kernels are not available")
+    r, c, v, b, relu, th, ti, pr, pc, pv, pw = _lists(layers)
+    return mod.chain_forward(x, r, c, v, b, relu, th, ti, bool(batch_major), pr, pc, pv, pw)
+
+
+def make_chain(layers: list[dict], in_features: int):
+    """The same chain validated once (a C++ ``Chain``); ``.forward(x, batch_major)`` per call."""
+    mod = load()
+    if mod is None:
+        raise RuntimeError(notice() or "native kernels are not available")
+    return mod.Chain(int(in_features), *_lists(layers))

@@ -24,6 +24,7 @@ from .formats import BSR, CSR, NM, quiet_sparse, tensor_bytes
 
 EMPTY_I32 = torch.empty(0, dtype=torch.int32)
 EMPTY_F32 = torch.empty(0, dtype=torch.float32)
+PANEL_MIN_NNZ = 4  # column panels only when a row has >= this many nonzeros per panel on average
 
 
 class LinearOp:
@@ -121,12 +122,25 @@ class NativeOp(LinearOp):
         super().__init__(weight, bias, relu)
         self.threads = int(threads)
         self.tile = int(tile)
+        self._chain = None
 
     def layer(self) -> dict:
         raise NotImplementedError
 
+    def __getstate__(self):  # the native chain objects are rebuilt on demand (not picklable)
+        state = dict(self.__dict__)
+        state["_chain"] = None
+        state.pop("_group_chains", None)
+        return state
+
+    def chain(self):
+        """This op as a validated native chain (built once; one small call per forward)."""
+        if self._chain is None:
+            self._chain = kernels.make_chain([self.layer()], self.in_features)
+        return self._chain
+
     def forward(self, x):
-        return kernels.chain_forward(x.contiguous(), [self.layer()])
+        return self.chain().forward(x, False)
 
 
 class NativeCSROp(NativeOp):
@@ -138,11 +152,28 @@ class NativeCSROp(NativeOp):
         super().__init__(weight, bias, relu, threads, tile)
         self.csr = CSR.from_dense(weight)
         self.nbytes = self.csr.nbytes
+        self._panels = None
+
+    def panels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Column panels of the CSR for sample tiles >= 16 (an in-memory copy, not stored)."""
+        if self._panels is None:
+            pw = kernels.panel_width(self.tile)
+            npan = -(-self.in_features // pw)
+            if npan > 1 and self.nnz < PANEL_MIN_NNZ * self.out_features * npan:
+                # too few nonzeros per (row, panel): the partial-sum round trips through Y
+                # would cost more than the L1 reuse saves (99 % sparse layers); no panels
+                self._panels = (EMPTY_I32, EMPTY_I32, EMPTY_F32, 0)
+            else:
+                self._panels = (*kernels.panelize(self.csr.rowptr, self.csr.col, self.csr.val, self.in_features, pw),
+                                pw)
+        return self._panels
 
     def layer(self):
+        prow, pcol, pval, pw = self.panels()
         return {"rowptr": self.csr.rowptr, "col": self.csr.col, "val": self.csr.val,
                 "bias": self.bias if self.bias is not None else EMPTY_F32,
-                "relu": self.relu, "threads": self.threads, "tile": self.tile}
+                "relu": self.relu, "threads": self.threads, "tile": self.tile,
+                "prow": prow, "pcol": pcol, "pval": pval, "pw": pw}
 
 
 class NativeDenseOp(NativeOp):
@@ -170,11 +201,25 @@ class NativeNMOp(NativeCSROp):
         NativeOp.__init__(self, weight, bias, relu, threads, tile)
         self.nm = NM.from_dense(weight, n, m)
         self.csr = self.nm.to_csr()
+        self._panels = None
         self.nbytes = self.nm.nbytes  # what is stored; the kernel's int16 view is derived
 
     @property
     def pattern(self) -> str:
         return f"{self.nm.n}:{self.nm.m}"
+
+
+def _chain_for(group: list[LinearOp]):
+    """The native chain of consecutive native ops, built once and kept on the first op."""
+    if len(group) == 1:
+        return group[0].chain()
+    cache = group[0].__dict__.setdefault("_group_chains", {})
+    key = tuple(id(op) for op in group)
+    hit = cache.get(key)
+    if hit is None:
+        hit = (tuple(group), kernels.make_chain([op.layer() for op in group], group[0].in_features))
+        cache[key] = hit
+    return hit[1]
 
 
 def run_chain(ops: list[LinearOp], x: torch.Tensor, batch_major: bool = False) -> torch.Tensor:
@@ -189,7 +234,7 @@ def run_chain(ops: list[LinearOp], x: torch.Tensor, batch_major: bool = False) -
             j = i
             while j < len(ops) and ops[j].native:
                 j += 1
-            x = kernels.chain_forward(x.contiguous(), [op.layer() for op in ops[i:j]], batch_major=batch_major)
+            x = _chain_for(ops[i:j]).forward(x, batch_major)
             i = j
         else:
             if batch_major:

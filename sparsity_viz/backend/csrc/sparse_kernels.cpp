@@ -29,6 +29,14 @@ struct Layer {
   const float* bias;      // (out,) or nullptr
   int64_t out, in;
   bool relu;
+  // column panels (optional): the same nonzeros regrouped by panels of `pw` input
+  // features; prow is (npan, out + 1) absolute offsets into pcol (panel-local uint16
+  // columns) and pval. Used for sample tiles of >= 16, so that the panel of inputs a
+  // tile reads (pw x tile floats) stays in L1 while every row walks through it.
+  const int32_t* prow = nullptr;
+  const uint16_t* pcol = nullptr;
+  const float* pval = nullptr;
+  int64_t pw = 0, npan = 0;
 };
 
 // GCC/Clang vector extensions: the accumulators of one tile live in registers
@@ -106,6 +114,63 @@ inline void row_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int6
   }
 }
 
+// Rows [r0, r1) for the W = NV * lanes(V) samples at b0, panel by panel: the partial
+// sums of a row go through Y (first panel starts from the bias, the last applies ReLU).
+// Within a panel, U accumulator sets take consecutive nonzeros (U * NV FMA chains).
+template <typename V, int NV>
+inline void panel_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t r0, int64_t r1,
+                       int64_t b0) {
+  constexpr int LANES = sizeof(V) / sizeof(float);
+  constexpr int U = NV >= 4 ? 2 : 8 / NV;
+  const int64_t ld = L.out + 1;
+  for (int64_t q = 0; q < L.npan; ++q) {
+    const float* xb = X + q * L.pw * ldx + b0;
+    const int32_t* rp = L.prow + q * ld;
+    const bool first = q == 0, last = q == L.npan - 1;
+    for (int64_t r = r0; r < r1; ++r) {
+      float* y = Y + r * ldy + b0;
+      V acc[U][NV];
+      if (first) {
+        const float b = L.bias ? L.bias[r] : 0.0f;
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[0][j] = V{} + b;
+      } else {
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[0][j] = load_v<V>(y + j * LANES);
+      }
+#pragma GCC unroll 8
+      for (int u = 1; u < U; ++u)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[u][j] = V{};
+      int64_t p = rp[r];
+      const int64_t p1 = rp[r + 1];
+      for (; p + U <= p1; p += U) {
+#pragma GCC unroll 8
+        for (int u = 0; u < U; ++u) {
+          const float v = L.pval[p + u];
+          const float* x = xb + static_cast<int64_t>(L.pcol[p + u]) * ldx;
+#pragma GCC unroll 8
+          for (int j = 0; j < NV; ++j) acc[u][j] += v * load_v<V>(x + j * LANES);
+        }
+      }
+      for (; p < p1; ++p) {
+        const float v = L.pval[p];
+        const float* x = xb + static_cast<int64_t>(L.pcol[p]) * ldx;
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[0][j] += v * load_v<V>(x + j * LANES);
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) {
+        V a = acc[0][j];
+#pragma GCC unroll 8
+        for (int u = 1; u < U; ++u) a += acc[u][j];
+        if (last && L.relu) a = a > 0.0f ? a : V{};
+        store_v<V>(y + j * LANES, a);
+      }
+    }
+  }
+}
+
 // One output row r for the single sample at column b0 (stride ldx between features).
 template <bool DENSE, typename IT>
 inline void row_one(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t r, int64_t b0) {
@@ -176,32 +241,48 @@ inline void row_one(const Layer& L, const float* X, int64_t ldx, float* Y, int64
 // rows [r0, r1) for every sample: tiles of `tile` (64, 32 or 16) samples, then the
 // remainder in halving widths and finally single samples
 template <bool DENSE, typename IT>
-void rows_all(const Layer& L, const float* X, float* Y, int64_t B, int64_t r0, int64_t r1, int64_t tile) {
+void rows_all(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t B, int64_t r0, int64_t r1,
+              int64_t tile) {
   int64_t b0 = 0;
+  if constexpr (!DENSE) {
+    if (L.npan > 0) {
+      if (tile >= 128)
+        for (; b0 + 128 <= B; b0 += 128) panel_tile<v16, 8>(L, X, ldx, Y, ldy, r0, r1, b0);
+      if (tile >= 64)
+        for (; b0 + 64 <= B; b0 += 64) panel_tile<v16, 4>(L, X, ldx, Y, ldy, r0, r1, b0);
+      if (tile >= 32)
+        for (; b0 + 32 <= B; b0 += 32) panel_tile<v16, 2>(L, X, ldx, Y, ldy, r0, r1, b0);
+      for (; b0 + 16 <= B; b0 += 16) panel_tile<v16, 1>(L, X, ldx, Y, ldy, r0, r1, b0);
+    }
+  }
+  if (tile >= 128)
+    for (; b0 + 128 <= B; b0 += 128)
+      for (int64_t r = r0; r < r1; ++r) row_tile<v16, 8, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
   if (tile >= 64)
     for (; b0 + 64 <= B; b0 += 64)
-      for (int64_t r = r0; r < r1; ++r) row_tile<v16, 4, DENSE, IT>(L, X, B, Y, B, r, b0);
+      for (int64_t r = r0; r < r1; ++r) row_tile<v16, 4, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
   if (tile >= 32)
     for (; b0 + 32 <= B; b0 += 32)
-      for (int64_t r = r0; r < r1; ++r) row_tile<v16, 2, DENSE, IT>(L, X, B, Y, B, r, b0);
+      for (int64_t r = r0; r < r1; ++r) row_tile<v16, 2, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
   for (; b0 + 16 <= B; b0 += 16)
-    for (int64_t r = r0; r < r1; ++r) row_tile<v16, 1, DENSE, IT>(L, X, B, Y, B, r, b0);
+    for (int64_t r = r0; r < r1; ++r) row_tile<v16, 1, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
   if (b0 + 8 <= B) {
-    for (int64_t r = r0; r < r1; ++r) row_tile<v8, 1, DENSE, IT>(L, X, B, Y, B, r, b0);
+    for (int64_t r = r0; r < r1; ++r) row_tile<v8, 1, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
     b0 += 8;
   }
   if (b0 + 4 <= B) {
-    for (int64_t r = r0; r < r1; ++r) row_tile<v4, 1, DENSE, IT>(L, X, B, Y, B, r, b0);
+    for (int64_t r = r0; r < r1; ++r) row_tile<v4, 1, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
     b0 += 4;
   }
   for (; b0 < B; ++b0)
-    for (int64_t r = r0; r < r1; ++r) row_one<DENSE, IT>(L, X, B, Y, B, r, b0);
+    for (int64_t r = r0; r < r1; ++r) row_one<DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
 }
 
-void run_rows(const Layer& L, const float* X, float* Y, int64_t B, int64_t r0, int64_t r1, int64_t tile) {
-  if (!L.rowptr) rows_all<true, int32_t>(L, X, Y, B, r0, r1, tile);
-  else if (L.col16) rows_all<false, int16_t>(L, X, Y, B, r0, r1, tile);
-  else rows_all<false, int32_t>(L, X, Y, B, r0, r1, tile);
+void run_rows(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t B, int64_t r0, int64_t r1,
+              int64_t tile) {
+  if (!L.rowptr) rows_all<true, int32_t>(L, X, ldx, Y, ldy, B, r0, r1, tile);
+  else if (L.col16) rows_all<false, int16_t>(L, X, ldx, Y, ldy, B, r0, r1, tile);
+  else rows_all<false, int32_t>(L, X, ldx, Y, ldy, B, r0, r1, tile);
 }
 
 #if defined(__AVX__)
@@ -231,38 +312,39 @@ inline void transpose8(const float* src, int64_t ls, float* dst, int64_t ld) {
 #endif
 
 // (B, F) row-major -> (F, B) row-major, features [f0, f1), in 8 x 8 register blocks
-void transpose_range(const float* src, float* dst, int64_t B, int64_t F, int64_t f0, int64_t f1) {
+void transpose_range(const float* src, float* dst, int64_t B, int64_t F, int64_t f0, int64_t f1, int64_t ld) {
   int64_t b = 0;
 #if defined(__AVX__)
   for (; b + 8 <= B; b += 8) {
     int64_t f = f0;
-    for (; f + 8 <= f1; f += 8) transpose8(src + b * F + f, F, dst + f * B + b, B);
+    for (; f + 8 <= f1; f += 8) transpose8(src + b * F + f, F, dst + f * ld + b, ld);
     for (; f < f1; ++f)
-      for (int64_t i = 0; i < 8; ++i) dst[f * B + b + i] = src[(b + i) * F + f];
+      for (int64_t i = 0; i < 8; ++i) dst[f * ld + b + i] = src[(b + i) * F + f];
   }
 #endif
   for (; b < B; ++b)
-    for (int64_t f = f0; f < f1; ++f) dst[f * B + b] = src[b * F + f];
+    for (int64_t f = f0; f < f1; ++f) dst[f * ld + b] = src[b * F + f];
 }
 
-void transpose_into(const float* src, float* dst, int64_t B, int64_t F, int64_t threads) {
+void transpose_into(const float* src, float* dst, int64_t B, int64_t F, int64_t threads, int64_t ld) {
   const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, at::get_num_threads()));
   if (n <= 1 || F < 64) {
-    transpose_range(src, dst, B, F, 0, F);
+    transpose_range(src, dst, B, F, 0, F, ld);
     return;
   }
   const int64_t grain = ((F + n - 1) / n + 7) / 8 * 8;
-  at::parallel_for(0, F, grain, [&](int64_t f0, int64_t f1) { transpose_range(src, dst, B, F, f0, f1); });
+  at::parallel_for(0, F, grain, [&](int64_t f0, int64_t f1) { transpose_range(src, dst, B, F, f0, f1, ld); });
 }
 
-void run_layer(const Layer& L, const float* X, float* Y, int64_t B, int64_t threads, int64_t tile) {
+void run_layer(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t B, int64_t threads,
+               int64_t tile) {
   const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, at::get_num_threads()));
   if (n <= 1 || L.out < 2) {
-    run_rows(L, X, Y, B, 0, L.out, tile);
+    run_rows(L, X, ldx, Y, ldy, B, 0, L.out, tile);
     return;
   }
   const int64_t grain = (L.out + n - 1) / n;
-  at::parallel_for(0, L.out, grain, [&](int64_t r0, int64_t r1) { run_rows(L, X, Y, B, r0, r1, tile); });
+  at::parallel_for(0, L.out, grain, [&](int64_t r0, int64_t r1) { run_rows(L, X, ldx, Y, ldy, B, r0, r1, tile); });
 }
 
 }  // namespace
@@ -272,24 +354,85 @@ torch::Tensor transpose(torch::Tensor X, int64_t threads) {
   TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
   X = X.contiguous();
   torch::Tensor out = torch::empty({X.size(1), X.size(0)}, X.options());
-  transpose_into(X.data_ptr<float>(), out.data_ptr<float>(), X.size(0), X.size(1), threads);
+  transpose_into(X.data_ptr<float>(), out.data_ptr<float>(), X.size(0), X.size(1), threads, X.size(0));
   return out;
 }
 
-// Run a chain of layers on activations X; returns (out_last, B) feature-major.
-// X is feature-major (in, B), or batch-major (B, in) when batch_major_input (then it is
-// transposed first, in blocks). Layer i is CSR when rowptrs[i] is non-empty, else dense
-// with vals[i] = W (out, in). tiles[i] is the sample tile width (64, 32 or 16).
-torch::Tensor chain_forward(torch::Tensor X, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols,
-                            std::vector<torch::Tensor> vals, std::vector<torch::Tensor> biases,
-                            std::vector<bool> relus, std::vector<int64_t> threads, std::vector<int64_t> tiles,
-                            bool batch_major_input) {
-  TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
+// Regroup a CSR (int32 rowptr, int16/int32 col, float val) into column panels of `pw`
+// input features: returns [prow (npan * (out + 1)) int32, pcol (nnz) uint16 panel-local,
+// pval (nnz) float32].
+std::vector<torch::Tensor> panelize(torch::Tensor rowptr, torch::Tensor col, torch::Tensor val, int64_t in, int64_t pw) {
+  TORCH_CHECK(rowptr.scalar_type() == at::kInt && rowptr.is_contiguous(), "rowptr must be contiguous int32");
+  TORCH_CHECK(col.is_contiguous() && (col.scalar_type() == at::kShort || col.scalar_type() == at::kInt),
+              "col must be contiguous int16 or int32");
+  TORCH_CHECK(val.scalar_type() == at::kFloat && val.is_contiguous() && val.numel() == col.numel(), "bad values");
+  TORCH_CHECK(pw >= 1 && pw <= 65536 && in >= 1, "panel width must be in [1, 65536]");
+  const int64_t out = rowptr.numel() - 1, nnz = col.numel();
+  const int64_t npan = (in + pw - 1) / pw;
+  const int32_t* rp = rowptr.data_ptr<int32_t>();
+  auto colat = [&](int64_t p) -> int64_t {
+    return col.scalar_type() == at::kShort ? col.data_ptr<int16_t>()[p] : col.data_ptr<int32_t>()[p];
+  };
+  torch::Tensor prow = torch::zeros({npan * (out + 1)}, rowptr.options());
+  torch::Tensor pcol = torch::empty({nnz}, torch::TensorOptions().dtype(at::kUInt16));
+  torch::Tensor pval = torch::empty({nnz}, val.options());
+  int32_t* pr = prow.data_ptr<int32_t>();
+  uint16_t* pc = reinterpret_cast<uint16_t*>(pcol.data_ptr());
+  float* pv = pval.data_ptr<float>();
+  const float* v = val.data_ptr<float>();
+  // counts per (panel, row), then offsets in panel-major, row-minor order
+  std::vector<int64_t> cnt(npan * out, 0);
+  for (int64_t r = 0; r < out; ++r)
+    for (int64_t p = rp[r]; p < rp[r + 1]; ++p) {
+      const int64_t c = colat(p);
+      TORCH_CHECK(c >= 0 && c < in, "column index out of range");
+      ++cnt[(c / pw) * out + r];
+    }
+  std::vector<int64_t> pos(npan * out);
+  int64_t acc = 0;
+  for (int64_t q = 0; q < npan; ++q) {
+    for (int64_t r = 0; r < out; ++r) {
+      pr[q * (out + 1) + r] = static_cast<int32_t>(acc);
+      pos[q * out + r] = acc;
+      acc += cnt[q * out + r];
+    }
+    pr[q * (out + 1) + out] = static_cast<int32_t>(acc);
+  }
+  for (int64_t r = 0; r < out; ++r)
+    for (int64_t p = rp[r]; p < rp[r + 1]; ++p) {
+      const int64_t c = colat(p), q = c / pw;
+      const int64_t d = pos[q * out + r]++;
+      pc[d] = static_cast<uint16_t>(c - q * pw);
+      pv[d] = v[p];
+    }
+  return {prow, pcol, pval};
+}
+
+namespace {
+
+// A validated chain of layers whose tensors are kept alive by the owner.
+struct ChainSpec {
+  std::vector<Layer> layers;
+  std::vector<int64_t> threads, tiles;
+  std::vector<torch::Tensor> keep;  // every tensor the raw pointers point into
+};
+
+ChainSpec make_spec(int64_t in0, const std::vector<torch::Tensor>& rowptrs, const std::vector<torch::Tensor>& cols,
+                    const std::vector<torch::Tensor>& vals, const std::vector<torch::Tensor>& biases,
+                    const std::vector<bool>& relus, const std::vector<int64_t>& threads,
+                    const std::vector<int64_t>& tiles, const std::vector<torch::Tensor>& prows,
+                    const std::vector<torch::Tensor>& pcols, const std::vector<torch::Tensor>& pvals,
+                    const std::vector<int64_t>& pws) {
   const size_t n = vals.size();
   TORCH_CHECK(rowptrs.size() == n && cols.size() == n && biases.size() == n && relus.size() == n && threads.size() == n &&
                   tiles.size() == n,
               "chain_forward: per-layer lists must have equal lengths");
-  torch::Tensor cur = batch_major_input ? transpose(X, n ? threads[0] : 1) : X.contiguous();
+  TORCH_CHECK(prows.empty() || (prows.size() == n && pcols.size() == n && pvals.size() == n && pws.size() == n),
+              "chain_forward: panel lists must be empty or one per layer");
+  ChainSpec s;
+  s.threads = threads;
+  s.tiles = tiles;
+  int64_t cur_in = in0;
   for (size_t i = 0; i < n; ++i) {
     Layer L{};
     const bool dense = rowptrs[i].numel() == 0;
@@ -298,40 +441,133 @@ torch::Tensor chain_forward(torch::Tensor X, std::vector<torch::Tensor> rowptrs,
       TORCH_CHECK(vals[i].dim() == 2, "dense layer weight must be (out, in)");
       L.out = vals[i].size(0);
       L.in = vals[i].size(1);
-      L.rowptr = nullptr;
-      L.col = nullptr;
-      L.col16 = false;
     } else {
       TORCH_CHECK(rowptrs[i].scalar_type() == at::kInt && rowptrs[i].is_contiguous(), "rowptr must be contiguous int32");
       TORCH_CHECK(cols[i].is_contiguous() && (cols[i].scalar_type() == at::kShort || cols[i].scalar_type() == at::kInt),
                   "col indices must be contiguous int16 or int32");
       TORCH_CHECK(cols[i].numel() == vals[i].numel(), "cols and values must have the same length");
       L.out = rowptrs[i].numel() - 1;
-      L.in = cur.size(0);
+      L.in = cur_in;
       L.rowptr = rowptrs[i].data_ptr<int32_t>();
       L.col = cols[i].data_ptr();
       L.col16 = cols[i].scalar_type() == at::kShort;
+      if (!prows.empty() && prows[i].numel() > 0) {
+        TORCH_CHECK(pws[i] >= 1, "panel width must be positive");
+        const int64_t npan = (L.in + pws[i] - 1) / pws[i];
+        TORCH_CHECK(prows[i].scalar_type() == at::kInt && prows[i].is_contiguous() && prows[i].numel() == npan * (L.out + 1),
+                    "panel row pointers must be contiguous int32 of npan * (out + 1)");
+        TORCH_CHECK(pcols[i].scalar_type() == at::kUInt16 && pcols[i].is_contiguous() &&
+                        pcols[i].numel() == vals[i].numel(), "panel columns must be contiguous uint16 of length nnz");
+        TORCH_CHECK(pvals[i].scalar_type() == at::kFloat && pvals[i].is_contiguous() && pvals[i].numel() == vals[i].numel(),
+                    "panel values must be contiguous float32 of length nnz");
+        L.prow = prows[i].data_ptr<int32_t>();
+        L.pcol = reinterpret_cast<const uint16_t*>(pcols[i].data_ptr());
+        L.pval = pvals[i].data_ptr<float>();
+        L.pw = pws[i];
+        L.npan = npan;
+        s.keep.insert(s.keep.end(), {prows[i], pcols[i], pvals[i]});
+      }
       TORCH_CHECK(rowptrs[i].numel() >= 1, "rowptr must have out + 1 entries");
     }
-    TORCH_CHECK(L.in == cur.size(0), "layer ", i, " expects ", L.in, " input features, got ", cur.size(0));
+    TORCH_CHECK(L.in == cur_in, "layer ", i, " expects ", L.in, " input features, got ", cur_in);
     L.val = vals[i].data_ptr<float>();
     if (biases[i].numel() > 0) {
       TORCH_CHECK(biases[i].scalar_type() == at::kFloat && biases[i].is_contiguous() && biases[i].numel() == L.out,
                   "bias must be contiguous float32 of length out");
       L.bias = biases[i].data_ptr<float>();
-    } else {
-      L.bias = nullptr;
     }
     L.relu = relus[i];
-    const int64_t B = cur.size(1);
-    torch::Tensor out = torch::empty({L.out, B}, cur.options());
-    if (B > 0 && L.out > 0) run_layer(L, cur.data_ptr<float>(), out.data_ptr<float>(), B, threads[i], tiles[i]);
-    cur = out;
+    s.keep.insert(s.keep.end(), {rowptrs[i], cols[i], vals[i], biases[i]});
+    s.layers.push_back(L);
+    cur_in = L.out;
   }
+  return s;
+}
+
+// Leading dimension of the activation buffers: with a row stride that is a multiple of
+// 256 bytes (B = 64, 128, 256, ...), the rows of a sample tile map onto a quarter (or
+// less) of the L1 sets and the input panel no longer fits; one extra cache line of
+// padding per row spreads them over all sets.
+inline int64_t padded_ld(int64_t B) { return (B >= 64 && (B * 4) % 256 == 0) ? B + 16 : B; }
+
+torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_input) {
+  TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
+  const int64_t B = batch_major_input ? X.size(0) : X.size(1);
+  const int64_t F = batch_major_input ? X.size(1) : X.size(0);
+  const int64_t ldp = padded_ld(B);
+  torch::Tensor cur;
+  int64_t ldc = B;
+  if (!batch_major_input) {
+    if (X.stride(1) != 1 || (F > 1 && X.stride(0) < B)) X = X.contiguous();
+    cur = X;
+    ldc = F > 1 ? X.stride(0) : B;
+    if (ldp != B && ldc % 64 == 0 && !s.layers.empty() && s.layers[0].npan > 0) {
+      // repack into the padded layout (one streaming copy) so the panels stay in L1
+      torch::Tensor buf = torch::empty({F, ldp}, X.options());
+      buf.narrow(1, 0, B).copy_(X);
+      cur = buf;
+      ldc = ldp;
+    }
+  } else if (B == 1) {
+    cur = X.contiguous().view({F, 1});
+  } else {
+    cur = torch::empty({F, ldp}, X.options());
+    transpose_into(X.contiguous().data_ptr<float>(), cur.data_ptr<float>(), B, F, s.layers.empty() ? 1 : s.threads[0], ldp);
+    ldc = ldp;
+  }
+  for (size_t i = 0; i < s.layers.size(); ++i) {
+    const Layer& L = s.layers[i];
+    TORCH_CHECK(L.in == cur.size(0), "layer ", i, " expects ", L.in, " input features, got ", cur.size(0));
+    const bool lastl = i + 1 == s.layers.size();
+    const int64_t ldo = lastl ? B : ldp;  // the result is returned contiguous
+    torch::Tensor out = torch::empty({L.out, ldo}, X.options());
+    if (B > 0 && L.out > 0) run_layer(L, cur.data_ptr<float>(), ldc, out.data_ptr<float>(), ldo, B, s.threads[i], s.tiles[i]);
+    cur = out;
+    ldc = ldo;
+  }
+  if (ldc != B) cur = cur.narrow(1, 0, B);
   return cur;
 }
+
+}  // namespace
+
+// Run a chain of layers on activations X; returns (out_last, B) feature-major.
+// X is feature-major (in, B), or batch-major (B, in) when batch_major_input (then it is
+// transposed first, in blocks). Layer i is CSR when rowptrs[i] is non-empty, else dense
+// with vals[i] = W (out, in). tiles[i] is the sample tile width (64, 32 or 16); the
+// optional panel lists (from `panelize`) enable the column-panel path for tiles >= 16.
+torch::Tensor chain_forward(torch::Tensor X, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols,
+                            std::vector<torch::Tensor> vals, std::vector<torch::Tensor> biases,
+                            std::vector<bool> relus, std::vector<int64_t> threads, std::vector<int64_t> tiles,
+                            bool batch_major_input, std::vector<torch::Tensor> prows,
+                            std::vector<torch::Tensor> pcols, std::vector<torch::Tensor> pvals,
+                            std::vector<int64_t> pws) {
+  TORCH_CHECK(X.dim() == 2, "X must be 2-D");
+  const int64_t in0 = batch_major_input ? X.size(1) : X.size(0);
+  ChainSpec s = make_spec(in0, rowptrs, cols, vals, biases, relus, threads, tiles, prows, pcols, pvals, pws);
+  return run_spec(s, X, batch_major_input);
+}
+
+// The same chain validated once and kept: `forward` costs one small Python call.
+struct Chain {
+  ChainSpec spec;
+  int64_t in0;
+  Chain(int64_t in, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols, std::vector<torch::Tensor> vals,
+        std::vector<torch::Tensor> biases, std::vector<bool> relus, std::vector<int64_t> threads,
+        std::vector<int64_t> tiles, std::vector<torch::Tensor> prows, std::vector<torch::Tensor> pcols,
+        std::vector<torch::Tensor> pvals, std::vector<int64_t> pws)
+      : spec(make_spec(in, rowptrs, cols, vals, biases, relus, threads, tiles, prows, pcols, pvals, pws)), in0(in) {}
+  torch::Tensor forward(torch::Tensor X, bool batch_major_input) const { return run_spec(spec, X, batch_major_input); }
+};
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("transpose", &transpose, "(B, F) -> (F, B) float32, blocked");
   m.def("chain_forward", &chain_forward, "CSR/dense layer chain on feature-major activations (in, B) -> (out, B)");
+  m.def("panelize", &panelize, "CSR -> column panels [prow, pcol uint16, pval]");
+  pybind11::class_<Chain>(m, "Chain", pybind11::module_local())
+      .def(pybind11::init<int64_t, std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
+                          std::vector<torch::Tensor>, std::vector<bool>, std::vector<int64_t>, std::vector<int64_t>,
+                          std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
+                          std::vector<int64_t>>())
+      .def("forward", &Chain::forward);
 }
