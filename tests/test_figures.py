@@ -216,7 +216,7 @@ def test_decision_boundary_grid_and_points():
 def test_attribution_maps_images_and_points():
     torch.manual_seed(0)
     x, d, p = torch.rand(1, 8, 8), torch.randn(1, 8, 8), torch.randn(1, 8, 8)
-    fig = F.attribution_maps(x, d, p, similarity=0.5, method="Saliency")
+    fig = F.attribution_maps(x, d, p, similarity=0.5, method="Saliency", normalize=False)
     assert [type(t) for t in fig.data] == [go.Heatmap] * 4
     np.testing.assert_allclose(arr(fig.data[0].z), x[0].numpy())
     np.testing.assert_allclose(arr(fig.data[1].z), d[0].numpy())
@@ -225,7 +225,12 @@ def test_attribution_maps_images_and_points():
     assert fig.data[1].coloraxis == fig.data[2].coloraxis != fig.data[3].coloraxis
     assert fig.layout.coloraxis.cmid == 0
     assert "0.50" in fig.layout.title.text
-    bars = F.attribution_maps(torch.tensor([0.1, 0.2]), torch.tensor([1.0, -1.0]), torch.tensor([0.5, 0.0]))
+    scaled = F.attribution_maps(x, d, 0.01 * p)
+    np.testing.assert_allclose(arr(scaled.data[2].z), (p / p.abs().max())[0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(arr(scaled.data[1].z), (d / d.abs().max())[0].numpy(), rtol=1e-6)
+    assert np.nanmax(np.abs(arr(scaled.data[2].z))) == pytest.approx(1.0)
+    bars = F.attribution_maps(torch.tensor([0.1, 0.2]), torch.tensor([1.0, -1.0]), torch.tensor([0.5, 0.0]),
+                              normalize=False)
     assert [type(t) for t in bars.data] == [go.Bar] * 3
     np.testing.assert_allclose(arr(bars.data[2].y), [-0.5, 1.0])
 

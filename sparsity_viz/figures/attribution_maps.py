@@ -1,8 +1,10 @@
 """Attribution maps side by side: input, dense model, pruned model, difference.
 
-Images: four heatmaps (pixel rows top to bottom). Dense and pruned share one
-zero-centred diverging scale so their colours compare directly; the difference
-(pruned - dense) has its own. Flat inputs (2-D toys): grouped bars per feature.
+Images: four heatmaps (pixel rows top to bottom). By default each attribution
+map is divided by its own largest magnitude (a pruned model's gradients are
+often much smaller, which would leave its map blank on a shared scale); dense
+and pruned then share one zero-centred diverging scale and the difference has
+its own. Flat inputs (2-D toys): grouped bars per feature.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ def _half_range(*arrays: np.ndarray) -> float:
     return m if m > 0 else 1.0
 
 
+def _unit_scale(a: np.ndarray) -> tuple[np.ndarray, float]:
+    """``a / max|a|`` (so the largest attribution is +-1) and that maximum."""
+    m = float(np.nanmax(np.abs(a))) if a.size else 0.0
+    return (a / m if m > 0 else a), m
+
+
 def attribution_maps(
     inputs: torch.Tensor | np.ndarray,
     dense: torch.Tensor | np.ndarray,
@@ -40,6 +48,7 @@ def attribution_maps(
     similarity: float | None = None,
     method: str | None = None,
     feature_names: Sequence[str] | None = None,
+    normalize: bool = True,
     title: str | None = None,
 ) -> go.Figure:
     """Input, dense attribution, pruned attribution and their difference for ONE sample.
@@ -50,88 +59,23 @@ def attribution_maps(
         similarity: rank correlation to print in the title.
         method: attribution method label for the title.
         feature_names: names of flat features (default ``x0, x1, ...``).
+        normalize: scale each map by its own largest ``|attribution|`` so both
+            use the full colour range (pruned models often have much smaller
+            gradients; the raw maxima are printed above the maps). The
+            difference is then taken between the normalised maps.
     """
     x, d, p = _sample(inputs), _sample(dense), _sample(pruned)
     if d.shape != p.shape or d.shape != x.shape:
         raise ValueError(f"Shapes differ: input {x.shape}, dense {d.shape}, pruned {p.shape}.")
+    d_max = p_max = None
+    if normalize:
+        (d, d_max), (p, p_max) = _unit_scale(d), _unit_scale(p)
     diff = p - d
     head = title or (f"{method} attribution" if method else "Attribution")
     if similarity is not None:
         head += f" · rank correlation dense vs pruned: {similarity:.2f}"
     if x.ndim == 2:
-        fig = make_subplots(
-            rows=1,
-            cols=4,
-            subplot_titles=("input", "dense model", "pruned model", "pruned − dense"),
-            horizontal_spacing=0.06,
-        )
-        zr = _half_range(d, p)
-        zd = _half_range(diff)
-        fig.add_trace(
-            go.Heatmap(
-                z=x,
-                colorscale="gray_r",
-                showscale=False,
-                name="input",
-                hovertemplate="row %{y}, col %{x}<br>pixel %{z:.2f}<extra></extra>",
-            ),
-            row=1,
-            col=1,
-        )
-        for col, (z, name) in enumerate(((d, "dense"), (p, "pruned")), start=2):
-            fig.add_trace(
-                go.Heatmap(
-                    z=z,
-                    coloraxis="coloraxis",
-                    name=name,
-                    hovertemplate="row %{y}, col %{x}<br>attribution %{z:.3g}<extra>" + name + "</extra>",
-                ),
-                row=1,
-                col=col,
-            )
-        fig.add_trace(
-            go.Heatmap(
-                z=diff,
-                coloraxis="coloraxis2",
-                name="difference",
-                hovertemplate="row %{y}, col %{x}<br>difference %{z:.3g}<extra></extra>",
-            ),
-            row=1,
-            col=4,
-        )
-        bar = dict(orientation="h", y=-0.3, yanchor="top", thickness=14, title=dict(side="top"))
-        fig.update_layout(
-            coloraxis=dict(
-                colorscale=DIVERGING,
-                cmid=0,
-                cmin=-zr,
-                cmax=zr,
-                colorbar=dict(bar, x=0.5, len=0.45, title=dict(text="attribution (dense and pruned)")),
-            ),
-            coloraxis2=dict(
-                colorscale=DIVERGING,
-                cmid=0,
-                cmin=-zd,
-                cmax=zd,
-                colorbar=dict(bar, x=0.88, len=0.22, title=dict(text="difference")),
-            ),
-        )
-        for i in range(1, 5):
-            fig.update_yaxes(
-                autorange="reversed",
-                scaleanchor=f"x{i if i > 1 else ''}",
-                showticklabels=False,
-                showgrid=False,
-                zeroline=False,
-                row=1,
-                col=i,
-            )
-            fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=i)
-        fig.update_xaxes(title_text="pixel column", row=1, col=1)
-        fig.update_yaxes(title_text="pixel row", row=1, col=1)
-        apply_style(fig, head, height=500)
-        fig.update_layout(margin=dict(b=150))
-        return fig
+        return _image_maps(x, d, p, diff, head, d_max, p_max)
     names = list(feature_names) if feature_names is not None else [f"x{i}" for i in range(x.size)]
     fig = go.Figure()
     for i, (vals, name) in enumerate(((d, "dense model"), (p, "pruned model"), (diff, "pruned − dense"))):
@@ -148,4 +92,50 @@ def attribution_maps(
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="input feature")
     fig.update_yaxes(title_text="attribution (score units)", zeroline=True)
+    return fig
+
+
+def _image_maps(x, d, p, diff, head: str, d_max: float | None, p_max: float | None) -> go.Figure:
+    """Four square heatmaps in a row with vertical colour bars beside the maps they describe."""
+    unit = "a ÷ max|a|" if d_max is not None else "attribution"
+    blank = "<br><sub> </sub>"
+    titles = (
+        "input" + blank,
+        "dense model" + (f"<br><sub>max |a| = {d_max:.3g}</sub>" if d_max is not None else blank),
+        "pruned model" + (f"<br><sub>max |a| = {p_max:.3g}</sub>" if p_max is not None else blank),
+        "pruned − dense" + blank,
+    )
+    fig = make_subplots(rows=1, cols=4, subplot_titles=titles, horizontal_spacing=0.075)
+    fig.add_trace(
+        go.Heatmap(z=x, colorscale="gray_r", showscale=False, name="input",
+                   hovertemplate="row %{y}, col %{x}<br>pixel %{z:.2f}<extra></extra>"),
+        row=1, col=1,
+    )
+    for col, (z, name) in enumerate(((d, "dense"), (p, "pruned")), start=2):
+        fig.add_trace(
+            go.Heatmap(z=z, coloraxis="coloraxis", name=name,
+                       hovertemplate="row %{y}, col %{x}<br>attribution %{z:.3g}<extra>" + name + "</extra>"),
+            row=1, col=col,
+        )
+    fig.add_trace(
+        go.Heatmap(z=diff, coloraxis="coloraxis2", name="difference",
+                   hovertemplate="row %{y}, col %{x}<br>difference %{z:.3g}<extra></extra>"),
+        row=1, col=4,
+    )
+    zr, zd = _half_range(d, p), _half_range(diff)
+    bar = dict(thickness=14, len=0.7, y=0.45, tickfont=dict(size=14), title=dict(side="top", font=dict(size=14)))
+    fig.update_layout(
+        coloraxis=dict(colorscale=DIVERGING, cmid=0, cmin=-zr, cmax=zr,
+                       colorbar=dict(bar, x=fig.layout.xaxis3.domain[1] + 0.003, title_text=unit)),
+        coloraxis2=dict(colorscale=DIVERGING, cmid=0, cmin=-zd, cmax=zd,
+                        colorbar=dict(bar, x=1.0, title_text="difference")),
+    )
+    for i in range(1, 5):
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i if i > 1 else ''}", constrain="domain",
+                         showticklabels=False, showgrid=False, zeroline=False, row=1, col=i)
+        fig.update_xaxes(constrain="domain", showticklabels=False, showgrid=False, zeroline=False, row=1, col=i)
+    fig.update_xaxes(title_text="pixel column", row=1, col=1)
+    fig.update_yaxes(title_text="pixel row", row=1, col=1)
+    apply_style(fig, head, height=430)
+    fig.update_layout(margin=dict(l=60, r=110, t=110, b=50))
     return fig

@@ -42,10 +42,30 @@ def with_alpha(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+_AXIS = dict(gridcolor="#EBF0F8", linecolor="#EBF0F8", zerolinecolor="#EBF0F8", zerolinewidth=2, ticks="", automargin=True)
+# The few parts of plotly's "plotly_white" our figures use. Assigning the full
+# named template validates hundreds of trace defaults (~7 ms a figure, measured);
+# this prebuilt object costs ~1 ms, which matters on the live slider rerun.
+LIGHT_TEMPLATE = go.layout.Template(
+    layout=dict(
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        font=dict(color="#2a3f5f"),
+        xaxis=_AXIS,
+        yaxis=_AXIS,
+        hovermode="closest",
+        title=dict(x=0.05),
+        colorway=list(OKABE_ITO),
+        coloraxis=dict(colorbar=dict(outlinewidth=0, ticks="")),
+    ),
+    data=dict(heatmap=[go.Heatmap(colorbar=dict(outlinewidth=0, ticks=""))]),
+)
+
+
 def apply_style(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
     """Big fonts, white template, room for titles; returns ``fig`` for chaining."""
     fig.update_layout(
-        template="plotly_white",
+        template=LIGHT_TEMPLATE,
         font=dict(size=BASE_FONT_SIZE, family=FONT_FAMILY),
         title=dict(text=title, font=dict(size=TITLE_FONT_SIZE)) if title else None,
         margin=dict(l=70, r=30, t=80 if title else 40, b=70),
