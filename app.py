@@ -22,8 +22,10 @@ PAGES = [
     st.Page("pages/6_attribution.py", title="Attribution", icon=":material/visibility:"),
     st.Page("pages/7_curves.py", title="Curves", icon=":material/show_chart:"),
     st.Page("pages/8_export.py", title="Share & export", icon=":material/share:"),
-    # Future: st.Page("pages/9_speed.py", title="Speed & memory", icon=":material/speed:"),
-    # a thin view over sparsity_viz.backend (dense vs CSR / block / N:M timings of the current model).
+    st.Page("pages/9_compare.py", title="Compare strategies", icon=":material/stacked_line_chart:"),
+    st.Page("pages/10_survival.py", title="Survival maps", icon=":material/join_inner:"),
+    st.Page("pages/11_lottery.py", title="Lottery ticket lab", icon=":material/casino:"),
+    st.Page("pages/12_speed.py", title="Speed & memory", icon=":material/speed:"),
 ]
 
 page = st.navigation(PAGES)

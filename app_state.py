@@ -237,14 +237,18 @@ def dataset(wb: Workbench | None = None) -> Dataset:
 
 
 def accuracy(model: torch.nn.Module, wb: Workbench | None = None) -> float:
-    """Test accuracy of ``model`` on the session's dataset (memoised per model object)."""
+    """Test accuracy of ``model`` on the session's dataset (memoised per model object).
+
+    Runs through the backend's compiled sparse model when its plan says that is faster
+    (``eval_model``, end of this file); the predictions are the dense model's.
+    """
     wb = wb or bench()
     cache: dict = st.session_state.setdefault(KEY_ACC_CACHE, {})
     key = (id(model), wb.dataset)
     hit = cache.get(key)
     if hit is not None and hit[0] is model:
         return hit[1]
-    acc = evaluate_dataset(model, dataset(wb), device="cpu").accuracy
+    acc = evaluate_dataset(eval_model(model), dataset(wb), device="cpu").accuracy
     if len(cache) > 16:
         cache.clear()
     cache[key] = (model, acc)
@@ -646,3 +650,370 @@ def torch_prune_bytes(wb: Workbench) -> bytes:
 
 def clone(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model)
+
+
+# --- Sparse backend ---
+# The current model runs through the backend's compiled sparse model wherever its plan
+# says that is faster (same predictions as dense; tests/app/test_live_path.py checks),
+# and the Speed & memory page's measurements are cached per model, masks and settings.
+
+KEY_FAST = "sv_fast_models"  # {id(model): (model, compiled model or None)}
+KEY_SPEED = "sv_speed"  # {speed_key(...): measured frames, plans and notices}
+KEY_SPARSE_CKPT = "sv_sparse_ckpt"  # {id(model): (model, SparseSave, round-trip ok)}
+EVAL_BATCH = 256  # evaluation batch the plan is made for (evaluate() uses 2048-sample chunks)
+
+
+def fast_plan(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The compiled sparse model for evaluating ``model``, or None when dense is as fast.
+
+    Uses the backend's ``policy="heuristic"`` plan (density thresholds measured by
+    ``benchmarks/sparse_crossover.py``: native CSR from about 70 % sparsity at batch >= 16),
+    so it costs a few ms and no timing runs. Only MLPs: the heuristic is calibrated on
+    Linear layers (it would send LeNet-5's convs to im2col CSR, measured 2x slower).
+    """
+    from sparsity_viz.backend.dispatch import HEURISTIC_DENSITY
+    from sparsity_viz.models import MLP, prunable_layers
+
+    if not isinstance(model, MLP) or model.activation_name not in ("relu", "tanh"):
+        return None
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        return None
+    layers = prunable_layers(model)
+    limit = HEURISTIC_DENSITY["large"]
+    if not layers or not any(float((m.weight != 0).float().mean()) <= limit for _, m in layers):
+        return None  # nothing sparse enough: skip even the compile
+    from sparsity_viz.backend import compile_model
+
+    compiled = compile_model(model, batch_size=EVAL_BATCH, device="cpu", policy="heuristic")
+    if all(p.format.startswith("dense") for p in compiled.plans):
+        return None
+    return compiled
+
+
+def eval_model(model: torch.nn.Module) -> torch.nn.Module:
+    """What to evaluate for ``model``: its compiled sparse model when faster, else itself (memoised per object)."""
+    cache: dict = st.session_state.setdefault(KEY_FAST, {})
+    hit = cache.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1] if hit[1] is not None else model
+    try:
+        compiled = fast_plan(model)
+    except Exception:  # a backend failure must never cost the page: evaluate densely
+        compiled = None
+    if len(cache) > 8:
+        cache.clear()
+    cache[id(model)] = (model, compiled)
+    return compiled if compiled is not None else model
+
+
+def curves_evaluator() -> Callable[[torch.nn.Module], torch.nn.Module]:
+    """For ``experiments.sweep(evaluator=...)``: each pruned point evaluated compiled when faster."""
+
+    def evaluator(model: torch.nn.Module) -> torch.nn.Module:
+        try:
+            return fast_plan(model) or model
+        except Exception:
+            return model
+
+    return evaluator
+
+
+STORED_SPEED = "sv_stored_speed"  # Speed page settings (survive page changes, so cached results show again)
+SPEED_DEFAULTS = {"batches": [1, 32, 256], "formats": ["dense", "csr-torch", "csr-native", "nm-native", "compact+dense",
+                                                       "auto"], "repeats": 10}
+
+
+def stored_speed() -> dict:
+    return {**SPEED_DEFAULTS, **(st.session_state.get(STORED_SPEED) or {})}
+
+
+def store_speed(**settings: Any) -> None:
+    st.session_state[STORED_SPEED] = {**stored_speed(), **settings}
+
+
+def speed_key(wb: Workbench, batches: tuple[int, ...], formats: tuple[str, ...], repeats: int, device: str,
+              layer: str) -> tuple:
+    """Cache key of one measurement: the current model's weights and masks, and every setting."""
+    from sparsity_viz.session import fingerprint
+
+    masks = hash_bytes(b"".join(m.numpy().tobytes() for m in wb.masks.values()))
+    return (fingerprint(wb.current), masks, tuple(batches), tuple(formats), int(repeats), device, layer)
+
+
+def speed_result(key: tuple) -> dict | None:
+    return (st.session_state.get(KEY_SPEED) or {}).get(key)
+
+
+CURVE_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def measure_speed(key: tuple, wb: Workbench) -> dict:
+    """Benchmark the current model per batch size, compile a measured plan per batch, and sweep one
+    layer's speed-up vs sparsity, under a progress bar; cached under ``key`` for this session."""
+    from sparsity_viz.backend import benchmark_model, compile_model, crossovers, speedup_curves
+
+    _, _, batches, formats, repeats, dev, layer = key
+    cuda = dev.startswith("cuda")
+    model = clone(wb.current).eval()
+    steps = 2 * len(batches) + len(CURVE_SPARSITIES)
+    bar = st.progress(0.0, text="Measuring...")
+    done = 0
+
+    def tick(text: str) -> None:
+        nonlocal done
+        done += 1
+        bar.progress(min(1.0, done / steps), text=f"{text} ({done}/{steps})")
+
+    frames, plans = [], {}
+    for b in batches:
+        frames.append(benchmark_model(model, [b], device=dev, formats=formats, repeats=repeats))
+        tick(f"Timed every format at batch {b}")
+        compiled = compile_model(model, batch_size=b, device=dev, policy="measure")
+        plans[b] = {"table": compiled.plan_table(), "explain": compiled.explain(), "notices": list(compiled.notices)}
+        tick(f"Chose a format per layer for batch {b}")
+    shape = tuple(dict(model.named_modules())[layer].weight.shape)
+    curve_formats = ("dense-cuda", "csr-cuda") if cuda else ("dense", "csr-torch", "csr-native")
+    curve_frames = []
+    for s in CURVE_SPARSITIES:
+        curve_frames.append(speedup_curves(shape, (s,), batches, formats=curve_formats, device=dev,
+                                           repeats=max(3, repeats // 3)))
+        tick(f"Random {shape[0]}x{shape[1]} layer at {100 * s:.0f} % sparsity")
+    bar.empty()
+    curves = pd.concat(curve_frames, ignore_index=True)
+    result = {"bench": pd.concat(frames, ignore_index=True), "plans": plans, "curves": curves,
+              "crossovers": crossovers(curves), "layer": layer, "shape": shape}
+    store = dict(st.session_state.get(KEY_SPEED) or {})
+    if len(store) > 8:
+        store.clear()
+    store[key] = result
+    st.session_state[KEY_SPEED] = store
+    return result
+
+
+def sparse_checkpoint(wb: Workbench) -> tuple[Any, bool]:
+    """The current model as a sparse safetensors checkpoint and whether it loads back bit-exact (memoised)."""
+    from sparsity_viz.backend import load_sparse, save_sparse
+
+    cache: dict = st.session_state.setdefault(KEY_SPARSE_CKPT, {})
+    hit = cache.get(id(wb.current))
+    if hit is not None and hit[0] is wb.current:
+        return hit[1], hit[2]
+    saved = save_sparse(wb.current, masks=wb.masks)
+    loaded = load_sparse(saved.data).state_dict
+    own = wb.current.state_dict()
+    ok = set(loaded) == set(own) and all(_bit_equal(loaded[k], own[k]) for k in own)
+    cache.clear()
+    cache[id(wb.current)] = (wb.current, saved, ok)
+    return saved, ok
+
+
+def _bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same dtype, shape and bits (so -0.0 differs from +0.0)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype == torch.float32:
+        return torch.equal(a.contiguous().view(torch.int32), b.detach().contiguous().view(torch.int32))
+    return torch.equal(a, b.detach())
+
+
+def backend_notices() -> list[tuple[str, str]]:
+    """``(level, text)`` lines about this machine: CUDA paths skipped, native kernel fallback."""
+    from sparsity_viz.backend import cuda_status, native_available, native_notice
+
+    out = []
+    ok, why = cuda_status()
+    if not ok:
+        out.append(("info", "The CUDA formats (cuSPARSE CSR and 2:4 semi-structured) need an NVIDIA GPU and were "
+                            f"skipped on this machine. {why}"))
+    if not native_available():
+        out.append(("warning", native_notice() or "The native sparse kernel is unavailable: the pure-torch formats "
+                                                  "are measured instead."))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# --- Strategy lab --- (pages 9_compare, 10_survival, 11_lottery)
+#
+# Results live in this session, keyed by (dense fingerprint, dataset, frozen config):
+# moving a widget back to an earlier setting shows the earlier result at once. Long
+# runs draw a progress bar and a Stop button; stopping (or any click) keeps what was
+# finished (the library functions take ``stop=`` and return partial results).
+
+from dataclasses import dataclass  # noqa: E402  (kept with the section it serves)
+
+KEY_LAB = "sv_lab_results"  # {(fingerprint, dataset, config): result}
+LAB_MAX_ENTRIES = 24
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """The Compare page's sweep: strategies x levels x seeds, optionally also fine-tuned."""
+
+    strategies: tuple[str, ...]
+    levels: tuple[float, ...]
+    seeds: int = 1
+    finetune_epochs: int = 0  # > 0: the one-shot curves AND the fine-tuned ones
+    random_baseline: bool = True
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """Per-layer sparsity profile of each strategy at one sparsity."""
+
+    strategies: tuple[str, ...]
+    sparsity: float
+
+
+@dataclass(frozen=True)
+class SurvivalConfig:
+    """Two (strategy, seed) pairs pruned to one sparsity."""
+
+    a: tuple[str, int]
+    b: tuple[str, int]
+    sparsity: float
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """One schedule-driven run (gradual / iterative / set / rigl) from the dense model."""
+
+    strategy: str
+    sparsity: float
+    epochs: int
+    lr: float
+
+
+def _lab_store() -> dict:
+    return st.session_state.setdefault(KEY_LAB, {})
+
+
+def _lab_key(config: Any) -> tuple:
+    wb = bench()
+    return (wb.fingerprint, wb.dataset, config)
+
+
+def lab_result(config: Any) -> Any | None:
+    """The stored result of ``config`` for the current dense model (``None`` when not run yet)."""
+    return _lab_store().get(_lab_key(config))
+
+
+def _lab_keep(config: Any, result: Any) -> None:
+    store = _lab_store()
+    if len(store) >= LAB_MAX_ENTRIES:
+        store.pop(next(iter(store)))
+    store[_lab_key(config)] = result
+
+
+def lab_quick(config: Any, work: Callable[[], Any], text: str = "Computing...") -> Any:
+    """A short computation (under a spinner), stored per configuration in this session."""
+    hit = lab_result(config)
+    if hit is None:
+        with st.spinner(text):
+            hit = work()
+        _lab_keep(config, hit)
+    return hit
+
+
+def lab_batch(seed: int = 0):
+    """The data batch that data-driven strategies (SNIP, GraSP, ...) score on."""
+    from sparsity_viz.comparison import data_batch
+
+    return data_batch(dataset(), seed=seed)
+
+
+def run_lab(config: Any, work: Callable[[Callable[[float, str], None], Callable[[], bool]], Any], *,
+            key: str, text: str = "Working...") -> Any:
+    """Run ``work(progress, stop)`` with a progress bar and a Stop button, store its result, rerun the page.
+
+    ``progress(fraction, text)`` updates the bar; ``stop()`` turns True when the user
+    clicks anything (Streamlit interrupts the script at its next UI update: that is
+    caught here, the work ends at its next check and keeps what it finished) or
+    when ``KEY_STOP`` is set (tests). A partial result is stored too (``cancelled``
+    tells the page); the interruption then continues as Streamlit intended. Never
+    returns: the page is rerun and finds the result with ``lab_result``.
+    """
+    interrupted: list[RerunException] = []
+    st.button("Stop", key=f"{key}_stop", icon=":material/stop:", help="Stops after the current step; finished work is kept.")
+    bar = st.progress(0.0, text=text)
+    last = [-1.0]
+
+    def progress(fraction: float, label: str = "") -> None:
+        if interrupted or (fraction - last[0] < 0.01 and fraction < 1.0):
+            return
+        last[0] = fraction
+        try:
+            bar.progress(min(1.0, max(0.0, fraction)), text=f"{100 * fraction:.0f} % · {label}" if label else text)
+        except RerunException as exc:
+            interrupted.append(exc)
+
+    def stop() -> bool:
+        return bool(interrupted) or bool(st.session_state.get(KEY_STOP))
+
+    try:
+        result = work(progress, stop)
+    finally:
+        st.session_state[KEY_STOP] = False
+    _lab_keep(config, result)
+    if interrupted:
+        raise interrupted[0]
+    st.rerun()  # redraw the page from the stored result (no stale bar, Stop or Compute button)
+
+
+def compare_sweep_run(config: CompareConfig) -> pd.DataFrame:
+    """Run the Compare page's sweep (one-shot, and fine-tuned when asked) with progress and Stop."""
+    from sparsity_viz.comparison import compare_sweep
+
+    wb = bench()
+    ds = dataset(wb)
+    recipe = wb.card.get("recipe", {}) if isinstance(wb.card, dict) else {}
+    ft = TrainConfig(epochs=config.finetune_epochs, lr=float(recipe.get("lr", 1e-3)) / 10) if config.finetune_epochs else None
+
+    def work(progress, stop):
+        parts = []
+        runs = [None, ft] if ft is not None else [None]
+        for i, finetune in enumerate(runs):
+            def on_point(fraction, row, i=i):
+                tag = " fine-tuned" if row.get("finetune_epochs") else ""
+                progress((i + fraction) / len(runs), f"{row['strategy']}{tag} at {100 * row['sparsity']:g} %")
+
+            part = compare_sweep(wb.dense, ds, list(config.strategies), list(config.levels), range(config.seeds),
+                                 finetune=finetune, baselines=config.random_baseline, progress=on_point, stop=stop)
+            part["finetuned"] = finetune is not None
+            parts.append(part)
+            if part.attrs.get("cancelled"):
+                break
+        frame = pd.concat(parts, ignore_index=True)
+        frame.attrs["dense_accuracy"] = parts[0].attrs.get("dense_accuracy")
+        frame.attrs["cancelled"] = any(p.attrs.get("cancelled") for p in parts)
+        return frame
+
+    return run_lab(config, work, key="compare", text="Pruning and measuring...")
+
+
+def schedule_run(config: ScheduleConfig):
+    """Train with a schedule-driven strategy from the dense model; returns its ``ScheduleResult``."""
+    from sparsity_viz.pruning import get_strategy
+
+    wb = bench()
+    ds = dataset(wb)
+    tc = TrainConfig(epochs=config.epochs, lr=config.lr, device="cpu")
+
+    def work(progress, stop):
+        return get_strategy(config.strategy).run(wb.dense, ds, config.sparsity, tc,
+                                                 progress=lambda f: progress(f, "training while pruning"), stop=stop)
+
+    return run_lab(config, work, key="survival_schedule", text="Training while pruning...")
+
+
+def lottery_run(model_name: str, init_seed: int, config: Any) -> pd.DataFrame:
+    """IMP with rewinding from a fresh initialisation of ``model_name`` against its controls."""
+    from sparsity_viz.lottery import lottery_experiment
+    from sparsity_viz.models import build_model
+
+    ds = dataset()
+
+    def work(progress, stop):
+        return lottery_experiment(build_model(model_name, init_seed), ds, config,
+                                  progress=lambda f: progress(f, "train, prune 20 %, rewind, retrain"), stop=stop)
+
+    return run_lab((model_name, init_seed, config), work, key="lottery", text="Running the lottery experiment...")

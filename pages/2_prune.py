@@ -4,6 +4,7 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
+from sparsity_viz.comparison import collapse_warnings, effective_sparsity
 from sparsity_viz.models import prunable_layers
 from sparsity_viz.pruning import STRATEGIES
 from sparsity_viz.reports import sparsity_report
@@ -48,6 +49,11 @@ m2.metric("Weights pruned", f"{100 * wb.sparsity:.1f} %")
 report = sparsity_report(wb.current, wb.masks)
 total = report.iloc[-1]
 m3.metric("Weights left", f"{int(total['nonzeros']):,} of {int(total['parameters']):,}")
+if wb.masks:  # layer collapse; effective sparsity: weights on no input -> output path count as removed
+    m2.caption(f"effective sparsity {100 * effective_sparsity(wb.masks):.1f} % (weights on no input → output path "
+               "count as removed)")
+    for warning in collapse_warnings(wb.masks):
+        st.warning(warning)
 st.caption(f"Current model: {wb.origin}. Dense accuracy {100 * dense_acc:.1f} % on the {wb.dataset} test split.")
 
 left, right = st.columns([2, 3])

@@ -4,6 +4,7 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
+from sparsity_viz.comparison import collapse_warnings, effective_sparsity
 from sparsity_viz.graph import input_fanout, layer_collapse
 
 app_state.sidebar()
@@ -16,7 +17,9 @@ st.markdown(
 
 wb = app_state.bench()
 ds = app_state.dataset(wb)
-st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % pruned")
+effective = (f" · effective sparsity {100 * effective_sparsity(wb.masks):.1f} % (weights on no input → output path "
+             "count as removed)") if wb.masks else ""
+st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % pruned{effective}")
 max_edges = st.slider("Edges drawn per layer (strongest first)", 20, 800, 200, step=20, key="conn_max_edges",
                       help="Big layers have thousands of connections; only the strongest are drawn.")
 
@@ -28,6 +31,8 @@ elif not collapse.path_exists:
 else:
     alive = ", ".join(f"{k} {v}/{collapse.total_units[k]}" for k, v in collapse.alive_units.items())
     st.success(f"No layer collapse. Units on some input-to-output path: {alive}.")
+    for warning in collapse_warnings(wb.masks) if wb.masks else []:  # e.g. effective > nominal sparsity
+        st.warning(warning)
 
 graph_fig = figures.model_graph(wb.current, wb.masks, max_edges_per_layer=int(max_edges),
                                 input_shape=ds.input_shape, class_names=ds.class_names)

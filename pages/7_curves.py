@@ -44,7 +44,8 @@ if frame is None and st.button("Compute curves", key="curves_compute", type="pri
     frame = app_state.compute_curves(
         config,
         lambda progress: sweep(wb.dense, ds, list(config.strategies), list(config.levels), range(config.seeds),
-                               finetune=finetune, progress=progress, device=app_state.device()),
+                               finetune=finetune, progress=progress, device=app_state.device(),
+                               evaluator=app_state.curves_evaluator()),
     )
 if frame is None:
     st.info("Choose strategies and levels, then press **Compute curves**. Results are cached per configuration.")

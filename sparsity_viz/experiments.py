@@ -45,6 +45,7 @@ def sweep(
     progress: Callable[[float, dict], None] | None = None,
     stop: Callable[[], bool] | object | None = None,
     device: str = "auto",
+    evaluator: Callable[[nn.Module], nn.Module] | None = None,
 ) -> pd.DataFrame:
     """Accuracy of ``model`` pruned by each strategy at each level and seed.
 
@@ -58,6 +59,8 @@ def sweep(
         scope: passed to strategies that support it.
         progress: ``progress(fraction_done, last_row)`` after each point.
         stop: checked before each point; finished rows are returned.
+        evaluator: maps each pruned model to the module that is evaluated (e.g. a
+            compiled sparse model with the same predictions); identity when None.
 
     Returns:
         One row per point with ``SWEEP_COLUMNS``; ``attrs["dense_accuracy"]`` and
@@ -90,7 +93,7 @@ def sweep(
                     cfg = replace(finetune, seed=seed, device=str(dev))
                     net = train(net, dataset, cfg, masks=pruned.masks).model
                     epochs = cfg.epochs
-                result = evaluate(net, dataset.x_test, dataset.y_test, device=str(dev))
+                result = evaluate(evaluator(net) if evaluator else net, dataset.x_test, dataset.y_test, device=str(dev))
                 row = {
                     "strategy": strategy_name,
                     "sparsity": float(level),

@@ -48,3 +48,29 @@ __all__ = [
     "weight_heatmap",
     "weight_histogram",
 ]
+
+# speed & memory (sparse backend) figures
+from .speed import bytes_bars, format_color, format_label, human_bytes, latency_bars, speedup_curve_figure  # noqa: E402
+
+__all__ += ["bytes_bars", "format_color", "format_label", "human_bytes", "latency_bars", "speedup_curve_figure"]
+
+# Strategy lab (Compare, Survival maps, Lottery ticket lab)
+from .survival import (  # noqa: E402
+    SURVIVAL_COLORS,
+    death_time_heatmap,
+    jaccard_bars,
+    lottery_curves,
+    sparsity_profile_chart,
+    survival_heatmap,
+    timeline_state,
+)
+
+__all__ += [
+    "SURVIVAL_COLORS",
+    "death_time_heatmap",
+    "jaccard_bars",
+    "lottery_curves",
+    "sparsity_profile_chart",
+    "survival_heatmap",
+    "timeline_state",
+]

@@ -161,6 +161,36 @@ def test_prune_slider_then_connections_and_attribution(server, page):
     expect(page.get_by_text("sparsity=90")).to_be_visible()
     page.screenshot(path=str(SHOTS / "8_export.png"))
 
+    _goto(page, "Compare strategies")  # the quick default sweep runs at once
+    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(2)
+    page.screenshot(path=str(SHOTS / "9_compare.png"))
+
+    _goto(page, "Survival maps")  # heatmap, Jaccard, two fan-outs, death times (gradual runs at once)
+    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(5)
+    page.screenshot(path=str(SHOTS / "10_survival.png"))
+    page.locator('[data-testid="stPlotlyChart"]').nth(4).scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "10_survival_time.png"))
+
+    _goto(page, "Lottery ticket lab")
+    rounds = page.get_by_role("spinbutton", name="Rounds")
+    rounds.fill("5")
+    rounds.press("Enter")
+    _settle(page)
+    page.get_by_role("button", name="Run the experiment").click()
+    _settle(page)
+    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(1)
+    page.screenshot(path=str(SHOTS / "11_lottery.png"))
+
+    _goto(page, "Speed & memory")
+    page.get_by_role("button", name="Measure").click()
+    _settle(page)
+    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(3)
+    page.screenshot(path=str(SHOTS / "12_speed.png"))
+    page.locator('[data-testid="stPlotlyChart"]').nth(2).scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "12_speed_curves.png"))
+
     _goto(page, "Regularize (L1)")
     page.get_by_role("button", name="Train").click()
     _settle(page)

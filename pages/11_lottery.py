@@ -1,0 +1,68 @@
+"""Lottery ticket lab: IMP with rewinding against random re-initialisation and a random mask."""
+
+import streamlit as st
+
+import app_state
+from sparsity_viz import figures
+from sparsity_viz.lottery import LotteryConfig, ticket_advantage
+
+app_state.sidebar()
+st.title("Lottery ticket lab")
+st.markdown(
+    "Frankle & Carbin (2019): train a fresh network, prune the 20 % smallest surviving weights, **rewind** the survivors "
+    "to their initial values and train again; repeat. The sparse *winning ticket* trains as well as the dense network. "
+    "Two controls show it is the mask *and* the initial values together: the same mask with new random weights, "
+    "and the original weights under a random mask. Each round leaves 80 % of the weights of the one before."
+)
+
+wb = app_state.bench()
+# Per model: (rounds, epochs per round, Adam lr) that finish in seconds and still train.
+DEFAULTS = {"lenet300": (8, 3, 1.2e-3), "digits_mlp": (8, 8, 3e-3), "lenet5": (2, 1, 1.2e-3)}
+TOY = (6, 12, 1e-2)
+rounds0, epochs0, lr = DEFAULTS.get(wb.name, TOY)
+max_rounds = 3 if wb.name == "lenet5" else 14
+if wb.name == "lenet5":
+    st.warning("LeNet-5 is a convolutional network: one round trains it three times and takes ~10 s on these CPUs. "
+               "Rounds are limited to 3 and epochs to 2 here; the classic experiment is LeNet-300-100.")
+elif wb.name != "lenet300":
+    st.info(f"The classic experiment uses LeNet-300-100 on MNIST; {wb.name} works too (settings adapted to it).")
+
+c1, c2, c3, c4 = st.columns(4)
+rounds = c1.number_input("Rounds", 1, max_rounds, rounds0, key="lottery_rounds",
+                         help="After r rounds 0.8^r of each hidden layer is left (8 rounds: 17 %).")
+epochs = c2.number_input("Epochs per round", 1, 2 if wb.name == "lenet5" else 30, epochs0, key="lottery_epochs")
+rewind = c3.select_slider("Rewind to step", [0, 10, 50, 100], value=0, key="lottery_rewind",
+                          help="0 = the initialisation (Frankle & Carbin 2019); a few steps in helps bigger nets "
+                               "(Frankle et al. 2020).")
+seed = c4.number_input("Init seed", 0, 9, 0, key="lottery_seed")
+metric = st.radio("Accuracy per round", ["best_accuracy", "test_accuracy"], horizontal=True, key="lottery_metric",
+                  format_func=lambda m: {"best_accuracy": "best epoch (as the paper)", "test_accuracy": "last epoch"}[m])
+
+config = LotteryConfig(rounds=int(rounds), epochs=int(epochs), lr=lr, rewind_step=int(rewind), seed=int(seed))
+frame = app_state.lab_result((wb.name, int(seed), config))
+if frame is None or frame.attrs.get("cancelled"):
+    st.caption(f"{int(rounds)} rounds × 3 trainings of {int(epochs)} epochs each, plus the dense run.")
+    if st.button("Run the experiment" if frame is None else "Run again to finish", key="lottery_run",
+                 type="primary", icon=":material/play_arrow:"):
+        frame = app_state.lottery_run(wb.name, int(seed), config)
+
+if frame is None:
+    st.info("Press **Run the experiment**: a progress bar follows the rounds; **Stop** keeps the finished rounds.")
+elif len(frame) == 0:
+    st.warning("Stopped before the first round finished.")
+else:
+    if frame.attrs.get("cancelled"):
+        st.warning(f"Stopped: showing the {int(frame['round'].max())} rounds finished so far.")
+    fig = figures.lottery_curves(frame, metric=metric,
+                                 title=f"{wb.name} on {wb.dataset}: ticket vs controls (init seed {seed})")
+    fig.update_layout(height=560)
+    app_state.show_figure(fig, "lottery_curves")
+    adv = ticket_advantage(frame, low=0.5, high=1.0, metric=metric)
+    if len(adv):
+        cols = [c for c in adv.columns if c.startswith("ticket_minus_")]
+        best = adv.iloc[-1]
+        st.markdown(f"At **{100 * best['sparsity']:.0f} %** sparsity the ticket is "
+                    + ", ".join(f"**{100 * best[c]:+.1f} points** vs *{c.removeprefix('ticket_minus_').replace('_', ' ')}*"
+                                for c in cols) + ".")
+    with st.expander("Every round"):
+        app_state.show_table(frame, f"lottery_{wb.name}")

@@ -1,0 +1,136 @@
+"""Speed & memory: the current pruned model timed in every sparse format against dense, bytes, crossovers, the plan."""
+
+import streamlit as st
+
+import app_state
+from sparsity_viz import figures
+from sparsity_viz.backend.bench import MODEL_FORMATS
+from sparsity_viz.models import prunable_layers
+
+app_state.sidebar()
+st.title("Speed & memory")
+st.markdown(
+    "Zeros only save time if the computer skips them. Press **Measure** to time the current model in each sparse "
+    "format (CSR stores just the surviving weights and their positions) against the dense model, at several batch "
+    "sizes. Sparse formats pay for every index they read, so they only win past a *crossover* sparsity, and "
+    "the dispatcher keeps a layer dense wherever sparse loses."
+)
+
+for level, text in app_state.backend_notices():
+    getattr(st, level)(text)
+
+wb = app_state.bench()
+dev = app_state.device()
+cuda = dev.startswith("cuda")
+format_options = list(MODEL_FORMATS) + (["csr-cuda", "2:4-cuda"] if cuda else [])
+linear = [(n, m) for n, m in prunable_layers(wb.current) if hasattr(m, "in_features")]
+
+stored = app_state.stored_speed()
+c1, c2, c3, c4 = st.columns([2, 3, 1, 2])
+batches = c1.multiselect("Batch sizes", [1, 8, 32, 128, 256, 1024], default=stored["batches"], key="speed_batches",
+                         help="Samples per forward call. Batch 1 is one user at a time; 256 is how accuracy is evaluated.")
+formats = c2.multiselect("Formats", format_options,
+                         default=[f for f in stored["formats"] if f in format_options],
+                         format_func=figures.format_label, key="speed_formats",
+                         help="'auto' is the compiled model: the fastest format per layer. Block CSR is slow on "
+                              "unstructured masks (seconds at batch 1).")
+repeats = c3.number_input("Repeats", 3, 50, int(stored["repeats"]), key="speed_repeats",
+                          help="Each time is the median of this many runs.")
+layer_names = [n for n, _ in linear]
+layer = c4.selectbox("Layer for the crossover curve", layer_names, key="speed_layer",
+                     index=layer_names.index(stored["layer"]) if stored.get("layer") in layer_names else 0,
+                     format_func=lambda n: f"{n} ({dict(linear)[n].out_features}x{dict(linear)[n].in_features})",
+                     help="A random layer of this shape is timed over a sparsity sweep.")
+formats = tuple(["dense", *[f for f in format_options if f in formats and f != "dense"]])  # dense is the reference
+batches = tuple(sorted(int(b) for b in batches))
+app_state.store_speed(batches=list(batches), formats=list(formats), repeats=int(repeats), layer=layer)
+
+key = app_state.speed_key(wb, batches, formats, int(repeats), dev, layer) if batches and layer else None
+result = app_state.speed_result(key) if key else None
+st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % of weights pruned · measured on {dev}, "
+           "with the app's thread setting, while other programs share the cores: expect ±10 %.")
+if st.button("Measure", key="speed_measure", type="primary", icon=":material/timer:", disabled=key is None):
+    result = app_state.measure_speed(key, wb)
+
+if result is None:
+    st.info("Choose batch sizes and formats, then press **Measure** (a few seconds). Results are kept per model, "
+            "masks and settings for this session.")
+    st.stop()
+
+bench = result["bench"]
+plans = result["plans"]
+
+st.subheader("Latency: sparse formats against dense")
+app_state.show_figure(figures.latency_bars(bench, title=f"{wb.name}: time per forward call"), "speed_latency")
+lines = []
+for b in batches:
+    g = bench[bench["batch"] == b].set_index("format")
+    auto = g["ratio_dense"].get("auto")
+    if auto is not None and auto == auto:
+        if auto < 0.97:
+            all_dense = plans[b]["table"]["format"].str.startswith("dense").all()
+            lines.append(f"At batch {b} the compiled model takes **{auto:.2f}×** the dense time "
+                         f"({1 / auto:.1f}× faster)" + (": every layer stays dense, the gain comes from removing dead "
+                                                       "neurons and one fused call, not from skipping zeros."
+                                                       if all_dense else "."))
+        else:
+            lines.append(f"At batch {b} sparse **loses** or ties ({auto:.2f}× the dense time): the compiled model "
+                         "falls back to dense layers, so it is never meaningfully slower.")
+    for fmt in ("csr-torch", "csr-native"):
+        r = g["ratio_dense"].get(fmt)
+        if r is not None and r == r and r > 1.0:
+            lines.append(f"At batch {b}, {figures.format_label(fmt)} is **{r:.2f}× slower** than dense for the "
+                         "whole model.")
+    table = plans[b]["table"]
+    kept = table[table["format"].str.startswith("dense")]
+    if len(kept):
+        names = ", ".join(f"**{r['layer']}** ({100 * r['density']:.0f} % of weights left"
+                          + (f", compacted to {r['compiled_shape']}" if r["compiled_shape"] != r["shape"] else "") + ")"
+                          for _, r in kept.iterrows())
+        lines.append(f"At batch {b} sparse is slower than dense for {names}: the dispatcher keeps "
+                     f"{'it' if len(kept) == 1 else 'them'} dense.")
+skipped = bench[bench["note"].str.startswith("skipped")].drop_duplicates("format")
+for _, row in skipped.iterrows():
+    why = row["note"][len("skipped: "):].split(";")[0].split(": ", 1)[-1]
+    lines.append(f"{figures.format_label(row['format'])} was skipped: {why[:160]}")
+st.markdown("\n".join(f"- {t}" for t in lines))
+
+st.subheader("Which format did each layer get, and why?")
+plan_batch = st.selectbox("Plan for batch size", list(plans), index=len(plans) - 1, key="speed_plan_batch",
+                          help="The dispatcher times every candidate format per layer at this batch size.")
+plan = plans[plan_batch]
+plan_table = plan["table"].copy()
+plan_table["density"] = 100 * plan_table["density"]
+app_state.show_table(plan_table, f"speed_plan_{wb.name}_b{plan_batch}", column_config={
+    "density": st.column_config.NumberColumn("weights left (%)", format="%.1f"),
+    "compiled_shape": st.column_config.TextColumn("after compaction", help="Dead neurons removed first."),
+})
+with st.expander("The dispatcher's explanation (explain())"):
+    st.code(plan["explain"], language=None)
+
+st.subheader("Memory: bytes of weights per format")
+saved, _ = app_state.sparse_checkpoint(wb)
+app_state.show_figure(figures.bytes_bars(bench, checkpoint_bytes=saved.nbytes), "speed_bytes")
+st.caption(f"Sparse checkpoint file (all tensors, layout included): {figures.human_bytes(saved.nbytes)} vs "
+           f"{figures.human_bytes(saved.dense_nbytes)} dense ({saved.nbytes / saved.dense_nbytes:.2f}×). "
+           "Download it on *Share & export*.")
+
+st.subheader("When does sparse start to win?")
+rl, sl = result["layer"], result["shape"]
+curve_batch = st.radio("Batch size", list(batches), index=len(batches) - 1, horizontal=True, key="speed_curve_batch")
+layer_density = float((dict(wb.current.named_modules())[rl].weight != 0).float().mean())
+fig = figures.speedup_curve_figure(result["curves"], result["crossovers"], batch=curve_batch,
+                                   mark_sparsity=1 - layer_density,
+                                   title=f"Random {sl[0]}x{sl[1]} layer ({rl}'s shape), batch {curve_batch}")
+app_state.show_figure(fig, "speed_curves")
+cross = result["crossovers"]
+cross = cross[cross["batch"] == curve_batch]
+words = []
+for _, c in cross.iterrows():
+    x = c["crossover_sparsity"]
+    name = figures.format_label(c["format"])
+    words.append(f"{name} never beat dense in this sweep" if x != x or x is None else f"{name} wins from {100 * x:.0f} %")
+st.caption(f"At batch {curve_batch}: " + "; ".join(words) + f". {rl} is {100 * (1 - layer_density):.0f} % sparse now.")
+
+with st.expander("All measurements (table)"):
+    app_state.show_table(bench, f"speed_{wb.name}")

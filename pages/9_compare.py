@@ -1,0 +1,88 @@
+"""Compare: accuracy vs sparsity for any set of strategies (mean ± std over seeds), and per-layer profiles."""
+
+import streamlit as st
+
+import app_state
+from sparsity_viz import figures
+from sparsity_viz.comparison import curve_summary, strategy_profiles
+from sparsity_viz.pruning import STRATEGIES
+
+app_state.sidebar()
+st.title("Compare strategies")
+st.markdown(
+    "Every point prunes the trained model afresh, one-shot, to one sparsity and measures test accuracy; the band is "
+    "mean ± std over seeds. The dotted line is the dense model and **Random** is the floor a real strategy must beat. "
+    "Add fine-tuning epochs to see how much accuracy retraining wins back (dashed = before, solid = after), and look "
+    "at the bar chart below: strategies that remove the same share of weights can hit very different layers."
+)
+
+wb = app_state.bench()
+names = list(STRATEGIES)
+SLOW = {"synflow": "SynFlow scores iteratively (about 2 s a point on LeNet-300-100)"}
+c1, c2 = st.columns([3, 1])
+chosen = c1.multiselect("Strategies", names, default=["magnitude", "global_magnitude", "snip", "erdos_renyi"],
+                        format_func=lambda n: STRATEGIES[n].label, key="compare_strategies")
+random_base = c2.checkbox("Random baseline", value=True, key="compare_random",
+                          help="Adds random pruning: the floor every strategy must beat.")
+c3, c4, c5 = st.columns([3, 1, 1])
+levels_pct = c3.multiselect("Sparsity levels (%)", [0, 10, 30, 50, 70, 80, 90, 95, 98, 99, 99.5],
+                            default=[0, 50, 70, 80, 90, 95, 98, 99], key="compare_levels")
+seeds = c4.number_input("Seeds", 1, 5, 1, key="compare_seeds",
+                        help="Random and data-driven strategies differ per seed; the band is mean ± std.")
+ft = c5.number_input("Fine-tune epochs", 0, 3, 0, key="compare_ft",
+                     help="0 = one-shot only. > 0 adds fine-tuned curves (much slower: every point trains).")
+x_axis = st.radio("x-axis", ["sparsity", "compression"], horizontal=True, key="compare_axis",
+                  format_func=lambda a: {"sparsity": "sparsity (% pruned)", "compression": "compression ratio (×, log)"}[a])
+
+config = app_state.CompareConfig(tuple(chosen), tuple(sorted(float(v) / 100 for v in levels_pct)), int(seeds),
+                                 int(ft), bool(random_base))
+slow = [SLOW[s] for s in chosen if s in SLOW]
+expensive = bool(ft) or bool(slow) or wb.name == "lenet5" or seeds > 2
+if slow or wb.name == "lenet5":
+    st.caption("Slower settings: " + "; ".join(slow + (["LeNet-5 evaluates ~2 s per strategy"] if wb.name == "lenet5" else [])) + ".")
+frame = app_state.lab_result(config)
+if not chosen or not levels_pct:
+    st.info("Choose at least one strategy and one sparsity level.")
+elif frame is None or frame.attrs.get("cancelled"):
+    pressed = st.button("Compute" if frame is None else "Compute the rest", key="compare_compute", type="primary",
+                        icon=":material/play_arrow:")
+    if pressed or (frame is None and not expensive):  # quick defaults run at once
+        frame = app_state.compare_sweep_run(config)
+
+if frame is not None and frame.attrs.get("cancelled"):
+    st.warning(f"Stopped: showing the {len(frame)} points finished so far. Press **Compute the rest** to finish.")
+if frame is not None and len(frame):
+    fig = figures.accuracy_curves(frame, x_axis=x_axis, band="std", dense_accuracy=frame.attrs.get("dense_accuracy"),
+                                  title=f"{wb.name} on {wb.dataset}: accuracy after pruning (mean ± std over seeds)")
+    fig.update_layout(height=560, legend=dict(orientation="h", y=-0.22))
+    app_state.show_figure(fig, "compare_curves")
+    summary = curve_summary(frame)
+    collapsed = summary[summary["collapsed"]]
+    if len(collapsed):
+        where = ", ".join(f"{s} at {100 * v:g} %" for s, v in zip(collapsed["strategy"], collapsed["sparsity"]))
+        st.warning(f"Layer collapse (some layer lost every weight, so no path from input to output is left): {where}.")
+    table = summary.assign(sparsity=100 * summary["sparsity"], mean=100 * summary["mean"], std=100 * summary["std"],
+                           effective_sparsity=100 * summary["effective_sparsity"])
+    with st.expander("The numbers (mean ± std over seeds; effective sparsity counts weights on no input → output path)"):
+        app_state.show_table(table, f"compare_{wb.name}", column_config={
+            "sparsity": st.column_config.NumberColumn("sparsity (%)", format="%.1f"),
+            "mean": st.column_config.NumberColumn("accuracy (%)", format="%.2f"),
+            "std": st.column_config.NumberColumn("± std", format="%.2f"),
+            "effective_sparsity": st.column_config.NumberColumn("effective sparsity (%)", format="%.2f"),
+            "compression": st.column_config.NumberColumn("compression (×)", format="%.1f"),
+        })
+
+st.subheader("Which layers does each strategy hit hardest?")
+p1, _ = st.columns([2, 3])
+profile_level = p1.select_slider("Profile at sparsity (%)", [50, 70, 80, 90, 95, 98, 99], value=90,
+                                 key="compare_profile_level")
+profile_strategies = tuple(dict.fromkeys([*chosen, *(["random"] if random_base else [])]))
+if profile_strategies:
+    pcfg = app_state.ProfileConfig(profile_strategies, profile_level / 100)
+    profile = app_state.lab_quick(pcfg, lambda: strategy_profiles(wb.dense, list(profile_strategies), pcfg.sparsity,
+                                                                  batch=app_state.lab_batch()),
+                                  text="Pruning once per strategy...")
+    pfig = figures.sparsity_profile_chart(
+        profile, title=f"Share of each layer pruned at {profile_level} % overall sparsity")
+    pfig.update_layout(height=500)
+    app_state.show_figure(pfig, "compare_profile")

@@ -1,0 +1,114 @@
+"""Speed & memory page: Measure on a button, cached per model + settings, real widget changes change the figures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import app_state
+import sparsity_viz.backend as backend
+from apptools import chart_specs, charts, check, open_app
+
+
+def _measure(at, batches=(1, 32)):
+    at.multiselect(key="speed_batches").set_value(list(batches)).run()
+    at.number_input(key="speed_repeats").set_value(3).run()
+    assert not at.get("plotly_chart"), "nothing is measured before the button"
+    assert any("press **Measure**" in i.value for i in at.info)
+    at.button(key="speed_measure").click().run()
+    check(at)
+    return at
+
+
+def _texts(at) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+
+
+@pytest.mark.parametrize("model", ["lenet300", "moons_mlp", "digits_mlp"])
+def test_measure_then_widgets_change_figures(model):
+    at = open_app(model, "2_prune")
+    at.slider(key="prune_sparsity").set_value(90).run()
+    at.switch_page("pages/12_speed.py").run()
+    check(at)
+    if not torch.cuda.is_available():
+        assert any("CUDA formats (cuSPARSE CSR and 2:4 semi-structured) need an NVIDIA GPU" in i.value for i in at.info)
+    _measure(at)
+    latency, nbytes, curves = charts(at)
+    assert [t["x"] for t in latency["data"] if t["type"] == "bar"][0] == ["batch 1", "batch 32"]
+    assert "sparse checkpoint file" in nbytes["data"][0]["y"]
+    assert "batch 32" in curves["layout"]["title"]["text"]
+    assert any("wins from" in a["text"] or "this layer now" in a["text"] for a in curves["layout"]["annotations"])
+    text = _texts(at)
+    assert "At batch 1" in text and "At batch 32" in text
+    plan = at.dataframe[0].value
+    assert set(plan["layer"]) >= {"fc1"} and plan["format"].notna().all()
+
+    before = chart_specs(at)
+    at.radio(key="speed_curve_batch").set_value(1).run()  # redraw only: no new measurement
+    check(at)
+    after = chart_specs(at)
+    assert after[2] != before[2] and after[0] == before[0]
+    at.selectbox(key="speed_plan_batch").set_value(1).run()
+    check(at)
+    assert "batch 1" in at.code[0].value
+
+    at.multiselect(key="speed_batches").set_value([1, 8]).run()  # new settings: measure again
+    assert not at.get("plotly_chart")
+    at.button(key="speed_measure").click().run()
+    check(at)
+    assert [t["x"] for t in charts(at)[0]["data"] if t["type"] == "bar"][0] == ["batch 1", "batch 8"]
+
+
+def test_results_cached_across_page_changes_and_keyed_by_masks():
+    at = open_app("lenet300", "2_prune")
+    at.slider(key="prune_sparsity").set_value(95).run()
+    at.switch_page("pages/12_speed.py").run()
+    _measure(at, batches=(1, 256))
+    first = chart_specs(at)
+    at.switch_page("pages/4_weights.py").run()
+    at.switch_page("pages/12_speed.py").run()
+    check(at)
+    assert chart_specs(at) == first  # shown again from the session cache, no button press
+    assert at.multiselect(key="speed_batches").value == [1, 256]
+    at.switch_page("pages/2_prune.py").run()
+    at.slider(key="prune_sparsity").set_value(50).run()
+    at.switch_page("pages/12_speed.py").run()
+    check(at)
+    assert not at.get("plotly_chart")  # other masks: not measured yet
+    at.button(key="speed_measure").click().run()
+    check(at)
+    assert chart_specs(at)[0] != first[0]
+    assert len(at.session_state[app_state.KEY_SPEED]) == 2
+
+
+def test_sparse_loses_is_said_plainly():
+    at = open_app("lenet300", "2_prune")  # 20 % sparse: CSR cannot beat dense at batch 1 (measured 1.6-5x slower)
+    at.slider(key="prune_sparsity").set_value(20).run()
+    at.switch_page("pages/12_speed.py").run()
+    _measure(at)
+    text = _texts(at)
+    assert "At batch 1 sparse is slower than dense for **fc1**" in text and "the dispatcher keeps" in text
+    assert "At batch 1, CSR (torch.sparse) is **" in text and "slower** than dense" in text
+
+
+def test_native_fallback_notice(monkeypatch):
+    monkeypatch.setattr(backend, "native_available", lambda *a, **k: False)
+    monkeypatch.setattr(backend, "native_notice", lambda: "sparsity_viz: native sparse kernels unavailable (test).")
+    at = open_app("moons_mlp", "12_speed")
+    assert any("native sparse kernels unavailable (test)" in w.value for w in at.warning)
+
+
+def test_export_page_sparse_checkpoint_size_and_round_trip():
+    at = open_app("lenet300", "2_prune")
+    at.slider(key="prune_sparsity").set_value(90).run()
+    at.switch_page("pages/8_export.py").run()
+    check(at)
+    assert any(c.value.startswith(("17", "18")) and "KB vs 1.07 MB dense (0.1" in c.value for c in at.caption)
+    assert any("bit-identical" in s.value for s in at.success)
+    data = at.session_state[app_state.KEY_SPARSE_CKPT]
+    (_, saved, ok), = data.values()
+    assert ok
+    loaded = backend.load_sparse(saved.data).state_dict
+    wb = at.session_state[app_state.KEY_BENCH]
+    for k, v in wb.current.state_dict().items():
+        assert torch.equal(loaded[k], v)

@@ -1,0 +1,178 @@
+"""The strategy-lab pages (Compare, Survival maps, Lottery ticket lab) and the collapse warning on Prune.
+
+Real widget changes must change the figure data; several sample models; caches
+cleared by conftest. Runs are kept tiny (few levels, 1-2 rounds, 1 epoch).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import app_state
+from apptools import chart_specs, charts, check, open_app
+
+
+def _names(fig: dict) -> list[str]:
+    return [t.get("name") for t in fig["data"]]
+
+
+@pytest.mark.parametrize("model", ["moons_mlp", "digits_mlp", "lenet300"])
+def test_compare_defaults_run_at_once_and_widgets_change_the_data(model):
+    at = open_app(model, "9_compare")
+    curves, profile = charts(at)
+    names = _names(curves)
+    assert {"magnitude", "global_magnitude", "snip", "erdos_renyi", "random"} <= set(names)
+    assert any(n and n.startswith("dense baseline") for n in names)
+    assert curves["layout"]["xaxis"]["title"]["text"].startswith("sparsity (%")
+    assert len(at.dataframe[0].value) == 5 * 8  # 5 strategies x 8 levels, 1 seed
+    before = chart_specs(at)
+    at.multiselect(key="compare_levels").set_value([0, 50, 90]).run()
+    check(at)
+    assert len(at.dataframe[0].value) == 5 * 3 and chart_specs(at)[0] != before[0]
+    at.radio(key="compare_axis").set_value("compression").run()
+    check(at)
+    assert '"log"' in chart_specs(at)[0]
+    at.select_slider(key="compare_profile_level").set_value(50).run()
+    check(at)
+    assert chart_specs(at)[1] != before[1]
+    bars = [t for t in charts(at)[1]["data"] if t["type"] == "bar"]
+    assert len(bars) == 5 and charts(at)[1]["layout"]["barmode"] == "group"
+
+
+def test_compare_seeds_band_finetuning_and_stop():
+    at = open_app("moons_mlp", "9_compare")
+    at.multiselect(key="compare_strategies").set_value(["magnitude", "snip"]).run()
+    at.multiselect(key="compare_levels").set_value([0, 70, 95]).run()
+    at.number_input(key="compare_seeds").set_value(3).run()  # expensive setting: waits for the button
+    check(at)
+    assert at.button(key="compare_compute").label == "Compute"
+    at.button(key="compare_compute").click().run()
+    check(at)
+    fig = charts(at)[0]
+    assert any(t.get("fill") == "tonexty" for t in fig["data"])  # mean ± std band over the 3 seeds
+    assert len(at.dataframe[0].value) == 3 * 3  # summary: 3 strategies x 3 levels
+    at.number_input(key="compare_seeds").set_value(1).run()
+    at.number_input(key="compare_ft").set_value(1).run()
+    at.session_state[app_state.KEY_STOP] = True  # Stop: the sweep ends at once and keeps nothing/what finished
+    at.button(key="compare_compute").click().run()
+    check(at)
+    at.run()  # (a real Stop click reruns the page by itself)
+    assert at.button(key="compare_compute").label == "Compute the rest"
+    assert any("Stopped" in w.value for w in at.warning)
+    at.button(key="compare_compute").click().run()
+    check(at)
+    names = _names(charts(at)[0])
+    assert "magnitude (fine-tuned)" in names and "magnitude (no fine-tuning)" in names
+
+
+def test_compare_lenet5_waits_for_the_button():
+    at = open_app("lenet5", "9_compare")
+    assert len(charts(at)) == 1  # only the per-layer profile; the sweep waits
+    assert any("LeNet-5" in c.value for c in at.caption)
+    at.multiselect(key="compare_strategies").set_value(["magnitude"]).run()
+    at.checkbox(key="compare_random").set_value(False).run()
+    at.multiselect(key="compare_levels").set_value([0, 90]).run()
+    at.button(key="compare_compute").click().run()
+    check(at)
+    assert len(charts(at)) == 2
+    profile = charts(at)[1]
+    assert [t["x"] for t in profile["data"] if t["type"] == "bar"][0] == ["conv1", "conv2", "fc1", "fc2"]
+
+
+@pytest.mark.parametrize("model", ["moons_mlp", "lenet300", "lenet5"])
+def test_survival_strategies_seeds_and_layers_change_the_maps(model):
+    at = open_app(model, "10_survival")
+    specs = chart_specs(at)
+    heat = json.loads(specs[0])
+    assert heat["data"][0]["colorbar"]["tickvals"] == [0, 1, 2, 3]
+    assert len(at.metric) == 4 and at.metric[0].value.endswith(" %")
+    at.selectbox(key="surv_b").set_value("random").run()
+    check(at)
+    assert chart_specs(at)[0] != specs[0] and chart_specs(at)[1] != specs[1]
+    table, heat_b = at.dataframe[0].value, chart_specs(at)[0]
+    at.select_slider(key="surv_sparsity").set_value(50).run()
+    check(at)
+    assert at.dataframe[0].value["neither"].sum() < table["neither"].sum()
+    table, heat_b = at.dataframe[0].value, chart_specs(at)[0]
+    at.selectbox(key="surv_a").set_value("random").run()
+    at.number_input(key="surv_seed_b").set_value(1).run()  # two seeds of one strategy
+    check(at)
+    assert not at.dataframe[0].value.equals(table) and chart_specs(at)[0] != heat_b
+    layers = at.selectbox(key="surv_layer").options
+    before = chart_specs(at)[0]
+    at.selectbox(key="surv_layer").set_value(layers[-1]).run()
+    check(at)
+    assert chart_specs(at)[0] != before
+    if model == "lenet300":  # MNIST MLP: the input-pixel fan-out of A and of B
+        assert len(chart_specs(at)) == 5 and any("fan-out" in s.value for s in at.subheader)
+
+
+@pytest.mark.parametrize("model", ["moons_mlp", "lenet300"])
+def test_survival_time_slider_shows_death_and_regrowth(model):
+    at = open_app(model, "10_survival")
+    assert any(c["layout"]["title"]["text"].startswith("fc1 under Gradual") for c in charts(at))  # gradual ran at once
+    at.selectbox(key="surv_sched").set_value("rigl").run()
+    check(at)
+    events = at.dataframe[-1].value
+    assert events["regrown"].sum() > 0
+    steps = at.select_slider(key="surv_step").options
+    assert len(steps) >= 3
+    last = chart_specs(at)[-1]
+    assert '"alive, regrew"' in last
+    at.select_slider(key="surv_step").set_value(steps[1]).run()
+    check(at)
+    assert chart_specs(at)[-1] != last
+
+
+def test_survival_lenet5_schedule_waits_for_button():
+    at = open_app("lenet5", "10_survival")
+    assert any("LeNet-5 trains slowly" in w.value for w in at.warning)
+    assert at.button(key="surv_train")
+    assert not [s for s in at.select_slider if s.key == "surv_step"]
+
+
+@pytest.mark.parametrize("model", ["digits_mlp", "lenet300"])
+def test_lottery_runs_and_plots_three_methods(model):
+    at = open_app(model, "11_lottery")
+    assert not charts(at)
+    at.number_input(key="lottery_rounds").set_value(2).run()
+    at.number_input(key="lottery_epochs").set_value(1).run()
+    at.button(key="lottery_run").click().run()
+    check(at)
+    fig = charts(at)[0]
+    names = _names(fig)
+    assert names[:3] == ["IMP + rewinding (winning ticket)", "same mask, random re-init", "random mask, same init"]
+    assert fig["layout"]["xaxis"]["type"] == "log"
+    frame = at.dataframe[0].value
+    assert sorted(frame["round"].unique()) == [0, 1, 2] and len(frame) == 9
+    before = chart_specs(at)[0]
+    at.radio(key="lottery_metric").set_value("test_accuracy").run()
+    check(at)
+    assert chart_specs(at)[0] != before
+
+
+def test_lottery_stop_keeps_finished_rounds_and_lenet5_is_limited():
+    at = open_app("moons_mlp", "11_lottery")
+    at.number_input(key="lottery_epochs").set_value(2).run()
+    at.session_state[app_state.KEY_STOP] = True
+    at.button(key="lottery_run").click().run()
+    check(at)
+    at.run()
+    assert any("Stopped" in w.value for w in at.warning)
+    assert at.button(key="lottery_run").label == "Run again to finish"
+    at = open_app("lenet5", "11_lottery")
+    assert any("LeNet-5" in w.value for w in at.warning)
+    assert at.number_input(key="lottery_rounds").max == 3
+
+
+def test_prune_shows_collapse_warning_and_effective_sparsity():
+    at = open_app("moons_mlp", "2_prune")
+    at.slider(key="prune_sparsity").set_value(95).run()
+    check(at)
+    assert any(c.value.startswith("effective sparsity") for c in at.caption)
+    assert any("Layer collapse" in w.value or "No path" in w.value for w in at.warning)
+    at.switch_page("pages/5_connections.py").run()
+    check(at)
+    assert any("effective sparsity" in c.value for c in at.caption)
