@@ -143,3 +143,19 @@ def test_export_downloads_and_link(model):
     assert f"model={model}" in link and "sparsity=50" in link and "strategy=magnitude" in link
     keys = {b.key for b in at.get("download_button")}
     assert {"export_masks", "export_ckpt", "export_torch_prune"} <= keys
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_page_opens_on_a_pruned_model(model):
+    """One session walks all pages after pruning to 80 %: no exception, each page draws its title and content."""
+    from apptools import PAGES
+
+    at = open_app(model, "2_prune")
+    at.slider(key="prune_sparsity").set_value(80).run()
+    check(at)
+    for page in PAGES:
+        at.switch_page(f"pages/{page}.py").run()
+        check(at)
+        assert at.title, f"{page} drew no title for {model}"
+        assert at.markdown, f"{page} drew no text for {model}"
+        assert _bench(at).sparsity == pytest.approx(0.8, abs=0.01), f"{page} lost the pruned model"
