@@ -1,9 +1,11 @@
 """A real browser (Playwright + Debian chromium) drives `streamlit run app.py`.
 
 Moves the Prune slider, sees accuracy and the heatmap change, goes through the
-sidebar to Connections and Attribution, and saves screenshots of every page to
-docs/screenshots/ (a tall 1400x1800 viewport, since Streamlit scrolls inside its
-main block and full-page captures only show the viewport).
+sidebar to Connections and Attribution, and saves screenshots of every page
+(a tall 1400x1800 viewport, since Streamlit scrolls inside its main block and
+full-page captures only show the viewport) to ``test-artifacts/screenshots/``.
+To refresh the committed ones, run with
+``SPARSITY_VIZ_SCREENSHOTS=docs/screenshots python -m pytest tests/e2e``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = ROOT / os.environ.get("SPARSITY_VIZ_SCREENSHOTS", "test-artifacts/screenshots")
 
 pytestmark = [
     pytest.mark.e2e,
