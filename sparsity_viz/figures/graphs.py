@@ -109,9 +109,9 @@ def connection_graph(
             x=c, y=1.06, text=f"<b>{name}</b><br>{graph.column_sizes[c]}", showarrow=False, yanchor="bottom"
         )
     for i, s in enumerate(graph.layers):
-        note = f"{s.surviving:,}/{s.weights:,} w"
+        note = f"{s.surviving:,} of {s.weights:,}<br>weights kept"
         if s.edges_hidden:
-            note += f"<br>{s.edges_hidden:,} weakest links hidden"
+            note += f"<br>({s.edges_hidden:,} weak links<br>not drawn)"
         if s.fully_pruned:
             note += "<br><b>layer collapsed</b>"
         fig.add_annotation(x=i + 0.5, y=-0.04, text=note, showarrow=False, yanchor="top", font=dict(size=14))
