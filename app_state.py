@@ -916,7 +916,7 @@ def lab_quick(config: Any, work: Callable[[], Any], text: str = "Computing...") 
 
 def lab_batch(seed: int = 0):
     """The data batch that data-driven strategies (SNIP, GraSP, ...) score on."""
-    from sparsity_viz.comparison import data_batch
+    from sparsity_viz.experiments import data_batch
 
     return data_batch(dataset(), seed=seed)
 

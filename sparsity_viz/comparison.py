@@ -33,6 +33,8 @@ import torch
 from torch import nn
 
 from .data import Dataset
+from .devices import resolve_device
+from .experiments import SWEEP_COLUMNS, data_batch
 from .masks import Masks, apply_masks
 from .models import prunable_layers
 from .pruning import get_strategy, prune
@@ -42,10 +44,7 @@ from .training import TrainConfig, _is_stopped, evaluate, train
 NEITHER, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
 CATEGORY_NAMES = {NEITHER: "neither", ONLY_A: "only A", ONLY_B: "only B", BOTH: "both"}
 
-COMPARE_COLUMNS = [
-    "strategy", "sparsity", "seed", "finetune_epochs", "achieved_sparsity", "effective_sparsity",
-    "compression", "accuracy", "loss", "dense_accuracy", "collapsed", "seconds",
-]
+COMPARE_COLUMNS = SWEEP_COLUMNS
 
 
 # --- effective sparsity and layer collapse -----------------------------------------------
@@ -304,12 +303,6 @@ def _plain_scores(strategy) -> bool:
     return isinstance(strategy, ScoreStrategy) and type(strategy).compute_masks is ScoreStrategy.compute_masks
 
 
-def data_batch(dataset: Dataset, size: int = 256, seed: int = 0):
-    from .experiments import data_batch as _batch
-
-    return _batch(dataset, size=size, seed=seed)
-
-
 def compare_sweep(
     model: nn.Module,
     dataset: Dataset,
@@ -323,17 +316,23 @@ def compare_sweep(
     workers: int = 1,
     progress: Callable[[float, dict], None] | None = None,
     stop=None,
+    device: str = "cpu",
+    evaluator: Callable[[nn.Module], nn.Module] | None = None,
 ) -> pd.DataFrame:
     """Accuracy of ``model`` pruned one-shot by each strategy at each level and seed.
 
-    Same rows as ``experiments.sweep`` plus ``effective_sparsity``,
+    Columns ``SWEEP_COLUMNS``, among them ``effective_sparsity``,
     ``compression`` (= 1 / (1 - achieved sparsity), inf when nothing is left) and
     ``collapsed`` (some layer lost every weight). With ``baselines`` the random
     strategy is added if missing, and ``attrs["dense_accuracy"]`` holds the
     dense baseline. Points are independent; a cancelled sweep (``stop``) returns
     the finished ones with ``attrs["cancelled"] = True``. ``workers > 1`` runs
     fine-tuning points in local processes (see ``sparsity_viz.parallel``).
+    Scores and masks are computed on the CPU; fine-tuning and evaluation run on
+    ``device``. ``evaluator`` maps each pruned model to the module that is
+    evaluated (e.g. a compiled sparse model with the same predictions).
     """
+    dev = str(resolve_device(device))
     strategies = list(dict.fromkeys(list(strategies) + (["random"] if baselines else [])))
     for name in strategies:
         get_strategy(name)
@@ -341,7 +340,7 @@ def compare_sweep(
         if not 0.0 <= float(level) <= 1.0:
             raise ValueError(f"Sparsity levels must lie in [0, 1], got {level!r}.")
     base = copy.deepcopy(model).cpu().eval()
-    dense = evaluate(base, dataset.x_test, dataset.y_test)
+    dense = evaluate(copy.deepcopy(base).to(dev), dataset.x_test, dataset.y_test, device=dev)
     jobs = []  # fine-tuning points for the process pool: (strategy, seed, level, masks, prune_seconds)
     rows: list[dict] = []
     total = len(strategies) * len(seeds) * len(levels)
@@ -371,12 +370,13 @@ def compare_sweep(
                 else:
                     masks = strat.compute_masks(copy.deepcopy(base), float(level), batch=batch)
                 seconds = time.perf_counter() - t0 + (score_time / len(levels) if prefix is not None else 0.0)
+                point = (base, dataset, name, seed, float(level), masks)
                 if finetune is None or finetune.epochs == 0 or level == 0:
-                    finish(_evaluate_point(base, dataset, name, seed, float(level), masks, None, dense.accuracy, seconds))
+                    finish(_evaluate_point(*point, None, dense.accuracy, seconds, device=dev, evaluator=evaluator))
                 elif workers > 1:
                     jobs.append((name, seed, float(level), masks, seconds))
                 else:
-                    finish(_evaluate_point(base, dataset, name, seed, float(level), masks, finetune, dense.accuracy, seconds))
+                    finish(_evaluate_point(*point, finetune, dense.accuracy, seconds, device=dev, evaluator=evaluator))
             if cancelled:
                 break
         if cancelled:
@@ -397,15 +397,16 @@ def compare_sweep(
     return frame
 
 
-def _evaluate_point(base, dataset, name, seed, level, masks, finetune, dense_accuracy, seconds) -> dict:
+def _evaluate_point(base, dataset, name, seed, level, masks, finetune, dense_accuracy, seconds,
+                    device: str = "cpu", evaluator=None) -> dict:
     t0 = time.perf_counter()
-    net = apply_masks(copy.deepcopy(base), masks)
+    net = apply_masks(copy.deepcopy(base), masks).to(device)
     epochs = 0
     if finetune is not None and finetune.epochs > 0 and level > 0:
-        cfg = replace(finetune, seed=seed, device="cpu")
+        cfg = replace(finetune, seed=seed, device=device)
         net = train(net, dataset, cfg, masks=masks).model
         epochs = cfg.epochs
-    result = evaluate(net, dataset.x_test, dataset.y_test)
+    result = evaluate(evaluator(net) if evaluator is not None else net, dataset.x_test, dataset.y_test, device=device)
     weights = _weight_items(masks)
     alive = sum(int(m.sum()) for _, m in weights)
     size = sum(m.numel() for _, m in weights)

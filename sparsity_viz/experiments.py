@@ -1,28 +1,24 @@
 """Sweeps: strategy x sparsity level x seed, optionally fine-tuned, as a tidy DataFrame.
 
-Every point prunes the *dense* model afresh (one-shot), so points are
-independent; a cancelled sweep returns the points it finished.
+Every point prunes the *dense* model (one-shot), so points are independent; a
+cancelled sweep returns the points it finished. The engine lives in
+``comparison.compare_sweep``; ``sweep`` is its plain entry point.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import pandas as pd
 import torch
 from torch import nn
 
 from .data import Dataset
-from .devices import resolve_device
-from .masks import sparsity as mask_sparsity
-from .pruning import get_strategy, prune
-from .training import TrainConfig, _is_stopped, evaluate, train
+from .training import TrainConfig
 
 SWEEP_COLUMNS = [
-    "strategy", "sparsity", "seed", "finetune_epochs", "achieved_sparsity",
-    "accuracy", "loss", "dense_accuracy", "seconds",
+    "strategy", "sparsity", "seed", "finetune_epochs", "achieved_sparsity", "effective_sparsity",
+    "compression", "accuracy", "loss", "dense_accuracy", "collapsed", "seconds",
 ]
 
 
@@ -46,6 +42,8 @@ def sweep(
     stop: Callable[[], bool] | object | None = None,
     device: str = "auto",
     evaluator: Callable[[nn.Module], nn.Module] | None = None,
+    baselines: bool = False,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Accuracy of ``model`` pruned by each strategy at each level and seed.
 
@@ -59,69 +57,23 @@ def sweep(
         scope: passed to strategies that support it.
         progress: ``progress(fraction_done, last_row)`` after each point.
         stop: checked before each point; finished rows are returned.
+        device: where fine-tuning and evaluation run.
         evaluator: maps each pruned model to the module that is evaluated (e.g. a
             compiled sparse model with the same predictions); identity when None.
+        baselines: add the random strategy if it is missing.
+        workers: local processes for fine-tuning points.
 
     Returns:
         One row per point with ``SWEEP_COLUMNS``; ``attrs["dense_accuracy"]`` and
-        ``attrs["cancelled"]`` are set.
+        ``attrs["cancelled"]`` are set. Score-based strategies are scored once per
+        seed and every level is cut from that one ranking (see ``comparison``).
     """
-    dev = resolve_device(device)
-    for name in strategies:  # fail fast on unknown names, before any work
-        get_strategy(name)
-    for level in levels:
-        if not 0.0 <= float(level) <= 1.0:
-            raise ValueError(f"Sparsity levels must lie in [0, 1], got {level!r}.")
-    base = model.to(dev) if next(model.parameters()).device == dev else _copy_to(model, dev)
-    dense = evaluate(base, dataset.x_test, dataset.y_test, device=str(dev))
-    rows: list[dict] = []
-    total = len(strategies) * len(levels) * len(seeds)
-    cancelled = False
-    for strategy_name in strategies:
-        for seed in seeds:
-            batch = data_batch(dataset, seed=seed)
-            for level in levels:
-                if _is_stopped(stop):
-                    cancelled = True
-                    break
-                start = time.perf_counter()
-                strat_scope = scope if scope in get_strategy(strategy_name).scopes else None
-                pruned = prune(base, strategy_name, float(level), scope=strat_scope, seed=seed, batch=batch)
-                net = pruned.model
-                epochs = 0
-                if finetune is not None and finetune.epochs > 0 and level > 0:
-                    cfg = replace(finetune, seed=seed, device=str(dev))
-                    net = train(net, dataset, cfg, masks=pruned.masks).model
-                    epochs = cfg.epochs
-                result = evaluate(evaluator(net) if evaluator else net, dataset.x_test, dataset.y_test, device=str(dev))
-                row = {
-                    "strategy": strategy_name,
-                    "sparsity": float(level),
-                    "seed": int(seed),
-                    "finetune_epochs": epochs,
-                    "achieved_sparsity": mask_sparsity(pruned.masks),
-                    "accuracy": result.accuracy,
-                    "loss": result.loss,
-                    "dense_accuracy": dense.accuracy,
-                    "seconds": time.perf_counter() - start,
-                }
-                rows.append(row)
-                if progress is not None:
-                    progress(len(rows) / total, row)
-            if cancelled:
-                break
-        if cancelled:
-            break
-    frame = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
-    frame.attrs["dense_accuracy"] = dense.accuracy
-    frame.attrs["cancelled"] = cancelled
-    return frame
+    from .comparison import compare_sweep
 
-
-def _copy_to(model: nn.Module, device: torch.device) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model).to(device)
+    return compare_sweep(
+        model, dataset, strategies, levels, seeds, finetune=finetune, scope=scope, baselines=baselines,
+        workers=workers, progress=progress, stop=stop, device=device, evaluator=evaluator,
+    )
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
