@@ -29,7 +29,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-from plotly.subplots import make_subplots
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
 
 from sparsity_viz import figures
@@ -40,7 +39,7 @@ from sparsity_viz.masks import Masks, masked_copy
 from sparsity_viz.models import describe_architecture, get_spec
 from sparsity_viz.pruning import STRATEGIES, prune
 from sparsity_viz.session import PruneConfig, Workbench, new_workbench, replace_current, reset
-from sparsity_viz.training import EpochStats, TrainConfig, TrainingDiverged, TrainResult, evaluate_dataset, train
+from sparsity_viz.training import EpochStats, TrainConfig, TrainingDiverged, evaluate_dataset, train
 
 # ---------------------------------------------------------------------------
 # Session keys (constants; nothing else spells them)
@@ -379,26 +378,6 @@ def apply_prune(cfg: PruneConfig) -> Workbench:
 # Live training (fine-tune on Prune, Regularize)
 
 
-def _history_figure(history: list[dict], title: str) -> go.Figure:
-    """Loss, accuracy and sparsity per epoch (private helper: sparsity_viz.figures has no training-curve figure)."""
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss (cross-entropy)", "test accuracy (%)", "weights pruned (%)"),
-                        horizontal_spacing=0.09)
-    epochs = [h["epoch"] for h in history]
-    fig.add_trace(go.Scatter(x=epochs, y=[h["train_loss"] for h in history], name="train loss", mode="lines+markers",
-                             line=dict(color=figures.palette(0), width=3)), row=1, col=1)
-    fig.add_trace(go.Scatter(x=epochs, y=[h["test_loss"] for h in history], name="test loss", mode="lines+markers",
-                             line=dict(color=figures.palette(1), width=3, dash="dash")), row=1, col=1)
-    fig.add_trace(go.Scatter(x=epochs, y=[100 * h["test_accuracy"] for h in history], name="test accuracy",
-                             mode="lines+markers", line=dict(color=figures.palette(2), width=3)), row=1, col=2)
-    fig.add_trace(go.Scatter(x=epochs, y=[100 * h["sparsity"] for h in history], name="sparsity",
-                             mode="lines+markers", line=dict(color=figures.palette(3), width=3)), row=1, col=3)
-    figures.apply_style(fig, title, height=380)
-    fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 12 else None)
-    fig.update_yaxes(range=[0, 100], row=1, col=3)
-    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.3))
-    return fig
-
-
 def training_log(page: str) -> dict | None:
     return (st.session_state.get(KEY_TRAIN_LOG) or {}).get(page)
 
@@ -410,7 +389,7 @@ def show_training_log(page: str) -> None:
         return
     getattr(st, log["level"])(log["message"])
     if log["history"]:
-        show_figure(_history_figure(log["history"], log["title"]), f"{page}_training")
+        show_figure(figures.training_history(log["history"], log["title"]), f"{page}_training")
 
 
 def request_stop() -> None:
@@ -452,7 +431,7 @@ def run_training(page: str, model: torch.nn.Module, config: TrainConfig, masks: 
 
     def on_epoch(stats: EpochStats) -> None:
         history.append(asdict(stats))
-        ui(lambda: chart.plotly_chart(_history_figure(history, title), key=None))
+        ui(lambda: chart.plotly_chart(figures.training_history(history, title), key=None))
 
     def stop() -> bool:
         return bool(interrupted) or bool(st.session_state.get(KEY_STOP))

@@ -20,6 +20,16 @@ from .training import TrainConfig, TrainingDiverged, evaluate, evaluate_dataset,
 
 __version__ = "0.1.0"
 
+__all__ = [
+    "DATASET_NAMES", "METHODS", "MODELS", "REGULARIZERS", "STRATEGIES",
+    "CheckpointError", "Dataset", "DeviceUnavailableError", "Masks", "Pruned", "TrainConfig", "TrainingDiverged",
+    "apply_masks", "attribute", "available_samples", "build_graph", "build_model", "compare_attributions",
+    "configure_threads", "dead_neurons", "evaluate", "evaluate_dataset", "from_torch_prune", "full_masks",
+    "get_regularizer", "get_strategy", "input_fanout", "layer_collapse", "load_checkpoint_bytes", "load_dataset",
+    "load_sample", "masked_copy", "prunable_layers", "prunable_parameters", "prune", "resolve_device", "save_model",
+    "sparsity", "sparsity_report", "summarize", "sweep", "to_torch_prune", "train",
+]
+
 _LAZY = {
     "attribute": "attribution",
     "compare_attributions": "attribution",

@@ -36,7 +36,6 @@ from .data import Dataset
 from .devices import resolve_device
 from .experiments import SWEEP_COLUMNS, data_batch
 from .masks import Masks, apply_masks
-from .models import prunable_layers
 from .pruning import get_strategy, prune
 from .pruning.base import ScoreStrategy, zeros_to_prune
 from .training import TrainConfig, _is_stopped, evaluate, train

@@ -257,3 +257,16 @@ def test_png_export():
     fig = F.weight_heatmap(torch.randn(3, 4), torch.rand(3, 4) > 0.3, title="tiny")
     png = F.to_png_bytes(fig, width=300, height=200)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+
+def test_training_history_plots_each_epoch():
+    history = [
+        {"epoch": 1, "train_loss": 1.0, "test_loss": 1.2, "test_accuracy": 0.5, "sparsity": 0.1},
+        {"epoch": 2, "train_loss": 0.5, "test_loss": 0.7, "test_accuracy": 0.8, "sparsity": 0.4},
+    ]
+    fig = F.training_history(history, "L1")
+    by_kind = {t.meta["kind"]: t for t in fig.data}
+    assert arr(by_kind["train loss"].y).tolist() == [1.0, 0.5]
+    assert arr(by_kind["test accuracy"].y).tolist() == [50.0, 80.0]
+    assert arr(by_kind["sparsity"].y).tolist() == [10.0, 40.0]
+    assert arr(by_kind["test loss"].x).tolist() == [1, 2]

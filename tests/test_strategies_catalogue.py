@@ -23,7 +23,6 @@ from sparsity_viz.pruning.erdos_renyi import er_densities, er_zero_counts
 from sparsity_viz.pruning.gradual import agp_sparsity
 from sparsity_viz.pruning.iterative import imp_round_masks, random_masks_like, round_rates
 from sparsity_viz.pruning.n_m import NMStrategy, n_m_keep
-from sparsity_viz.pruning.schedule import MaskTimeline
 from sparsity_viz.pruning.synflow import synflow_scores
 from sparsity_viz.training import TrainConfig
 

@@ -10,6 +10,7 @@ from .fanout import fanout_map
 from .graphs import connection_graph, edge_count, model_graph
 from .heatmaps import heatmap_matrix, layer_heatmap, weight_heatmap
 from .histograms import histogram_counts, weight_histogram
+from .speed import bytes_bars, format_color, format_label, human_bytes, latency_bars, speedup_curve_figure
 from .style import (
     BASE_FONT_SIZE,
     DIVERGING,
@@ -20,42 +21,7 @@ from .style import (
     palette,
     to_png_bytes,
 )
-
-__all__ = [
-    "BASE_FONT_SIZE",
-    "DIVERGING",
-    "OKABE_ITO",
-    "PRUNED_COLOR",
-    "SEQUENTIAL",
-    "BoundaryGrid",
-    "accuracy_curves",
-    "apply_style",
-    "attribution_maps",
-    "boundary_comparison",
-    "boundary_grid",
-    "connection_graph",
-    "curve_table",
-    "data_range",
-    "decision_boundary",
-    "edge_count",
-    "fanout_map",
-    "heatmap_matrix",
-    "histogram_counts",
-    "layer_heatmap",
-    "model_graph",
-    "palette",
-    "to_png_bytes",
-    "weight_heatmap",
-    "weight_histogram",
-]
-
-# speed & memory (sparse backend) figures
-from .speed import bytes_bars, format_color, format_label, human_bytes, latency_bars, speedup_curve_figure  # noqa: E402
-
-__all__ += ["bytes_bars", "format_color", "format_label", "human_bytes", "latency_bars", "speedup_curve_figure"]
-
-# Strategy lab (Compare, Survival maps, Lottery ticket lab)
-from .survival import (  # noqa: E402
+from .survival import (
     SURVIVAL_COLORS,
     death_time_heatmap,
     jaccard_bars,
@@ -64,13 +30,46 @@ from .survival import (  # noqa: E402
     survival_heatmap,
     timeline_state,
 )
+from .training import training_history
 
-__all__ += [
+__all__ = [
+    "BASE_FONT_SIZE",
+    "DIVERGING",
+    "OKABE_ITO",
+    "PRUNED_COLOR",
+    "SEQUENTIAL",
     "SURVIVAL_COLORS",
+    "BoundaryGrid",
+    "accuracy_curves",
+    "apply_style",
+    "attribution_maps",
+    "boundary_comparison",
+    "boundary_grid",
+    "bytes_bars",
+    "connection_graph",
+    "curve_table",
+    "data_range",
     "death_time_heatmap",
+    "decision_boundary",
+    "edge_count",
+    "fanout_map",
+    "format_color",
+    "format_label",
+    "heatmap_matrix",
+    "histogram_counts",
+    "human_bytes",
     "jaccard_bars",
+    "latency_bars",
+    "layer_heatmap",
     "lottery_curves",
+    "model_graph",
+    "palette",
     "sparsity_profile_chart",
+    "speedup_curve_figure",
     "survival_heatmap",
     "timeline_state",
+    "to_png_bytes",
+    "training_history",
+    "weight_heatmap",
+    "weight_histogram",
 ]

@@ -13,7 +13,7 @@ import torch
 import app_state
 from sparsity_viz.checkpoints import state_dict_to_bytes
 from sparsity_viz.masks import masks_from_zeros, sparsity
-from apptools import chart_specs, check, open_app
+from apptools import check, open_app
 
 
 def test_two_sessions_are_isolated_and_the_cached_model_stays_dense():
