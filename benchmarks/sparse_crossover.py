@@ -3,7 +3,7 @@
     python benchmarks/sparse_crossover.py [--repeats 20] [--threads 1]
 
 Writes docs/backend_crossover.csv (tidy curves), docs/backend_crossover.md (crossover
-table + the command) and docs/backend_crossover.html (plotly, if installed).
+table + the command) and docs/backend_crossover_batch<B>.png (one figure per batch size).
 """
 
 from __future__ import annotations
@@ -45,15 +45,11 @@ def main() -> None:
     pivot = curves.pivot_table(index="sparsity", columns=["batch", "format"], values="speedup_vs_dense")
     md.append("```\n" + pivot.round(2).to_string() + "\n```")
     (DOCS / "backend_crossover.md").write_text("\n".join(md) + "\n")
-    try:
-        import plotly.express as px
+    from sparsity_viz.figures import speedup_curve_figure
 
-        fig = px.line(curves, x="sparsity", y="speedup_vs_dense", color="format", facet_col="batch", markers=True,
-                      log_y=True, title=f"{args.shape} layer: speed-up vs dense")
-        fig.add_hline(y=1.0, line_dash="dot")
-        fig.write_html(DOCS / "backend_crossover.html", include_plotlyjs="cdn")
-    except ImportError:
-        pass
+    for batch in sorted(curves["batch"].unique()):
+        fig = speedup_curve_figure(curves, cross, batch=int(batch), title=f"{args.shape} layer, batch {batch}: speed-up vs dense")
+        fig.write_image(DOCS / f"backend_crossover_batch{batch}.png", width=1100, height=600)
     print(cross.to_string(index=False))
 
 
