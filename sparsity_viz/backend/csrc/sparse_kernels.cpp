@@ -6,8 +6,9 @@
 // bias and ReLU fused into the store. The same template runs CSR rows (int16 or
 // int32 column indices, int32 row pointers) and dense rows (column = k), so a whole
 // MLP can run in one native call (`chain_forward`) at any batch size.
-// Work is split over output rows through at::parallel_for, i.e. torch's own OpenMP
-// pool, so there is a single thread pool in the process.
+// Work is split over output rows through at::parallel_for. The extension is built
+// without -fopenmp (which would link the system libgomp beside torch's bundled one:
+// two OpenMP pools), so these loops run on the calling thread; see docs/backend.md.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #if defined(__AVX__) || defined(__AVX512F__)
