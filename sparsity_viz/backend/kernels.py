@@ -4,8 +4,15 @@
 time a native kernel is needed (about 30-60 s), into a cache directory keyed by a hash
 of the source, the compiler flags, the torch version and the CPU model, so a build made
 with ``-march=native`` is never reused on another CPU. Later processes only load the
-built library (milliseconds). The extension runs on torch's own OpenMP pool
-(``at::parallel_for``), so no second thread pool competes with torch.
+built library (milliseconds). The extension is built without ``-fopenmp``, so no
+second OpenMP pool competes with torch's (see docs/backend.md).
+
+Builds are serialised between processes by an ``flock`` on ``<cache>/.build.lock``,
+which the OS releases when a process dies. torch's own ``lock`` file is not released
+that way: a build killed half-way leaves it behind and every later ``load`` would
+wait on it forever, so it is removed while the flock is held. The live app never
+waits for a first build: ``ready()`` says whether loading is instant, and
+``build_in_background()`` compiles on a daemon thread meanwhile.
 
 Where no compiler (or ninja) is available, or ``SPARSITY_VIZ_NATIVE=0`` is set, every
 caller gets the fallback, ``torch.addmm(bias, csr_weight, x)`` on feature-major
@@ -15,6 +22,7 @@ activations, and ``notice()`` holds a one-line explanation (also issued once as 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import platform
@@ -34,6 +42,7 @@ _lock = threading.Lock()
 _module: ModuleType | None = None
 _notice: str | None = None
 _tried = False
+_background: threading.Thread | None = None
 
 
 def _cpu_model() -> str:
@@ -83,7 +92,9 @@ def load(force_fallback: bool = False) -> ModuleType | None:
 
             build = cache_dir()
             build.mkdir(parents=True, exist_ok=True)
-            with warnings.catch_warnings():
+            with open(build / ".build.lock", "w") as guard, warnings.catch_warnings():
+                fcntl.flock(guard, fcntl.LOCK_EX)  # one builder per cache dir; freed if we die
+                (build / "lock").unlink(missing_ok=True)  # torch's baton: stale if nobody holds our flock
                 warnings.simplefilter("ignore")
                 _module = cpp_extension.load(
                     name=f"sparsity_viz_kernels_{build.name}",
@@ -99,6 +110,24 @@ def load(force_fallback: bool = False) -> ModuleType | None:
             warnings.warn(_notice, RuntimeWarning, stacklevel=2)
         _tried = True
     return _module
+
+
+def ready() -> bool:
+    """True when ``load()`` returns at once: already loaded, disabled, failed, or built on disk."""
+    if _tried or native_disabled():
+        return True
+    build = cache_dir()
+    return (build / f"sparsity_viz_kernels_{build.name}.so").exists()
+
+
+def build_in_background() -> None:
+    """Start compiling the extension on a daemon thread (once); ``ready()`` turns True when done."""
+    global _background
+    with _lock:
+        if _tried or (_background is not None and _background.is_alive()):
+            return
+        _background = threading.Thread(target=load, name="sparsity_viz-kernel-build", daemon=True)
+        _background.start()
 
 
 def available(force_fallback: bool = False) -> bool:
