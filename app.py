@@ -14,18 +14,18 @@ st.set_page_config(page_title="sparsity_viz · watch pruning happen", page_icon=
 app_state.init()
 
 PAGES = [
-    st.Page("pages/1_home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/2_prune.py", title="Prune", icon=":material/content_cut:"),
-    st.Page("pages/3_regularize.py", title="Regularize (L1)", icon=":material/compress:"),
-    st.Page("pages/4_weights.py", title="Weights", icon=":material/grid_on:"),
-    st.Page("pages/5_connections.py", title="Connections", icon=":material/hub:"),
-    st.Page("pages/6_attribution.py", title="Attribution", icon=":material/visibility:"),
-    st.Page("pages/7_curves.py", title="Curves", icon=":material/show_chart:"),
-    st.Page("pages/8_export.py", title="Share & export", icon=":material/share:"),
-    st.Page("pages/9_compare.py", title="Compare strategies", icon=":material/stacked_line_chart:"),
-    st.Page("pages/10_survival.py", title="Survival maps", icon=":material/join_inner:"),
-    st.Page("pages/11_lottery.py", title="Lottery ticket lab", icon=":material/casino:"),
-    st.Page("pages/12_speed.py", title="Speed & memory", icon=":material/speed:"),
+    st.Page("views/1_home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("views/2_prune.py", title="Prune", icon=":material/content_cut:"),
+    st.Page("views/3_regularize.py", title="Regularize (L1)", icon=":material/compress:"),
+    st.Page("views/4_weights.py", title="Weights", icon=":material/grid_on:"),
+    st.Page("views/5_connections.py", title="Connections", icon=":material/hub:"),
+    st.Page("views/6_attribution.py", title="Attribution", icon=":material/visibility:"),
+    st.Page("views/7_curves.py", title="Curves", icon=":material/show_chart:"),
+    st.Page("views/8_export.py", title="Share & export", icon=":material/share:"),
+    st.Page("views/9_compare.py", title="Compare strategies", icon=":material/stacked_line_chart:"),
+    st.Page("views/10_survival.py", title="Survival maps", icon=":material/join_inner:"),
+    st.Page("views/11_lottery.py", title="Lottery ticket lab", icon=":material/casino:"),
+    st.Page("views/12_speed.py", title="Speed & memory", icon=":material/speed:"),
 ]
 
 page = st.navigation(PAGES)

@@ -29,7 +29,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
 from sparsity_viz import figures
 from sparsity_viz.checkpoints import CheckpointError, available_samples, load_card, load_checkpoint_bytes, load_sample
@@ -408,7 +408,7 @@ def run_training(page: str, model: torch.nn.Module, config: TrainConfig, masks: 
     """
     wb = bench()
     ds = dataset(wb)
-    interrupted: list[RerunException] = []
+    interrupted: list[RerunException | StopException] = []
     history: list[dict] = []
     title = f"Training: {origin}"
     st.button("Stop training", key=f"{page}_stop", help="Stops after the current step; what was trained so far is kept.")
@@ -421,7 +421,7 @@ def run_training(page: str, model: torch.nn.Module, config: TrainConfig, masks: 
             return
         try:
             fn()
-        except RerunException as exc:  # the user clicked something: stop training, keep the result
+        except (RerunException, StopException) as exc:  # the user clicked something: stop, keep the result
             interrupted.append(exc)
 
     def on_progress(fraction: float) -> None:
@@ -434,7 +434,13 @@ def run_training(page: str, model: torch.nn.Module, config: TrainConfig, masks: 
         ui(lambda: chart.plotly_chart(figures.training_history(history, title), key=None))
 
     def stop() -> bool:
-        return bool(interrupted) or bool(st.session_state.get(KEY_STOP))
+        if interrupted:
+            return True
+        try:  # reading session state is also a point where Streamlit delivers the rerun request
+            return bool(st.session_state.get(KEY_STOP))
+        except (RerunException, StopException) as exc:
+            interrupted.append(exc)
+            return True
 
     start = time.perf_counter()
     level, result = "success", None
@@ -661,8 +667,11 @@ def fast_plan(model: torch.nn.Module) -> torch.nn.Module | None:
     limit = HEURISTIC_DENSITY["large"]
     if not layers or not any(float((m.weight != 0).float().mean()) <= limit for _, m in layers):
         return None  # nothing sparse enough: skip even the compile
-    from sparsity_viz.backend import compile_model
+    from sparsity_viz.backend import compile_model, kernels
 
+    if not kernels.ready():  # never make a slider move wait for the first C++ build (~30 s)
+        kernels.build_in_background()
+        return None
     compiled = compile_model(model, batch_size=EVAL_BATCH, device="cpu", policy="heuristic")
     if all(p.format.startswith("dense") for p in compiled.plans):
         return None
@@ -911,7 +920,7 @@ def run_lab(config: Any, work: Callable[[Callable[[float, str], None], Callable[
     tells the page); the interruption then continues as Streamlit intended. Never
     returns: the page is rerun and finds the result with ``lab_result``.
     """
-    interrupted: list[RerunException] = []
+    interrupted: list[RerunException | StopException] = []
     st.button("Stop", key=f"{key}_stop", icon=":material/stop:", help="Stops after the current step; finished work is kept.")
     bar = st.progress(0.0, text=text)
     last = [-1.0]
@@ -926,7 +935,13 @@ def run_lab(config: Any, work: Callable[[Callable[[float, str], None], Callable[
             interrupted.append(exc)
 
     def stop() -> bool:
-        return bool(interrupted) or bool(st.session_state.get(KEY_STOP))
+        if interrupted:
+            return True
+        try:  # reading session state is also a point where Streamlit delivers the rerun request
+            return bool(st.session_state.get(KEY_STOP))
+        except (RerunException, StopException) as exc:
+            interrupted.append(exc)
+            return True
 
     try:
         result = work(progress, stop)

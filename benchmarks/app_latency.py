@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params["model"] = args.model
     at.run()
-    at.switch_page("pages/2_prune.py").run()
+    at.switch_page("views/2_prune.py").run()
     assert not at.exception, [e.value for e in at.exception]
     levels = [(7 * i) % 97 + 1 for i in range(args.repeats + 3)] if not args.warm else [10, 50, 90] * (args.repeats // 3 + 2)
     for v in levels[:3]:  # warm-up: imports, first figure

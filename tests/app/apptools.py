@@ -25,7 +25,7 @@ def open_app(model: str | None = None, page: str | None = None, query: dict | No
         at.selectbox(key="sv_model").set_value(model).run()
         check(at)
     if page is not None:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
         check(at)
     return at
 

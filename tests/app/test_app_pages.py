@@ -62,7 +62,7 @@ def test_regularize_trains_and_flows_into_weights(model):
     assert wb.origin.startswith("l1")
     assert wb.sparsity > (0.2 if model in ("lenet300", "lenet5", "digits_mlp") else 0.05)
     assert len(chart_specs(at)) == 1
-    at.switch_page("pages/4_weights.py").run()
+    at.switch_page("views/4_weights.py").run()
     check(at)
     assert "l1" in at.caption[-1].value or any("l1" in c.value for c in at.caption)
 
@@ -71,7 +71,7 @@ def test_regularize_trains_and_flows_into_weights(model):
 def test_weights_layer_change_changes_heatmap(model):
     at = open_app(model, "2_prune")
     at.slider(key="prune_sparsity").set_value(80).run()
-    at.switch_page("pages/4_weights.py").run()
+    at.switch_page("views/4_weights.py").run()
     check(at)
     heat, hist = chart_specs(at)
     assert '"pruned"' in heat
@@ -90,7 +90,7 @@ def test_weights_layer_change_changes_heatmap(model):
 def test_connections_graph_and_side_view(model):
     at = open_app(model, "2_prune")
     at.slider(key="prune_sparsity").set_value(60).run()
-    at.switch_page("pages/5_connections.py").run()
+    at.switch_page("views/5_connections.py").run()
     check(at)
     specs = chart_specs(at)
     assert len(specs) == 2  # graph + (fan-out image | decision boundary)
@@ -105,7 +105,7 @@ def test_connections_graph_and_side_view(model):
 def test_attribution_sample_change_changes_maps(model):
     at = open_app(model, "2_prune")
     at.slider(key="prune_sparsity").set_value(70).run()
-    at.switch_page("pages/6_attribution.py").run()
+    at.switch_page("views/6_attribution.py").run()
     check(at)
     before = chart_specs(at)
     assert at.metric[0].label.startswith("Rank correlation")
@@ -137,7 +137,7 @@ def test_curves_compute_cache_and_axis(model):
 def test_export_downloads_and_link(model):
     at = open_app(model, "2_prune")
     at.slider(key="prune_sparsity").set_value(50).run()
-    at.switch_page("pages/8_export.py").run()
+    at.switch_page("views/8_export.py").run()
     check(at)
     link = at.code[0].value
     assert f"model={model}" in link and "sparsity=50" in link and "strategy=magnitude" in link
@@ -154,7 +154,7 @@ def test_every_page_opens_on_a_pruned_model(model):
     at.slider(key="prune_sparsity").set_value(80).run()
     check(at)
     for page in PAGES:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
         check(at)
         assert at.title, f"{page} drew no title for {model}"
         assert at.markdown, f"{page} drew no text for {model}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import pickle
@@ -41,7 +42,7 @@ def test_url_state_is_read_and_written():
     assert at.session_state[app_state.KEY_BENCH].sparsity == pytest.approx(0.7, abs=0.01)
     at.slider(key="prune_sparsity").set_value(40).run()
     assert at.query_params["sparsity"] in ("40", ["40"])
-    at.switch_page("pages/3_regularize.py").run()
+    at.switch_page("views/3_regularize.py").run()
     assert at.select_slider(key="reg_lambda").value == pytest.approx(0.01)
 
 
@@ -112,7 +113,7 @@ class _Exploit:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
-@pytest.mark.parametrize("case", ["corrupt", "wrong_arch", "pickle_exploit", "empty"])
+@pytest.mark.parametrize("case", ["corrupt", "wrong_arch", "pickle_exploit", "empty", "nan_weights"])
 def test_bad_uploads_give_a_clear_error_and_the_app_keeps_working(case):
     if os.path.exists("/tmp/sparsity_viz_pwned"):
         os.remove("/tmp/sparsity_viz_pwned")
@@ -123,14 +124,21 @@ def test_bad_uploads_give_a_clear_error_and_the_app_keeps_working(case):
         name, data = "moons.safetensors", state_dict_to_bytes(app_state.shared_model("moons_mlp"))
     elif case == "pickle_exploit":
         name, data = "evil.pt", pickle.dumps({"fc1.weight": _Exploit()})
+    elif case == "nan_weights":
+        broken = copy.deepcopy(app_state.shared_model("lenet300"))
+        with torch.no_grad():
+            broken.fc2.weight[0, :3] = float("nan")
+        name, data = "nan.safetensors", state_dict_to_bytes(broken)
     else:
         name, data = "empty.pt", b""
     _upload(at, name, data)
     assert at.error, "a bad upload must show st.error"
     assert f"Could not load {name}" in at.error[-1].value
+    if case == "nan_weights":
+        assert "NaN" in at.error[-1].value and "fc2.weight" in at.error[-1].value
     assert not os.path.exists("/tmp/sparsity_viz_pwned")
     assert at.session_state[app_state.KEY_BENCH].origin.startswith("dense (as trained)")
-    at.switch_page("pages/2_prune.py").run()
+    at.switch_page("views/2_prune.py").run()
     check(at)
     at.slider(key="prune_sparsity").set_value(50).run()
     check(at)
@@ -166,3 +174,14 @@ def test_every_registry_strategy_is_offered_and_runs():
         check(at)
         assert not at.error, (name, [e.value for e in at.error])
         assert at.session_state[app_state.KEY_BENCH].prune_config.strategy == name
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_choice_without_gpu_warns_and_falls_back_to_cpu():
+    at = open_app("digits_mlp", "2_prune")
+    at.selectbox(key="sv_device").set_value("cuda").run()
+    check(at)
+    assert any("No CUDA GPU" in w.value for w in at.warning)
+    at.slider(key="prune_sparsity").set_value(70).run()
+    check(at)
+    assert at.session_state[app_state.KEY_BENCH].sparsity == pytest.approx(0.7, abs=0.01)

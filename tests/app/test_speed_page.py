@@ -28,7 +28,7 @@ def _texts(at) -> str:
 def test_measure_then_widgets_change_figures(model):
     at = open_app(model, "2_prune")
     at.slider(key="prune_sparsity").set_value(90).run()
-    at.switch_page("pages/12_speed.py").run()
+    at.switch_page("views/12_speed.py").run()
     check(at)
     if not torch.cuda.is_available():
         assert any("CUDA formats (cuSPARSE CSR and 2:4 semi-structured) need an NVIDIA GPU" in i.value for i in at.info)
@@ -62,17 +62,17 @@ def test_measure_then_widgets_change_figures(model):
 def test_results_cached_across_page_changes_and_keyed_by_masks():
     at = open_app("lenet300", "2_prune")
     at.slider(key="prune_sparsity").set_value(95).run()
-    at.switch_page("pages/12_speed.py").run()
+    at.switch_page("views/12_speed.py").run()
     _measure(at, batches=(1, 256))
     first = chart_specs(at)
-    at.switch_page("pages/4_weights.py").run()
-    at.switch_page("pages/12_speed.py").run()
+    at.switch_page("views/4_weights.py").run()
+    at.switch_page("views/12_speed.py").run()
     check(at)
     assert chart_specs(at) == first  # shown again from the session cache, no button press
     assert at.multiselect(key="speed_batches").value == [1, 256]
-    at.switch_page("pages/2_prune.py").run()
+    at.switch_page("views/2_prune.py").run()
     at.slider(key="prune_sparsity").set_value(50).run()
-    at.switch_page("pages/12_speed.py").run()
+    at.switch_page("views/12_speed.py").run()
     check(at)
     assert not at.get("plotly_chart")  # other masks: not measured yet
     at.button(key="speed_measure").click().run()
@@ -84,7 +84,7 @@ def test_results_cached_across_page_changes_and_keyed_by_masks():
 def test_sparse_loses_is_said_plainly():
     at = open_app("lenet300", "2_prune")  # 20 % sparse: CSR cannot beat dense at batch 1 (measured 1.6-5x slower)
     at.slider(key="prune_sparsity").set_value(20).run()
-    at.switch_page("pages/12_speed.py").run()
+    at.switch_page("views/12_speed.py").run()
     _measure(at)
     text = _texts(at)
     assert "At batch 1 sparse is slower than dense for **fc1**" in text and "the dispatcher keeps" in text
@@ -101,7 +101,7 @@ def test_native_fallback_notice(monkeypatch):
 def test_export_page_sparse_checkpoint_size_and_round_trip():
     at = open_app("lenet300", "2_prune")
     at.slider(key="prune_sparsity").set_value(90).run()
-    at.switch_page("pages/8_export.py").run()
+    at.switch_page("views/8_export.py").run()
     check(at)
     assert any(c.value.startswith(("17", "18")) and "KB vs 1.07 MB dense (0.1" in c.value for c in at.caption)
     assert any("bit-identical" in s.value for s in at.success)

@@ -173,6 +173,6 @@ def test_prune_shows_collapse_warning_and_effective_sparsity():
     check(at)
     assert any(c.value.startswith("effective sparsity") for c in at.caption)
     assert any("Layer collapse" in w.value or "No path" in w.value for w in at.warning)
-    at.switch_page("pages/5_connections.py").run()
+    at.switch_page("views/5_connections.py").run()
     check(at)
     assert any("effective sparsity" in c.value for c in at.caption)

@@ -198,3 +198,36 @@ def test_prune_slider_then_connections_and_attribution(server, page):
     _settle(page)
     expect(page.get_by_text("Finished")).to_be_visible()
     page.screenshot(path=str(SHOTS / "3_regularize.png"))
+
+
+def test_shared_link_opens_the_page_with_its_state(server, page):
+    """A link the teacher copied (page path + query) opens that page, through app.py, with that state."""
+    page.goto(server + "/prune?model=digits_mlp&strategy=random&scope=layer&sparsity=70")
+    _settle(page)
+    expect(page.get_by_role("heading", name="Prune")).to_be_visible()
+    expect(page.get_by_role("slider", name="Sparsity (% of weights pruned)")).to_have_value("70")
+    expect(page.locator('[data-testid="stMetric"]', has_text="Weights pruned")).to_contain_text("70.0 %")
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    expect(nav.get_by_text("Lottery ticket lab", exact=True)).to_be_visible()  # st.navigation titles, not file names
+    assert "digits_mlp" in page.url and "strategy=random" in page.url
+
+
+def test_stop_button_ends_a_live_fine_tune(server, page):
+    """Click the real Stop button while fine-tuning runs: the run ends early and what was trained is kept."""
+    page.goto(server + "/prune?model=lenet300&strategy=magnitude&sparsity=90")
+    _settle(page)
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("50")
+    epochs.press("Enter")
+    _settle(page)
+    page.get_by_role("button", name="Fine-tune 50 epochs").click()
+    stop = page.get_by_role("button", name="Stop training")
+    expect(stop).to_be_visible()
+    expect(page.get_by_text("Training...")).to_be_visible()  # the progress bar has started moving
+    stop.click()
+    _settle(page)
+    expect(page.get_by_text("Stopped after")).to_be_visible()
+    message = page.get_by_text("Stopped after").inner_text()
+    done = int(message.split("Stopped after ")[1].split(" of ")[0])
+    assert 0 <= done < 50, message
+    page.screenshot(path=str(SHOTS / "2_prune_stopped.png"))
