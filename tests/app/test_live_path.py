@@ -16,6 +16,15 @@ from sparsity_viz.pruning import prune
 from sparsity_viz.training import evaluate
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _native_kernel_built():
+    """The app never waits for the first C++ build (it evaluates densely meanwhile); these tests do."""
+    from sparsity_viz.backend import kernels
+
+    if not kernels.available():
+        pytest.skip("the native kernel cannot be built here: " + (kernels.notice() or "no reason given"))
+
+
 @pytest.mark.parametrize("model_name", ["lenet300", "digits_mlp", "moons_mlp", "spiral_mlp"])
 def test_compiled_predictions_equal_dense(model_name):
     dense, _ = load_sample(model_name)
