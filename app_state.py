@@ -397,6 +397,43 @@ def request_stop() -> None:
     st.session_state[KEY_STOP] = True
 
 
+class _Interruptions:
+    """Catches the rerun Streamlit delivers when the user clicks during a long run.
+
+    Streamlit interrupts a running script at its next UI update or session-state
+    read. Long runs (training, sweeps, lotteries) wrap those calls here, so a click
+    (the Stop button included) ends the work at its next step with what it finished;
+    ``resume()`` then lets the interruption continue as Streamlit intended.
+    """
+
+    def __init__(self):
+        self.caught: list[RerunException | StopException] = []
+
+    def ui(self, fn: Callable[[], None]) -> None:
+        """Run one UI update unless the run is already interrupted."""
+        if self.caught:
+            return
+        try:
+            fn()
+        except (RerunException, StopException) as exc:
+            self.caught.append(exc)
+
+    def stop(self) -> bool:
+        """The library-side stop flag: a click happened, or a test set ``KEY_STOP``."""
+        if self.caught:
+            return True
+        try:
+            return bool(st.session_state.get(KEY_STOP))
+        except (RerunException, StopException) as exc:
+            self.caught.append(exc)
+            return True
+
+    def resume(self) -> None:
+        """Re-raise the caught interruption (if any)."""
+        if self.caught:
+            raise self.caught[0]
+
+
 def run_training(page: str, model: torch.nn.Module, config: TrainConfig, masks: Masks | None, origin: str,
                  prune_config: PruneConfig | None = None) -> None:
     """Train live: progress bar, charts updated every epoch, a Stop button; the result becomes current.
@@ -408,7 +445,7 @@ def run_training(page: str, model: torch.nn.Module, config: TrainConfig, masks: 
     """
     wb = bench()
     ds = dataset(wb)
-    interrupted: list[RerunException | StopException] = []
+    interruptions = _Interruptions()
     history: list[dict] = []
     title = f"Training: {origin}"
     st.button("Stop training", key=f"{page}_stop", help="Stops after the current step; what was trained so far is kept.")
@@ -416,37 +453,20 @@ def run_training(page: str, model: torch.nn.Module, config: TrainConfig, masks: 
     chart = st.empty()
     last = [0.0]
 
-    def ui(fn: Callable[[], None]) -> None:
-        if interrupted:
-            return
-        try:
-            fn()
-        except (RerunException, StopException) as exc:  # the user clicked something: stop, keep the result
-            interrupted.append(exc)
-
     def on_progress(fraction: float) -> None:
         if fraction - last[0] >= 0.02 or fraction >= 1.0:
             last[0] = fraction
-            ui(lambda: bar.progress(fraction, text=f"Training... {100 * fraction:.0f} %"))
+            interruptions.ui(lambda: bar.progress(fraction, text=f"Training... {100 * fraction:.0f} %"))
 
     def on_epoch(stats: EpochStats) -> None:
         history.append(asdict(stats))
-        ui(lambda: chart.plotly_chart(figures.training_history(history, title), key=None))
-
-    def stop() -> bool:
-        if interrupted:
-            return True
-        try:  # reading session state is also a point where Streamlit delivers the rerun request
-            return bool(st.session_state.get(KEY_STOP))
-        except (RerunException, StopException) as exc:
-            interrupted.append(exc)
-            return True
+        interruptions.ui(lambda: chart.plotly_chart(figures.training_history(history, title), key=None))
 
     start = time.perf_counter()
     level, result = "success", None
     try:
         result = train(model, ds, replace(config, device=device()), masks=masks, callback=on_epoch,
-                       progress=on_progress, stop=stop)
+                       progress=on_progress, stop=interruptions.stop)
         done = len(result.history)
         if result.stopped:
             level = "warning"
@@ -475,8 +495,7 @@ def run_training(page: str, model: torch.nn.Module, config: TrainConfig, masks: 
     logs = dict(st.session_state.get(KEY_TRAIN_LOG) or {})
     logs[page] = {"history": history, "message": message, "level": level, "title": title}
     st.session_state[KEY_TRAIN_LOG] = logs
-    if interrupted:
-        raise interrupted[0]
+    interruptions.resume()
     st.rerun()  # redraw the page around the new current model; the log above keeps the charts
 
 
@@ -920,36 +939,24 @@ def run_lab(config: Any, work: Callable[[Callable[[float, str], None], Callable[
     tells the page); the interruption then continues as Streamlit intended. Never
     returns: the page is rerun and finds the result with ``lab_result``.
     """
-    interrupted: list[RerunException | StopException] = []
+    interruptions = _Interruptions()
     st.button("Stop", key=f"{key}_stop", icon=":material/stop:", help="Stops after the current step; finished work is kept.")
     bar = st.progress(0.0, text=text)
     last = [-1.0]
 
     def progress(fraction: float, label: str = "") -> None:
-        if interrupted or (fraction - last[0] < 0.01 and fraction < 1.0):
+        if fraction - last[0] < 0.01 and fraction < 1.0:
             return
         last[0] = fraction
-        try:
-            bar.progress(min(1.0, max(0.0, fraction)), text=f"{100 * fraction:.0f} % · {label}" if label else text)
-        except RerunException as exc:
-            interrupted.append(exc)
-
-    def stop() -> bool:
-        if interrupted:
-            return True
-        try:  # reading session state is also a point where Streamlit delivers the rerun request
-            return bool(st.session_state.get(KEY_STOP))
-        except (RerunException, StopException) as exc:
-            interrupted.append(exc)
-            return True
+        interruptions.ui(lambda: bar.progress(min(1.0, max(0.0, fraction)),
+                                              text=f"{100 * fraction:.0f} % · {label}" if label else text))
 
     try:
-        result = work(progress, stop)
+        result = work(progress, interruptions.stop)
     finally:
         st.session_state[KEY_STOP] = False
     _lab_keep(config, result)
-    if interrupted:
-        raise interrupted[0]
+    interruptions.resume()
     st.rerun()  # redraw the page from the stored result (no stale bar, Stop or Compute button)
 
 
