@@ -27,6 +27,8 @@ import torch
 from captum.attr import DeepLift, InputXGradient, IntegratedGradients, Occlusion, Saliency
 from torch import nn
 
+from .devices import resolve_device
+
 
 @dataclass(frozen=True)
 class MethodInfo:
@@ -147,6 +149,7 @@ def attribute(
     inputs: torch.Tensor,
     target: int | torch.Tensor | None,
     method: str = "saliency",
+    device: str | None = None,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Attribution of ``target`` to every input entry, same shape as ``inputs``.
@@ -157,6 +160,7 @@ def attribute(
         inputs: a batch ``(N, *sample_shape)``.
         target: the class index (int, or ``(N,)`` tensor of per-sample classes).
         method: a key of ``METHODS``.
+        device: ``"cpu" | "cuda" | "auto"`` to compute on; ``None``: the model's device.
         kwargs: passed to Captum's ``attribute``. Defaults filled in when absent:
             Integrated Gradients and DeepLift ``baselines=0`` (the zero input, i.e.
             the dataset mean after normalisation), IG ``n_steps=32``, Occlusion a
@@ -166,6 +170,8 @@ def attribute(
     if inputs.dim() < 2:
         raise ValueError(f"inputs must be a batch (N, ...), got shape {tuple(inputs.shape)}.")
     work = _prepare(model, method)
+    if device is not None:
+        work = work.to(resolve_device(device))
     x = inputs.detach().to(_device(work), torch.float32).clone().requires_grad_(True)
     kw = dict(kwargs)
     if method == "integrated_gradients":
@@ -235,11 +241,12 @@ def compare_attributions(
     inputs: torch.Tensor,
     target: int | torch.Tensor | None,
     method: str = "saliency",
+    device: str | None = None,
     **kwargs: Any,
 ) -> AttributionComparison:
     """Both attribution maps, their difference and their per-sample rank correlation."""
-    dense = attribute(dense_model, inputs, target, method, **kwargs)
-    pruned = attribute(pruned_model, inputs, target, method, **kwargs)
+    dense = attribute(dense_model, inputs, target, method, device=device, **kwargs)
+    pruned = attribute(pruned_model, inputs, target, method, device=device, **kwargs)
     sims = torch.tensor([rank_correlation(d, p) for d, p in zip(dense, pruned)], dtype=torch.float64)
     finite = sims[~torch.isnan(sims)]
     mean = float(finite.mean()) if finite.numel() else float("nan")

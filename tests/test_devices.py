@@ -58,3 +58,31 @@ def test_configure_threads_and_restore(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_entry_points_accept_device_and_fail_clearly_without_cuda():
+    """prune / train / evaluate / sweep / attribute take device=...; CUDA without a GPU is one clear error."""
+    from sparsity_viz.attribution import attribute
+    from sparsity_viz.data import load_dataset
+    from sparsity_viz.devices import DeviceUnavailableError
+    from sparsity_viz.experiments import sweep
+    from sparsity_viz.models import build_model
+    from sparsity_viz.pruning import prune
+    from sparsity_viz.training import TrainConfig, evaluate, train
+
+    model, data = build_model("moons_mlp", seed=0), load_dataset("moons")
+    assert prune(model, "magnitude", 0.5, device="cpu").model.fc1.weight.device.type == "cpu"
+    assert evaluate(model, data.x_test, data.y_test, device="cpu").count == len(data.y_test)
+    assert attribute(model, data.x_test[:2], 0, "saliency", device="cpu").shape == (2, 2)
+    if torch.cuda.is_available():
+        return
+    calls = [
+        lambda: prune(model, "magnitude", 0.5, device="cuda"),
+        lambda: train(model, data, TrainConfig(epochs=1, device="cuda")),
+        lambda: evaluate(model, data.x_test, data.y_test, device="cuda"),
+        lambda: sweep(model, data, ["magnitude"], [0.5], device="cuda"),
+        lambda: attribute(model, data.x_test[:2], 0, "saliency", device="cuda"),
+    ]
+    for call in calls:
+        with pytest.raises(DeviceUnavailableError, match="no CUDA GPU"):
+            call()

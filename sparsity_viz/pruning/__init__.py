@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from torch import nn
 
+from ..devices import resolve_device
 from ..masks import Masks, apply_masks, validate_masks
 from .base import Batch, ScoreStrategy, Strategy, select_lowest, zeros_to_prune
 from .registry import STRATEGIES, get_strategy, strategy_names
@@ -29,6 +30,7 @@ def prune(
     current: Masks | None = None,
     batch: Batch | None = None,
     include_bias: bool = False,
+    device: str | None = None,
     **params,
 ) -> Pruned:
     """Prune a **copy** of ``model`` to ``sparsity``; the input is never modified.
@@ -43,6 +45,8 @@ def prune(
         current: masks already in force; pruned weights stay pruned.
         batch: ``(inputs, labels)`` for data-driven strategies.
         include_bias: prune biases too.
+        device: ``"cpu" | "cuda" | "auto"``: where the copy is pruned (and returned);
+            ``None`` keeps the model's own device.
         params: extra strategy parameters.
     """
     if isinstance(strategy, str):
@@ -50,6 +54,11 @@ def prune(
     if current is not None:
         validate_masks(model, current)
     work = copy.deepcopy(model)
+    if device is not None:
+        dev = resolve_device(device)
+        work = work.to(dev)
+        current = {n: m.to(dev) for n, m in current.items()} if current is not None else None
+        batch = tuple(t.to(dev) for t in batch) if batch is not None else None
     masks = strategy.compute_masks(work, sparsity, current=current, batch=batch)
     validate_masks(work, masks)
     apply_masks(work, masks)
