@@ -51,7 +51,7 @@ if frame is None:
     st.info("Choose strategies and levels, then press **Compute curves**. Results are cached per configuration.")
 else:
     fig = figures.accuracy_curves(frame, x_axis=x_axis, dense_accuracy=frame.attrs.get("dense_accuracy"),
-                                  title=f"{wb.name} on {ds.name}: accuracy after pruning")
+                                  labels={n: c.label for n, c in STRATEGIES.items()}, title=f"{wb.name} on {ds.name}: accuracy after pruning")
     fig.update_layout(height=520)
     app_state.show_figure(fig, "curves")
     app_state.show_table(frame, f"curves_{wb.name}")

@@ -9,6 +9,8 @@ horizontal dashed line.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -55,6 +57,7 @@ def accuracy_curves(
     x_axis: str = "sparsity",
     band: str | None = "minmax",
     dense_accuracy: float | None = None,
+    labels: Mapping[str, str] | None = None,
     title: str | None = "Accuracy after pruning",
 ) -> go.Figure:
     """Accuracy-vs-sparsity curves.
@@ -65,6 +68,7 @@ def accuracy_curves(
             (``1 / (1 - sparsity)``, log axis; rows at sparsity 1 dropped).
         band: ``"minmax"``, ``"std"`` (mean ± std) or ``None``.
         dense_accuracy: baseline; default the mean accuracy at sparsity 0, if any.
+        labels: display names per strategy (e.g. the registry labels); default the raw names.
     """
     if band not in ("minmax", "std", None):
         raise ValueError(f"band must be 'minmax', 'std' or None, not {band!r}.")
@@ -82,7 +86,8 @@ def accuracy_curves(
         strategy = gkey[0]
         finetuned = gkey[1] if len(gkey) > 1 else None
         color = palette(strategies.index(strategy))
-        name = str(strategy) if finetuned is None else f"{strategy} ({'fine-tuned' if finetuned else 'no fine-tuning'})"
+        label = (labels or {}).get(strategy, str(strategy))
+        name = label if finetuned is None else f"{label} ({'fine-tuned' if finetuned else 'no fine-tuning'})"
         dash = "dash" if finetuned is not None and not bool(finetuned) else "solid"
         grp = grp.sort_values("x")
         if band is not None and (grp["seeds"] > 1).any():

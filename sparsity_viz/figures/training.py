@@ -29,8 +29,8 @@ def training_history(history: Sequence[Mapping[str, float]], title: str | None =
     for i, (col, name, ys, dash) in enumerate(lines):
         fig.add_trace(go.Scatter(x=epochs, y=ys, name=name, mode="lines+markers",
                                  line=dict(color=palette(i), width=3, dash=dash), meta={"kind": name}), row=1, col=col)
-    apply_style(fig, title, height=380)
+    apply_style(fig, title, height=440)
     fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 12 else None)
     fig.update_yaxes(range=[0, 100], row=1, col=3)
-    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.3))
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.42, yanchor="top"), margin=dict(b=150))
     return fig

@@ -11,6 +11,7 @@ import json
 import pytest
 
 import app_state
+from sparsity_viz.pruning import STRATEGIES
 from apptools import chart_specs, charts, check, open_app
 
 
@@ -23,7 +24,7 @@ def test_compare_defaults_run_at_once_and_widgets_change_the_data(model):
     at = open_app(model, "9_compare")
     curves, profile = charts(at)
     names = _names(curves)
-    assert {"magnitude", "global_magnitude", "snip", "erdos_renyi", "random"} <= set(names)
+    assert {STRATEGIES[n].label for n in ("magnitude", "global_magnitude", "snip", "erdos_renyi", "random")} <= set(names)
     assert any(n and n.startswith("dense baseline") for n in names)
     assert curves["layout"]["xaxis"]["title"]["text"].startswith("sparsity (%")
     assert len(at.dataframe[0].value) == 5 * 8  # 5 strategies x 8 levels, 1 seed
@@ -64,7 +65,8 @@ def test_compare_seeds_band_finetuning_and_stop():
     at.button(key="compare_compute").click().run()
     check(at)
     names = _names(charts(at)[0])
-    assert "magnitude (fine-tuned)" in names and "magnitude (no fine-tuning)" in names
+    label = STRATEGIES["magnitude"].label
+    assert f"{label} (fine-tuned)" in names and f"{label} (no fine-tuning)" in names
 
 
 def test_compare_lenet5_waits_for_the_button():
