@@ -33,7 +33,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, Stop
 
 from sparsity_viz import figures
 from sparsity_viz.checkpoints import CheckpointError, available_samples, load_card, load_checkpoint_bytes, load_sample
-from sparsity_viz.data import Dataset, load_dataset
+from sparsity_viz.data import TOY_DATASETS, Dataset, load_dataset
 from sparsity_viz.devices import DeviceUnavailableError, configure_threads, cuda_available, resolve_device
 from sparsity_viz.masks import Masks, masked_copy
 from sparsity_viz.models import describe_architecture, get_spec
@@ -125,9 +125,8 @@ def sample_names() -> list[str]:
 def compatible_datasets(model_name: str) -> list[str]:
     """Datasets with the input shape the model was built for (all four toys are 2-D points)."""
     spec = get_spec(model_name)
-    if spec.dataset in ("moons", "circles", "xor", "spiral"):
-        own = [spec.dataset]
-        return own + [d for d in ("moons", "circles", "xor", "spiral") if d != spec.dataset]
+    if spec.dataset in TOY_DATASETS:
+        return [spec.dataset] + [d for d in TOY_DATASETS if d != spec.dataset]
     return [spec.dataset]
 
 
@@ -962,7 +961,7 @@ def run_lab(config: Any, work: Callable[[Callable[[float, str], None], Callable[
 
 def compare_sweep_run(config: CompareConfig) -> pd.DataFrame:
     """Run the Compare page's sweep (one-shot, and fine-tuned when asked) with progress and Stop."""
-    from sparsity_viz.comparison import compare_sweep
+    from sparsity_viz.experiments import sweep
 
     wb = bench()
     ds = dataset(wb)
@@ -977,8 +976,9 @@ def compare_sweep_run(config: CompareConfig) -> pd.DataFrame:
                 tag = " fine-tuned" if row.get("finetune_epochs") else ""
                 progress((i + fraction) / len(runs), f"{row['strategy']}{tag} at {100 * row['sparsity']:g} %")
 
-            part = compare_sweep(wb.dense, ds, list(config.strategies), list(config.levels), range(config.seeds),
-                                 finetune=finetune, baselines=config.random_baseline, progress=on_point, stop=stop)
+            part = sweep(wb.dense, ds, list(config.strategies), list(config.levels), range(config.seeds),
+                         finetune=finetune, baselines=config.random_baseline, progress=on_point, stop=stop,
+                         device="cpu")
             part["finetuned"] = finetune is not None
             parts.append(part)
             if part.attrs.get("cancelled"):

@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "reproductions"
 
 from sparsity_viz import build_model, load_dataset, load_sample  # noqa: E402
-from sparsity_viz.comparison import compare_sweep, curve_summary, strategy_profiles  # noqa: E402
+from sparsity_viz.comparison import strategy_profiles  # noqa: E402
+from sparsity_viz.experiments import summarize, sweep  # noqa: E402
 from sparsity_viz.lottery import METHOD_LABELS, LotteryConfig, lottery_experiment, ticket_advantage  # noqa: E402
 from sparsity_viz.training import TrainConfig  # noqa: E402
 
@@ -54,13 +55,13 @@ def han(seeds=(0, 1, 2)) -> pd.DataFrame:
     short = TrainConfig(epochs=5, lr=1e-4, batch_size=64)  # Han: retrain at 1/10 of the training rate (1e-3)
     longer = TrainConfig(epochs=10, lr=3e-4, batch_size=64)  # a longer retraining at 0.3x the training rate
     t = time.perf_counter()
-    frames = [compare_sweep(model, ds, ["global_magnitude", "magnitude"], levels, seeds, baselines=True),
-              compare_sweep(model, ds, ["global_magnitude", "magnitude"], levels, seeds, finetune=short, baselines=True),
-              compare_sweep(model, ds, ["global_magnitude", "magnitude"], levels, seeds, finetune=longer, baselines=True)]
+    frames = [sweep(model, ds, ["global_magnitude", "magnitude"], levels, seeds, baselines=True),
+              sweep(model, ds, ["global_magnitude", "magnitude"], levels, seeds, finetune=short, baselines=True),
+              sweep(model, ds, ["global_magnitude", "magnitude"], levels, seeds, finetune=longer, baselines=True)]
     frame = pd.concat(frames, ignore_index=True)
     frame.to_csv(OUT / "han_lenet300.csv", index=False)
     dense = frames[0].attrs["dense_accuracy"]
-    summary = curve_summary(frame)
+    summary = summarize(frame)
     summary.to_csv(OUT / "han_lenet300_summary.csv", index=False)
     _figure(summary, "LeNet-300-100 / MNIST-5k: magnitude pruning with and without fine-tuning (3 seeds)",
             OUT / "han_lenet300.png", dense)
@@ -119,11 +120,11 @@ def random_floor(seeds=(0, 1, 2)) -> pd.DataFrame:
              "erdos_renyi", "structured", "random"]
     levels = [0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98]
     t = time.perf_counter()
-    frames = [compare_sweep(model, ds, names, levels, seeds),
-              compare_sweep(model, ds, names, levels, seeds, finetune=TrainConfig(epochs=1, lr=1e-4))]
+    frames = [sweep(model, ds, names, levels, seeds, baselines=True),
+              sweep(model, ds, names, levels, seeds, finetune=TrainConfig(epochs=1, lr=1e-4), baselines=True)]
     frame = pd.concat(frames, ignore_index=True)
     frame.to_csv(OUT / "random_floor_lenet300.csv", index=False)
-    summary = curve_summary(frame)
+    summary = summarize(frame)
     summary.to_csv(OUT / "random_floor_lenet300_summary.csv", index=False)
     dense = frames[0].attrs["dense_accuracy"]
     for ft in (0, 1):

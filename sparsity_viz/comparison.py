@@ -3,12 +3,8 @@
 Everything here is pure library code returning DataFrames / tensors, so a page
 is one call plus a chart:
 
-* ``compare_sweep(model, dataset, strategies, levels, seeds, finetune=...)`` --
-  accuracy vs sparsity (and compression ratio), with dense / random baselines
-  and effective sparsity; ``curve_summary(frame)`` gives mean ± std over seeds.
-  Score-based strategies are scored *once* per seed and every level is a prefix
-  of the same stable sort, which gives exactly the masks of ``prune`` (same
-  tie-breaking) at a fraction of the cost.
+* accuracy curves over strategies, levels and seeds are ``experiments.sweep``
+  (with ``baselines=True`` for the random floor) and ``experiments.summarize``.
 * ``sparsity_profile(masks_by_strategy)`` / ``strategy_profiles(...)`` -- which
   layers each strategy hits hardest.
 * ``survival_map(a, b)`` / ``survival_table(a, b)`` / ``pixel_fanout(masks)`` --
@@ -22,34 +18,24 @@ is one call plus a chart:
 
 from __future__ import annotations
 
-import copy
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
-from .data import Dataset
-from .devices import resolve_device
-from .experiments import SWEEP_COLUMNS, data_batch
-from .masks import Masks, apply_masks
+from .masks import Masks
 from .pruning import get_strategy, prune
-from .pruning.base import ScoreStrategy, zeros_to_prune
-from .training import TrainConfig, _is_stopped, evaluate, train
 
 NEITHER, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
 CATEGORY_NAMES = {NEITHER: "neither", ONLY_A: "only A", ONLY_B: "only B", BOTH: "both"}
-
-COMPARE_COLUMNS = SWEEP_COLUMNS
 
 
 # --- effective sparsity and layer collapse -----------------------------------------------
 
 
-def _weight_items(masks: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+def weight_masks(masks: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
     """The weight masks (``>= 2`` dims) in forward order (masks are built in layer order)."""
     return [(n, m) for n, m in masks.items() if m.dim() >= 2]
 
@@ -81,7 +67,7 @@ def effective_masks(masks: Mapping[str, torch.Tensor]) -> Masks:
     channel level (a channel is reachable if any of its taps is); biases are
     not considered. Returns only weight masks.
     """
-    items = _weight_items(masks)
+    items = weight_masks(masks)
     if not items:
         return {}
     adj = [_adjacency(m.cpu()) for _, m in items]
@@ -116,7 +102,7 @@ def effective_sparsity(masks: Mapping[str, torch.Tensor]) -> float:
 
 def nominal_sparsity(masks: Mapping[str, torch.Tensor]) -> float:
     """Fraction of weights (``>= 2``-dim masks) that the masks prune."""
-    items = _weight_items(masks)
+    items = weight_masks(masks)
     total = sum(m.numel() for _, m in items)
     return 1.0 - sum(int(m.sum()) for _, m in items) / total if total else 0.0
 
@@ -129,7 +115,7 @@ def collapse_report(masks: Mapping[str, torch.Tensor]) -> pd.DataFrame:
     """
     eff = effective_masks(masks)
     rows = []
-    for name, m in _weight_items(masks):
+    for name, m in weight_masks(masks):
         adj = _adjacency(m.cpu())
         e = eff[name]
         rows.append({
@@ -204,7 +190,7 @@ def pixel_fanout(masks: Mapping[str, torch.Tensor], image_shape: tuple[int, int]
         ValueError: the first layer is not a Linear over ``prod(image_shape)`` inputs.
     """
     m = effective_masks(masks) if effective else dict(masks)
-    name, first = _weight_items(m)[0]
+    name, first = weight_masks(m)[0]
     if first.dim() != 2 or first.shape[1] != math.prod(image_shape):
         raise ValueError(f"{name} has shape {tuple(first.shape)}; pixel fan-out needs a Linear over "
                          f"{math.prod(image_shape)} pixels.")
@@ -227,7 +213,7 @@ def compare_masks(model: nn.Module, a: tuple[str, int], b: tuple[str, int], spar
     ma = _prune_for(model, a[0], sparsity, a[1], batch, scope)
     mb = _prune_for(model, b[0], sparsity, b[1], batch, scope)
     out = {"masks_a": ma, "masks_b": mb, "categories": survival_map(ma, mb), "table": survival_table(ma, mb)}
-    first = _weight_items(ma)[0][1]
+    first = weight_masks(ma)[0][1]
     if first.dim() == 2 and first.shape[1] == 784:
         out["fanout"] = fanout_comparison(ma, mb)
     return out
@@ -259,173 +245,3 @@ def strategy_profiles(model: nn.Module, strategies: Sequence[str], sparsity: flo
                       seed: int = 0) -> pd.DataFrame:
     """``sparsity_profile`` of each named strategy pruning ``model`` at ``sparsity``."""
     return sparsity_profile({s: _prune_for(model, s, sparsity, seed, batch, None) for s in strategies})
-
-
-# --- the fast comparison sweep -----------------------------------------------------------
-
-
-class _PrefixMasks:
-    """All masks of one score-based strategy, one sort: level s prunes the first round(s*n) entries.
-
-    Reproduces ``select_lowest`` exactly (float32 scores, NaN -> -inf, stable sort).
-    """
-
-    def __init__(self, scores: Mapping[str, torch.Tensor], scope: str):
-        self.scope = scope
-        self.shapes = {n: s.shape for n, s in scores.items()}
-        flat = {n: torch.nan_to_num(s.detach().float().flatten().cpu(), nan=float("-inf")) for n, s in scores.items()}
-        if scope == "global":
-            self.order = torch.argsort(torch.cat(list(flat.values())), stable=True)
-        else:
-            self.orders = {n: torch.argsort(s, stable=True) for n, s in flat.items()}
-
-    def masks(self, sparsity: float) -> Masks:
-        if self.scope == "global":
-            total = sum(math.prod(s) for s in self.shapes.values())
-            keep = torch.ones(total, dtype=torch.bool)
-            keep[self.order[: zeros_to_prune(sparsity, total)]] = False
-            out, offset = {}, 0
-            for n, shape in self.shapes.items():
-                size = math.prod(shape)
-                out[n] = keep[offset : offset + size].view(shape)
-                offset += size
-            return out
-        out = {}
-        for n, shape in self.shapes.items():
-            keep = torch.ones(math.prod(shape), dtype=torch.bool)
-            keep[self.orders[n][: zeros_to_prune(sparsity, keep.numel())]] = False
-            out[n] = keep.view(shape)
-        return out
-
-
-def _plain_scores(strategy) -> bool:
-    return isinstance(strategy, ScoreStrategy) and type(strategy).compute_masks is ScoreStrategy.compute_masks
-
-
-def compare_sweep(
-    model: nn.Module,
-    dataset: Dataset,
-    strategies: Sequence[str],
-    levels: Sequence[float],
-    seeds: Sequence[int] = (0,),
-    *,
-    finetune: TrainConfig | None = None,
-    scope: str | None = None,
-    baselines: bool = True,
-    workers: int = 1,
-    progress: Callable[[float, dict], None] | None = None,
-    stop=None,
-    device: str = "cpu",
-    evaluator: Callable[[nn.Module], nn.Module] | None = None,
-) -> pd.DataFrame:
-    """Accuracy of ``model`` pruned one-shot by each strategy at each level and seed.
-
-    Columns ``SWEEP_COLUMNS``, among them ``effective_sparsity``,
-    ``compression`` (= 1 / (1 - achieved sparsity), inf when nothing is left) and
-    ``collapsed`` (some layer lost every weight). With ``baselines`` the random
-    strategy is added if missing, and ``attrs["dense_accuracy"]`` holds the
-    dense baseline. Points are independent; a cancelled sweep (``stop``) returns
-    the finished ones with ``attrs["cancelled"] = True``. ``workers > 1`` runs
-    fine-tuning points in local processes (see ``sparsity_viz.parallel``).
-    Scores and masks are computed on the CPU; fine-tuning and evaluation run on
-    ``device``. ``evaluator`` maps each pruned model to the module that is
-    evaluated (e.g. a compiled sparse model with the same predictions).
-    """
-    dev = str(resolve_device(device))
-    strategies = list(dict.fromkeys(list(strategies) + (["random"] if baselines else [])))
-    for name in strategies:
-        get_strategy(name)
-    for level in levels:
-        if not 0.0 <= float(level) <= 1.0:
-            raise ValueError(f"Sparsity levels must lie in [0, 1], got {level!r}.")
-    base = copy.deepcopy(model).cpu().eval()
-    dense = evaluate(copy.deepcopy(base).to(dev), dataset.x_test, dataset.y_test, device=dev)
-    jobs = []  # fine-tuning points for the process pool: (strategy, seed, level, masks, prune_seconds)
-    rows: list[dict] = []
-    total = len(strategies) * len(seeds) * len(levels)
-    cancelled = False
-
-    def finish(row):
-        rows.append(row)
-        if progress is not None:
-            progress(len(rows) / total, row)
-
-    for name in strategies:
-        for seed in seeds:
-            strat = get_strategy(name, seed=seed, scope=scope if scope in get_strategy(name).scopes else None)
-            batch = data_batch(dataset, seed=seed) if strat.needs_data else None
-            prefix = None
-            if _plain_scores(strat):
-                t0 = time.perf_counter()
-                prefix = _PrefixMasks(strat.scores(base, batch), strat.scope)
-                score_time = time.perf_counter() - t0
-            for level in levels:
-                if _is_stopped(stop):
-                    cancelled = True
-                    break
-                t0 = time.perf_counter()
-                if prefix is not None:
-                    masks = prefix.masks(float(level))
-                else:
-                    masks = strat.compute_masks(copy.deepcopy(base), float(level), batch=batch)
-                seconds = time.perf_counter() - t0 + (score_time / len(levels) if prefix is not None else 0.0)
-                point = (base, dataset, name, seed, float(level), masks)
-                if finetune is None or finetune.epochs == 0 or level == 0:
-                    finish(_evaluate_point(*point, None, dense.accuracy, seconds, device=dev, evaluator=evaluator))
-                elif workers > 1:
-                    jobs.append((name, seed, float(level), masks, seconds))
-                else:
-                    finish(_evaluate_point(*point, finetune, dense.accuracy, seconds, device=dev, evaluator=evaluator))
-            if cancelled:
-                break
-        if cancelled:
-            break
-    if workers > 1 and finetune is not None and finetune.epochs > 0 and not cancelled:
-        from .parallel import run_points
-
-        for row in run_points(base, dataset, jobs, finetune, dense.accuracy, workers=workers, stop=stop):
-            finish(row)
-        cancelled = _is_stopped(stop)
-    frame = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
-    if len(frame):  # the same row order however the points were run
-        rank = {n: i for i, n in enumerate(strategies)}
-        frame = (frame.assign(_r=frame["strategy"].map(rank))
-                 .sort_values(["_r", "seed", "sparsity"], kind="stable").drop(columns="_r").reset_index(drop=True))
-    frame.attrs["dense_accuracy"] = dense.accuracy
-    frame.attrs["cancelled"] = cancelled
-    return frame
-
-
-def _evaluate_point(base, dataset, name, seed, level, masks, finetune, dense_accuracy, seconds,
-                    device: str = "cpu", evaluator=None) -> dict:
-    t0 = time.perf_counter()
-    net = apply_masks(copy.deepcopy(base), masks).to(device)
-    epochs = 0
-    if finetune is not None and finetune.epochs > 0 and level > 0:
-        cfg = replace(finetune, seed=seed, device=device)
-        net = train(net, dataset, cfg, masks=masks).model
-        epochs = cfg.epochs
-    result = evaluate(evaluator(net) if evaluator is not None else net, dataset.x_test, dataset.y_test, device=device)
-    weights = _weight_items(masks)
-    alive = sum(int(m.sum()) for _, m in weights)
-    size = sum(m.numel() for _, m in weights)
-    achieved = 1.0 - alive / size if size else 0.0
-    return {
-        "strategy": name, "sparsity": level, "seed": int(seed), "finetune_epochs": epochs,
-        "achieved_sparsity": achieved, "effective_sparsity": effective_sparsity(masks),
-        "compression": size / alive if alive else float("inf"),
-        "accuracy": result.accuracy, "loss": result.loss, "dense_accuracy": dense_accuracy,
-        "collapsed": any(not m.any() for _, m in weights), "seconds": seconds + time.perf_counter() - t0,
-    }
-
-
-def curve_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std of accuracy (and mean compression / effective sparsity) over seeds per curve point."""
-    keys = ["strategy", "sparsity", "finetune_epochs"]
-    out = (frame.groupby(keys, as_index=False)
-           .agg(mean=("accuracy", "mean"), std=("accuracy", "std"), seeds=("accuracy", "count"),
-                compression=("compression", "mean"), effective_sparsity=("effective_sparsity", "mean"),
-                collapsed=("collapsed", "any"))
-           .fillna({"std": 0.0}))
-    out.attrs.update(frame.attrs)
-    return out

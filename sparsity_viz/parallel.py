@@ -28,11 +28,11 @@ def _init(base, dataset, finetune, dense_accuracy):
 
 
 def _work(job):
-    from .comparison import _evaluate_point
+    from .experiments import evaluate_point
 
     name, seed, level, masks, seconds = job
     s = _STATE
-    return _evaluate_point(s["base"], s["dataset"], name, seed, level, masks, s["finetune"], s["dense"], seconds)
+    return evaluate_point(s["base"], s["dataset"], name, seed, level, masks, s["finetune"], s["dense"], seconds)
 
 
 def run_points(base, dataset, jobs: Sequence[tuple], finetune, dense_accuracy: float, *, workers: int = 2,

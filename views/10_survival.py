@@ -5,6 +5,7 @@ import streamlit as st
 import app_state
 from sparsity_viz import figures
 from sparsity_viz.comparison import collapse_warnings, compare_masks, effective_sparsity, nominal_sparsity
+from sparsity_viz.data import TOY_DATASETS
 from sparsity_viz.pruning import STRATEGIES
 
 app_state.sidebar()
@@ -80,7 +81,7 @@ st.markdown(
     "died, alive ones are black, and for SET / RigL the ones that **regrew** are vermilion."
 )
 schedulers = ["gradual", "iterative", "set", "rigl"]
-toy = wb.dataset in ("moons", "circles", "xor", "spiral")
+toy = wb.dataset in TOY_DATASETS
 s1, s2 = st.columns([3, 1])
 sched = s1.selectbox("Strategy over time", schedulers, format_func=lambda n: STRATEGIES[n].label, key="surv_sched")
 epochs = s2.number_input("Epochs", 1, 30, 16 if toy else (5 if wb.dataset == "digits" else 3), key="surv_epochs",

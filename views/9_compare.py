@@ -4,7 +4,8 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
-from sparsity_viz.comparison import curve_summary, strategy_profiles
+from sparsity_viz.comparison import strategy_profiles
+from sparsity_viz.experiments import summarize
 from sparsity_viz.pruning import STRATEGIES
 
 app_state.sidebar()
@@ -56,7 +57,7 @@ if frame is not None and len(frame):
                                   labels={n: c.label for n, c in STRATEGIES.items()}, title=f"{wb.name} on {wb.dataset}: accuracy after pruning (mean ± std over seeds)")
     fig.update_layout(height=560, legend=dict(orientation="h", y=-0.22))
     app_state.show_figure(fig, "compare_curves")
-    summary = curve_summary(frame)
+    summary = summarize(frame)
     collapsed = summary[summary["collapsed"]]
     if len(collapsed):
         where = ", ".join(f"{s} at {100 * v:g} %" for s, v in zip(collapsed["strategy"], collapsed["sparsity"]))

@@ -32,6 +32,19 @@ ALIVE_COLOR = "#000000"
 REGROWN_COLOR = "#D55E00"  # Okabe-Ito vermilion: absent from Viridis, so a regrown cell never reads as a death step
 
 
+def _weight_axes(fig: go.Figure, conv: bool) -> go.Figure:
+    """Axes of a weight-matrix picture: rows = output units (top to bottom), columns = inputs."""
+    if conv:
+        fig.update_xaxes(title_text="input channel (kernel per tile)", showticklabels=False)
+        fig.update_yaxes(title_text="output channel (filter)", showticklabels=False, scaleanchor="x", scaleratio=1)
+    else:
+        fig.update_xaxes(title_text="input unit (index)")
+        fig.update_yaxes(title_text="output unit (index)")
+    fig.update_xaxes(showgrid=False, zeroline=False)
+    fig.update_yaxes(showgrid=False, zeroline=False, autorange="reversed")
+    return fig
+
+
 def _discrete_scale(colors: tuple[str, ...]) -> list[list]:
     """A stepped colour scale for integer codes ``0 .. len(colors) - 1`` (zmin -0.5, zmax n - 0.5)."""
     n = len(colors)
@@ -67,15 +80,7 @@ def survival_heatmap(categories: torch.Tensor, *, label_a: str = "A", label_b: s
     sub = (f"Jaccard overlap {counts[3] / union:.2f} · both {counts[3]:,} · only {label_a} {counts[1]:,} · "
            f"only {label_b} {counts[2]:,}" if union else "neither strategy keeps a weight here")
     apply_style(fig, f"{title}<br><sup>{sub}</sup>" if title else sub)
-    if conv:
-        fig.update_xaxes(title_text="input channel (kernel per tile)", showticklabels=False)
-        fig.update_yaxes(title_text="output channel (filter)", showticklabels=False, scaleanchor="x", scaleratio=1)
-    else:
-        fig.update_xaxes(title_text="input unit (index)")
-        fig.update_yaxes(title_text="output unit (index)")
-    fig.update_xaxes(showgrid=False, zeroline=False)
-    fig.update_yaxes(showgrid=False, zeroline=False, autorange="reversed")
-    return fig
+    return _weight_axes(fig, conv)
 
 
 def jaccard_bars(table: pd.DataFrame, *, title: str | None = "Overlap of the kept connections per layer") -> go.Figure:
@@ -189,15 +194,7 @@ def death_time_heatmap(state: Mapping[str, torch.Tensor], *, step: int, last_ste
            + (f", {n_regrown:,} of them regrew" if n_regrown else ""))
     apply_style(fig, f"{title}<br><sup>{sub}</sup>" if title else sub)
     fig.update_layout(margin=dict(r=190))
-    if conv:
-        fig.update_xaxes(title_text="input channel (kernel per tile)", showticklabels=False)
-        fig.update_yaxes(title_text="output channel (filter)", showticklabels=False, scaleanchor="x", scaleratio=1)
-    else:
-        fig.update_xaxes(title_text="input unit (index)")
-        fig.update_yaxes(title_text="output unit (index)")
-    fig.update_xaxes(showgrid=False, zeroline=False)
-    fig.update_yaxes(showgrid=False, zeroline=False, autorange="reversed")
-    return fig
+    return _weight_axes(fig, conv)
 
 
 LOTTERY_STYLE = {  # method -> (label, colour, dash, marker)

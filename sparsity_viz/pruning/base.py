@@ -10,6 +10,7 @@ and never revives a weight that ``current`` already pruned.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import ClassVar
@@ -104,46 +105,71 @@ class ScoreStrategy(Strategy):
         return select_lowest(scores, sparsity, self.scope, current)
 
 
+class Ranking:
+    """Prunable entries sorted lowest score first, once; ``masks(s)`` cuts any sparsity from it.
+
+    NaN scores rank lowest; entries already pruned in ``current`` rank before
+    everything (score -inf), so they are never revived. Ties are broken by
+    position (stable sort), which makes every cut deterministic. A sweep over
+    many levels sorts once and cuts many times.
+    """
+
+    def __init__(
+        self,
+        scores: Mapping[str, torch.Tensor],
+        scope: str = "layer",
+        current: Mapping[str, torch.Tensor] | None = None,
+    ):
+        if scope not in SCOPES:
+            raise ValueError(f"Unknown scope {scope!r}; choose one of {', '.join(SCOPES)}.")
+        self.scope = scope
+        self.shapes = {n: s.shape for n, s in scores.items()}
+        self.devices = {n: s.device for n, s in scores.items()}
+        ranked: dict[str, torch.Tensor] = {}
+        for name, t in scores.items():
+            t = torch.nan_to_num(t.detach().float().flatten().clone(), nan=float("-inf"))
+            if current is not None and name in current:
+                t[~current[name].flatten().to(t.device)] = float("-inf")
+            ranked[name] = t
+        self.dead = {n: _dead_count(current, n) for n in ranked}
+        if scope == "layer":
+            self.orders = {n: torch.argsort(t, stable=True) for n, t in ranked.items()}
+        else:
+            self.order = torch.argsort(torch.cat([t.cpu() for t in ranked.values()]), stable=True)
+
+    def masks(self, sparsity: float) -> Masks:
+        """Keep-masks pruning exactly ``round(sparsity * n)`` entries per layer (or over all layers)."""
+        check_sparsity(sparsity)
+        if self.scope == "layer":
+            return {
+                n: _keep_all_but(self.orders[n], zeros_to_prune(sparsity, self.orders[n].numel()), n, self.dead[n])
+                .view(shape)
+                for n, shape in self.shapes.items()
+            }
+        total = self.order.numel()
+        keep = _keep_all_but(self.order, zeros_to_prune(sparsity, total), "all layers", sum(self.dead.values()))
+        masks: Masks = {}
+        offset = 0
+        for n, shape in self.shapes.items():
+            size = math.prod(shape)
+            masks[n] = keep[offset : offset + size].view(shape).to(self.devices[n])
+            offset += size
+        return masks
+
+
 def select_lowest(
     scores: Mapping[str, torch.Tensor],
     sparsity: float,
     scope: str = "layer",
     current: Mapping[str, torch.Tensor] | None = None,
 ) -> Masks:
-    """Prune exactly ``round(sparsity * n)`` lowest-scoring entries per layer or globally.
-
-    Entries already pruned in ``current`` count as pruned first (score -inf), so
-    they are never revived. Ties are broken by position (stable sort), which makes
-    the result deterministic.
+    """Prune exactly ``round(sparsity * n)`` lowest-scoring entries per layer or globally (see ``Ranking``).
 
     Raises:
         ValueError: ``current`` already prunes more than the target allows.
     """
     check_sparsity(sparsity)
-    if scope not in SCOPES:
-        raise ValueError(f"Unknown scope {scope!r}; choose one of {', '.join(SCOPES)}.")
-    ranked: dict[str, torch.Tensor] = {}
-    for name, s in scores.items():
-        s = s.detach().float().flatten().clone()
-        s = torch.nan_to_num(s, nan=float("-inf"))
-        if current is not None and name in current:
-            s[~current[name].flatten().to(s.device)] = float("-inf")
-        ranked[name] = s
-    dead = {n: _dead_count(current, n) for n in ranked}
-    if scope == "layer":
-        return {
-            name: _mask_lowest(s, zeros_to_prune(sparsity, s.numel()), name, dead[name]).view(scores[name].shape)
-            for name, s in ranked.items()
-        }
-    flat = torch.cat([s.cpu() for s in ranked.values()])
-    k = zeros_to_prune(sparsity, flat.numel())
-    keep = _mask_lowest(flat, k, "all layers", sum(dead.values()))
-    masks: Masks = {}
-    offset = 0
-    for name, s in ranked.items():
-        masks[name] = keep[offset : offset + s.numel()].view(scores[name].shape).to(scores[name].device)
-        offset += s.numel()
-    return masks
+    return Ranking(scores, scope, current).masks(sparsity)
 
 
 def _dead_count(current: Mapping[str, torch.Tensor] | None, name: str) -> int:
@@ -152,15 +178,13 @@ def _dead_count(current: Mapping[str, torch.Tensor] | None, name: str) -> int:
     return int((~current[name]).sum())
 
 
-def _mask_lowest(scores: torch.Tensor, k: int, where: str, already: int) -> torch.Tensor:
-    """Bool keep-mask over a flat score vector pruning its ``k`` lowest entries."""
+def _keep_all_but(order: torch.Tensor, k: int, where: str, already: int) -> torch.Tensor:
+    """Bool keep-mask over a flat vector whose ascending score ``order`` is given: the first ``k`` are pruned."""
     if already > k:
         raise ValueError(
             f"{where}: {already} weights are already pruned, more than the {k} the target sparsity allows; "
             "masks never revive weights, so prune from the dense model to go lower."
         )
-    keep = torch.ones(scores.numel(), dtype=torch.bool, device=scores.device)
-    if k > 0:
-        order = torch.argsort(scores, stable=True)
-        keep[order[:k]] = False
+    keep = torch.ones(order.numel(), dtype=torch.bool, device=order.device)
+    keep[order[:k]] = False
     return keep
