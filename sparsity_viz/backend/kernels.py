@@ -3,16 +3,22 @@
 ``csrc/sparse_kernels.cpp`` is built with ``torch.utils.cpp_extension.load`` the first
 time a native kernel is needed (about 30-60 s), into a cache directory keyed by a hash
 of the source, the compiler flags, the torch version and the CPU model, so a build made
-with ``-march=native`` is never reused on another CPU. Later processes only load the
-built library (milliseconds). The extension is built without ``-fopenmp``, so no
-second OpenMP pool competes with torch's (see docs/backend.md).
+with ``-march=native`` is never reused on another CPU. The extension is built without
+``-fopenmp``, so no second OpenMP pool competes with torch's (see docs/backend.md).
+
+Any checkout of the same source shares one build: the source is copied into the cache
+directory and compiled from there (the ninja file names no checkout path), a ``.built``
+marker is written once the library is linked, and a later process that finds the marker
+imports the finished library directly, without ninja (milliseconds). A killed build
+leaves no marker, so the next process rebuilds.
 
 Builds are serialised between processes by an ``flock`` on ``<cache>/.build.lock``,
-which the OS releases when a process dies. torch's own ``lock`` file is not released
-that way: a build killed half-way leaves it behind and every later ``load`` would
-wait on it forever, so it is removed while the flock is held. The live app never
-waits for a first build: ``ready()`` says whether loading is instant, and
-``build_in_background()`` compiles on a daemon thread meanwhile.
+which the OS releases when a process dies; a process that waited finds the marker and
+imports what the first one built. torch's own ``lock`` file is not released that way:
+a build killed half-way leaves it behind and every later ``load`` would wait on it
+forever, so it is removed while the flock is held. The live app never waits for a first
+build: ``ready()`` says whether loading is instant, and ``build_in_background()``
+compiles on a daemon thread meanwhile.
 
 Where no compiler (or ninja) is available, or ``SPARSITY_VIZ_NATIVE=0`` is set, every
 caller gets the fallback, ``torch.addmm(bias, csr_weight, x)`` on feature-major
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import os
 import platform
 import threading
@@ -36,11 +43,14 @@ import torch
 SOURCE = Path(__file__).resolve().parent / "csrc" / "sparse_kernels.cpp"
 CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno"]
 ENV_SWITCH = "SPARSITY_VIZ_NATIVE"  # "0" forces the pure-torch fallback
-ENV_CACHE = "SPARSITY_VIZ_EXT_DIR"  # overrides the build cache directory
+ENV_CACHE = "SPARSITY_VIZ_EXT_DIR"  # overrides the build cache root
+MARKER = ".built"  # written in the cache directory once the library is complete
+LIB_EXT = ".so"  # what torch.utils.cpp_extension links on Linux and macOS (fcntl rules out Windows)
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _notice: str | None = None
+_origin: str | None = None
 _tried = False
 _background: threading.Thread | None = None
 
@@ -72,14 +82,73 @@ def cache_dir() -> Path:
     return Path(root) / build_key()
 
 
+def _name(build: Path) -> str:
+    return f"sparsity_viz_kernels_{build.name}"
+
+
+def library_path(build: Path | None = None) -> Path:
+    """The built shared library in ``build`` (default: this machine's ``cache_dir()``)."""
+    build = cache_dir() if build is None else build
+    return build / f"{_name(build)}{LIB_EXT}"
+
+
+def built(build: Path | None = None) -> bool:
+    """True when a finished build is on disk (the marker and the library both exist)."""
+    build = cache_dir() if build is None else build
+    return (build / MARKER).exists() and library_path(build).exists()
+
+
 def native_disabled() -> bool:
     """True when the environment forces the pure-torch fallback."""
     return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off")
 
 
+def _import_built(build: Path) -> ModuleType:
+    """Import the finished library directly: no ninja, no checkout paths involved."""
+    spec = importlib.util.spec_from_file_location(_name(build), library_path(build))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {library_path(build)}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compile(build: Path) -> ModuleType:
+    """Copy the source into ``build`` and compile it there; mark the build finished."""
+    from torch.utils import cpp_extension
+
+    (build / MARKER).unlink(missing_ok=True)
+    library_path(build).unlink(missing_ok=True)  # maybe half-written by a killed link: relink (about 1 s)
+    source = build / SOURCE.name
+    code = SOURCE.read_bytes()
+    if not source.exists() or source.read_bytes() != code:
+        staged = source.with_suffix(".tmp")
+        staged.write_bytes(code)
+        staged.replace(source)
+    module = cpp_extension.load(
+        name=_name(build),
+        sources=[str(source)],
+        extra_cflags=CFLAGS,
+        build_directory=str(build),
+        verbose=False,
+    )
+    (build / MARKER).write_text(f"{library_path(build).name}\n")
+    return module
+
+
+def _load_or_compile(build: Path) -> tuple[ModuleType, str]:
+    """Import a finished build, else (or if that import fails) compile one; say which."""
+    if built(build):
+        try:
+            return _import_built(build), "cached"
+        except ImportError:
+            pass  # a damaged library: rebuild it below
+    return _compile(build), "built"
+
+
 def load(force_fallback: bool = False) -> ModuleType | None:
     """The compiled extension, or None (fallback) with ``notice()`` saying why."""
-    global _module, _notice, _tried
+    global _module, _notice, _origin, _tried
     if force_fallback or native_disabled():
         return None
     if _tried:
@@ -88,36 +157,32 @@ def load(force_fallback: bool = False) -> ModuleType | None:
         if _tried:
             return _module
         try:
-            from torch.utils import cpp_extension
-
             build = cache_dir()
             build.mkdir(parents=True, exist_ok=True)
             with open(build / ".build.lock", "w") as guard, warnings.catch_warnings():
                 fcntl.flock(guard, fcntl.LOCK_EX)  # one builder per cache dir; freed if we die
                 (build / "lock").unlink(missing_ok=True)  # torch's baton: stale if nobody holds our flock
                 warnings.simplefilter("ignore")
-                _module = cpp_extension.load(
-                    name=f"sparsity_viz_kernels_{build.name}",
-                    sources=[str(SOURCE)],
-                    extra_cflags=CFLAGS,
-                    build_directory=str(build),
-                    verbose=False,
-                )
+                _module, _origin = _load_or_compile(build)
         except Exception as exc:  # no compiler, no ninja, bad headers...
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            _module = None
+            _module, _origin = None, None
             _notice = f"sparsity_viz: native sparse kernels unavailable ({first}); using the pure-torch fallback."
             warnings.warn(_notice, RuntimeWarning, stacklevel=2)
         _tried = True
     return _module
 
 
+def origin() -> str | None:
+    """How this process got the kernel: ``"built"``, ``"cached"`` (finished build imported), or None."""
+    return _origin
+
+
 def ready() -> bool:
     """True when ``load()`` returns at once: already loaded, disabled, failed, or built on disk."""
     if _tried or native_disabled():
         return True
-    build = cache_dir()
-    return (build / f"sparsity_viz_kernels_{build.name}.so").exists()
+    return built()
 
 
 def build_in_background() -> None:
