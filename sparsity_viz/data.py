@@ -197,3 +197,10 @@ def load_dataset(name: str, seed: int = 0, noise: float | None = None, n: int = 
     if name == "mnist5k":
         return _mnist5k(seed)
     raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}.")
+
+
+def data_batch(dataset: Dataset, size: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded batch of ``size`` training samples (inputs, labels) for data-driven strategies (SNIP, Taylor, ...)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(dataset.y_train), generator=g)[:size]
+    return dataset.x_train[idx], dataset.y_train[idx]

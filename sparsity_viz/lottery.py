@@ -9,6 +9,8 @@ again. The ticket is compared with
 * ``random_mask`` -- the rewound weights under a random mask with the same
   per-layer counts.
 
+Every training goes through ``training.train`` by way of
+``pruning.iterative.imp_trainings``, the loop ``IterativeStrategy.run`` uses too.
 ``lottery_experiment`` returns one row per (method, round) with the remaining
 fraction of prunable weights and the test accuracy at the end of the round's
 training (and the best over its epochs), ready for an "accuracy vs remaining
@@ -28,9 +30,9 @@ from torch import nn
 from .data import Dataset
 from .masks import full_masks
 from .models import prunable_parameters
-from .pruning.iterative import imp_round_masks, random_masks_like, reinit_like, round_rates
-from .pruning.schedule import MaskTimeline, masked_training
-from .training import TrainConfig, _is_stopped
+from .pruning.iterative import ImpTraining, imp_round_masks, imp_trainings, round_rates
+from .pruning.schedule import MaskTimeline
+from .training import TrainConfig
 
 METHODS = ("imp_rewind", "reinit", "random_mask")
 METHOD_LABELS = {"imp_rewind": "IMP + rewinding (ticket)", "reinit": "same mask, random re-init",
@@ -74,86 +76,45 @@ def lottery_experiment(
     per round), for a "when did each connection die" slider.
     A cancelled run keeps every finished round.
     """
-    import time
-
     for c in config.controls:
         if c not in METHODS[1:]:
             raise ValueError(f"Unknown control {c!r}; choose from {', '.join(METHODS[1:])}.")
-    tc = config.train_config()
     init = copy.deepcopy(model).cpu()
     masks = full_masks(init)
     rates = round_rates(init, config.rate, config.output_rate)
     timeline = MaskTimeline.dense(init)
     rows: list[dict] = []
-    work_total = 1 + config.rounds * (1 + len(config.controls))
-    done = [0]
     cancelled = False
 
-    def emit(method, r, m, hist, t0):
-        accs = [h["test_accuracy"] for h in hist]
-        alive = sum(int(x.sum()) for x in m.values())
-        total = sum(x.numel() for x in m.values())
-        row = {"method": method, "round": r, "remaining": alive / total, "sparsity": 1 - alive / total,
+    def emit(method: str, t: ImpTraining) -> None:
+        accs = [h.test_accuracy for h in t.result.history]
+        alive = sum(int(x.sum()) for x in t.masks.values())
+        total = sum(x.numel() for x in t.masks.values())
+        row = {"method": method, "round": t.round, "remaining": alive / total, "sparsity": 1 - alive / total,
                "test_accuracy": accs[-1] if accs else float("nan"),
                "best_accuracy": max(accs) if accs else float("nan"),
                "best_epoch": int(accs.index(max(accs))) + 1 if accs else 0,
-               "seed": config.seed, "seconds": time.perf_counter() - t0}
+               "seed": config.seed, "seconds": t.seconds}
         rows.append(row)
-        done[0] += 1
         if callback is not None:
             callback(row)
-        if progress is not None:
-            progress(min(1.0, done[0] / work_total))
 
-    rewound: dict = {}
+    def prune_round(r, trained, current):
+        return imp_round_masks({n: p.detach() for n, p in prunable_parameters(trained).items()}, current, rates)
 
-    def keep_rewind(step, work, current, batch):
-        if step == config.rewind_step:
-            rewound["state"] = copy.deepcopy(work.state_dict())
-
-    t0 = time.perf_counter()
-    hist: list[dict] = []
-    trained, _, stopped = masked_training(init, dataset, tc, masks, history=hist, stop=stop,
-                                          on_step=keep_rewind if config.rewind_step > 0 else None)
-    if not stopped:
-        emit("imp_rewind", 0, masks, hist, t0)
-        for c in config.controls:  # round 0 is the dense network for every method
-            emit(c, 0, masks, hist, t0)
-    start_state = rewound.get("state", init.state_dict())
-    for r in range(1, config.rounds + 1):
-        if stopped or _is_stopped(stop):
+    for t in imp_trainings(init, dataset, config.train_config(), config.rounds, prune_round, masks=masks,
+                           timeline=timeline, controls=config.controls, rewind_step=config.rewind_step,
+                           seed=config.seed, stop=stop, progress=progress):
+        if t.result.stopped:
             cancelled = True
             break
-        weights = {n: p.detach() for n, p in prunable_parameters(trained).items()}
-        new = imp_round_masks(weights, masks, rates)
-        timeline.record(r, masks, new)
-        masks = new
-        start = copy.deepcopy(init)
-        start.load_state_dict(start_state)
-        t0 = time.perf_counter()
-        hist = []
-        trained, _, stopped = masked_training(start, dataset, tc, masks, history=hist, stop=stop)
-        if stopped:
-            cancelled = True
-            break
-        emit("imp_rewind", r, masks, hist, t0)
-        for c in config.controls:
-            if _is_stopped(stop):
-                cancelled = True
-                break
-            if c == "reinit":
-                c_start, c_masks = reinit_like(init, config.seed + 1000 + r), masks
-            else:
-                c_start, c_masks = copy.deepcopy(start), random_masks_like(masks, config.seed + 2000 + r)
-            t0 = time.perf_counter()
-            hist = []
-            _, _, stopped = masked_training(c_start, dataset, tc, c_masks, history=hist, stop=stop)
-            if stopped:
-                cancelled = True
-                break
-            emit(c, r, c_masks, hist, t0)
+        emit("imp_rewind" if t.method == "rewind" else t.method, t)
+        if t.round == 0:  # round 0 is the dense network for every method
+            for c in config.controls:
+                emit(c, t)
+    expected = (1 + config.rounds) * (1 + len(config.controls))
     frame = pd.DataFrame(rows, columns=LOTTERY_COLUMNS)
-    frame.attrs["cancelled"] = cancelled or bool(stopped)
+    frame.attrs["cancelled"] = cancelled or len(rows) < expected
     return (frame, timeline) if return_timeline else frame
 
 

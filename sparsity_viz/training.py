@@ -1,9 +1,16 @@
-"""Training and evaluation with masks, proximal penalties, progress callbacks and a stop flag.
+"""The one training loop: masks, proximal penalties, hooks, progress, a stop flag, divergence.
 
 ``train`` never modifies the model it is given: it trains a copy and returns it.
-Masked weights stay exactly zero (masks are re-applied after every step). A
-NaN or infinite loss stops the run with ``TrainingDiverged``, which carries the
-result at the last good state (the end of the last finished epoch).
+Masked weights stay exactly zero (masks are re-applied after every step).
+Everything that changes training from the outside plugs in as a ``TrainHook``
+(per step, per epoch): pruning schedules (AGP), dynamic sparse training (SET,
+RigL), IMP's rewinding and the lottery rounds all train here. One history type,
+``EpochStats``, one row per epoch.
+
+A run that diverges (non-finite loss, a loss ``DIVERGENCE_FACTOR`` times its
+reference, accuracy collapsing to chance, non-finite weights: the rules and
+constants are in ``divergence.py``) raises ``TrainingDiverged`` with the epoch,
+the reason and the result restored to its last good state.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -20,6 +27,7 @@ from torch import nn
 
 from .data import Dataset
 from .devices import resolve_device
+from .divergence import DIVERGENCE_FACTOR, DivergenceMonitor, TrainingDiverged, chance_accuracy  # noqa: F401 (re-exported)
 from .masks import Masks, apply_masks, masks_from_zeros, sparsity, to_device
 from .regularizers import Regularizer, get_regularizer
 
@@ -82,23 +90,63 @@ class TrainResult:
         return pd.DataFrame([asdict(h) for h in self.history])
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; ``result`` holds the model at its last good state."""
-
-    def __init__(self, message: str, result: TrainResult):
-        super().__init__(message)
-        self.result = result
-
-
 StopFlag = Callable[[], bool]
 
 
-def _is_stopped(stop: StopFlag | object | None) -> bool:
+def is_stopped(stop: StopFlag | object | None) -> bool:
+    """True when ``stop`` (a callable returning True, or an object with ``is_set()``) asks to stop."""
     if stop is None:
         return False
     if hasattr(stop, "is_set"):
         return bool(stop.is_set())
     return bool(stop())
+
+
+@dataclass
+class TrainState:
+    """What a ``TrainHook`` sees: the run's live objects and where it stands.
+
+    Attributes:
+        model: the copy being trained (on the training device).
+        masks: the masks in force (None: no masks); a hook changes them by returning new ones.
+        optimizer: the run's optimizer.
+        config: the run's ``TrainConfig``.
+        epoch: the current epoch, 1-based (0 in ``on_start``).
+        step: optimizer steps taken so far (1 in the first ``after_step``).
+        total_steps: steps the whole run takes if not stopped.
+        batch: the current ``(inputs, labels)`` (None in ``on_start``).
+    """
+
+    model: nn.Module
+    masks: Masks | None
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class TrainHook:
+    """Plugs into ``train``; every method is a no-op unless overridden.
+
+    Order within a step: ``before_step`` (batch chosen, before the forward pass), forward,
+    backward, optimizer step, regulariser prox, masks re-applied, ``after_step``.
+    Pruning schedules, dynamic sparse training and IMP's rewinding are hooks.
+    """
+
+    def on_start(self, state: TrainState) -> None:
+        """Once, after the masks are applied and before the first step."""
+
+    def before_step(self, state: TrainState) -> None:
+        """Before the forward pass of every step; ``state.batch`` is the batch about to be used."""
+
+    def after_step(self, state: TrainState) -> Masks | None:
+        """After every optimizer step; new masks returned here are applied at once (pruned weights become 0)."""
+        return None
+
+    def on_epoch_end(self, state: TrainState, stats: EpochStats) -> None:
+        """After every finished epoch, with its numbers."""
 
 
 @torch.no_grad()
@@ -129,7 +177,8 @@ def evaluate_dataset(model: nn.Module, dataset: Dataset, split: str = "test", de
     return evaluate(model, x, y, device=device)
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``config`` names (Adam or SGD with momentum) over all of ``model``'s parameters."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -154,6 +203,7 @@ def train(
     *,
     masks: Masks | None = None,
     regularizer: Regularizer | None = None,
+    hooks: Sequence[TrainHook] = (),
     callback: Callable[[EpochStats], None] | None = None,
     progress: Callable[[float], None] | None = None,
     stop: StopFlag | object | None = None,
@@ -165,13 +215,17 @@ def train(
         dataset: train split for steps, test split for the per-epoch numbers.
         config: hyperparameters (see ``TrainConfig``).
         masks: weights where the mask is False stay exactly 0.
-        regularizer: overrides ``config.regularizer`` / ``config.strength``.
+        regularizer: overrides ``config.regularizer`` / ``config.strength``; its proximal
+            step follows every optimizer step, before the masks are re-applied.
+        hooks: ``TrainHook`` objects called in order at the start, around every step
+            and after every epoch; ``after_step`` may return new masks.
         callback: called after every epoch with its ``EpochStats``.
         progress: called with the finished fraction of all steps, in [0, 1].
         stop: a callable returning True, or an object with ``is_set()``, checked every step.
 
     Raises:
-        TrainingDiverged: the loss became NaN/inf; ``.result`` holds the last good model.
+        TrainingDiverged: a rule of ``divergence.py`` tripped; ``.result`` holds the last
+            good state, ``.epoch`` and ``.reason`` say when and why.
     """
     dev = resolve_device(config.device)
     work = copy.deepcopy(model).to(dev)
@@ -181,62 +235,66 @@ def train(
     if masks is not None:
         apply_masks(work, masks)
     x, y = dataset.x_train.to(dev), dataset.y_train.to(dev)
-    optimizer = _optimizer(work, config)
-    generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = max(1, math.ceil(len(y) / config.batch_size))
-    total_steps = steps_per_epoch * max(config.epochs, 1)
+    state = TrainState(work, masks, make_optimizer(work, config), config,
+                       total_steps=steps_per_epoch * max(config.epochs, 1))
+    generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(model=work, masks=masks)
-    good_state = copy.deepcopy(work.state_dict())
-    step = 0
+    good = (copy.deepcopy(work.state_dict()), masks)
+    monitor = _monitor(work, dataset, dev) if config.epochs > 0 else None
+    for hook in hooks:
+        hook.on_start(state)
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
+        state.epoch = epoch
         work.train()
         order = torch.randperm(len(y), generator=generator).to(dev)
         loss_sum, correct, seen = 0.0, 0, 0
         for i in range(0, len(y), config.batch_size):
-            if _is_stopped(stop):
+            if is_stopped(stop):
                 result.stopped = True
                 break
             idx = order[i : i + config.batch_size]
             xb, yb = x[idx], y[idx]
+            state.batch = (xb, yb)
+            for hook in hooks:
+                hook.before_step(state)
             logits = work(xb)  # (B, classes)
             loss = F.cross_entropy(logits, yb)
-            if not torch.isfinite(loss):
-                work.load_state_dict(good_state)
-                result.masks = _final_masks(work, masks)
-                raise TrainingDiverged(
-                    f"Training diverged in epoch {epoch}: the loss became {float(loss.detach())} "
-                    f"(learning rate {config.lr:g}{_reg_text(regularizer)}). "
-                    "The model was restored to the end of the last finished epoch; try a smaller learning rate or strength.",
-                    result,
-                )
-            optimizer.zero_grad(set_to_none=True)
+            value = float(loss.detach())
+            verdict = monitor.check_loss(value, logits.shape[-1])
+            if verdict is not None:
+                raise _diverged(result, good, state, verdict, regularizer)
+            state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            state.optimizer.step()
             if regularizer is not None:
                 regularizer.prox(work, config.lr)
-            if masks is not None:
-                apply_masks(work, masks)
-            loss_sum += float(loss.detach()) * len(yb)
+            if state.masks is not None:
+                apply_masks(work, state.masks)
+            state.step += 1
+            for hook in hooks:
+                new = hook.after_step(state)
+                if new is not None:
+                    state.masks = to_device(new, dev)
+                    apply_masks(work, state.masks)
+                    monitor.new_masks()
+            loss_sum += value * len(yb)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(yb)
-            step += 1
             if progress is not None:
-                progress(min(1.0, step / total_steps))
+                progress(min(1.0, state.step / state.total_steps))
         if seen == 0:
             break
         if config.zero_threshold > 0:
             threshold_zeros(work, config.zero_threshold)
-            masks = _final_masks(work, masks)
+            state.masks = _final_masks(work, state.masks)
         if not all(torch.isfinite(p).all() for p in work.parameters()):
-            work.load_state_dict(good_state)
-            result.masks = _final_masks(work, masks)
-            raise TrainingDiverged(
-                f"Training diverged in epoch {epoch}: weights became NaN or infinite. "
-                "The model was restored to the end of the last finished epoch.",
-                result,
-            )
+            raise _diverged(result, good, state, ("non-finite weights", "a weight became NaN or infinite"), regularizer)
         test = evaluate(work, dataset.x_test, dataset.y_test, device=str(dev))
+        verdict = monitor.check_accuracy(test.accuracy)
+        if verdict is not None:
+            raise _diverged(result, good, state, verdict, regularizer)
         stats = EpochStats(
             epoch=epoch,
             train_loss=loss_sum / seen,
@@ -248,14 +306,37 @@ def train(
             seconds=time.perf_counter() - start,
         )
         result.history.append(stats)
-        good_state = copy.deepcopy(work.state_dict())
+        good = (copy.deepcopy(work.state_dict()), state.masks)
+        for hook in hooks:
+            hook.on_epoch_end(state, stats)
         if callback is not None:
             callback(stats)
         if result.stopped:
             break
     work.eval()
-    result.masks = _final_masks(work, masks)
+    result.masks = _final_masks(work, state.masks)
     return result
+
+
+def _monitor(model: nn.Module, dataset: Dataset, dev: torch.device) -> DivergenceMonitor:
+    """The divergence rules for one run, with the model's test accuracy before training as the reference."""
+    start = evaluate(model, dataset.x_test, dataset.y_test, device=str(dev))
+    return DivergenceMonitor(start.accuracy, chance_accuracy(dataset.y_test))
+
+
+def _diverged(result: TrainResult, good: tuple[dict, Masks | None], state: TrainState, verdict: tuple[str, str],
+              regularizer: Regularizer | None) -> TrainingDiverged:
+    """Restore the last good state into ``result`` and build the error (one line)."""
+    reason, detail = verdict
+    state.model.load_state_dict(good[0])
+    state.masks = good[1]
+    state.model.eval()
+    result.masks = _final_masks(state.model, state.masks)
+    where = f"the end of epoch {len(result.history)}" if result.history else "its state before training"
+    message = (f"Training diverged in epoch {state.epoch}: {reason} ({detail}; learning rate "
+               f"{state.config.lr:g}{_reg_text(regularizer)}). The model was restored to {where}; "
+               "try a smaller learning rate or penalty strength.")
+    return TrainingDiverged(message, result, epoch=state.epoch, reason=reason)
 
 
 def _final_masks(model: nn.Module, masks: Masks | None) -> Masks:

@@ -17,7 +17,16 @@ from torch.nn.utils import prune as torch_prune
 from sparsity_viz import STRATEGIES, get_strategy, prune
 from sparsity_viz.masks import full_masks
 from sparsity_viz.models import MLP, prunable_layers, prunable_parameters
-from sparsity_viz.pruning import Strategy, select_lowest, strategy_names, zeros_to_prune
+from sparsity_viz.pruning import (
+    KINDS,
+    Strategy,
+    is_scheduled,
+    one_shot_strategy_names,
+    scheduled_strategy_names,
+    select_lowest,
+    strategy_names,
+    zeros_to_prune,
+)
 
 SPARSITIES = [0.0, 0.1, 0.5, 0.9, 0.99, 1.0]
 STRATEGY_SCOPES = [(name, scope) for name, cls in STRATEGIES.items() for scope in cls.scopes]
@@ -86,6 +95,33 @@ def test_registry_lists_strategies():
     for name, cls in STRATEGIES.items():
         assert cls.name == name and cls.label
         assert cls.granularity in ("weight", "row")
+
+
+def test_every_strategy_declares_its_kind():
+    for name, cls in STRATEGIES.items():
+        assert cls.kind in KINDS, name
+        assert get_strategy(name).scheduled == (cls.kind == "scheduled") == is_scheduled(name)
+    scheduled, one_shot = scheduled_strategy_names(), one_shot_strategy_names()
+    assert sorted(scheduled + one_shot) == sorted(STRATEGIES) and not set(scheduled) & set(one_shot)
+    assert scheduled == ["gradual", "iterative", "set", "rigl"]
+    for name in scheduled:  # a scheduled strategy brings its own run (the base one prunes once)
+        assert STRATEGIES[name].run is not Strategy.run, name
+    with pytest.raises(ValueError, match="nope"):
+        is_scheduled("nope")
+
+
+@pytest.mark.parametrize(("name", "scope"), STRATEGY_SCOPES, ids=IDS)
+def test_a_ranking_cuts_exactly_what_compute_masks_gives(name, scope, small_model, batch_for):
+    strategy = _strategy(name, scope)
+    batch = batch_for(small_model) if strategy.needs_data else None
+    ranking = strategy.ranking(small_model, batch)
+    if ranking is None:  # masks that are not one cut of fixed scores (SynFlow's rounds, structured, ER)
+        return
+    for sparsity in (0.0, 0.3, 0.9, 1.0):
+        expected = strategy.compute_masks(copy.deepcopy(small_model), sparsity, batch=batch)
+        got = ranking.masks(sparsity)
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[n], expected[n]) for n in expected), (name, sparsity)
 
 
 @pytest.mark.parametrize("include_bias", [False, True], ids=["weights", "with-bias"])

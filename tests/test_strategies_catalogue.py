@@ -8,23 +8,26 @@ against what it should compute.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sparsity_viz import get_strategy, prune
-from sparsity_viz.data import load_dataset
+from sparsity_viz import STRATEGIES, get_strategy, prune
+from sparsity_viz.checkpoints import load_sample
+from sparsity_viz.data import data_batch, load_dataset
 from sparsity_viz.masks import full_masks
-from sparsity_viz.models import MLP
+from sparsity_viz.models import MLP, build_model
+from sparsity_viz.pruning import one_shot_strategy_names, scheduled_strategy_names
 from sparsity_viz.pruning.dynamic import cosine_drop_fraction, drop_and_grow
 from sparsity_viz.pruning.erdos_renyi import er_densities, er_zero_counts
 from sparsity_viz.pruning.gradual import agp_sparsity
 from sparsity_viz.pruning.iterative import imp_round_masks, random_masks_like, round_rates
 from sparsity_viz.pruning.n_m import NMStrategy, n_m_keep
 from sparsity_viz.pruning.synflow import synflow_scores
-from sparsity_viz.training import TrainConfig
+from sparsity_viz.training import TrainConfig, evaluate_dataset, train
 
 
 def _mlp(weights: list, biases: list | None = None) -> MLP:
@@ -372,3 +375,103 @@ def test_group_lasso_penalty_and_prox_by_hand():
     torch.testing.assert_close(model.fc1.weight[0], torch.tensor([3.0, 4.0]) * (1 - t / 5.0))
     assert model.fc1.weight[1].eq(0).all()  # norm 0.1 < threshold: the whole neuron is removed
     assert model.fc2.weight.tolist() == [[1.0, 1.0]]  # the classifier is not a group
+
+
+# --- the run contract: one-shot and scheduled strategies ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return load_dataset("moons")
+
+
+def _same_state(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def _epoch_numbers(history) -> list[dict]:
+    return [{k: v for k, v in dataclasses.asdict(h).items() if k != "seconds"} for h in history]
+
+
+@pytest.mark.parametrize("name", one_shot_strategy_names())
+def test_one_shot_run_without_epochs_equals_prune(name, moons):
+    model = build_model("moons_mlp", seed=0)
+    strategy = get_strategy(name, seed=1)
+    config = TrainConfig(epochs=0)
+    result = strategy.run(model, moons, 0.5, config)
+    batch = data_batch(moons, seed=1) if strategy.needs_data else None
+    pruned = prune(model, get_strategy(name, seed=1), 0.5, batch=batch)
+    assert result.masks.keys() == pruned.masks.keys()
+    assert all(torch.equal(result.masks[n], pruned.masks[n]) for n in pruned.masks)
+    assert _same_state(result.model, pruned.model)
+    assert result.history == [] and not result.stopped and result.schedule == [(0, 0.5)]
+    assert all(torch.equal(m, result.masks[n]) for n, m in result.timeline.mask_at(0).items())
+    assert strategy.training_epochs(0.5, config) == 0
+
+
+def test_one_shot_run_fine_tunes_with_the_masks_held(digits):
+    model = build_model("digits_mlp", seed=0)
+    config = TrainConfig(epochs=2, lr=3e-3)
+    result = get_strategy("magnitude").run(model, digits, 0.8, config)
+    pruned = prune(model, "magnitude", 0.8)
+    expected = train(pruned.model, digits, config, masks=pruned.masks)
+    assert _same_state(result.model, expected.model)
+    assert _epoch_numbers(result.history) == _epoch_numbers(expected.history)
+    assert get_strategy("magnitude").training_epochs(0.8, config) == 2
+
+
+SCHEDULED_SCOPES = [(n, s) for n in scheduled_strategy_names() for s in STRATEGIES[n].scopes]
+
+
+@pytest.mark.parametrize("epochs", [0, 1])
+@pytest.mark.parametrize(("name", "scope"), SCHEDULED_SCOPES, ids=[f"{n}-{s}" for n, s in SCHEDULED_SCOPES])
+def test_scheduled_run_reaches_exactly_the_target(name, scope, epochs, moons):
+    model = build_model("moons_mlp", seed=0)
+    strategy = get_strategy(name, scope=scope)
+    fractions = []
+    result = strategy.run(model, moons, 0.7, TrainConfig(epochs=epochs, lr=1e-2), progress=fractions.append)
+    expected = strategy.expected_zeros(model, 0.7)
+    zeros = {n: int((~m).sum()) for n, m in result.masks.items()}
+    assert (zeros if isinstance(expected, dict) else sum(zeros.values())) == expected
+    for n, p in result.model.named_parameters():
+        if n in result.masks:
+            assert torch.all(p[~result.masks[n]] == 0), n
+    assert not result.stopped
+    assert fractions == sorted(fractions) and (not fractions or fractions[-1] == pytest.approx(1.0))
+    rounds = strategy.rounds_for(0.7) if name == "iterative" else 0
+    assert strategy.training_epochs(0.7, TrainConfig(epochs=epochs)) == (rounds + 1) * epochs
+
+
+def test_imp_training_epochs_count_every_training():
+    config = TrainConfig(epochs=2)
+    assert get_strategy("iterative").rounds_for(0.7) == 6
+    assert get_strategy("iterative").training_epochs(0.7, config) == 7 * 2
+    assert get_strategy("iterative", control="reinit").training_epochs(0.7, config) == (1 + 2 * 6) * 2
+    assert get_strategy("gradual").training_epochs(0.7, config) == 2
+
+
+@pytest.mark.parametrize("name", ["gradual", "iterative"])
+def test_gradual_and_iterative_are_not_one_shot_magnitude(name, digits):
+    model, _ = load_sample("digits_mlp")
+    config = TrainConfig(epochs=1, lr=3e-4)
+    one_shot = get_strategy("magnitude").run(model, digits, 0.8, config)
+    scheduled = get_strategy(name).run(model, digits, 0.8, config)
+    assert {n: int((~m).sum()) for n, m in scheduled.masks.items()} == \
+        {n: int((~m).sum()) for n, m in one_shot.masks.items()}  # the same budget ...
+    assert any(not torch.equal(scheduled.masks[n], one_shot.masks[n]) for n in one_shot.masks)  # ... other weights
+    assert not _same_state(scheduled.model, one_shot.model)
+    losses = [evaluate_dataset(r.model, digits).loss for r in (one_shot, scheduled)]
+    assert losses[0] != losses[1]
+
+
+def test_iterative_reaches_100_percent_with_one_last_round():
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.masks import sparsity as masks_sparsity
+    from sparsity_viz.training import TrainConfig
+
+    strategy = get_strategy("iterative")
+    assert strategy.rounds_for(1.0) == strategy.rounds_for(0.99) + 1
+    model, _ = load_sample("moons_mlp")
+    result = strategy.run(model, load_dataset("moons"), 1.0, TrainConfig(epochs=1))
+    assert masks_sparsity(result.masks) == 1.0
+    assert all(not m.any() for m in result.masks.values())

@@ -1,22 +1,31 @@
-"""train()/evaluate(): masks hold exact zeros, proximal L1 makes zeros, callbacks, stop, divergence."""
+"""train()/evaluate(): masks hold exact zeros, proximal L1 makes zeros, callbacks, stop, hooks, divergence."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from sparsity_viz import divergence
+from sparsity_viz.checkpoints import load_sample
 from sparsity_viz.data import load_dataset
+from sparsity_viz.divergence import REASONS
 from sparsity_viz.masks import full_masks, masks_from_zeros
-from sparsity_viz.models import build_model, prunable_parameters
+from sparsity_viz.models import build_model, get_spec, prunable_parameters
 from sparsity_viz.pruning import prune
 from sparsity_viz.training import (
+    DIVERGENCE_FACTOR,
     TrainConfig,
+    TrainHook,
     TrainingDiverged,
     evaluate,
     evaluate_dataset,
+    is_stopped,
+    make_optimizer,
     threshold_zeros,
     train,
 )
@@ -162,3 +171,187 @@ def test_full_masks_training_equals_unmasked(moons):
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
     assert masks_from_zeros(b).keys() == full_masks(model).keys()
+
+
+# --- hooks ---------------------------------------------------------------------------------
+
+
+class _Recorder(TrainHook):
+    def __init__(self):
+        self.calls = []
+
+    def on_start(self, state):
+        self.calls.append(("start", state.epoch, state.step, state.total_steps))
+
+    def before_step(self, state):
+        self.calls.append(("before", state.epoch, state.step, len(state.batch[1])))
+
+    def after_step(self, state):
+        self.calls.append(("after", state.epoch, state.step))
+        return None
+
+    def on_epoch_end(self, state, stats):
+        self.calls.append(("epoch", stats.epoch, state.step))
+
+
+def test_hooks_are_called_in_order_around_every_step(moons):
+    hook = _Recorder()
+    result = train(build_model("moons_mlp", seed=0), moons, TrainConfig(epochs=2, batch_size=400), hooks=(hook,))
+    steps = math.ceil(len(moons.y_train) / 400)  # 800 training points: 2 steps per epoch
+    assert hook.calls[0] == ("start", 0, 0, 2 * steps)
+    kinds = [c[0] for c in hook.calls[1:]]
+    assert kinds == (["before", "after"] * steps + ["epoch"]) * 2
+    assert [c[2] for c in hook.calls if c[0] == "after"] == list(range(1, 2 * steps + 1))
+    assert [c[1] for c in hook.calls if c[0] == "epoch"] == [1, 2] and len(result.history) == 2
+
+
+def test_hooks_do_not_change_the_numbers(moons):
+    model = build_model("moons_mlp", seed=0)
+    a = train(model, moons, TrainConfig(epochs=2)).model
+    b = train(model, moons, TrainConfig(epochs=2), hooks=(_Recorder(), TrainHook())).model
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_masks_returned_by_a_hook_apply_at_once(digits):
+    model = build_model("digits_mlp", seed=0)
+    target = prune(model, "magnitude", 0.5).masks
+
+    class PruneAtStep3(TrainHook):
+        def after_step(self, state):
+            if state.step == 3:
+                assert all(torch.equal(m, torch.ones_like(m)) for m in state.masks.values())
+                return target
+            if state.step > 3:
+                assert all(torch.equal(state.masks[n].cpu(), target[n]) for n in target)
+                for n, p in prunable_parameters(state.model).items():  # pruned weights are exactly 0 after every step
+                    assert torch.all(p[~state.masks[n]] == 0)
+            return None
+
+    result = train(model, digits, TrainConfig(epochs=1), masks=full_masks(model), hooks=(PruneAtStep3(),))
+    for n, p in prunable_parameters(result.model).items():
+        assert torch.all(p[~target[n]] == 0), n
+    assert result.history[-1].sparsity == pytest.approx(0.5, abs=1e-3)
+
+
+def test_public_helpers():
+    import threading
+
+    flag = threading.Event()
+    assert not is_stopped(None) and not is_stopped(flag) and is_stopped(lambda: True)
+    flag.set()
+    assert is_stopped(flag)
+    model = build_model("moons_mlp", seed=0)
+    assert isinstance(make_optimizer(model, TrainConfig(optimizer="sgd")), torch.optim.SGD)
+    assert isinstance(make_optimizer(model, TrainConfig()), torch.optim.Adam)
+
+
+# --- divergence: every rule, the reported case, and runs that must not trip ------------------
+
+
+def _sample(name):
+    model, card = load_sample(name)
+    return model, card, load_dataset(get_spec(name).dataset, seed=card.get("dataset", {}).get("seed", 0))
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x.cpu(), y.cpu()) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("name", ["moons_mlp", "digits_mlp"])
+def test_reported_case_sgd_lr_1e4_with_l1_raises(name):
+    """SGD at lr 1e4 with L1: the loss explodes (then comes back to finite values) and accuracy
+    ends at chance; train() used to return normally."""
+    model, _, data = _sample(name)
+    config = TrainConfig(epochs=2, lr=1e4, optimizer="sgd", regularizer="l1", strength=3e-2, zero_threshold=0.01)
+    with pytest.raises(TrainingDiverged, match="diverged in epoch 1: loss exploded") as info:
+        train(model, data, config)
+    err = info.value
+    assert err.epoch == 1 and err.reason == "loss exploded" and err.reason in REASONS
+    assert err.result.history == [] and _same_weights(err.result.model, model)  # restored to the start
+    assert "\n" not in str(err)
+
+
+def test_non_finite_loss(moons):
+    bad = dataclasses.replace(moons, x_train=torch.full_like(moons.x_train, float("nan")))
+    with pytest.raises(TrainingDiverged) as info:
+        train(build_model("moons_mlp", seed=0), bad, TrainConfig(epochs=2))
+    assert info.value.reason == "non-finite loss" and info.value.epoch == 1
+
+
+def test_accuracy_collapsing_to_chance_raises():
+    """L1 strong enough to zero every weight: the loss stays small (about ln 10), the accuracy falls to chance."""
+    model, _, data = _sample("digits_mlp")
+    config = TrainConfig(epochs=2, lr=0.05, optimizer="sgd", regularizer="l1", strength=1.0)
+    with pytest.raises(TrainingDiverged, match="accuracy collapsed to chance") as info:
+        train(model, data, config)
+    assert info.value.reason == "accuracy collapsed to chance" and info.value.epoch == 1
+    assert _same_weights(info.value.result.model, model)
+    assert evaluate_dataset(info.value.result.model, data).accuracy > 0.9
+
+
+class _Poison(TrainHook):
+    """Sets one weight to +inf right after step ``at`` (the loss of that batch was finite)."""
+
+    def __init__(self, at):
+        self.at = at
+        self.states = []
+
+    def after_step(self, state):
+        if state.step == self.at:
+            with torch.no_grad():
+                state.model.fc1.weight[0, 0] = float("inf")
+        return None
+
+    def on_epoch_end(self, state, stats):
+        self.states.append(copy.deepcopy(state.model.state_dict()))
+
+
+def test_non_finite_weights_restore_the_end_of_the_last_finished_epoch(moons):
+    model = build_model("moons_mlp", seed=0)
+    config = TrainConfig(epochs=3, batch_size=100)  # 8 steps per epoch: the last step of epoch 2 is 16
+    hook = _Poison(at=16)
+    with pytest.raises(TrainingDiverged, match="non-finite weights") as info:
+        train(model, moons, config, hooks=(hook,))
+    err = info.value
+    assert err.reason == "non-finite weights" and err.epoch == 2 and len(err.result.history) == 1
+    assert "end of epoch 1" in str(err)
+    restored = err.result.model.state_dict()
+    assert all(torch.equal(restored[k], v) for k, v in hook.states[0].items())
+
+
+def test_training_from_scratch_never_trips_the_accuracy_rule(digits):
+    """A fresh model starts at chance; even an L1 that zeroes every weight leaves it there without an error."""
+    config = TrainConfig(epochs=2, lr=0.05, optimizer="sgd", regularizer="l1", strength=1.0)
+    result = train(build_model("digits_mlp", seed=0), digits, config)
+    assert result.history[-1].test_accuracy <= 0.15 and result.history[-1].sparsity == 1.0
+
+
+def test_pruning_to_nothing_by_a_hook_is_not_divergence(moons):
+    model, _, data = _sample("moons_mlp")
+    nothing = {n: torch.zeros_like(m) for n, m in full_masks(model).items()}
+
+    class KillAll(TrainHook):
+        def after_step(self, state):
+            return nothing if state.step == 1 else None
+
+    result = train(model, data, TrainConfig(epochs=3), masks=full_masks(model), hooks=(KillAll(),))
+    assert len(result.history) == 3 and result.history[-1].test_accuracy <= 0.55
+
+
+@pytest.mark.parametrize("name", ["moons_mlp", "circles_mlp", "spiral_mlp", "digits_mlp"])
+def test_healthy_fine_tuning_of_bundled_models_trips_no_rule(name):
+    model, card, data = _sample(name)
+    recipe = card["recipe"]
+    for lr in (recipe["lr"] / 10, recipe["lr"]):  # the CLI's fine-tuning rate, and the training rate itself
+        result = train(model, data, TrainConfig(epochs=1, lr=lr, batch_size=recipe["batch_size"]))
+        assert len(result.history) == 1
+    pruned = prune(model, "magnitude", 0.9)
+    result = train(pruned.model, data, TrainConfig(epochs=1, lr=recipe["lr"] / 10, batch_size=recipe["batch_size"]),
+                   masks=pruned.masks)
+    assert len(result.history) == 1
+
+
+def test_divergence_constants_are_stated():
+    assert DIVERGENCE_FACTOR == 100.0
+    assert "DIVERGENCE_FACTOR" in divergence.__doc__ and "ln C" in divergence.__doc__

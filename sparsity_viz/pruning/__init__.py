@@ -1,4 +1,9 @@
-"""Pruning: strategies behind a registry, and ``prune()`` which returns a pruned copy."""
+"""Pruning: strategies behind a registry, and ``prune()`` which returns a pruned copy.
+
+Strategies are one-shot (``prune`` is the whole story) or scheduled (they prune
+while training: ``strategy.run(model, dataset, sparsity, config)``); see
+``base.py`` and ``scheduled_strategy_names()``.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,16 @@ from torch import nn
 
 from ..devices import resolve_device
 from ..masks import Masks, apply_masks, validate_masks
-from .base import Batch, ScoreStrategy, Strategy, select_lowest, zeros_to_prune
-from .registry import STRATEGIES, get_strategy, strategy_names
+from .base import KINDS, Batch, Ranking, ScoreStrategy, Strategy, select_lowest, zeros_to_prune
+from .registry import (
+    STRATEGIES,
+    get_strategy,
+    is_scheduled,
+    one_shot_strategy_names,
+    scheduled_strategy_names,
+    strategy_names,
+)
+from .schedule import MaskTimeline, ScheduleResult
 
 
 class Pruned(NamedTuple):
@@ -66,13 +79,20 @@ def prune(
 
 
 __all__ = [
+    "KINDS",
     "STRATEGIES",
     "Batch",
+    "MaskTimeline",
     "Pruned",
+    "Ranking",
+    "ScheduleResult",
     "ScoreStrategy",
     "Strategy",
     "get_strategy",
+    "is_scheduled",
+    "one_shot_strategy_names",
     "prune",
+    "scheduled_strategy_names",
     "select_lowest",
     "strategy_names",
     "zeros_to_prune",

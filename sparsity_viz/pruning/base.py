@@ -6,10 +6,25 @@ they give every prunable weight an importance score, and the lowest-scoring
 weights are pruned, either per layer or over all layers at once (global scope).
 ``select_lowest`` does that selection exactly to the element, deterministically,
 and never revives a weight that ``current`` already pruned.
+
+Every strategy declares its ``kind``:
+
+* ``"one_shot"``: ``compute_masks`` is the strategy. ``run`` prunes once (with a
+  seeded data batch when ``needs_data``), then fine-tunes ``config.epochs`` epochs
+  with the masks held.
+* ``"scheduled"`` (gradual/AGP, iterative/IMP, SET, RigL): the strategy prunes
+  *while it trains*; its ``run`` overrides the base one and trains through
+  ``training.train`` with hooks. Its ``compute_masks`` only serves the one-shot
+  contract (masks, counts, no revival); sweeps and pages run it with ``run``.
+
+Both kinds answer ``run(model, dataset, sparsity, config) -> ScheduleResult`` and
+``training_epochs(sparsity, config)``, so callers dispatch on ``kind``, never on
+names or types.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -18,11 +33,15 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..masks import Masks, full_masks
+from ..data import Dataset, data_batch
+from ..masks import Masks, apply_masks, full_masks, validate_masks
+from ..training import TrainConfig, train
+from .schedule import MaskTimeline, ScheduleResult
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, labels)
 
 SCOPES = ("layer", "global")
+KINDS = ("one_shot", "scheduled")
 
 
 def zeros_to_prune(sparsity: float, numel: int) -> int:
@@ -49,10 +68,13 @@ class Strategy(ABC):
         needs_data: ``compute_masks`` requires a ``batch``.
         regrows: may revive weights that ``current`` pruned (dynamic sparse training).
         granularity: ``"weight"`` or ``"row"`` (whole output neurons / filters).
+        kind: ``"one_shot"`` (prunes once) or ``"scheduled"`` (prunes while training;
+            see the module docstring).
     """
 
     name: ClassVar[str]
     label: ClassVar[str]
+    kind: ClassVar[str] = "one_shot"
     needs_data: ClassVar[bool] = False
     regrows: ClassVar[bool] = False
     granularity: ClassVar[str] = "weight"
@@ -75,6 +97,56 @@ class Strategy(ABC):
         batch: Batch | None = None,
     ) -> Masks:
         """Masks reaching ``sparsity`` on ``model``; must not modify ``model``."""
+
+    @property
+    def scheduled(self) -> bool:
+        """True for strategies that prune while training (``kind == "scheduled"``)."""
+        return self.kind == "scheduled"
+
+    def ranking(self, model: nn.Module, batch: Batch | None = None) -> Ranking | None:
+        """One sort from which ``ranking.masks(s)`` equals ``compute_masks(model, s)`` for every ``s``.
+
+        None when the strategy's masks are not a cut of fixed scores (the default).
+        """
+        return None
+
+    def training_epochs(self, sparsity: float, config: TrainConfig) -> int:
+        """Epochs of training ``run(model, dataset, sparsity, config)`` spends (one-shot: the fine-tuning)."""
+        return config.epochs
+
+    def run(self, model: nn.Module, dataset: Dataset, sparsity: float, config: TrainConfig = TrainConfig(epochs=0),
+            *, callback=None, progress=None, stop=None) -> ScheduleResult:
+        """Prune a copy of ``model`` to ``sparsity`` once, then fine-tune it ``config.epochs`` epochs.
+
+        Data-driven strategies get ``data_batch(dataset, seed=self.seed)``. With
+        ``config.epochs == 0`` the result's model and masks equal ``prune(...)``'s.
+        Scheduled strategies override this and prune while they train.
+
+        Args:
+            model: the dense model (not modified).
+            dataset: train split for the batch and the fine-tuning.
+            sparsity: the target sparsity.
+            config: the fine-tuning (masks held; its ``seed`` seeds the shuffles).
+            callback: called with each epoch's ``EpochStats``.
+            progress: called with the finished fraction in [0, 1].
+            stop: checked every step; the result says ``stopped``.
+
+        Raises:
+            TrainingDiverged: the fine-tuning diverged.
+        """
+        batch = data_batch(dataset, seed=self.seed) if self.needs_data else None
+        work = copy.deepcopy(model)
+        masks = self.compute_masks(work, sparsity, batch=batch)
+        validate_masks(work, masks)
+        apply_masks(work, masks)
+        timeline = MaskTimeline.dense(model, self.include_bias)
+        timeline.record(0, timeline.initial, masks)
+        history, stopped = [], False
+        if config.epochs > 0:
+            trained = train(work, dataset, config, masks=masks, callback=callback, progress=progress, stop=stop)
+            work, history, stopped = trained.model, trained.history, trained.stopped
+        return ScheduleResult(work.cpu(), {n: m.cpu() for n, m in masks.items()}, timeline, history, stopped,
+                              [(0, float(sparsity))])
 
     def expected_zeros(self, model: nn.Module, sparsity: float) -> dict[str, int] | int:
         """Exact number of pruned entries the result must have.
@@ -103,6 +175,12 @@ class ScoreStrategy(Strategy):
             raise ValueError(f"Strategy {self.name!r} needs a batch of data (inputs, labels).")
         scores = {n: s.detach() for n, s in self.scores(model, batch).items()}
         return select_lowest(scores, sparsity, self.scope, current)
+
+    def ranking(self, model, batch=None):
+        """The sort of this strategy's scores (subclasses that override ``compute_masks`` return None)."""
+        if self.needs_data and batch is None:
+            raise ValueError(f"Strategy {self.name!r} needs a batch of data (inputs, labels).")
+        return Ranking(self.scores(model, batch), self.scope)
 
 
 class Ranking:

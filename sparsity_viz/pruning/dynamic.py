@@ -17,26 +17,30 @@ no ``current`` it is magnitude pruning to ``s`` (the starting topology); with
 ``current`` it first prunes to the budget by magnitude, then drops and regrows
 ``round(drop_fraction * alive)`` connections per layer (never regrowing the
 ones just dropped), so every layer holds exactly ``round(s * numel)`` zeros.
-``run`` trains with these updates and records when each connection died and
-regrew. Shines: training sparse networks from scratch at a fixed memory /
-compute budget; RigL matches dense-to-sparse pruning at high sparsity.
+Both are *scheduled* strategies (``kind = "scheduled"``): sweeps and pages run
+them with ``run``, which trains through ``training.train`` with a
+``DropAndGrowHook`` and records when each connection died and regrew;
+``compute_masks`` serves the one-shot contract. Shines: training sparse
+networks from scratch at a fixed memory / compute budget; RigL matches
+dense-to-sparse pruning at high sparsity.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 
 from ..data import Dataset
-from ..masks import Masks
+from ..masks import Masks, apply_masks
 from ..models import prunable_parameters
-from ..training import TrainConfig
+from ..training import TrainConfig, TrainHook, TrainState, train
 from ._gradients import loss_gradients
 from .base import check_sparsity, select_lowest
 from .erdos_renyi import keep_lowest_count
 from .magnitude import MagnitudeStrategy
-from .schedule import MaskTimeline, ScheduleResult, masked_training
+from .schedule import MaskTimeline, ScheduleResult
 
 
 def cosine_drop_fraction(step: int, total: int, initial: float, end: float = 0.75) -> float:
@@ -75,6 +79,7 @@ class DynamicSparseStrategy(MagnitudeStrategy):
     """Shared machinery of SET and RigL; subclasses choose the regrowth scores."""
 
     regrows = True
+    kind = "scheduled"
     scopes = ("layer",)
     drop_fraction = 0.3
     every = 50  # steps between topology updates (RigL uses 100 on ImageNet; small data, small dT)
@@ -124,27 +129,45 @@ class DynamicSparseStrategy(MagnitudeStrategy):
 
     def run(self, model, dataset: Dataset, sparsity: float, config: TrainConfig = TrainConfig(epochs=3),
             *, callback=None, progress=None, stop=None) -> ScheduleResult:
-        """Sparse training of a copy of ``model`` at ``sparsity`` with periodic drop-and-grow."""
+        """Sparse training of a copy of ``model`` at ``sparsity`` with periodic drop-and-grow.
+
+        Raises:
+            TrainingDiverged: the training diverged.
+        """
         check_sparsity(sparsity)
-        steps_per_epoch = -(-len(dataset.y_train) // config.batch_size)
-        total = steps_per_epoch * max(1, config.epochs)
-        generator = torch.Generator().manual_seed(self.seed)
         timeline = MaskTimeline.dense(model, self.include_bias)
-        masks = self.initial_masks(model, sparsity)
-        timeline.record(0, timeline.initial, masks)
-        history: list[dict] = []
+        hook = DropAndGrowHook(self, self.initial_masks(model, sparsity), timeline, seed=self.seed)
+        timeline.record(0, timeline.initial, hook.masks)
+        if config.epochs == 0:
+            work, history, stopped = apply_masks(copy.deepcopy(model), hook.masks), [], False
+        else:
+            result = train(model, dataset, config, masks=hook.masks, hooks=(hook,), callback=callback,
+                           progress=progress, stop=stop)
+            work, history, stopped = result.model, result.history, result.stopped
+        return ScheduleResult(work.cpu(), {n: m.cpu() for n, m in hook.masks.items()}, timeline, history, stopped)
 
-        def on_step(step, work, current, batch):
-            if step % self.every or step >= self.end * total:
-                return None
-            fraction = cosine_drop_fraction(step, total, self.drop_fraction, self.end)
-            new = self.update(work, {n: m.cpu() for n, m in current.items()}, fraction, batch, generator)
-            timeline.record(step, current, new)
-            return new
 
-        work, masks, stopped = masked_training(model, dataset, config, masks, on_step=on_step,
-                                               callback=callback, progress=progress, stop=stop, history=history)
-        return ScheduleResult(work.cpu(), {n: m.cpu() for n, m in masks.items()}, timeline, history, stopped)
+class DropAndGrowHook(TrainHook):
+    """Every ``strategy.every`` steps until ``strategy.end`` of training: one drop-and-grow update.
+
+    Attributes:
+        masks: the masks in force; ``timeline`` records every update.
+    """
+
+    def __init__(self, strategy: DynamicSparseStrategy, masks: Masks, timeline: MaskTimeline, seed: int = 0):
+        self.strategy, self.masks, self.timeline = strategy, masks, timeline
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def after_step(self, state: TrainState) -> Masks | None:
+        s = self.strategy
+        if state.step % s.every or state.step >= s.end * state.total_steps:
+            return None
+        fraction = cosine_drop_fraction(state.step, state.total_steps, s.drop_fraction, s.end)
+        current = state.masks
+        new = s.update(state.model, {n: m.cpu() for n, m in current.items()}, fraction, state.batch, self.generator)
+        self.timeline.record(state.step, current, new)
+        self.masks = new
+        return new
 
 
 class SETStrategy(DynamicSparseStrategy):

@@ -11,22 +11,25 @@ fast at first, when there are many redundant weights, then slowly, so the
 network can recover between events. At every event the smallest-|w| survivors
 (per layer, or global) are pruned; pruned weights never come back.
 
-``compute_masks`` (the one-shot contract) is plain magnitude at the target, the
-mask AGP would reach if the weights did not move; the schedule itself runs in
-``run(model, dataset, sparsity, config)``, which trains and returns the final
-model, masks and a timeline of when each connection died. Shines: the best
+A *scheduled* strategy (``kind = "scheduled"``): sweeps and pages run it with
+``run(model, dataset, sparsity, config)``, which trains through ``training.train``
+with an ``AGPHook`` and returns the final model, masks and a timeline of when
+each connection died. ``compute_masks`` serves only the one-shot contract: plain
+magnitude at the target, the mask AGP would reach if the weights did not move. Shines: the best
 accuracy for a given final sparsity when you can afford a training run;
 no hyper-parameter beyond the schedule's start and end.
 """
 
 from __future__ import annotations
 
+import copy
+
 from ..data import Dataset
-from ..masks import full_masks
-from ..training import TrainConfig
+from ..masks import Masks, apply_masks, full_masks
+from ..training import TrainConfig, TrainHook, TrainState, train
 from .base import check_sparsity, select_lowest
 from .magnitude import MagnitudeStrategy
-from .schedule import MaskTimeline, ScheduleResult, masked_training
+from .schedule import MaskTimeline, ScheduleResult
 
 
 def agp_sparsity(step: int, final: float, initial: float = 0.0, begin: int = 0, end: int = 1000) -> float:
@@ -42,6 +45,7 @@ def agp_sparsity(step: int, final: float, initial: float = 0.0, begin: int = 0, 
 class GradualStrategy(MagnitudeStrategy):
     name = "gradual"
     label = "Gradual magnitude (AGP, cubic schedule)"
+    kind = "scheduled"
     scopes = ("layer", "global")
     events = 10  # number of pruning events n
     begin = 0.0  # fraction of training when pruning starts (t0)
@@ -67,32 +71,63 @@ class GradualStrategy(MagnitudeStrategy):
 
     def run(self, model, dataset: Dataset, sparsity: float, config: TrainConfig = TrainConfig(epochs=3),
             *, callback=None, progress=None, stop=None) -> ScheduleResult:
-        """Train a copy of ``model`` while pruning it to ``sparsity`` on the cubic schedule."""
+        """Train a copy of ``model`` while pruning it to ``sparsity`` on the cubic schedule.
+
+        With ``config.epochs == 0`` there is no schedule: the copy is pruned to the
+        target at once (one-shot magnitude).
+
+        Raises:
+            TrainingDiverged: the training diverged.
+        """
         check_sparsity(sparsity)
         steps_per_epoch = -(-len(dataset.y_train) // config.batch_size)
-        total = steps_per_epoch * max(1, config.epochs)
-        when = self.event_steps(total)
-        begin, end = when[0], when[-1]
-        timeline = MaskTimeline.dense(model, self.include_bias)
-        masks = full_masks(model, self.include_bias)
-        history: list[dict] = []
-        schedule: list[tuple[int, float]] = []
+        hook = AGPHook(self, sparsity, self.event_steps(steps_per_epoch * max(1, config.epochs)),
+                       MaskTimeline.dense(model, self.include_bias), full_masks(model, self.include_bias))
+        if config.epochs == 0:
+            hook.prune_at(0, model, sparsity)
+            work, history, stopped = copy.deepcopy(model), [], False
+            apply_masks(work, hook.masks)
+        else:
+            result = train(model, dataset, config, masks=hook.masks, hooks=(hook,), callback=callback,
+                           progress=progress, stop=stop)
+            work, history, stopped = result.model, result.history, result.stopped
+        return ScheduleResult(work.cpu(), {n: m.cpu() for n, m in hook.masks.items()}, hook.timeline, history,
+                              stopped, hook.schedule)
 
-        def on_step(step, work, current, batch):
-            if step not in when:
-                return None
-            level = sparsity if step == end else agp_sparsity(step, sparsity, self.initial, begin, end)
-            level = max(level, 1.0 - sum(int(m.sum()) for m in current.values()) / sum(m.numel() for m in current.values())) \
-                if self.scope == "global" else level
-            new = _monotone_select(self.scores(work, None), level, self.scope, current)
-            timeline.record(step, current, new)
-            schedule.append((step, level))
-            return new
 
-        work, masks, stopped = masked_training(model, dataset, config, masks, on_step=on_step,
-                                               callback=callback, progress=progress, stop=stop, history=history)
-        return ScheduleResult(work.cpu(), {n: m.cpu() for n, m in masks.items()}, timeline, history, stopped,
-                              schedule)
+class AGPHook(TrainHook):
+    """Prunes by magnitude at the schedule's event steps (a ``TrainHook`` for ``train``).
+
+    Attributes:
+        masks: the masks in force; ``timeline`` and ``schedule`` record every event.
+    """
+
+    def __init__(self, strategy: GradualStrategy, target: float, when: list[int], timeline: MaskTimeline,
+                 masks: Masks):
+        self.strategy, self.target, self.when = strategy, target, set(when)
+        self.begin, self.end = when[0], when[-1]
+        self.timeline, self.masks = timeline, masks
+        self.schedule: list[tuple[int, float]] = []
+
+    def after_step(self, state: TrainState) -> Masks | None:
+        if state.step not in self.when:
+            return None
+        s = self.strategy
+        level = self.target if state.step == self.end else agp_sparsity(state.step, self.target, s.initial,
+                                                                         self.begin, self.end)
+        return self.prune_at(state.step, state.model, level, state.masks)
+
+    def prune_at(self, step: int, model, level: float, current: Masks | None = None) -> Masks:
+        """One pruning event: the smallest-|w| survivors go until ``level`` is reached (never fewer than now)."""
+        current = self.masks if current is None else current
+        if self.strategy.scope == "global":
+            dead = 1.0 - sum(int(m.sum()) for m in current.values()) / sum(m.numel() for m in current.values())
+            level = max(level, dead)
+        new = _monotone_select(self.strategy.scores(model, None), level, self.strategy.scope, current)
+        self.timeline.record(step, current, new)
+        self.schedule.append((step, level))
+        self.masks = new
+        return new
 
 
 def _monotone_select(scores, level, scope, current):

@@ -45,3 +45,22 @@ def get_strategy(name: str, **params) -> Strategy:
 
 def strategy_names() -> list[str]:
     return list(STRATEGIES)
+
+
+def scheduled_strategy_names() -> list[str]:
+    """Registered strategies that prune while training (``kind == "scheduled"``), in registry order."""
+    return [n for n, cls in STRATEGIES.items() if cls.kind == "scheduled"]
+
+
+def one_shot_strategy_names() -> list[str]:
+    """Registered strategies that prune once (``kind == "one_shot"``), in registry order."""
+    return [n for n, cls in STRATEGIES.items() if cls.kind == "one_shot"]
+
+
+def is_scheduled(strategy: str | Strategy) -> bool:
+    """True when ``strategy`` (a registry name or an instance) prunes while training."""
+    if isinstance(strategy, str):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
+        return STRATEGIES[strategy].kind == "scheduled"
+    return strategy.scheduled

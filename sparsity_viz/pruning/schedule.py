@@ -1,31 +1,25 @@
-"""What schedule-driven strategies share: a masked training loop with a per-step hook, and
-the timeline of when each connection died (and regrew).
+"""What ``Strategy.run`` returns: the final model and masks, the history, and the timeline
+of when each connection died (and regrew).
 
-Gradual (AGP), iterative (IMP) and dynamic (SET / RigL) strategies change their
-masks *during* training. Their ``run(...)`` returns a ``ScheduleResult``: the
-final model and masks, a per-epoch / per-round history, and a ``MaskTimeline``
-that stores only the *changes* of the masks (which connections died / regrew at
-which step), so a page can put a slider over pruning steps and call
-``timeline.mask_at(step)`` or colour connections by ``timeline.death_step()``.
+Scheduled strategies (gradual/AGP, iterative/IMP, SET, RigL) change their masks
+*during* training; one-shot strategies prune once, at step 0, then fine-tune.
+Both return a ``ScheduleResult`` whose ``MaskTimeline`` stores only the
+*changes* of the masks (which connections died / regrew at which step), so a page
+can put a slider over pruning steps and call ``timeline.mask_at(step)`` or
+colour connections by ``timeline.death_step()``. The training itself runs in
+``training.train``, with the schedules plugged in as hooks.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..data import Dataset
-from ..devices import resolve_device
-from ..masks import Masks, apply_masks, full_masks
-from ..training import TrainConfig, _is_stopped, _optimizer, evaluate
+from ..masks import Masks, full_masks
+from ..training import EpochStats
 
 
 @dataclass
@@ -102,93 +96,19 @@ class MaskTimeline:
 
 @dataclass
 class ScheduleResult:
-    """What a schedule-driven ``run`` returns."""
+    """What ``Strategy.run`` returns.
+
+    ``history`` holds the training's ``EpochStats`` (one per epoch, all trainings in
+    order); for IMP it holds one experiment row (a dict) per round and control instead.
+    """
 
     model: nn.Module
     masks: Masks
     timeline: MaskTimeline
-    history: list[dict] = field(default_factory=list)  # one dict per epoch (or per IMP round)
+    history: list[EpochStats | dict] = field(default_factory=list)
     stopped: bool = False
     schedule: list[tuple[int, float]] = field(default_factory=list)  # (step, target sparsity) per pruning event
 
     def history_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.history)
-
-
-StepHook = Callable[[int, nn.Module, Masks, tuple[torch.Tensor, torch.Tensor]], "Masks | None"]
-
-
-def masked_training(
-    model: nn.Module,
-    dataset: Dataset,
-    config: TrainConfig,
-    masks: Masks,
-    *,
-    on_step: StepHook | None = None,
-    callback: Callable[[dict], None] | None = None,
-    progress: Callable[[float], None] | None = None,
-    stop=None,
-    history: list[dict] | None = None,
-    extra: dict | None = None,
-) -> tuple[nn.Module, Masks, bool]:
-    """Train a copy of ``model`` with ``masks``; ``on_step(step, model, masks, batch)`` may return new masks.
-
-    The hook runs after each optimizer step (step numbers start at 1); new masks
-    are applied at once, so pruned weights become exactly 0. Regrown weights
-    start from 0. Appends one row per epoch to ``history`` and passes it to
-    ``callback``. Returns ``(model, masks, stopped)``.
-    """
-    dev = resolve_device(config.device)
-    work = copy.deepcopy(model).to(dev)
-    masks = {n: m.to(dev) for n, m in masks.items()}
-    apply_masks(work, masks)
-    x, y = dataset.x_train.to(dev), dataset.y_train.to(dev)
-    optimizer = _optimizer(work, config)
-    generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = max(1, math.ceil(len(y) / config.batch_size))
-    total = steps_per_epoch * max(1, config.epochs)
-    step, stopped = 0, False
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        work.train()
-        order = torch.randperm(len(y), generator=generator).to(dev)
-        loss_sum, seen = 0.0, 0
-        for i in range(0, len(y), config.batch_size):
-            if _is_stopped(stop):
-                stopped = True
-                break
-            idx = order[i : i + config.batch_size]
-            xb, yb = x[idx], y[idx]
-            loss = F.cross_entropy(work(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            apply_masks(work, masks)
-            step += 1
-            if on_step is not None:
-                new = on_step(step, work, masks, (xb, yb))
-                if new is not None:
-                    masks = {n: m.to(dev) for n, m in new.items()}
-                    apply_masks(work, masks)
-            loss_sum += float(loss.detach()) * len(yb)
-            seen += len(yb)
-            if progress is not None:
-                progress(min(1.0, step / total))
-        if seen == 0:
-            break
-        test = evaluate(work, dataset.x_test, dataset.y_test, device=str(dev))
-        alive = sum(int(m.sum()) for m in masks.values())
-        size = sum(m.numel() for m in masks.values())
-        row = (extra or {}) | {
-            "epoch": epoch, "step": step, "train_loss": loss_sum / seen, "test_accuracy": test.accuracy,
-            "test_loss": test.loss, "sparsity": 1.0 - alive / size if size else 0.0,
-            "seconds": time.perf_counter() - start,
-        }
-        if history is not None:
-            history.append(row)
-        if callback is not None:
-            callback(row)
-        if stopped:
-            break
-    work.eval()
-    return work, masks, stopped
+        """The history as a DataFrame, one row per epoch (or per IMP round)."""
+        return pd.DataFrame([asdict(h) if is_dataclass(h) else dict(h) for h in self.history])

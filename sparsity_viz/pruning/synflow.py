@@ -78,6 +78,9 @@ class SynFlowStrategy(ScoreStrategy):
         shape = model_input_shape(model, batch)
         return synflow_scores(model, {}, shape, self.include_bias)
 
+    def ranking(self, model, batch=None):
+        return None  # the masks come from 100 re-scored rounds, not from one sort
+
     def compute_masks(self, model, sparsity, current=None, batch=None):
         check_sparsity(sparsity)
         shape = model_input_shape(model, batch)
