@@ -5,7 +5,7 @@
 Times ``experiments.sweep`` (each strategy scored once per seed, every level cut
 from that one ranking) against the naive loop (``prune`` + ``evaluate`` afresh per
 point), without fine-tuning, with one fine-tuning epoch per point, and with that
-in two local processes. Medians of the runs, measured side by side in one
+in two local processes (``executor="process"``). Medians of the runs, measured side by side in one
 process. Targets: <= 2 s without and <= 60 s with fine-tuning.
 """
 
@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sparsity_viz import load_dataset, load_sample  # noqa: E402
-from sparsity_viz.experiments import data_batch, sweep  # noqa: E402
+from sparsity_viz.data import data_batch  # noqa: E402
+from sparsity_viz.experiments import sweep  # noqa: E402
 from sparsity_viz.pruning import prune  # noqa: E402
 from sparsity_viz.training import TrainConfig, evaluate_dataset, train  # noqa: E402
 
@@ -62,7 +63,7 @@ if __name__ == "__main__":
         "naive loop, no fine-tuning": (lambda: naive(model, ds), args.repeats),
         "sweep, 1 fine-tuning epoch/point": (lambda: sweep(model, ds, STRATEGIES, LEVELS, finetune=ft), 1),
         "sweep, 1 fine-tuning epoch/point, 2 processes": (
-            lambda: sweep(model, ds, STRATEGIES, LEVELS, finetune=ft, workers=2), 1),
+            lambda: sweep(model, ds, STRATEGIES, LEVELS, finetune=ft, executor="process", workers=2), 1),
         "naive loop, 1 fine-tuning epoch/point": (lambda: naive(model, ds, ft), 1),
     }
     print(f"{len(STRATEGIES)} strategies x {len(LEVELS)} levels = {len(STRATEGIES) * len(LEVELS)} points")

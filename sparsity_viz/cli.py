@@ -1,6 +1,8 @@
 """Command line: ``python -m sparsity_viz models | train-samples | prune | sweep | figure | bench | sparse-save``.
 
-Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback.
+Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback;
+training that diverges (``prune --finetune-epochs``, ``sweep``, ``train-samples``) exits
+with status 1 and one ``error: Training diverged in epoch ...`` line.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from . import __version__
 from .checkpoints import CheckpointError
 from .devices import DEVICE_CHOICES, DeviceUnavailableError, configure_threads
+from .divergence import TrainingDiverged
 
 
 class CliError(Exception):
@@ -105,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_ints, default=[0])
     p.add_argument("--finetune-epochs", type=int, default=0)
     p.add_argument("--finetune-lr", type=float, default=None)
+    p.add_argument("--schedule-epochs", type=int, default=0,
+                   help="training budget of scheduled strategies (gradual, iterative, set, rigl), at the fine-tuning "
+                        "lr; default: --finetune-epochs; with neither they are skipped")
+    from .executors import EXECUTORS
+
+    p.add_argument("--executor", choices=sorted(EXECUTORS), default=None,
+                   help="where points run (default: serial, or process when --workers > 1 and points train)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes for --executor process")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--csv", default=None, help="write the results as CSV to this file")
     out.add_argument("--json", action="store_true")
@@ -186,7 +197,7 @@ def cmd_prune(args) -> int:
     from .reports import sparsity_report
     from .training import evaluate_dataset, train
     from .checkpoints import save_model
-    from .experiments import data_batch
+    from .data import data_batch
 
     get_strategy(args.strategy)
     model, card, dataset = _load(args.model)
@@ -233,7 +244,13 @@ def cmd_sweep(args) -> int:
         get_strategy(s)
     model, card, dataset = _load(args.model)
     finetune = _finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device) if args.finetune_epochs else None
-    frame = sweep(model, dataset, args.strategies, args.levels, args.seeds, finetune=finetune, device=args.device, progress=_Progress("sweep"))
+    schedule = _finetune_config(card, args.schedule_epochs, args.finetune_lr, args.device) if args.schedule_epochs else None
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    frame = sweep(model, dataset, args.strategies, args.levels, args.seeds, finetune=finetune, schedule=schedule,
+                  executor=args.executor, workers=args.workers, device=args.device, progress=_Progress("sweep"))
+    for name, reason in frame.attrs["skipped"].items():
+        print(f"skipped {name}: {reason} Add --schedule-epochs N.", file=sys.stderr)
     if args.csv:
         frame.to_csv(args.csv, index=False)
         print(f"wrote {len(frame)} rows to {args.csv}")
@@ -280,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if exc.args else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:  # one line: the epoch, the reason, what to try
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -79,6 +79,19 @@ def test_sweep_json():
     assert [r["sparsity"] for r in rows] == [0.0, 0.5]
 
 
+def test_sweep_scheduled_strategies_need_a_budget_and_show_it():
+    base = ("sweep", "--model", "moons_mlp", "--strategies", "magnitude,gradual", "--levels", "0.5", "--json")
+    proc = run_cli(*base)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["strategy"] for r in json.loads(proc.stdout)] == ["magnitude"]
+    assert "skipped gradual:" in proc.stderr and "--schedule-epochs" in proc.stderr
+    proc = run_cli(*base, "--schedule-epochs", "2", "--executor", "process", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["strategy"]: r for r in json.loads(proc.stdout)}
+    assert rows["gradual"]["kind"] == "scheduled" and rows["gradual"]["train_epochs"] == 2
+    assert rows["magnitude"]["kind"] == "one_shot" and rows["magnitude"]["train_epochs"] == 0
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -123,3 +136,15 @@ def test_models_listing():
     proc = run_cli("models", "--json")
     assert proc.returncode == 0
     assert {c["name"] for c in json.loads(proc.stdout)} >= {"lenet300", "lenet5", "moons_mlp"}
+
+
+def test_diverging_fine_tuning_is_one_error_line_and_a_nonzero_exit(capsys):
+    from sparsity_viz.cli import main  # in process: the same entry point, without a 10 s interpreter start
+
+    status = main(["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5",
+                   "--finetune-epochs", "1", "--finetune-lr", "1e4", "--threads", "1"])
+    out, err = capsys.readouterr()
+    assert status == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Training diverged in epoch 1: loss exploded"), err
+    assert out == ""

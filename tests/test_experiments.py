@@ -1,19 +1,24 @@
-"""sweep(): one row per point, equal to pruning + evaluating by hand; cancel keeps finished points."""
+"""sweep(): one row per point, equal to running that strategy by hand (pruning, or its schedule);
+cancel keeps finished points; every executor gives the same rows."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
+import pandas as pd
 import pytest
 import torch
 
 from sparsity_viz.checkpoints import load_sample
 from sparsity_viz.data import load_dataset
-from sparsity_viz.experiments import SWEEP_COLUMNS, data_batch, summarize, sweep
+from sparsity_viz.executors import SerialExecutor
+from sparsity_viz.data import data_batch
+from sparsity_viz.experiments import SWEEP_COLUMNS, summarize, sweep
 from sparsity_viz.masks import sparsity as mask_sparsity
 from sparsity_viz.models import MLP
-from sparsity_viz.pruning import prune
-from sparsity_viz.training import TrainConfig, evaluate_dataset
+from sparsity_viz.pruning import get_strategy, prune
+from sparsity_viz.training import TrainConfig, evaluate_dataset, train
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +135,102 @@ def test_sweep_in_two_processes_gives_the_same_rows(digits, digits_model):
     parallel = sweep(digits_model, digits, ["magnitude"], [0.0, 0.5, 0.9], finetune=ft, baselines=False,
                      workers=2)
     assert serial.accuracy.tolist() == parallel.accuracy.tolist()
+
+
+# --- scheduled strategies run as scheduled; executors -----------------------------------------
+
+SCHEDULED = ["gradual", "iterative", "set", "rigl"]
+LEVELS = [0.0, 0.3, 0.6]
+BUDGET = TrainConfig(epochs=1, lr=1e-3)
+
+
+class _ZeroLogits(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return torch.zeros_like(self.model(x))
+
+
+def zero_logits(model):
+    """A picklable evaluator that changes every prediction to class 0 (so its use shows in the accuracy)."""
+    return _ZeroLogits(model)
+
+
+@pytest.fixture(scope="module")
+def budget_frame(digits):
+    torch.manual_seed(0)
+    model = MLP(64, (32,), 10)
+    return model, sweep(model, digits, ["magnitude", *SCHEDULED], LEVELS, seeds=(0, 1), finetune=BUDGET)
+
+
+def test_every_sweep_point_equals_running_the_strategy_directly(digits, budget_frame):
+    model, frame = budget_frame
+    assert len(frame) == 5 * len(LEVELS) * 2 and not frame.attrs["cancelled"] and frame.attrs["skipped"] == {}
+    dense = evaluate_dataset(model, digits).accuracy
+    for row in frame.itertuples():
+        config = replace(BUDGET, seed=row.seed, device="cpu")
+        if row.kind == "one_shot":
+            pruned = prune(model, row.strategy, row.sparsity, seed=row.seed)
+            net = train(pruned.model, digits, config, masks=pruned.masks).model if row.sparsity > 0 else pruned.model
+            assert row.train_epochs == row.finetune_epochs == (1 if row.sparsity > 0 else 0)
+            ran = get_strategy(row.strategy, seed=row.seed).run(model, digits, row.sparsity,
+                                                               replace(config, epochs=row.train_epochs))
+            assert row.accuracy == evaluate_dataset(ran.model, digits).accuracy, "the one-shot contract's run()"
+        elif row.sparsity == 0:  # a scheduled point at level 0 is the dense model
+            assert row.accuracy == dense and row.train_epochs == 0
+            continue
+        else:
+            net = get_strategy(row.strategy, seed=row.seed).run(model, digits, row.sparsity, config).model
+        assert row.accuracy == evaluate_dataset(net, digits).accuracy, (row.strategy, row.sparsity, row.seed)
+    kinds = frame.groupby("strategy")["kind"].unique().map(list).to_dict()
+    assert kinds == {"magnitude": ["one_shot"], **{n: ["scheduled"] for n in SCHEDULED}}
+    budget = frame[frame.sparsity == 0.6].groupby("strategy")["train_epochs"].max().to_dict()
+    assert budget == {"magnitude": 1, "gradual": 1, "set": 1, "rigl": 1, "iterative": 5 + 1}  # IMP: 5 rounds of 20 %
+
+
+def test_gradual_and_iterative_curves_differ_from_one_shot_magnitude(digits, budget_frame):
+    _, frame = budget_frame
+    pruned = frame[frame.sparsity > 0]
+    magnitude = pruned[pruned.strategy == "magnitude"].accuracy.tolist()
+    for name in ("gradual", "iterative"):
+        curve = pruned[pruned.strategy == name].accuracy.tolist()
+        assert all(a != b for a, b in zip(curve, magnitude)), name
+    # the schedule budget alone: one-shot points stay unfine-tuned, scheduled ones train
+    torch.manual_seed(0)
+    model = MLP(64, (32,), 10)
+    alone = sweep(model, digits, ["magnitude", "gradual"], [0.6], schedule=BUDGET)
+    assert alone.set_index("strategy").train_epochs.to_dict() == {"magnitude": 0, "gradual": 1}
+    assert alone.accuracy.nunique() == 2
+
+
+def test_scheduled_strategies_without_a_budget_are_left_out_with_a_reason(digits, digits_model):
+    for finetune in (None, TrainConfig(epochs=0)):
+        frame = sweep(digits_model, digits, ["magnitude", "gradual", "iterative"], [0.5], finetune=finetune)
+        assert set(frame.strategy) == {"magnitude"} and not frame.attrs["cancelled"]
+        assert set(frame.attrs["skipped"]) == {"gradual", "iterative"}
+        assert "training budget" in frame.attrs["skipped"]["gradual"]
+
+
+def test_process_executor_keeps_device_evaluator_and_rows(digits, digits_model):
+    kw = dict(strategies=["magnitude", "gradual"], levels=[0.0, 0.5], finetune=BUDGET, device="cpu",
+              evaluator=zero_logits)
+    serial = sweep(digits_model, digits, **kw)
+    processes = sweep(digits_model, digits, **kw, executor="process", workers=2)
+    chance = int((digits.y_test == 0).sum()) / len(digits.y_test)
+    assert set(processes.accuracy) == {chance}, "the evaluator ran in the workers"
+    columns = [c for c in SWEEP_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(serial[columns], processes[columns])
+
+    seen = {}
+
+    class Recording(SerialExecutor):
+        def map(self, fn, points, *, shared, stop=None):
+            seen.update(shared)
+            return super().map(fn, points, shared=shared, stop=stop)
+
+    sweep(digits_model, digits, ["magnitude"], [0.5], executor=Recording(), evaluator=zero_logits, device="cpu")
+    assert seen["device"] == "cpu" and seen["evaluator"] is zero_logits
+    with pytest.raises(TypeError, match="'evaluator'"):
+        sweep(digits_model, digits, ["magnitude"], [0.5], executor="process", evaluator=lambda m: m)

@@ -1,0 +1,103 @@
+"""Executors: every point once, shared objects reach the workers, stop cancels what has not started."""
+
+from __future__ import annotations
+
+import ast
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparsity_viz import executors
+from sparsity_viz.executors import EXECUTORS, Executor, ProcessExecutor, SerialExecutor, get_executor
+
+
+def describe(point, shared, stop):
+    """A point function: what a worker sees."""
+    return point, shared["tag"], torch.get_num_threads()
+
+
+def slow(point, shared, stop):
+    """A point of 0.3 s that ends early (returning None) when its stop flag is set."""
+    for _ in range(30):
+        if stop is not None and stop.is_set():  # in a worker: the pool's stop event
+            return None
+        time.sleep(0.01)
+    return point
+
+
+@pytest.mark.parametrize("executor", [SerialExecutor(), ProcessExecutor(workers=2)])
+def test_every_point_once_with_the_shared_objects(executor):
+    results = list(executor.map(describe, range(6), shared={"tag": "dense"}))
+    assert sorted(p for p, _, _ in results) == list(range(6))
+    assert {tag for _, tag, _ in results} == {"dense"}
+    if executor.name == "process":
+        assert {threads for _, _, threads in results} == {1}, "one torch thread per worker"
+
+
+def test_serial_runs_in_order_and_stops_before_the_next_point():
+    seen = []
+    stop = threading.Event()
+    for p in SerialExecutor().map(describe, range(5), shared={"tag": 0}, stop=stop):
+        seen.append(p[0])
+        if len(seen) == 2:
+            stop.set()
+    assert seen == [0, 1]
+
+
+def test_process_stop_cancels_pending_and_ends_running_points():
+    stop = threading.Event()
+    got = []
+    t0 = time.perf_counter()
+    for result in ProcessExecutor(workers=2).map(slow, range(12), shared={}, stop=stop):
+        got.append(result)
+        stop.set()
+    finished = [r for r in got if r is not None]
+    assert 1 <= len(finished) < 12
+    assert time.perf_counter() - t0 < 12 * 0.3 / 2, "pending points were cancelled, running ones ended early"
+
+
+def test_unpicklable_shared_object_is_named():
+    with pytest.raises(TypeError, match="'evaluator'.*module-level function"):
+        list(ProcessExecutor(workers=1).map(describe, [0], shared={"tag": 0, "evaluator": lambda m: m}))
+
+
+def test_registry_and_errors():
+    assert set(EXECUTORS) >= {"serial", "process"}
+    assert isinstance(get_executor("process", workers=3), ProcessExecutor) and get_executor("process", 3).workers == 3
+    mine = SerialExecutor()
+    assert get_executor(mine) is mine and isinstance(mine, Executor)
+    with pytest.raises(ValueError, match="Unknown executor 'gpu'"):
+        get_executor("gpu")
+    with pytest.raises(TypeError, match="map"):
+        get_executor(object())
+    with pytest.raises(ValueError, match="at least one worker"):
+        ProcessExecutor(workers=0)
+
+
+def test_executors_do_not_import_experiments():
+    tree = ast.parse(Path(executors.__file__).read_text())
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any("experiments" in m for m in imported)
+
+
+class _NeedsTwoArgs(Exception):
+    def __init__(self, message, detail):
+        super().__init__(message)
+        self.detail = detail
+
+
+def fails(point, shared, stop):
+    if point == "plain":
+        raise ValueError("bad level")
+    raise _NeedsTwoArgs("diverged", detail=1)  # unpicklable as raised: args == ("diverged",)
+
+
+def test_worker_errors_reach_the_parent_as_errors_not_a_broken_pool():
+    with pytest.raises(ValueError, match="bad level"):
+        list(ProcessExecutor(workers=1).map(fails, ["plain"], shared={}))
+    with pytest.raises(RuntimeError, match="_NeedsTwoArgs in a worker process: diverged"):
+        list(ProcessExecutor(workers=1).map(fails, ["odd"], shared={}))
