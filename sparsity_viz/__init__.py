@@ -13,21 +13,23 @@ from .devices import DeviceUnavailableError, configure_threads, resolve_device
 from .experiments import summarize, sweep
 from .masks import Masks, apply_masks, from_torch_prune, full_masks, masked_copy, sparsity, to_torch_prune
 from .models import MODELS, build_model, prunable_layers, prunable_parameters
-from .pruning import STRATEGIES, Pruned, get_strategy, prune
+from .pruning import STRATEGIES, Pruned, get_strategy, one_shot_strategy_names, prune, scheduled_strategy_names
 from .regularizers import REGULARIZERS, get_regularizer
 from .reports import sparsity_report
-from .training import TrainConfig, TrainingDiverged, evaluate, evaluate_dataset, train
+from .training import TrainConfig, TrainHook, TrainingDiverged, evaluate, evaluate_dataset, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DATASET_NAMES", "METHODS", "MODELS", "REGULARIZERS", "STRATEGIES",
-    "CheckpointError", "Dataset", "DeviceUnavailableError", "Masks", "Pruned", "TrainConfig", "TrainingDiverged",
+    "CheckpointError", "Dataset", "DeviceUnavailableError", "Masks", "Pruned", "TrainConfig", "TrainHook",
+    "TrainingDiverged",
     "apply_masks", "attribute", "available_samples", "build_graph", "build_model", "compare_attributions",
     "configure_threads", "dead_neurons", "evaluate", "evaluate_dataset", "from_torch_prune", "full_masks",
     "get_regularizer", "get_strategy", "input_fanout", "layer_collapse", "load_checkpoint_bytes", "load_dataset",
-    "load_sample", "masked_copy", "prunable_layers", "prunable_parameters", "prune", "resolve_device", "save_model",
-    "sparsity", "sparsity_report", "summarize", "sweep", "to_torch_prune", "train",
+    "load_sample", "masked_copy", "one_shot_strategy_names", "prunable_layers", "prunable_parameters", "prune",
+    "resolve_device", "save_model", "scheduled_strategy_names", "sparsity", "sparsity_report", "summarize", "sweep",
+    "to_torch_prune", "train",
 ]
 
 _LAZY = {
@@ -35,9 +37,9 @@ _LAZY = {
     "compare_attributions": "attribution",
     "METHODS": "attribution",
     "build_graph": "graph",
-    "dead_neurons": "graph",
-    "input_fanout": "graph",
-    "layer_collapse": "graph",
+    "dead_neurons": "connectivity",
+    "input_fanout": "connectivity",
+    "layer_collapse": "connectivity",
     "figures": None,
     "attribution": None,
     "graph": None,

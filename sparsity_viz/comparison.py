@@ -1,4 +1,4 @@
-"""Comparing strategies: accuracy curves, per-layer profiles, survival maps, effective sparsity.
+"""Comparing strategies: accuracy curves, per-layer profiles, survival maps.
 
 Everything here is pure library code returning DataFrames / tensors, so a page
 is one call plus a chart:
@@ -7,144 +7,26 @@ is one call plus a chart:
   (with ``baselines=True`` for the random floor) and ``experiments.summarize``.
 * ``sparsity_profile(masks_by_strategy)`` / ``strategy_profiles(...)`` -- which
   layers each strategy hits hardest.
-* ``survival_map(a, b)`` / ``survival_table(a, b)`` / ``pixel_fanout(masks)`` --
+* ``survival_map(a, b)`` / ``survival_table(a, b)`` / ``fanout_comparison`` --
   connections kept by both / only A / only B / neither, Jaccard per layer, and
-  for MNIST-sized MLPs the surviving fan-out of every input pixel.
-* ``effective_masks`` / ``effective_sparsity`` / ``collapse_report`` /
-  ``collapse_warnings`` -- a weight with no path from the input to the output
-  does nothing, so it counts as removed (Vysogorets & Kempe 2021); a layer
-  pruned away entirely (layer collapse, Tanaka et al. 2020) cuts every path.
+  the surviving fan-out of every input pixel under each.
+* effective sparsity, layer collapse, dead units and fan-out are
+  ``connectivity``'s (one definition for the whole package).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
-from .masks import Masks
+from .connectivity import effective_masks, input_fanout, weight_masks
 from .pruning import get_strategy, prune
 
 NEITHER, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
 CATEGORY_NAMES = {NEITHER: "neither", ONLY_A: "only A", ONLY_B: "only B", BOTH: "both"}
-
-
-# --- effective sparsity and layer collapse -----------------------------------------------
-
-
-def weight_masks(masks: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
-    """The weight masks (``>= 2`` dims) in forward order (masks are built in layer order)."""
-    return [(n, m) for n, m in masks.items() if m.dim() >= 2]
-
-
-def _adjacency(mask: torch.Tensor) -> torch.Tensor:
-    """``(out_units, in_units)`` bool: Linear -> the mask; Conv -> channel i feeds channel o if any tap survives."""
-    return mask if mask.dim() == 2 else mask.flatten(2).any(-1)
-
-
-def _resize_units(alive: torch.Tensor, size: int) -> torch.Tensor:
-    """Map unit liveness across a flatten (conv channels -> linear features): each channel owns ``size/len`` features."""
-    if alive.numel() == size:
-        return alive
-    if size % alive.numel() == 0:
-        return alive.repeat_interleave(size // alive.numel())
-    if alive.numel() % size == 0:  # backwards: a channel is useful if any of its features is
-        return alive.view(size, -1).any(1)
-    raise ValueError(f"Cannot connect a layer of {alive.numel()} units to one of {size} inputs.")
-
-
-def effective_masks(masks: Mapping[str, torch.Tensor]) -> Masks:
-    """Weight masks with every weight that lies on no input -> output path removed.
-
-    Forward: a unit is reachable if some surviving weight connects it to a
-    reachable unit of the previous layer (all inputs are reachable). Backward:
-    a unit is useful if some surviving weight connects it to a useful unit of
-    the next layer (all outputs are useful). A weight counts if it survives,
-    its source is reachable and its target useful. Convolutions are treated at
-    channel level (a channel is reachable if any of its taps is); biases are
-    not considered. Returns only weight masks.
-    """
-    items = weight_masks(masks)
-    if not items:
-        return {}
-    adj = [_adjacency(m.cpu()) for _, m in items]
-    reach_in: list[torch.Tensor] = []
-    alive = torch.ones(adj[0].shape[1], dtype=torch.bool)
-    for a in adj:
-        alive = _resize_units(alive, a.shape[1])
-        reach_in.append(alive)
-        alive = (a & alive[None, :]).any(1)
-    useful_out: list[torch.Tensor] = [torch.empty(0)] * len(adj)
-    useful = torch.ones(adj[-1].shape[0], dtype=torch.bool)
-    for i in range(len(adj) - 1, -1, -1):
-        useful_out[i] = useful
-        useful = (adj[i] & useful[:, None]).any(0)
-        if i > 0:
-            useful = _resize_units(useful, adj[i - 1].shape[0])
-    out: Masks = {}
-    for (name, m), r, u in zip(items, reach_in, useful_out):
-        keep = u[:, None] & r[None, :]  # (out, in)
-        if m.dim() > 2:
-            keep = keep.view(*keep.shape, *([1] * (m.dim() - 2)))
-        out[name] = m.cpu() & keep
-    return out
-
-
-def effective_sparsity(masks: Mapping[str, torch.Tensor]) -> float:
-    """Fraction of weights removed once weights on no input -> output path count as removed."""
-    eff = effective_masks(masks)
-    total = sum(m.numel() for m in eff.values())
-    return 1.0 - sum(int(m.sum()) for m in eff.values()) / total if total else 0.0
-
-
-def nominal_sparsity(masks: Mapping[str, torch.Tensor]) -> float:
-    """Fraction of weights (``>= 2``-dim masks) that the masks prune."""
-    items = weight_masks(masks)
-    total = sum(m.numel() for _, m in items)
-    return 1.0 - sum(int(m.sum()) for _, m in items) / total if total else 0.0
-
-
-def collapse_report(masks: Mapping[str, torch.Tensor]) -> pd.DataFrame:
-    """Per weight layer: nominal and effective sparsity, dead units, and whether it collapsed.
-
-    ``collapsed``: the layer keeps no weight at all (every path is cut).
-    ``disconnected``: no input -> output path survives through this layer.
-    """
-    eff = effective_masks(masks)
-    rows = []
-    for name, m in weight_masks(masks):
-        adj = _adjacency(m.cpu())
-        e = eff[name]
-        rows.append({
-            "layer": name,
-            "total": m.numel(),
-            "nominal_sparsity": 1.0 - int(m.sum()) / m.numel(),
-            "effective_sparsity": 1.0 - int(e.sum()) / m.numel(),
-            "dead_outputs": int((~adj.any(1)).sum()),  # units of this layer with no surviving input weight
-            "dead_inputs": int((~adj.any(0)).sum()),  # inputs of this layer that feed nothing
-            "collapsed": not bool(m.any()),
-            "disconnected": not bool(e.any()),
-        })
-    return pd.DataFrame(rows)
-
-
-def collapse_warnings(masks: Mapping[str, torch.Tensor]) -> list[str]:
-    """Human-readable warnings: collapsed layers, and a network with no input -> output path left."""
-    report = collapse_report(masks)
-    warnings = [f"Layer collapse: {r.layer} keeps no weight; every path from input to output is cut."
-                for r in report.itertuples() if r.collapsed]
-    if not warnings and len(report) and report["disconnected"].any():
-        warnings.append("No path from the input to the output survives: the network outputs a constant.")
-    nominal, effective = nominal_sparsity(masks), effective_sparsity(masks)
-    if effective - nominal > 1e-3 and not warnings:
-        warnings.append(
-            f"Effective sparsity {effective:.2%} exceeds nominal {nominal:.2%}: "
-            "some surviving weights lie on no input -> output path."
-        )
-    return warnings
 
 
 # --- survival maps -----------------------------------------------------------------------
@@ -180,42 +62,30 @@ def survival_table(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor])
     return pd.DataFrame(rows)
 
 
-def pixel_fanout(masks: Mapping[str, torch.Tensor], image_shape: tuple[int, int] = (28, 28),
-                 effective: bool = False) -> torch.Tensor:
-    """Surviving outgoing connections of every input pixel, shaped ``image_shape`` (MLP first layer).
-
-    With ``effective=True`` only connections on an input -> output path count.
-
-    Raises:
-        ValueError: the first layer is not a Linear over ``prod(image_shape)`` inputs.
-    """
-    m = effective_masks(masks) if effective else dict(masks)
-    name, first = weight_masks(m)[0]
-    if first.dim() != 2 or first.shape[1] != math.prod(image_shape):
-        raise ValueError(f"{name} has shape {tuple(first.shape)}; pixel fan-out needs a Linear over "
-                         f"{math.prod(image_shape)} pixels.")
-    return first.cpu().sum(0).view(image_shape)
-
-
-def fanout_comparison(a, b, image_shape=(28, 28)) -> dict[str, torch.Tensor]:
-    """Pixel fan-out of A, of B, and B - A (where B keeps more connections from a pixel)."""
-    fa, fb = pixel_fanout(a, image_shape), pixel_fanout(b, image_shape)
+def fanout_comparison(model: nn.Module, a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor],
+                      input_shape: Sequence[int] = (28, 28)) -> dict[str, torch.Tensor]:
+    """Input fan-out (``connectivity.input_fanout``) of ``model`` under A, under B, and B - A
+    (where B keeps more connections from a pixel)."""
+    fa, fb = input_fanout(model, a, input_shape), input_fanout(model, b, input_shape)
     return {"a": fa, "b": fb, "difference": fb - fa}
 
 
 def compare_masks(model: nn.Module, a: tuple[str, int], b: tuple[str, int], sparsity: float,
-                  batch=None, scope: str | None = None) -> dict:
+                  batch=None, scope: str | None = None, input_shape: Sequence[int] | None = None) -> dict:
     """Prune ``model`` with two ``(strategy, seed)`` pairs at ``sparsity``: masks, categories, table.
 
-    Returns ``{"masks_a", "masks_b", "categories", "table"}`` (and ``"fanout"``
-    when the first layer is a Linear over 784 pixels).
+    Returns ``{"masks_a", "masks_b", "categories", "table"}`` and ``"fanout"``
+    (``fanout_comparison``): for any model (MLP or conv) when ``input_shape`` is
+    given, else when the first layer is a Linear over 784 (28 x 28) pixels.
     """
     ma = _prune_for(model, a[0], sparsity, a[1], batch, scope)
     mb = _prune_for(model, b[0], sparsity, b[1], batch, scope)
     out = {"masks_a": ma, "masks_b": mb, "categories": survival_map(ma, mb), "table": survival_table(ma, mb)}
     first = weight_masks(ma)[0][1]
-    if first.dim() == 2 and first.shape[1] == 784:
-        out["fanout"] = fanout_comparison(ma, mb)
+    if input_shape is None and first.dim() == 2 and first.shape[1] == 784:
+        input_shape = (28, 28)
+    if input_shape is not None:
+        out["fanout"] = fanout_comparison(model, ma, mb, input_shape)
     return out
 
 

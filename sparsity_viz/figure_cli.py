@@ -11,7 +11,8 @@ from torch import nn
 
 from . import figures
 from .data import Dataset
-from .experiments import data_batch, sweep
+from .data import data_batch
+from .experiments import sweep
 from .models import prunable_layers
 from .pruning import prune
 
@@ -47,7 +48,7 @@ def _graph(model, dataset, opts) -> go.Figure:
 
 
 def _fanout(model, dataset, opts) -> go.Figure:
-    from .graph import input_fanout
+    from .connectivity import input_fanout
 
     pruned = _pruned(model, dataset, opts)
     return figures.fanout_map(input_fanout(pruned.model, pruned.masks, dataset.input_shape))

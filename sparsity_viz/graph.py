@@ -1,18 +1,14 @@
-"""Weights + masks -> the surviving-connection graph, as plain data.
+"""Weights + masks -> the surviving-connection graph, as plain data, ready to draw.
 
 A model is read as a chain of *unit columns*: the input, then the outputs of
-every prunable layer in forward order. A unit is a neuron of a Linear layer or
-a channel (filter) of a Conv2d layer; between two columns, ``unit_connections``
-counts the surviving weights for each pair of units and sums their ``|w|`` and
-``w`` (over a conv kernel, or over the spatial positions a conv channel feeds into
-the first Linear layer after a flatten). Everything else is built on that:
-
-* ``dead_neurons``: units with no surviving incoming or no surviving outgoing weight;
-* ``layer_collapse``: fully pruned layers and whether any input -> output path survives;
-* ``input_fanout``: surviving outgoing connections per input feature / pixel;
-* ``build_graph``: nodes and edges for a drawing, with large layers kept readable by
-  grouping input pixels into blocks and keeping only the top-K edges by ``|w|``
-  per layer (the number hidden is reported).
+every prunable layer in forward order (units, surviving weights, dead units and
+layer collapse are defined once, in ``connectivity``). Between two columns,
+``unit_connections`` counts the surviving weights for each pair of units and
+sums their ``|w|`` and ``w`` (over a conv kernel, or over the spatial positions a
+conv channel feeds into the first Linear layer after a flatten). ``build_graph``
+turns that into nodes and edges for a drawing, with large layers kept readable
+by grouping input pixels into blocks and keeping only the top-K edges by ``|w|``
+per layer (the number hidden is reported).
 
 Masks use the ``sparsity_viz.masks`` convention (True = survives); a layer with
 no mask counts as dense. Without masks they are read off the zeros of the weights.
@@ -22,13 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .masks import masks_from_zeros
+from .connectivity import dead_neurons, fold_units, image_side, layer_collapse, layer_masks, unit_counts
 from .models import prunable_layers
 
 
@@ -50,162 +45,22 @@ class LayerConnections:
         return self.count > 0
 
 
-def _masks_or_zeros(model: nn.Module, masks: Mapping[str, torch.Tensor] | None) -> Mapping[str, torch.Tensor]:
-    return masks_from_zeros(model) if masks is None else masks
-
-
 def unit_connections(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = None) -> list[LayerConnections]:
     """Per prunable layer, the surviving connections between input and output units.
 
-    Conv2d layers connect channels (aggregated over the kernel). A Linear layer
-    that follows a Conv2d and has ``k * channels`` inputs connects to those channels
-    (aggregated over the ``k`` flattened spatial positions, channel-major as
-    ``flatten`` lays them out).
+    Units and surviving weights as in ``connectivity``: Conv2d layers connect
+    channels (aggregated over the kernel); a Linear layer after a Conv2d with
+    ``k * channels`` inputs connects to those channels (aggregated over the
+    ``k`` flattened positions).
     """
-    masks = _masks_or_zeros(model, masks)
+    alive = layer_masks(model, masks)
     out: list[LayerConnections] = []
-    prev_units: int | None = None
-    prev_kind: str | None = None
-    for name, module in prunable_layers(model):
-        w = module.weight.detach().to("cpu", torch.float32)
-        mask = masks.get(f"{name}.weight")
-        m = torch.ones_like(w, dtype=torch.bool) if mask is None else mask.detach().to("cpu", torch.bool)
-        wm = w * m
-        if isinstance(module, nn.Conv2d):
-            if module.groups != 1:
-                raise ValueError(f"Grouped convolution {name!r} is not supported by the connection graph.")
-            kind = "conv"
-            count = m.flatten(2).sum(-1)  # (C_out, C_in)
-            mag = wm.abs().flatten(2).sum(-1)
-            sgn = wm.flatten(2).sum(-1)
-        else:
-            kind = "linear"
-            n_out, n_in = w.shape
-            if prev_kind == "conv" and prev_units and n_in != prev_units and n_in % prev_units == 0:
-                count = m.reshape(n_out, prev_units, -1).sum(-1)
-                mag = wm.abs().reshape(n_out, prev_units, -1).sum(-1)
-                sgn = wm.reshape(n_out, prev_units, -1).sum(-1)
-            else:
-                count, mag, sgn = m.to(torch.int64), wm.abs(), wm
-        out.append(LayerConnections(name, kind, count.to(torch.int64), mag, sgn, w.numel(), int(m.sum())))
-        prev_units, prev_kind = count.shape[0], kind
+    for (name, module), (key, count) in zip(prunable_layers(model), unit_counts(alive)):
+        wm = module.weight.detach().to("cpu", torch.float32) * alive[key]
+        kind = "conv" if isinstance(module, nn.Conv2d) else "linear"
+        mag, sgn = fold_units(wm.abs(), count.shape[1]), fold_units(wm, count.shape[1])
+        out.append(LayerConnections(name, kind, count, mag, sgn, wm.numel(), int(count.sum())))
     return out
-
-
-def dead_neurons(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Which units are dead: no surviving incoming weight, or no surviving outgoing weight.
-
-    Returns ``{"input": (in_units,), "fc1": (units,), ...}`` bool tensors, True = dead.
-    Input units are dead when nothing leaves them; the last layer's units (the
-    classes) when nothing reaches them. A conv unit is a channel.
-    """
-    layers = unit_connections(model, masks)
-    if not layers:
-        return {}
-    dead = {"input": ~layers[0].connected.any(0)}
-    for i, lc in enumerate(layers):
-        no_in = ~lc.connected.any(1)
-        if i + 1 < len(layers):
-            no_out = ~layers[i + 1].connected.any(0)
-            dead[lc.name] = no_in | no_out
-        else:
-            dead[lc.name] = no_in
-    return dead
-
-
-@dataclass(frozen=True)
-class CollapseReport:
-    """Layer collapse: fully pruned layers and whether the input still reaches the output."""
-
-    pruned_layers: tuple[str, ...]  # layers with every weight pruned
-    path_exists: bool  # some input -> output path of surviving weights exists
-    alive_units: dict[str, int] = field(hash=False)  # units on some input -> output path, per column
-    total_units: dict[str, int] = field(hash=False)
-
-    @property
-    def collapsed(self) -> bool:
-        """True when a layer is fully pruned or no input -> output path survives."""
-        return bool(self.pruned_layers) or not self.path_exists
-
-
-def layer_collapse(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = None) -> CollapseReport:
-    """Detect layer collapse (Tanaka et al. 2020): a layer pruned away, or no path left."""
-    layers = unit_connections(model, masks)
-    if not layers:
-        return CollapseReport((), True, {}, {})
-    pruned = tuple(lc.name for lc in layers if lc.surviving == 0)
-    # forward: units reachable from some input
-    fwd = [torch.ones(layers[0].count.shape[1], dtype=torch.bool)]
-    for lc in layers:
-        fwd.append((lc.connected.to(torch.float32) @ fwd[-1].to(torch.float32)) > 0)
-    # backward: units from which some output is reachable
-    bwd = [torch.ones(layers[-1].count.shape[0], dtype=torch.bool)]
-    for lc in reversed(layers):
-        bwd.insert(0, (lc.connected.to(torch.float32).T @ bwd[0].to(torch.float32)) > 0)
-    names = ["input", *(lc.name for lc in layers)]
-    on_path = [f & b for f, b in zip(fwd, bwd)]
-    alive = {n: int(p.sum()) for n, p in zip(names, on_path)}
-    total = {n: int(p.numel()) for n, p in zip(names, on_path)}
-    return CollapseReport(pruned, bool(on_path[-1].any()), alive, total)
-
-
-def _image_side(n: int) -> int | None:
-    side = math.isqrt(n)
-    return side if side * side == n and side >= 4 else None
-
-
-def input_fanout(
-    model: nn.Module,
-    masks: Mapping[str, torch.Tensor] | None = None,
-    input_shape: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """Surviving outgoing connections of every input feature of the first layer.
-
-    For a Linear first layer: the number of surviving weights in each input
-    column, shaped ``(H, W)`` for image inputs (from ``input_shape``, or a square
-    number of features >= 16) and ``(features,)`` otherwise. For a Conv2d first
-    layer (``input_shape`` required): for each pixel, the number of (filter, output
-    position) uses of a surviving kernel weight that read it, summed over input
-    channels, shaped ``(H, W)``. Returns int64.
-    """
-    masks = _masks_or_zeros(model, masks)
-    layers = prunable_layers(model)
-    if not layers:
-        raise ValueError("The model has no Linear / Conv2d layer.")
-    name, module = layers[0]
-    mask = masks.get(f"{name}.weight")
-    m = torch.ones_like(module.weight, dtype=torch.bool) if mask is None else mask
-    m = m.detach().to("cpu")
-    if isinstance(module, nn.Conv2d):
-        if input_shape is None:
-            raise ValueError("input_fanout of a convolutional model needs input_shape=(C, H, W).")
-        h, w = input_shape[-2:]
-        kh, kw = module.kernel_size
-        sh, sw = module.stride
-        ph, pw = module.padding
-        dh, dw = module.dilation
-        ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-        wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        op = (h - ((ho - 1) * sh - 2 * ph + dh * (kh - 1) + 1), w - ((wo - 1) * sw - 2 * pw + dw * (kw - 1) + 1))
-        ones = torch.ones(1, module.out_channels, ho, wo, dtype=torch.float64)
-        fan = F.conv_transpose2d(
-            ones,
-            m.to(torch.float64),
-            stride=module.stride,
-            padding=module.padding,
-            output_padding=op,
-            dilation=module.dilation,
-        )  # (1, C_in, H, W)
-        return fan[0].sum(0).round().to(torch.int64)
-    fan = m.sum(0).to(torch.int64)  # (in_features,)
-    if input_shape is not None:
-        shape = tuple(int(s) for s in input_shape)
-        if math.prod(shape) != fan.numel():
-            raise ValueError(f"input_shape {shape} does not match {fan.numel()} input features.")
-        spatial = tuple(s for s in shape if s != 1) if len(shape) == 3 and shape[0] == 1 else shape
-        return fan.reshape(spatial if len(spatial) > 0 else shape)
-    side = _image_side(fan.numel())
-    return fan.reshape(side, side) if side else fan
 
 
 # ---------------------------------------------------------------------------
@@ -284,8 +139,8 @@ def _input_groups(n_in: int, max_input_nodes: int, input_shape: Sequence[int] | 
     if shape is not None and math.prod(shape) == n_in and len(shape) >= 2:
         h, w = shape[-2:]
         c = n_in // (h * w)
-    elif _image_side(n_in):
-        c, h, w = 1, _image_side(n_in), _image_side(n_in)
+    elif image_side(n_in):
+        c, h, w = 1, image_side(n_in), image_side(n_in)
     else:
         size = math.ceil(n_in / max_input_nodes)
         return torch.arange(n_in) // size, f"groups of {size} consecutive input features"

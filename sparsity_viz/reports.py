@@ -9,11 +9,10 @@ larger than dense).
 from __future__ import annotations
 
 import pandas as pd
-import torch
 from torch import nn
 
-from .masks import Masks, masks_from_zeros
-from .models import prunable_layers
+from .connectivity import dead_neurons, layer_masks, unconnected_units
+from .masks import Masks
 
 FLOAT_BYTES = 4
 INDEX_BYTES = 4
@@ -29,58 +28,21 @@ def csr_bytes(rows: int, nonzeros: int, value_bytes: int = FLOAT_BYTES, index_by
     return nonzeros * (value_bytes + index_bytes) + (rows + 1) * index_bytes
 
 
-def _alive(model: nn.Module, masks: Masks | None) -> dict[str, torch.Tensor]:
-    """Effective keep-masks: the given masks AND nonzero weights."""
-    zeros = masks_from_zeros(model)
-    if masks is None:
-        return zeros
-    return {n: zeros[n] & masks[n].to(zeros[n].device) if n in masks else zeros[n] for n in zeros}
-
-
-def dead_units(model: nn.Module, masks: Masks | None = None) -> dict[str, tuple[int, int]]:
-    """Per layer: (input units with no surviving connection, output units with none).
-
-    For conv layers the units are input channels and output filters.
-    """
-    alive = _alive(model, masks)
-    out = {}
-    for name, module in prunable_layers(model):
-        keep = alive[f"{name}.weight"].flatten(2) if module.weight.dim() > 2 else alive[f"{name}.weight"]
-        # keep: (out, in) or (out, in, k*k)
-        per_pair = keep if keep.dim() == 2 else keep.any(dim=2)
-        dead_in = int((~per_pair.any(dim=0)).sum())
-        dead_out = int((~per_pair.any(dim=1)).sum())
-        out[name] = (dead_in, dead_out)
-    return out
-
-
-def dead_neurons(model: nn.Module, masks: Masks | None = None) -> dict[str, torch.Tensor]:
-    """Per layer, a bool vector over its output units, True where the unit is dead.
-
-    A unit is dead when no surviving connection enters or leaves it (see
-    ``graph.dead_neurons``); masks and exact zeros of the weights both count.
-    """
-    from .graph import dead_neurons as graph_dead_neurons
-
-    dead = graph_dead_neurons(model, _alive(model, masks))
-    dead.pop("input", None)
-    return dead
-
-
 def sparsity_report(model: nn.Module, masks: Masks | None = None) -> pd.DataFrame:
     """One row per prunable layer plus a ``total`` row.
 
     Columns: layer, shape, parameters, nonzeros, zeros, sparsity (fraction),
     dense_bytes, csr_bytes, dead_inputs, dead_outputs (units with no surviving
-    connection in that layer's own weight matrix), dead_neurons (the layer's
-    output units cut off on either side, see ``dead_neurons``).
+    connection in that layer's own weight matrix, ``connectivity.unconnected_units``),
+    dead_neurons (the layer's output units cut off on either side,
+    ``connectivity.dead_neurons``). Masks and exact zeros of the weights both count.
     """
-    alive = _alive(model, masks)
-    dead = dead_units(model, masks)
-    dead_out = dead_neurons(model, masks)
+    alive = layer_masks(model, masks)
+    unconnected = unconnected_units(alive)
+    dead = dead_neurons(model, masks)
     rows = []
-    for name, module in prunable_layers(model):
-        keep = alive[f"{name}.weight"]
+    for key, keep in alive.items():
+        name = key.removesuffix(".weight")
         n, nnz = keep.numel(), int(keep.sum())
         rows.append({
             "layer": name,
@@ -91,9 +53,9 @@ def sparsity_report(model: nn.Module, masks: Masks | None = None) -> pd.DataFram
             "sparsity": (n - nnz) / n,
             "dense_bytes": n * FLOAT_BYTES,
             "csr_bytes": csr_bytes(keep.shape[0], nnz),
-            "dead_inputs": dead[name][0],
-            "dead_outputs": dead[name][1],
-            "dead_neurons": int(dead_out[name].sum()),
+            "dead_inputs": unconnected[key][0],
+            "dead_outputs": unconnected[key][1],
+            "dead_neurons": int(dead[name].sum()),
         })
     frame = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     total = {

@@ -1,76 +1,16 @@
-"""Connection graph, dead neurons, layer collapse and fan-out on hand-built models."""
+"""The surviving-connection graph on hand-built models (dead units, collapse and fan-out: test_connectivity)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from test_connectivity import M1, M2, M3, TinyConv, tiny  # noqa: F401 (tiny is a fixture)
 
-from sparsity_viz.graph import build_graph, dead_neurons, input_fanout, layer_collapse, unit_connections
+from sparsity_viz.connectivity import dead_neurons, layer_collapse
+from sparsity_viz.graph import build_graph, unit_connections
 from sparsity_viz.models import MLP, build_model
 
 B = torch.bool
-
-# 3 -> 4 -> 3 -> 2 with known masks (True = survives)
-M1 = torch.tensor([[1, 0, 0], [0, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=B)  # fc1 unit 1: no input; input 2: no output
-M2 = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]], dtype=B)  # fc1 unit 3: no output; fc2 unit 2: no input
-M3 = torch.tensor([[1, 0, 1], [0, 1, 0]], dtype=B)
-
-
-@pytest.fixture
-def tiny():
-    model = MLP(3, (4, 3), 2)
-    with torch.no_grad():
-        for i, layer in enumerate((model.fc1, model.fc2, model.fc3), start=1):
-            n = layer.weight.numel()
-            # distinct magnitudes, alternating signs: w = ±(k+1)/10 * layer index
-            vals = torch.arange(1, n + 1, dtype=torch.float32) / 10 * i
-            signs = torch.where(torch.arange(n) % 2 == 0, 1.0, -1.0)
-            layer.weight.copy_((vals * signs).reshape(layer.weight.shape))
-    masks = {"fc1.weight": M1.clone(), "fc2.weight": M2.clone(), "fc3.weight": M3.clone()}
-    return model, masks
-
-
-def test_dead_neurons_exact(tiny):
-    model, masks = tiny
-    dead = dead_neurons(model, masks)
-    assert dead["input"].tolist() == [False, False, True]
-    assert dead["fc1"].tolist() == [False, True, False, True]
-    assert dead["fc2"].tolist() == [False, False, True]
-    assert dead["fc3"].tolist() == [False, False]
-
-
-def test_masks_default_to_the_zeros_of_the_weights(tiny):
-    model, masks = tiny
-    with torch.no_grad():
-        for name, m in masks.items():
-            dict(model.named_parameters())[name].mul_(m)
-    assert {k: v.tolist() for k, v in dead_neurons(model).items()} == {
-        k: v.tolist() for k, v in dead_neurons(model, masks).items()
-    }
-
-
-def test_input_fanout_exact(tiny):
-    model, masks = tiny
-    assert input_fanout(model, masks).tolist() == [2, 2, 0]
-    assert input_fanout(model, masks).dtype == torch.int64
-
-
-def test_layer_collapse(tiny):
-    model, masks = tiny
-    report = layer_collapse(model, masks)
-    assert report.pruned_layers == () and report.path_exists and not report.collapsed
-    assert report.alive_units == {"input": 2, "fc1": 2, "fc2": 2, "fc3": 2}
-    assert report.total_units == {"input": 3, "fc1": 4, "fc2": 3, "fc3": 2}
-
-    gone = dict(masks, **{"fc2.weight": torch.zeros(3, 4, dtype=B)})
-    report = layer_collapse(model, gone)
-    assert report.pruned_layers == ("fc2",) and not report.path_exists and report.collapsed
-
-    # no layer empty, yet no path: fc2 only reads fc1 unit 1, which has no input
-    cut = dict(masks, **{"fc2.weight": torch.tensor([[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=B)})
-    report = layer_collapse(model, cut)
-    assert report.pruned_layers == () and not report.path_exists and report.collapsed
 
 
 def test_graph_edges_and_nodes_exact(tiny):
@@ -125,16 +65,6 @@ def test_graph_groups_image_pixels():
     assert e.magnitude == pytest.approx(float(model.fc1.weight.detach()[0, cols].abs().sum()))
 
 
-class TinyConv(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 2, 3)  # (1,4,4) -> (2,2,2)
-        self.fc1 = nn.Linear(8, 3)
-
-    def forward(self, x):
-        return self.fc1(torch.relu(self.conv1(x)).flatten(1))
-
-
 def test_conv_units_are_channels():
     model = TinyConv()
     m_conv = torch.ones(2, 1, 3, 3, dtype=B)
@@ -153,29 +83,8 @@ def test_conv_units_are_channels():
     assert not layer_collapse(model, masks).path_exists
 
 
-def test_conv_fanout_counts_kernel_uses():
-    model = TinyConv()
-    mask = torch.ones(2, 1, 3, 3, dtype=B)
-    mask[1, 0, 0, 0] = False
-    fan = input_fanout(model, {"conv1.weight": mask}, input_shape=(1, 4, 4))
-    brute = torch.zeros(4, 4, dtype=torch.int64)
-    for o in range(2):
-        for oy in range(2):
-            for ox in range(2):
-                for ky in range(3):
-                    for kx in range(3):
-                        if mask[o, 0, ky, kx]:
-                            brute[oy + ky, ox + kx] += 1
-    assert fan.tolist() == brute.tolist()
-    with pytest.raises(ValueError, match="input_shape"):
-        input_fanout(model, {"conv1.weight": mask})
-
-
 def test_real_models_shapes_and_speed():
     lenet300 = build_model("lenet300", seed=0)
-    assert input_fanout(lenet300, None).shape == (28, 28)
-    assert input_fanout(lenet300, None, input_shape=(1, 28, 28)).shape == (28, 28)
-    assert input_fanout(build_model("moons_mlp", seed=0), None).shape == (2,)
     g = build_graph(lenet300, None, input_shape=(1, 28, 28))
     assert g.column_sizes == (49, 300, 100, 10)
     assert all(s.edges_shown <= 250 for s in g.layers)

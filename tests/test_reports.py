@@ -1,13 +1,13 @@
-"""sparsity_report and dead neurons, checked element by element on hand-built masks."""
+"""sparsity_report checked element by element on hand-built masks (dead units themselves: test_connectivity)."""
 
 from __future__ import annotations
 
 import torch
 
 from sparsity_viz.masks import full_masks
-from sparsity_viz.models import MLP, LeNet5
+from sparsity_viz.models import MLP
 from sparsity_viz.pruning import prune
-from sparsity_viz.reports import csr_bytes, dead_neurons, sparsity_report
+from sparsity_viz.reports import csr_bytes, sparsity_report
 
 
 def _mlp():
@@ -35,16 +35,6 @@ def test_report_counts_exactly():
     assert report.loc["fc2", "dead_inputs"] == 1  # column 1 empty
     assert report.loc["fc1", "dead_neurons"] == 2  # hidden 0 (no input) and 1 (no output)
     assert report.loc["fc2", "dead_neurons"] == 0
-
-
-def test_dead_neurons_conv_to_linear_groups_columns():
-    torch.manual_seed(0)
-    model = LeNet5(channels=(2, 3), hidden=5)
-    masks = full_masks(model)
-    masks["fc1.weight"][:, 16:32] = False  # all 16 columns of conv2's channel 1
-    dead = dead_neurons(model, masks)
-    assert dead["conv2"].tolist() == [False, True, False]
-    assert not dead["conv1"].any()
 
 
 def test_report_reads_zeros_from_weights_without_masks():
