@@ -16,6 +16,7 @@ pixels?"; ``gradient_field`` is the attribution view for 2-D toys.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import warnings
 from collections import Counter
@@ -39,6 +40,44 @@ class MethodInfo:
     label: str
     description: str
     needs_module: bool = False  # Captum wants an nn.Module, not any callable (hooks)
+
+    @property
+    def init_keywords(self) -> tuple[str, ...]:
+        """Keywords of the Captum constructor after the model (e.g. ``multiply_by_inputs``)."""
+        return _keywords(self.cls.__init__)[1:]
+
+    @property
+    def attribute_keywords(self) -> tuple[str, ...]:
+        """Keywords of Captum's ``attribute()`` besides ``inputs`` and ``target`` (given positionally here)."""
+        return tuple(k for k in _keywords(self.cls.attribute) if k not in _POSITIONAL)
+
+    def split_kwargs(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``kwargs`` split into (constructor, ``attribute()``) keywords by Captum's signatures.
+
+        Raises:
+            ValueError: a keyword neither accepts, naming the method's accepted keywords.
+        """
+        init = {k: v for k, v in kwargs.items() if k in self.init_keywords}
+        call = {k: v for k, v in kwargs.items() if k not in init}
+        unknown = [k for k in call if k not in self.attribute_keywords]
+        if unknown:
+            raise ValueError(
+                f"{self.name} does not accept {', '.join(map(repr, unknown))}"
+                f"{' (pass inputs and target positionally)' if set(unknown) & set(_POSITIONAL) else ''}; "
+                f"its keywords are {', '.join(self.init_keywords + self.attribute_keywords)} "
+                f"(constructor: {', '.join(self.init_keywords) or 'none'})."
+            )
+        return init, call
+
+
+_POSITIONAL = ("inputs", "target")
+
+
+def _keywords(fn) -> tuple[str, ...]:
+    """Parameter names of ``fn`` that can be passed by keyword, ``self`` left out."""
+    params = inspect.signature(fn).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in params if p.kind in kinds and p.name != "self")
 
 
 METHODS: dict[str, MethodInfo] = {
@@ -149,10 +188,16 @@ def attribute(
     inputs: torch.Tensor,
     target: int | torch.Tensor | None,
     method: str = "saliency",
+    /,
+    *,
     device: str | None = None,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Attribution of ``target`` to every input entry, same shape as ``inputs``.
+
+    The first four arguments are positional only, so Captum's own keywords,
+    Integrated Gradients' ``method="riemann_trapezoid"`` among them, pass through:
+    ``attribute(model, x, 3, "integrated_gradients", method="riemann_trapezoid")``.
 
     Args:
         model: the model (dense or pruned); it is not modified, not even its
@@ -161,19 +206,26 @@ def attribute(
         target: the class index (int, or ``(N,)`` tensor of per-sample classes).
         method: a key of ``METHODS``.
         device: ``"cpu" | "cuda" | "auto"`` to compute on; ``None``: the model's device.
-        kwargs: passed to Captum's ``attribute``. Defaults filled in when absent:
-            Integrated Gradients and DeepLift ``baselines=0`` (the zero input, i.e.
-            the dataset mean after normalisation), IG ``n_steps=32``, Occlusion a
-            window from ``default_occlusion_window`` and ``baselines=0``.
+        kwargs: Captum keywords, routed by its signatures: the constructor's
+            (``MethodInfo.init_keywords``, e.g. ``multiply_by_inputs``) to the
+            constructor, the rest (``MethodInfo.attribute_keywords``) to ``attribute()``.
+            Defaults filled in when absent: Integrated Gradients and DeepLift
+            ``baselines=0`` (the zero input, i.e. the dataset mean after
+            normalisation), IG ``n_steps=32``, Occlusion a window from
+            ``default_occlusion_window`` and ``baselines=0``.
+
+    Raises:
+        ValueError: an unknown method, or a keyword the method does not accept
+            (the message lists the ones it does).
     """
     info = get_method(method)
+    init_kw, kw = info.split_kwargs(kwargs)
     if inputs.dim() < 2:
         raise ValueError(f"inputs must be a batch (N, ...), got shape {tuple(inputs.shape)}.")
     work = _prepare(model, method)
     if device is not None:
         work = work.to(resolve_device(device))
     x = inputs.detach().to(_device(work), torch.float32).clone().requires_grad_(True)
-    kw = dict(kwargs)
     if method == "integrated_gradients":
         kw.setdefault("baselines", torch.zeros_like(x))
         kw.setdefault("n_steps", DEFAULT_IG_STEPS)
@@ -185,7 +237,7 @@ def attribute(
             kw["sliding_window_shapes"] = window
             kw.setdefault("strides", strides)
         kw.setdefault("baselines", 0.0)
-    explainer = info.cls(work)
+    explainer = info.cls(work, **init_kw)
     with warnings.catch_warnings():
         # DeepLift announces, every call, that it hooks the copy's activations.
         warnings.filterwarnings("ignore", message="Setting forward, backward hooks", category=UserWarning)
@@ -241,10 +293,15 @@ def compare_attributions(
     inputs: torch.Tensor,
     target: int | torch.Tensor | None,
     method: str = "saliency",
+    /,
+    *,
     device: str | None = None,
     **kwargs: Any,
 ) -> AttributionComparison:
-    """Both attribution maps, their difference and their per-sample rank correlation."""
+    """Both attribution maps, their difference and their per-sample rank correlation.
+
+    Arguments as for ``attribute`` (the first five positional only; ``kwargs`` go to Captum).
+    """
     dense = attribute(dense_model, inputs, target, method, device=device, **kwargs)
     pruned = attribute(pruned_model, inputs, target, method, device=device, **kwargs)
     sims = torch.tensor([rank_correlation(d, p) for d, p in zip(dense, pruned)], dtype=torch.float64)

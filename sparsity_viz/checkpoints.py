@@ -4,7 +4,15 @@ A bundled model is two files in ``sample_models/``: ``<name>.safetensors`` (the
 state dict) and ``<name>.json`` (the card: architecture and its arguments,
 dataset, test accuracy, training recipe, seed, torch version). User uploads may
 also be ``.pt`` state dicts, read with ``torch.load(weights_only=True)``, which
-refuses any pickled object that is not a tensor or plain container.
+refuses any pickled object that is not a tensor or plain container (the
+``torch.nn.utils.prune`` form, ``weight_orig`` + ``weight_mask``, is folded back
+into ``weight``), or the app's own sparse checkpoints (``backend.save_sparse``,
+recognised by their metadata), which load as the dense state dict they encode.
+
+Values policy: a checkpoint whose weights hold NaN or infinity, or finite values
+that overflow the model's dtype when converted (a float64 1e300 into float32), is
+refused with one ``CheckpointError`` naming every such tensor; nothing is clipped.
+Values too small for the dtype become zero, as any float conversion does.
 """
 
 from __future__ import annotations
@@ -37,8 +45,39 @@ def state_dict_to_bytes(model: nn.Module, metadata: dict[str, str] | None = None
     return st_save(tensors, metadata=metadata)
 
 
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+def read_safetensors(data: bytes, filename: str = "checkpoint.safetensors") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the ``__metadata__`` of safetensors bytes.
+
+    Raises:
+        CheckpointError: empty or not a valid safetensors file (one line saying why).
+    """
+    if not data:
+        raise CheckpointError(f"{filename}: the file is empty.")
+    try:
+        tensors = dict(st_load(bytes(data)))
+    except (SafetensorError, Exception) as exc:  # the Rust parser's error, or anything it lets through
+        raise CheckpointError(f"{filename}: not a valid safetensors file ({_one_line(exc)}).") from None
+    header_len = int.from_bytes(data[:8], "little")  # the parser has checked the header already
+    try:
+        header = json.loads(bytes(data[8 : 8 + header_len]))
+        metadata = header.get("__metadata__") or {}
+    except (ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{filename}: unreadable safetensors header ({_one_line(exc)}).") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{filename}: the safetensors metadata is not a mapping.")
+    return tensors, {str(k): str(v) for k, v in metadata.items()}
+
+
 def read_state_dict(data: bytes, filename: str = "checkpoint.safetensors") -> dict[str, torch.Tensor]:
     """Parse checkpoint bytes into tensors: safetensors, or a ``.pt`` state dict loaded weights-only.
+
+    A sparse checkpoint written by ``backend.save_sparse`` (its metadata says so)
+    is decoded to the dense state dict it stores, pruned entries exactly zero.
 
     Raises:
         CheckpointError: empty, too large, corrupt, not a state dict, or a pickle
@@ -61,15 +100,38 @@ def read_state_dict(data: bytes, filename: str = "checkpoint.safetensors") -> di
             obj = obj["state_dict"]
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise CheckpointError(f"{filename}: expected a dict of tensors (a state dict), got {type(obj).__name__}.")
-        return {str(k): v for k, v in obj.items()}
-    try:
-        return dict(st_load(data))
-    except (SafetensorError, Exception) as exc:
-        raise CheckpointError(f"{filename}: not a valid safetensors file ({str(exc)[:200]}).") from None
+        return fold_torch_prune({str(k): v for k, v in obj.items()})
+    tensors, metadata = read_safetensors(data, filename)
+    from .backend import sparse_checkpoint  # only when needed: the backend package is heavier
+
+    if sparse_checkpoint.is_sparse_metadata(metadata):
+        return sparse_checkpoint.decode_sparse(tensors, metadata, filename)[0]
+    return tensors
+
+
+def fold_torch_prune(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``<p>_orig`` and ``<p>_mask`` pairs (``torch.nn.utils.prune`` form) folded into ``<p> = orig * mask``.
+
+    This is how the app's "prune-ready" export loads back as the pruned model;
+    other keys pass through unchanged.
+    """
+    out = dict(state)
+    for key in [k for k in state if k.endswith("_orig")]:
+        base = key[: -len("_orig")]
+        mask = state.get(base + "_mask")
+        if mask is None or base in state or mask.shape != state[key].shape:
+            continue  # not a pair: left for check_fits to name
+        orig = out.pop(key)
+        out[base] = orig * out.pop(base + "_mask").to(orig.dtype)
+    return out
 
 
 def check_fits(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise one ``CheckpointError`` naming every key or shape mismatch, and non-finite values."""
+    """Raise one ``CheckpointError`` naming every key or shape mismatch.
+
+    Then one naming every tensor with NaN / infinite values, or with finite values
+    that would overflow the model's dtype (float64 above float32's 3.4e38).
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -87,10 +149,36 @@ def check_fits(model: nn.Module, state: dict[str, torch.Tensor], source: str = "
         problems.append("shape mismatch " + "; ".join(wrong))
     if problems:
         raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + " | ".join(problems) + ".")
+    problems = []
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         counts = ", ".join(f"{k} ({int((~torch.isfinite(state[k])).sum())})" for k in bad)
-        raise CheckpointError(f"{source} has NaN or infinite weights in {counts}.")
+        problems.append(f"{source} has NaN or infinite weights in {counts}.")
+    overflow = _overflowing(state, {k: v.dtype for k, v in expected.items()}, skip=set(bad))
+    if overflow:
+        dtypes = sorted({str(expected[k].dtype).removeprefix("torch.") for k in overflow})
+        details = ", ".join(f"{k} ({n} value{'s' if n > 1 else ''}, largest |x| {big:.3g})" for k, (n, big) in overflow.items())
+        problems.append(
+            f"{source}: values overflow {'/'.join(dtypes)} (the model's dtype) in {details}; "
+            "they would load as infinity. Rescale or clip them before saving."
+        )
+    if problems:
+        raise CheckpointError(" ".join(problems))
+
+
+def _overflowing(
+    state: dict[str, torch.Tensor], dtypes: dict[str, torch.dtype], skip: set[str]
+) -> dict[str, tuple[int, float]]:
+    """``{key: (count, largest magnitude)}`` of finite values that become infinite in the model's dtype."""
+    out = {}
+    for k, v in state.items():
+        target = dtypes.get(k)
+        if k in skip or target is None or not (v.is_floating_point() and target.is_floating_point) or v.dtype == target:
+            continue
+        lost = ~torch.isfinite(v.to(target))  # v itself is finite here
+        if lost.any():
+            out[k] = (int(lost.sum()), float(v[lost].abs().max()))
+    return out
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:

@@ -65,6 +65,7 @@ class Workbench:
     prune_config: PruneConfig | None = None  # the Prune settings that made ``current``, if any
     history: tuple[str, ...] = field(default=())  # earlier origins, oldest first
     card: dict[str, Any] = field(default_factory=dict)
+    dense_masks: Masks | None = None  # masks of ``dense`` itself (an upload's stored zeros); None: nothing pruned
 
     @property
     def sparsity(self) -> float:
@@ -110,6 +111,26 @@ def new_workbench(
     )
 
 
+def workbench_from_upload(
+    name: str, dataset: str, model: nn.Module, filename: str, *, dense_accuracy: float | None = None
+) -> Workbench:
+    """A workbench over an uploaded model, whose stored zeros count as pruned weights.
+
+    The masks are read off the zeros (``masks_from_zeros``): a checkpoint that is
+    90 % zeros (the app's own sparse checkpoint, or any pruned state dict) shows
+    90 % pruned, and ``reset`` comes back to those masks. Without zeros it is a
+    plain dense workbench, ``origin`` "dense (uploaded <file>)".
+    """
+    bench = new_workbench(name, dataset, model, origin=f"dense (uploaded {filename})",
+                          dense_accuracy=dense_accuracy, card={"uploaded": filename})
+    masks = masks_from_zeros(bench.dense)
+    zeros = sparsity(masks)
+    if zeros == 0.0:
+        return bench
+    origin = f"uploaded {filename} ({100 * zeros:.1f} % of weights stored as zeros)"
+    return replace(bench, masks=masks, dense_masks=masks, origin=origin)
+
+
 def replace_current(
     bench: Workbench, model: nn.Module, masks: Masks | None, origin: str, prune_config: PruneConfig | None = None
 ) -> Workbench:
@@ -130,11 +151,11 @@ def replace_current(
 
 
 def reset(bench: Workbench) -> Workbench:
-    """Back to the dense model."""
+    """Back to the dense model (with its own masks: an upload's stored zeros stay pruned)."""
     return replace(
         bench,
         current=bench.dense,
-        masks=full_masks(bench.dense),
+        masks=full_masks(bench.dense) if bench.dense_masks is None else bench.dense_masks,
         origin="dense (reset)",
         prune_config=None,
         history=(*bench.history, bench.origin)[-20:],

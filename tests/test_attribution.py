@@ -197,3 +197,95 @@ def test_gradient_field_equals_autograd():
     prob.backward()
     torch.testing.assert_close(field.grad[j, i], p.grad[0])
     torch.testing.assert_close(field.score[j, i], prob.detach())
+
+
+# --- keyword pass-through: constructor vs attribute(), per method --------------------------------
+
+
+class _Scaled(nn.Module):
+    """A model with an extra forward argument (for ``additional_forward_args``)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x, scale):
+        return self.inner(x) * scale
+
+
+# One valid keyword of Captum's ``attribute()`` per registry method (a new method needs an entry).
+ATTRIBUTE_KWARG = {
+    "saliency": {"abs": False},
+    "integrated_gradients": {"method": "riemann_trapezoid"},
+    "deeplift": {"return_convergence_delta": True},
+    "input_x_gradient": {"additional_forward_args": (2.5,)},
+    "occlusion": {"perturbations_per_eval": 3},
+}
+
+
+def _captum_with(model, method, x, target, init_kw=None, call_kw=None):
+    """Captum called directly: ``attribute``'s documented defaults, then the given keywords."""
+    x = x.clone().requires_grad_(True)
+    call = {}
+    if method in ("integrated_gradients", "deeplift"):
+        call["baselines"] = torch.zeros_like(x)
+    if method == "integrated_gradients":
+        call["n_steps"] = DEFAULT_IG_STEPS
+    if method == "occlusion":
+        window, strides = default_occlusion_window(tuple(x.shape[1:]))
+        call.update(sliding_window_shapes=window, strides=strides, baselines=0.0)
+    call.update(call_kw or {})
+    out = METHODS[method].cls(model, **(init_kw or {})).attribute(x, target=target, **call)
+    return (out[0] if isinstance(out, tuple) else out).detach()
+
+
+def test_every_method_has_a_keyword_case():
+    assert set(ATTRIBUTE_KWARG) == set(METHODS)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_attribute_keyword_reaches_captum(method, digits_mlp):
+    torch.manual_seed(1)
+    x = torch.randn(3, 1, 8, 8)
+    kw = ATTRIBUTE_KWARG[method]
+    ref_model = _mlp_as_sequential(digits_mlp)
+    ours_model = digits_mlp
+    if "additional_forward_args" in kw:
+        ours_model, ref_model = _Scaled(digits_mlp), _Scaled(ref_model)
+    ours = attribute(ours_model, x, 2, method, **kw)
+    reference = _captum_with(ref_model, method, x, 2, call_kw=kw)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    if method in ("saliency", "integrated_gradients"):  # the keyword changed something
+        assert not torch.allclose(ours, attribute(digits_mlp, x, 2, method))
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if METHODS[m].init_keywords])
+def test_constructor_keyword_reaches_captum(method, digits_mlp):
+    x = torch.randn(3, 1, 8, 8)
+    assert "multiply_by_inputs" in METHODS[method].init_keywords
+    ours = attribute(digits_mlp, x, 2, method, multiply_by_inputs=False)
+    reference = _captum_with(_mlp_as_sequential(digits_mlp), method, x, 2, init_kw={"multiply_by_inputs": False})
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(ours, attribute(digits_mlp, x, 2, method))
+
+
+def test_integrated_gradients_both_kinds_of_keyword_together(digits_mlp):
+    x = torch.randn(2, 1, 8, 8)
+    ours = attribute(digits_mlp, x, 1, "integrated_gradients", method="riemann_left", multiply_by_inputs=False,
+                     n_steps=7)
+    reference = _captum_with(_mlp_as_sequential(digits_mlp), "integrated_gradients", x, 1,
+                             init_kw={"multiply_by_inputs": False}, call_kw={"method": "riemann_left", "n_steps": 7})
+    torch.testing.assert_close(ours, reference)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_unknown_keyword_names_the_accepted_ones(method, digits_mlp):
+    info = METHODS[method]
+    with pytest.raises(ValueError) as err:
+        attribute(digits_mlp, torch.zeros(1, 1, 8, 8), 0, method, no_such_option=1)
+    msg = str(err.value)
+    assert "no_such_option" in msg and info.name in msg
+    for kw in (*info.init_keywords, *info.attribute_keywords):
+        assert kw in msg
+    with pytest.raises(ValueError, match="no_such_option"):
+        compare_attributions(digits_mlp, digits_mlp, torch.zeros(1, 1, 8, 8), 0, method, no_such_option=1)

@@ -13,6 +13,7 @@ from safetensors.torch import save as st_save
 import sparsity_viz.checkpoints as ckpt
 from sparsity_viz import CheckpointError, available_samples, build_model, load_checkpoint_bytes, load_sample, save_model
 from sparsity_viz.checkpoints import base_card, read_state_dict, state_dict_to_bytes
+from sparsity_viz.masks import masks_from_zeros, sparsity
 
 
 def _assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -192,3 +193,123 @@ def test_the_malicious_payload_is_live(tmp_path, kind):
     else:
         pickle.loads(data)
     assert marker.exists()
+
+
+# --- values that do not fit the model's dtype ------------------------------------------------------
+
+
+def _overflowing_doubles(name: str = "moons_mlp") -> dict[str, torch.Tensor]:
+    state = {k: v.double() for k, v in build_model(name, seed=0).state_dict().items()}
+    state["fc1.weight"][0, 0] = 1e300  # finite in float64, inf in float32
+    state["fc2.bias"][1] = -3.5e38  # just past float32's largest (3.4028e38)
+    return state
+
+
+@pytest.mark.parametrize("filename", ["big.safetensors", "big.pt"])
+def test_float64_values_overflowing_float32_raise(filename):
+    state = _overflowing_doubles()
+    data = _pt_bytes(state) if filename.endswith(".pt") else st_save(state)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint_bytes(data, "moons_mlp", filename)
+    msg = str(info.value)
+    assert filename in msg and "overflow" in msg and "float32" in msg
+    assert "fc1.weight" in msg and "fc2.bias" in msg and "fc2.weight" not in msg
+
+
+def test_float64_overflow_raises_through_load_sample(tmp_path):
+    (tmp_path / "moons_mlp.safetensors").write_bytes(st_save(_overflowing_doubles()))
+    model = build_model("moons_mlp", seed=0)
+    (tmp_path / "moons_mlp.json").write_text(__import__("json").dumps(base_card("moons_mlp", model)))
+    with pytest.raises(CheckpointError, match=r"overflow float32.*fc1\.weight"):
+        load_sample("moons_mlp", tmp_path)
+
+
+def test_float64_at_float32_limit_still_loads():
+    state = {k: v.double() for k, v in build_model("moons_mlp", seed=0).state_dict().items()}
+    state["fc1.weight"][0, 0] = float(torch.finfo(torch.float32).max)
+    state["fc1.weight"][0, 1] = 1e-300  # underflows to 0: precision, not an error
+    loaded = load_checkpoint_bytes(st_save(state), "moons_mlp")
+    assert loaded.fc1.weight[0, 0] == torch.finfo(torch.float32).max and loaded.fc1.weight[0, 1] == 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_in_a_pt_raise(bad):
+    state = {k: v.double() for k, v in build_model("moons_mlp", seed=0).state_dict().items()}
+    state["fc1.bias"][0] = bad
+    with pytest.raises(CheckpointError, match=r"NaN or infinite.*fc1\.bias \(1\)"):
+        load_checkpoint_bytes(_pt_bytes(state), "moons_mlp", "bad.pt")
+
+
+# --- the app's own sparse checkpoint; stored zeros are pruned weights -------------------------------
+
+
+def _pruned(name: str, sparsity: float = 0.9):
+    from sparsity_viz.pruning import prune
+
+    return prune(build_model(name, seed=0), "global_magnitude", sparsity).model
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet5", "moons_mlp"])
+def test_sparse_checkpoint_upload_gives_the_dense_model(name):
+    from sparsity_viz.backend import save_sparse
+
+    pruned = _pruned(name)
+    data = save_sparse(pruned, metadata={"strategy": "global_magnitude"}).data
+    loaded = load_checkpoint_bytes(data, name, f"{name}_sparse.safetensors")
+    _assert_same_state(pruned, loaded)
+    assert not loaded.training
+    assert masks_from_zeros(loaded).keys() == masks_from_zeros(pruned).keys()
+    assert sparsity(masks_from_zeros(loaded)) == pytest.approx(sparsity(masks_from_zeros(pruned)))
+
+
+def test_sparse_checkpoint_of_another_architecture_names_model_keys_only():
+    from sparsity_viz.backend import save_sparse
+
+    data = save_sparse(_pruned("digits_mlp")).data
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint_bytes(data, "lenet300", "digits_sparse.safetensors")
+    msg = str(info.value)
+    assert "fc1.weight" in msg and "(32, 64)" in msg and "::" not in msg  # no internal CSR / bitmap keys
+
+
+def test_damaged_sparse_checkpoint_raises_checkpoint_error():
+    from sparsity_viz.backend import save_sparse
+
+    data = bytearray(save_sparse(_pruned("moons_mlp")).data)
+    header_len = int.from_bytes(data[:8], "little")
+    header = bytes(data[8 : 8 + header_len]).replace(b"csr", b"zip").replace(b"bitmap", b"zip___")
+    data[8 : 8 + header_len] = header
+    with pytest.raises(CheckpointError, match="m.safetensors"):
+        load_checkpoint_bytes(bytes(data), "moons_mlp", "m.safetensors")
+
+
+def test_stored_zeros_count_as_pruned_in_the_upload_workbench():
+    from sparsity_viz.session import workbench_from_upload
+
+    pruned = _pruned("lenet300")
+    model = load_checkpoint_bytes(state_dict_to_bytes(pruned), "lenet300", "plain.safetensors")
+    wb = workbench_from_upload("lenet300", "mnist5k", model, "plain.safetensors")
+    assert wb.sparsity == pytest.approx(0.9, abs=1e-3)
+    assert not wb.is_dense
+    assert "plain.safetensors" in wb.origin and wb.card["uploaded"] == "plain.safetensors"
+    for n, m in wb.masks.items():
+        p = dict(wb.current.named_parameters())[n]
+        assert torch.equal(m, p.detach() != 0)
+    assert wb.current is not model and wb.dense is wb.current  # a private copy, as new_workbench makes
+    from sparsity_viz.session import replace_current, reset
+
+    back = reset(replace_current(wb, build_model("lenet300", seed=1), None, "something else"))
+    assert back.current is wb.dense and back.sparsity == wb.sparsity  # reset keeps the stored zeros pruned
+    dense_wb = workbench_from_upload("lenet300", "mnist5k", build_model("lenet300", seed=0), "dense.pt")
+    assert dense_wb.sparsity == 0.0 and dense_wb.is_dense
+
+
+def test_torch_prune_export_uploads_as_the_pruned_model():
+    from sparsity_viz.exports import torch_prune_bytes
+    from sparsity_viz.pruning import prune
+
+    pruned = prune(build_model("digits_mlp", seed=0), "magnitude", 0.8)
+    loaded = load_checkpoint_bytes(torch_prune_bytes(pruned.model, pruned.masks), "digits_mlp", "d_torch_prune.pt")
+    _assert_same_state(pruned.model, loaded)
+    for n, m in masks_from_zeros(loaded).items():
+        assert torch.equal(m, pruned.masks[n] & (pruned.model.state_dict()[n] != 0)), n

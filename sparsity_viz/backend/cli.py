@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from ..devices import configure_threads
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def _batches(text: str) -> list[int]:
@@ -38,17 +42,33 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _pruned(args):
-    """The bundled trained model (random init if its checkpoint is missing), pruned as asked."""
-    from ..checkpoints import available_samples, load_sample
-    from ..models import build_model
-    from ..pruning import prune
+def prune_sample(model_name: str, strategy: str, sparsity: float, seed: int = 0) -> nn.Module:
+    """The bundled trained model (random init if its checkpoint is missing), pruned as asked.
 
-    if args.model in available_samples():
-        model, _ = load_sample(args.model)
+    Data-driven strategies (``needs_data``: SNIP, GraSP, Taylor, RigL) get a batch
+    of the model's training data, ``data_batch(dataset, seed=seed)``, as ``prune``
+    on the command line does.
+    """
+    from ..checkpoints import available_samples, load_sample
+    from ..data import data_batch, load_dataset
+    from ..models import build_model, get_spec
+    from ..pruning import get_strategy, prune
+
+    chosen = get_strategy(strategy, seed=seed)
+    card: dict = {}
+    if model_name in available_samples():
+        model, card = load_sample(model_name)
     else:
-        model = build_model(args.model, seed=args.seed)
-    return prune(model, args.strategy, args.sparsity, seed=args.seed).model
+        model = build_model(model_name, seed=seed)
+    batch = None
+    if chosen.needs_data:
+        dataset = load_dataset(get_spec(model_name).dataset, seed=card.get("dataset", {}).get("seed", 0))
+        batch = data_batch(dataset, seed=seed)
+    return prune(model, chosen, sparsity, batch=batch).model
+
+
+def _pruned(args) -> nn.Module:
+    return prune_sample(args.model, args.strategy, args.sparsity, args.seed)
 
 
 def run_bench(args) -> int:

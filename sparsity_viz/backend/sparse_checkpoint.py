@@ -7,6 +7,10 @@ packed, plus values). Zeros are restored as +0.0; where the pruned model held -0
 (masking by multiplication leaves ``-w * 0``), a packed sign bitmap restores them, so
 the loaded weights are bit-identical. Everything else (biases, buffers) is dense.
 The safetensors metadata holds the layout and, when known, the architecture.
+
+Reading trusts nothing in the file: every failure, from bytes that are not
+safetensors to a layout that does not match its tensors, is one ``CheckpointError``
+(a ``ValueError``) with a one-line message naming the file and the tensor.
 """
 
 from __future__ import annotations
@@ -18,15 +22,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from ..checkpoints import CheckpointError, load_into, read_safetensors
 from ..masks import masked_copy
 from ..models import ARCHITECTURES, build_architecture
 from .formats import CSR, Bitmap
 
 FORMAT = "sparsity_viz-sparse/1"
+ENCODINGS = ("dense", "csr", "bitmap")
+# Decoding refuses a layout whose dense tensors would take more than this (a small
+# hostile file can describe terabytes of zeros).
+MAX_DECODED_BYTES = 2**30
+_DTYPES: dict[str, torch.dtype] = {
+    str(d).removeprefix("torch."): d
+    for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.int16, torch.int32,
+              torch.int64, torch.uint8, torch.bool)
+}
 
 
 @dataclass
@@ -53,7 +66,7 @@ class SparseSave:
 
 def _arch_metadata(model: nn.Module) -> dict:
     for name, cls in ARCHITECTURES.items():
-        if type(model) is cls:
+        if isinstance(model, cls):
             if name == "mlp":
                 kw = {"in_features": model.in_features, "hidden": list(model.hidden),
                       "num_classes": model.num_classes, "activation": model.activation_name}
@@ -108,34 +121,121 @@ def encode_state(state: dict[str, torch.Tensor], keep_zero_signs: bool = True) -
 
 
 def decode_state(tensors: dict[str, torch.Tensor], layout: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The state dict and the stored-position masks of sparse-encoded tensors."""
-    state, masks = {}, {}
+    """The state dict and the stored-position masks of sparse-encoded tensors.
+
+    Raises:
+        CheckpointError: the layout does not describe the stored tensors (names the tensor).
+    """
+    if not isinstance(layout, dict):
+        raise CheckpointError("the layout is not a mapping of tensor names.")
+    described = {name for name in layout} | {key for key in tensors if "::" in key and key.split("::")[0] in layout}
+    extra = sorted(set(tensors) - described)
+    if extra:
+        raise CheckpointError(f"stored tensors not in the layout: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}.")
+    state, masks, total = {}, {}, 0
     for name, entry in layout.items():
-        shape = tuple(entry["shape"])
-        dtype = getattr(torch, entry["dtype"])
-        enc = entry["encoding"]
-        if enc == "dense":
-            state[name] = tensors[name]
-            continue
-        flat_shape = (shape[0], int(np.prod(shape[1:])))
-        if enc == "csr":
-            csr = CSR(tensors[f"{name}::rowptr"], tensors[f"{name}::col"], tensors[f"{name}::val"], flat_shape)
-            w = csr.to_dense().view(shape)
-            keep = torch.zeros(flat_shape, dtype=torch.bool)
-            rows = torch.repeat_interleave(torch.arange(flat_shape[0]), csr.rowptr[1:].long() - csr.rowptr[:-1].long())
-            keep[rows, csr.col.long()] = True
-            keep = keep.view(shape)
-        elif enc == "bitmap":
-            keep = _unbits(tensors[f"{name}::bits"], shape)
-            w = torch.zeros(shape, dtype=dtype)
-            w[keep] = tensors[f"{name}::val"]
-        else:
-            raise ValueError(f"{name}: unknown encoding {enc!r}")
-        if f"{name}::negzero" in tensors:
-            w[_unbits(tensors[f"{name}::negzero"], shape)] = -0.0
-        state[name] = w.to(dtype)
-        masks[name] = keep
+        try:
+            shape, dtype, enc = _entry(entry)
+            total += int(np.prod(shape, dtype=np.float64)) * torch.empty((), dtype=dtype).element_size()
+            if total > MAX_DECODED_BYTES:
+                raise CheckpointError(f"decodes to more than {MAX_DECODED_BYTES // 2**20} MiB (shape {list(shape)}).")
+            w, keep = _decode_one(name, tensors, shape, dtype, enc)
+        except CheckpointError as exc:
+            raise CheckpointError(f"tensor {name!r}: {exc}") from None
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"tensor {name!r} does not match its layout ({first}).") from None
+        state[name] = w
+        if keep is not None:
+            masks[name] = keep
     return state, masks
+
+
+def _entry(entry) -> tuple[tuple[int, ...], torch.dtype, str]:
+    """``(shape, dtype, encoding)`` of one layout entry, checked."""
+    if not isinstance(entry, dict):
+        raise CheckpointError("its layout entry is not a mapping.")
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise CheckpointError(f"shape {shape!r} is not a list of non-negative integers.")
+    if entry.get("dtype") not in _DTYPES:
+        raise CheckpointError(f"unknown dtype {entry.get('dtype')!r}.")
+    if entry.get("encoding") not in ENCODINGS:
+        raise CheckpointError(f"unknown encoding {entry.get('encoding')!r} (known: {', '.join(ENCODINGS)}).")
+    return tuple(shape), _DTYPES[entry["dtype"]], entry["encoding"]
+
+
+def _expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise CheckpointError(what)
+
+
+def _bitmap_of(bits: torch.Tensor, shape: tuple[int, ...], what: str) -> torch.Tensor:
+    n = int(np.prod(shape))
+    _expect(bits.dtype == torch.uint8 and bits.dim() == 1 and bits.numel() == -(-n // 8),
+            f"{what} holds {bits.numel()} {bits.dtype} bytes, {-(-n // 8)} uint8 needed for {n} entries.")
+    return _unbits(bits, shape)
+
+
+def _decode_one(name: str, tensors: dict[str, torch.Tensor], shape: tuple[int, ...], dtype: torch.dtype,
+                enc: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One tensor and, when sparse-encoded, its stored positions."""
+    if enc == "dense":
+        t = tensors[name]
+        _expect(tuple(t.shape) == shape and t.dtype == dtype, f"stored as {t.dtype} {tuple(t.shape)}, layout says {dtype} {shape}.")
+        return t, None
+    _expect(len(shape) >= 2, f"a {enc} tensor needs rank >= 2, layout says {shape}.")
+    flat_shape = (shape[0], int(np.prod(shape[1:])))
+    val = tensors[f"{name}::val"]
+    _expect(val.dim() == 1 and val.is_floating_point(), f"values must be a 1-D float tensor, got {val.dtype} {tuple(val.shape)}.")
+    if enc == "csr":
+        rowptr, col = tensors[f"{name}::rowptr"].long(), tensors[f"{name}::col"].long()
+        _expect(rowptr.shape == (flat_shape[0] + 1,), f"row pointers {tuple(rowptr.shape)}, {flat_shape[0] + 1} expected.")
+        _expect(int(rowptr[0]) == 0 and bool((rowptr[1:] >= rowptr[:-1]).all()) and int(rowptr[-1]) == col.numel() == val.numel(),
+                "row pointers, columns and values disagree.")
+        _expect(col.numel() == 0 or (int(col.min()) >= 0 and int(col.max()) < flat_shape[1]),
+                f"a column index lies outside 0..{flat_shape[1] - 1}.")
+        csr = CSR(tensors[f"{name}::rowptr"], tensors[f"{name}::col"], val, flat_shape)
+        w = csr.to_dense().view(shape)
+        keep = torch.zeros(flat_shape, dtype=torch.bool)
+        rows = torch.repeat_interleave(torch.arange(flat_shape[0]), rowptr[1:] - rowptr[:-1])
+        keep[rows, col] = True
+        keep = keep.view(shape)
+    else:  # bitmap
+        keep = _bitmap_of(tensors[f"{name}::bits"], shape, "the bitmap")
+        _expect(int(keep.sum()) == val.numel(), f"the bitmap marks {int(keep.sum())} entries for {val.numel()} values.")
+        w = torch.zeros(shape, dtype=val.dtype)
+        w[keep] = val
+    if f"{name}::negzero" in tensors:
+        w[_bitmap_of(tensors[f"{name}::negzero"], shape, "the sign bitmap")] = -0.0
+    return w.to(dtype), keep
+
+
+def is_sparse_metadata(metadata: dict[str, str]) -> bool:
+    """True when safetensors metadata marks a ``save_sparse`` checkpoint."""
+    return metadata.get("format") == FORMAT
+
+
+def decode_sparse(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
+                  name: str = "sparse checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``decode_state`` of a read safetensors file: its tensors and its metadata's layout.
+
+    Raises:
+        CheckpointError: not a sparse checkpoint, or a layout that does not fit (names ``name``).
+    """
+    if not is_sparse_metadata(metadata):
+        raise CheckpointError(
+            f"Not a sparsity_viz sparse checkpoint: {name} has format {metadata.get('format')!r}, not {FORMAT!r} "
+            "(a dense state dict loads with sparsity_viz.load_checkpoint_bytes)."
+        )
+    try:
+        layout = json.loads(metadata["layout"])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{name}: the sparse layout is missing or not JSON ({type(exc).__name__}).") from None
+    try:
+        return decode_state(tensors, layout)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{name}: not a valid sparse checkpoint: {exc}") from None
 
 
 def save_sparse(model: nn.Module, path: str | Path | None = None, masks: dict | None = None,
@@ -164,27 +264,32 @@ class SparseLoad:
     metadata: dict[str, str]
 
     def build_model(self) -> nn.Module:
-        """The model, when the checkpoint names its architecture."""
+        """The model, when the checkpoint names its architecture.
+
+        Raises:
+            CheckpointError: no architecture recorded, or weights that do not fit
+                it (mismatched keys, NaN / infinity, values overflowing its dtype).
+        """
         if "architecture" not in self.metadata:
-            raise ValueError("This sparse checkpoint does not record its architecture.")
-        model = build_architecture(json.loads(self.metadata["architecture"]), json.loads(self.metadata["kwargs"]))
-        model.load_state_dict(self.state_dict)
-        return model
+            raise CheckpointError("This sparse checkpoint does not record its architecture.")
+        try:
+            model = build_architecture(json.loads(self.metadata["architecture"]), json.loads(self.metadata["kwargs"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"The sparse checkpoint's architecture cannot be built ({exc}).") from None
+        return load_into(model, self.state_dict, "sparse checkpoint")
 
 
 def load_sparse(source: str | Path | bytes) -> SparseLoad:
-    """Read a sparse checkpoint written by ``save_sparse`` (path or bytes)."""
-    data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
-    from safetensors import safe_open  # metadata is only exposed through safe_open
-    import tempfile
+    """Read a sparse checkpoint written by ``save_sparse`` (path or bytes).
 
-    tensors = st_load(bytes(data))
-    with tempfile.NamedTemporaryFile(suffix=".safetensors") as f:
-        f.write(data)
-        f.flush()
-        with safe_open(f.name, framework="pt") as sf:
-            meta = sf.metadata() or {}
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"Not a sparsity_viz sparse checkpoint (format {meta.get('format')!r}).")
-    state, masks = decode_state(tensors, json.loads(meta["layout"]))
+    Raises:
+        CheckpointError: unreadable bytes (random, truncated, empty), a dense
+            safetensors file, or a layout that does not match its tensors; one line.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        data, name = bytes(source), "sparse checkpoint"
+    else:
+        data, name = Path(source).read_bytes(), Path(source).name
+    tensors, meta = read_safetensors(data, name)
+    state, masks = decode_sparse(tensors, meta, name)
     return SparseLoad(state, masks, meta)

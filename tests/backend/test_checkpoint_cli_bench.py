@@ -98,3 +98,153 @@ def test_bench_frames():
     assert len(curves) == 2 * 2 * 3 and (curves[curves.format == "dense"].speedup_vs_dense == 1.0).all()
     cross = crossovers(curves)
     assert set(cross.format) == {"csr-torch", "csr-native"}
+
+
+# --- load_sparse: one error type, one line, whatever the bytes ---------------------------------------
+
+
+def _sparse_bytes() -> bytes:
+    return save_sparse(prune(build_model("moons_mlp", seed=0), "global_magnitude", 0.5).model).data
+
+
+def _with_header(header: dict | bytes, body: bytes = b"") -> bytes:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + body
+
+
+def _hostile(kind: str) -> bytes:
+    from safetensors.torch import save
+
+    meta = {"format": "sparsity_viz-sparse/1"}
+    if kind == "huge header length":
+        return (2**62).to_bytes(8, "little") + b"{}"
+    if kind == "header not json":
+        return _with_header(b"\xff\xfe not json at all")
+    if kind == "header a list":
+        return _with_header([1, 2, 3])
+    if kind == "tensor past the end":
+        return _with_header({"a": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}}, b"\0" * 16)
+    if kind == "no layout":
+        return save({"a": torch.zeros(2)}, metadata=meta)
+    if kind == "layout not json":
+        return save({"a": torch.zeros(2)}, metadata=meta | {"layout": "{not json"})
+    if kind == "layout names a missing tensor":
+        layout = {"w": {"shape": [2, 2], "dtype": "float32", "encoding": "csr"}}
+        return save({"a": torch.zeros(2)}, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "unknown dtype":
+        layout = {"a": {"shape": [2], "dtype": "load", "encoding": "dense"}}
+        return save({"a": torch.zeros(2)}, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "unknown encoding":
+        layout = {"a": {"shape": [2], "dtype": "float32", "encoding": "zip"}}
+        return save({"a": torch.zeros(2)}, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "enormous shape":  # a tiny file that would decode to terabytes
+        layout = {"w": {"shape": [1, 10**12], "dtype": "float32", "encoding": "csr"}}
+        tensors = {"w::rowptr": torch.zeros(2, dtype=torch.int32), "w::col": torch.zeros(0, dtype=torch.int32),
+                   "w::val": torch.zeros(0)}
+        return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "column out of range":
+        layout = {"w": {"shape": [2, 2], "dtype": "float32", "encoding": "csr"}}
+        tensors = {"w::rowptr": torch.tensor([0, 1, 1], dtype=torch.int32), "w::col": torch.tensor([7], dtype=torch.int32),
+                   "w::val": torch.ones(1)}
+        return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "bitmap too short":
+        layout = {"w": {"shape": [8, 8], "dtype": "float32", "encoding": "bitmap"}}
+        tensors = {"w::bits": torch.full((2,), 255, dtype=torch.uint8), "w::val": torch.ones(16)}
+        return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
+    raise AssertionError(kind)
+
+
+def _damaged(kind: str) -> bytes:
+    from safetensors.torch import save
+
+    good = _sparse_bytes()
+    if kind == "random":
+        return bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).to(torch.uint8).tolist())
+    if kind == "truncated":
+        return good[: len(good) // 2]
+    if kind == "truncated header":
+        return good[:40]
+    if kind == "empty":
+        return b""
+    if kind == "dense safetensors":
+        return save(build_model("moons_mlp", seed=0).state_dict())
+    return _hostile(kind)
+
+
+DAMAGE = ["random", "truncated", "truncated header", "empty", "dense safetensors", "huge header length",
+          "header not json", "header a list", "tensor past the end", "no layout", "layout not json",
+          "layout names a missing tensor", "unknown dtype", "unknown encoding", "enormous shape",
+          "column out of range", "bitmap too short"]
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_load_sparse_raises_checkpoint_error_on_bad_bytes(kind, tmp_path):
+    from sparsity_viz.checkpoints import CheckpointError
+
+    data = _damaged(kind)
+    with pytest.raises(CheckpointError) as info:
+        load_sparse(data)
+    msg = str(info.value)
+    assert msg and "\n" not in msg and len(msg) < 400, msg
+    assert "SafetensorError" not in msg and "Traceback" not in msg
+    path = tmp_path / "bad.safetensors"  # a path gives the same error, naming the file
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError, match="bad.safetensors"):
+        load_sparse(path)
+
+
+def test_load_sparse_of_a_dense_file_says_what_it_is():
+    from safetensors.torch import save
+
+    with pytest.raises(ValueError, match="Not a sparsity_viz sparse checkpoint.*load_checkpoint_bytes"):
+        load_sparse(save(build_model("moons_mlp", seed=0).state_dict()))
+
+
+def test_sparse_build_model_refuses_float32_overflow():
+    from sparsity_viz.checkpoints import CheckpointError
+
+    model = build_model("moons_mlp", seed=0).double()
+    with torch.no_grad():
+        model.fc2.weight[0, 0] = 1e200
+    loaded = load_sparse(save_sparse(model).data)
+    assert loaded.state_dict["fc2.weight"].dtype == torch.float64  # the file itself is read as stored
+    with pytest.raises(CheckpointError, match=r"overflow float32.*fc2\.weight"):
+        loaded.build_model()
+
+
+# --- bench: data-driven strategies get a seeded batch ------------------------------------------------
+
+
+def _data_driven() -> list[str]:
+    from sparsity_viz.pruning import STRATEGIES
+
+    return [name for name, cls in STRATEGIES.items() if cls.needs_data]
+
+
+def test_there_are_data_driven_strategies():
+    assert {"snip", "grasp", "taylor"} <= set(_data_driven())
+
+
+@pytest.mark.parametrize("strategy", _data_driven())
+def test_cli_bench_data_driven_strategy(strategy, capsys):
+    args = _parser().parse_args(["bench", "--model", "moons_mlp", "--strategy", strategy, "--sparsity", "0.5",
+                                 "--batch", "1", "--repeats", "1", "--json"])
+    assert args.func(args) == 0, capsys.readouterr().err
+    data = json.loads(capsys.readouterr().out)
+    assert data["strategy"] == strategy and {"dense", "csr-torch"} <= {r["format"] for r in data["rows"]}
+    assert data["rows"][0]["ideal_flop_ratio"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_bench_model_pruning_is_seeded_and_uses_the_models_data():
+    from sparsity_viz.backend.cli import prune_sample
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.data import data_batch, load_dataset
+
+    a, b = prune_sample("moons_mlp", "snip", 0.5, seed=3), prune_sample("moons_mlp", "snip", 0.5, seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    model, card = load_sample("moons_mlp")
+    batch = data_batch(load_dataset("moons", seed=card["dataset"].get("seed", 0)), seed=3)
+    expected = prune(model, "snip", 0.5, seed=3, batch=batch).model
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), expected.parameters()))
+    other = prune_sample("moons_mlp", "snip", 0.5, seed=4)
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), other.parameters()))
