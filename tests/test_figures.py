@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from sparsity_viz import figures as F
-from sparsity_viz.graph import build_graph, input_fanout
+from sparsity_viz.connectivity import input_fanout
+from sparsity_viz.graph import build_graph
 from sparsity_viz.models import MLP, build_model
 
 
@@ -184,6 +185,16 @@ def test_accuracy_curves_split_by_finetuning():
     assert len(dashed) == 2
     with pytest.raises(ValueError, match="lacks column"):
         F.accuracy_curves(df.drop(columns="seed"))
+
+
+def test_scheduled_strategies_are_never_labelled_fine_tuned():
+    one_shot = _sweep().assign(kind="one_shot")
+    scheduled = _sweep().assign(strategy="gradual", kind="scheduled")
+    df = pd.concat([one_shot.assign(finetuned=False), one_shot.assign(finetuned=True), scheduled.assign(finetuned=True)])
+    names = [t.name for t in by_meta(F.accuracy_curves(df, band=None), kind="mean")]
+    assert "gradual (scheduled training)" in names
+    assert not any(n.startswith("gradual (") and "fine-tun" in n for n in names)
+    assert "magnitude (fine-tuned)" in names and "magnitude (no fine-tuning)" in names
 
 
 def test_decision_boundary_grid_and_points():

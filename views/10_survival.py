@@ -4,9 +4,11 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
-from sparsity_viz.comparison import collapse_warnings, compare_masks, effective_sparsity, nominal_sparsity
-from sparsity_viz.data import TOY_DATASETS
+from sparsity_viz.comparison import compare_masks
+from sparsity_viz.connectivity import collapse_warnings, effective_sparsity, nominal_sparsity
 from sparsity_viz.pruning import STRATEGIES
+from sparsity_viz.recipes import finetune_lr, schedule_epochs
+from sparsity_viz.strategy_lab import ScheduleConfig, SurvivalConfig
 
 app_state.sidebar()
 st.title("Survival maps")
@@ -30,7 +32,7 @@ seed_b = c4.number_input("Seed B", 0, 9, 0, key="surv_seed_b",
                          help="Pick the same strategy as A with another seed to see how much a seed changes.")
 level = c5.select_slider("Sparsity (% pruned)", [50, 70, 80, 90, 95, 98, 99], value=90, key="surv_sparsity")
 
-config = app_state.SurvivalConfig((a, int(seed_a)), (b, int(seed_b)), level / 100)
+config = SurvivalConfig((a, int(seed_a)), (b, int(seed_b)), level / 100)
 result = app_state.lab_quick(config, lambda: compare_masks(wb.dense, config.a, config.b, config.sparsity,
                                                            batch=app_state.lab_batch()), text="Pruning twice...")
 label_a, label_b = f"A: {a} (seed {seed_a})", f"B: {b} (seed {seed_b})"
@@ -80,14 +82,12 @@ st.markdown(
     "from this model to the sparsity above, then drag the step slider: dead connections are coloured by the step they "
     "died, alive ones are black, and for SET / RigL the ones that **regrew** are vermilion."
 )
-schedulers = ["gradual", "iterative", "set", "rigl"]
-toy = wb.dataset in TOY_DATASETS
+schedulers = app_state.scheduled_strategy_names()
 s1, s2 = st.columns([3, 1])
 sched = s1.selectbox("Strategy over time", schedulers, format_func=lambda n: STRATEGIES[n].label, key="surv_sched")
-epochs = s2.number_input("Epochs", 1, 30, 16 if toy else (5 if wb.dataset == "digits" else 3), key="surv_epochs",
+epochs = s2.number_input("Epochs", 1, 30, schedule_epochs(wb.dataset), key="surv_epochs",
                          help="SET / RigL update the mask every 50 steps: small datasets need more epochs.")
-recipe = wb.card.get("recipe", {}) if isinstance(wb.card, dict) else {}
-scfg = app_state.ScheduleConfig(sched, level / 100, int(epochs), float(recipe.get("lr", 1e-3)) / 10)
+scfg = ScheduleConfig(sched, level / 100, int(epochs), finetune_lr(wb.card))
 run = app_state.lab_result(scfg)
 slow = wb.name == "lenet5"
 if slow:

@@ -5,6 +5,7 @@ import streamlit as st
 import app_state
 from sparsity_viz import figures
 from sparsity_viz.lottery import LotteryConfig, ticket_advantage
+from sparsity_viz.recipes import lottery_recipe
 
 app_state.sidebar()
 st.title("Lottery ticket lab")
@@ -16,11 +17,7 @@ st.markdown(
 )
 
 wb = app_state.bench()
-# Per model: (rounds, epochs per round, Adam lr) that finish in seconds and still train.
-DEFAULTS = {"lenet300": (8, 3, 1.2e-3), "digits_mlp": (8, 8, 3e-3), "lenet5": (2, 1, 1.2e-3)}
-TOY = (6, 12, 1e-2)
-rounds0, epochs0, lr = DEFAULTS.get(wb.name, TOY)
-max_rounds = 3 if wb.name == "lenet5" else 14
+recipe = lottery_recipe(wb.name)  # rounds, epochs per round and Adam lr that finish in seconds and still train
 if wb.name == "lenet5":
     st.warning("LeNet-5 is a convolutional network: one round trains it three times and takes ~10 s on these CPUs. "
                "Rounds are limited to 3 and epochs to 2 here; the classic experiment is LeNet-300-100.")
@@ -28,9 +25,9 @@ elif wb.name != "lenet300":
     st.info(f"The classic experiment uses LeNet-300-100 on MNIST; {wb.name} works too (settings adapted to it).")
 
 c1, c2, c3, c4 = st.columns(4)
-rounds = c1.number_input("Rounds", 1, max_rounds, rounds0, key="lottery_rounds",
+rounds = c1.number_input("Rounds", 1, recipe.max_rounds, recipe.rounds, key="lottery_rounds",
                          help="After r rounds 0.8^r of each hidden layer is left (8 rounds: 17 %).")
-epochs = c2.number_input("Epochs per round", 1, 2 if wb.name == "lenet5" else 30, epochs0, key="lottery_epochs")
+epochs = c2.number_input("Epochs per round", 1, recipe.max_epochs, recipe.epochs, key="lottery_epochs")
 rewind = c3.select_slider("Rewind to step", [0, 10, 50, 100], value=0, key="lottery_rewind",
                           help="0 = the initialisation (Frankle & Carbin 2019); a few steps in helps bigger nets "
                                "(Frankle et al. 2020).")
@@ -38,8 +35,8 @@ seed = c4.number_input("Init seed", 0, 9, 0, key="lottery_seed")
 metric = st.radio("Accuracy per round", ["best_accuracy", "test_accuracy"], horizontal=True, key="lottery_metric",
                   format_func=lambda m: {"best_accuracy": "best epoch (as the paper)", "test_accuracy": "last epoch"}[m])
 
-config = LotteryConfig(rounds=int(rounds), epochs=int(epochs), lr=lr, rewind_step=int(rewind), seed=int(seed))
-frame = app_state.lab_result((wb.name, int(seed), config))
+config = LotteryConfig(rounds=int(rounds), epochs=int(epochs), lr=recipe.lr, rewind_step=int(rewind), seed=int(seed))
+frame = app_state.lab_result(app_state.lottery_key(wb.name, int(seed), config))
 if frame is None or frame.attrs.get("cancelled"):
     st.caption(f"{int(rounds)} rounds × 3 trainings of {int(epochs)} epochs each, plus the dense run.")
     if st.button("Run the experiment" if frame is None else "Run again to finish", key="lottery_run",

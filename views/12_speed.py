@@ -5,6 +5,7 @@ import streamlit as st
 import app_state
 from sparsity_viz import figures
 from sparsity_viz.backend.bench import MODEL_FORMATS
+from sparsity_viz.backend.speed_report import SpeedSettings
 from sparsity_viz.models import prunable_layers
 
 app_state.sidebar()
@@ -17,7 +18,7 @@ st.markdown(
 )
 
 for level, text in app_state.backend_notices():
-    getattr(st, level)(text)
+    app_state.show_message(level, text)
 
 wb = app_state.bench()
 dev = app_state.device()
@@ -45,20 +46,25 @@ formats = tuple(["dense", *[f for f in format_options if f in formats and f != "
 batches = tuple(sorted(int(b) for b in batches))
 app_state.store_speed(batches=list(batches), formats=list(formats), repeats=int(repeats), layer=layer)
 
-key = app_state.speed_key(wb, batches, formats, int(repeats), dev, layer) if batches and layer else None
+settings = SpeedSettings(batches, formats, int(repeats), dev, layer)
+key = app_state.speed_key(wb, settings) if batches and layer else None
 result = app_state.speed_result(key) if key else None
+building = app_state.native_kernel_building()
 st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % of weights pruned · measured on {dev}, "
            "with the app's thread setting, while other programs share the cores: expect ±10 %.")
-if st.button("Measure", key="speed_measure", type="primary", icon=":material/timer:", disabled=key is None):
-    result = app_state.measure_speed(key, wb)
+if building:
+    app_state.kernel_notice("The sparse C++ kernel is being built in the background (once per machine, about a "
+                            "minute): **Measure** is ready as soon as it is.")
+if st.button("Measure", key="speed_measure", type="primary", icon=":material/timer:", disabled=key is None or building):
+    result = app_state.measure(key, wb)
 
 if result is None:
     st.info("Choose batch sizes and formats, then press **Measure** (a few seconds). Results are kept per model, "
             "masks and settings for this session.")
     st.stop()
 
-bench = result["bench"]
-plans = result["plans"]
+bench = result.bench
+plans = result.plans
 
 st.subheader("Latency: sparse formats against dense")
 app_state.show_figure(figures.latency_bars(bench, title=f"{wb.name}: time per forward call"), "speed_latency")
@@ -116,14 +122,14 @@ st.caption(f"Sparse checkpoint file (all tensors, layout included): {figures.hum
            "Download it on *Share & export*.")
 
 st.subheader("When does sparse start to win?")
-rl, sl = result["layer"], result["shape"]
+rl, sl = result.layer, result.shape
 curve_batch = st.radio("Batch size", list(batches), index=len(batches) - 1, horizontal=True, key="speed_curve_batch")
 layer_density = float((dict(wb.current.named_modules())[rl].weight != 0).float().mean())
-fig = figures.speedup_curve_figure(result["curves"], result["crossovers"], batch=curve_batch,
+fig = figures.speedup_curve_figure(result.curves, result.crossovers, batch=curve_batch,
                                    mark_sparsity=1 - layer_density,
                                    title=f"Random {sl[0]}x{sl[1]} layer ({rl}'s shape), batch {curve_batch}")
 app_state.show_figure(fig, "speed_curves")
-cross = result["crossovers"]
+cross = result.crossovers
 cross = cross[cross["batch"] == curve_batch]
 words = []
 for _, c in cross.iterrows():

@@ -60,4 +60,4 @@ if upload is not None:
     app_state.load_upload_once(upload.getvalue(), upload.name)
 msg = app_state.upload_message()
 if msg:
-    getattr(st, msg[0])(msg[1])
+    app_state.show_message(*msg)

@@ -4,12 +4,12 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
-from sparsity_viz.comparison import collapse_warnings, effective_sparsity
+from sparsity_viz.connectivity import collapse_warnings, effective_sparsity
 from sparsity_viz.models import prunable_layers
 from sparsity_viz.pruning import STRATEGIES
+from sparsity_viz.recipes import finetune_config
 from sparsity_viz.reports import sparsity_report
 from sparsity_viz.session import PruneConfig
-from sparsity_viz.training import TrainConfig
 
 app_state.sidebar()
 st.title("Prune")
@@ -33,7 +33,7 @@ scope = c2.radio("Scope", scopes, index=scopes.index(stored.scope) if stored.sco
                  disabled=len(scopes) == 1,
                  help="Layer-wise: every layer loses the same share. Global: one threshold over all layers.")
 level = c3.slider("Sparsity (% of weights pruned)", 0, 100, int(round(100 * stored.sparsity)), step=1,
-                  key="prune_sparsity", help="0 % is the dense model; 100 % removes every weight.")
+                  key=app_state.keys.PRUNE_SLIDER, help="0 % is the dense model; 100 % removes every weight.")
 
 cfg = PruneConfig(strategy=strategy, scope=scope, sparsity=level / 100)
 if cfg != stored or (wb.prune_config != cfg and wb.origin.startswith("dense")):
@@ -79,11 +79,10 @@ st.markdown("Retraining with the pruned weights held at zero usually wins back m
 f1, f2 = st.columns([1, 3])
 epochs = f1.number_input("Epochs", 1, 50, app_state.stored_finetune(), key="prune_ft_epochs")
 app_state.store_finetune(epochs)
-recipe = wb.card.get("recipe", {}) if isinstance(wb.card, dict) else {}
-ft_lr = float(recipe.get("lr", 1e-3)) / 10
+finetune = finetune_config(wb.card, int(epochs))
 if f2.button(f"Fine-tune {epochs} epochs", key="prune_finetune", type="primary"):
     app_state.run_training(
-        "prune", wb.current, TrainConfig(epochs=int(epochs), lr=ft_lr, batch_size=64, optimizer="adam"),
-        wb.masks, f"{wb.origin} + fine-tuned {epochs} epochs (Adam, lr {ft_lr:g})", prune_config=wb.prune_config)
+        "prune", wb.current, finetune, wb.masks,
+        f"{wb.origin} + fine-tuned {epochs} epochs (Adam, lr {finetune.lr:g})", prune_config=wb.prune_config)
     wb = app_state.bench()
 app_state.show_training_log("prune")

@@ -4,8 +4,7 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
-from sparsity_viz.comparison import collapse_warnings, effective_sparsity
-from sparsity_viz.graph import input_fanout, layer_collapse
+from sparsity_viz.connectivity import collapse_warnings, effective_sparsity, input_fanout, layer_collapse
 
 app_state.sidebar()
 st.title("Connections")

@@ -1,11 +1,11 @@
 """Attribution: what the dense and the pruned model look at, side by side, with a similarity number."""
 
 import streamlit as st
-import torch
 
 import app_state
 from sparsity_viz import figures
 from sparsity_viz.attribution import METHODS, compare_attributions
+from sparsity_viz.inference import predict_classes
 
 app_state.sidebar()
 st.title("Attribution")
@@ -34,9 +34,7 @@ else:
 index = int(index)
 x = ds.x_test[index : index + 1]
 label = int(ds.y_test[index])
-with torch.no_grad():
-    pred_dense = int(wb.dense(x).argmax(1))
-    pred_now = int(wb.current(x).argmax(1))
+(pred_dense,), (pred_now,) = predict_classes(wb.dense, x), predict_classes(wb.current, x)
 st.markdown(f"Sample **{index}**: true class **{ds.class_names[label]}** · dense model predicts "
             f"**{ds.class_names[pred_dense]}** · current model predicts **{ds.class_names[pred_now]}**. "
             f"Both explain the true class.")

@@ -6,8 +6,8 @@ import app_state
 from sparsity_viz import figures
 from sparsity_viz.experiments import sweep
 from sparsity_viz.pruning import STRATEGIES
+from sparsity_viz.recipes import finetune_config
 from sparsity_viz.session import CurvesConfig
-from sparsity_viz.training import TrainConfig
 
 app_state.sidebar()
 st.title("Curves: how much can we prune?")
@@ -30,7 +30,9 @@ levels_pct = c3.multiselect("Sparsity levels (%)", [0, 10, 20, 30, 40, 50, 60, 7
                             default=[0, 30, 50, 70, 80, 90, 95, 98, 99], key="curves_levels")
 seeds = c4.number_input("Seeds", 1, 5, 1, key="curves_seeds", help="Random strategies differ per seed; the band spans them.")
 ft = c5.number_input("Fine-tune epochs per point", 0, 5, 0, key="curves_ft",
-                     help="0 = one-shot pruning. Fine-tuning makes each point slower.")
+                     help="0 = one-shot pruning. Fine-tuning makes each point slower. Scheduled strategies "
+                          "(they prune while training) use this as their training budget (IMP: per round) and "
+                          "are left out at 0.")
 x_axis = st.radio("x-axis", ["sparsity", "compression"], horizontal=True, key="curves_axis",
                   format_func=lambda a: {"sparsity": "sparsity (% pruned)", "compression": "compression (×, log scale)"}[a])
 
@@ -39,8 +41,7 @@ config = CurvesConfig(strategies, tuple(sorted(float(v) / 100 for v in levels_pc
 frame = app_state.cached_curves(config)
 if frame is None and st.button("Compute curves", key="curves_compute", type="primary", icon=":material/play_arrow:",
                                disabled=not strategies or not levels_pct):
-    recipe = wb.card.get("recipe", {}) if isinstance(wb.card, dict) else {}
-    finetune = TrainConfig(epochs=config.finetune_epochs, lr=float(recipe.get("lr", 1e-3)) / 10) if ft else None
+    finetune = finetune_config(wb.card, config.finetune_epochs) if ft else None
     frame = app_state.compute_curves(
         config,
         lambda progress: sweep(wb.dense, ds, list(config.strategies), list(config.levels), range(config.seeds),
@@ -54,4 +55,5 @@ else:
                                   labels={n: c.label for n, c in STRATEGIES.items()}, title=f"{wb.name} on {ds.name}: accuracy after pruning")
     fig.update_layout(height=520)
     app_state.show_figure(fig, "curves")
+    app_state.show_sweep_notes(frame)
     app_state.show_table(frame, f"curves_{wb.name}")

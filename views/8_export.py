@@ -5,6 +5,7 @@ import streamlit as st
 import app_state
 from sparsity_viz import figures
 from sparsity_viz.checkpoints import state_dict_to_bytes
+from sparsity_viz.exports import export_stem, torch_prune_bytes
 from sparsity_viz.masks import masks_to_bytes
 from sparsity_viz.reports import sparsity_report
 
@@ -23,7 +24,7 @@ st.caption("The URL of this page always carries the state; copy it from the addr
 
 st.subheader("Downloads for the current model")
 st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % pruned")
-stem = f"{wb.name}_{int(round(100 * wb.sparsity))}pct"
+stem = export_stem(wb.name, wb.sparsity)
 c1, c2, c3 = st.columns(3)
 with c1:
     st.markdown("**Masks** (safetensors, bool tensors, True = survives)")
@@ -37,7 +38,8 @@ with c2:
                        on_click="ignore", icon=":material/download:")
 with c3:
     st.markdown("**torch.nn.utils.prune form** (`weight_orig` + `weight_mask`, a .pt state dict)")
-    st.download_button("Prune-ready state dict (.pt)", app_state.torch_prune_bytes(wb), file_name=f"{stem}_torch_prune.pt",
+    st.download_button("Prune-ready state dict (.pt)", torch_prune_bytes(wb.current, wb.masks),
+                       file_name=f"{stem}_torch_prune.pt",
                        mime="application/octet-stream", key="export_torch_prune", on_click="ignore",
                        icon=":material/download:")
 st.code(

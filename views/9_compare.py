@@ -7,6 +7,7 @@ from sparsity_viz import figures
 from sparsity_viz.comparison import strategy_profiles
 from sparsity_viz.experiments import summarize
 from sparsity_viz.pruning import STRATEGIES
+from sparsity_viz.strategy_lab import CompareConfig, ProfileConfig
 
 app_state.sidebar()
 st.title("Compare strategies")
@@ -31,12 +32,13 @@ levels_pct = c3.multiselect("Sparsity levels (%)", [0, 10, 30, 50, 70, 80, 90, 9
 seeds = c4.number_input("Seeds", 1, 5, 1, key="compare_seeds",
                         help="Random and data-driven strategies differ per seed; the band is mean ± std.")
 ft = c5.number_input("Fine-tune epochs", 0, 3, 0, key="compare_ft",
-                     help="0 = one-shot only. > 0 adds fine-tuned curves (much slower: every point trains).")
+                     help="0 = one-shot only. > 0 adds fine-tuned curves (much slower: every point trains) and "
+                          "runs the scheduled strategies, which prune while training, with this budget.")
 x_axis = st.radio("x-axis", ["sparsity", "compression"], horizontal=True, key="compare_axis",
                   format_func=lambda a: {"sparsity": "sparsity (% pruned)", "compression": "compression ratio (×, log)"}[a])
 
-config = app_state.CompareConfig(tuple(chosen), tuple(sorted(float(v) / 100 for v in levels_pct)), int(seeds),
-                                 int(ft), bool(random_base))
+config = CompareConfig(tuple(chosen), tuple(sorted(float(v) / 100 for v in levels_pct)), int(seeds),
+                       int(ft), bool(random_base))
 slow = [SLOW[s] for s in chosen if s in SLOW]
 expensive = bool(ft) or bool(slow) or wb.name == "lenet5" or seeds > 2
 if slow or wb.name == "lenet5":
@@ -57,6 +59,7 @@ if frame is not None and len(frame):
                                   labels={n: c.label for n, c in STRATEGIES.items()}, title=f"{wb.name} on {wb.dataset}: accuracy after pruning (mean ± std over seeds)")
     fig.update_layout(height=560, legend=dict(orientation="h", y=-0.22))
     app_state.show_figure(fig, "compare_curves")
+    app_state.show_sweep_notes(frame)
     summary = summarize(frame)
     collapsed = summary[summary["collapsed"]]
     if len(collapsed):
@@ -79,7 +82,7 @@ profile_level = p1.select_slider("Profile at sparsity (%)", [50, 70, 80, 90, 95,
                                  key="compare_profile_level")
 profile_strategies = tuple(dict.fromkeys([*chosen, *(["random"] if random_base else [])]))
 if profile_strategies:
-    pcfg = app_state.ProfileConfig(profile_strategies, profile_level / 100)
+    pcfg = ProfileConfig(profile_strategies, profile_level / 100)
     profile = app_state.lab_quick(pcfg, lambda: strategy_profiles(wb.dense, list(profile_strategies), pcfg.sparsity,
                                                                   batch=app_state.lab_batch()),
                                   text="Pruning once per strategy...")

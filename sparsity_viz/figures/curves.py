@@ -63,7 +63,8 @@ def accuracy_curves(
     """Accuracy-vs-sparsity curves.
 
     Args:
-        df: columns ``strategy, sparsity, seed, accuracy[, finetuned]``.
+        df: columns ``strategy, sparsity, seed, accuracy[, finetuned, kind]``; strategies whose rows
+            have ``kind == "scheduled"`` are named "(scheduled training)", never "fine-tuned".
         x_axis: ``"sparsity"`` (% of weights pruned) or ``"compression"``
             (``1 / (1 - sparsity)``, log axis; rows at sparsity 1 dropped).
         band: ``"minmax"``, ``"std"`` (mean ± std) or ``None``.
@@ -81,13 +82,17 @@ def accuracy_curves(
         dense_accuracy = float(at_zero.mean()) if len(at_zero) else None
     fig = go.Figure()
     strategies = list(dict.fromkeys(t["strategy"]))
+    scheduled = set(df.loc[df["kind"] == "scheduled", "strategy"]) if "kind" in df.columns else set()
     for gkey, grp in t.groupby(keys, sort=False):
         gkey = gkey if isinstance(gkey, tuple) else (gkey,)
         strategy = gkey[0]
-        finetuned = gkey[1] if len(gkey) > 1 else None
+        finetuned = gkey[1] if len(gkey) > 1 and strategy not in scheduled else None
         color = palette(strategies.index(strategy))
         label = (labels or {}).get(strategy, str(strategy))
-        name = label if finetuned is None else f"{label} ({'fine-tuned' if finetuned else 'no fine-tuning'})"
+        if strategy in scheduled:  # trained while pruning: neither "fine-tuned" nor "no fine-tuning"
+            name = f"{label} (scheduled training)"
+        else:
+            name = label if finetuned is None else f"{label} ({'fine-tuned' if finetuned else 'no fine-tuning'})"
         dash = "dash" if finetuned is not None and not bool(finetuned) else "solid"
         grp = grp.sort_values("x")
         if band is not None and (grp["seeds"] > 1).any():

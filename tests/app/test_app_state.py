@@ -83,6 +83,9 @@ def test_diverging_run_shows_an_error_not_a_traceback():
     check(at)
     assert at.error and "diverged" in at.error[0].value
     assert at.session_state[app_state.KEY_BENCH].origin.startswith("dense")
+    from sparsity_viz.divergence import REASONS
+
+    assert "in epoch " in at.error[0].value and any(r in at.error[0].value for r in REASONS)  # epoch and reason
 
 
 def _upload(at, name, data):
@@ -185,3 +188,20 @@ def test_cuda_choice_without_gpu_warns_and_falls_back_to_cpu():
     at.slider(key="prune_sparsity").set_value(70).run()
     check(at)
     assert at.session_state[app_state.KEY_BENCH].sparsity == pytest.approx(0.7, abs=0.01)
+
+
+def test_upload_the_apps_own_sparse_checkpoint_counts_stored_zeros_as_pruned():
+    from sparsity_viz.backend import save_sparse
+    from sparsity_viz.pruning import prune
+
+    pruned = prune(app_state.shared_model("lenet300"), "magnitude", 0.9)
+    at = open_app("lenet300", "1_home")
+    _upload(at, "lenet300_90pct_sparse.safetensors", save_sparse(pruned.model, masks=pruned.masks).data)
+    assert not at.error, [e.value for e in at.error]
+    assert at.success and "Loaded lenet300_90pct_sparse.safetensors" in at.success[-1].value
+    wb = at.session_state[app_state.KEY_BENCH]
+    assert wb.sparsity == pytest.approx(0.9, abs=1e-3)
+    assert any("90.0 % of weights pruned" in c.value for c in at.sidebar.caption)
+    at.switch_page("views/2_prune.py").run()  # the Prune page keeps the uploaded model, pruned as it is
+    check(at)
+    assert at.metric[1].value == "90.0 %"

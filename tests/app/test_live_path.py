@@ -8,6 +8,7 @@ import torch
 
 import app_state
 from apptools import check, open_app
+from sparsity_viz.backend.live import fast_plan
 from sparsity_viz.checkpoints import load_sample
 from sparsity_viz.data import load_dataset
 from sparsity_viz.experiments import sweep
@@ -33,7 +34,7 @@ def test_compiled_predictions_equal_dense(model_name):
     for level in (0.5, 0.8, 0.9, 0.97):
         for strategy in ("magnitude", "global_magnitude", "random"):
             pruned = prune(dense, strategy, level, seed=1).model.eval()
-            compiled = app_state.fast_plan(pruned)
+            compiled = fast_plan(pruned)
             if compiled is None:
                 continue
             used += 1
@@ -47,10 +48,10 @@ def test_compiled_predictions_equal_dense(model_name):
 
 def test_low_sparsity_and_conv_models_stay_dense():
     lenet300, _ = load_sample("lenet300")
-    assert app_state.fast_plan(lenet300) is None  # dense: not even compiled
-    assert app_state.fast_plan(prune(lenet300, "magnitude", 0.3).model) is None
+    assert fast_plan(lenet300) is None  # dense: not even compiled
+    assert fast_plan(prune(lenet300, "magnitude", 0.3).model) is None
     lenet5, _ = load_sample("lenet5")
-    assert app_state.fast_plan(prune(lenet5, "magnitude", 0.95).model) is None  # heuristic not calibrated on convs
+    assert fast_plan(prune(lenet5, "magnitude", 0.95).model) is None  # heuristic not calibrated on convs
 
 
 def test_curves_through_compiled_model_match_dense():

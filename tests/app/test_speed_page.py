@@ -8,6 +8,13 @@ import torch
 import app_state
 import sparsity_viz.backend as backend
 from apptools import chart_specs, charts, check, open_app
+from sparsity_viz.backend import kernels
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _native_kernel_tried():
+    """Measure waits for the first C++ build (the page says so); these tests build it first (or learn it fails)."""
+    kernels.available()
 
 
 def _measure(at, batches=(1, 32)):
@@ -92,6 +99,7 @@ def test_sparse_loses_is_said_plainly():
 
 
 def test_native_fallback_notice(monkeypatch):
+    monkeypatch.setattr(kernels, "ready", lambda: True)
     monkeypatch.setattr(backend, "native_available", lambda *a, **k: False)
     monkeypatch.setattr(backend, "native_notice", lambda: "sparsity_viz: native sparse kernels unavailable (test).")
     at = open_app("moons_mlp", "12_speed")

@@ -178,3 +178,36 @@ def test_prune_shows_collapse_warning_and_effective_sparsity():
     at.switch_page("views/5_connections.py").run()
     check(at)
     assert any("effective sparsity" in c.value for c in at.caption)
+
+
+def test_survival_offers_the_librarys_scheduled_strategies():
+    from sparsity_viz.pruning import scheduled_strategy_names
+
+    at = open_app("moons_mlp", "10_survival")
+    assert at.selectbox(key="surv_sched").options == [STRATEGIES[n].label for n in scheduled_strategy_names()]
+
+
+def test_scheduled_strategies_are_run_as_scheduled_or_left_out_with_a_reason():
+    at = open_app("moons_mlp", "9_compare")
+    at.multiselect(key="compare_strategies").set_value(["magnitude", "gradual"]).run()
+    at.checkbox(key="compare_random").set_value(False).run()
+    at.multiselect(key="compare_levels").set_value([0, 50]).run()
+    check(at)
+    label = STRATEGIES["gradual"].label
+    assert any(label in i.value and "not on this chart" in i.value for i in at.info)  # one-shot only: left out
+    assert label not in _names(charts(at)[0])
+    at.number_input(key="compare_ft").set_value(1).run()
+    at.button(key="compare_compute").click().run()
+    check(at)
+    assert not any("not on this chart" in i.value for i in at.info)
+    assert any("Scheduled strategies train while they prune" in c.value and label in c.value for c in at.caption)
+
+    at.switch_page("views/7_curves.py").run()
+    at.multiselect(key="curves_strategies").set_value(["gradual"]).run()
+    at.checkbox(key="curves_random").set_value(False).run()
+    at.multiselect(key="curves_levels").set_value([0, 50]).run()
+    at.number_input(key="curves_ft").set_value(1).run()
+    at.button(key="curves_compute").click().run()
+    check(at)
+    table = at.dataframe[0].value
+    assert set(table["kind"]) == {"scheduled"} and (table.loc[table["sparsity"] > 0, "train_epochs"] > 0).all()

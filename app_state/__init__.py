@@ -1,0 +1,76 @@
+"""The app's state layer: the ONLY place that touches ``st.session_state`` and ``st.cache_*``.
+
+Data flows one way: views -> ``app_state`` -> the ``sparsity_viz`` library. One idea per module:
+
+    keys        every session key, defined once
+    cache       the one cache mechanism (LRU bounded by entries and bytes); per-session and shared caches
+    resources   st.cache_resource: bundled models, datasets, cards (shared, read-only)
+    url         query parameters in and out, the share link
+    settings    page settings that survive page changes
+    workbench   this session's model, dataset, device and current (pruned) model
+    evaluation  accuracies, through the compiled sparse model where faster
+    sidebar     the workbench sidebar drawn on every page
+    widgets     figures with PNG export, tables with CSV, messages by level
+    runs        live training and lab runs under a progress bar and a Stop button
+    lab         results per configuration: strategy lab (session) and curves (shared)
+    speed       Speed page measurements and the sparse checkpoint, per model
+    upload      Home's checkpoint upload
+
+Views import from here only what they draw with; this file re-exports it.
+"""
+
+from . import keys
+from .evaluation import accuracy, curves_evaluator, dense_accuracy, eval_model
+from .lab import (
+    cached_curves,
+    compare_sweep_run,
+    compute_curves,
+    lab_batch,
+    lab_quick,
+    lab_result,
+    lottery_key,
+    lottery_run,
+    run_lab,
+    schedule_run,
+    scheduled_strategy_names,
+)
+from .resources import compatible_datasets, sample_card, sample_names, shared_model
+from .runs import request_stop, run_training, show_training_log, training_log
+from .settings import (
+    LAMBDAS,
+    THRESHOLDS,
+    store_finetune,
+    store_prune,
+    store_reg,
+    store_speed,
+    stored_finetune,
+    stored_prune,
+    stored_reg,
+    stored_speed,
+)
+from .sidebar import kernel_notice, sidebar, sidebar_summary
+from .speed import backend_notices, measure, native_kernel_building, sparse_checkpoint, speed_key, speed_result
+from .upload import load_upload, load_upload_once, upload_message
+from .url import set_url, share_link
+from .widgets import show_figure, show_message, show_sweep_notes, show_table
+from .workbench import apply_prune, bench, choose_model, dataset, device, init, reset_bench, selected_model, set_bench
+
+# The keys tests and pages read by their historical names.
+KEY_BENCH = keys.BENCH
+KEY_STOP = keys.STOP
+KEY_FAST = keys.FAST
+KEY_SPEED = keys.SPEED
+KEY_SPARSE_CKPT = keys.SPARSE_CKPT
+
+__all__ = [
+    "KEY_BENCH", "KEY_FAST", "KEY_SPARSE_CKPT", "KEY_SPEED", "KEY_STOP", "LAMBDAS", "THRESHOLDS", "accuracy",
+    "apply_prune", "backend_notices", "bench", "cached_curves", "choose_model", "compare_sweep_run",
+    "compatible_datasets", "compute_curves", "curves_evaluator", "dataset", "dense_accuracy", "device", "eval_model",
+    "init", "kernel_notice", "keys", "lab_batch", "lab_quick", "lab_result", "load_upload",
+    "load_upload_once", "lottery_key", "lottery_run", "measure", "native_kernel_building", "request_stop",
+    "reset_bench", "run_lab", "run_training", "sample_card", "sample_names", "schedule_run",
+    "scheduled_strategy_names", "selected_model", "set_bench", "set_url", "share_link", "shared_model",
+    "show_figure", "show_message", "show_sweep_notes", "show_table", "show_training_log", "sidebar", "sidebar_summary",
+    "sparse_checkpoint", "speed_key", "speed_result", "store_finetune", "store_prune", "store_reg", "store_speed",
+    "stored_finetune", "stored_prune", "stored_reg", "stored_speed", "training_log", "upload_message",
+]

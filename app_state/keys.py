@@ -1,0 +1,66 @@
+"""Every ``st.session_state`` key of the app, defined once, with what it holds.
+
+Plain keys (``STORED_*`` and the rest) are owned by no widget, so they survive page
+changes (Streamlit drops a widget's state when its page is left). Widget keys that
+the state layer reads or resets are here too; page-local widget keys stay in their
+view. Families of per-name keys (a figure's PNG button, a table's CSV button) are
+functions, so each is still spelled once.
+"""
+
+from __future__ import annotations
+
+# --- the session's workbench and sidebar -------------------------------------------------
+BENCH = "sv_bench"  # the Workbench of this session (dense copy, current model, masks, origin)
+MODEL = "sv_model"  # sidebar selectbox: sample model name
+STORED_MODEL = "sv_stored_model"  # the same, in a key no widget owns (survives page changes)
+DATASET = "sv_dataset"  # sidebar selectbox: dataset
+DEVICE = "sv_device"  # sidebar selectbox: device
+RESET = "sv_reset"  # sidebar button: back to the dense model
+URL_READ = "sv_url_read"  # True once the URL's query parameters were read into the stored settings
+
+# --- stored page settings (no widget owns them) -----------------------------------------
+STORED_PRUNE = "sv_stored_prune"  # PruneConfig last chosen on the Prune page
+STORED_REG = "sv_stored_reg"  # dict of the Regularize page settings
+STORED_FINETUNE = "sv_stored_finetune"  # fine-tune epochs on the Prune page
+STORED_SPEED = "sv_stored_speed"  # Speed page settings (so a cached measurement shows again)
+PRUNE_SLIDER = "prune_sparsity"  # the Prune page's sparsity slider (reset and uploads clear it)
+
+# --- runs ------------------------------------------------------------------------------
+STOP = "sv_stop_requested"  # library-side stop flag of the next / running training or lab run
+TRAIN_LOG = "sv_train_log"  # {page: {"history": [...], "message": str, "level": str, "title": str}}
+
+# --- uploads ---------------------------------------------------------------------------
+UPLOAD_MSG = "sv_upload_msg"  # (level, text) of the last upload
+UPLOAD_TOKEN = "sv_upload_token"  # which uploaded file was loaded last (the uploader keeps its file)
+
+# --- per-session caches (app_state.cache.BoundedCache, bounded by entries and bytes) ------
+ACC_CACHE = "sv_acc_cache"  # {(id(model), dataset): (model, accuracy)}
+FAST = "sv_fast_models"  # {id(model): (model, compiled model or None)}
+SPEED = "sv_speed"  # {measurement_key(...): SpeedReport}
+SPARSE_CKPT = "sv_sparse_ckpt"  # {id(model): (model, SparseSave, round-trip ok)}
+LAB = "sv_lab_results"  # {(fingerprint, dataset, config): strategy-lab result}
+
+
+def figure(name: str) -> str:
+    """The ``st.plotly_chart`` of figure ``name``."""
+    return f"fig_{name}"
+
+
+def png_button(name: str) -> str:
+    """The *Prepare PNG* button under figure ``name``."""
+    return f"png_{name}"
+
+
+def png_download(name: str) -> str:
+    """The *Download PNG* button that follows it."""
+    return f"dl_{png_button(name)}"
+
+
+def csv_download(name: str) -> str:
+    """The *Download CSV* button under table ``name``."""
+    return f"csv_{name}"
+
+
+def stop_button(run: str) -> str:
+    """The Stop button of a running training or lab run."""
+    return f"{run}_stop"

@@ -1,0 +1,126 @@
+"""This session's workbench: which model, dataset and device are chosen, and the current (pruned) model.
+
+Each session's ``Workbench`` holds its own dense copy and the *current* model (dense
+copy + masks + origin). Prune, fine-tuning, Regularize and uploads replace the current
+model; Weights, Connections, Attribution, Curves and Export read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from sparsity_viz.data import Dataset, data_batch
+from sparsity_viz.devices import DeviceUnavailableError, resolve_device
+from sparsity_viz.masks import Masks, masked_copy
+from sparsity_viz.models import get_spec
+from sparsity_viz.pruning import STRATEGIES, prune
+from sparsity_viz.session import PruneConfig, Workbench, new_workbench, replace_current, reset
+
+from . import keys
+from .cache import PRUNE_MASKS, shared_cache
+from .resources import bundled, compatible_datasets, configure_threads_once, dataset_named, default_model, sample_names
+from .settings import read_url_once, reset_prune_slider, store_prune
+from .url import set_url
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def init() -> None:
+    """Once per rerun, before anything else: thread policy, and the URL read once per session."""
+    configure_threads_once()
+    read_url_once()
+
+
+def selected_model() -> str:
+    """The sample model chosen in the sidebar (or the default)."""
+    name = st.session_state.get(keys.MODEL) or st.session_state.get(keys.STORED_MODEL)
+    return name if name in sample_names() else default_model()
+
+
+def device() -> str:
+    """The device chosen in the sidebar, falling back to CPU when it is missing."""
+    choice = st.session_state.get(keys.DEVICE, "auto")
+    try:
+        return str(resolve_device(choice))
+    except DeviceUnavailableError:
+        return "cpu"
+
+
+def bench() -> Workbench:
+    """This session's workbench, (re)built from a deep copy of the cached model when the model changes."""
+    name = selected_model()
+    wb: Workbench | None = st.session_state.get(keys.BENCH)
+    if wb is None or wb.name != name:
+        shared, card = bundled(name)
+        wb = new_workbench(name, get_spec(name).dataset, shared, card=card)
+        for p in wb.dense.parameters():
+            p.requires_grad_(True)  # the session's own copy may be trained (on copies, by train())
+        st.session_state[keys.BENCH] = wb
+        st.session_state.pop(keys.TRAIN_LOG, None)
+    ds_choice = st.session_state.get(keys.DATASET)
+    if ds_choice in compatible_datasets(name) and ds_choice != wb.dataset:
+        wb = replace(wb, dataset=ds_choice)
+        st.session_state[keys.BENCH] = wb
+    return wb
+
+
+def set_bench(wb: Workbench) -> None:
+    st.session_state[keys.BENCH] = wb
+
+
+def dataset(wb: Workbench | None = None) -> Dataset:
+    """The dataset the session's accuracies are measured on."""
+    return dataset_named((wb or bench()).dataset)
+
+
+def reset_bench() -> None:
+    """Sidebar 'Reset': back to the dense model (the Prune slider goes back to 0 %)."""
+    wb = st.session_state.get(keys.BENCH)
+    if wb is not None:
+        st.session_state[keys.BENCH] = reset(wb)
+    reset_prune_slider()
+    st.session_state.pop(keys.TRAIN_LOG, None)
+
+
+def choose_model(name: str) -> None:
+    """Select a sample model (a button callback; the sidebar selectbox follows)."""
+    st.session_state[keys.MODEL] = name
+    on_model_change()
+
+
+def on_model_change() -> None:
+    """The sidebar's model changed: remember it, use its own dataset, forget the last upload message."""
+    name = st.session_state.get(keys.MODEL)
+    if name:
+        st.session_state[keys.STORED_MODEL] = name
+        st.session_state[keys.DATASET] = get_spec(name).dataset
+        st.session_state.pop(keys.UPLOAD_MSG, None)
+        set_url(model=name)
+
+
+def prune_masks(wb: Workbench, cfg: PruneConfig) -> Masks:
+    """Masks of ``cfg`` on the session's dense model, shared between sessions by the dense weights' fingerprint."""
+    cache = shared_cache(PRUNE_MASKS)
+    key = (wb.fingerprint, wb.dataset, cfg)
+    masks = cache.get(key)
+    if masks is None:
+        batch = data_batch(dataset(wb), seed=cfg.seed) if STRATEGIES[cfg.strategy].needs_data else None
+        with st.spinner("Pruning..."):
+            masks = prune(wb.dense, cfg.strategy, cfg.sparsity, scope=cfg.scope, seed=cfg.seed, batch=batch,
+                          current=wb.dense_masks).masks  # an upload's stored zeros stay pruned
+        cache[key] = masks
+    return {k: v.clone() for k, v in masks.items()}  # the shared entry stays read-only
+
+
+def apply_prune(cfg: PruneConfig) -> Workbench:
+    """Make the current model the dense copy pruned by ``cfg`` (unless it already is)."""
+    wb = bench()
+    store_prune(cfg)
+    if wb.prune_config == cfg:
+        return wb
+    masks = prune_masks(wb, cfg)
+    wb = replace_current(wb, masked_copy(wb.dense, masks), masks, cfg.describe(), prune_config=cfg)
+    set_bench(wb)
+    return wb

@@ -1,0 +1,108 @@
+"""One speed report of a pruned model: every format timed per batch size, a plan per batch, a crossover sweep.
+
+``measure_speed`` is what the app's *Speed & memory* page runs when **Measure** is
+pressed; it reports progress through ``progress(fraction, text)``. ``measurement_key``
+names one report (the model's weights, its masks and every setting), so a caller can
+keep reports and show one again without measuring.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+from torch import nn
+
+from ..masks import Masks, masks_to_bytes
+from ..session import fingerprint
+from .bench import benchmark_model, crossovers, speedup_curves
+from .compiled import compile_model
+
+CURVE_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)  # the crossover sweep of one random layer
+CPU_CURVE_FORMATS = ("dense", "csr-torch", "csr-native")
+CUDA_CURVE_FORMATS = ("dense-cuda", "csr-cuda")
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """What to measure: batch sizes, formats (``dense`` is the reference), repeats, device and the curve's layer."""
+
+    batches: tuple[int, ...]
+    formats: tuple[str, ...]
+    repeats: int = 10
+    device: str = "cpu"
+    layer: str = ""  # the Linear layer whose shape the crossover sweep uses
+
+
+@dataclass(frozen=True)
+class SpeedReport:
+    """The measurements of one ``measure_speed`` call.
+
+    Attributes:
+        bench: ``benchmark_model`` rows for every batch size.
+        plans: per batch size, ``{"table", "explain", "notices"}`` of the measured plan.
+        curves: ``speedup_curves`` rows of a random layer of ``shape`` over ``CURVE_SPARSITIES``.
+        crossovers: ``crossovers(curves)``.
+        layer: the layer whose shape was swept; shape: its weight shape.
+    """
+
+    bench: pd.DataFrame
+    plans: dict[int, dict]
+    curves: pd.DataFrame
+    crossovers: pd.DataFrame
+    layer: str
+    shape: tuple[int, ...]
+
+
+def masks_digest(masks: Masks) -> str:
+    """A short hash of the masks' names, shapes and bits (their safetensors bytes)."""
+    return hashlib.sha1(masks_to_bytes(masks)).hexdigest()[:16]
+
+
+def measurement_key(model: nn.Module, masks: Masks, settings: SpeedSettings) -> tuple[str, str, SpeedSettings]:
+    """The name of one report: the model's weights, its masks and every setting."""
+    return fingerprint(model), masks_digest(masks), settings
+
+
+def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress | None = None) -> SpeedReport:
+    """Time ``model`` in every format per batch size, plan it per batch size, and sweep one layer's speed-up.
+
+    Args:
+        model: the (pruned) model; a copy is measured, the argument is not modified.
+        settings: batch sizes, formats, repeats, device and the layer for the crossover sweep.
+        progress: ``progress(fraction, text)`` after each step.
+    """
+    model = copy.deepcopy(model).eval()
+    batches = tuple(settings.batches)
+    steps = 2 * len(batches) + len(CURVE_SPARSITIES)
+    done = 0
+
+    def tick(text: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(min(1.0, done / steps), f"{text} ({done}/{steps})")
+
+    frames, plans = [], {}
+    for b in batches:
+        frames.append(benchmark_model(model, [b], device=settings.device, formats=settings.formats,
+                                      repeats=settings.repeats))
+        tick(f"Timed every format at batch {b}")
+        compiled = compile_model(model, batch_size=b, device=settings.device, policy="measure")
+        plans[b] = {"table": compiled.plan_table(), "explain": compiled.explain(), "notices": list(compiled.notices)}
+        tick(f"Chose a format per layer for batch {b}")
+    shape = tuple(dict(model.named_modules())[settings.layer].weight.shape)
+    curve_formats = CUDA_CURVE_FORMATS if settings.device.startswith("cuda") else CPU_CURVE_FORMATS
+    curve_frames = []
+    for s in CURVE_SPARSITIES:
+        curve_frames.append(speedup_curves(shape, (s,), batches, formats=curve_formats, device=settings.device,
+                                           repeats=max(3, settings.repeats // 3)))
+        tick(f"Random {shape[0]}x{shape[1]} layer at {100 * s:.0f} % sparsity")
+    curves = pd.concat(curve_frames, ignore_index=True)
+    return SpeedReport(bench=pd.concat(frames, ignore_index=True), plans=plans, curves=curves,
+                       crossovers=crossovers(curves), layer=settings.layer, shape=shape)
