@@ -241,9 +241,10 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(model=work, masks=masks)
     good = (copy.deepcopy(work.state_dict()), masks)
-    monitor = _monitor(work, dataset, dev) if config.epochs > 0 else None
     for hook in hooks:
         hook.on_start(state)
+    # the reference accuracy is the model as training starts, after hooks set it up (e.g. quantized weights)
+    monitor = _monitor(work, dataset, dev) if config.epochs > 0 else None
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         state.epoch = epoch
