@@ -1,0 +1,37 @@
+"""The explicit registry of quantizers: adding one touches its file and one line here."""
+
+from __future__ import annotations
+
+import inspect
+
+from .base import Quantizer
+from .kmeans import KMeansQuantizer
+from .ternary import TernaryQuantizer
+from .uniform_affine import UniformAffineQuantizer
+from .uniform_symmetric import UniformSymmetricQuantizer
+
+QUANTIZERS: dict[str, type[Quantizer]] = {
+    UniformSymmetricQuantizer.name: UniformSymmetricQuantizer,
+    UniformAffineQuantizer.name: UniformAffineQuantizer,
+    KMeansQuantizer.name: KMeansQuantizer,
+    TernaryQuantizer.name: TernaryQuantizer,
+}
+
+
+def quantizer_names() -> list[str]:
+    return list(QUANTIZERS)
+
+
+def get_quantizer(name: str, bits: int, per_channel: bool = False, **params) -> Quantizer:
+    """Instantiate a registered quantizer; unknown names, bad bits or params raise one ``ValueError``."""
+    if name not in QUANTIZERS:
+        raise ValueError(f"Unknown quantization method {name!r}; choose one of {', '.join(QUANTIZERS)}.")
+    cls = QUANTIZERS[name]
+    accepted = [
+        p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "bits", "per_channel")
+    ]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        allowed = ", ".join(accepted) if accepted else "none"
+        raise ValueError(f"Quantizer {name!r} has no parameter {', '.join(unknown)} (accepted: {allowed}).")
+    return cls(bits, per_channel, **params)

@@ -1,0 +1,43 @@
+"""Uniform affine (asymmetric) quantization: ``w ~ (code - zero_point) * scale``.
+
+The range is ``[lo, hi] = [min(w.min(), 0), max(w.max(), 0)]``, so it always
+contains 0; ``scale = (hi - lo) / (2**bits - 1)`` and
+``zero_point = clamp(round(-lo / scale), 0, 2**bits - 1)`` (an integer, so 0 is
+exactly the level of code ``zero_point``). Codes are
+``clamp(round(w / scale) + zero_point, 0, 2**bits - 1)``, per tensor or per output
+channel (dim 0); an all-zero tensor or channel gets ``scale = 1``, ``zero_point = 0``.
+This is ``torch.fake_quantize_per_{tensor,channel}_affine(w, scale, zero_point, 0,
+2**bits - 1)`` exactly (torch's ``quint8`` observer convention with a range that
+includes 0).
+
+Bits: 1 to 8. At 1 bit the two levels are ``{0, hi - lo}`` or ``{lo - hi, 0}``,
+whichever side of zero holds more of the range.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import QuantizedTensor, Quantizer
+
+
+class UniformAffineQuantizer(Quantizer):
+    name = "uniform_affine"
+    label = "Uniform affine"
+    min_bits = 1
+    max_bits = 8
+    per_channel_ok = True
+
+    def quantize(self, weight: torch.Tensor, mask: torch.Tensor | None = None) -> QuantizedTensor:
+        w = self._prepare(weight, mask)
+        rows = self._rows(w)
+        code_max = 2**self.bits - 1
+        if rows.shape[1]:
+            lo = rows.amin(dim=1).clamp(max=0.0)
+            hi = rows.amax(dim=1).clamp(min=0.0)
+        else:
+            lo = hi = torch.zeros(rows.shape[0], device=w.device)
+        span = hi - lo
+        scale = torch.where(span > 0, span / code_max, torch.ones_like(span)).to(torch.float32)
+        zero_point = torch.round(-lo / scale).clamp(0, code_max).to(torch.int64)
+        return self._uniform(w.shape, rows, scale, zero_point, 0, code_max)

@@ -1,0 +1,48 @@
+"""The sparsity x bits accuracy grid: every cell equals pruning, quantizing and evaluating directly."""
+
+from __future__ import annotations
+
+import pytest
+
+from sparsity_viz.checkpoints import load_sample
+from sparsity_viz.data import load_dataset
+from sparsity_viz.pruning import prune
+from sparsity_viz.quantization import quantize_model
+from sparsity_viz.quantization.grid import FP32_BITS, QuantGridConfig, accuracy_grid
+from sparsity_viz.training import evaluate_dataset
+
+
+@pytest.fixture(scope="module")
+def moons():
+    model, _ = load_sample("moons_mlp")
+    return model, load_dataset("moons")
+
+
+def test_every_cell_equals_the_direct_computation(moons):
+    model, ds = moons
+    config = QuantGridConfig("uniform_affine", False, "magnitude", (0.0, 0.5, 0.9), (2, 4))
+    grid = accuracy_grid(model, ds, config)
+    assert len(grid) == 3 * 3 and not grid.attrs["cancelled"]
+    for row in grid.itertuples():
+        pruned = prune(model, "magnitude", row.sparsity)
+        if row.bits == FP32_BITS:
+            net, zeros = pruned.model, sum(int((~m).sum()) for m in pruned.masks.values())
+        else:
+            q = quantize_model(pruned.model, "uniform_affine", row.bits, masks=pruned.masks)
+            net, zeros = q.model, int(q.report().iloc[-1]["zeros_after"])
+        assert row.accuracy == evaluate_dataset(net, ds, device="cpu").accuracy
+        assert row.zeros == zeros
+
+
+def test_a_stop_keeps_the_finished_rows(moons):
+    model, ds = moons
+    calls = []
+    grid = accuracy_grid(model, ds, QuantGridConfig("kmeans", False, "magnitude", (0.0, 0.5), (2, 3)),
+                         progress=lambda f, text: calls.append(f), stop=lambda: len(calls) >= 2)
+    assert grid.attrs["cancelled"] and len(grid) == 2 and calls == [1 / 6, 2 / 6]
+
+
+def test_scheduled_strategies_are_refused(moons):
+    model, ds = moons
+    with pytest.raises(ValueError, match="one-shot"):
+        accuracy_grid(model, ds, QuantGridConfig("kmeans", False, "gradual", (0.5,), (2,)))
