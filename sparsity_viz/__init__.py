@@ -30,6 +30,8 @@ __all__ = [
     "load_sample", "masked_copy", "one_shot_strategy_names", "prunable_layers", "prunable_parameters", "prune",
     "resolve_device", "save_model", "scheduled_strategy_names", "sparsity", "sparsity_report", "summarize", "sweep",
     "to_torch_prune", "train",
+    "QUANTIZERS", "get_quantizer", "quantize_model", "quantize_aware_finetune", "size_table", "save_compressed",
+    "load_compressed", "deep_compression", "export_onnx",
 ]
 
 _LAZY = {
@@ -40,6 +42,17 @@ _LAZY = {
     "dead_neurons": "connectivity",
     "input_fanout": "connectivity",
     "layer_collapse": "connectivity",
+    "QUANTIZERS": "quantization",
+    "get_quantizer": "quantization",
+    "quantize_model": "quantization",
+    "quantize_aware_finetune": "quantization",
+    "size_table": "compression",
+    "save_compressed": "compression",
+    "load_compressed": "compression",
+    "deep_compression": "compression",
+    "export_onnx": "compression",
+    "quantization": None,
+    "compression": None,
     "figures": None,
     "attribution": None,
     "graph": None,

@@ -1,4 +1,5 @@
-"""Command line: ``python -m sparsity_viz models | train-samples | prune | sweep | figure | bench | sparse-save``.
+"""Command line: ``python -m sparsity_viz models | train-samples | prune | sweep | figure | bench | sparse-save
+| quantize | compress``.
 
 Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback;
 training that diverges (``prune --finetune-epochs``, ``sweep``, ``train-samples``) exits
@@ -138,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub)  # sets func=run_bench
     add_sparse_save_parser(sub)  # sets func=run_sparse_save
+
+    from .quantize_cli import add_quantize_parsers
+
+    add_quantize_parsers(sub)  # quantize, compress (func=run_quantize / run_compress)
     return parser
 
 
