@@ -21,8 +21,9 @@ from .url import query, set_url
 LAMBDAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # the Regularize page's lambda slider
 THRESHOLDS = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # its zero-threshold slider
 FINETUNE_EPOCHS = 2  # the Prune page's fine-tune default
-SPEED_DEFAULTS = {"batches": [1, 32, 256], "formats": ["dense", "csr-torch", "csr-native", "nm-native", "compact+dense",
-                                                       "auto"], "repeats": 10}
+SPEED_DEFAULTS = {"batches": [1, 32, 256],
+                  "formats": ["dense", "csr-torch", "csr-native", "csr-int8-native", "nm-native", "compact+dense", "auto"],
+                  "repeats": 10}
 
 
 def read_url_once() -> None:

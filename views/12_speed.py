@@ -5,7 +5,7 @@ import streamlit as st
 import app_state
 from sparsity_viz import figures
 from sparsity_viz.backend.bench import MODEL_FORMATS
-from sparsity_viz.backend.speed_report import SpeedSettings
+from sparsity_viz.backend.speed_report import INT8_FORMATS, SpeedSettings
 from sparsity_viz.models import prunable_layers
 
 app_state.sidebar()
@@ -23,7 +23,7 @@ for level, text in app_state.backend_notices():
 wb = app_state.bench()
 dev = app_state.device()
 cuda = dev.startswith("cuda")
-format_options = list(MODEL_FORMATS) + (["csr-cuda", "2:4-cuda"] if cuda else [])
+format_options = list(MODEL_FORMATS) + (["csr-cuda", "2:4-cuda"] if cuda else list(INT8_FORMATS))
 linear = [(n, m) for n, m in prunable_layers(wb.current) if hasattr(m, "in_features")]
 
 stored = app_state.stored_speed()
@@ -34,7 +34,9 @@ formats = c2.multiselect("Formats", format_options,
                          default=[f for f in stored["formats"] if f in format_options],
                          format_func=figures.format_label, key="speed_formats",
                          help="'auto' is the compiled model: the fastest format per layer. Block CSR is slow on "
-                              "unstructured masks (seconds at batch 1).")
+                              "unstructured masks (seconds at batch 1). The int8 formats store each weight as an "
+                              "8-bit code with one scale per output row (MLPs only): CSR on the int8 kernel, and "
+                              "dense int8 references from torch (weight-only, and dynamic that also rounds inputs).")
 repeats = c3.number_input("Repeats", 3, 50, int(stored["repeats"]), key="speed_repeats",
                           help="Each time is the median of this many runs.")
 layer_names = [n for n, _ in linear]
@@ -87,6 +89,10 @@ for b in batches:
         if r is not None and r == r and r > 1.0:
             lines.append(f"At batch {b}, {figures.format_label(fmt)} is **{r:.2f}× slower** than dense for the "
                          "whole model.")
+    q8, f32 = g["median_us"].get("csr-int8-native"), g["median_us"].get("csr-native")
+    if q8 is not None and f32 is not None and q8 == q8 and f32 == f32:
+        lines.append(f"At batch {b}, int8 CSR takes **{q8 / f32:.2f}×** the time of fp32 CSR (native) with "
+                     f"{g['weight_bytes']['csr-int8-native'] / g['weight_bytes']['csr-native']:.2f}× its weight bytes.")
     table = plans[b]["table"]
     kept = table[table["format"].str.startswith("dense")]
     if len(kept):

@@ -24,6 +24,11 @@ Where no compiler (or ninja) is available, or ``SPARSITY_VIZ_NATIVE=0`` is set, 
 caller gets the fallback, ``torch.addmm(bias, csr_weight, x)`` on feature-major
 activations, and ``notice()`` holds a one-line explanation (also issued once as a
 ``RuntimeWarning``).
+
+Other C++ sources (``csrc/int8_kernels.cpp``) get the same treatment through an
+``Extension(source, prefix, what)`` object with its own ``load`` / ``ready`` /
+``build_in_background`` / ``notice``: its own cache directory (keyed by its own source), so
+editing one source never invalidates the other's build.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ SOURCE = Path(__file__).resolve().parent / "csrc" / "sparse_kernels.cpp"
 CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno"]
 ENV_SWITCH = "SPARSITY_VIZ_NATIVE"  # "0" forces the pure-torch fallback
 ENV_CACHE = "SPARSITY_VIZ_EXT_DIR"  # overrides the build cache root
+MAIN_PREFIX = "sparsity_viz_kernels"  # the module name of the main build is MAIN_PREFIX_<key>
 MARKER = ".built"  # written in the cache directory once the library is complete
 LIB_EXT = ".so"  # what torch.utils.cpp_extension links on Linux and macOS (fcntl rules out Windows)
 
@@ -65,10 +71,11 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def build_key() -> str:
+def build_key(source: Path | None = None) -> str:
     """Hash of everything that makes a build reusable: source, flags, torch, Python, CPU."""
+    source = SOURCE if source is None else Path(source)
     h = hashlib.sha256()
-    h.update(SOURCE.read_bytes())
+    h.update(source.read_bytes())
     h.update(" ".join(CFLAGS).encode())
     h.update(torch.__version__.encode())
     h.update(platform.python_version().encode())
@@ -76,26 +83,26 @@ def build_key() -> str:
     return h.hexdigest()[:16]
 
 
-def cache_dir() -> Path:
-    """Where the extension is built and cached (``~/.cache/sparsity_viz/ext/<key>``)."""
+def cache_dir(source: Path | None = None) -> Path:
+    """Where the extension of ``source`` (default ``SOURCE``) is built and cached (``~/.cache/sparsity_viz/ext/<key>``)."""
     root = os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "sparsity_viz" / "ext"
-    return Path(root) / build_key()
+    return Path(root) / build_key(source)
 
 
-def _name(build: Path) -> str:
-    return f"sparsity_viz_kernels_{build.name}"
+def _name(build: Path, prefix: str = MAIN_PREFIX) -> str:
+    return f"{prefix}_{build.name}"
 
 
-def library_path(build: Path | None = None) -> Path:
+def library_path(build: Path | None = None, prefix: str = MAIN_PREFIX) -> Path:
     """The built shared library in ``build`` (default: this machine's ``cache_dir()``)."""
     build = cache_dir() if build is None else build
-    return build / f"{_name(build)}{LIB_EXT}"
+    return build / f"{_name(build, prefix)}{LIB_EXT}"
 
 
-def built(build: Path | None = None) -> bool:
+def built(build: Path | None = None, prefix: str = MAIN_PREFIX) -> bool:
     """True when a finished build is on disk (the marker and the library both exist)."""
     build = cache_dir() if build is None else build
-    return (build / MARKER).exists() and library_path(build).exists()
+    return (build / MARKER).exists() and library_path(build, prefix).exists()
 
 
 def native_disabled() -> bool:
@@ -103,47 +110,63 @@ def native_disabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off")
 
 
-def _import_built(build: Path) -> ModuleType:
+def _import_built(build: Path, prefix: str = MAIN_PREFIX) -> ModuleType:
     """Import the finished library directly: no ninja, no checkout paths involved."""
-    spec = importlib.util.spec_from_file_location(_name(build), library_path(build))
+    spec = importlib.util.spec_from_file_location(_name(build, prefix), library_path(build, prefix))
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {library_path(build)}")
+        raise ImportError(f"cannot import {library_path(build, prefix)}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _compile(build: Path) -> ModuleType:
+def _compile(build: Path, origin_source: Path | None = None, prefix: str = MAIN_PREFIX) -> ModuleType:
     """Copy the source into ``build`` and compile it there; mark the build finished."""
     from torch.utils import cpp_extension
 
+    origin_source = SOURCE if origin_source is None else Path(origin_source)
     (build / MARKER).unlink(missing_ok=True)
-    library_path(build).unlink(missing_ok=True)  # maybe half-written by a killed link: relink (about 1 s)
-    source = build / SOURCE.name
-    code = SOURCE.read_bytes()
+    library_path(build, prefix).unlink(missing_ok=True)  # maybe half-written by a killed link: relink (about 1 s)
+    source = build / origin_source.name
+    code = origin_source.read_bytes()
     if not source.exists() or source.read_bytes() != code:
         staged = source.with_suffix(".tmp")
         staged.write_bytes(code)
         staged.replace(source)
     module = cpp_extension.load(
-        name=_name(build),
+        name=_name(build, prefix),
         sources=[str(source)],
         extra_cflags=CFLAGS,
         build_directory=str(build),
         verbose=False,
     )
-    (build / MARKER).write_text(f"{library_path(build).name}\n")
+    (build / MARKER).write_text(f"{library_path(build, prefix).name}\n")
     return module
 
 
-def _load_or_compile(build: Path) -> tuple[ModuleType, str]:
+def _load_or_compile(build: Path, source: Path | None = None, prefix: str = MAIN_PREFIX) -> tuple[ModuleType, str]:
     """Import a finished build, else (or if that import fails) compile one; say which."""
-    if built(build):
+    if built(build, prefix):
         try:
-            return _import_built(build), "cached"
+            return _import_built(build, prefix), "cached"
         except ImportError:
             pass  # a damaged library: rebuild it below
-    return _compile(build), "built"
+    return _compile(build, source, prefix), "built"
+
+
+def _locked_load(source: Path | None = None, prefix: str = MAIN_PREFIX) -> tuple[ModuleType, str]:
+    """Load or build ``source`` in its cache directory under the inter-process ``flock``; raises on failure."""
+    build = cache_dir(source)
+    build.mkdir(parents=True, exist_ok=True)
+    with open(build / ".build.lock", "w") as guard, warnings.catch_warnings():
+        fcntl.flock(guard, fcntl.LOCK_EX)  # one builder per cache dir; freed if we die
+        (build / "lock").unlink(missing_ok=True)  # torch's baton: stale if nobody holds our flock
+        warnings.simplefilter("ignore")
+        return _load_or_compile(build, source, prefix)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
 
 
 def load(force_fallback: bool = False) -> ModuleType | None:
@@ -157,17 +180,11 @@ def load(force_fallback: bool = False) -> ModuleType | None:
         if _tried:
             return _module
         try:
-            build = cache_dir()
-            build.mkdir(parents=True, exist_ok=True)
-            with open(build / ".build.lock", "w") as guard, warnings.catch_warnings():
-                fcntl.flock(guard, fcntl.LOCK_EX)  # one builder per cache dir; freed if we die
-                (build / "lock").unlink(missing_ok=True)  # torch's baton: stale if nobody holds our flock
-                warnings.simplefilter("ignore")
-                _module, _origin = _load_or_compile(build)
+            _module, _origin = _locked_load()
         except Exception as exc:  # no compiler, no ninja, bad headers...
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             _module, _origin = None, None
-            _notice = f"sparsity_viz: native sparse kernels unavailable ({first}); using the pure-torch fallback."
+            _notice = (f"sparsity_viz: native sparse kernels unavailable ({_first_line(exc)}); "
+                       "using the pure-torch fallback.")
             warnings.warn(_notice, RuntimeWarning, stacklevel=2)
         _tried = True
     return _module
@@ -205,6 +222,79 @@ def notice() -> str | None:
     if native_disabled():
         return f"sparsity_viz: native sparse kernels disabled by {ENV_SWITCH}=0; using the pure-torch fallback."
     return _notice
+
+
+class Extension:
+    """Another C++ source built like the main kernel: once per machine, cached by its own key, flock, marker.
+
+    ``load()`` returns the module or None (fallback, ``notice()`` says why, once as a
+    ``RuntimeWarning``); ``ready()`` is True when ``load()`` returns at once;
+    ``build_in_background()`` compiles on a daemon thread. ``SPARSITY_VIZ_NATIVE=0`` disables it too.
+    """
+
+    def __init__(self, source: Path, prefix: str, what: str):
+        self.source, self.prefix, self.what = Path(source), prefix, what
+        self._lock = threading.Lock()
+        self._module: ModuleType | None = None
+        self._notice: str | None = None
+        self._origin: str | None = None
+        self._tried = False
+        self._background: threading.Thread | None = None
+
+    def cache_dir(self) -> Path:
+        return cache_dir(self.source)
+
+    def library_path(self) -> Path:
+        return library_path(self.cache_dir(), self.prefix)
+
+    def built(self) -> bool:
+        return built(self.cache_dir(), self.prefix)
+
+    def load(self, force_fallback: bool = False) -> ModuleType | None:
+        """The compiled extension (building it on first call), or None with ``notice()`` saying why."""
+        if force_fallback or native_disabled():
+            return None
+        if self._tried:
+            return self._module
+        with self._lock:
+            if self._tried:
+                return self._module
+            try:
+                self._module, self._origin = _locked_load(self.source, self.prefix)
+            except Exception as exc:  # no compiler, no ninja, bad headers...
+                self._module, self._origin = None, None
+                self._notice = (f"sparsity_viz: {self.what} unavailable ({_first_line(exc)}); "
+                                "using the pure-torch fallback.")
+                warnings.warn(self._notice, RuntimeWarning, stacklevel=2)
+            self._tried = True
+        return self._module
+
+    def origin(self) -> str | None:
+        """``"built"``, ``"cached"`` or None (not loaded / fallback)."""
+        return self._origin
+
+    def ready(self) -> bool:
+        """True when ``load()`` returns at once: already loaded, disabled, failed, or built on disk."""
+        if self._tried or native_disabled():
+            return True
+        return self.built()
+
+    def build_in_background(self) -> None:
+        """Start compiling on a daemon thread (once); ``ready()`` turns True when done."""
+        with self._lock:
+            if self._tried or (self._background is not None and self._background.is_alive()):
+                return
+            self._background = threading.Thread(target=self.load, name=f"{self.prefix}-build", daemon=True)
+            self._background.start()
+
+    def available(self, force_fallback: bool = False) -> bool:
+        return self.load(force_fallback) is not None
+
+    def notice(self) -> str | None:
+        """One line explaining why the fallback is in use, or None."""
+        if native_disabled():
+            return f"sparsity_viz: {self.what} disabled by {ENV_SWITCH}=0; using the pure-torch fallback."
+        return self._notice
 
 
 def panel_width(tile: int) -> int:

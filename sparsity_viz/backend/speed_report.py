@@ -4,6 +4,11 @@
 pressed; it reports progress through ``progress(fraction, text)``. ``measurement_key``
 names one report (the model's weights, its masks and every setting), so a caller can
 keep reports and show one again without measuring.
+
+The int8 formats (``int8.INT8_FORMATS``: int8 sparse kernel, dense int8 weight-only and
+dynamic) are timed by ``int8.benchmark_int8_model`` in the same batch step as the others and
+get the same ratio columns; while the int8 kernel is not built yet its row is ``skipped`` and
+the build starts in the background (a page never waits for it).
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
+import torch
 from torch import nn
 
 from ..masks import Masks, masks_to_bytes
+from ..models import prunable_layers
 from ..session import fingerprint
 from .bench import benchmark_model, crossovers, speedup_curves
 from .compiled import compile_model
+from .int8 import INT8_FORMATS, benchmark_int8_model
 
 CURVE_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)  # the crossover sweep of one random layer
 CPU_CURVE_FORMATS = ("dense", "csr-torch", "csr-native")
@@ -69,6 +77,27 @@ def measurement_key(model: nn.Module, masks: Masks, settings: SpeedSettings) -> 
     return fingerprint(model), masks_digest(masks), settings
 
 
+def _int8_rows(model: nn.Module, frame: pd.DataFrame, batch: int, formats: tuple[str, ...], repeats: int,
+               device: str) -> pd.DataFrame:
+    """The int8 formats at ``batch`` with ``frame``'s ratio and ideal columns (dense of ``frame`` is the reference)."""
+    if device.startswith("cuda"):
+        rows = pd.DataFrame({"batch": batch, "format": list(formats), "median_us": float("nan"),
+                             "weight_bytes": float("nan"), "note": "skipped: the int8 kernels run on the CPU only"})
+    else:
+        rows = benchmark_int8_model(model, [batch], formats, repeats=repeats)
+    ref = frame.set_index("format")
+    dense_us = ref["median_us"].get("dense", float("nan"))
+    csr_us = ref["median_us"].get("csr-torch", float("nan"))
+    dense_bytes = sum(m.weight.numel() * 4 for _, m in prunable_layers(model))
+    rows["ratio_dense"] = rows["median_us"] / dense_us
+    rows["ratio_torch_csr"] = rows["median_us"] / csr_us
+    rows["speedup_vs_dense"] = 1.0 / rows["ratio_dense"]
+    rows["bytes_ratio"] = rows["weight_bytes"] / dense_bytes
+    for col in ("ideal_flop_ratio", "ideal_bytes_ratio"):
+        rows[col] = frame[col].iloc[0] if len(frame) else float("nan")
+    return rows[[c for c in frame.columns if c in rows.columns]] if len(frame) else rows
+
+
 def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress | None = None) -> SpeedReport:
     """Time ``model`` in every format per batch size, plan it per batch size, and sweep one layer's speed-up.
 
@@ -89,9 +118,15 @@ def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress 
             progress(min(1.0, done / steps), f"{text} ({done}/{steps})")
 
     frames, plans = [], {}
+    int8_formats = tuple(f for f in settings.formats if f in INT8_FORMATS)
+    other_formats = tuple(f for f in settings.formats if f not in INT8_FORMATS)
     for b in batches:
-        frames.append(benchmark_model(model, [b], device=settings.device, formats=settings.formats,
-                                      repeats=settings.repeats))
+        frame = benchmark_model(model, [b], device=settings.device, formats=other_formats, repeats=settings.repeats)
+        if int8_formats:
+            with torch.no_grad():
+                frame = pd.concat([frame, _int8_rows(model, frame, b, int8_formats, settings.repeats,
+                                                     str(settings.device))], ignore_index=True)
+        frames.append(frame)
         tick(f"Timed every format at batch {b}")
         compiled = compile_model(model, batch_size=b, device=settings.device, policy="measure")
         plans[b] = {"table": compiled.plan_table(), "explain": compiled.explain(), "notices": list(compiled.notices)}

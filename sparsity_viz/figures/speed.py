@@ -17,7 +17,7 @@ from .style import BASELINE_COLOR, PRUNED_COLOR, apply_style, palette
 
 # fixed colours per format, so the same format has the same colour in every figure
 FORMAT_ORDER = ("dense", "csr-torch", "bsr-torch", "csr-native", "dense-native", "nm-native", "compact+dense", "auto",
-                "dense-cuda", "csr-cuda", "2:4-cuda")
+                "dense-cuda", "csr-cuda", "2:4-cuda", "csr-int8-native", "int8-dense-weightonly", "int8-dense-dynamic")
 FORMAT_LABELS = {
     "dense": "dense (torch)",
     "csr-torch": "CSR (torch.sparse)",
@@ -30,6 +30,9 @@ FORMAT_LABELS = {
     "dense-cuda": "dense (CUDA)",
     "csr-cuda": "CSR (cuSPARSE)",
     "2:4-cuda": "2:4 semi-structured",
+    "csr-int8-native": "CSR int8 (native kernel)",
+    "int8-dense-weightonly": "dense int8 weights (torch)",
+    "int8-dense-dynamic": "dense int8 dynamic (torch.ao)",
 }
 
 
