@@ -26,8 +26,9 @@ PAGES = [
     st.Page("views/10_survival.py", title="Survival maps", icon=":material/join_inner:"),
     st.Page("views/11_lottery.py", title="Lottery ticket lab", icon=":material/casino:"),
     st.Page("views/12_speed.py", title="Speed & memory", icon=":material/speed:"),
+    st.Page("views/13_quantize.py", title="Quantize", icon=":material/grain:"),
 ]
 
-page = st.navigation(PAGES)
+page = st.navigation(PAGES, expanded=True)  # every page listed (more than 12 would collapse to 10)
 page.run()
 app_state.sidebar_summary()

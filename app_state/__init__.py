@@ -12,6 +12,7 @@ Data flows one way: views -> ``app_state`` -> the ``sparsity_viz`` library. One 
     sidebar     the workbench sidebar drawn on every page
     widgets     figures with PNG export, tables with CSV, messages by level
     runs        live training and lab runs under a progress bar and a Stop button
+    quantize    the Quantize page: live quantization of the current model, the sparsity x bits grid
     lab         results per configuration: strategy lab (session) and curves (shared)
     speed       Speed page measurements and the sparse checkpoint, per model
     upload      Home's checkpoint upload
@@ -33,6 +34,21 @@ from .lab import (
     run_lab,
     schedule_run,
     scheduled_strategy_names,
+)
+from .quantize import (
+    FP32_BITS,
+    QuantGridConfig,
+    QuantizeConfig,
+    compressed_checkpoint,
+    grid_result,
+    grid_run,
+    grid_strategies,
+    layer_inputs,
+    quantize_current,
+    quantizers,
+    size_table_of,
+    store_quant,
+    stored_quant,
 )
 from .resources import compatible_datasets, sample_card, sample_names, shared_model
 from .runs import request_stop, run_training, show_training_log, training_log
@@ -63,6 +79,9 @@ KEY_SPEED = keys.SPEED
 KEY_SPARSE_CKPT = keys.SPARSE_CKPT
 
 __all__ = [
+    "FP32_BITS", "QuantGridConfig", "QuantizeConfig", "compressed_checkpoint", "grid_result",
+    "grid_run", "grid_strategies", "layer_inputs", "quantize_current", "quantizers", "size_table_of", "store_quant",
+    "stored_quant",
     "KEY_BENCH", "KEY_FAST", "KEY_SPARSE_CKPT", "KEY_SPEED", "KEY_STOP", "LAMBDAS", "THRESHOLDS", "accuracy",
     "apply_prune", "backend_notices", "bench", "cached_curves", "choose_model", "compare_sweep_run",
     "compatible_datasets", "compute_curves", "curves_evaluator", "dataset", "dense_accuracy", "device", "eval_model",

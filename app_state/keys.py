@@ -23,6 +23,7 @@ STORED_PRUNE = "sv_stored_prune"  # PruneConfig last chosen on the Prune page
 STORED_REG = "sv_stored_reg"  # dict of the Regularize page settings
 STORED_FINETUNE = "sv_stored_finetune"  # fine-tune epochs on the Prune page
 STORED_SPEED = "sv_stored_speed"  # Speed page settings (so a cached measurement shows again)
+STORED_QUANT = "sv_stored_quant"  # Quantize page settings (method, granularity, bits, grid)
 PRUNE_SLIDER = "prune_sparsity"  # the Prune page's sparsity slider (reset and uploads clear it)
 
 # --- runs ------------------------------------------------------------------------------
@@ -39,6 +40,8 @@ FAST = "sv_fast_models"  # {id(model): (model, compiled model or None)}
 SPEED = "sv_speed"  # {measurement_key(...): SpeedReport}
 SPARSE_CKPT = "sv_sparse_ckpt"  # {id(model): (model, SparseSave, round-trip ok)}
 LAB = "sv_lab_results"  # {(fingerprint, dataset, config): strategy-lab result}
+QUANT = "sv_quant"  # {(id(current model), (dataset, config or part)): (model, QuantizeResult / accuracy / sizes)}
+QUANT_GRID = "sv_quant_grid"  # {(fingerprint, dataset, QuantGridConfig): accuracy grid frame}
 
 
 def figure(name: str) -> str:

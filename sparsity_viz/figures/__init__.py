@@ -10,6 +10,7 @@ from .fanout import fanout_map
 from .graphs import connection_graph, edge_count, model_graph
 from .heatmaps import heatmap_matrix, layer_heatmap, weight_heatmap
 from .histograms import histogram_counts, weight_histogram
+from .quantization import grid_matrix, histogram_levels, quantization_grid, quantization_histogram, size_waterfall
 from .speed import bytes_bars, format_color, format_label, human_bytes, latency_bars, speedup_curve_figure
 from .style import (
     BASE_FONT_SIZE,
@@ -55,8 +56,10 @@ __all__ = [
     "fanout_map",
     "format_color",
     "format_label",
+    "grid_matrix",
     "heatmap_matrix",
     "histogram_counts",
+    "histogram_levels",
     "human_bytes",
     "jaccard_bars",
     "latency_bars",
@@ -64,6 +67,9 @@ __all__ = [
     "lottery_curves",
     "model_graph",
     "palette",
+    "quantization_grid",
+    "quantization_histogram",
+    "size_waterfall",
     "sparsity_profile_chart",
     "speedup_curve_figure",
     "survival_heatmap",

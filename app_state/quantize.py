@@ -1,0 +1,179 @@
+"""The Quantize page's state: the live quantization of the current model and the sparsity × bits grid.
+
+The live result (``quantize_model`` on the session's *current* model with its masks,
+so a pruned model composes, plus accuracy before/after) is memoised per current
+model object and ``QuantizeConfig`` in this session's ``QUANT`` cache; the size table
+and the compressed checkpoint are computed on first use and kept beside it. The grid
+runs under a progress bar and a Stop button (``runs.run_with_stop``) and is kept per
+(dense fingerprint, dataset, ``QuantGridConfig``) in ``QUANT_GRID``. The work itself
+is the library's: ``sparsity_viz.quantization``, ``sparsity_viz.compression``,
+``sparsity_viz.pruning.prune``, ``sparsity_viz.training.evaluate_dataset``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import pandas as pd
+import streamlit as st
+from torch import nn
+
+from sparsity_viz.compression.checkpoint import save_compressed
+from sparsity_viz.compression.size import size_table
+from sparsity_viz.data import Dataset
+from sparsity_viz.pruning import STRATEGIES, one_shot_strategy_names
+from sparsity_viz.quantization import QUANTIZERS, quantize_model
+from sparsity_viz.quantization.grid import FP32_BITS, QuantGridConfig, accuracy_grid
+from sparsity_viz.session import Workbench
+from sparsity_viz.training import evaluate_dataset
+
+from . import keys
+from .cache import QUANT, QUANT_GRID, memo_by_object, session_cache
+from .runs import Progress, StopFlag, run_with_stop
+from .workbench import bench, dataset
+
+GRID_SPARSITIES = (0, 50, 80, 90, 95)  # % (the page's default rows)
+GRID_BITS = (2, 3, 4, 5, 6, 8)  # the page's default columns
+QUANT_DEFAULTS = {"method": "uniform_symmetric", "per_channel": False, "bits": 4, "layer": None,
+                  "grid_sparsities": list(GRID_SPARSITIES), "grid_bits": list(GRID_BITS),
+                  "grid_strategy": "global_magnitude"}
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """What the live widgets say: one quantization of the current model (a cache key)."""
+
+    method: str
+    bits: int
+    per_channel: bool = False
+
+    def describe(self) -> str:
+        label = QUANTIZERS[self.method].label if self.method in QUANTIZERS else self.method
+        return f"{label}, {self.bits} bits, {'per channel' if self.per_channel else 'per tensor'}"
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizeResult:
+    """One live quantization of the current model."""
+
+    config: QuantizeConfig
+    quantized: Any  # sparsity_viz.quantization.QuantizedModel
+    report: pd.DataFrame  # per layer + total: weights, zeros_before, zeros_after, zeros_created, levels, bits
+    accuracy_before: float
+    accuracy_after: float
+
+    @property
+    def total(self) -> pd.Series:
+        rows = self.report[self.report["layer"] == "total"]
+        return rows.iloc[0] if len(rows) else self.report.iloc[-1]
+
+    @property
+    def weights(self) -> int:
+        return int(self.total["weights"])
+
+    @property
+    def zeros_created(self) -> int:
+        return int(self.total["zeros_created"])
+
+    @property
+    def zeros_before(self) -> int:
+        return int(self.total["zeros_before"])
+
+    @property
+    def zeros_after(self) -> int:
+        return int(self.total["zeros_after"])
+
+
+# ---------------------------------------------------------------------------
+# Settings that survive page changes
+
+
+def stored_quant() -> dict:
+    return {**QUANT_DEFAULTS, **(st.session_state.get(keys.STORED_QUANT) or {})}
+
+
+def store_quant(**settings: Any) -> None:
+    st.session_state[keys.STORED_QUANT] = {**stored_quant(), **settings}
+
+
+def quantizers() -> dict[str, Any]:
+    """The library's quantizer registry (name -> class with label, min_bits, max_bits, per_channel_ok)."""
+    return dict(QUANTIZERS)
+
+
+def grid_strategies() -> dict[str, str]:
+    """Strategies the grid can prune with, name -> label: the one-shot ones (scheduled strategies train)."""
+    return {n: STRATEGIES[n].label for n in one_shot_strategy_names()}
+
+
+# ---------------------------------------------------------------------------
+# The live quantization of the current model
+
+
+def _evaluate(model: nn.Module, ds: Dataset) -> float:
+    return float(evaluate_dataset(model, ds, device="cpu").accuracy)
+
+
+def _memo(wb: Workbench, extra: Hashable, compute) -> Any:
+    return memo_by_object(QUANT, wb.current, compute, extra=(wb.dataset, extra))
+
+
+def quantize_current(cfg: QuantizeConfig, wb: Workbench | None = None) -> QuantizeResult:
+    """``quantize_model`` on the current model with its masks, and accuracy before/after (memoised)."""
+    wb = wb or bench()
+    ds = dataset(wb)
+
+    def compute() -> QuantizeResult:
+        before = _memo(wb, "accuracy", lambda: _evaluate(wb.current, ds))
+        qm = quantize_model(wb.current, cfg.method, cfg.bits, per_channel=cfg.per_channel, masks=wb.masks)
+        return QuantizeResult(cfg, qm, qm.report(), before, _evaluate(qm.model, ds))
+
+    return _memo(wb, cfg, compute)
+
+
+def layer_inputs(result: QuantizeResult, layer: str, wb: Workbench | None = None) -> tuple:
+    """``(weight, quantized tensor, mask)`` of one prunable weight, for ``figures.quantization_histogram``."""
+    wb = wb or bench()
+    weight = dict(wb.current.named_parameters())[layer].detach()
+    return weight, result.quantized.tensors[layer], wb.masks.get(layer)
+
+
+def size_table_of(result: QuantizeResult, wb: Workbench | None = None) -> pd.DataFrame:
+    """``compression.size_table`` of the current model quantized by ``result`` (memoised: Huffman-codes every layer)."""
+    wb = wb or bench()
+    return _memo(wb, (result.config, "sizes"), lambda: size_table(wb.current, wb.masks, quantized=result.quantized))
+
+
+def compressed_checkpoint(result: QuantizeResult, wb: Workbench | None = None) -> bytes:
+    """The quantized current model as a compressed checkpoint (``compression.save_compressed``; memoised)."""
+    wb = wb or bench()
+    return _memo(wb, (result.config, "checkpoint"), lambda: save_compressed(result.quantized))
+
+
+# ---------------------------------------------------------------------------
+# The accuracy grid over sparsity x bits
+
+
+def _grid_key(cfg: QuantGridConfig, wb: Workbench) -> tuple:
+    return (wb.fingerprint, wb.dataset, cfg)
+
+
+def grid_result(cfg: QuantGridConfig) -> pd.DataFrame | None:
+    """The kept grid of ``cfg`` for the current dense model (``None`` when not run yet)."""
+    return session_cache(QUANT_GRID).get(_grid_key(cfg, bench()))
+
+
+def grid_run(cfg: QuantGridConfig) -> NoReturn:
+    """Compute the grid under a progress bar and a Stop button; the page is rerun and finds it with ``grid_result``."""
+    wb = bench()
+    ds = dataset(wb)
+    key = _grid_key(cfg, wb)
+
+    def keep(frame: pd.DataFrame) -> None:
+        session_cache(QUANT_GRID)[key] = frame
+
+    run_with_stop(lambda progress, stop: accuracy_grid(wb.dense, ds, cfg, dense_masks=wb.dense_masks,
+                                                       progress=progress, stop=stop),
+                  keep, key="quant_grid", text="Pruning, quantizing and measuring...")
