@@ -186,7 +186,7 @@ def _prepare(model: nn.Module, method: str) -> nn.Module:
 def attribute(
     model: nn.Module,
     inputs: torch.Tensor,
-    target: int | torch.Tensor | None,
+    target: int | torch.Tensor | None = None,
     method: str = "saliency",
     /,
     *,
@@ -197,7 +197,8 @@ def attribute(
 
     The first four arguments are positional only, so Captum's own keywords,
     Integrated Gradients' ``method="riemann_trapezoid"`` among them, pass through:
-    ``attribute(model, x, 3, "integrated_gradients", method="riemann_trapezoid")``.
+    ``attribute(model, x, 3, "integrated_gradients", method="riemann_trapezoid")``; ``target=3`` by
+    keyword works too.
 
     Args:
         model: the model (dense or pruned); it is not modified, not even its
@@ -218,6 +219,7 @@ def attribute(
         ValueError: an unknown method, or a keyword the method does not accept
             (the message lists the ones it does).
     """
+    target = _keyword_target(target, kwargs)
     info = get_method(method)
     init_kw, kw = info.split_kwargs(kwargs)
     if inputs.dim() < 2:
@@ -291,7 +293,7 @@ def compare_attributions(
     dense_model: nn.Module,
     pruned_model: nn.Module,
     inputs: torch.Tensor,
-    target: int | torch.Tensor | None,
+    target: int | torch.Tensor | None = None,
     method: str = "saliency",
     /,
     *,
@@ -302,12 +304,22 @@ def compare_attributions(
 
     Arguments as for ``attribute`` (the first five positional only; ``kwargs`` go to Captum).
     """
+    target = _keyword_target(target, kwargs)
     dense = attribute(dense_model, inputs, target, method, device=device, **kwargs)
     pruned = attribute(pruned_model, inputs, target, method, device=device, **kwargs)
     sims = torch.tensor([rank_correlation(d, p) for d, p in zip(dense, pruned)], dtype=torch.float64)
     finite = sims[~torch.isnan(sims)]
     mean = float(finite.mean()) if finite.numel() else float("nan")
     return AttributionComparison(method, dense, pruned, pruned - dense, sims, mean)
+
+
+def _keyword_target(target, kwargs: dict):
+    """``target`` given by keyword (``attribute(model, x, target=3)``) is the same argument as given by position."""
+    if "target" not in kwargs:
+        return target
+    if target is not None:
+        raise TypeError("attribute() got the target both by position and as target=.")
+    return kwargs.pop("target")
 
 
 @dataclass(frozen=True, eq=False)

@@ -289,3 +289,16 @@ def test_unknown_keyword_names_the_accepted_ones(method, digits_mlp):
         assert kw in msg
     with pytest.raises(ValueError, match="no_such_option"):
         compare_attributions(digits_mlp, digits_mlp, torch.zeros(1, 1, 8, 8), 0, method, no_such_option=1)
+
+
+def test_target_by_keyword_is_the_same_as_by_position():
+    from sparsity_viz.attribution import attribute
+    from sparsity_viz.models import build_model
+
+    model = build_model("moons_mlp", seed=0)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(attribute(model, x, target=1), attribute(model, x, 1))
+    torch.testing.assert_close(attribute(model, x, 1, "integrated_gradients", method="riemann_trapezoid"),
+                               attribute(model, x, None, "integrated_gradients", target=1, method="riemann_trapezoid"))
+    with pytest.raises(TypeError, match="both"):
+        attribute(model, x, 1, target=1)
