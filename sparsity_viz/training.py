@@ -4,8 +4,11 @@
 Masked weights stay exactly zero (masks are re-applied after every step).
 Everything that changes training from the outside plugs in as a ``TrainHook``
 (per step, per epoch): pruning schedules (AGP), dynamic sparse training (SET,
-RigL), IMP's rewinding and the lottery rounds all train here. One history type,
-``EpochStats``, one row per epoch.
+RigL), IMP's rewinding and the lottery rounds all train here; so do dropout and
+DropConnect (``TrainConfig.dropout`` / ``.dropconnect`` add the hooks of
+``regularization_hooks.py``) and penalties on activations (``TrainHook.loss_term``).
+Hooks undo what they attach in ``on_end``, called even when training raises. One
+history type, ``EpochStats``, one row per epoch.
 
 A run that diverges (non-finite loss, a loss ``DIVERGENCE_FACTOR`` times its
 reference, accuracy collapsing to chance, non-finite weights: the rules and
@@ -45,8 +48,10 @@ class TrainConfig:
     regularizer: str | None = None  # "l1", "group_lasso", "l2" (see regularizers.py)
     strength: float = 0.0  # lambda of the regulariser
     zero_threshold: float = 0.0  # after each epoch, |w| below this becomes exactly 0 (and stays 0)
-    seed: int = 0  # seeds the shuffling order
+    seed: int = 0  # seeds the shuffling order (and the dropout / DropConnect masks)
     device: str = "auto"
+    dropout: float = 0.0  # rate p of dropout on hidden activations (Srivastava et al. 2014); 0 = off
+    dropconnect: float = 0.0  # rate p of DropConnect on prunable weights (Wan et al. 2013); 0 = off
 
     def __post_init__(self):
         if self.epochs < 0 or self.batch_size < 1:
@@ -55,6 +60,10 @@ class TrainConfig:
             raise ValueError(f"Learning rate must be a positive number, got {self.lr!r}.")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"Unknown optimizer {self.optimizer!r}; choose adam or sgd.")
+        for name in ("dropout", "dropconnect"):
+            rate = getattr(self, name)
+            if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
+                raise ValueError(f"{name} rate must be in [0, 1), got {rate!r}.")
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,10 @@ class TrainHook:
     """Plugs into ``train``; every method is a no-op unless overridden.
 
     Order within a step: ``before_step`` (batch chosen, before the forward pass), forward,
-    backward, optimizer step, regulariser prox, masks re-applied, ``after_step``.
+    ``loss_term`` (extra terms added to the loss), backward, optimizer step, regulariser
+    prox, masks re-applied, ``after_step``. ``on_end`` runs once when ``train`` leaves,
+    also on divergence, a stop or any exception: hooks that attach things to the model
+    (forward hooks for dropout, DropConnect, activation penalties) remove them there.
     Pruning schedules, dynamic sparse training and IMP's rewinding are hooks.
     """
 
@@ -141,12 +153,22 @@ class TrainHook:
     def before_step(self, state: TrainState) -> None:
         """Before the forward pass of every step; ``state.batch`` is the batch about to be used."""
 
+    def loss_term(self, state: TrainState) -> torch.Tensor | None:
+        """After the forward pass: a scalar added to the loss before backward (e.g. an activation penalty).
+
+        The reported ``train_loss`` and the divergence rules see the data loss only.
+        """
+        return None
+
     def after_step(self, state: TrainState) -> Masks | None:
         """After every optimizer step; new masks returned here are applied at once (pruned weights become 0)."""
         return None
 
     def on_epoch_end(self, state: TrainState, stats: EpochStats) -> None:
         """After every finished epoch, with its numbers."""
+
+    def on_end(self, state: TrainState) -> None:
+        """Once, when ``train`` leaves (normally or by an exception); undo what ``on_start`` attached."""
 
 
 @torch.no_grad()
@@ -217,8 +239,9 @@ def train(
         masks: weights where the mask is False stay exactly 0.
         regularizer: overrides ``config.regularizer`` / ``config.strength``; its proximal
             step follows every optimizer step, before the masks are re-applied.
-        hooks: ``TrainHook`` objects called in order at the start, around every step
-            and after every epoch; ``after_step`` may return new masks.
+        hooks: ``TrainHook`` objects called in order at the start, around every step,
+            after every epoch and at the end; ``after_step`` may return new masks.
+            ``config.dropout`` / ``config.dropconnect`` add their hooks before these.
         callback: called after every epoch with its ``EpochStats``.
         progress: called with the finished fraction of all steps, in [0, 1].
         stop: a callable returning True, or an object with ``is_set()``, checked every step.
@@ -241,82 +264,100 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(model=work, masks=masks)
     good = (copy.deepcopy(work.state_dict()), masks)
-    for hook in hooks:
-        hook.on_start(state)
-    # the reference accuracy is the model as training starts, after hooks set it up (e.g. quantized weights)
-    monitor = _monitor(work, dataset, dev) if config.epochs > 0 else None
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        state.epoch = epoch
-        work.train()
-        order = torch.randperm(len(y), generator=generator).to(dev)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for i in range(0, len(y), config.batch_size):
-            if is_stopped(stop):
-                result.stopped = True
+    hooks = [*_config_hooks(config), *hooks]  # dropout / DropConnect from the config come first
+    started: list[TrainHook] = []
+    try:
+        for hook in hooks:
+            started.append(hook)
+            hook.on_start(state)
+        # the reference accuracy is the model as training starts, after hooks set it up (e.g. quantized weights)
+        monitor = _monitor(work, dataset, dev) if config.epochs > 0 else None
+        for epoch in range(1, config.epochs + 1):
+            start = time.perf_counter()
+            state.epoch = epoch
+            work.train()
+            order = torch.randperm(len(y), generator=generator).to(dev)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for i in range(0, len(y), config.batch_size):
+                if is_stopped(stop):
+                    result.stopped = True
+                    break
+                idx = order[i : i + config.batch_size]
+                xb, yb = x[idx], y[idx]
+                state.batch = (xb, yb)
+                for hook in hooks:
+                    hook.before_step(state)
+                logits = work(xb)  # (B, classes)
+                loss = F.cross_entropy(logits, yb)
+                value = float(loss.detach())
+                for hook in hooks:
+                    term = hook.loss_term(state)
+                    if term is not None:
+                        loss = loss + term
+                verdict = monitor.check_loss(value, logits.shape[-1])
+                if verdict is not None:
+                    raise _diverged(result, good, state, verdict, regularizer)
+                state.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                state.optimizer.step()
+                if regularizer is not None:
+                    regularizer.prox(work, config.lr)
+                if state.masks is not None:
+                    apply_masks(work, state.masks)
+                state.step += 1
+                for hook in hooks:
+                    new = hook.after_step(state)
+                    if new is not None:
+                        state.masks = to_device(new, dev)
+                        apply_masks(work, state.masks)
+                        monitor.new_masks()
+                loss_sum += value * len(yb)
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += len(yb)
+                if progress is not None:
+                    progress(min(1.0, state.step / state.total_steps))
+            if seen == 0:
                 break
-            idx = order[i : i + config.batch_size]
-            xb, yb = x[idx], y[idx]
-            state.batch = (xb, yb)
-            for hook in hooks:
-                hook.before_step(state)
-            logits = work(xb)  # (B, classes)
-            loss = F.cross_entropy(logits, yb)
-            value = float(loss.detach())
-            verdict = monitor.check_loss(value, logits.shape[-1])
+            if config.zero_threshold > 0:
+                threshold_zeros(work, config.zero_threshold)
+                state.masks = _final_masks(work, state.masks)
+            if not all(torch.isfinite(p).all() for p in work.parameters()):
+                raise _diverged(result, good, state, ("non-finite weights", "a weight became NaN or infinite"), regularizer)
+            test = evaluate(work, dataset.x_test, dataset.y_test, device=str(dev))
+            verdict = monitor.check_accuracy(test.accuracy)
             if verdict is not None:
                 raise _diverged(result, good, state, verdict, regularizer)
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
-            if regularizer is not None:
-                regularizer.prox(work, config.lr)
-            if state.masks is not None:
-                apply_masks(work, state.masks)
-            state.step += 1
+            stats = EpochStats(
+                epoch=epoch,
+                train_loss=loss_sum / seen,
+                penalty=_penalty_value(work, regularizer),
+                train_accuracy=correct / seen,
+                test_loss=test.loss,
+                test_accuracy=test.accuracy,
+                sparsity=sparsity(masks_from_zeros(work)),
+                seconds=time.perf_counter() - start,
+            )
+            result.history.append(stats)
+            good = (copy.deepcopy(work.state_dict()), state.masks)
             for hook in hooks:
-                new = hook.after_step(state)
-                if new is not None:
-                    state.masks = to_device(new, dev)
-                    apply_masks(work, state.masks)
-                    monitor.new_masks()
-            loss_sum += value * len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
-            if progress is not None:
-                progress(min(1.0, state.step / state.total_steps))
-        if seen == 0:
-            break
-        if config.zero_threshold > 0:
-            threshold_zeros(work, config.zero_threshold)
-            state.masks = _final_masks(work, state.masks)
-        if not all(torch.isfinite(p).all() for p in work.parameters()):
-            raise _diverged(result, good, state, ("non-finite weights", "a weight became NaN or infinite"), regularizer)
-        test = evaluate(work, dataset.x_test, dataset.y_test, device=str(dev))
-        verdict = monitor.check_accuracy(test.accuracy)
-        if verdict is not None:
-            raise _diverged(result, good, state, verdict, regularizer)
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=loss_sum / seen,
-            penalty=_penalty_value(work, regularizer),
-            train_accuracy=correct / seen,
-            test_loss=test.loss,
-            test_accuracy=test.accuracy,
-            sparsity=sparsity(masks_from_zeros(work)),
-            seconds=time.perf_counter() - start,
-        )
-        result.history.append(stats)
-        good = (copy.deepcopy(work.state_dict()), state.masks)
-        for hook in hooks:
-            hook.on_epoch_end(state, stats)
-        if callback is not None:
-            callback(stats)
-        if result.stopped:
-            break
+                hook.on_epoch_end(state, stats)
+            if callback is not None:
+                callback(stats)
+            if result.stopped:
+                break
+    finally:
+        for hook in started:
+            hook.on_end(state)
     work.eval()
     result.masks = _final_masks(work, state.masks)
     return result
+
+
+def _config_hooks(config: TrainConfig) -> list[TrainHook]:
+    """The hooks ``config`` asks for itself: dropout and DropConnect (``regularization_hooks.py``)."""
+    from .regularization_hooks import config_hooks  # imported here: that module builds on TrainHook
+
+    return config_hooks(config)
 
 
 def _monitor(model: nn.Module, dataset: Dataset, dev: torch.device) -> DivergenceMonitor:

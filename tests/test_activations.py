@@ -1,0 +1,185 @@
+"""Activation sparsity against hand counts; hooks removed and the model never mutated; k-WTA keeps exactly k;
+the CLI's JSON equals the library."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparsity_viz.activations import (
+    KWinners,
+    activation_modules,
+    activation_sparsity,
+    collect_activations,
+    kwinners,
+    with_kwinners,
+)
+from sparsity_viz.masks import masks_from_zeros
+from sparsity_viz.models import MLP
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _no_forward_hooks(model) -> bool:
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.fixture
+def hand_net() -> MLP:
+    """MLP 2-4-2-2 with hand-set weights.
+
+    fc1: h = relu([x0, x1, x0 + x1 - 10, 10]); unit 2 dead on small inputs, unit 3 always on.
+    fc2: g = relu([h0, -h3]); unit 1 dead (always -10).
+    """
+    net = MLP(2, (4, 2), 2)
+    with torch.no_grad():
+        net.fc1.weight.copy_(torch.tensor([[1.0, 0], [0, 1], [1, 1], [0, 0]]))
+        net.fc1.bias.copy_(torch.tensor([0.0, 0, -10, 10]))
+        net.fc2.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, -1]]))
+        net.fc2.bias.zero_()
+    return net
+
+
+X = torch.tensor([[1.0, 1], [-1, 1], [1, -1], [2, 3]])
+Y = torch.tensor([0, 1, 1, 0])
+
+
+def test_hand_made_relu_net_equals_the_hand_count(hand_net):
+    report = activation_sparsity(hand_net, X, Y)
+    assert [l.name for l in report.layers] == ["fc1", "fc2"] and report.count == 4
+    fc1, fc2 = report.layers
+    # fc1 activations: [1,1,0,10], [0,1,0,10], [1,0,0,10], [2,3,0,10] -> zeros 1, 2, 2, 1 of 4
+    assert fc1.units == fc1.elements == 4
+    assert fc1.per_input.tolist() == [0.25, 0.5, 0.5, 0.25]
+    assert fc1.zero_fraction == 6 / 16
+    assert fc1.per_class == {0: 0.25, 1: 0.5}
+    assert fc1.dead == (2,) and fc1.always_on == (3,)
+    # fc2 activations: [1,0], [0,0], [1,0], [2,0] -> zeros 1, 2, 1, 1 of 2
+    assert fc2.per_input.tolist() == [0.5, 1.0, 0.5, 0.5]
+    assert fc2.zero_fraction == 5 / 8
+    assert fc2.per_class == {0: 0.5, 1: 0.75}
+    assert fc2.dead == (1,) and fc2.always_on == ()
+    assert report.frame()["zero_fraction"].tolist() == [6 / 16, 5 / 8]
+
+
+def test_batches_do_not_change_the_numbers(hand_net):
+    a, b = activation_sparsity(hand_net, X, Y), activation_sparsity(hand_net, X, Y, batch_size=3)
+    assert a.to_dict() == b.to_dict()
+    assert all(torch.equal(la.per_input, lb.per_input) for la, lb in zip(a.layers, b.layers))
+
+
+def test_masks_are_measured_on_a_copy(hand_net):
+    before = copy.deepcopy(hand_net.state_dict())
+    masks = masks_from_zeros(hand_net)
+    masks["fc1.weight"] = masks["fc1.weight"].clone()
+    masks["fc1.weight"][0] = False  # prune unit 0's inputs: h0 = relu(0) = 0, and so g0 = 0
+    report = activation_sparsity(hand_net, X, Y, masks=masks)
+    assert report.layer("fc1").dead == (0, 2) and report.layer("fc2").dead == (0, 1)
+    assert all(torch.equal(v, before[k]) for k, v in hand_net.state_dict().items())
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_model_is_never_mutated_and_no_hooks_are_left(small_model, batch_for, training):
+    small_model.train(training)
+    before = copy.deepcopy(small_model.state_dict())
+    x, y = batch_for(small_model)
+    activation_sparsity(small_model, x, y)
+    assert small_model.training is training
+    assert _no_forward_hooks(small_model)
+    state = small_model.state_dict()
+    assert state.keys() == before.keys() and all(torch.equal(state[k], before[k]) for k in before)
+
+
+def test_conv_layers_count_channels_as_units(tiny_conv, batch_for):
+    x, y = batch_for(tiny_conv)
+    report = activation_sparsity(tiny_conv, x, y)
+    assert [(l.name, l.units, l.elements) for l in report.layers] == [
+        ("conv1", 4, 4 * 24 * 24), ("conv2", 6, 6 * 8 * 8), ("fc1", 24, 24)]
+    acts = collect_activations(tiny_conv, x)
+    conv1 = acts["conv1"]
+    assert report.layers[0].zero_fraction == pytest.approx(float((conv1 == 0).double().mean()))
+    dead = tuple(int(c) for c in torch.nonzero(~(conv1 != 0).any(dim=(0, 2, 3))).flatten())
+    assert report.layers[0].dead == dead
+
+
+def test_kwinners_keeps_exactly_k_per_sample():
+    x = torch.randn(16, 50, generator=torch.Generator().manual_seed(0))
+    out = kwinners(x, 7)
+    assert ((out != 0).sum(1) == 7).all()
+    top = x.topk(7, dim=1).values
+    assert torch.equal(out.sort(1, descending=True).values[:, :7], top)  # the winners keep their values
+    ties = kwinners(torch.ones(3, 10), 4)  # all tied: still exactly k
+    assert ((ties != 0).sum(1) == 4).all()
+    conv = kwinners(torch.randn(2, 3, 4, 4), 5)  # over channels x positions
+    assert conv.shape == (2, 3, 4, 4) and ((conv != 0).flatten(1).sum(1) == 5).all()
+    assert ((kwinners(x, 500) != 0).sum(1) == 50).all()  # k capped at the layer size
+    with pytest.raises(ValueError):
+        KWinners(0)
+
+
+def test_kwinners_gradient_reaches_the_winners_only():
+    x = torch.tensor([[3.0, -1.0, 2.0, 0.5]], requires_grad=True)
+    kwinners(x, 2).sum().backward()
+    assert x.grad.tolist() == [[1.0, 0.0, 1.0, 0.0]]
+
+
+def test_with_kwinners_gives_the_exact_activation_sparsity(tiny_mlp):
+    x = torch.randn(32, 5, generator=torch.Generator().manual_seed(1))
+    net = with_kwinners(tiny_mlp, 3)
+    assert isinstance(tiny_mlp.act, torch.nn.ReLU) and isinstance(net.act, KWinners)
+    assert [type(m) for m in activation_modules(net)] == [KWinners]
+    report = activation_sparsity(net, x)
+    assert report.layer("fc1").zero_fraction == pytest.approx(1 - 3 / 7)
+    assert report.layer("fc2").zero_fraction == pytest.approx(1 - 3 / 9)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "sparsity_viz", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_json_equals_the_library():
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.data import data_batch, load_dataset
+    from sparsity_viz.pruning import prune
+
+    proc = _cli("activations", "--model", "lenet300", "--strategy", "magnitude", "--sparsity", "0.9", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    model, card = load_sample("lenet300")
+    data = load_dataset("mnist5k", seed=card.get("dataset", {}).get("seed", 0))
+    dense = activation_sparsity(model, data.x_test, data.y_test)
+    pruned = prune(model, "magnitude", 0.9, seed=0, batch=data_batch(data, seed=0))
+    sparse = activation_sparsity(pruned.model, data.x_test, data.y_test)
+    assert out["dense"] == dense.to_dict()["layers"] and out["pruned"] == sparse.to_dict()["layers"]
+    assert [r["layer"] for r in out["dense"]] == ["fc1", "fc2"] and out["inputs"] == len(data.y_test)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("activations", "--model", "lenet300", "--strategy", "magnitude"), "--strategy and --sparsity go together"),
+    (("activations", "--model", "nope"), "Unknown model"),
+    (("prune", "--model", "lenet300", "--strategy", "magnitude", "--sparsity", "0.5", "--dropout", "0.3"),
+     "--finetune-epochs"),
+    (("prune", "--model", "lenet300", "--strategy", "magnitude", "--sparsity", "0.5", "--dropconnect", "1"),
+     "rate must be in [0, 1)"),
+])
+def test_cli_bad_input_is_one_line_exit_2(args, message):
+    proc = _cli(*args)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_prune_finetunes_with_dropconnect():
+    proc = _cli("prune", "--model", "digits_mlp", "--strategy", "magnitude", "--sparsity", "0.8",
+                "--finetune-epochs", "1", "--dropconnect", "0.3", "--dropout", "0.2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["dropconnect"] == 0.3 and out["dropout"] == 0.2 and out["finetuned_accuracy"] is not None
+    one_shot = json.loads(_cli("prune", "--model", "digits_mlp", "--strategy", "magnitude", "--sparsity", "0.8",
+                               "--json").stdout)
+    assert out["achieved_sparsity"] >= one_shot["achieved_sparsity"]  # pruned weights stayed exactly 0

@@ -1,0 +1,198 @@
+"""Dropout, DropConnect and the activation L1 penalty as training hooks: hand-checked masks and scaling,
+off at evaluation, hooks removed (also on exceptions), pruned weights held, wired through TrainConfig."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsity_viz.data import load_dataset
+from sparsity_viz.masks import masks_from_zeros
+from sparsity_viz.models import MLP, build_model
+from sparsity_viz.pruning import prune
+from sparsity_viz.regularization_hooks import ActivationL1Hook, DropConnectHook, DropoutHook, config_hooks
+from sparsity_viz.training import TrainConfig, TrainHook, TrainState, train
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return load_dataset("moons")
+
+
+def _state(model: nn.Module) -> TrainState:
+    return TrainState(model, None, optimizer=None, config=TrainConfig())
+
+
+def _no_forward_hooks(model: nn.Module) -> bool:
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def _binomial_ok(zeros: int, n: int, p: float) -> bool:
+    """Zero count within 5 standard deviations of Binomial(n, p)."""
+    return abs(zeros - n * p) <= 5 * math.sqrt(n * p * (1 - p))
+
+
+@pytest.mark.parametrize("bad", [dict(dropout=1.0), dict(dropout=-0.1), dict(dropconnect=1.0), dict(dropconnect=2)])
+def test_rates_outside_0_1_are_rejected(bad):
+    with pytest.raises(ValueError, match="rate must be in"):
+        TrainConfig(**bad)
+
+
+def test_config_hooks():
+    assert config_hooks(TrainConfig()) == []
+    hooks = config_hooks(TrainConfig(dropout=0.3, dropconnect=0.2, seed=5))
+    assert [type(h) for h in hooks] == [DropoutHook, DropConnectHook]
+    assert hooks[0].p == 0.3 and hooks[1].p == 0.2
+
+
+def test_dropconnect_zero_share_is_p_over_many_batches(tiny_mlp):
+    p = 0.3
+    hook = DropConnectHook(p, seed=0)
+    zeros = total = 0
+    for _ in range(200):
+        for keep in hook.sample(tiny_mlp).values():
+            zeros += int((~keep).sum())
+            total += keep.numel()
+    assert total == 200 * (35 + 63 + 27)
+    assert _binomial_ok(zeros, total, p)
+
+
+def test_dropconnect_masks_are_exact_on_a_fixed_seed(tiny_mlp):
+    hook = DropConnectHook(0.4, seed=7)
+    g = torch.Generator().manual_seed(7)
+    for _ in range(3):  # a fresh mask per batch, continuing the same generator
+        masks = hook.sample(tiny_mlp)
+        for name in ("fc1", "fc2", "fc3"):
+            expected = torch.rand(getattr(tiny_mlp, name).weight.shape, generator=g) >= 0.4
+            assert torch.equal(masks[name], expected)
+
+
+def test_dropconnect_forward_uses_scaled_kept_weights_in_training_and_plain_weights_at_eval(tiny_mlp):
+    plain = copy.deepcopy(tiny_mlp)
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(1))
+    hook, state = DropConnectHook(0.5, seed=3), _state(tiny_mlp)
+    hook.on_start(state)
+    hook.before_step(state)
+    tiny_mlp.train()
+    out = tiny_mlp(x)
+    h = x
+    for i, name in enumerate(("fc1", "fc2", "fc3")):
+        layer = getattr(plain, name)
+        h = F.linear(h, layer.weight * hook.keep[name] * 2.0, layer.bias)  # 1 / (1 - 0.5) = 2
+        if i < 2:
+            h = torch.relu(h)
+    torch.testing.assert_close(out, h)
+    tiny_mlp.eval()
+    assert torch.equal(tiny_mlp(x), plain.eval()(x))  # off at evaluation
+    hook.on_end(state)
+    assert _no_forward_hooks(tiny_mlp)
+    tiny_mlp.train()
+    assert torch.equal(tiny_mlp(x), plain.train()(x))
+
+
+def test_dropout_off_at_eval_and_inverted_scaling_keeps_the_expected_activation(tiny_mlp):
+    p = 0.3
+    plain = copy.deepcopy(tiny_mlp).eval()
+    hook, state = DropoutHook(p, seed=0), _state(tiny_mlp)
+    hook.on_start(state)
+    x = torch.randn(16, 5, generator=torch.Generator().manual_seed(2))
+    tiny_mlp.eval()
+    assert torch.equal(tiny_mlp(x), plain(x))  # identity at evaluation
+    act = tiny_mlp.act  # the hooked activation module, alone: input all ones
+    act.train()
+    out = act(torch.ones(200_000))
+    dropped = int((out == 0).sum())
+    assert _binomial_ok(dropped, out.numel(), p)
+    assert torch.equal(out[out != 0], torch.full((out.numel() - dropped,), 1 / (1 - p)))  # kept: scaled by 1/(1-p)
+    assert abs(float(out.mean()) - 1.0) <= 5 * math.sqrt(p / (1 - p) / out.numel())  # E[out] = 1
+    hook.on_end(state)
+    assert _no_forward_hooks(tiny_mlp)
+
+
+def test_dropout_hits_every_hidden_layer_and_not_the_logits(tiny_mlp):
+    seen = []
+    hook, state = DropoutHook(0.5, seed=0), _state(tiny_mlp)
+    hook.on_start(state)
+    tiny_mlp.act.register_forward_hook(lambda m, i, o: seen.append(o.detach()))  # runs after the dropout hook
+    tiny_mlp.train()
+    tiny_mlp(torch.rand(64, 5) + 10)  # positive inputs: most pre-activations are not clipped by ReLU
+    assert [t.shape[1] for t in seen] == [7, 9]
+    hook.on_end(state)
+
+
+def test_activation_l1_loss_term_is_the_hand_computed_penalty(tiny_mlp):
+    hook, state = ActivationL1Hook(0.01), _state(tiny_mlp)
+    hook.on_start(state)
+    hook.before_step(state)
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(4))
+    tiny_mlp.train()
+    tiny_mlp(x)
+    h1 = torch.relu(tiny_mlp.fc1(x))
+    h2 = torch.relu(tiny_mlp.fc2(h1))
+    expected = 0.01 * (h1.abs().sum(1).mean() + h2.abs().sum(1).mean())
+    torch.testing.assert_close(hook.loss_term(state), expected)
+    assert hook.loss_term(state) is None  # consumed once per step
+    hook.on_end(state)
+    assert _no_forward_hooks(tiny_mlp)
+
+
+def test_train_with_dropout_and_dropconnect_returns_the_plain_model_with_masks_held(moons):
+    model = build_model("moons_mlp", seed=0)
+    pruned = prune(model, "magnitude", 0.5)
+    config = TrainConfig(epochs=2, dropout=0.2, dropconnect=0.3, seed=1)
+    a = train(pruned.model, moons, config, masks=pruned.masks)
+    b = train(pruned.model, moons, config, masks=pruned.masks)
+    plain = train(pruned.model, moons, TrainConfig(epochs=2, seed=1), masks=pruned.masks)
+    assert type(a.model) is MLP and _no_forward_hooks(a.model) and _no_forward_hooks(pruned.model)
+    for name, mask in pruned.masks.items():
+        assert torch.all(a.model.get_parameter(name)[~mask] == 0), name  # a pruned weight stays exactly 0
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(va, vb), k  # seeded: the same masks are drawn
+    assert not torch.equal(a.model.fc1.weight, plain.model.fc1.weight)  # the options act
+    kept = masks_from_zeros(a.model)  # True where the weight is non-zero
+    assert all(torch.equal(kept[n] & pruned.masks[n], kept[n]) for n in pruned.masks)
+
+
+class _Boom(TrainHook):
+    def __init__(self, where: str):
+        self.where, self.model, self.ended = where, None, False
+
+    def on_start(self, state):
+        self.model = state.model
+
+    def after_step(self, state):
+        if self.where == "step":
+            raise RuntimeError("boom")
+
+    def on_end(self, state):
+        self.ended = True
+
+
+def test_hooks_are_removed_when_training_raises(moons):
+    boom = _Boom("step")
+    with pytest.raises(RuntimeError, match="boom"):
+        train(build_model("moons_mlp", seed=0), moons, TrainConfig(epochs=1, dropout=0.5, dropconnect=0.5),
+              hooks=(boom, ActivationL1Hook(0.1)))
+    assert boom.ended and boom.model is not None and _no_forward_hooks(boom.model)
+
+
+def test_hooks_are_removed_when_training_is_stopped(moons):
+    boom = _Boom("never")
+    result = train(build_model("moons_mlp", seed=0), moons, TrainConfig(epochs=3, dropout=0.5), hooks=(boom,),
+                   stop=lambda: True)
+    assert result.stopped and boom.ended and _no_forward_hooks(result.model)
+
+
+def test_activation_l1_training_makes_sparser_activations(moons):
+    from sparsity_viz.activations import activation_sparsity
+
+    model = build_model("moons_mlp", seed=0)
+    base = train(model, moons, TrainConfig(epochs=5, seed=0)).model
+    sparse = train(model, moons, TrainConfig(epochs=5, seed=0), hooks=(ActivationL1Hook(0.05),)).model
+    z = lambda m: activation_sparsity(m, moons.x_test).layers[0].zero_fraction  # noqa: E731
+    assert z(sparse) > z(base)
