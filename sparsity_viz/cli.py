@@ -1,5 +1,5 @@
 """Command line: ``python -m sparsity_viz models | train-samples | prune | sweep | figure | bench | sparse-save
-| quantize | compress``.
+| quantize | compress | activations | experts``.
 
 Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback;
 training that diverges (``prune --finetune-epochs``, ``sweep``, ``train-samples``) exits
@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message}")
 
 
-def _fraction(text: str) -> float:
+def fraction_arg(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -38,22 +38,32 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _fractions(text: str) -> list[float]:
-    return [_fraction(t) for t in text.split(",") if t.strip()]
+def rate_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rate must be a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"rate must be in [0, 1), got {text}")
+    return value
 
 
-def _ints(text: str) -> list[int]:
+def fractions_arg(text: str) -> list[float]:
+    return [fraction_arg(t) for t in text.split(",") if t.strip()]
+
+
+def ints_arg(text: str) -> list[int]:
     try:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _names(text: str) -> list[str]:
+def names_arg(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-class _Progress:
+class ProgressLine:
     """A one-line text progress bar on stderr."""
 
     def __init__(self, label: str, enabled: bool = True):
@@ -68,7 +78,7 @@ class _Progress:
                 sys.stderr.write("\n")
 
 
-def _common(p: argparse.ArgumentParser, model: bool = True) -> None:
+def add_common_args(p: argparse.ArgumentParser, model: bool = True) -> None:
     if model:
         p.add_argument("--model", required=True, help="bundled model name (see `python -m sparsity_viz models`)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
@@ -86,27 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("train-samples", help="train every bundled sample model (seeded) into sample_models/")
-    p.add_argument("--only", type=_names, default=None, help="comma-separated model names")
+    p.add_argument("--only", type=names_arg, default=None, help="comma-separated model names")
     p.add_argument("--dir", default=None, help="output directory (default: sample_models/)")
     p.add_argument("--threads", type=int, default=None)
 
     p = sub.add_parser("prune", help="prune a bundled model; print accuracy and the per-layer report")
-    _common(p)
+    add_common_args(p)
     p.add_argument("--strategy", required=True, help=f"one of {', '.join(STRATEGIES)}")
-    p.add_argument("--sparsity", required=True, type=_fraction)
+    p.add_argument("--sparsity", required=True, type=fraction_arg)
     p.add_argument("--scope", choices=("layer", "global"), default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--finetune-epochs", type=int, default=0)
     p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
+    p.add_argument("--dropout", type=rate_arg, default=0.0, help="dropout rate on hidden activations while fine-tuning")
+    p.add_argument("--dropconnect", type=rate_arg, default=0.0, help="DropConnect rate on weights while fine-tuning")
     p.add_argument("--save", default=None, help="write the pruned model (.safetensors) here")
     p.add_argument("--save-masks", default=None, help="write the masks (.safetensors) here")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("sweep", help="accuracy over strategies x sparsity levels x seeds")
-    _common(p)
-    p.add_argument("--strategies", required=True, type=_names)
-    p.add_argument("--levels", required=True, type=_fractions)
-    p.add_argument("--seeds", type=_ints, default=[0])
+    add_common_args(p)
+    p.add_argument("--strategies", required=True, type=names_arg)
+    p.add_argument("--levels", required=True, type=fractions_arg)
+    p.add_argument("--seeds", type=ints_arg, default=[0])
     p.add_argument("--finetune-epochs", type=int, default=0)
     p.add_argument("--finetune-lr", type=float, default=None)
     p.add_argument("--schedule-epochs", type=int, default=0,
@@ -125,14 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("figure", help="write one figure as .png, .svg or .html")
     p.add_argument("kind", choices=sorted(FIGURE_KINDS))
-    _common(p)
+    add_common_args(p)
     p.add_argument("--strategy", default="global_magnitude")
-    p.add_argument("--sparsity", type=_fraction, default=0.9)
+    p.add_argument("--sparsity", type=fraction_arg, default=0.9)
     p.add_argument("--layer", default=None, help="layer for heatmap/histogram (default: first)")
     p.add_argument("--sample", type=int, default=0, help="test sample index for attribution")
     p.add_argument("--method", default="integrated_gradients", help="attribution method")
-    p.add_argument("--levels", type=_fractions, default=[0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
-    p.add_argument("--strategies", type=_names, default=["magnitude", "global_magnitude", "random"])
+    p.add_argument("--levels", type=fractions_arg, default=[0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
+    p.add_argument("--strategies", type=names_arg, default=["magnitude", "global_magnitude", "random"])
     p.add_argument("--out", required=True, help="output file: .png, .svg, .pdf or .html")
 
     from .backend.cli import add_bench_parser, add_sparse_save_parser
@@ -143,10 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .quantize_cli import add_quantize_parsers
 
     add_quantize_parsers(sub)  # quantize, compress (func=run_quantize / run_compress)
+
+    from .experts_cli import add_experts_parser
+
+    add_experts_parser(sub)  # experts (func=run_experts)
+
+    from .activations_cli import add_activations_parser
+
+    add_activations_parser(sub)  # activations (func=run_activations)
     return parser
 
 
-def _load(model_name: str):
+def load_bundled(model_name: str):
     from .checkpoints import load_sample
     from .data import load_dataset
     from .models import get_spec
@@ -156,7 +176,8 @@ def _load(model_name: str):
     return model, card, load_dataset(spec.dataset, seed=card.get("dataset", {}).get("seed", 0))
 
 
-def _finetune_config(card: dict, epochs: int, lr: float | None, device: str):
+def bundled_finetune_config(card: dict, epochs: int, lr: float | None, device: str, dropout: float = 0.0,
+                     dropconnect: float = 0.0):
     from .training import TrainConfig
 
     recipe = card.get("recipe", {})
@@ -165,6 +186,8 @@ def _finetune_config(card: dict, epochs: int, lr: float | None, device: str):
         lr=lr if lr is not None else recipe.get("lr", 1e-3) / 10,  # Han et al.: retrain at 1/10 of the lr
         batch_size=recipe.get("batch_size", 64),
         device=device,
+        dropout=dropout,
+        dropconnect=dropconnect,
     )
 
 
@@ -205,15 +228,18 @@ def cmd_prune(args) -> int:
     from .data import data_batch
 
     get_strategy(args.strategy)
-    model, card, dataset = _load(args.model)
+    if (args.dropout or args.dropconnect) and args.finetune_epochs <= 0:
+        raise CliError("--dropout / --dropconnect act while fine-tuning; add --finetune-epochs N")
+    model, card, dataset = load_bundled(args.model)
     dense = evaluate_dataset(model, dataset, device=args.device)
     pruned = prune(model, args.strategy, args.sparsity, scope=args.scope, seed=args.seed, batch=data_batch(dataset, seed=args.seed))
     net = pruned.model
     one_shot = evaluate_dataset(net, dataset, device=args.device)
     tuned = None
     if args.finetune_epochs > 0:
-        config = _finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device)
-        net = train(net, dataset, config, masks=pruned.masks, progress=_Progress("fine-tuning")).model
+        config = bundled_finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device,
+                                  args.dropout, args.dropconnect)
+        net = train(net, dataset, config, masks=pruned.masks, progress=ProgressLine("fine-tuning")).model
         tuned = evaluate_dataset(net, dataset, device=args.device)
     report = sparsity_report(net, pruned.masks)
     if args.save:
@@ -229,6 +255,8 @@ def cmd_prune(args) -> int:
         "pruned_accuracy": one_shot.accuracy,
         "finetuned_accuracy": tuned.accuracy if tuned else None,
         "finetune_epochs": args.finetune_epochs,
+        "dropout": args.dropout,
+        "dropconnect": args.dropconnect,
         "layers": report.to_dict(orient="records"),
     }
     if args.json:
@@ -247,13 +275,13 @@ def cmd_sweep(args) -> int:
 
     for s in args.strategies:
         get_strategy(s)
-    model, card, dataset = _load(args.model)
-    finetune = _finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device) if args.finetune_epochs else None
-    schedule = _finetune_config(card, args.schedule_epochs, args.finetune_lr, args.device) if args.schedule_epochs else None
+    model, card, dataset = load_bundled(args.model)
+    finetune = bundled_finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device) if args.finetune_epochs else None
+    schedule = bundled_finetune_config(card, args.schedule_epochs, args.finetune_lr, args.device) if args.schedule_epochs else None
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
     frame = sweep(model, dataset, args.strategies, args.levels, args.seeds, finetune=finetune, schedule=schedule,
-                  executor=args.executor, workers=args.workers, device=args.device, progress=_Progress("sweep"))
+                  executor=args.executor, workers=args.workers, device=args.device, progress=ProgressLine("sweep"))
     for name, reason in frame.attrs["skipped"].items():
         print(f"skipped {name}: {reason} Add --schedule-epochs N.", file=sys.stderr)
     if args.csv:
@@ -270,7 +298,7 @@ def cmd_sweep(args) -> int:
 def cmd_figure(args) -> int:
     from .figure_cli import make_figure, write_figure
 
-    model, card, dataset = _load(args.model)
+    model, card, dataset = load_bundled(args.model)
     fig = make_figure(args.kind, model, dataset, args)
     path = write_figure(fig, args.out)
     print(f"wrote {path}")

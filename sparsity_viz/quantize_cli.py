@@ -60,16 +60,16 @@ def _epochs(text: str) -> int:
 
 def add_quantize_parsers(subparsers) -> None:
     """Register ``quantize`` and ``compress`` on the CLI's subparsers (each sets ``func``)."""
-    from .cli import _common, _fraction
+    from .cli import add_common_args, fraction_arg
 
     p = subparsers.add_parser("quantize", help="quantize a bundled model (optionally pruned, optionally with QAT); "
                                                "accuracy, zeros created, size table")
-    _common(p)
+    add_common_args(p)
     p.add_argument("--method", default="uniform_symmetric",
                    help="uniform_symmetric (alias: uniform), uniform_affine (alias: affine), kmeans, ternary")
     p.add_argument("--bits", type=int, default=8, help="bits per weight, 1-8 (ternary: 2)")
     p.add_argument("--per-channel", action="store_true", help="one scale per output channel (uniform, ternary)")
-    p.add_argument("--sparsity", type=_fraction, default=None, help="prune to this sparsity first")
+    p.add_argument("--sparsity", type=fraction_arg, default=None, help="prune to this sparsity first")
     p.add_argument("--strategy", default="global_magnitude", help="pruning strategy (with --sparsity)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prune-finetune-epochs", type=_epochs, default=0,
@@ -84,7 +84,7 @@ def add_quantize_parsers(subparsers) -> None:
 
     p = subparsers.add_parser("compress", help="Deep Compression: prune, fine-tune, k-means quantize, train the "
                                                "codebook, Huffman-code; accuracy and bytes per stage")
-    _common(p)
+    add_common_args(p)
     p.add_argument("--sparsity", type=_sparsity_arg, default=0.9,
                    help="target sparsity, or 'paper' for Han et al.'s per-layer targets (lenet300, lenet5)")
     p.add_argument("--strategy", default="global_magnitude")
@@ -122,7 +122,7 @@ def _records(frame) -> list[dict]:
 
 def run_quantize(args) -> int:
     """The ``quantize`` command; returns the exit status (bad input raises ``ValueError``)."""
-    from .cli import _Progress, _finetune_config, _load
+    from .cli import ProgressLine, bundled_finetune_config, load_bundled
     from .compression.checkpoint import save_compressed
     from .compression.size import size_table
     from .data import data_batch
@@ -139,7 +139,7 @@ def run_quantize(args) -> int:
         get_strategy(args.strategy, seed=args.seed)
     elif args.prune_finetune_epochs:
         raise ValueError("--prune-finetune-epochs needs --sparsity.")
-    model, card, dataset = _load(args.model)
+    model, card, dataset = load_bundled(args.model)
     dense = evaluate_dataset(model, dataset, device=args.device).accuracy
     net, masks, pruned_acc, tuned_acc = model, masks_from_zeros(model), None, None
     if args.sparsity is not None:
@@ -147,17 +147,17 @@ def run_quantize(args) -> int:
         net, masks = pruned.model, pruned.masks
         pruned_acc = evaluate_dataset(net, dataset, device=args.device).accuracy
         if args.prune_finetune_epochs:
-            config = _finetune_config(card, args.prune_finetune_epochs, args.finetune_lr, args.device)
-            net = train(net, dataset, config, masks=masks, progress=_Progress("fine-tuning")).model.cpu()
+            config = bundled_finetune_config(card, args.prune_finetune_epochs, args.finetune_lr, args.device)
+            net = train(net, dataset, config, masks=masks, progress=ProgressLine("fine-tuning")).model.cpu()
             tuned_acc = evaluate_dataset(net, dataset, device=args.device).accuracy
     before = evaluate_dataset(net, dataset, device=args.device).accuracy
     ptq = quantize_model(net, method, args.bits, per_channel=args.per_channel, masks=masks)
     ptq_acc = evaluate_dataset(ptq.model, dataset, device=args.device).accuracy
     quantized, after = ptq, ptq_acc
     if args.finetune_epochs:
-        config = _finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device)
+        config = bundled_finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device)
         quantized = quantize_aware_finetune(net, dataset, method, args.bits, config, per_channel=args.per_channel,
-                                            masks=masks, progress=_Progress("quantization-aware fine-tuning"))
+                                            masks=masks, progress=ProgressLine("quantization-aware fine-tuning"))
         after = evaluate_dataset(quantized.model, dataset, device=args.device).accuracy
     zeros = quantized.report()
     sizes = size_table(net, masks, quantized=quantized)
@@ -205,7 +205,7 @@ def run_quantize(args) -> int:
 
 def run_compress(args) -> int:
     """The ``compress`` command: the Deep Compression pipeline, one row per stage."""
-    from .cli import _Progress, _load
+    from .cli import ProgressLine, load_bundled
     from .compression.pipeline import PAPER_SPARSITY, compress, finetune_config
     from .pruning import get_strategy
     from .quantization.qat import quantizers_for
@@ -223,7 +223,7 @@ def run_compress(args) -> int:
         sparsity = PAPER_SPARSITY[args.model]
     else:
         sparsity = args.sparsity
-    model, card, dataset = _load(args.model)
+    model, card, dataset = load_bundled(args.model)
     recipe = card.get("recipe", {})
     config = finetune_config(lr=recipe.get("lr", 1e-3), batch_size=recipe.get("batch_size", 64), device=args.device,
                              seed=args.seed)
@@ -233,7 +233,7 @@ def run_compress(args) -> int:
         config = replace(config, lr=args.finetune_lr)
     result = compress(model, dataset, sparsity=sparsity, strategy=args.strategy, bits=bits, method=method,
                       finetune_epochs=args.finetune_epochs, qat_epochs=args.qat_epochs, config=config,
-                      seed=args.seed, progress=_Progress("compress"))
+                      seed=args.seed, progress=ProgressLine("compress"))
     if args.save:
         Path(args.save).write_bytes(result.checkpoint)
     out = {"model": args.model, **result.settings, "stages": _records(result.stages),

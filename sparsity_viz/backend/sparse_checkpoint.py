@@ -64,7 +64,7 @@ class SparseSave:
         return pd.DataFrame(self.tensors)
 
 
-def _arch_metadata(model: nn.Module) -> dict:
+def architecture_metadata(model: nn.Module) -> dict:
     for name, cls in ARCHITECTURES.items():
         if isinstance(model, cls):
             if name == "mlp":
@@ -244,7 +244,7 @@ def save_sparse(model: nn.Module, path: str | Path | None = None, masks: dict | 
     src = masked_copy(model, masks) if masks is not None else model
     state = src.state_dict()
     tensors, layout, report = encode_state(state, keep_zero_signs)
-    meta = {"format": FORMAT, "layout": json.dumps(layout), **{k: json.dumps(v) for k, v in _arch_metadata(src).items()}}
+    meta = {"format": FORMAT, "layout": json.dumps(layout), **{k: json.dumps(v) for k, v in architecture_metadata(src).items()}}
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
     data = st_save(tensors, metadata=meta)
     dense_data_len = len(st_save({k: v.detach().cpu().contiguous() for k, v in state.items()}))

@@ -6,7 +6,7 @@ tensors), ``W::codes_table`` / ``W::gaps_table`` (canonical code tables, code le
 only) and ``W::levels`` (the float32 codebook). Every other tensor of the state dict
 (biases, buffers) is stored as it is. The metadata holds the format tag, the layout
 (shape, entry count, bits, index bits, method per weight) as JSON and the architecture
-(``backend.sparse_checkpoint._arch_metadata``), so ``load_compressed`` rebuilds the
+(``backend.sparse_checkpoint.architecture_metadata``), so ``load_compressed`` rebuilds the
 model without being told what it is.
 
 Reading trusts nothing: bytes that are not safetensors, another format, a layout that
@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
-from ..backend.sparse_checkpoint import _arch_metadata
+from ..backend.sparse_checkpoint import architecture_metadata
 from ..checkpoints import CheckpointError, load_into, read_safetensors
 from ..models import build_architecture
 from . import huffman
@@ -42,7 +42,7 @@ def _u8(data: bytes) -> torch.Tensor:
 
 def save_compressed(quantized, path: str | Path | None = None, index_bits: int | None = None) -> bytes:
     """The compressed checkpoint of a ``QuantizedModel`` as bytes (written to ``path`` if given)."""
-    arch = _arch_metadata(quantized.model)
+    arch = architecture_metadata(quantized.model)
     if not arch:
         raise ValueError(f"cannot record the architecture of a {type(quantized.model).__name__} "
                          "(known: the registry's MLP and LeNet5).")
