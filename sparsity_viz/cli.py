@@ -59,6 +59,17 @@ def ints_arg(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def nonnegative_int_arg(text: str) -> int:
+    """A whole number >= 0 (epochs, counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
 def names_arg(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 

@@ -10,30 +10,19 @@ before anything is trained; ``cli.main`` prints it as one ``error:`` line, exit 
 
 from __future__ import annotations
 
-import argparse
 import json
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
 
 
 def add_experts_parser(subparsers) -> None:
     """Register ``experts`` on the CLI's subparsers (sets ``func=run_experts``)."""
-    from .cli import ints_arg
+    from .cli import ints_arg, nonnegative_int_arg
 
     p = subparsers.add_parser("experts", help="mixture-of-experts routing: class x expert table, load, balance "
                                               "loss, active parameters")
     p.add_argument("--model", default="moe_moons", help="MoE architecture: moe_moons or moe_mnist")
     p.add_argument("--top-k", type=int, default=None, help="experts per input (default: the architecture's)")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the shuffling")
-    p.add_argument("--epochs", type=_nonnegative_int, default=0, help="train this many epochs first (0: untrained)")
+    p.add_argument("--epochs", type=nonnegative_int_arg, default=0, help="train this many epochs first (0: untrained)")
     p.add_argument("--lr", type=float, default=None, help="default: 1e-2 for 2-D toys, 1e-3 for images")
     p.add_argument("--balance-weight", type=float, default=None, help="load-balancing loss weight (default 0.01)")
     p.add_argument("--prune-experts", type=ints_arg, default=[], help="comma-separated experts whose weights are all "

@@ -17,7 +17,6 @@ exits with status 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -37,30 +36,15 @@ def resolve_method(name: str) -> str:
 
 
 def _sparsity_arg(text: str) -> float | str:
-    if text == "paper":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sparsity must be a number in [0, 1] or 'paper', got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1], got {text}")
-    return value
+    """A fraction in [0, 1], or "paper" (Han et al.'s per-layer targets)."""
+    from .cli import fraction_arg
 
-
-def _epochs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"epochs must be a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"epochs must be >= 0, got {value}")
-    return value
+    return text if text == "paper" else fraction_arg(text)
 
 
 def add_quantize_parsers(subparsers) -> None:
     """Register ``quantize`` and ``compress`` on the CLI's subparsers (each sets ``func``)."""
-    from .cli import add_common_args, fraction_arg
+    from .cli import add_common_args, fraction_arg, nonnegative_int_arg
 
     p = subparsers.add_parser("quantize", help="quantize a bundled model (optionally pruned, optionally with QAT); "
                                                "accuracy, zeros created, size table")
@@ -72,9 +56,9 @@ def add_quantize_parsers(subparsers) -> None:
     p.add_argument("--sparsity", type=fraction_arg, default=None, help="prune to this sparsity first")
     p.add_argument("--strategy", default="global_magnitude", help="pruning strategy (with --sparsity)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prune-finetune-epochs", type=_epochs, default=0,
+    p.add_argument("--prune-finetune-epochs", type=nonnegative_int_arg, default=0,
                    help="retrain the pruned fp32 model this many epochs (masks held) before quantizing")
-    p.add_argument("--finetune-epochs", type=_epochs, default=0,
+    p.add_argument("--finetune-epochs", type=nonnegative_int_arg, default=0,
                    help="quantization-aware fine-tuning epochs (straight-through estimator; k-means: trained "
                         "centroids); 0 = post-training quantization")
     p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
@@ -91,8 +75,8 @@ def add_quantize_parsers(subparsers) -> None:
     p.add_argument("--method", default="kmeans")
     p.add_argument("--bits-conv", type=int, default=8, help="bits per conv weight (paper: 8)")
     p.add_argument("--bits-fc", type=int, default=5, help="bits per fully connected weight (paper, AlexNet: 5)")
-    p.add_argument("--finetune-epochs", type=_epochs, default=10, help="retraining after pruning")
-    p.add_argument("--qat-epochs", type=_epochs, default=5, help="codebook training after quantizing")
+    p.add_argument("--finetune-epochs", type=nonnegative_int_arg, default=10, help="retraining after pruning")
+    p.add_argument("--qat-epochs", type=nonnegative_int_arg, default=5, help="codebook training after quantizing")
     p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", default=None, help="write the compressed checkpoint (.safetensors) here")
