@@ -23,11 +23,12 @@ BITS = "Bits per weight"
 
 
 def _press(pg, label: str, key: str, times: int) -> None:
-    slider = pg.get_by_role("slider", name=label)
-    slider.focus()
+    """Press ``key`` on the slider ``times`` times, letting each rerun finish (overlapping reruns can leave a chart
+    undrawn)."""
     for _ in range(times):
-        slider.press(key)
-    _settle(pg)
+        pg.get_by_role("slider", name=label).focus()
+        pg.get_by_role("slider", name=label).press(key)
+        _settle(pg)
 
 
 def test_quantize_bit_slider_grid_and_a_pruned_model(server, page):  # noqa: F811 (pytest fixtures)
