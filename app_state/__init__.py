@@ -39,6 +39,7 @@ from .quantize import (
     FP32_BITS,
     QuantGridConfig,
     QuantizeConfig,
+    cheapest_near_dense,
     compressed_checkpoint,
     grid_result,
     grid_run,
@@ -79,7 +80,7 @@ KEY_SPEED = keys.SPEED
 KEY_SPARSE_CKPT = keys.SPARSE_CKPT
 
 __all__ = [
-    "FP32_BITS", "QuantGridConfig", "QuantizeConfig", "compressed_checkpoint", "grid_result",
+    "FP32_BITS", "QuantGridConfig", "QuantizeConfig", "cheapest_near_dense", "compressed_checkpoint", "grid_result",
     "grid_run", "grid_strategies", "layer_inputs", "quantize_current", "quantizers", "size_table_of", "store_quant",
     "stored_quant",
     "KEY_BENCH", "KEY_FAST", "KEY_SPARSE_CKPT", "KEY_SPEED", "KEY_STOP", "LAMBDAS", "THRESHOLDS", "accuracy",

@@ -25,7 +25,7 @@ from sparsity_viz.compression.size import size_table
 from sparsity_viz.data import Dataset
 from sparsity_viz.pruning import STRATEGIES, one_shot_strategy_names
 from sparsity_viz.quantization import QUANTIZERS, quantize_model
-from sparsity_viz.quantization.grid import FP32_BITS, QuantGridConfig, accuracy_grid
+from sparsity_viz.quantization.grid import FP32_BITS, QuantGridConfig, accuracy_grid, cheapest_near_dense  # noqa: F401 (re-exported for the page)
 from sparsity_viz.session import Workbench
 from sparsity_viz.training import evaluate_dataset
 

@@ -149,10 +149,8 @@ if grid is not None and len(grid):
     app_state.show_figure(figures.quantization_grid(grid, dense_accuracy=dense_acc,
                                                     title=f"{wb.name}: {methods[method].label}, test accuracy (%)"),
                           "quantize_grid")
-    near = grid[(grid["bits"] != app_state.FP32_BITS) & (grid["accuracy"] >= dense_acc - 0.01)]
-    if len(near):
-        best = near.assign(cost=near["bits"] * (1 - near["sparsity"])).sort_values(["cost", "accuracy"],
-                                                                                   ascending=[True, False]).iloc[0]
+    best = app_state.cheapest_near_dense(grid, dense_acc)
+    if best is not None:
         st.markdown(f"The fewest bits per original weight within 1 point of the dense model's {100 * dense_acc:.1f} %: "
                     f"**{100 * best['sparsity']:g} % pruned at {int(best['bits'])} bits** "
                     f"({100 * best['accuracy']:.1f} %, about {best['cost']:.2f} bits per original weight before "

@@ -73,3 +73,13 @@ def accuracy_grid(model: nn.Module, dataset: Dataset, config: QuantGridConfig, *
     frame = pd.DataFrame(rows, columns=GRID_COLUMNS)
     frame.attrs["cancelled"] = cancelled
     return frame
+
+
+def cheapest_near_dense(grid: pd.DataFrame, dense_accuracy: float, tolerance: float = 0.01) -> pd.Series | None:
+    """The quantized cell with the fewest bits per original weight (``bits * (1 - sparsity)``, indices aside)
+    whose accuracy is within ``tolerance`` of ``dense_accuracy``; ties go to the more accurate; None if none is."""
+    near = grid[(grid["bits"] != FP32_BITS) & (grid["accuracy"] >= dense_accuracy - tolerance)]
+    if not len(near):
+        return None
+    ranked = near.assign(cost=near["bits"] * (1 - near["sparsity"]))
+    return ranked.sort_values(["cost", "accuracy"], ascending=[True, False]).iloc[0]

@@ -46,3 +46,15 @@ def test_scheduled_strategies_are_refused(moons):
     model, ds = moons
     with pytest.raises(ValueError, match="one-shot"):
         accuracy_grid(model, ds, QuantGridConfig("kmeans", False, "gradual", (0.5,), (2,)))
+
+
+def test_cheapest_near_dense_picks_the_fewest_bits_per_original_weight():
+    import pandas as pd
+
+    from sparsity_viz.quantization.grid import cheapest_near_dense
+
+    grid = pd.DataFrame({"sparsity": [0.0, 0.0, 0.5, 0.9, 0.9], "bits": [FP32_BITS, 2, 4, 4, 8],
+                         "accuracy": [0.95, 0.80, 0.945, 0.90, 0.947], "zeros": [0] * 5})
+    best = cheapest_near_dense(grid, 0.95)  # candidates within 1 point: 4 bits at 50 % (cost 2.0), 8 bits at 90 % (0.8)
+    assert (best["sparsity"], best["bits"]) == (0.9, 8) and best["cost"] == pytest.approx(0.8)
+    assert cheapest_near_dense(grid, 0.99) is None  # the fp32 column never counts
