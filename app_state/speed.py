@@ -19,8 +19,12 @@ from sparsity_viz.backend.speed_report import SpeedReport, SpeedSettings, measur
 from sparsity_viz.session import Workbench
 
 from .cache import SPARSE_CKPT, SPEED, session_cache
+from .workbench import dataset
 
 NATIVE_FALLBACK = "The native sparse kernel is unavailable: the pure-torch formats are measured instead."
+
+
+CALIBRATION_INPUTS = 256  # test inputs the model is timed on (activation-sparse kernels see real activations)
 
 
 def speed_key(wb: Workbench, settings: SpeedSettings) -> tuple:
@@ -36,7 +40,8 @@ def speed_result(key: tuple) -> SpeedReport | None:
 def measure(key: tuple, wb: Workbench) -> SpeedReport:
     """Measure the current model under a progress bar; kept under ``key`` for this session."""
     bar = st.progress(0.0, text="Measuring...")
-    report = measure_speed(wb.current, key[-1], progress=lambda fraction, text: bar.progress(fraction, text=text))
+    report = measure_speed(wb.current, key[-1], progress=lambda fraction, text: bar.progress(fraction, text=text),
+                           calibration=dataset(wb).x_test[:CALIBRATION_INPUTS])
     bar.empty()
     session_cache(SPEED)[key] = report
     return report

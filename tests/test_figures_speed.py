@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+import torch
 
 from sparsity_viz import figures
 from sparsity_viz.backend.bench import crossovers
@@ -83,3 +84,14 @@ def test_human_bytes():
     assert figures.human_bytes(175_348) == "175 KB"
     assert figures.human_bytes(1_066_896) == "1.07 MB"
     assert figures.human_bytes(856) == "856 B"
+
+
+def test_activation_sparse_formats_have_labels_and_colours_distinct_from_their_small_batch_rivals():
+    from sparsity_viz.backend.dispatch import default_formats
+
+    small = default_formats(torch.device("cpu"), 1)
+    assert {"act-dense-native", "act-csc-native"} <= set(small)
+    colours = [figures.format_color(f) for f in small]
+    assert len(set(colours)) == len(colours)  # every format timed at batch 1 gets its own colour
+    assert figures.format_label("act-csc-native") != figures.format_label("act-dense-native")
+    assert "skip zero inputs" in figures.format_label("act-dense-native")

@@ -113,8 +113,13 @@ plan_batch = st.selectbox("Plan for batch size", list(plans), index=len(plans) -
 plan = plans[plan_batch]
 plan_table = plan["table"].copy()
 plan_table["density"] = 100 * plan_table["density"]
+if "input_zeros" in plan_table:
+    plan_table["input_zeros"] = 100 * plan_table["input_zeros"]
 app_state.show_table(plan_table, f"speed_plan_{wb.name}_b{plan_batch}", column_config={
     "density": st.column_config.NumberColumn("weights left (%)", format="%.1f"),
+    "input_zeros": st.column_config.NumberColumn("inputs exactly zero (%)", format="%.1f",
+                                                 help="Share of the layer's input activations that are exactly 0 "
+                                                      "on the test inputs (activation-sparse kernels skip them)."),
     "compiled_shape": st.column_config.TextColumn("after compaction", help="Dead neurons removed first."),
 })
 with st.expander("The dispatcher's explanation (explain())"):

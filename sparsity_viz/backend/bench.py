@@ -40,7 +40,11 @@ def median_time(fn: Callable[[], object], repeats: int = 30, warmup: int = 3, cu
     return statistics.median(ts)
 
 
-def _input(model: nn.Module, batch: int, device) -> torch.Tensor:
+def _input(model: nn.Module, batch: int, device, real: torch.Tensor | None = None) -> torch.Tensor:
+    """``batch`` inputs: rows of ``real`` (repeated cyclically if too few), else random normal ones."""
+    if real is not None and len(real):
+        idx = torch.arange(batch) % len(real)
+        return real[idx].to(device, torch.float32)
     first = prunable_layers(model)[0][1]
     if isinstance(first, nn.Conv2d):
         return torch.randn(batch, first.in_channels, 28, 28, device=device)
@@ -60,8 +64,13 @@ def _add_ratios(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256), *, device: str = "auto",
-                    formats: Iterable[str] = MODEL_FORMATS, repeats: int = 30) -> pd.DataFrame:
+                    formats: Iterable[str] = MODEL_FORMATS, repeats: int = 30,
+                    calibration: torch.Tensor | None = None) -> pd.DataFrame:
     """Whole-model latency per format x batch size, with ratios and weight bytes.
+
+    ``calibration``: real inputs ``(N, ...)`` (e.g. test images). The dispatcher of the ``auto``
+    format times activation-sparse kernels on their activations, and every format is timed on
+    them; without them, random normal inputs (whose activations are not a real model's).
 
     Columns: batch, format, median_us, ratio_dense, ratio_torch_csr, speedup_vs_dense,
     weight_bytes, bytes_ratio, ideal_flop_ratio, ideal_bytes_ratio, note.
@@ -74,7 +83,7 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
     dense_bytes = numel * 4
     rows = []
     for batch in batch_sizes:
-        x = _input(model, batch, device)
+        x = _input(model, batch, device, calibration)
         for fmt in formats:
             note = ""
             try:
@@ -82,7 +91,7 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
                     fn, nbytes, note = model, dense_bytes, "torch nn.Module as is"
                 else:
                     if fmt == "auto":
-                        compiled = compile_model(model, batch_size=batch, device=device)
+                        compiled = compile_model(model, batch_size=batch, device=device, calibration=calibration)
                         note = "; ".join(f"{p.name}:{p.format}" for p in compiled.plans)
                     elif fmt == "compact+dense":
                         compiled = compile_model(model, batch_size=batch, device=device, formats=("dense",), compact=True)

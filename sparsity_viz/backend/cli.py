@@ -67,6 +67,9 @@ def prune_sample(model_name: str, strategy: str, sparsity: float, seed: int = 0)
     return prune(model, chosen, sparsity, batch=batch).model
 
 
+CALIBRATION_INPUTS = 256  # test inputs the benchmark runs and the dispatcher calibrates on
+
+
 def _pruned(args) -> nn.Module:
     return prune_sample(args.model, args.strategy, args.sparsity, args.seed)
 
@@ -85,10 +88,13 @@ def run_bench(args) -> int:
     except Exception as exc:  # noqa: BLE001 - one clear line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from ..data import load_dataset
+    from ..models import get_spec
     from . import kernels
     from .bench import benchmark_model
 
-    df = benchmark_model(model, batches, device=args.device, repeats=args.repeats)
+    test_inputs = load_dataset(get_spec(args.model).dataset).x_test[:CALIBRATION_INPUTS]  # timed on real inputs
+    df = benchmark_model(model, batches, device=args.device, repeats=args.repeats, calibration=test_inputs)
     if args.json:
         print(json.dumps({"model": args.model, "strategy": args.strategy, "sparsity": args.sparsity,
                           "threads": threads, "native_notice": kernels.notice(),

@@ -10,6 +10,11 @@ Two shapes of compiled model:
 Under ``policy="measure"`` the whole compiled model is finally timed against the dense
 model at the target batch size; if it is not faster it falls back to dense, so the
 compiled model is never slower than dense beyond noise.
+
+Each layer is timed on its real input activations: a calibration batch (``calibration``,
+else random inputs; hidden layers then still see the model's own ReLU zeros) is run
+through the compiled chain, and every layer's input zero share is kept in its plan, since
+the activation-sparse formats (``act_sparse.py``) win or lose on it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..devices import resolve_device
@@ -33,6 +39,7 @@ from .ops import LinearOp, SparseConv2d, SparseLinear, run_chain
 
 ACT = {"relu": torch.relu, "tanh": torch.tanh}
 CONV_TIMING_COLUMNS = 4096  # im2col columns timed per conv layer (keeps compile fast)
+CALIBRATION_SAMPLES = 128  # inputs run through the model to get each layer's real input activations
 
 
 @dataclass
@@ -49,6 +56,7 @@ class LayerPlan:
     dense_nbytes: int
     times_us: dict
     skipped: dict
+    input_zero_share: float | None = None  # share of zero inputs on the calibration batch (None: not measured)
 
 
 class CompiledModel(nn.Module):
@@ -95,11 +103,11 @@ class CompiledModel(nn.Module):
         return sum(p.dense_nbytes for p in self.plans)
 
     def plan_table(self) -> pd.DataFrame:
-        """One row per layer: format, reason, shapes, density, bytes."""
+        """One row per layer: format, reason, shapes, density, bytes, input zero share (0..1 or None)."""
         return pd.DataFrame([
             {"layer": p.name, "shape": "x".join(map(str, p.shape)), "compiled_shape": "x".join(map(str, p.compiled_shape)),
              "density": p.density, "format": p.format, "reason": p.reason, "bytes": p.nbytes,
-             "dense_bytes": p.dense_nbytes}
+             "dense_bytes": p.dense_nbytes, "input_zeros": p.input_zero_share}
             for p in self.plans
         ])
 
@@ -110,7 +118,8 @@ class CompiledModel(nn.Module):
             shape = "x".join(map(str, p.shape))
             if p.compiled_shape != p.shape:
                 shape += " -> " + "x".join(map(str, p.compiled_shape)) + " (compacted)"
-            lines.append(f"  {p.name:8s} {shape:28s} density {p.density:6.1%}  {p.format:13s} {p.reason}")
+            zeros = f"  input zeros {p.input_zero_share:4.0%}" if p.input_zero_share is not None else ""
+            lines.append(f"  {p.name:8s} {shape:28s} density {p.density:6.1%}{zeros}  {p.format:13s} {p.reason}")
         lines.append(f"  weights: {self.nbytes:,} bytes vs {self.dense_nbytes:,} dense ({self.nbytes / max(1, self.dense_nbytes):.2f}x)")
         lines += [f"  note: {n}" for n in self.notices]
         return "\n".join(lines)
@@ -142,7 +151,8 @@ def _input_example(model: nn.Module, batch: int, device: torch.device) -> torch.
 
 def compile_model(model: nn.Module, masks: dict | None = None, batch_size: int = 256, device: str | torch.device = "auto",
                   *, policy: str = "measure", formats: tuple[str, ...] | None = None, compact: bool = True,
-                  force_fallback: bool = False, repeats: int = 15) -> CompiledModel:
+                  force_fallback: bool = False, repeats: int = 15,
+                  calibration: torch.Tensor | None = None) -> CompiledModel:
     """Compile a (pruned) model into per-layer best formats for ``batch_size`` on ``device``.
 
     Args:
@@ -154,6 +164,8 @@ def compile_model(model: nn.Module, masks: dict | None = None, batch_size: int =
         formats: restrict candidate formats, e.g. ``("csr-native",)`` to force one.
         compact: remove dead neurons of MLPs first (structured compaction).
         force_fallback: behave as if no C++ compiler were available.
+        calibration: real inputs ``(N, ...)`` (e.g. test images) whose activations every
+            layer is timed on; default ``CALIBRATION_SAMPLES`` random inputs.
     """
     device = resolve_device(device)
     src = masked_copy(model, masks) if masks is not None else model
@@ -170,21 +182,35 @@ def compile_model(model: nn.Module, masks: dict | None = None, batch_size: int =
     kw = dict(batch=batch_size, device=device, policy=policy, formats=formats, force_fallback=force_fallback,
               repeats=repeats)
 
+    calib = _calibration(src, calibration, device)
     if isinstance(src, MLP) and src.activation_name in ACT:
-        compiled = _compile_mlp(src, compact, kw, notices)
+        compiled = _compile_mlp(src, compact, kw, notices, calib)
     else:
-        compiled = _compile_modules(src, kw, notices)
+        compiled = _compile_modules(src, kw, notices, calib)
     if policy == "measure" and not formats:
-        compiled = _guard_against_dense(src, compiled, kw, notices)
+        compiled = _guard_against_dense(src, compiled, kw, notices, calib)
     return compiled
+
+
+def _calibration(src: nn.Module, calibration: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """The calibration inputs on ``device``: the given ones (checked) or random ones; None if unknown."""
+    if calibration is None:
+        return _input_example(src, CALIBRATION_SAMPLES, device)
+    x = torch.as_tensor(calibration).detach().to(device, torch.float32)
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"calibration must be a batch of inputs (N, ...) with N >= 1, got shape {tuple(x.shape)}")
+    if isinstance(src, MLP) and x[0].numel() != src.in_features:
+        raise ValueError(f"calibration inputs have {x[0].numel()} features, the model takes {src.in_features}")
+    return x
 
 
 def _plan(name, w, cw, choice: Choice) -> LayerPlan:
     return LayerPlan(name, tuple(w.shape), tuple(cw.shape), float((w != 0).float().mean()), choice.format,
-                     choice.reason, choice.op.nbytes, w.numel() * 4, choice.times_us, choice.skipped)
+                     choice.reason, choice.op.nbytes, w.numel() * 4, choice.times_us, choice.skipped,
+                     choice.input_zero_share)
 
 
-def _compile_mlp(src: MLP, compact: bool, kw: dict, notices: list[str]) -> CompiledModel:
+def _compile_mlp(src: MLP, compact: bool, kw: dict, notices: list[str], calib: torch.Tensor | None = None) -> CompiledModel:
     layers = prunable_layers(src)
     ws = [m.weight.detach() for _, m in layers]
     bs = [m.bias.detach() if m.bias is not None else None for _, m in layers]
@@ -195,16 +221,41 @@ def _compile_mlp(src: MLP, compact: bool, kw: dict, notices: list[str]) -> Compi
         cws, cbs, input_keep = c.weights, c.biases, c.input_keep
     relu = src.activation_name == "relu"
     ops, plans = [], []
+    h = None  # the compiled layer's input activations on the calibration batch, (in, N)
+    if calib is not None:
+        x0 = calib.flatten(1)  # (N, in)
+        h = (x0.index_select(1, input_keep.to(x0.device)) if input_keep is not None else x0).t().contiguous()
     for i, ((name, _), w, cw, cb) in enumerate(zip(layers, ws, cws, cbs)):
-        choice = choose(cw, cb, relu and i < len(layers) - 1, **kw)
+        choice = choose(cw, cb, relu and i < len(layers) - 1, example=h, **kw)
         ops.append(choice.op)
         plans.append(_plan(name, w, cw, choice))
+        if h is not None and i < len(layers) - 1:
+            h = ACT[src.activation_name](F.linear(h.t(), cw.to(h.device), None if cb is None else cb.to(h.device)))
+            h = h.t().contiguous()  # (out, N)
     return CompiledModel(plans, device=kw["device"], batch_size=kw["batch"], policy=kw["policy"], ops=ops,
                          act=src.activation_name, input_keep=input_keep, notices=notices)
 
 
-def _compile_modules(src: nn.Module, kw: dict, notices: list[str]) -> CompiledModel:
+def _linear_inputs(module: nn.Module, calib: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Each Linear layer's input on the calibration batch, feature-major ``(in, N)`` (hooks removed after)."""
+    if calib is None:
+        return {}
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda _m, args, name=name: seen.__setitem__(
+        name, args[0].detach().reshape(-1, args[0].shape[-1]).t().contiguous()))
+        for name, m in prunable_layers(module) if isinstance(m, nn.Linear)]
+    try:
+        with torch.no_grad():
+            module(calib)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    return seen
+
+
+def _compile_modules(src: nn.Module, kw: dict, notices: list[str], calib: torch.Tensor | None = None) -> CompiledModel:
     module = copy.deepcopy(src).to(kw["device"])
+    inputs = _linear_inputs(module, calib)
     plans = []
     for name, m in prunable_layers(module):
         w = m.weight.detach()
@@ -221,7 +272,7 @@ def _compile_modules(src: nn.Module, kw: dict, notices: list[str]) -> CompiledMo
                 choice.reason = "conv kept dense (F.conv2d): " + choice.reason
             plans.append(_plan(name, w, w, choice))
         else:
-            choice = choose(w, m.bias, False, **kw)
+            choice = choose(w, m.bias, False, example=inputs.get(name), **kw)
             if not (choice.format.startswith("dense") and not choice.format.endswith("native")):
                 _set_module(module, name, SparseLinear(choice.op))
             plans.append(_plan(name, w, w, choice))
@@ -241,19 +292,22 @@ def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
-def _guard_against_dense(src: nn.Module, compiled: CompiledModel, kw: dict, notices: list[str]) -> CompiledModel:
+def _guard_against_dense(src: nn.Module, compiled: CompiledModel, kw: dict, notices: list[str],
+                         calib: torch.Tensor | None = None) -> CompiledModel:
     """Time compiled vs dense at the target batch; fall back to dense if not faster."""
     if all(p.format.startswith("dense") and p.compiled_shape == p.shape for p in compiled.plans):
         return compiled
-    x = _input_example(src, kw["batch"], kw["device"])
+    x = _input_example(src, kw["batch"], kw["device"]) if calib is None else calib[: kw["batch"]]
     if x is None:
         return compiled
+    if x.shape[0] < kw["batch"]:
+        x = x.repeat(-(-kw["batch"] // x.shape[0]), *([1] * (x.dim() - 1)))[: kw["batch"]]
     dense = copy.deepcopy(src).to(kw["device"])
     t_dense = _time_model(dense, x)
     t_comp = _time_model(compiled, x)
     if isinstance(src, MLP) and kw["device"].type == "cpu" and kernels.available(kw["force_fallback"]):
         # per-layer timings miss the fused chain: also try every layer on the native kernel
-        alt = _compile_mlp(src, True, dict(kw, formats=("csr-native",)), list(notices))
+        alt = _compile_mlp(src, True, dict(kw, formats=("csr-native",)), list(notices), calib)
         t_alt = _time_model(alt, x)
         if t_alt < t_comp:
             for p in alt.plans:
@@ -265,5 +319,5 @@ def _guard_against_dense(src: nn.Module, compiled: CompiledModel, kw: dict, noti
     notices.append(f"whole model not faster than dense ({t_comp * 1e6:.0f} vs {t_dense * 1e6:.0f} us); using dense layers")
     kw = dict(kw, formats=("dense-cuda",) if kw["device"].type == "cuda" else ("dense",))
     if isinstance(src, MLP):
-        return _compile_mlp(src, False, kw, notices)
-    return _compile_modules(src, kw, notices)
+        return _compile_mlp(src, False, kw, notices, calib)
+    return _compile_modules(src, kw, notices, calib)

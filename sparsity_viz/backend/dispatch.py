@@ -4,9 +4,16 @@ For one layer (shape, sparsity pattern, batch size, device) every applicable for
 is built and timed on random feature-major activations; the fastest wins, but a
 sparse format must beat dense by ``MARGIN`` or dense is kept, so a compiled layer is
 never slower than dense beyond timing noise. Timings are memoised per process by
-(format, device, shape, nnz, batch, threads, tile), so a slider that revisits a
-sparsity costs nothing. ``policy="heuristic"`` skips timing and applies the density
-thresholds measured by ``benchmarks/sparse_crossover.py`` (see docs/backend.md).
+(format, device, shape, nnz, batch, threads, tile, mode, input zero-share bucket), so a
+slider that revisits a sparsity costs nothing. ``policy="heuristic"`` skips timing and
+applies the density thresholds measured by ``benchmarks/sparse_crossover.py`` (see
+docs/backend.md).
+
+Activation-sparse formats (``act_sparse.ACT_FORMATS``, batches <= ``SMALL_BATCH``) skip zero
+inputs, so random activations would always make them lose: ``choose`` takes the layer's real
+input activations (``example``, feature-major ``(in, N)``), times every format on slices of
+them, and the memo key holds the input zero share (5 % buckets). Without an example they
+are skipped (reason given). The heuristic policy never picks them.
 """
 
 from __future__ import annotations
@@ -17,17 +24,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import kernels
+from . import act_sparse, kernels
 from .cuda import CudaCSROp, CudaDenseOp, Semi24Op, cuda_status, semi_structured_status
 from .formats import bsr_blocksize, nm_pattern
 from .ops import DenseOp, LinearOp, NativeCSROp, NativeDenseOp, NativeNMOp, TorchBSROp, TorchCSROp
 
-CPU_FORMATS = ("dense", "dense-native", "csr-torch", "bsr-torch", "csr-native", "nm-native")
+CPU_FORMATS = ("dense", "dense-native", "csr-torch", "bsr-torch", "csr-native", "nm-native", *act_sparse.ACT_FORMATS)
 CUDA_FORMATS = ("dense-cuda", "csr-cuda", "2:4-cuda")
 ALL_FORMATS = CPU_FORMATS + CUDA_FORMATS
 POLICIES = ("measure", "heuristic")
 MARGIN = 0.97  # a sparse format must take < 97 % of dense time to replace dense
-SMALL_BATCH = 16  # below this the one-sample kernel path dominates
+SMALL_BATCH = 16  # below this the one-sample kernel path dominates; activation-sparse formats up to it
+EXAMPLE_SLICES = 8  # slices of the example activations per timed run (one representative mix)
 
 # density below which the native CSR kernel beats dense (heuristic policy; measured on
 # the 2-core dev machine, see docs/backend.md): batch >= 16 / batch < 16
@@ -51,11 +59,12 @@ class Choice:
     reason: str
     times_us: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    input_zero_share: float | None = None  # of the example activations it was timed on
 
 
 def make_op(fmt: str, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False, *,
             device: torch.device | str = "cpu", threads: int = 1, tile: int = 64,
-            force_fallback: bool = False) -> LinearOp:
+            force_fallback: bool = False, mode: str = "sample") -> LinearOp:
     """Build the operator for ``fmt`` or raise ``FormatUnavailable`` with the reason."""
     device = torch.device(device)
     w = weight.detach().float()
@@ -76,6 +85,11 @@ def make_op(fmt: str, weight: torch.Tensor, bias: torch.Tensor | None, relu: boo
     if device.type != "cpu":
         raise FormatUnavailable(f"{fmt} runs on CPU only")
     w = w.cpu()
+    if fmt in act_sparse.ACT_FORMATS:
+        why = act_sparse.unavailable_reason(force_fallback)
+        if why is not None:
+            raise FormatUnavailable(why)
+        return act_sparse.act_op(fmt, w, bias, relu, mode)
     if fmt == "dense":
         return DenseOp(w, bias, relu)
     if fmt == "csr-torch":
@@ -99,35 +113,57 @@ def make_op(fmt: str, weight: torch.Tensor, bias: torch.Tensor | None, relu: boo
     raise FormatUnavailable(f"unknown format {fmt!r}; known: {', '.join(ALL_FORMATS)}")
 
 
+def example_slices(example: torch.Tensor, batch: int, slices: int = EXAMPLE_SLICES) -> list[torch.Tensor]:
+    """Up to ``slices`` contiguous ``(in, batch)`` column blocks of ``example`` ``(in, N)`` (repeated if N < batch)."""
+    if example.dim() != 2 or example.shape[1] == 0:
+        raise ValueError(f"example activations must be (in, N) with N >= 1, got {tuple(example.shape)}")
+    batch = max(1, batch)
+    if example.shape[1] < batch:
+        example = example.repeat(1, -(-batch // example.shape[1]))
+    n = max(1, min(slices, example.shape[1] // batch))
+    return [example[:, k * batch:(k + 1) * batch].contiguous() for k in range(n)]
+
+
 def time_op(op: LinearOp, batch: int, device: torch.device | str = "cpu", repeats: int = 15,
-            budget_s: float = 0.02, stat: str = "min") -> float:
-    """Seconds of ``op.forward`` on random (in, batch) activations: best of ``repeats``
-    (``stat="min"``, robust to stalls from other processes on a shared machine) or median."""
-    x = torch.randn(op.in_features, max(1, batch), device=device)
+            budget_s: float = 0.02, stat: str = "min", example: torch.Tensor | None = None) -> float:
+    """Seconds of ``op.forward`` on (in, batch) activations: best of ``repeats``
+    (``stat="min"``, robust to stalls from other processes on a shared machine) or median.
+
+    Random activations, or with ``example`` (in, N) the mean over up to ``EXAMPLE_SLICES``
+    column slices of it per timed run (what matters for formats that skip zero inputs).
+    """
+    if example is None:
+        xs = [torch.randn(op.in_features, max(1, batch), device=device)]
+    else:
+        xs = [x.to(device) for x in example_slices(example, batch)]
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    for _ in range(3):
-        op.forward(x)
+    for _ in range(3 if len(xs) == 1 else 1):
+        for x in xs:
+            op.forward(x)
     sync()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < repeats and (len(times) < 5 or time.perf_counter() - start < budget_s):
         t0 = time.perf_counter()
-        op.forward(x)
+        for x in xs:
+            op.forward(x)
         sync()
-        times.append(time.perf_counter() - t0)
+        times.append((time.perf_counter() - t0) / len(xs))
     return min(times) if stat == "min" else statistics.median(times)
 
 
-def _key(op: LinearOp, fmt: str, batch: int, device) -> tuple:
+def _key(op: LinearOp, fmt: str, batch: int, device, zero_bucket: float | None = None) -> tuple:
     return (fmt, str(device), op.shape, op.nnz, batch, getattr(op, "threads", 0), getattr(op, "tile", 0),
-            torch.get_num_threads(), op.relu)
+            getattr(op, "mode", None), torch.get_num_threads(), op.relu, zero_bucket)
 
 
-def measured_time(op: LinearOp, fmt: str, batch: int, device, repeats: int = 15) -> float:
-    """``time_op`` memoised per process."""
-    key = _key(op, fmt, batch, device)
+def measured_time(op: LinearOp, fmt: str, batch: int, device, repeats: int = 15,
+                  example: torch.Tensor | None = None) -> float:
+    """``time_op`` memoised per process; with ``example`` the key holds its zero-share bucket."""
+    bucket = act_sparse.zero_bucket(act_sparse.zero_share(example)) if example is not None else None
+    key = _key(op, fmt, batch, device, bucket)
     if key not in _TIMINGS:
-        _TIMINGS[key] = time_op(op, batch, device, repeats)
+        _TIMINGS[key] = time_op(op, batch, device, repeats, example=example)
     return _TIMINGS[key]
 
 
@@ -140,13 +176,16 @@ def default_formats(device: torch.device, batch: int) -> tuple[str, ...]:
     """Candidate formats for a device and batch size."""
     if device.type == "cuda":
         return CUDA_FORMATS
+    act = act_sparse.ACT_FORMATS if batch <= SMALL_BATCH else ()
     if batch < SMALL_BATCH:
-        return ("dense", "dense-native", "csr-torch", "csr-native", "nm-native")
-    return ("dense", "csr-torch", "bsr-torch", "csr-native", "nm-native")
+        return ("dense", "dense-native", "csr-torch", "csr-native", "nm-native", *act)
+    return ("dense", "csr-torch", "bsr-torch", "csr-native", "nm-native", *act)
 
 
 def _variants(fmt: str, batch: int) -> list[dict]:
-    """Thread / tile settings worth timing for a native format."""
+    """Thread / tile settings worth timing for a native format; per-sample / union for activation-sparse ones."""
+    if fmt in act_sparse.ACT_FORMATS:
+        return [{"mode": "sample"}] + ([{"mode": "union"}] if 1 < batch <= act_sparse.LANES else [])
     if fmt not in ("csr-native", "dense-native", "nm-native"):
         return [{}]
     threads = sorted({1, torch.get_num_threads()})
@@ -156,8 +195,12 @@ def _variants(fmt: str, batch: int) -> list[dict]:
 
 def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch: int,
            device: torch.device | str = "cpu", policy: str = "measure", formats: tuple[str, ...] | None = None,
-           force_fallback: bool = False, repeats: int = 15) -> Choice:
-    """Pick the format for one layer: measured, heuristic, or the only one allowed."""
+           force_fallback: bool = False, repeats: int = 15, example: torch.Tensor | None = None) -> Choice:
+    """Pick the format for one layer: measured, heuristic, or the only one allowed.
+
+    ``example``: the layer's real input activations, feature-major ``(in, N)``; every format
+    is then timed on slices of it and its zero share is reported (``Choice.input_zero_share``).
+    """
     if policy not in POLICIES:
         raise ValueError(f"Unknown policy {policy!r}; choose one of {', '.join(POLICIES)}.")
     device = torch.device(device)
@@ -165,6 +208,14 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
     density = float((weight != 0).float().mean()) if weight.numel() else 0.0
     cands = tuple(formats) if formats else default_formats(device, batch)
     skipped: dict[str, str] = {}
+    if example is not None and (example.dim() != 2 or example.shape[0] != weight.shape[1]):
+        raise ValueError(f"example activations must be (in={weight.shape[1]}, N), got {tuple(example.shape)}")
+    zshare = act_sparse.zero_share(example) if example is not None else None
+    if example is None and not formats:
+        for fmt in act_sparse.ACT_FORMATS:
+            if fmt in cands:
+                skipped[fmt] = "no example input activations to time it on (random inputs have no zeros)"
+        cands = tuple(f for f in cands if f not in act_sparse.ACT_FORMATS)
 
     def build(fmt: str, **kw) -> LinearOp | None:
         try:
@@ -176,9 +227,9 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
     if formats and len(cands) == 1:  # forced
         op = build(cands[0])
         if op is not None:
-            return Choice(op, cands[0], f"forced {cands[0]}", skipped=skipped)
+            return Choice(op, cands[0], f"forced {cands[0]}", skipped=skipped, input_zero_share=zshare)
         return Choice(make_op(dense_fmt, weight, bias, relu, device=device), dense_fmt,
-                      f"{cands[0]} unavailable ({skipped[cands[0]]}); dense", skipped=skipped)
+                      f"{cands[0]} unavailable ({skipped[cands[0]]}); dense", skipped=skipped, input_zero_share=zshare)
 
     if policy == "heuristic":
         limit = HEURISTIC_DENSITY["small" if batch < SMALL_BATCH else "large"]
@@ -188,9 +239,11 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
             if fmt in cands:
                 op = build(fmt, threads=1)
                 if op is not None:
-                    return Choice(op, fmt, f"heuristic: density {density:.1%} <= {limit:.0%}", skipped=skipped)
+                    return Choice(op, fmt, f"heuristic: density {density:.1%} <= {limit:.0%}", skipped=skipped,
+                                  input_zero_share=zshare)
         return Choice(make_op(dense_fmt, weight, bias, relu, device=device), dense_fmt,
-                      f"heuristic: density {density:.1%} > {limit:.0%} (or no sparse kernel)", skipped=skipped)
+                      f"heuristic: density {density:.1%} > {limit:.0%} (or no sparse kernel)", skipped=skipped,
+                      input_zero_share=zshare)
 
     times: dict[str, float] = {}
     best: dict[str, tuple[float, LinearOp]] = {}
@@ -199,18 +252,26 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
             op = build(fmt, **kw)
             if op is None:
                 break
-            t = measured_time(op, fmt, batch, device, repeats)
-            label = fmt + (f"[t{kw['threads']},w{kw['tile']}]" if kw else "")
+            t = measured_time(op, fmt, batch, device, repeats, example)
+            label = fmt + _variant_label(kw)
             times[label] = t * 1e6
             if fmt not in best or t < best[fmt][0]:
                 best[fmt] = (t, op)
     t_dense = best[dense_fmt][0]
     fmt, (t, op) = min(best.items(), key=lambda kv: kv[1][0])
+    where = f"batch {batch}, density {density:.1%}" + (f", input zeros {zshare:.0%}" if zshare is not None else "")
     if fmt != dense_fmt and t >= MARGIN * t_dense:
         fmt, (t, op) = dense_fmt, best[dense_fmt]
-        reason = f"no format beat dense by {1 - MARGIN:.0%} at batch {batch}, density {density:.1%}"
+        reason = f"no format beat dense by {1 - MARGIN:.0%} at {where}"
     elif fmt == dense_fmt:
-        reason = f"dense fastest at batch {batch}, density {density:.1%}"
+        reason = f"dense fastest at {where}"
     else:
-        reason = f"{t / t_dense:.2f}x dense time ({t * 1e6:.1f} vs {t_dense * 1e6:.1f} us) at batch {batch}, density {density:.1%}"
-    return Choice(op, fmt, reason, times, skipped)
+        mode = f" ({op.mode})" if getattr(op, "uses_input_sparsity", False) and batch > 1 else ""
+        reason = f"{t / t_dense:.2f}x dense time{mode} ({t * 1e6:.1f} vs {t_dense * 1e6:.1f} us) at {where}"
+    return Choice(op, fmt, reason, times, skipped, zshare)
+
+
+def _variant_label(kw: dict) -> str:
+    if "mode" in kw:
+        return f"[{kw['mode']}]"
+    return f"[t{kw['threads']},w{kw['tile']}]" if kw else ""

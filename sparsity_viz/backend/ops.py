@@ -10,7 +10,8 @@ Formats (CPU): ``dense`` (torch addmm, MKL/oneDNN), ``dense-native`` (the C++ ke
 useful for tiny batches inside a fused chain), ``csr-torch`` (torch.sparse CSR,
 int32 indices, ``addmm(bias, csr, X)``), ``bsr-torch`` (torch.sparse BSR),
 ``csr-native`` (int16 CSR kernel), ``nm-native`` (N:M slots through the CSR kernel).
-CUDA formats live in ``cuda.py``.
+CUDA formats live in ``cuda.py``; the activation-sparse ones (``act-dense-native``,
+``act-csc-native``, ``chain_kind = "act"``) in ``act_sparse.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class LinearOp:
 
     format: str = "?"
     native: bool = False
+    chain_kind: str | None = None  # ops of one kind next to each other run as one native chain
+    uses_input_sparsity: bool = False  # its time depends on the share of zero inputs
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False):
         self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
@@ -117,6 +120,7 @@ class NativeOp(LinearOp):
     """Base of the C++-kernel operators: a layer dict for ``kernels.chain_forward``."""
 
     native = True
+    chain_kind = "native"
 
     def __init__(self, weight, bias, relu=False, threads: int = 1, tile: int = 64):
         super().__init__(weight, bias, relu)
@@ -133,10 +137,14 @@ class NativeOp(LinearOp):
         state.pop("_group_chains", None)
         return state
 
+    @staticmethod
+    def make_chain(layers: list[dict], in_features: int):
+        return kernels.make_chain(layers, in_features)
+
     def chain(self):
         """This op as a validated native chain (built once; one small call per forward)."""
         if self._chain is None:
-            self._chain = kernels.make_chain([self.layer()], self.in_features)
+            self._chain = self.make_chain([self.layer()], self.in_features)
         return self._chain
 
     def forward(self, x):
@@ -210,29 +218,30 @@ class NativeNMOp(NativeCSROp):
 
 
 def _chain_for(group: list[LinearOp]):
-    """The native chain of consecutive native ops, built once and kept on the first op."""
+    """The native chain of consecutive ops of one ``chain_kind``, built once and kept on the first op."""
     if len(group) == 1:
         return group[0].chain()
     cache = group[0].__dict__.setdefault("_group_chains", {})
     key = tuple(id(op) for op in group)
     hit = cache.get(key)
     if hit is None:
-        hit = (tuple(group), kernels.make_chain([op.layer() for op in group], group[0].in_features))
+        hit = (tuple(group), group[0].make_chain([op.layer() for op in group], group[0].in_features))
         cache[key] = hit
     return hit[1]
 
 
 def run_chain(ops: list[LinearOp], x: torch.Tensor, batch_major: bool = False) -> torch.Tensor:
-    """Run ``ops`` in order; consecutive native ops go to the C++ kernel in one call.
+    """Run ``ops`` in order; consecutive ops of one ``chain_kind`` go to their C++ kernel in one call.
 
     ``x`` is feature-major ``(in, B)``, or batch-major ``(B, in)`` when ``batch_major``.
     Returns feature-major ``(out, B)``.
     """
     i = 0
     while i < len(ops):
-        if ops[i].native:
+        kind = ops[i].chain_kind
+        if kind is not None:
             j = i
-            while j < len(ops) and ops[j].native:
+            while j < len(ops) and ops[j].chain_kind == kind:
                 j += 1
             x = _chain_for(ops[i:j]).forward(x, batch_major)
             i = j

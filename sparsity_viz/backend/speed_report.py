@@ -98,13 +98,16 @@ def _int8_rows(model: nn.Module, frame: pd.DataFrame, batch: int, formats: tuple
     return rows[[c for c in frame.columns if c in rows.columns]] if len(frame) else rows
 
 
-def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress | None = None) -> SpeedReport:
+def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress | None = None,
+                  calibration: torch.Tensor | None = None) -> SpeedReport:
     """Time ``model`` in every format per batch size, plan it per batch size, and sweep one layer's speed-up.
 
     Args:
         model: the (pruned) model; a copy is measured, the argument is not modified.
         settings: batch sizes, formats, repeats, device and the layer for the crossover sweep.
         progress: ``progress(fraction, text)`` after each step.
+        calibration: real inputs (e.g. test images): the model is timed on them and the plan times
+            activation-sparse kernels on their activations (``compile_model(calibration=...)``).
     """
     model = copy.deepcopy(model).eval()
     batches = tuple(settings.batches)
@@ -121,14 +124,16 @@ def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress 
     int8_formats = tuple(f for f in settings.formats if f in INT8_FORMATS)
     other_formats = tuple(f for f in settings.formats if f not in INT8_FORMATS)
     for b in batches:
-        frame = benchmark_model(model, [b], device=settings.device, formats=other_formats, repeats=settings.repeats)
+        frame = benchmark_model(model, [b], device=settings.device, formats=other_formats, repeats=settings.repeats,
+                                calibration=calibration)
         if int8_formats:
             with torch.no_grad():
                 frame = pd.concat([frame, _int8_rows(model, frame, b, int8_formats, settings.repeats,
                                                      str(settings.device))], ignore_index=True)
         frames.append(frame)
         tick(f"Timed every format at batch {b}")
-        compiled = compile_model(model, batch_size=b, device=settings.device, policy="measure")
+        compiled = compile_model(model, batch_size=b, device=settings.device, policy="measure",
+                                 calibration=calibration)
         plans[b] = {"table": compiled.plan_table(), "explain": compiled.explain(), "notices": list(compiled.notices)}
         tick(f"Chose a format per layer for batch {b}")
     shape = tuple(dict(model.named_modules())[settings.layer].weight.shape)

@@ -17,7 +17,8 @@ from .style import BASELINE_COLOR, PRUNED_COLOR, apply_style, palette
 
 # fixed colours per format, so the same format has the same colour in every figure
 FORMAT_ORDER = ("dense", "csr-torch", "bsr-torch", "csr-native", "dense-native", "nm-native", "compact+dense", "auto",
-                "dense-cuda", "csr-cuda", "2:4-cuda", "csr-int8-native", "int8-dense-weightonly", "int8-dense-dynamic")
+                "dense-cuda", "csr-cuda", "2:4-cuda", "csr-int8-native", "int8-dense-weightonly", "int8-dense-dynamic",
+                "act-dense-native", "act-csc-native")
 FORMAT_LABELS = {
     "dense": "dense (torch)",
     "csr-torch": "CSR (torch.sparse)",
@@ -33,13 +34,21 @@ FORMAT_LABELS = {
     "csr-int8-native": "CSR int8 (native kernel)",
     "int8-dense-weightonly": "dense int8 weights (torch)",
     "int8-dense-dynamic": "dense int8 dynamic (torch.ao)",
+    "act-dense-native": "skip zero inputs, dense Wᵀ (native)",
+    "act-csc-native": "skip zero inputs + weights, CSC (native)",
 }
+
+# the activation-sparse formats run at batch <= 16, next to csr/dense-native: colours unused there
+# (palette 0 is otherwise only reached by cycling; bsr-torch is never timed at small batches)
+SMALL_BATCH_COLORS = {"act-dense-native": 0, "act-csc-native": 2}
 
 
 def format_color(fmt: str) -> str:
     """One stable colour per format (dense is grey, the reference)."""
     if fmt in ("dense", "dense-cuda"):
         return PRUNED_COLOR
+    if fmt in SMALL_BATCH_COLORS:
+        return palette(SMALL_BATCH_COLORS[fmt])
     i = FORMAT_ORDER.index(fmt) if fmt in FORMAT_ORDER else len(FORMAT_ORDER)
     return palette(i)
 
