@@ -27,6 +27,8 @@ PAGES = [
     st.Page("views/11_lottery.py", title="Lottery ticket lab", icon=":material/casino:"),
     st.Page("views/12_speed.py", title="Speed & memory", icon=":material/speed:"),
     st.Page("views/13_quantize.py", title="Quantize", icon=":material/grain:"),
+    st.Page("views/14_activations.py", title="Activations", icon=":material/bolt:"),
+    st.Page("views/15_experts.py", title="Experts (MoE)", icon=":material/alt_route:"),
 ]
 
 page = st.navigation(PAGES, expanded=True)  # every page listed (more than 12 would collapse to 10)

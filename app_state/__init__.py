@@ -12,7 +12,10 @@ Data flows one way: views -> ``app_state`` -> the ``sparsity_viz`` library. One 
     sidebar     the workbench sidebar drawn on every page
     widgets     figures with PNG export, tables with CSV, messages by level
     runs        live training and lab runs under a progress bar and a Stop button
+    training_options  the dropout / DropConnect / train-share widgets of every page that trains
     quantize    the Quantize page: live quantization of the current model, the sparsity x bits grid
+    activations the Activations page: activation-sparsity reports dense vs current, one input, k-WTA
+    experts     the Experts (MoE) page: bundled MoE models, routing reports per setting, fine-tune, timing
     lab         results per configuration: strategy lab (session) and curves (shared)
     speed       Speed page measurements and the sparse checkpoint, per model
     upload      Home's checkpoint upload
@@ -21,7 +24,33 @@ Views import from here only what they draw with; this file re-exports it.
 """
 
 from . import keys
+from .activations import (
+    ActivationsResult,
+    activation_result,
+    class_table,
+    input_activations,
+    input_info,
+    kwinners_available,
+    layer_histograms,
+    split_points,
+    split_size,
+    store_activations,
+    stored_activations,
+)
 from .evaluation import accuracy, curves_evaluator, dense_accuracy, eval_model
+from .experts import (
+    ExpertsConfig,
+    experts_view,
+    finetune_run,
+    forget_finetune,
+    measure_timing,
+    moe_dataset,
+    moe_names,
+    moe_strategies,
+    spec_of,
+    timing,
+    tuned_config,
+)
 from .lab import (
     cached_curves,
     compare_sweep_run,
@@ -67,6 +96,7 @@ from .settings import (
 )
 from .sidebar import kernel_notice, sidebar, sidebar_summary
 from .speed import backend_notices, measure, native_kernel_building, sparse_checkpoint, speed_key, speed_result
+from .training_options import TrainingOptions, training_options
 from .upload import load_upload, load_upload_once, upload_message
 from .url import set_url, share_link
 from .widgets import show_figure, show_message, show_sweep_notes, show_table
@@ -80,6 +110,10 @@ KEY_SPEED = keys.SPEED
 KEY_SPARSE_CKPT = keys.SPARSE_CKPT
 
 __all__ = [
+    "ExpertsConfig", "experts_view", "finetune_run", "forget_finetune", "measure_timing", "moe_dataset", "moe_names",
+    "moe_strategies", "spec_of", "timing", "tuned_config",
+    "ActivationsResult", "activation_result", "class_table", "input_activations", "input_info", "kwinners_available",
+    "layer_histograms", "split_points", "split_size", "store_activations", "stored_activations",
     "FP32_BITS", "QuantGridConfig", "QuantizeConfig", "cheapest_near_dense", "compressed_checkpoint", "grid_result",
     "grid_run", "grid_strategies", "layer_inputs", "quantize_current", "quantizers", "size_table_of", "store_quant",
     "stored_quant",
@@ -93,4 +127,5 @@ __all__ = [
     "show_figure", "show_message", "show_sweep_notes", "show_table", "show_training_log", "sidebar", "sidebar_summary",
     "sparse_checkpoint", "speed_key", "speed_result", "store_finetune", "store_prune", "store_reg", "store_speed",
     "stored_finetune", "stored_prune", "stored_reg", "stored_speed", "training_log", "upload_message",
+    "TrainingOptions", "training_options",
 ]

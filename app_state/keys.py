@@ -24,6 +24,9 @@ STORED_REG = "sv_stored_reg"  # dict of the Regularize page settings
 STORED_FINETUNE = "sv_stored_finetune"  # fine-tune epochs on the Prune page
 STORED_SPEED = "sv_stored_speed"  # Speed page settings (so a cached measurement shows again)
 STORED_QUANT = "sv_stored_quant"  # Quantize page settings (method, granularity, bits, grid)
+STORED_ACTIVATIONS = "sv_stored_activations"  # Activations page settings (input index, layer, k-WTA)
+STORED_EXPERTS_TUNED = "sv_stored_experts_tuned"  # ExpertsConfig of the Experts page's last fine-tune (shown while it applies)
+STORED_TRAIN_OPTIONS = "sv_stored_train_options"  # {page: {"dropout", "dropconnect", "train_fraction"}}
 PRUNE_SLIDER = "prune_sparsity"  # the Prune page's sparsity slider (reset and uploads clear it)
 
 # --- runs ------------------------------------------------------------------------------
@@ -42,6 +45,8 @@ SPARSE_CKPT = "sv_sparse_ckpt"  # {id(model): (model, SparseSave, round-trip ok)
 LAB = "sv_lab_results"  # {(fingerprint, dataset, config): strategy-lab result}
 QUANT = "sv_quant"  # {(id(current model), (dataset, config or part)): (model, QuantizeResult / accuracy / sizes)}
 QUANT_GRID = "sv_quant_grid"  # {(fingerprint, dataset, QuantGridConfig): accuracy grid frame}
+ACTIVATIONS = "sv_activations"  # {(id(model), (dataset, what)): (model, report / k-WTA copy / accuracy / histogram)}
+EXPERTS = "sv_experts"  # {ExpertsConfig or ("timing", ExpertsConfig): ExpertsView / compute timing rows}
 
 
 def figure(name: str) -> str:
@@ -62,6 +67,11 @@ def png_download(name: str) -> str:
 def csv_download(name: str) -> str:
     """The *Download CSV* button under table ``name``."""
     return f"csv_{name}"
+
+
+def training_option(page: str, name: str) -> str:
+    """The dropout / DropConnect slider or the "Train on" choice (``name``) of a page that trains."""
+    return f"{page}_opt_{name}"
 
 
 def stop_button(run: str) -> str:

@@ -20,6 +20,7 @@ from torch import nn
 
 from sparsity_viz import figures
 from sparsity_viz.devices import DeviceUnavailableError
+from sparsity_viz.figures.training import accuracy_gap
 from sparsity_viz.masks import Masks
 from sparsity_viz.session import PruneConfig, replace_current
 from sparsity_viz.training import EpochStats, TrainConfig, TrainingDiverged, train
@@ -95,7 +96,11 @@ def diverged_message(exc: TrainingDiverged) -> str:
 
 def run_training(page: str, model: nn.Module, config: TrainConfig, masks: Masks | None, origin: str,
                  prune_config: PruneConfig | None = None) -> NoReturn:
-    """Train live: progress bar, charts updated every epoch, a Stop button; the result becomes current."""
+    """Train live: progress bar, charts updated every epoch, a Stop button; the result becomes current.
+
+    Every epoch also measures the training split in eval mode (``eval_train``), so the
+    charts and the final message show train vs test accuracy and their gap.
+    """
     wb = bench()
     ds = dataset(wb)
     interruptions = Interruptions()
@@ -119,7 +124,7 @@ def run_training(page: str, model: nn.Module, config: TrainConfig, masks: Masks 
     start = time.perf_counter()
     level, result = "success", None
     try:
-        result = train(model, ds, replace(config, device=device()), masks=masks, callback=on_epoch,
+        result = train(model, ds, replace(config, device=device(), eval_train=True), masks=masks, callback=on_epoch,
                        progress=on_progress, stop=interruptions.stop)
         done = len(result.history)
         if result.stopped:
@@ -141,6 +146,10 @@ def run_training(page: str, model: nn.Module, config: TrainConfig, masks: Masks 
         set_bench(wb)
         h = result.history[-1]
         message += f" Test accuracy {100 * h.test_accuracy:.1f} %, {100 * h.sparsity:.1f} % of weights are exact zeros."
+        gap = accuracy_gap(history)
+        if gap is not None:
+            message += (f" Train accuracy (eval mode, on the samples trained on) {100 * h.train_eval_accuracy:.1f} %: "
+                        f"a train/test gap of {gap:+.1f} points.")
         if h.test_accuracy < CHANCE_FACTOR / ds.num_classes and level == "success":
             level = "warning"
             message += (" The accuracy fell to chance level: the learning rate or the penalty was too large "

@@ -76,6 +76,16 @@ def store_finetune(epochs: int) -> None:
     st.session_state[keys.STORED_FINETUNE] = int(epochs)
 
 
+def stored_train_options(page: str) -> dict:
+    """Dropout, DropConnect and train share last chosen on ``page`` (empty: the defaults)."""
+    return dict((st.session_state.get(keys.STORED_TRAIN_OPTIONS) or {}).get(page) or {})
+
+
+def store_train_options(page: str, options: dict) -> None:
+    st.session_state[keys.STORED_TRAIN_OPTIONS] = {**(st.session_state.get(keys.STORED_TRAIN_OPTIONS) or {}),
+                                                   page: dict(options)}
+
+
 def stored_speed() -> dict:
     return {**SPEED_DEFAULTS, **(st.session_state.get(keys.STORED_SPEED) or {})}
 

@@ -1,11 +1,12 @@
-"""Reproductions of three published pruning results on LeNet-300-100 / MNIST-5k.
+"""Reproductions of published pruning and regularisation results on LeNet-300-100 / MNIST-5k.
 
     python benchmarks/reproduce.py han           # Han et al. 2015: global magnitude + fine-tuning, 12x
     python benchmarks/reproduce.py lottery       # Frankle & Carbin 2019: IMP + rewinding vs controls
     python benchmarks/reproduce.py random_floor  # Blalock et al. 2020: random pruning is the floor
+    python benchmarks/reproduce.py dropout       # Srivastava 2014 / Wan 2013: dropout, DropConnect on a small split
     python benchmarks/reproduce.py all
 
-Each writes a CSV and a PNG under docs/reproductions/ and prints a verdict;
+Each writes a CSV (and a PNG, where a figure helps) under docs/reproductions/ and prints a verdict;
 docs/reproductions.md records the commands and the results. One torch thread
 (measured fastest on this 2-core machine).
 """
@@ -141,12 +142,57 @@ def random_floor(seeds=(0, 1, 2)) -> pd.DataFrame:
     return frame
 
 
+DROPOUT_VARIANTS = {"plain": {}, "dropout 0.5": {"dropout": 0.5}, "DropConnect 0.5": {"dropconnect": 0.5}}
+
+
+def dropout(seeds=(0, 1, 2), fraction: float = 0.1, epochs: int = 30) -> pd.DataFrame:
+    """LeNet-300-100 from scratch on ``fraction`` of MNIST-5k's training split: plain vs dropout vs DropConnect.
+
+    Train accuracy is measured in eval mode (``TrainConfig.eval_train``), on the samples trained on.
+    """
+    from sparsity_viz.training import train
+
+    ds = load_dataset("mnist5k")
+    rows = []
+    t = time.perf_counter()
+    for seed in seeds:
+        for variant, rates in DROPOUT_VARIANTS.items():  # interleaved: every seed runs all three
+            config = TrainConfig(epochs=epochs, lr=1e-3, batch_size=64, seed=seed, train_fraction=fraction,
+                                 eval_train=True, **rates)
+            h = train(build_model("lenet300", seed=seed), ds, config).history[-1]
+            rows.append({"variant": variant, "seed": seed, "train_fraction": fraction, "epochs": epochs,
+                         "train_accuracy": h.train_eval_accuracy, "test_accuracy": h.test_accuracy,
+                         "gap": h.train_eval_accuracy - h.test_accuracy, "test_loss": h.test_loss})
+    frame = pd.DataFrame(rows)
+    frame.to_csv(OUT / "dropout_lenet300.csv", index=False)
+    summary = frame.groupby("variant", sort=False).agg(
+        **{f"{c}_{s}": (c, s) for c in ("train_accuracy", "test_accuracy", "gap", "test_loss")
+           for s in ("mean", "std")})
+    summary.reset_index().to_csv(OUT / "dropout_lenet300_summary.csv", index=False)
+    print(f"{len(frame)} runs, {time.perf_counter() - t:.0f} s; {int(fraction * 100)} % of the training split, "
+          f"{epochs} epochs Adam lr 1e-3")
+    print("| variant | train accuracy (eval mode) | test accuracy | gap (points) | test loss |")
+    print("|---|---|---|---|---|")
+    for variant, r in summary.iterrows():
+        print(f"| {variant} | {100 * r.train_accuracy_mean:.1f} ± {100 * r.train_accuracy_std:.1f} % "
+              f"| {100 * r.test_accuracy_mean:.1f} ± {100 * r.test_accuracy_std:.1f} % "
+              f"| {100 * r.gap_mean:.1f} ± {100 * r.gap_std:.1f} | {r.test_loss_mean:.3f} ± {r.test_loss_std:.3f} |")
+    wide = frame.pivot(index="seed", columns="variant")  # paired by seed: same init, same subset
+    for variant in list(DROPOUT_VARIANTS)[1:]:
+        d_gap = 100 * (wide["gap", variant] - wide["gap", "plain"])
+        d_acc = 100 * (wide["test_accuracy", variant] - wide["test_accuracy", "plain"])
+        print(f"{variant} vs plain, paired by seed: gap {d_gap.mean():+.1f} ± {d_gap.std():.1f} points "
+              f"({(d_gap < 0).sum()} of {len(d_gap)} seeds narrower), test accuracy {d_acc.mean():+.1f} ± "
+              f"{d_acc.std():.1f} points ({(d_acc > 0).sum()} of {len(d_acc)} seeds higher)")
+    return frame
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["han", "lottery", "random_floor", "all"])
+    parser.add_argument("which", choices=["han", "lottery", "random_floor", "dropout", "all"])
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    for name in (["han", "lottery", "random_floor"] if args.which == "all" else [args.which]):
+    for name in (["han", "lottery", "random_floor", "dropout"] if args.which == "all" else [args.which]):
         print(f"== {name}")
         globals()[name]()

@@ -17,18 +17,27 @@ maps) and zeroes the rest. Exactly k positions are kept per sample even with tie
 of the tied values win is ``torch.topk``'s choice, not specified); a kept value that is
 itself 0 leaves fewer than k non-zeros. ``with_kwinners(model, k)`` returns an MLP copy
 whose activation is k-WTA.
+
+For the Activations page (each one call): ``activations_of_input`` (one input's activations per
+layer, ``(units,)`` or ``(channels, H, W)``), ``value_histogram`` (a layer's activation values with
+the exact zeros counted apart), ``compare_reports`` (dense vs current per layer) and
+``per_class_table``.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .masks import Masks, apply_masks
 from .models import prunable_layers
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class KWinners(nn.Module):
@@ -86,6 +95,8 @@ class LayerActivations:
     per_class: dict[int, float] = field(default_factory=dict)  # class -> zero share over its inputs (needs y)
     dead: tuple[int, ...] = ()  # units never active
     always_on: tuple[int, ...] = ()  # units active on every input
+    min_value: float = 0.0  # smallest and largest activation seen (a histogram's range)
+    max_value: float = 0.0
 
     def row(self) -> dict:
         """A JSON-able summary (no per-input values)."""
@@ -105,6 +116,21 @@ class ActivationReport:
             if layer.name == name:
                 return layer
         raise KeyError(f"No hidden layer {name!r}; have {', '.join(l.name for l in self.layers)}.")
+
+    @property
+    def zero_fraction(self) -> float:
+        """Exact zeros over all hidden activations of all layers (each layer weighted by its elements)."""
+        total = sum(layer.elements for layer in self.layers)
+        return sum(layer.zero_fraction * layer.elements for layer in self.layers) / total if total else 0.0
+
+    @property
+    def never_active_units(self) -> int:
+        """Units never active on the measured inputs, summed over the hidden layers."""
+        return sum(len(layer.dead) for layer in self.layers)
+
+    @property
+    def units(self) -> int:
+        return sum(layer.units for layer in self.layers)
 
     def to_dict(self) -> dict:
         return {"count": self.count, "layers": [layer.row() for layer in self.layers]}
@@ -164,8 +190,12 @@ def activation_sparsity(model: nn.Module, x: torch.Tensor, y: torch.Tensor | Non
     zeros: dict[str, list[torch.Tensor]] = {}  # per layer: (B,) zero counts per input
     active: dict[str, list[torch.Tensor]] = {}  # per layer: (B, units) bool, unit active on the input
     elements: dict[str, int] = {}
+    lows: dict[str, float] = {}
+    highs: dict[str, float] = {}
     for i in range(0, len(x), batch_size):
         for name, a in collect_activations(model, x[i : i + batch_size].to(device)).items():
+            lows[name] = min(lows.get(name, float("inf")), float(a.min()))
+            highs[name] = max(highs.get(name, float("-inf")), float(a.max()))
             nonzero = a != 0
             elements[name] = nonzero[0].numel()
             zeros.setdefault(name, []).append((~nonzero).flatten(1).sum(1).cpu())
@@ -186,5 +216,115 @@ def activation_sparsity(model: nn.Module, x: torch.Tensor, y: torch.Tensor | Non
             per_input=per_input, per_class=per_class,
             dead=tuple(int(u) for u in torch.nonzero(~unit_active.any(0)).flatten()),
             always_on=tuple(int(u) for u in torch.nonzero(unit_active.all(0)).flatten()),
+            min_value=lows[name], max_value=highs[name],
         ))
     return ActivationReport(layers=tuple(layers), count=len(x))
+
+
+# ---------------------------------------------------------------------------
+# What the Activations page draws: one input's activations, histograms, tables
+
+
+@torch.no_grad()
+def activations_of_input(model: nn.Module, x_one: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{layer: activations}`` of one input: ``(units,)`` for a Linear layer, ``(channels, H, W)`` for a conv layer.
+
+    ``x_one`` is one input, shaped as the dataset's ``input_shape`` (no batch dimension). The model is
+    run in eval mode on its own device (hooks removed, mode restored); the tensors come back on the CPU.
+    """
+    x = x_one.unsqueeze(0)  # (1, *input_shape)
+    device = next(model.parameters()).device
+    return {name: a[0].cpu() for name, a in collect_activations(model, x.to(device)).items()}
+
+
+@dataclass(frozen=True, eq=False)
+class ValueHistogram:
+    """Activation values of one layer over a set of inputs: exact zeros apart, the other values in bins."""
+
+    layer: str
+    edges: torch.Tensor  # (bins + 1,) float64
+    counts: torch.Tensor  # (bins,) int64, non-zero values only
+    zeros: int  # exactly-zero activations
+    total: int  # all activations
+
+    @property
+    def zero_fraction(self) -> float:
+        return self.zeros / self.total if self.total else 0.0
+
+
+@torch.no_grad()
+def value_histogram(model: nn.Module, x: torch.Tensor, layer: str, *, bins: int = 40,
+                    value_range: tuple[float, float] | None = None, batch_size: int = 1024) -> ValueHistogram:
+    """Histogram of layer ``layer``'s activation values of ``model`` on ``x`` (non-zero values in ``bins`` bins).
+
+    ``value_range`` fixes the bins (share it to compare two models); by default it spans the
+    values seen, and always includes 0. Values outside ``value_range`` land in the end bins.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins!r}.")
+    device = next(model.parameters()).device
+    chunks = []
+    for i in range(0, len(x), batch_size):
+        acts = collect_activations(model, x[i : i + batch_size].to(device))
+        if layer not in acts:
+            raise ValueError(f"No hidden layer {layer!r}; have {', '.join(acts)}.")
+        chunks.append(acts[layer].flatten().to("cpu", torch.float64))
+    values = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float64)
+    nonzero = values[values != 0]
+    if value_range is None:
+        lo = min(0.0, float(nonzero.min())) if nonzero.numel() else 0.0
+        hi = max(0.0, float(nonzero.max())) if nonzero.numel() else 1.0
+    else:
+        lo, hi = float(value_range[0]), float(value_range[1])
+    if not hi > lo:
+        hi = lo + 1.0
+    edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
+    index = torch.bucketize(nonzero.clamp(lo, hi), edges[1:-1], right=True)  # bin i: edges[i] <= v < edges[i+1]
+    counts = torch.bincount(index, minlength=bins)
+    return ValueHistogram(layer, edges, counts, int(values.numel() - nonzero.numel()), int(values.numel()))
+
+
+def shared_range(hists: list[ValueHistogram]) -> tuple[float, float]:
+    """The union of the ranges of some histograms (to redraw them over shared bins)."""
+    return (min(float(h.edges[0]) for h in hists), max(float(h.edges[-1]) for h in hists))
+
+
+def compare_reports(dense: ActivationReport, current: ActivationReport) -> pd.DataFrame:
+    """One row per hidden layer: units, zero share (%) dense and current, dead and always-on units of both.
+
+    Both reports must measure the same layers (same names, same units).
+    """
+    import pandas as pd
+
+    names_d, names_c = [l.name for l in dense.layers], [l.name for l in current.layers]
+    if names_d != names_c:
+        raise ValueError(f"The reports measure different layers: {names_d} vs {names_c}.")
+    rows = []
+    for d, c in zip(dense.layers, current.layers):
+        if d.units != c.units:
+            raise ValueError(f"Layer {d.name} has {d.units} units dense but {c.units} now.")
+        rows.append({"layer": d.name, "units": d.units,
+                     "dense_zero_pct": 100 * d.zero_fraction, "current_zero_pct": 100 * c.zero_fraction,
+                     "dense_dead": len(d.dead), "current_dead": len(c.dead),
+                     "dense_always_on": len(d.always_on), "current_always_on": len(c.always_on)})
+    return pd.DataFrame(rows, columns=["layer", "units", "dense_zero_pct", "current_zero_pct", "dense_dead",
+                                       "current_dead", "dense_always_on", "current_always_on"])
+
+
+def per_class_table(reports: dict[str, ActivationReport], class_names: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One row per class: the zero share (%) of each layer of each report (columns ``"<layer> <label> (%)"``).
+
+    ``reports`` maps a label ("dense", "current") to a report measured with labels ``y``.
+    """
+    import pandas as pd
+
+    classes = sorted({c for r in reports.values() for layer in r.layers for c in layer.per_class})
+    rows = []
+    for c in classes:
+        row = {"class": class_names[c] if class_names is not None and c < len(class_names) else str(c)}
+        for label, report in reports.items():
+            for layer in report.layers:
+                share = layer.per_class.get(c)
+                row[f"{layer.name} {label} (%)"] = None if share is None else 100 * share
+        rows.append(row)
+    return pd.DataFrame(rows)

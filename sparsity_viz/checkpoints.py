@@ -220,8 +220,11 @@ def load_sample(name: str, directory: str | Path | None = None) -> tuple[nn.Modu
     """Load a bundled sample model (eval mode) and its card, without unpickling anything."""
     directory = Path(directory or SAMPLE_DIR)
     card = load_card(name, directory)
-    arch = card["architecture"]
-    model = build_architecture(arch["kind"], arch["kwargs"])
+    arch = card.get("architecture") if isinstance(card, dict) else None
+    try:
+        model = build_architecture(arch["kind"], arch["kwargs"])
+    except (TypeError, ValueError, KeyError) as exc:  # a hostile or stale card: unknown kind or bad arguments
+        raise CheckpointError(f"{name}.json: cannot build its architecture {arch!r} ({_one_line(exc)}).") from None
     path = directory / f"{name}.safetensors"
     state = read_state_dict(path.read_bytes(), path.name)
     load_into(model, state, path.name)
@@ -234,6 +237,19 @@ def available_samples(directory: str | Path | None = None) -> list[str]:
 
     directory = Path(directory or SAMPLE_DIR)
     return [n for n in MODELS if (directory / f"{n}.json").exists() and (directory / f"{n}.safetensors").exists()]
+
+
+def available_moe_samples(directory: str | Path | None = None) -> list[str]:
+    """Bundled mixture-of-experts models (``moe.MOE_ARCHITECTURES``) whose checkpoint and card both exist.
+
+    Kept apart from ``available_samples``: MoE models are not chain models, so the pages
+    and commands that take a ``MODELS`` name do not offer them.
+    """
+    from .moe.model import MOE_ARCHITECTURES
+
+    directory = Path(directory or SAMPLE_DIR)
+    return [n for n in MOE_ARCHITECTURES
+            if (directory / f"{n}.json").exists() and (directory / f"{n}.safetensors").exists()]
 
 
 def base_card(name: str, model: nn.Module) -> dict[str, Any]:

@@ -48,6 +48,17 @@ def rate_arg(text: str) -> float:
     return value
 
 
+def train_fraction_arg(text: str) -> float:
+    """A share of the training split, in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"train fraction must be a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"train fraction must be in (0, 1], got {text}")
+    return value
+
+
 def fractions_arg(text: str) -> list[float]:
     return [fraction_arg(t) for t in text.split(",") if t.strip()]
 
@@ -121,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
     p.add_argument("--dropout", type=rate_arg, default=0.0, help="dropout rate on hidden activations while fine-tuning")
     p.add_argument("--dropconnect", type=rate_arg, default=0.0, help="DropConnect rate on weights while fine-tuning")
+    p.add_argument("--train-fraction", type=train_fraction_arg, default=1.0,
+                   help="fine-tune on this stratified share of the training split, e.g. 0.1 (default 1)")
     p.add_argument("--save", default=None, help="write the pruned model (.safetensors) here")
     p.add_argument("--save-masks", default=None, help="write the masks (.safetensors) here")
     p.add_argument("--json", action="store_true")
@@ -188,7 +201,7 @@ def load_bundled(model_name: str):
 
 
 def bundled_finetune_config(card: dict, epochs: int, lr: float | None, device: str, dropout: float = 0.0,
-                     dropconnect: float = 0.0):
+                     dropconnect: float = 0.0, train_fraction: float = 1.0):
     from .training import TrainConfig
 
     recipe = card.get("recipe", {})
@@ -199,29 +212,36 @@ def bundled_finetune_config(card: dict, epochs: int, lr: float | None, device: s
         device=device,
         dropout=dropout,
         dropconnect=dropconnect,
+        train_fraction=train_fraction,
     )
 
 
 def cmd_models(args) -> int:
-    from .checkpoints import available_samples, load_card
+    from .checkpoints import available_moe_samples, available_samples, load_card
 
     rows = [load_card(n) for n in available_samples()]
+    moe_rows = [load_card(n) for n in available_moe_samples()]  # architecture kind "moe": see `experts`
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + moe_rows, indent=2))
         return 0
     print(f"{'model':<12} {'dataset':<9} {'params':>9} {'test acc':>9}  description")
     for c in rows:
         print(f"{c['name']:<12} {c['dataset']['name']:<9} {c['parameters']:>9,} {c['test_accuracy']:>9.2%}  {c['description']}")
+    if moe_rows:
+        print("mixture of experts (use `experts --model NAME`; params = all experts, active = per input):")
+        for c in moe_rows:
+            print(f"{c['name']:<12} {c['dataset']['name']:<9} {c['parameters']:>9,} {c['test_accuracy']:>9.2%}  "
+                  f"{c['description']}; active {c['active_parameters']:,}")
     return 0
 
 
 def cmd_train_samples(args) -> int:
-    from .samples import RECIPES, train_samples
+    from .samples import SAMPLE_NAMES, train_samples
 
-    names = args.only or list(RECIPES)
-    unknown = [n for n in names if n not in RECIPES]
+    names = args.only or list(SAMPLE_NAMES)
+    unknown = [n for n in names if n not in SAMPLE_NAMES]
     if unknown:
-        raise CliError(f"unknown sample model(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
+        raise CliError(f"unknown sample model(s) {', '.join(unknown)}; choose from {', '.join(SAMPLE_NAMES)}")
 
     def report(name, card):
         print(f"{name:<12} test accuracy {card['test_accuracy']:.2%}  ({card['train_seconds']:.1f} s)", flush=True)
@@ -236,22 +256,25 @@ def cmd_prune(args) -> int:
     from .reports import sparsity_report
     from .training import evaluate_dataset, train
     from .checkpoints import save_model
-    from .data import data_batch
+    from .data import data_batch, train_subset
 
     get_strategy(args.strategy)
-    if (args.dropout or args.dropconnect) and args.finetune_epochs <= 0:
-        raise CliError("--dropout / --dropconnect act while fine-tuning; add --finetune-epochs N")
+    if (args.dropout or args.dropconnect or args.train_fraction < 1) and args.finetune_epochs <= 0:
+        raise CliError("--dropout / --dropconnect / --train-fraction act while fine-tuning; add --finetune-epochs N")
     model, card, dataset = load_bundled(args.model)
     dense = evaluate_dataset(model, dataset, device=args.device)
     pruned = prune(model, args.strategy, args.sparsity, scope=args.scope, seed=args.seed, batch=data_batch(dataset, seed=args.seed))
     net = pruned.model
     one_shot = evaluate_dataset(net, dataset, device=args.device)
-    tuned = None
+    tuned, used = None, dataset
     if args.finetune_epochs > 0:
         config = bundled_finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device,
-                                  args.dropout, args.dropconnect)
+                                  args.dropout, args.dropconnect, args.train_fraction)
         net = train(net, dataset, config, masks=pruned.masks, progress=ProgressLine("fine-tuning")).model
         tuned = evaluate_dataset(net, dataset, device=args.device)
+        used = train_subset(dataset, config.train_fraction, seed=config.seed)  # the samples train() used
+    final = tuned or one_shot
+    fit = evaluate_dataset(net, used, split="train", device=args.device)  # eval mode: dropout / DropConnect off
     report = sparsity_report(net, pruned.masks)
     if args.save:
         save_model(net.cpu(), args.save)
@@ -268,6 +291,11 @@ def cmd_prune(args) -> int:
         "finetune_epochs": args.finetune_epochs,
         "dropout": args.dropout,
         "dropconnect": args.dropconnect,
+        "train_fraction": args.train_fraction,
+        "train_samples": len(used.y_train),
+        "train_accuracy": fit.accuracy,  # final model, eval mode, on the training samples used
+        "test_accuracy": final.accuracy,
+        "train_test_gap": fit.accuracy - final.accuracy,
         "layers": report.to_dict(orient="records"),
     }
     if args.json:
@@ -276,6 +304,8 @@ def cmd_prune(args) -> int:
     print(f"{args.model}: {args.strategy} at {args.sparsity:.1%} target, {result['achieved_sparsity']:.2%} achieved")
     print(f"accuracy: dense {dense.accuracy:.2%} -> pruned {one_shot.accuracy:.2%}", end="")
     print(f" -> fine-tuned ({args.finetune_epochs} epochs) {tuned.accuracy:.2%}" if tuned else "")
+    print(f"final model (eval mode): train {fit.accuracy:.2%} on {len(used.y_train):,} samples, test "
+          f"{final.accuracy:.2%}, gap {100 * (fit.accuracy - final.accuracy):+.1f} points")
     print(report.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -204,3 +204,64 @@ def data_batch(dataset: Dataset, size: int = 256, seed: int = 0) -> tuple[torch.
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(dataset.y_train), generator=g)[:size]
     return dataset.x_train[idx], dataset.y_train[idx]
+
+
+# ---------------------------------------------------------------------------
+# A smaller training split (for showing overfitting in a class).
+
+
+def check_train_fraction(fraction: float) -> float:
+    """``fraction`` as a float if it is in (0, 1]; otherwise a ValueError that says so."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) or not 0.0 < fraction <= 1.0:
+        raise ValueError(f"train fraction must be a number in (0, 1] (share of the training split), got {fraction!r}.")
+    return float(fraction)
+
+
+def _class_counts(counts: np.ndarray, fraction: float) -> np.ndarray:
+    """Samples kept per class: ``round(fraction * N)`` in all, shared by largest remainder, at least 1 per class."""
+    total = max(int(round(fraction * counts.sum())), len(counts))
+    quota = counts * total / counts.sum()
+    keep = np.floor(quota).astype(np.int64)
+    for c in np.argsort(-(quota - keep), kind="stable")[: total - keep.sum()]:
+        keep[c] += 1
+    for c in np.flatnonzero(keep == 0):  # every class keeps one sample, taken from the largest share
+        keep[c] = 1
+        keep[np.argmax(keep)] -= 1
+    return keep
+
+
+def train_subset_size(dataset: Dataset, fraction: float) -> int:
+    """How many training samples ``train_subset(dataset, fraction)`` keeps."""
+    fraction = check_train_fraction(fraction)
+    if fraction == 1.0:
+        return len(dataset.y_train)
+    _, counts = np.unique(dataset.y_train.numpy(), return_counts=True)
+    return int(_class_counts(counts, fraction).sum())
+
+
+def train_subset(dataset: Dataset, fraction: float, seed: int = 0) -> Dataset:
+    """A seeded, stratified share of the training split; the test split (and normalisation) unchanged.
+
+    Keeps ``round(fraction * N_train)`` samples (at least one per class), each class's
+    share as in the full split up to rounding (largest remainder). The input dataset is
+    cached and shared: it is never modified; ``fraction`` 1 returns it as it is.
+
+    Raises:
+        ValueError: ``fraction`` is not in (0, 1].
+    """
+    fraction = check_train_fraction(fraction)
+    if fraction == 1.0:
+        return dataset
+    labels = dataset.y_train.numpy()
+    classes, counts = np.unique(labels, return_counts=True)
+    rng = np.random.default_rng(seed)
+    keep = _class_counts(counts, fraction)
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, keep)]
+    idx = torch.as_tensor(np.sort(np.concatenate(picked)))  # keeps the split's own (shuffled) order
+    return replace(
+        dataset,
+        x_train=dataset.x_train[idx].contiguous(),
+        y_train=dataset.y_train[idx].contiguous(),
+        description=f"{dataset.description}; {len(idx)} of {len(labels)} training samples ({100 * fraction:g} %)",
+        params={**dataset.params, "train_fraction": fraction, "train_subset_seed": seed},
+    )

@@ -72,6 +72,19 @@ class LeNet5(nn.Module):
 ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP, "lenet5": LeNet5}
 
 
+def _build_moe(**kwargs) -> nn.Module:
+    """``moe.MoEMLP`` from card arguments, imported here lazily (``moe`` imports this module)."""
+    from .moe.model import MoEMLP
+
+    if isinstance(kwargs.get("expert_hidden"), list):
+        kwargs["expert_hidden"] = tuple(kwargs["expert_hidden"])
+    return MoEMLP(**kwargs)
+
+
+# Architectures that are not chain models (no ``ModelSpec`` in ``MODELS``): built from a card by name only.
+BUILDERS: dict[str, Callable[..., nn.Module]] = {"moe": _build_moe}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A bundled model: its architecture, constructor arguments and dataset."""
@@ -104,8 +117,10 @@ MODELS: dict[str, ModelSpec] = {
 
 def build_architecture(architecture: str, kwargs: dict) -> nn.Module:
     """Instantiate an architecture from plain JSON-able arguments."""
+    if architecture in BUILDERS:
+        return BUILDERS[architecture](**dict(kwargs))
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}.")
+        raise ValueError(f"Unknown architecture {architecture!r}; known: {', '.join([*ARCHITECTURES, *BUILDERS])}.")
     kw = dict(kwargs)
     for key in ("hidden", "channels"):
         if isinstance(kw.get(key), list):  # JSON lists -> tuples; LeNet5's int ``hidden`` stays

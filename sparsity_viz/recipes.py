@@ -30,7 +30,10 @@ def finetune_lr(card: Mapping[str, Any] | None) -> float:
 
 
 def finetune_config(card: Mapping[str, Any] | None, epochs: int, **overrides: Any) -> TrainConfig:
-    """Fine-tuning after pruning: ``epochs`` at 1/10 of the card's learning rate (Adam, batch 64)."""
+    """Fine-tuning after pruning: ``epochs`` at 1/10 of the card's learning rate (Adam, batch 64).
+
+    ``overrides`` are any other ``TrainConfig`` fields, e.g. ``dropout``, ``dropconnect``, ``train_fraction``.
+    """
     return TrainConfig(**{"epochs": int(epochs), "lr": finetune_lr(card), **overrides})
 
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset
+from .data import Dataset, check_train_fraction, train_subset
 from .devices import resolve_device
 from .divergence import DIVERGENCE_FACTOR, DivergenceMonitor, TrainingDiverged, chance_accuracy  # noqa: F401 (re-exported)
 from .masks import Masks, apply_masks, masks_from_zeros, sparsity, to_device
@@ -52,6 +52,8 @@ class TrainConfig:
     device: str = "auto"
     dropout: float = 0.0  # rate p of dropout on hidden activations (Srivastava et al. 2014); 0 = off
     dropconnect: float = 0.0  # rate p of DropConnect on prunable weights (Wan et al. 2013); 0 = off
+    train_fraction: float = 1.0  # train on this stratified share of the training split (data.train_subset, seeded)
+    eval_train: bool = False  # after each epoch also evaluate the training split in eval mode (the overfitting gap)
 
     def __post_init__(self):
         if self.epochs < 0 or self.batch_size < 1:
@@ -64,6 +66,7 @@ class TrainConfig:
             rate = getattr(self, name)
             if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
                 raise ValueError(f"{name} rate must be in [0, 1), got {rate!r}.")
+        check_train_fraction(self.train_fraction)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,16 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class EpochStats:
+    """One epoch's numbers.
+
+    ``train_accuracy`` / ``train_loss`` are running values over the epoch's batches, in
+    training mode (dropout / DropConnect on, weights still moving): with dropout they
+    understate what the network does on its training data. ``train_eval_accuracy`` /
+    ``train_eval_loss`` (``TrainConfig.eval_train``; None otherwise) evaluate the training
+    split actually used at the end of the epoch in eval mode, like the test numbers: the
+    honest side of the overfitting gap ``train_eval_accuracy - test_accuracy``.
+    """
+
     epoch: int  # 1-based
     train_loss: float  # mean data loss over the epoch's batches
     penalty: float  # regulariser value at the end of the epoch
@@ -83,6 +96,8 @@ class EpochStats:
     test_accuracy: float
     sparsity: float  # fraction of exact zeros over prunable weights
     seconds: float
+    train_eval_accuracy: float | None = None  # training split in eval mode (TrainConfig.eval_train), else None
+    train_eval_loss: float | None = None
 
 
 @dataclass
@@ -234,7 +249,8 @@ def train(
 
     Args:
         model: left untouched; a deep copy is trained.
-        dataset: train split for steps, test split for the per-epoch numbers.
+        dataset: train split for steps (``config.train_fraction`` of it, see ``data.train_subset``),
+            test split for the per-epoch numbers.
         config: hyperparameters (see ``TrainConfig``).
         masks: weights where the mask is False stay exactly 0.
         regularizer: overrides ``config.regularizer`` / ``config.strength``; its proximal
@@ -251,6 +267,7 @@ def train(
             good state, ``.epoch`` and ``.reason`` say when and why.
     """
     dev = resolve_device(config.device)
+    dataset = train_subset(dataset, config.train_fraction, seed=config.seed)  # the same object when 1.0
     work = copy.deepcopy(model).to(dev)
     if regularizer is None and config.regularizer and config.strength > 0:
         regularizer = get_regularizer(config.regularizer, config.strength)
@@ -327,6 +344,7 @@ def train(
             verdict = monitor.check_accuracy(test.accuracy)
             if verdict is not None:
                 raise _diverged(result, good, state, verdict, regularizer)
+            fit = evaluate(work, dataset.x_train, dataset.y_train, device=str(dev)) if config.eval_train else None
             stats = EpochStats(
                 epoch=epoch,
                 train_loss=loss_sum / seen,
@@ -336,6 +354,8 @@ def train(
                 test_accuracy=test.accuracy,
                 sparsity=sparsity(masks_from_zeros(work)),
                 seconds=time.perf_counter() - start,
+                train_eval_accuracy=fit.accuracy if fit else None,
+                train_eval_loss=fit.loss if fit else None,
             )
             result.history.append(stats)
             good = (copy.deepcopy(work.state_dict()), state.masks)

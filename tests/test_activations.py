@@ -16,8 +16,13 @@ from sparsity_viz.activations import (
     KWinners,
     activation_modules,
     activation_sparsity,
+    activations_of_input,
     collect_activations,
+    compare_reports,
     kwinners,
+    per_class_table,
+    shared_range,
+    value_histogram,
     with_kwinners,
 )
 from sparsity_viz.masks import masks_from_zeros
@@ -137,6 +142,101 @@ def test_with_kwinners_gives_the_exact_activation_sparsity(tiny_mlp):
     report = activation_sparsity(net, x)
     assert report.layer("fc1").zero_fraction == pytest.approx(1 - 3 / 7)
     assert report.layer("fc2").zero_fraction == pytest.approx(1 - 3 / 9)
+
+
+def test_report_totals_weight_layers_by_their_elements(hand_net):
+    report = activation_sparsity(hand_net, X, Y)
+    assert report.zero_fraction == (6 + 5) / (16 + 8)  # fc1 6 of 16 zeros, fc2 5 of 8
+    assert report.never_active_units == 2 and report.units == 6
+
+
+def test_kwinners_zero_share_is_exactly_one_minus_k_over_units_per_layer():
+    """All pre-activations > 0 (positive weights, biases and inputs): every kept value is non-zero."""
+    net = MLP(6, (40, 25), 3)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for layer in (net.fc1, net.fc2, net.fc3):
+            layer.weight.copy_(torch.rand(layer.weight.shape, generator=gen) + 0.01)
+            layer.bias.copy_(torch.rand(layer.bias.shape, generator=gen) + 0.01)
+    x = torch.rand(64, 6, generator=gen)
+    for k in (1, 5, 25):
+        report = activation_sparsity(with_kwinners(net, k), x)
+        acts = collect_activations(with_kwinners(net, k), x)
+        for layer, units in (("fc1", 40), ("fc2", 25)):
+            assert ((acts[layer] != 0).sum(1) == k).all()  # exactly k per sample
+            assert report.layer(layer).zero_fraction == pytest.approx(1 - k / units, abs=1e-12)
+            assert report.layer(layer).per_input.tolist() == pytest.approx([1 - k / units] * 64)
+    assert isinstance(net.act, torch.nn.ReLU)  # the original keeps its ReLU
+
+
+def test_activations_of_input_is_one_row_of_the_batch(small_model, batch_for):
+    x, _ = batch_for(small_model)
+    before = copy.deepcopy(small_model.state_dict())
+    one = activations_of_input(small_model, x[3])
+    batch = collect_activations(small_model, x)
+    assert list(one) == list(batch)
+    for name, a in one.items():
+        assert a.shape == batch[name].shape[1:]
+        torch.testing.assert_close(a, batch[name][3])  # batch 1 vs 8: the matmul may round differently
+    if "conv1" in one:
+        assert one["conv1"].dim() == 3 and one["fc1"].dim() == 1  # (C, H, W) and (units,)
+    assert _no_forward_hooks(small_model)
+    assert all(torch.equal(v, before[k]) for k, v in small_model.state_dict().items())
+
+
+def test_value_histogram_counts_zeros_apart_by_hand(hand_net):
+    # fc1 activations: [1,1,0,10], [0,1,0,10], [1,0,0,10], [2,3,0,10]: 6 zeros, non-zero 1 x4, 2, 3, 10 x4
+    h = value_histogram(hand_net, X, "fc1", bins=10, value_range=(0.0, 10.0))
+    assert (h.zeros, h.total) == (6, 16) and h.zero_fraction == activation_sparsity(hand_net, X).layers[0].zero_fraction
+    assert h.edges.tolist() == [float(i) for i in range(11)]
+    assert h.counts.tolist() == [0, 4, 1, 1, 0, 0, 0, 0, 0, 4]  # 10 is the right edge: the last bin
+    auto = value_histogram(hand_net, X, "fc1", bins=5, batch_size=3)
+    assert (float(auto.edges[0]), float(auto.edges[-1])) == (0.0, 10.0) and int(auto.counts.sum()) == 10
+    assert shared_range([h, value_histogram(hand_net, X, "fc2", bins=2)]) == (0.0, 10.0)
+    with pytest.raises(ValueError, match="No hidden layer 'fc9'"):
+        value_histogram(hand_net, X, "fc9")
+    assert _no_forward_hooks(hand_net)
+
+
+def test_value_histogram_matches_a_numpy_histogram(lenet300):
+    x = torch.randn(50, 784, generator=torch.Generator().manual_seed(0))
+    h = value_histogram(lenet300, x, "fc2", bins=7)
+    values = collect_activations(lenet300, x)["fc2"].flatten().double()
+    nz = values[values != 0].numpy()
+    import numpy as np
+
+    expected, _ = np.histogram(nz, h.edges.numpy())
+    assert h.counts.tolist() == expected.tolist() and h.zeros == int((values == 0).sum())
+
+
+def test_compare_reports_and_per_class_table_against_the_hand_net(hand_net):
+    masks = masks_from_zeros(hand_net)
+    masks["fc1.weight"] = masks["fc1.weight"].clone()
+    masks["fc1.weight"][0] = False  # h0 = 0 on every input, so g0 = 0 too
+    dense, pruned = activation_sparsity(hand_net, X, Y), activation_sparsity(hand_net, X, Y, masks=masks)
+    table = compare_reports(dense, pruned)
+    assert table["layer"].tolist() == ["fc1", "fc2"] and table["units"].tolist() == [4, 2]
+    assert table["dense_zero_pct"].tolist() == [100 * 6 / 16, 100 * 5 / 8]
+    # pruned fc1: [0,1,0,10], [0,1,0,10], [0,0,0,10], [0,3,0,10] -> 9 of 16; fc2 all zero -> 8 of 8
+    assert table["current_zero_pct"].tolist() == [100 * 9 / 16, 100.0]
+    assert table["dense_dead"].tolist() == [1, 1] and table["current_dead"].tolist() == [2, 2]
+    assert table["dense_always_on"].tolist() == [1, 0] and table["current_always_on"].tolist() == [1, 0]
+    classes = per_class_table({"dense": dense, "current": pruned}, ("zero", "one"))
+    assert classes["class"].tolist() == ["zero", "one"]
+    assert classes["fc1 dense (%)"].tolist() == [25.0, 50.0] and classes["fc2 dense (%)"].tolist() == [50.0, 75.0]
+    assert classes["fc2 current (%)"].tolist() == [100.0, 100.0]
+    other = activation_sparsity(MLP(2, (3, 2), 2), X)
+    with pytest.raises(ValueError, match="different layers|units"):
+        compare_reports(dense, other)
+
+
+def test_a_fully_pruned_model_measures_relu_of_the_bias(hand_net):
+    masks = {k: torch.zeros_like(v) for k, v in masks_from_zeros(hand_net).items()}
+    report = activation_sparsity(hand_net, X, Y, masks=masks)
+    # every weight 0: fc1 = relu(bias) = [0, 0, 0, 10] on every input, fc2 = relu(0) = 0
+    assert report.layer("fc1").zero_fraction == 0.75 and report.layer("fc2").zero_fraction == 1.0
+    assert report.layer("fc1").always_on == (3,) and report.layer("fc2").dead == (0, 1)
+    assert all(v == v for layer in report.layers for v in layer.per_class.values())  # no NaN
 
 
 def _cli(*args):

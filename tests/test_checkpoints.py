@@ -63,6 +63,22 @@ def test_sample_round_trip_with_card(tmp_path):
         load_sample("moons_mlp", tmp_path)
 
 
+def test_moe_card_round_trip_is_listed_apart_from_the_chain_models(tmp_path):
+    from sparsity_viz.models import build_architecture
+    from sparsity_viz.moe import MOE_ARCHITECTURES, MoEMLP
+
+    spec = MOE_ARCHITECTURES["moe_moons"]
+    model = build_architecture("moe", spec.kwargs)  # the lazy "moe" builder, from JSON-able arguments
+    assert isinstance(model, MoEMLP) and model.expert_hidden == (8,) and model.top_k == 1
+    save_model(model, tmp_path / "moe_moons", card={"name": "moe_moons", "architecture": {"kind": "moe",
+                                                                                            "kwargs": spec.kwargs}})
+    assert ckpt.available_moe_samples(tmp_path) == ["moe_moons"] and available_samples(tmp_path) == []
+    loaded, _ = load_sample("moe_moons", tmp_path)
+    _assert_same_state(model, loaded)
+    with pytest.raises(ValueError, match="known: mlp, lenet5, moe"):
+        build_architecture("nope", {})
+
+
 def test_pt_weights_only_state_dict_loads(tmp_path):
     model = build_model("digits_mlp", seed=2)
     loaded = load_checkpoint_bytes(_pt_bytes(model.state_dict()), "digits_mlp", "weights.pt")

@@ -104,6 +104,12 @@ def test_sweep_scheduled_strategies_need_a_budget_and_show_it():
         (("figure", "heatmap", "--model", "lenet300", "--out", "x.gif"), "Output must end"),
         (("prune", "--model", "lenet300", "--strategy", "magnitude", "--sparsity", "0.5", "--device", "tpu"), "invalid choice"),
         (("frobnicate",), "invalid choice"),
+        (("prune", "--model", "digits_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1",
+          "--train-fraction", "0"), "train fraction must be in (0, 1]"),
+        (("prune", "--model", "digits_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1",
+          "--train-fraction", "half"), "train fraction must be a number"),
+        (("prune", "--model", "digits_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--train-fraction", "0.5"),
+         "add --finetune-epochs N"),
     ],
 )
 def test_bad_arguments_exit_nonzero_with_one_line(args, needle):
@@ -148,3 +154,24 @@ def test_diverging_fine_tuning_is_one_error_line_and_a_nonzero_exit(capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Training diverged in epoch 1: loss exploded"), err
     assert out == ""
+
+
+def test_prune_finetune_on_a_train_fraction_reports_train_and_test_accuracy(tmp_path, capsys):
+    from sparsity_viz.checkpoints import load_checkpoint_bytes
+    from sparsity_viz.cli import main
+    from sparsity_viz.data import train_subset
+
+    ckpt = tmp_path / "p.safetensors"
+    status = main(["prune", "--model", "digits_mlp", "--strategy", "magnitude", "--sparsity", "0.5",
+                   "--finetune-epochs", "2", "--train-fraction", "0.1", "--dropconnect", "0.3", "--threads", "1",
+                   "--save", str(ckpt), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert status == 0
+    digits = load_dataset("digits")
+    saved = load_checkpoint_bytes(ckpt.read_bytes(), "digits_mlp", ckpt.name)
+    used = train_subset(digits, 0.1, seed=0)  # fine-tuning's seed is 0
+    assert out["train_fraction"] == 0.1 and out["train_samples"] == len(used.y_train) == 144
+    assert out["train_accuracy"] == evaluate_dataset(saved, used, split="train").accuracy  # eval mode, the 144 used
+    assert out["test_accuracy"] == out["finetuned_accuracy"] == evaluate_dataset(saved, digits).accuracy
+    assert out["train_test_gap"] == pytest.approx(out["train_accuracy"] - out["test_accuracy"])
+    assert out["dropconnect"] == 0.3

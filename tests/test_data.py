@@ -148,3 +148,57 @@ def test_toy_denormalize_is_identity():
 def test_unknown_dataset_raises_with_choices():
     with pytest.raises(ValueError, match="mnist5k"):
         load_dataset("cifar10")
+
+
+# ---------------------------------------------------------------------------
+# train_subset: a seeded, stratified share of the training split
+
+
+@pytest.mark.parametrize("name, fraction, size, per_class", [
+    ("mnist5k", 0.1, 400, [40] * 10),  # 4,000 training digits, 400 per class: exact shares
+    ("moons", 0.25, 200, [100, 100]),
+    ("digits", 0.001, 10, [1] * 10),  # round(1.4) = 1 sample, but every class keeps one
+])
+def test_train_subset_sizes_are_exact_and_stratified(name, fraction, size, per_class):
+    from sparsity_viz.data import train_subset, train_subset_size
+
+    ds = load_dataset(name)
+    sub = train_subset(ds, fraction, seed=0)
+    assert len(sub.y_train) == len(sub.x_train) == size == train_subset_size(ds, fraction)
+    assert np.bincount(sub.y_train.numpy(), minlength=ds.num_classes).tolist() == per_class
+
+
+def test_train_subset_keeps_class_shares_up_to_rounding():
+    from sparsity_viz.data import train_subset
+
+    ds = load_dataset("digits")  # 1,438 training images, 139-146 per class
+    full = np.bincount(ds.y_train.numpy())
+    sub = np.bincount(train_subset(ds, 0.25).y_train.numpy())
+    assert sub.sum() == round(0.25 * full.sum()) == 360
+    assert np.all(np.abs(sub - 0.25 * full) < 1.0)  # largest remainder: each class within one sample of its quota
+
+
+def test_train_subset_is_seeded_rows_of_the_split_and_leaves_the_input_alone():
+    from sparsity_viz.data import train_subset
+
+    ds = load_dataset("moons")
+    before = (ds.x_train.clone(), ds.y_train.clone(), dict(ds.params))
+    a, b, c = train_subset(ds, 0.1, seed=1), train_subset(ds, 0.1, seed=1), train_subset(ds, 0.1, seed=2)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)
+    assert not torch.equal(a.x_train, c.x_train)
+    rows = {tuple(r) for r in ds.x_train.tolist()}
+    assert all(tuple(r) in rows for r in a.x_train.tolist())  # rows of the training split, never of the test split
+    assert a.x_test is ds.x_test and a.y_test is ds.y_test  # test split untouched
+    assert (a.mean, a.std, a.input_shape, a.class_names) == (ds.mean, ds.std, ds.input_shape, ds.class_names)
+    assert torch.equal(ds.x_train, before[0]) and torch.equal(ds.y_train, before[1]) and ds.params == before[2]
+    assert load_dataset("moons") is ds and len(ds.y_train) == 800  # the cached, shared dataset is unchanged
+    assert a.params["train_fraction"] == 0.1 and "80 of 800 training samples" in a.description
+    assert train_subset(ds, 1.0) is ds and train_subset(ds, 1) is ds
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.1, 1.5, float("nan"), float("inf"), "0.5", None, True])
+def test_train_subset_rejects_bad_fractions(bad):
+    from sparsity_viz.data import train_subset
+
+    with pytest.raises(ValueError, match=r"train fraction must be a number in \(0, 1\]"):
+        train_subset(load_dataset("moons"), bad)

@@ -32,3 +32,37 @@ def test_readme_compression_ratios_are_the_reproduction_tables():
     claimed = re.search(r"LeNet-300-100 ([\d.]+)× \(paper 40×\), LeNet-5 ([\d.]+)× \(paper 39×\)", readme).groups()
     measured = re.findall(r"^\| (LeNet-300-100|LeNet-5) \|.*?, ([\d.]+)× \|$", doc, flags=re.M)
     assert dict(measured) == {"LeNet-300-100": claimed[0], "LeNet-5": claimed[1]}
+
+
+def test_activation_sparsity_doc_rows_are_what_the_library_computes():
+    """The dense and the k-WTA k = 30 rows of docs/activations.md (no training: cheap to recompute)."""
+    from sparsity_viz.activations import activation_sparsity, with_kwinners
+
+    doc = (ROOT / "docs/activations.md").read_text()
+    model, card = load_sample("lenet300")
+    ds = load_dataset(card["dataset"]["name"], seed=card.get("dataset", {}).get("seed", 0))
+    for setting, net in (("dense", model), ("k-WTA k = 30 (dense weights)", with_kwinners(model, 30))):
+        row = re.search(rf"^\| {re.escape(setting)} \| ([^\n]+) \|$", doc, flags=re.M).group(1).split(" | ")
+        report = activation_sparsity(net, ds.x_test, ds.y_test)
+        fc1, fc2 = report.layer("fc1"), report.layer("fc2")
+        assert row[1:] == [f"{100 * evaluate_dataset(net, ds).accuracy:.1f} %", f"{100 * fc1.zero_fraction:.1f} %",
+                           f"{100 * fc2.zero_fraction:.1f} %", f"{100 * report.zero_fraction:.1f} %",
+                           f"{len(fc1.dead)} / {len(fc2.dead)}"]
+    assert "from 37.5 % to 40.8 %" in doc and f"{100 * activation_sparsity(model, ds.x_test).zero_fraction:.1f}" == "37.5"
+
+
+def test_readme_sample_model_table_is_the_cards():
+    """Every bundled checkpoint has a README row whose parameters and test accuracy are its card's."""
+    from sparsity_viz.checkpoints import available_moe_samples, available_samples, load_card
+
+    rows = re.findall(r"^\| `(\w+)` \|.*?\| ([\d,]+) \| ([\d.]+) % \| ≥ ([\d.]+) % \|$",
+                      (ROOT / "README.md").read_text(), flags=re.M)
+    table = {name: (params, acc, target) for name, params, acc, target in rows}
+    names = available_samples() + available_moe_samples()
+    assert sorted(table) == sorted(names)
+    for name in names:
+        card = load_card(name)
+        params, acc, target = table[name]
+        assert int(params.replace(",", "")) == card["parameters"], name
+        assert f"{100 * card['test_accuracy']:.1f}" == acc, name
+        assert card["test_accuracy"] >= float(target) / 100, f"{name} misses the README's target"

@@ -196,3 +196,34 @@ def test_activation_l1_training_makes_sparser_activations(moons):
     sparse = train(model, moons, TrainConfig(epochs=5, seed=0), hooks=(ActivationL1Hook(0.05),)).model
     z = lambda m: activation_sparsity(m, moons.x_test).layers[0].zero_fraction  # noqa: E731
     assert z(sparse) > z(base)
+
+
+def test_reproduction_doc_states_what_the_csv_holds():
+    """docs/reproductions.md section 4: the table and the paired numbers are the recorded runs'."""
+    import re
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs/reproductions.md").read_text()
+    runs = pd.read_csv(root / "docs/reproductions/dropout_lenet300.csv")
+    summary = pd.read_csv(root / "docs/reproductions/dropout_lenet300_summary.csv").set_index("variant")
+    assert len(runs) == 9 and set(runs.seed) == {0, 1, 2} and set(runs.train_fraction) == {0.1}
+    for variant, r in summary.iterrows():
+        row = (f"| {variant} | {100 * r.train_accuracy_mean:.1f} ± {100 * r.train_accuracy_std:.1f} % "
+               f"| {100 * r.test_accuracy_mean:.1f} ± {100 * r.test_accuracy_std:.1f} % "
+               f"| {100 * r.gap_mean:.1f} ± {100 * r.gap_std:.1f} | {r.test_loss_mean:.3f} ± {r.test_loss_std:.3f} |")
+        assert row in doc, row
+    wide = runs.pivot(index="seed", columns="variant")
+    for variant, verb in (("dropout 0.5", "dropout narrows"), ("DropConnect 0.5", "DropConnect narrows")):
+        d_gap = 100 * (wide["gap", "plain"] - wide["gap", variant])
+        text = re.sub(r"\s+", " ", doc)
+        narrower = (d_gap > 0).sum()
+        assert f"{verb} the gap by {d_gap.mean():.1f} ± {d_gap.std():.1f} points ({narrower} of 3 seeds)" in text
+        assert (wide["test_loss", variant] < wide["test_loss", "plain"]).all()  # "lower on every seed"
+    d = 100 * (wide["test_accuracy", "dropout 0.5"] - wide["test_accuracy", "plain"])
+    assert f"raises test accuracy by {d.mean():.1f} ± {d.std():.1f} points ({(d > 0).sum()} of 3 seeds)" in text
+    d = 100 * (wide["test_accuracy", "DropConnect 0.5"] - wide["test_accuracy", "plain"])
+    higher = (d > 0).sum()
+    assert f"*lowers* test accuracy by {-d.mean():.1f} ± {d.std():.1f} points ({higher} of 3 seeds higher)" in text

@@ -281,3 +281,31 @@ def test_training_history_plots_each_epoch():
     assert arr(by_kind["test accuracy"].y).tolist() == [50.0, 80.0]
     assert arr(by_kind["sparsity"].y).tolist() == [10.0, 40.0]
     assert arr(by_kind["test loss"].x).tolist() == [1, 2]
+
+
+def test_training_history_shows_train_vs_test_accuracy_and_the_gap():
+    history = [
+        {"epoch": 1, "train_loss": 1.0, "test_loss": 1.2, "test_accuracy": 0.5, "sparsity": 0.0,
+         "train_accuracy": 0.4, "train_eval_accuracy": 0.6},
+        {"epoch": 2, "train_loss": 0.5, "test_loss": 0.7, "test_accuracy": 0.8, "sparsity": 0.0,
+         "train_accuracy": 0.7, "train_eval_accuracy": 0.95},
+    ]
+    fig = F.training_history(history, "dropout")
+    by_kind = {t.meta["kind"]: t for t in fig.data}
+    train_acc, test_acc = by_kind["train accuracy (eval mode)"], by_kind["test accuracy"]
+    assert arr(train_acc.y).tolist() == [60.0, 95.0] and arr(test_acc.y).tolist() == [50.0, 80.0]
+    assert train_acc.xaxis == test_acc.xaxis == "x2"  # side by side in the accuracy panel
+    gap = [a for a in fig.layout.annotations if a.text.startswith("gap")]
+    assert len(gap) == 1 and gap[0].text == "gap +15.0 pts" and gap[0].xref == "x2"
+    assert "train vs test accuracy (%)" in [a.text for a in fig.layout.annotations]
+    assert F.training.accuracy_gap(history) == pytest.approx(15.0)
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0  # legend under the panels, not on titles
+
+
+def test_training_history_without_train_eval_has_no_gap():
+    history = [{"epoch": 1, "train_loss": 1.0, "test_loss": 1.2, "test_accuracy": 0.5, "sparsity": 0.1,
+                "train_eval_accuracy": None}]
+    fig = F.training_history(history)
+    assert "train accuracy (eval mode)" not in {t.meta["kind"] for t in fig.data}
+    assert not [a for a in fig.layout.annotations if a.text.startswith("gap")]
+    assert F.training.accuracy_gap(history) is None and F.training.accuracy_gap([]) is None

@@ -48,3 +48,15 @@ def test_sample_files_are_plain_safetensors():
         head = (SAMPLE_DIR / f"{name}.safetensors").read_bytes()[:8]
         header_len = int.from_bytes(head, "little")
         assert 0 < header_len < 100_000, "a safetensors header, not a pickle"
+
+
+def test_train_samples_cli_trains_a_named_moe_sample(tmp_path, capsys):
+    from sparsity_viz.checkpoints import available_moe_samples
+    from sparsity_viz.cli import main
+    from sparsity_viz.samples import SAMPLE_NAMES
+
+    assert SAMPLE_NAMES == [*MODELS, "moe_moons", "moe_mnist"]  # train-samples without --only trains all nine
+    assert main(["train-samples", "--only", "moe_moons", "--dir", str(tmp_path), "--threads", "1"]) == 0
+    assert "moe_moons    test accuracy" in capsys.readouterr().out
+    assert available_moe_samples(tmp_path) == ["moe_moons"] and available_samples(tmp_path) == []
+    assert json.loads((tmp_path / "moe_moons.json").read_text())["architecture"]["kind"] == "moe"

@@ -355,3 +355,69 @@ def test_healthy_fine_tuning_of_bundled_models_trips_no_rule(name):
 def test_divergence_constants_are_stated():
     assert DIVERGENCE_FACTOR == 100.0
     assert "DIVERGENCE_FACTOR" in divergence.__doc__ and "ln C" in divergence.__doc__
+
+
+# ---------------------------------------------------------------------------
+# A small training split and the train accuracy in eval mode (the overfitting gap)
+
+
+class _SeenSamples(TrainHook):
+    """Records every training batch's labels and inputs."""
+
+    def __init__(self):
+        self.inputs, self.steps = [], 0
+
+    def before_step(self, state):
+        self.inputs.append(state.batch[0].cpu())
+        self.steps += 1
+
+
+def test_train_fraction_trains_on_exactly_the_subset(digits):
+    from sparsity_viz.data import train_subset
+
+    hook = _SeenSamples()
+    config = TrainConfig(epochs=2, batch_size=50, train_fraction=0.1, seed=4)
+    train(build_model("digits_mlp", seed=0), digits, config, hooks=(hook,))
+    subset = train_subset(digits, 0.1, seed=4)
+    assert len(subset.y_train) == 144  # round(0.1 * 1,438)
+    assert hook.steps == 2 * math.ceil(144 / 50)  # 3 steps an epoch, not 29
+    seen = torch.cat(hook.inputs)  # (2 * 144, 1, 8, 8): every subset sample once per epoch
+    assert len(seen) == 2 * 144
+    key = lambda x: sorted(map(tuple, x.flatten(1).tolist()))  # noqa: E731
+    assert key(seen[:144]) == key(seen[144:]) == key(subset.x_train)
+
+
+def test_eval_train_measures_the_used_split_in_eval_mode(digits):
+    from sparsity_viz.data import train_subset
+
+    config = TrainConfig(epochs=3, train_fraction=0.25, dropout=0.5, eval_train=True, seed=1)
+    result = train(build_model("digits_mlp", seed=0), digits, config)
+    last = result.history[-1]
+    fit = evaluate_dataset(result.model, train_subset(digits, 0.25, seed=1), split="train")
+    assert fit.count == 360
+    assert last.train_eval_accuracy == fit.accuracy and last.train_eval_loss == pytest.approx(fit.loss, rel=1e-6)
+    assert all(h.train_eval_accuracy is not None and h.train_eval_loss is not None for h in result.history)
+    # the running accuracy has dropout on and weights still moving: not the same number
+    assert [h.train_eval_accuracy for h in result.history] != [h.train_accuracy for h in result.history]
+    assert last.train_eval_accuracy > last.train_accuracy  # half the hidden units dropped makes the running one lower
+    frame = result.history_frame()
+    assert list(frame.columns[-2:]) == ["train_eval_accuracy", "train_eval_loss"]
+
+
+def test_without_eval_train_the_fields_are_none(moons):
+    history = train(build_model("moons_mlp", seed=0), moons, TrainConfig(epochs=1)).history
+    assert history[0].train_eval_accuracy is None and history[0].train_eval_loss is None
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, 1.01, float("nan")])
+def test_bad_train_fraction_is_rejected(bad):
+    with pytest.raises(ValueError, match=r"train fraction must be a number in \(0, 1\]"):
+        TrainConfig(train_fraction=bad)
+
+
+def test_gradual_pruning_schedules_over_the_steps_of_the_subset(moons):
+    from sparsity_viz.pruning import get_strategy
+
+    config = TrainConfig(epochs=2, train_fraction=0.1)  # 80 samples: 2 steps an epoch, not 13
+    run = get_strategy("gradual").run(build_model("moons_mlp", seed=0), moons, 0.5, config)
+    assert run.history[-1].sparsity == pytest.approx(0.5, abs=0.02)  # the last pruning event still fired

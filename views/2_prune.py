@@ -75,14 +75,19 @@ with right:
 
 st.subheader("Fine-tune the survivors")
 st.markdown("Retraining with the pruned weights held at zero usually wins back most of the lost accuracy "
-            "(Han et al. used 1/10 of the original learning rate, as here).")
+            "(Han et al. used 1/10 of the original learning rate, as here). **Dropout** and **DropConnect** zero a "
+            "random share of activations or weights at each step (never at evaluation); on a small share of the "
+            "training data, watch whether they narrow the gap between train and test accuracy.")
+options = app_state.training_options("prune", app_state.dataset(wb))
 f1, f2 = st.columns([1, 3])
 epochs = f1.number_input("Epochs", 1, 50, app_state.stored_finetune(), key="prune_ft_epochs")
 app_state.store_finetune(epochs)
-finetune = finetune_config(wb.card, int(epochs))
+finetune = finetune_config(wb.card, int(epochs), **options.config_fields())
 if f2.button(f"Fine-tune {epochs} epochs", key="prune_finetune", type="primary"):
+    extras = options.describe(app_state.dataset(wb))
     app_state.run_training(
         "prune", wb.current, finetune, wb.masks,
-        f"{wb.origin} + fine-tuned {epochs} epochs (Adam, lr {finetune.lr:g})", prune_config=wb.prune_config)
+        f"{wb.origin} + fine-tuned {epochs} epochs (Adam, lr {finetune.lr:g}{', ' + extras if extras else ''})",
+        prune_config=wb.prune_config)
     wb = app_state.bench()
 app_state.show_training_log("prune")

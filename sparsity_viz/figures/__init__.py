@@ -3,9 +3,18 @@
 One small module per family; everything public is re-exported here flat.
 """
 
+from .activations import (
+    activation_heatmaps,
+    activation_histogram,
+    activation_mosaic,
+    unit_grid_shape,
+    input_point,
+    zero_share_bars,
+)
 from .attribution_maps import attribution_maps
 from .boundaries import BoundaryGrid, boundary_comparison, boundary_grid, data_range, decision_boundary
 from .curves import accuracy_curves, curve_table
+from .experts import compute_bars, expert_color, expert_load_bars, expert_regions, routing_heatmap, routing_shares
 from .fanout import fanout_map
 from .graphs import connection_graph, edge_count, model_graph
 from .heatmaps import heatmap_matrix, layer_heatmap, weight_heatmap
@@ -42,17 +51,25 @@ __all__ = [
     "SURVIVAL_COLORS",
     "BoundaryGrid",
     "accuracy_curves",
+    "activation_heatmaps",
+    "activation_histogram",
+    "activation_mosaic",
     "apply_style",
     "attribution_maps",
     "boundary_comparison",
     "boundary_grid",
     "bytes_bars",
+    "compute_bars",
     "connection_graph",
     "curve_table",
     "data_range",
     "death_time_heatmap",
     "decision_boundary",
     "edge_count",
+    "expert_color",
+    "expert_load_bars",
+    "expert_regions",
+    "unit_grid_shape",
     "fanout_map",
     "format_color",
     "format_label",
@@ -61,6 +78,7 @@ __all__ = [
     "histogram_counts",
     "histogram_levels",
     "human_bytes",
+    "input_point",
     "jaccard_bars",
     "latency_bars",
     "layer_heatmap",
@@ -69,6 +87,8 @@ __all__ = [
     "palette",
     "quantization_grid",
     "quantization_histogram",
+    "routing_heatmap",
+    "routing_shares",
     "size_waterfall",
     "sparsity_profile_chart",
     "speedup_curve_figure",
@@ -78,4 +98,5 @@ __all__ = [
     "training_history",
     "weight_heatmap",
     "weight_histogram",
+    "zero_share_bars",
 ]

@@ -143,6 +143,13 @@ class MoESpec:
     top_k: int
     description: str
 
+    @property
+    def kwargs(self) -> dict:
+        """``MoEMLP`` arguments as plain JSON (a card's ``architecture.kwargs``, kind ``"moe"``)."""
+        return {"in_features": self.in_features, "expert_hidden": list(self.expert_hidden),
+                "num_classes": self.num_classes, "num_experts": self.num_experts, "top_k": self.top_k,
+                "activation": "relu"}
+
     def build(self, seed: int | None = 0) -> MoEMLP:
         if seed is not None:
             torch.manual_seed(seed)

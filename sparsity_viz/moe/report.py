@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 
 from ..data import Dataset
@@ -51,3 +52,14 @@ def expert_report(model: MoEMLP, dataset: Dataset, split: str = "test") -> dict:
         "flops_per_input": flops_per_input(model),
         "flops_per_input_all_experts": flops_per_input(model, all_experts=True),
     }
+
+
+def routing_frame(report: dict) -> pd.DataFrame:
+    """``expert_report``'s class x expert table as a frame: a ``class`` column, one column per expert, ``total``."""
+    n = report["num_experts"]
+    frame = pd.DataFrame(report["routing_table"], columns=[f"expert {e}" for e in range(n)])
+    frame.insert(0, "class", [str(c) for c in report["classes"]])
+    frame["total"] = frame[[f"expert {e}" for e in range(n)]].sum(axis=1)
+    load = {"class": "all (load)", **{f"expert {e}": int(v) for e, v in enumerate(report["load"])},
+            "total": int(sum(report["load"]))}
+    return pd.concat([frame, pd.DataFrame([load])], ignore_index=True)

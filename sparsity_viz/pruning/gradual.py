@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 
-from ..data import Dataset
+from ..data import Dataset, train_subset_size
 from ..masks import Masks, apply_masks, full_masks
 from ..training import TrainConfig, TrainHook, TrainState, train
 from .base import check_sparsity, select_lowest
@@ -80,7 +80,7 @@ class GradualStrategy(MagnitudeStrategy):
             TrainingDiverged: the training diverged.
         """
         check_sparsity(sparsity)
-        steps_per_epoch = -(-len(dataset.y_train) // config.batch_size)
+        steps_per_epoch = -(-train_subset_size(dataset, config.train_fraction) // config.batch_size)  # as train() does
         hook = AGPHook(self, sparsity, self.event_steps(steps_per_epoch * max(1, config.epochs)),
                        MaskTimeline.dense(model, self.include_bias), full_masks(model, self.include_bias))
         if config.epochs == 0:

@@ -194,9 +194,17 @@ def test_prune_slider_then_connections_and_attribution(server, page):
     page.screenshot(path=str(SHOTS / "12_speed_curves.png"))
 
     _goto(page, "Regularize (L1)")
-    page.get_by_role("button", name="Train").click()
+    dropout = page.get_by_role("slider", name="Dropout rate")
+    for _ in range(6):  # 0 -> 0.3 in steps of 0.05, each rerun settled
+        dropout.focus()
+        dropout.press("ArrowRight")
+        _settle(page)
+    expect(dropout).to_have_value("0.3")
+    page.get_by_role("button", name="Train", exact=True).click()
     _settle(page)
     expect(page.get_by_text("Finished")).to_be_visible()
+    expect(page.get_by_text("train/test gap", exact=False).first).to_be_visible()  # train vs test, side by side
+    expect(page.get_by_text("dropout 0.3").first).to_be_visible()  # the current model's origin names it
     page.screenshot(path=str(SHOTS / "3_regularize.png"))
 
 
