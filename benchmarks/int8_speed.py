@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from doc_block import write_block  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import int8, kernels  # noqa: E402
 from sparsity_viz.backend.compiled import compile_model  # noqa: E402
 from sparsity_viz.backend.ops import NativeCSROp  # noqa: E402
@@ -43,7 +43,7 @@ from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.pruning import prune  # noqa: E402
 
 DOC = ROOT / "docs" / "backend.md"
-BEGIN, END = "<!-- int8-table:begin -->", "<!-- int8-table:end -->"
+TABLE = "int8-table"  # the doc's <!-- int8-table:begin/end --> markers
 BATCHES = (1, 32, 256)
 FORMATS = ("fp32-dense", "fp32-csr-native", "int8-csr-native", "int8-dense-weightonly", "int8-dense-dynamic")
 
@@ -161,14 +161,6 @@ def markdown(df: pd.DataFrame, rounds: int) -> str:
     return "\n".join(lines)
 
 
-def write_doc(table: str) -> None:
-    text = DOC.read_text()
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOC.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,8 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown(df, args.rounds)
     print(table)
     if not args.no_write:
-        write_doc(table)
-        print(f"wrote {DOC.relative_to(ROOT)}")
+        write_block(DOC, TABLE, table)
 
 
 if __name__ == "__main__":

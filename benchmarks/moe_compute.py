@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import sys
 from pathlib import Path
 
@@ -30,10 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from doc_block import write_block  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.moe import MoEMLP, compare_compute, dense_gated_forward  # noqa: E402
 
 DOC = ROOT / "docs" / "moe.md"
-BEGIN, END = "<!-- moe-table:begin -->", "<!-- moe-table:end -->"
+TABLE = "moe-table"  # the doc's <!-- moe-table:begin/end --> markers
 CONFIGS = ((4, 1), (4, 2), (8, 1), (8, 2))  # (experts, top_k)
 
 
@@ -71,11 +71,7 @@ def main() -> int:
     table = f"Measured on {machine}.\n\n{markdown(frame)}"
     print(table)
     if not args.no_write:
-        text = DOC.read_text()
-        block = f"{BEGIN}\n{table}\n{END}"
-        text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-        DOC.write_text(text)
-        print(f"wrote {DOC}")
+        write_block(DOC, TABLE, table)
     return 0
 
 
