@@ -25,6 +25,26 @@ if _in_ci and not os.environ.get("SPARSITY_VIZ_EXT_DIR"):
 
 torch.set_num_threads(1)
 
+
+def pytest_sessionstart(session):
+    """Build the three native extensions once, side by side, before any test runs.
+
+    Otherwise the first page that wants one starts its build in the background (the app never
+    waits for a build) and that compiler run competes for the 2 cores with the test's own timed
+    work, which can push an AppTest run past its timeout. A warm cache makes this instant.
+    """
+    import threading
+
+    from sparsity_viz.backend import act_sparse, int8, kernels
+
+    if kernels.native_disabled():
+        return
+    builds = [threading.Thread(target=build) for build in (kernels.load, int8.EXTENSION.load, act_sparse.EXTENSION.load)]
+    for t in builds:
+        t.start()
+    for t in builds:
+        t.join()
+
 from sparsity_viz.models import MLP, LeNet5, build_model  # noqa: E402
 
 

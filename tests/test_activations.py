@@ -269,9 +269,15 @@ def test_cli_json_equals_the_library():
     (("prune", "--model", "lenet300", "--strategy", "magnitude", "--sparsity", "0.5", "--dropconnect", "1"),
      "rate must be in [0, 1)"),
 ])
-def test_cli_bad_input_is_one_line_exit_2(args, message):
-    proc = _cli(*args)
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+def test_cli_bad_input_is_one_line_exit_2(args, message, capsys):
+    from sparsity_viz.cli import main
+
+    try:  # in process: cli.main is what `python -m sparsity_viz` runs (tests/test_cli.py runs one in a real process)
+        status = main(list(args))
+    except SystemExit as exc:  # argparse's own errors
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_prune_finetunes_with_dropconnect():
