@@ -29,6 +29,7 @@ PAGES = [
     st.Page("views/13_quantize.py", title="Quantize", icon=":material/grain:"),
     st.Page("views/14_activations.py", title="Activations", icon=":material/bolt:"),
     st.Page("views/15_experts.py", title="Experts (MoE)", icon=":material/alt_route:"),
+    st.Page("views/16_sensitivity.py", title="Layer sensitivity", icon=":material/tune:"),
 ]
 
 page = st.navigation(PAGES, expanded=True)  # every page listed (more than 12 would collapse to 10)

@@ -15,10 +15,12 @@ Data flows one way: views -> ``app_state`` -> the ``sparsity_viz`` library. One 
     training_options  the dropout / DropConnect / train-share widgets of every page that trains
     quantize    the Quantize page: live quantization of the current model, the sparsity x bits grid
     activations the Activations page: activation-sparsity reports dense vs current, one input, k-WTA
+    sensitivity the Layer sensitivity page: the per-layer scan of the dense model, the guided per-layer targets
     experts     the Experts (MoE) page: bundled MoE models, routing reports per setting, fine-tune, timing
     lab         results per configuration: strategy lab (session) and curves (shared)
+    sweep_runs  where sweeps run (this machine / Ray cluster when RAY_ADDRESS is set), the results-store directory
     speed       Speed page measurements and the sparse checkpoint, per model
-    upload      Home's checkpoint upload
+    upload      Home's uploads: a checkpoint of the selected model; your own model (spec + checkpoint + data)
 
 Views import from here only what they draw with; this file re-exports it.
 """
@@ -53,8 +55,11 @@ from .experts import (
 )
 from .lab import (
     cached_curves,
+    compare_result,
+    compare_run_config,
     compare_sweep_run,
     compute_curves,
+    curves_run,
     lab_batch,
     lab_quick,
     lab_result,
@@ -63,6 +68,7 @@ from .lab import (
     run_lab,
     schedule_run,
     scheduled_strategy_names,
+    show_run_table,
 )
 from .quantize import (
     FP32_BITS,
@@ -82,6 +88,17 @@ from .quantize import (
 )
 from .resources import compatible_datasets, sample_card, sample_names, shared_model
 from .runs import request_stop, run_training, show_training_log, training_log
+from .sensitivity import (
+    LEVEL_OPTIONS,
+    ScanConfig,
+    guided_targets,
+    scan_reading,
+    scan_result,
+    scan_run,
+    scan_strategies,
+    store_sensitivity,
+    stored_sensitivity,
+)
 from .settings import (
     LAMBDAS,
     THRESHOLDS,
@@ -96,8 +113,9 @@ from .settings import (
 )
 from .sidebar import kernel_notice, sidebar, sidebar_summary
 from .speed import backend_notices, measure, native_kernel_building, sparse_checkpoint, speed_key, speed_result
+from .sweep_runs import runs_dir, sweep_place
 from .training_options import TrainingOptions, training_options
-from .upload import load_upload, load_upload_once, upload_message
+from .upload import load_own_model, load_upload, load_upload_once, own_message, spec_template, upload_message
 from .url import set_url, share_link
 from .widgets import show_figure, show_message, show_sweep_notes, show_table
 from .workbench import apply_prune, bench, choose_model, dataset, device, init, reset_bench, selected_model, set_bench
@@ -117,14 +135,16 @@ __all__ = [
     "FP32_BITS", "QuantGridConfig", "QuantizeConfig", "cheapest_near_dense", "compressed_checkpoint", "grid_result",
     "grid_run", "grid_strategies", "layer_inputs", "quantize_current", "quantizers", "size_table_of", "store_quant",
     "stored_quant",
+    "LEVEL_OPTIONS", "ScanConfig", "guided_targets", "scan_reading", "scan_result", "scan_run", "scan_strategies",
+    "store_sensitivity", "stored_sensitivity",
     "KEY_BENCH", "KEY_FAST", "KEY_SPARSE_CKPT", "KEY_SPEED", "KEY_STOP", "LAMBDAS", "THRESHOLDS", "accuracy",
-    "apply_prune", "backend_notices", "bench", "cached_curves", "choose_model", "compare_sweep_run",
+    "apply_prune", "backend_notices", "bench", "cached_curves", "choose_model", "compare_run_config", "compare_sweep_run",
     "compatible_datasets", "compute_curves", "curves_evaluator", "dataset", "dense_accuracy", "device", "eval_model",
     "init", "kernel_notice", "keys", "lab_batch", "lab_quick", "lab_result", "load_upload",
-    "load_upload_once", "lottery_key", "lottery_run", "measure", "native_kernel_building", "request_stop",
+    "load_upload_once", "load_own_model", "own_message", "spec_template", "lottery_key", "lottery_run", "measure", "native_kernel_building", "request_stop",
     "reset_bench", "run_lab", "run_training", "sample_card", "sample_names", "schedule_run",
     "scheduled_strategy_names", "selected_model", "set_bench", "set_url", "share_link", "shared_model",
-    "show_figure", "show_message", "show_sweep_notes", "show_table", "show_training_log", "sidebar", "sidebar_summary",
+    "show_figure", "show_message", "show_run_table", "show_sweep_notes", "show_table", "show_training_log", "sidebar", "sidebar_summary",
     "sparse_checkpoint", "speed_key", "speed_result", "store_finetune", "store_prune", "store_reg", "store_speed",
     "stored_finetune", "stored_prune", "stored_reg", "stored_speed", "training_log", "upload_message",
     "TrainingOptions", "training_options",

@@ -147,13 +147,14 @@ QUANT = CacheSpec(keys.QUANT, max_entries=24, max_bytes=128 * MiB)
 QUANT_GRID = CacheSpec(keys.QUANT_GRID, max_entries=16, max_bytes=8 * MiB)
 ACTIVATIONS = CacheSpec(keys.ACTIVATIONS, max_entries=48, max_bytes=64 * MiB)
 EXPERTS = CacheSpec(keys.EXPERTS, max_entries=16, max_bytes=96 * MiB)
+SENSITIVITY = CacheSpec(keys.SENSITIVITY, max_entries=16, max_bytes=8 * MiB)
 # Shared by every session (keyed by the dense weights' fingerprint): read-only, handed out as copies.
 PRUNE_MASKS = CacheSpec("prune_masks", max_entries=512, max_bytes=128 * MiB, shared=True)
 CURVES = CacheSpec("curves", max_entries=64, max_bytes=64 * MiB, shared=True)
 PNG = CacheSpec("png", max_entries=64, max_bytes=64 * MiB, shared=True)
 
 SPECS: dict[str, CacheSpec] = {s.name: s for s in (ACCURACY, FAST_MODELS, SPEED, SPARSE_CKPT, LAB, QUANT, QUANT_GRID,
-                                                    ACTIVATIONS, EXPERTS, PRUNE_MASKS, CURVES, PNG)}
+                                                    ACTIVATIONS, EXPERTS, SENSITIVITY, PRUNE_MASKS, CURVES, PNG)}
 
 
 def session_cache(spec: CacheSpec) -> BoundedCache:

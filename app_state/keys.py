@@ -26,6 +26,7 @@ STORED_SPEED = "sv_stored_speed"  # Speed page settings (so a cached measurement
 STORED_QUANT = "sv_stored_quant"  # Quantize page settings (method, granularity, bits, grid)
 STORED_ACTIVATIONS = "sv_stored_activations"  # Activations page settings (input index, layer, k-WTA)
 STORED_EXPERTS_TUNED = "sv_stored_experts_tuned"  # ExpertsConfig of the Experts page's last fine-tune (shown while it applies)
+STORED_SENSITIVITY = "sv_stored_sensitivity"  # Layer sensitivity page settings (strategy, levels, seeds, target)
 STORED_TRAIN_OPTIONS = "sv_stored_train_options"  # {page: {"dropout", "dropconnect", "train_fraction"}}
 PRUNE_SLIDER = "prune_sparsity"  # the Prune page's sparsity slider (reset and uploads clear it)
 
@@ -36,6 +37,12 @@ TRAIN_LOG = "sv_train_log"  # {page: {"history": [...], "message": str, "level":
 # --- uploads ---------------------------------------------------------------------------
 UPLOAD_MSG = "sv_upload_msg"  # (level, text) of the last upload
 UPLOAD_TOKEN = "sv_upload_token"  # which uploaded file was loaded last (the uploader keeps its file)
+OWN_BENCH = "sv_own_bench"  # Workbench of this session's own model (spec + checkpoint) as uploaded, or absent
+OWN_DATASETS = "sv_own_datasets"  # {name: Dataset} uploaded in this session (never in the shared cache)
+OWN_MSG = "sv_own_msg"  # (level, text) of the last "your own model" upload
+OWN_SPEC_FILE = "home_own_spec"  # Home's file uploaders of the own-model section
+OWN_CKPT_FILE = "home_own_ckpt"
+OWN_DATA_FILE = "home_own_data"
 
 # --- per-session caches (app_state.cache.BoundedCache, bounded by entries and bytes) ------
 ACC_CACHE = "sv_acc_cache"  # {(id(model), dataset): (model, accuracy)}
@@ -47,6 +54,7 @@ QUANT = "sv_quant"  # {(id(current model), (dataset, config or part)): (model, Q
 QUANT_GRID = "sv_quant_grid"  # {(fingerprint, dataset, QuantGridConfig): accuracy grid frame}
 ACTIVATIONS = "sv_activations"  # {(id(model), (dataset, what)): (model, report / k-WTA copy / accuracy / histogram)}
 EXPERTS = "sv_experts"  # {ExpertsConfig or ("timing", ExpertsConfig): ExpertsView / compute timing rows}
+SENSITIVITY = "sv_sensitivity"  # {(fingerprint, dataset, ScanConfig): per-layer sensitivity scan frame}
 
 
 def figure(name: str) -> str:
@@ -77,3 +85,8 @@ def training_option(page: str, name: str) -> str:
 def stop_button(run: str) -> str:
     """The Stop button of a running training or lab run."""
     return f"{run}_stop"
+
+
+def sweep_place(page: str) -> str:
+    """The "Run on" choice (this machine / Ray cluster) of a page that sweeps."""
+    return f"{page}_run_on"

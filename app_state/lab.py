@@ -16,15 +16,19 @@ import pandas as pd
 import streamlit as st
 
 from sparsity_viz.data import data_batch
+from sparsity_viz.experiments import read_back, sweep, sweep_csv
 from sparsity_viz.lottery import LotteryConfig, lottery_experiment
-from sparsity_viz.models import build_model
 from sparsity_viz.pruning import scheduled_strategy_names as _scheduled_names
 from sparsity_viz.recipes import finetune_config
+from sparsity_viz.run_config import run_id, sweep_config
 from sparsity_viz.strategy_lab import CompareConfig, ScheduleConfig, compare_sweep, run_schedule
 
 from .cache import CURVES, LAB, session_cache, shared_cache
+from .evaluation import curves_evaluator
 from .runs import Progress, StopFlag, run_with_stop
-from .workbench import bench, dataset
+from .sweep_runs import place_executor, runs_dir
+from .widgets import show_table
+from .workbench import bench, dataset, device, fresh_model
 
 
 def scheduled_strategy_names() -> list[str]:
@@ -73,13 +77,53 @@ def run_lab(config: Any, work: Callable[[Progress, StopFlag], Any], *, key: str,
     run_with_stop(work, lambda result: _lab_keep(config, result), key=key, text=text)
 
 
-def compare_sweep_run(config: CompareConfig) -> NoReturn:
-    """The Compare page's sweep (one-shot, and fine-tuned when asked) with progress and Stop."""
+def compare_sweep_run(config: CompareConfig, place: str = "local") -> NoReturn:
+    """The Compare page's sweep (one-shot, and fine-tuned when asked) with progress and Stop, on ``place``
+    (``sweep_runs.sweep_place``); points already in the results store are read back, new ones written there."""
     wb = bench()
     ds = dataset(wb)
     finetune = finetune_config(wb.card, config.finetune_epochs) if config.finetune_epochs else None
-    run_lab(config, lambda progress, stop: compare_sweep(wb.dense, ds, config, finetune, progress=progress, stop=stop),
-            key="compare", text="Pruning and measuring...")
+    run_config = compare_run_config(config)
+    executor = place_executor(place)
+
+    def work(progress: Progress, stop: StopFlag) -> pd.DataFrame:
+        frame = compare_sweep(wb.dense, ds, config, finetune, progress=progress, stop=stop, executor=executor,
+                              store=runs_dir())
+        frame.attrs.update(config=run_config, run_id=run_id(run_config))
+        return frame
+
+    run_lab(config, work, key="compare", text="Pruning and measuring...")
+
+
+def compare_result(config: CompareConfig) -> pd.DataFrame | None:
+    """The Compare sweep of ``config``: kept in this session, else read back from the results store (nothing
+    computed; ``cancelled`` when points are missing, so Compute the rest resumes), else None."""
+    hit = lab_result(config)
+    if hit is not None:
+        return hit
+    wb = bench()
+    finetune = finetune_config(wb.card, config.finetune_epochs) if config.finetune_epochs else None
+    frame = compare_sweep(wb.dense, dataset(wb), config, finetune, stop=lambda: True, store=runs_dir())
+    if not len(frame):
+        return None
+    run_config = compare_run_config(config)
+    frame.attrs.update(config=run_config, run_id=run_id(run_config))
+    _lab_keep(config, frame)
+    return frame
+
+
+def compare_run_config(config: CompareConfig) -> dict:
+    """The full configuration (``run_config.sweep_config``) of the Compare sweep ``config`` on the current model.
+
+    Without fine-tuning it is the plain sweep's; with it, ``passes`` says the one-shot and the
+    fine-tuned sweeps both ran (the frame's ``finetuned`` column).
+    """
+    wb = bench()
+    names = list(dict.fromkeys([*config.strategies, *(["random"] if config.random_baseline else [])]))
+    finetune = finetune_config(wb.card, config.finetune_epochs) if config.finetune_epochs else None
+    return sweep_config(wb.dense, dataset(wb), names, config.levels, range(config.seeds), finetune=finetune,
+                        schedule=None, scope=None, model_name=wb.name,
+                        extra={"passes": ["one_shot", "finetuned"]} if finetune is not None else None)
 
 
 def schedule_run(config: ScheduleConfig) -> NoReturn:
@@ -98,9 +142,10 @@ def lottery_key(model_name: str, init_seed: int, config: LotteryConfig) -> tuple
 def lottery_run(model_name: str, init_seed: int, config: LotteryConfig) -> NoReturn:
     """IMP with rewinding from a fresh initialisation of ``model_name`` against its controls."""
     ds = dataset()
+    init = fresh_model(model_name, init_seed)  # read here: the session (an own model's spec) is not visible in work
 
     def work(progress: Progress, stop: StopFlag) -> pd.DataFrame:
-        return lottery_experiment(build_model(model_name, init_seed), ds, config,
+        return lottery_experiment(init, ds, config,
                                   progress=lambda f: progress(f, "train, prune 20 %, rewind, retrain"), stop=stop)
 
     run_lab(lottery_key(model_name, init_seed, config), work, key="lottery", text="Running the lottery experiment...")
@@ -116,9 +161,34 @@ def curves_key(config: Any) -> tuple:
 
 
 def cached_curves(config: Any) -> pd.DataFrame | None:
-    """The sweep of ``config`` on the current dense model if any session computed it (a copy)."""
+    """The sweep of ``config`` on the current dense model if any session computed it (a copy), from memory or,
+    after a restart or reload, from the results store when every point is there."""
     hit = shared_cache(CURVES).get(curves_key(config))
-    return None if hit is None else _copy_frame(hit)
+    if hit is None:
+        args, kwargs = _curves_sweep(config)
+        hit = read_back(*args, **kwargs)
+        if hit is None or hit.attrs.get("cancelled"):  # partial: Compute curves resumes it
+            return None
+        shared_cache(CURVES)[curves_key(config)] = hit
+    return _copy_frame(hit)
+
+
+def curves_run(config: Any, place: str = "local") -> pd.DataFrame:
+    """The Curves sweep of ``config`` on ``place`` under a progress bar, through the results store (a copy)."""
+    args, kwargs = _curves_sweep(config)
+    executor = place_executor(place)
+    if executor is not None:  # cluster workers run the library only (no app_state): plain evaluation
+        kwargs.update(executor=executor, evaluator=None)
+    return compute_curves(config, lambda progress: sweep(*args, progress=progress, **kwargs))
+
+
+def _curves_sweep(config: Any) -> tuple[tuple, dict]:
+    """``sweep``'s arguments for the Curves ``config`` on the current model (one place: run and read-back)."""
+    wb = bench()
+    finetune = finetune_config(wb.card, config.finetune_epochs) if config.finetune_epochs else None
+    return ((wb.dense, dataset(wb), list(config.strategies), list(config.levels), range(config.seeds)),
+            dict(finetune=finetune, device=device(), evaluator=curves_evaluator(), model_name=wb.name,
+                 store=runs_dir()))
 
 
 def compute_curves(config: Any, run: Callable[[Callable[[float, dict], None]], pd.DataFrame]) -> pd.DataFrame:
@@ -133,6 +203,20 @@ def compute_curves(config: Any, run: Callable[[Callable[[float, dict], None]], p
     if not frame.attrs.get("cancelled"):
         shared_cache(CURVES)[curves_key(config)] = frame
     return _copy_frame(frame)
+
+
+def show_run_table(table: pd.DataFrame, name: str, frame: pd.DataFrame, **kwargs: Any) -> None:
+    """``show_table`` of ``table`` (the sweep ``frame`` or a summary of it) whose CSV download starts with the
+    sweep's configuration header and run id (``experiments.sweep_csv``), and the run id as a caption."""
+    config = frame.attrs.get("config")
+    if config is None:
+        show_table(table, name, **kwargs)
+        return
+    rid = run_id(config)
+    show_table(table, f"{name}_{rid}", csv_text=sweep_csv(table, config), **kwargs)
+    st.caption(f"Run id `{rid}`: a hash of the full configuration (model weights, data, strategies and their "
+               f"parameters, levels, seeds {', '.join(map(str, config['seeds']))}, training, versions), written "
+               "as `# key: value` lines at the top of the CSV. The same id re-run gives the same numbers.")
 
 
 def _copy_frame(frame: pd.DataFrame) -> pd.DataFrame:

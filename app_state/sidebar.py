@@ -6,15 +6,14 @@ import streamlit as st
 
 from sparsity_viz.backend.live import kernel_building
 from sparsity_viz.devices import cuda_available
-from sparsity_viz.models import get_spec
 from sparsity_viz.session import Workbench
 
 from . import keys
 from .evaluation import accuracy, dense_accuracy
-from .resources import compatible_datasets, sample_names
 from .settings import stored_prune, stored_reg
 from .url import set_url
-from .workbench import DEVICES, bench, on_model_change, reset_bench, selected_model
+from .workbench import (DEVICES, bench, dataset_options, model_description, model_names, on_model_change, reset_bench,
+                        selected_model)
 
 KERNEL_NOTICE = ("The sparse C++ kernel is being built in the background (once per machine, about a minute). "
                  "Until it is ready, accuracies are computed with the dense model: the same numbers, a little slower.")
@@ -23,7 +22,8 @@ KERNEL_POLL_S = 5  # how often a waiting page checks whether the build finished
 
 def sidebar() -> Workbench:
     """Draw the workbench widgets and return this session's workbench."""
-    names = sample_names()
+    names = model_names()
+    labels = {n: f"{n} · {model_description(n)}" for n in names}  # read now: AppTest formats outside the run
     # Re-assign the sidebar widgets' values every run: each page draws its own copy of
     # these widgets, and Streamlit would otherwise reset them on a page change.
     st.session_state[keys.MODEL] = st.session_state[keys.STORED_MODEL] = selected_model()
@@ -35,10 +35,10 @@ def sidebar() -> Workbench:
         st.header("Workbench")
         st.selectbox(
             "Sample model", names, key=keys.MODEL, on_change=on_model_change,
-            format_func=lambda n: f"{n} · {get_spec(n).description}",
+            format_func=labels.__getitem__,
             help="Every page works on your own copy of this trained model.",
         )
-        options = compatible_datasets(st.session_state[keys.MODEL])
+        options = dataset_options(st.session_state[keys.MODEL])
         if st.session_state.get(keys.DATASET) not in options:
             st.session_state[keys.DATASET] = options[0]
         st.selectbox("Dataset", options, key=keys.DATASET, disabled=len(options) == 1,

@@ -49,10 +49,12 @@ def show_figure(fig: go.Figure, name: str, *, png: bool = True, height: int | No
                                key=keys.png_download(name), on_click="ignore", icon=":material/download:")
 
 
-def show_table(df: pd.DataFrame, name: str, *, column_config: dict | None = None, height: int | str = "auto") -> None:
-    """A table with a CSV download beside it."""
+def show_table(df: pd.DataFrame, name: str, *, column_config: dict | None = None, height: int | str = "auto",
+               csv_text: str | None = None) -> None:
+    """A table with a CSV download beside it (``csv_text``: what to download instead of the plain table)."""
     st.dataframe(df, hide_index=True, column_config=column_config, height=height)
-    st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name=f"{name}.csv", mime="text/csv",
+    data = (csv_text if csv_text is not None else df.to_csv(index=False)).encode()
+    st.download_button("Download CSV", data, file_name=f"{name}.csv", mime="text/csv",
                        key=keys.csv_download(name), on_click="ignore", type="tertiary", icon=":material/download:")
 
 

@@ -11,10 +11,11 @@ from dataclasses import replace
 
 import streamlit as st
 
+from sparsity_viz.arch_spec import build_from_spec
 from sparsity_viz.data import Dataset, data_batch
 from sparsity_viz.devices import DeviceUnavailableError, resolve_device
 from sparsity_viz.masks import Masks, masked_copy
-from sparsity_viz.models import get_spec
+from sparsity_viz.models import build_model, get_spec
 from sparsity_viz.pruning import STRATEGIES, prune
 from sparsity_viz.session import PruneConfig, Workbench, new_workbench, replace_current, reset
 
@@ -33,10 +34,44 @@ def init() -> None:
     read_url_once()
 
 
+def own_bench() -> Workbench | None:
+    """This session's own model (uploaded spec + checkpoint) as uploaded, if any."""
+    return st.session_state.get(keys.OWN_BENCH)
+
+
+def model_names() -> list[str]:
+    """The sidebar's models: the bundled ones, then this session's own model."""
+    own = own_bench()
+    return sample_names() + ([own.name] if own is not None else [])
+
+
+def model_description(name: str) -> str:
+    own = own_bench()
+    if own is not None and name == own.name:
+        return f"your model: {own.card.get('description', '')}"
+    return get_spec(name).description
+
+
+def dataset_options(name: str) -> list[str]:
+    """Datasets the model ``name`` can be evaluated on (its own first)."""
+    own = own_bench()
+    if own is not None and name == own.name:
+        return list(own.card["datasets"])
+    return compatible_datasets(name)
+
+
+def fresh_model(name: str, seed: int):
+    """A fresh, seeded initialisation of model ``name``'s architecture (bundled, or this session's own spec)."""
+    own = own_bench()
+    if own is not None and name == own.name:
+        return build_from_spec(own.card["spec"], seed=seed)
+    return build_model(name, seed)
+
+
 def selected_model() -> str:
-    """The sample model chosen in the sidebar (or the default)."""
+    """The model chosen in the sidebar (or the default)."""
     name = st.session_state.get(keys.MODEL) or st.session_state.get(keys.STORED_MODEL)
-    return name if name in sample_names() else default_model()
+    return name if name in model_names() else default_model()
 
 
 def device() -> str:
@@ -52,7 +87,12 @@ def bench() -> Workbench:
     """This session's workbench, (re)built from a deep copy of the cached model when the model changes."""
     name = selected_model()
     wb: Workbench | None = st.session_state.get(keys.BENCH)
-    if wb is None or wb.name != name:
+    own = own_bench()
+    if (wb is None or wb.name != name) and own is not None and own.name == name:
+        wb = own  # back to the own model as uploaded (its models are never modified in place)
+        st.session_state[keys.BENCH] = wb
+        st.session_state.pop(keys.TRAIN_LOG, None)
+    elif wb is None or wb.name != name:
         shared, card = bundled(name)
         wb = new_workbench(name, get_spec(name).dataset, shared, card=card)
         for p in wb.dense.parameters():
@@ -60,7 +100,7 @@ def bench() -> Workbench:
         st.session_state[keys.BENCH] = wb
         st.session_state.pop(keys.TRAIN_LOG, None)
     ds_choice = st.session_state.get(keys.DATASET)
-    if ds_choice in compatible_datasets(name) and ds_choice != wb.dataset:
+    if ds_choice in dataset_options(name) and ds_choice != wb.dataset:
         wb = replace(wb, dataset=ds_choice)
         st.session_state[keys.BENCH] = wb
     return wb
@@ -71,8 +111,10 @@ def set_bench(wb: Workbench) -> None:
 
 
 def dataset(wb: Workbench | None = None) -> Dataset:
-    """The dataset the session's accuracies are measured on."""
-    return dataset_named((wb or bench()).dataset)
+    """The dataset the session's accuracies are measured on (an uploaded one lives in this session only)."""
+    name = (wb or bench()).dataset
+    own = st.session_state.get(keys.OWN_DATASETS) or {}
+    return own[name] if name in own else dataset_named(name)
 
 
 def reset_bench() -> None:
@@ -95,7 +137,7 @@ def on_model_change() -> None:
     name = st.session_state.get(keys.MODEL)
     if name:
         st.session_state[keys.STORED_MODEL] = name
-        st.session_state[keys.DATASET] = get_spec(name).dataset
+        st.session_state[keys.DATASET] = dataset_options(name)[0]
         st.session_state.pop(keys.UPLOAD_MSG, None)
         set_url(model=name)
 

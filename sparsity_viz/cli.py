@@ -1,5 +1,5 @@
 """Command line: ``python -m sparsity_viz models | train-samples | prune | sweep | figure | bench | sparse-save
-| quantize | compress | activations | experts``.
+| quantize | compress | activations | experts | sensitivity``.
 
 Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback;
 training that diverges (``prune --finetune-epochs``, ``sweep``, ``train-samples``) exits
@@ -17,6 +17,7 @@ from . import __version__
 from .checkpoints import CheckpointError
 from .devices import DEVICE_CHOICES, DeviceUnavailableError, configure_threads
 from .divergence import TrainingDiverged
+from .executors import PointFailedError
 
 
 class CliError(Exception):
@@ -142,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_args(p)
     p.add_argument("--strategies", required=True, type=names_arg)
     p.add_argument("--levels", required=True, type=fractions_arg)
-    p.add_argument("--seeds", type=ints_arg, default=[0])
+    p.add_argument("--seeds", type=ints_arg, default=[0, 1, 2],
+                   help="comma-separated seeds (default 0,1,2: mean ± std; unseeded strategies cost one seed)")
     p.add_argument("--finetune-epochs", type=int, default=0)
     p.add_argument("--finetune-lr", type=float, default=None)
     p.add_argument("--schedule-epochs", type=int, default=0,
@@ -152,9 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--executor", choices=sorted(EXECUTORS), default=None,
                    help="where points run (default: serial, or process when --workers > 1 and points train)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes for --executor process")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes for --executor process; CPUs of a local Ray for --executor ray")
+    p.add_argument("--address", default=None,
+                   help="--executor ray: join the Ray cluster at HOST:PORT (default: start a local Ray here)")
+    p.add_argument("--store", default=None,
+                   help="results store (.csv file or directory): each finished point is written as it arrives, "
+                        "and a re-run with the same configuration computes only the points missing there")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--csv", default=None, help="write the results as CSV to this file")
+    out.add_argument("--csv", default=None,
+                     help="write the results as CSV to this file, after a '# key: value' header with the full "
+                          "configuration and its run id (pandas: read_csv(path, comment='#'))")
     out.add_argument("--json", action="store_true")
 
     from .figure_cli import FIGURE_KINDS
@@ -187,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .activations_cli import add_activations_parser
 
     add_activations_parser(sub)  # activations (func=run_activations)
+
+    from .sensitivity_cli import add_sensitivity_parser
+
+    add_sensitivity_parser(sub)  # sensitivity (func=run_sensitivity)
     return parser
 
 
@@ -316,22 +330,37 @@ def cmd_sweep(args) -> int:
 
     for s in args.strategies:
         get_strategy(s)
+    executor = args.executor
+    if args.address is not None and executor != "ray":
+        raise CliError("--address is for --executor ray")
+    if executor == "ray":
+        from .executors import RayExecutor
+
+        executor = RayExecutor(address=args.address, workers=args.workers)
+        executor.check()  # ray installed, the address answers: before any work
     model, card, dataset = load_bundled(args.model)
     finetune = bundled_finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device) if args.finetune_epochs else None
     schedule = bundled_finetune_config(card, args.schedule_epochs, args.finetune_lr, args.device) if args.schedule_epochs else None
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
     frame = sweep(model, dataset, args.strategies, args.levels, args.seeds, finetune=finetune, schedule=schedule,
-                  executor=args.executor, workers=args.workers, device=args.device, progress=ProgressLine("sweep"))
+                  executor=executor, workers=args.workers, device=args.device, progress=ProgressLine("sweep"),
+                  model_name=args.model, store=args.store)
+    if args.store:
+        print(f"results store {args.store}: {len(frame)} points of run {frame.attrs['run_id']} "
+              f"({frame.attrs['resumed']} read back, {len(frame) - frame.attrs['resumed']} computed)", file=sys.stderr)
     for name, reason in frame.attrs["skipped"].items():
         print(f"skipped {name}: {reason} Add --schedule-epochs N.", file=sys.stderr)
     if args.csv:
-        frame.to_csv(args.csv, index=False)
-        print(f"wrote {len(frame)} rows to {args.csv}")
+        from .experiments import sweep_csv
+
+        with open(args.csv, "w", encoding="utf-8") as fh:
+            fh.write(sweep_csv(frame))
+        print(f"wrote {len(frame)} rows to {args.csv} (run id {frame.attrs['run_id']})")
     elif args.json:
         print(frame.to_json(orient="records", indent=2))
     else:
-        print(f"dense accuracy {frame.attrs['dense_accuracy']:.2%}")
+        print(f"run id {frame.attrs['run_id']} · dense accuracy {frame.attrs['dense_accuracy']:.2%}")
         print(summarize(frame).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
@@ -372,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:  # one line: the epoch, the reason, what to try
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except PointFailedError as exc:  # a sweep point failed in a Ray task: the point and its error, one line
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

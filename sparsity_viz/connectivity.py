@@ -1,8 +1,11 @@
 """Connectivity: which connections and units of a pruned network still carry signal.
 
 Pure functions on weights and masks (True = the weight survives); no plotting.
-A network is read as a chain of weight layers in forward order (masks are built
-in layer order) joining columns of *units*:
+A network is read as a chain of weight layers in forward order joining columns of
+*units*. Functions taking a model check that it is one (``layers.chain_layers``
+traces it with ``torch.fx``; a residual, a branch or an attention block raises a
+``ValueError`` saying where). Functions taking only masks read them in dict order,
+so hand them ``layer_masks(model, masks)`` for a model that is not a bundled one:
 
 * **Units.** Column 0 is the input (features, or the channels of a conv's
   input); column ``k`` holds the outputs of the ``k``-th layer. A Linear
@@ -40,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .masks import Masks
-from .models import prunable_layers
+from .layers import chain_layers, prunable_weights
 
 INPUT = "input"  # the name of column 0 in per-column results
 
@@ -54,23 +57,32 @@ def weight_masks(masks: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Ten
 
 
 def layer_masks(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = None) -> Masks:
-    """Surviving weights of every prunable layer, ``{"fc1.weight": bool, ...}`` in forward order, on the CPU.
+    """Surviving weights of every layer of a chain, ``{"fc1.weight": bool, ...}`` in forward order, on the CPU.
 
     A weight survives where its mask is True (no mask: dense) and it is nonzero,
-    so ``masks=None`` reads the masks off the zeros of the weights.
+    so ``masks=None`` reads the masks off the zeros of the weights. Forward order is
+    traced (``layers.chain_layers``); a layer whose weight is tied to another's is keyed
+    by its own name and reads the tied weight's mask.
 
     Raises:
-        ValueError: a grouped convolution (its channels do not form a chain).
+        ValueError: the model is not a chain of Linear / Conv layers (a residual, a branch,
+            an attention block, a grouped convolution), naming where.
     """
-    out: Masks = {}
-    for name, module in prunable_layers(model):
-        if isinstance(module, nn.Conv2d) and module.groups != 1:
-            raise ValueError(f"Grouped convolution {name!r} is not supported by connectivity.")
-        key = f"{name}.weight"
-        alive = module.weight.detach().cpu() != 0
-        mask = None if masks is None else masks.get(key)
-        out[key] = alive if mask is None else alive & mask.detach().to("cpu", torch.bool)
-    return out
+    return {f"{layer.name}.weight": _alive(layer.module.weight, masks, layer.key) for layer in chain_layers(model)}
+
+
+def surviving_masks(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = None) -> Masks:
+    """Surviving entries of every prunable parameter of any model, keyed as masks are, in registration order.
+
+    Same rule as ``layer_masks`` (mask and nonzero), one entry per distinct (tied) parameter.
+    """
+    return {w.key: _alive(w.param, masks, w.key) for w in prunable_weights(model)}
+
+
+def _alive(weight: torch.Tensor, masks: Mapping[str, torch.Tensor] | None, key: str) -> torch.Tensor:
+    alive = weight.detach().cpu() != 0
+    mask = None if masks is None else masks.get(key)
+    return alive if mask is None else alive & mask.detach().to("cpu", torch.bool)
 
 
 def fold_units(t: torch.Tensor, in_units: int | None = None) -> torch.Tensor:
@@ -301,17 +313,19 @@ def input_fanout(
     count (``effective_masks``).
 
     Raises:
-        ValueError: no Linear / Conv2d layer, a conv model without
+        ValueError: not a chain, no Linear / Conv2d layer, a conv model without
             ``input_shape``, or an ``input_shape`` that does not fit.
     """
-    layers = prunable_layers(model)
+    layers = chain_layers(model)
     if not layers:
         raise ValueError("The model has no Linear / Conv2d layer.")
     lm = layer_masks(model, masks)
     if effective:
         lm = effective_masks(lm)
-    name, module = layers[0]
-    mask = lm[f"{name}.weight"]
+    module = layers[0].module
+    mask = lm[f"{layers[0].name}.weight"]
+    if isinstance(module, nn.Conv1d):
+        raise ValueError("input_fanout supports a Linear or Conv2d first layer, not Conv1d.")
     if isinstance(module, nn.Conv2d):
         if input_shape is None:
             raise ValueError("input_fanout of a convolutional model needs input_shape=(C, H, W).")

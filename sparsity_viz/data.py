@@ -22,6 +22,10 @@ import torch
 TOY_DATASETS = ("moons", "circles", "xor", "spiral")
 IMAGE_DATASETS = ("digits", "mnist5k")
 DATASET_NAMES = TOY_DATASETS + IMAGE_DATASETS
+# (one sample's shape, classes) of each bundled dataset, known without loading it (a test checks each)
+DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    **{name: ((2,), 2) for name in TOY_DATASETS}, "digits": ((1, 8, 8), 10), "mnist5k": ((1, 28, 28), 10),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +56,11 @@ class Dataset:
     @property
     def is_image(self) -> bool:
         return self.kind == "image"
+
+    @property
+    def is_plane(self) -> bool:
+        """2-D points: the whole input space is a picture (decision boundaries). Uploaded tables may have more features."""
+        return self.kind == "points" and self.input_shape == (2,)
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalisation, giving raw pixel intensities in [0, 1]."""

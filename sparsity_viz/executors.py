@@ -1,4 +1,4 @@
-"""Executors: where the independent points of a sweep run (this process, or local worker processes).
+"""Executors: where the independent points of a sweep run (this process, local worker processes, a Ray cluster).
 
 A sweep plans its points, hands them to an executor together with the read-only
 objects every point needs (``shared``: the dense model, the dataset, the device,
@@ -16,8 +16,12 @@ executor:
   returns whatever it means by "not finished", e.g. ``None``).
 
 ``fn`` must be a module-level function (worker processes import it by name).
-``EXECUTORS`` is the registry (``"serial"``, ``"process"``; a ``"ray"`` executor
-that puts ``shared`` in the object store once fits the same protocol).
+A point may have a ``label`` (text naming it in error messages). An executor
+whose per-task overhead is large may set ``groups = True``: the caller then
+hands it bigger points where it can (a sweep: one (strategy, seed) ranking cut
+at every level per task). ``EXECUTORS`` is the registry (``"serial"``,
+``"process"``, ``"ray"``: ``shared`` put in Ray's object store once, points as
+Ray tasks on a local Ray or a cluster; ``ray`` is an optional extra).
 This module knows nothing about sweeps; ``experiments`` imports it, never the reverse.
 """
 
@@ -25,9 +29,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import pickle
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import torch
 
@@ -142,9 +148,174 @@ def check_picklable(shared: Mapping[str, Any]) -> None:
             ) from exc
 
 
+RAY_INSTALL = "pip install 'sparsity_viz[ray]'"
+
+
+class ExecutorUnavailableError(ValueError):
+    """The executor cannot run here (Ray not installed, a cluster address that does not answer)."""
+
+
+class PointFailedError(RuntimeError):
+    """A point raised in a remote task; ``label`` names the point, ``__cause__`` is the task's exception."""
+
+    def __init__(self, label: str, cause: BaseException):
+        super().__init__(f"Sweep point {label} failed: {type(cause).__name__}: {cause}")
+        self.label = label
+
+
+class RayExecutor:
+    """Points as Ray tasks: on a local Ray started here (no ``address``) or on a running cluster.
+
+    ``shared`` is put in Ray's object store once; each worker fetches it once (not once per task).
+    Results are yielded as tasks finish (``ray.wait``); once ``stop`` is set the
+    finished results are collected, every outstanding task is cancelled
+    (``ray.cancel``: a running one gets a KeyboardInterrupt) and the map ends.
+    An exception in a task surfaces as one ``PointFailedError`` naming the point.
+
+    On a cluster every node needs this package (and torch) installed at the same
+    version; points and ``fn`` travel by cloudpickle (lambdas are fine).
+    Start-up costs seconds (a local Ray: ~6 s here): worth it for fine-tuned
+    sweeps or a cluster, not for an untrained sweep of a few seconds
+    (``docs/sweeps.md``).
+    """
+
+    name = "ray"
+    groups = True  # a task costs ~ms to schedule: hand it a whole (strategy, seed) ranking where possible
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, *, workers: int = 1,
+                 shutdown: bool = True, connect_timeout: float = 5.0, poll_seconds: float = 0.1):
+        """
+        Args:
+            address: a cluster's ``host:port`` (or ``ray://host:port``, ``"auto"``); None starts a local
+                Ray on this machine.
+            num_cpus: CPUs of the local Ray (None: ``workers`` when above 1, else all cores); not allowed
+                with ``address`` (the cluster has its own).
+            workers: the registry's common argument; a local Ray's CPUs when ``num_cpus`` is None.
+            shutdown: shut Ray down (or disconnect) after a map if this executor started it; False keeps it
+                for the next map (the app: several sessions share one connection).
+            connect_timeout: seconds to wait for ``address`` to answer before giving up.
+            poll_seconds: how often ``stop`` is checked while waiting for results.
+        """
+        if address is not None and num_cpus is not None:
+            raise ValueError("num_cpus applies to a local Ray only; a cluster at an address has its own CPUs.")
+        if num_cpus is not None and num_cpus < 1:
+            raise ValueError(f"A local Ray needs at least one CPU, got num_cpus={num_cpus}.")
+        self.address = address
+        if num_cpus is None and address is None and workers > 1:
+            num_cpus = int(workers)
+        self.num_cpus = num_cpus
+        self.shutdown = shutdown
+        self.connect_timeout = float(connect_timeout)
+        self.poll_seconds = float(poll_seconds)
+        self.workers = self.num_cpus or 1
+
+    def check(self) -> None:
+        """Fail fast (``ExecutorUnavailableError``) if Ray is not installed or ``address`` does not answer."""
+        import_ray()
+        if self.address is not None:
+            check_reachable(self.address, self.connect_timeout)
+
+    def connect(self) -> bool:
+        """Start or join Ray unless it is running in this process; True if this call started it."""
+        ray = import_ray()
+        if ray.is_initialized():
+            return False
+        if self.address is None:  # "local": a new Ray here even where RAY_ADDRESS names a cluster
+            ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+        else:
+            check_reachable(self.address, self.connect_timeout)
+            try:
+                ray.init(address=self.address, log_to_driver=False)
+            except ConnectionError as exc:
+                raise ExecutorUnavailableError(f"Cannot join the Ray cluster at {self.address}: {exc}") from exc
+        return True
+
+    def map(self, fn: PointFn, points: Iterable[Any], *, shared: Mapping[str, Any],
+            stop: Any = None) -> Iterator[Any]:
+        ray = import_ray()
+        started = self.connect()
+        task = ray.remote(num_cpus=1, max_retries=0)(_run_ray_task)
+        pending: dict[Any, Any] = {}  # ObjectRef -> point
+        try:
+            shared_ref = ray.put(dict(shared))  # once; every task gets the same object
+            for point in points:
+                if is_stopped(stop):
+                    break
+                pending[task.remote(fn, point, [shared_ref])] = point  # in a list: the worker resolves it once
+            while pending and not is_stopped(stop):
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_seconds)
+                for ref in done:
+                    yield _ray_result(ray, ref, pending.pop(ref))
+            if pending:  # stopped: keep what finished meanwhile, cancel the rest
+                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                for ref in done:
+                    yield _ray_result(ray, ref, pending.pop(ref))
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
+            if started and self.shutdown:
+                ray.shutdown()
+
+
+def import_ray():
+    """The ``ray`` module, or an ``ExecutorUnavailableError`` saying how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ExecutorUnavailableError(f"The ray executor needs Ray, which is not installed: {RAY_INSTALL}") from exc
+    return ray
+
+
+def check_reachable(address: str, timeout: float) -> None:
+    """Raise ``ExecutorUnavailableError`` unless ``host:port`` (or ``ray://host:port``) accepts a connection.
+
+    Ray itself retries an unreachable address for minutes; this answers in ``timeout`` seconds.
+    """
+    if address in ("auto", "local"):
+        return
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or port is None:
+        raise ExecutorUnavailableError(f"A Ray address is host:port (e.g. 10.0.0.5:6379), not {address!r}.")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ExecutorUnavailableError(
+            f"Cannot reach a Ray cluster at {address} ({exc}); start one with `ray start --head` "
+            "on the head node and pass its address."
+        ) from None
+
+
+_RAY_SHARED: dict[str, Any] = {}  # in a Ray worker: the map's shared objects, fetched once per worker, not per task
+
+
+def _run_ray_task(fn: PointFn, point: Any, shared_box: list) -> Any:
+    """Inside a Ray worker: one torch thread (like a process worker), the shared objects, then the point."""
+    import ray
+
+    torch.set_num_threads(1)
+    key = shared_box[0].hex()
+    if key not in _RAY_SHARED:
+        _RAY_SHARED.clear()  # one map's objects at a time
+        _RAY_SHARED[key] = ray.get(shared_box[0])
+    return fn(point, _RAY_SHARED[key], None)
+
+
+def _ray_result(ray, ref, point: Any) -> Any:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+        raise PointFailedError(getattr(point, "label", None) or repr(point), cause) from cause
+
+
 EXECUTORS: dict[str, type] = {
     SerialExecutor.name: SerialExecutor,
     ProcessExecutor.name: ProcessExecutor,
+    RayExecutor.name: RayExecutor,
 }
 
 

@@ -25,9 +25,12 @@ training the point cost; for IMP that is every round).
 from __future__ import annotations
 
 import copy
+import io
+import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -37,14 +40,16 @@ from .connectivity import effective_sparsity, weight_masks
 from .data import Dataset, data_batch
 from .devices import resolve_device
 from .executors import Executor, get_executor
+from .results_store import ResultsStore, point_key
 from .masks import Masks, apply_masks, full_masks
 from .pruning import get_strategy
 from .pruning.base import Strategy
+from .run_config import read_header, run_id, sweep_config, with_header
 from .training import TrainConfig, evaluate, is_stopped, train
 
 SWEEP_COLUMNS = [
     "strategy", "kind", "sparsity", "seed", "finetune_epochs", "train_epochs", "achieved_sparsity",
-    "effective_sparsity", "compression", "accuracy", "loss", "dense_accuracy", "collapsed", "seconds",
+    "effective_sparsity", "compression", "accuracy", "loss", "dense_accuracy", "collapsed", "seconds", "replicated",
 ]
 # why a sweep without a training budget leaves a scheduled strategy out (frame.attrs["skipped"])
 SKIP_REASON = ("it prunes while it trains (a scheduled strategy), so it has no one-shot result; it runs as "
@@ -74,6 +79,29 @@ class SweepPoint:
     masks: Masks | None = field(default=None, compare=False, repr=False)
     seconds: float = 0.0
 
+    @property
+    def label(self) -> str:
+        """The point in words (error messages)."""
+        return f"{self.strategy} (seed {self.seed}) at {100 * self.level:g} %"
+
+
+@dataclass(frozen=True)
+class SweepGroup:
+    """The untrained one-shot points of one (strategy, seed) as one task: its ranking, cut at every level.
+
+    Planned instead of single points for executors with ``groups`` (Ray: a remote task costs
+    more than an untrained point); ``run_point`` runs it and returns one row per level.
+    """
+
+    strategy: str
+    seed: int
+    levels: tuple[float, ...]
+    scope: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy} (seed {self.seed}) at {', '.join(f'{100 * v:g} %' for v in self.levels)}"
+
 
 def sweep(
     model: nn.Module,
@@ -92,6 +120,8 @@ def sweep(
     stop: Callable[[], bool] | object | None = None,
     device: str = "auto",
     evaluator: Callable[[nn.Module], nn.Module] | None = None,
+    model_name: str | None = None,
+    store: str | Path | None = None,
 ) -> pd.DataFrame:
     """Accuracy of ``model`` pruned by each strategy at each level and seed, as each strategy prunes.
 
@@ -116,13 +146,24 @@ def sweep(
         evaluator: maps each pruned model to the module that is evaluated (e.g. a compiled sparse
             model with the same predictions); identity when None. Must be picklable (a module-level
             function) for the process executor.
+        model_name: recorded in the configuration (e.g. the bundled sample's name).
+        store: a results store (``results_store``: a ``.csv`` file, or a directory with one file per
+            run id): each finished point is written to it as it arrives, and points this run id
+            already has there are read back instead of computed (resume after a stop or a kill).
+            With ``stop`` already set, nothing is computed: the stored rows alone (``read_back``).
 
     Returns:
         One row per finished point with ``SWEEP_COLUMNS`` (``kind``: ``"one_shot"`` or
         ``"scheduled"``; ``train_epochs``: epochs of training the point cost; ``compression`` =
         1 / (1 - achieved sparsity), inf when nothing is left; ``collapsed``: some layer lost
-        every weight), in strategy, seed, level order. ``attrs``: ``dense_accuracy``,
-        ``cancelled`` (some planned point did not finish), ``skipped`` (``{name: reason}``).
+        every weight; ``replicated``: the row is a copy of the first seed's, see below), in strategy,
+        seed, level order. ``attrs``: ``dense_accuracy``, ``cancelled`` (some planned point did not
+        finish), ``resumed`` (rows read back from ``store``), ``skipped`` (``{name: reason}``),
+        ``config`` (``run_config.sweep_config``) and ``run_id``.
+
+    A point whose result cannot depend on its seed (an unseeded strategy, ``Strategy.seeded``
+    False, at a point that does not train) is computed for the first seed only; the other
+    seeds get copies with ``replicated`` True and ``seconds`` 0.
     """
     dev = str(resolve_device(device))
     names = list(dict.fromkeys(list(strategies) + (["random"] if baselines else [])))
@@ -130,57 +171,126 @@ def sweep(
     for level in levels:
         if not 0.0 <= float(level) <= 1.0:
             raise ValueError(f"Sparsity levels must lie in [0, 1], got {level!r}.")
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) < len(seeds):
+        raise ValueError(f"Seeds must be one or more distinct integers, got {seeds!r}.")
     training = schedule if schedule is not None else finetune
     trains = any(c is not None and c.epochs > 0 for c in (finetune, schedule))
     runner = get_executor(executor if executor is not None else ("process" if workers > 1 and trains else "serial"),
                           workers)
     skipped = {name: SKIP_REASON for name, s in instances.items()
                if s.scheduled and (training is None or training.epochs == 0)}
-    names = [n for n in names if n not in skipped]
     base = copy.deepcopy(model).cpu().eval()
-    dense = evaluate(copy.deepcopy(base).to(dev), dataset.x_test, dataset.y_test, device=dev)
-    shared = {"model": base, "dataset": dataset, "device": dev, "evaluator": evaluator,
-              "dense_accuracy": dense.accuracy}
-    points = _plan(base, dataset, names, [float(v) for v in levels], seeds, scope, finetune, training)
-    rows: list[dict] = []
+    config = sweep_config(base, dataset, names, levels, seeds, finetune=finetune, schedule=schedule, scope=scope,
+                          model_name=model_name)
+    names = [n for n in names if n not in skipped]
+    saved = ResultsStore(store, run_id(config), config) if store is not None else None
+    done = saved.rows() if saved is not None else {}  # {point key: row} finished earlier by this run id
+    resumed = len(done)
+    if done:  # measured when the stored points were
+        dense = next(iter(done.values()))["dense_accuracy"]
+    else:  # stopped before it began (e.g. a read-back of an empty store): nothing measured
+        dense = None if is_stopped(stop) else evaluate(copy.deepcopy(base).to(dev), dataset.x_test,
+                                                       dataset.y_test, device=dev).accuracy
+    shared = {"model": base, "dataset": dataset, "device": dev, "evaluator": evaluator, "dense_accuracy": dense}
+    points = _plan(base, dataset, names, [float(v) for v in levels], seeds, scope, finetune, training,
+                   done=set(done), groups=getattr(runner, "groups", False))
+    rows: list[dict] = list(done.values())
     total = len(names) * len(seeds) * len(levels)
-    for row in runner.map(run_point, points, shared=shared, stop=stop):
-        if row is None:  # stopped while running: not a finished point
-            continue
-        rows.append(row)
-        if progress is not None:
-            progress(len(rows) / total, row)
+
+    def keep(new: list[dict]) -> None:  # rows of a finished point (and its replicas) not in the store yet
+        fresh = [r for r in new if point_key(r["strategy"], r["seed"], r["sparsity"]) not in done]
+        for r in fresh:
+            if saved is not None:
+                saved.append(point_key(r["strategy"], r["seed"], r["sparsity"]), r)
+            done[point_key(r["strategy"], r["seed"], r["sparsity"])] = r
+        rows.extend(fresh)
+
+    for row in list(rows):  # replicas of a stored point whose copies were not written (killed in between)
+        keep(_replicas(row, instances[row["strategy"]], seeds, finetune, training))
+    first = None if is_stopped(stop) else next(points, None)  # nothing left: no executor start-up (Ray: seconds)
+    results = runner.map(run_point, itertools.chain([first], points), shared=shared, stop=stop) if first else ()
+    for result in results:
+        for row in [result] if isinstance(result, dict) else (result or []):  # None: stopped while running
+            keep([row, *_replicas(row, instances[row["strategy"]], seeds, finetune, training)])
+            if progress is not None:
+                progress(len(rows) / total, row)
     frame = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
     if len(frame):  # the same row order however the points were run
         rank = {n: i for i, n in enumerate(names)}
         frame = (frame.assign(_r=frame["strategy"].map(rank))
                  .sort_values(["_r", "seed", "sparsity"], kind="stable").drop(columns="_r").reset_index(drop=True))
-    frame.attrs["dense_accuracy"] = dense.accuracy
+    frame.attrs["dense_accuracy"] = dense
     frame.attrs["cancelled"] = len(rows) < total
+    frame.attrs["resumed"] = resumed  # rows read back from the store
     frame.attrs["skipped"] = skipped
+    frame.attrs["config"] = config
+    frame.attrs["run_id"] = run_id(config)
     return frame
 
 
+def read_back(*args: Any, store: str | Path, **kwargs: Any) -> pd.DataFrame | None:
+    """The rows ``sweep(*args, store=store, **kwargs)`` already has in ``store``, computing nothing;
+    None when there are none. ``attrs["cancelled"]``: some points are missing (a re-run computes them)."""
+    frame = sweep(*args, store=store, **{**kwargs, "stop": _always_stopped})
+    return frame if len(frame) else None
+
+
+def _always_stopped() -> bool:
+    return True
+
+
+def seed_free(strategy: Strategy, level: float, config: TrainConfig | None) -> bool:
+    """True when a point cannot depend on its seed: an unseeded strategy at a point that does not train.
+
+    ``config`` is the point's training (fine-tuning, or the schedule for scheduled strategies);
+    level 0 never trains (nothing to prune).
+    """
+    return not strategy.seeded and (level == 0 or config is None or config.epochs == 0)
+
+
+def _replicas(row: dict, strategy: Strategy, seeds: Sequence[int], finetune: TrainConfig | None,
+              schedule: TrainConfig | None) -> list[dict]:
+    """Copies of a seed-free point of the first seed for the other seeds (none otherwise)."""
+    config = schedule if strategy.scheduled else finetune
+    if row["seed"] != seeds[0] or not seed_free(strategy, row["sparsity"], config):
+        return []
+    return [{**row, "seed": s, "seconds": 0.0, "replicated": True} for s in seeds[1:]]
+
+
 def _plan(base: nn.Module, dataset: Dataset, names: Sequence[str], levels: Sequence[float], seeds: Sequence[int],
-          scope: str | None, finetune: TrainConfig | None, schedule: TrainConfig | None) -> Iterator[SweepPoint]:
-    """The sweep's points, lazily: a strategy with a ``ranking`` is sorted once per seed, when first needed."""
+          scope: str | None, finetune: TrainConfig | None, schedule: TrainConfig | None, *,
+          done: set[str] = frozenset(), groups: bool = False) -> Iterator[SweepPoint | SweepGroup]:
+    """The sweep's points, lazily: a strategy with a ``ranking`` is sorted once per seed, when first needed.
+
+    Points whose key is in ``done`` (read from a results store) are left out; with ``groups`` the
+    untrained one-shot points of a (strategy, seed) come as one ``SweepGroup`` (ranked in its task).
+    """
     for name in names:
         own_scope = scope if scope in get_strategy(name).scopes else None
-        for seed in seeds:
+        for i, seed in enumerate(seeds):
             strat = get_strategy(name, seed=seed, scope=own_scope)
+            config = schedule if strat.scheduled else finetune
+            levels_here = [v for v in levels if (i == 0 or not seed_free(strat, v, config))  # others: copies
+                           and point_key(name, seed, v) not in done]
+            if not levels_here:
+                continue
+            if groups and not strat.scheduled and (config is None or config.epochs == 0):
+                yield SweepGroup(name, int(seed), tuple(levels_here), own_scope)
+                continue
             if strat.scheduled:
-                for level in levels:
+                for level in levels_here:
                     yield SweepPoint(name, int(seed), level, own_scope, schedule)
                 continue
             t0 = time.perf_counter()
             batch = data_batch(dataset, seed=seed) if strat.needs_data else None
             ranking = strat.ranking(base, batch)
             if ranking is None:  # masks that are not a cut of fixed scores: each point computes its own
-                for level in levels:
+                for level in levels_here:
                     yield SweepPoint(name, int(seed), level, own_scope, finetune)
                 continue
-            share = (time.perf_counter() - t0) / len(levels)
-            for level in levels:
+            share = (time.perf_counter() - t0) / len(levels_here)
+            for level in levels_here:
                 t0 = time.perf_counter()
                 masks = ranking.masks(level)
                 yield SweepPoint(name, int(seed), level, own_scope, finetune, masks,
@@ -191,8 +301,11 @@ def run_point(point: SweepPoint, shared: Mapping[str, Any], stop: Any = None) ->
     """One sweep row: the strategy at ``point.level`` from the shared dense model, trained as the point says.
 
     ``shared`` holds ``model`` (dense, CPU), ``dataset``, ``device``, ``evaluator`` and
-    ``dense_accuracy``. Returns None when ``stop`` ends the point before it finished.
+    ``dense_accuracy``. Returns None when ``stop`` ends the point before it finished; a
+    ``SweepGroup`` gives the list of its finished rows.
     """
+    if isinstance(point, SweepGroup):
+        return _run_group(point, shared, stop)
     if is_stopped(stop):
         return None
     t0 = time.perf_counter()
@@ -224,6 +337,25 @@ def run_point(point: SweepPoint, shared: Mapping[str, Any], stop: Any = None) ->
     return _row(point, strat, masks, ev, epochs, shared["dense_accuracy"], point.seconds + time.perf_counter() - t0)
 
 
+def _run_group(group: SweepGroup, shared: Mapping[str, Any], stop: Any = None) -> list[dict]:
+    """The group's ranking (once), cut and evaluated at each level: what planning + ``run_point`` do per point."""
+    t0 = time.perf_counter()
+    strat = get_strategy(group.strategy, seed=group.seed, scope=group.scope)
+    batch = data_batch(shared["dataset"], seed=group.seed) if strat.needs_data else None
+    ranking = strat.ranking(shared["model"], batch)
+    share = (time.perf_counter() - t0) / len(group.levels)
+    rows = []
+    for level in group.levels:
+        t0 = time.perf_counter()
+        masks = ranking.masks(level) if ranking is not None else None  # None: the point computes its own
+        row = run_point(SweepPoint(group.strategy, group.seed, level, group.scope, None, masks,
+                                   share + time.perf_counter() - t0), shared, stop)
+        if row is None:
+            break
+        rows.append(row)
+    return rows
+
+
 def _row(point: SweepPoint, strat: Strategy, masks: Masks, ev, epochs: int, dense_accuracy: float,
          seconds: float) -> dict:
     weights = weight_masks(masks)
@@ -235,7 +367,7 @@ def _row(point: SweepPoint, strat: Strategy, masks: Masks, ev, epochs: int, dens
         "achieved_sparsity": 1.0 - alive / size if size else 0.0, "effective_sparsity": effective_sparsity(masks),
         "compression": size / alive if alive else float("inf"),
         "accuracy": ev.accuracy, "loss": ev.loss, "dense_accuracy": dense_accuracy,
-        "collapsed": any(not m.any() for _, m in weights), "seconds": seconds,
+        "collapsed": any(not m.any() for _, m in weights), "seconds": seconds, "replicated": False,
     }
 
 
@@ -252,3 +384,88 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
            .fillna({"std": 0.0}))
     out.attrs.update(frame.attrs)
     return out
+
+
+# ---------------------------------------------------------------------------
+# A sweep as a CSV file with its configuration, and a re-run from it
+
+
+def sweep_csv(frame: pd.DataFrame, config: Mapping[str, Any] | None = None) -> str:
+    """The frame as CSV text after a ``# key: <json>`` header of its configuration (``attrs["config"]``).
+
+    ``pandas.read_csv(..., comment="#")`` reads the rows alone; ``read_sweep_csv`` reads both.
+    """
+    config = config if config is not None else frame.attrs.get("config")
+    if config is None:
+        raise ValueError("This frame has no configuration (attrs['config']): pass config= or use sweep()'s frame.")
+    return with_header(config, frame.to_csv(index=False))
+
+
+def read_sweep_csv(path_or_buffer: Any) -> pd.DataFrame:
+    """A sweep CSV written by ``sweep_csv``: the rows, with ``attrs["config"]`` and ``attrs["run_id"]``.
+
+    Raises:
+        ValueError: no configuration header, or its run id does not match its configuration
+            (the header was edited).
+    """
+    if hasattr(path_or_buffer, "read"):
+        text = path_or_buffer.read()
+        text = text.decode() if isinstance(text, bytes) else text
+    else:
+        with open(path_or_buffer, encoding="utf-8") as fh:
+            text = fh.read()
+    config, stated = read_header(text.splitlines())
+    if not config:
+        raise ValueError("This CSV has no '# key: value' configuration header; it was not written by sweep_csv.")
+    if stated is not None and stated != run_id(config):
+        raise ValueError(f"The header says run id {stated} but its configuration hashes to {run_id(config)}: "
+                         "the header was edited.")
+    frame = pd.read_csv(io.StringIO(text), comment="#")  # pandas >= 3 reads floats back bit for bit
+    frame.attrs["config"] = config
+    frame.attrs["run_id"] = run_id(config)
+    return frame
+
+
+def rerun(config: Mapping[str, Any], *, model: nn.Module | None = None, dataset: Dataset | None = None,
+          **kwargs: Any) -> pd.DataFrame:
+    """The sweep ``config`` (``frame.attrs["config"]``, or ``read_sweep_csv(...).attrs["config"]``) run again.
+
+    The model and dataset are the bundled sample ``config["model"]["name"]`` and its dataset unless
+    given; their fingerprints must match the configuration. With equal package and torch versions
+    the new frame has the same ``run_id`` and, on CPU, bit-for-bit the same accuracies.
+    ``kwargs`` go to ``sweep`` (executor, workers, progress, stop, device).
+
+    Raises:
+        ValueError: fields ``sweep`` cannot reproduce (a page's extra passes, non-default
+            strategy parameters), or a model / dataset that is not the configuration's.
+    """
+    from .run_config import CONFIG_KEYS, dataset_fingerprint, strategy_params
+    from .session import fingerprint
+
+    extra = sorted(set(config) - set(CONFIG_KEYS))
+    if extra:
+        raise ValueError(f"rerun() repeats plain sweeps; this configuration has extra fields: {', '.join(extra)}.")
+    name = config["model"]["name"]
+    if model is None or dataset is None:
+        if name is None:
+            raise ValueError("The configuration names no bundled model: pass model= and dataset=.")
+        from .checkpoints import load_sample
+        from .data import load_dataset
+        from .models import get_spec
+
+        bundled, card = load_sample(name)
+        model = bundled if model is None else model
+        dataset = dataset if dataset is not None else load_dataset(
+            get_spec(name).dataset, seed=card.get("dataset", {}).get("seed", 0))
+    if fingerprint(model) != config["model"]["fingerprint"]:
+        raise ValueError(f"This model's weights differ from the configuration's ({config['model']['fingerprint']}).")
+    if dataset_fingerprint(dataset) != config["dataset"]["fingerprint"]:
+        raise ValueError(f"This dataset differs from the configuration's ({config['dataset']['fingerprint']}).")
+    names = [s["name"] for s in config["strategies"]]
+    for given in config["strategies"]:
+        if given["params"] != strategy_params(given["name"], config["scope"])["params"]:
+            raise ValueError(f"Strategy {given['name']!r} ran with parameters {given['params']} that sweep() "
+                             "does not set (it uses the registry's defaults).")
+    train = {k: (TrainConfig(**config[k]) if config[k] is not None else None) for k in ("finetune", "schedule")}
+    return sweep(model, dataset, names, config["levels"], config["seeds"], scope=config["scope"],
+                 model_name=name, **train, **kwargs)

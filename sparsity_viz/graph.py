@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .connectivity import dead_neurons, fold_units, image_side, layer_collapse, layer_masks, unit_counts
-from .models import prunable_layers
+from .layers import chain_layers
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,18 +48,19 @@ class LayerConnections:
 def unit_connections(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = None) -> list[LayerConnections]:
     """Per prunable layer, the surviving connections between input and output units.
 
-    Units and surviving weights as in ``connectivity``: Conv2d layers connect
+    The model must be a chain (``layers.chain_layers``; otherwise a ``ValueError`` says where
+    it branches). Units and surviving weights as in ``connectivity``: conv layers connect
     channels (aggregated over the kernel); a Linear layer after a Conv2d with
     ``k * channels`` inputs connects to those channels (aggregated over the
     ``k`` flattened positions).
     """
     alive = layer_masks(model, masks)
     out: list[LayerConnections] = []
-    for (name, module), (key, count) in zip(prunable_layers(model), unit_counts(alive)):
-        wm = module.weight.detach().to("cpu", torch.float32) * alive[key]
-        kind = "conv" if isinstance(module, nn.Conv2d) else "linear"
+    for layer, (key, count) in zip(chain_layers(model), unit_counts(alive)):
+        wm = layer.module.weight.detach().to("cpu", torch.float32) * alive[key]
+        kind = "conv" if isinstance(layer.module, (nn.Conv1d, nn.Conv2d)) else "linear"
         mag, sgn = fold_units(wm.abs(), count.shape[1]), fold_units(wm, count.shape[1])
-        out.append(LayerConnections(name, kind, count, mag, sgn, wm.numel(), int(count.sum())))
+        out.append(LayerConnections(layer.name, kind, count, mag, sgn, wm.numel(), int(count.sum())))
     return out
 
 

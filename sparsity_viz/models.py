@@ -1,9 +1,9 @@
 """Small feed-forward models and the registry of bundled architectures.
 
-All models are chains of ``Linear`` / ``Conv2d`` layers with named attributes
+The bundled models are chains of ``Linear`` / ``Conv2d`` layers with named attributes
 (``fc1``, ``conv1``, ...), so parameter names read well in reports and masks
-(``"fc1.weight"``). ``prunable_layers`` returns them in forward order, which is
-what graphs, reports and the sparse backend rely on.
+(``"fc1.weight"``). Prunable layers are found by *type* in any ``nn.Module``
+(``layers.py``: ``prunable_layers`` / ``prunable_parameters`` here are built on it).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from .layers import prunable_weights
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -146,17 +148,29 @@ def build_model(name: str, seed: int | None = None) -> nn.Module:
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every Linear / Conv2d layer, in forward (registration) order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    """``(name, module)`` of every layer whose prunable parameter is its own ``weight``
+    (Linear / Conv1d / Conv2d, or a module declaring ``sparsity_viz_prunable = ("weight",)``),
+    in registration order, once per distinct weight (a tied copy is left out).
+
+    Discovery is by type (``layers.PRUNABLE``), never by name. Registration order is the
+    forward order of the bundled models; for any model, ``layers.chain_layers`` gives the
+    traced forward order. ``layers.prunable_weights`` also lists parameters not named
+    ``weight`` (``nn.MultiheadAttention.in_proj_weight``).
+    """
+    return [(w.module_name, w.module) for w in prunable_weights(model)
+            if w.attr == "weight" and w.key == f"{w.module_name}.weight"]
 
 
 def prunable_parameters(model: nn.Module, include_bias: bool = False) -> dict[str, nn.Parameter]:
-    """``{"fc1.weight": param, ...}`` for every prunable layer (and biases if asked)."""
+    """``{"fc1.weight": param, ...}`` for every prunable parameter (and biases if asked).
+
+    One entry per distinct ``Parameter`` (tied weights once), named as ``named_parameters()`` names it.
+    """
     params: dict[str, nn.Parameter] = {}
-    for name, module in prunable_layers(model):
-        params[f"{name}.weight"] = module.weight
-        if include_bias and module.bias is not None:
-            params[f"{name}.bias"] = module.bias
+    for w in prunable_weights(model):
+        params[w.key] = w.param
+        if include_bias and w.bias_key is not None and w.bias_key not in params:
+            params[w.bias_key] = w.bias
     return params
 
 
@@ -170,7 +184,7 @@ def describe_architecture(model: nn.Module) -> str:
     if isinstance(model, MLP):
         sizes = "-".join(str(s) for s in (model.in_features, *model.hidden, model.num_classes))
         return f"{sizes} MLP ({count_parameters(model):,} params)"
-    shapes = ", ".join(f"{n} {tuple(m.weight.shape)}" for n, m in prunable_layers(model))
+    shapes = ", ".join(f"{w.label} {tuple(w.param.shape)}" for w in prunable_weights(model))
     return f"{type(model).__name__}: {shapes} ({count_parameters(model):,} params)"
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pandas as pd
 from torch import nn
 
-from .connectivity import dead_neurons, layer_masks, unconnected_units
+from .connectivity import dead_neurons, surviving_masks, unconnected_units
+from .layers import chain_layers, chain_problem, prunable_weights
 from .masks import Masks
 
 FLOAT_BYTES = 4
@@ -29,20 +30,28 @@ def csr_bytes(rows: int, nonzeros: int, value_bytes: int = FLOAT_BYTES, index_by
 
 
 def sparsity_report(model: nn.Module, masks: Masks | None = None) -> pd.DataFrame:
-    """One row per prunable layer plus a ``total`` row.
+    """One row per prunable parameter plus a ``total`` row (any model; a tied weight is one row).
 
     Columns: layer, shape, parameters, nonzeros, zeros, sparsity (fraction),
-    dense_bytes, csr_bytes, dead_inputs, dead_outputs (units with no surviving
-    connection in that layer's own weight matrix, ``connectivity.unconnected_units``),
-    dead_neurons (the layer's output units cut off on either side,
-    ``connectivity.dead_neurons``). Masks and exact zeros of the weights both count.
+    dense_bytes, csr_bytes (rows = the first dimension), dead_inputs, dead_outputs (units
+    with no surviving connection in that layer's own weight matrix,
+    ``connectivity.unconnected_units``), dead_neurons (the layer's output units cut off on
+    either side, ``connectivity.dead_neurons``; NaN, total included, when the model is not
+    a chain, ``layers.chain_problem``; a tied weight's in its first layer). Masks and exact
+    zeros of the weights both count.
     """
-    alive = layer_masks(model, masks)
+    alive = surviving_masks(model, masks)
     unconnected = unconnected_units(alive)
-    dead = dead_neurons(model, masks)
+    chain = chain_problem(model) is None
+    dead: dict[str, int] = {}  # per weight key; a tied weight counts in its first layer
+    if chain:
+        per_layer = dead_neurons(model, masks)
+        for layer in chain_layers(model):
+            dead.setdefault(layer.key, int(per_layer[layer.name].sum()))
+    labels = {w.key: w.label for w in prunable_weights(model)}
     rows = []
     for key, keep in alive.items():
-        name = key.removesuffix(".weight")
+        name = labels[key]
         n, nnz = keep.numel(), int(keep.sum())
         rows.append({
             "layer": name,
@@ -55,7 +64,7 @@ def sparsity_report(model: nn.Module, masks: Masks | None = None) -> pd.DataFram
             "csr_bytes": csr_bytes(keep.shape[0], nnz),
             "dead_inputs": unconnected[key][0],
             "dead_outputs": unconnected[key][1],
-            "dead_neurons": int(dead[name].sum()),
+            "dead_neurons": dead[key] if chain else float("nan"),
         })
     frame = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     total = {
@@ -64,7 +73,7 @@ def sparsity_report(model: nn.Module, masks: Masks | None = None) -> pd.DataFram
         "zeros": int(frame["zeros"].sum()),
         "dense_bytes": int(frame["dense_bytes"].sum()), "csr_bytes": int(frame["csr_bytes"].sum()),
         "dead_inputs": int(frame["dead_inputs"].sum()), "dead_outputs": int(frame["dead_outputs"].sum()),
-        "dead_neurons": int(frame["dead_neurons"].sum()),
+        "dead_neurons": int(frame["dead_neurons"].sum()) if chain else float("nan"),
     }
     total["sparsity"] = total["zeros"] / total["parameters"] if total["parameters"] else 0.0
     return pd.concat([frame, pd.DataFrame([total], columns=REPORT_COLUMNS)], ignore_index=True)

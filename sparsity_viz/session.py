@@ -112,17 +112,19 @@ def new_workbench(
 
 
 def workbench_from_upload(
-    name: str, dataset: str, model: nn.Module, filename: str, *, dense_accuracy: float | None = None
+    name: str, dataset: str, model: nn.Module, filename: str, *, dense_accuracy: float | None = None,
+    card: dict[str, Any] | None = None,
 ) -> Workbench:
     """A workbench over an uploaded model, whose stored zeros count as pruned weights.
 
     The masks are read off the zeros (``masks_from_zeros``): a checkpoint that is
     90 % zeros (the app's own sparse checkpoint, or any pruned state dict) shows
     90 % pruned, and ``reset`` comes back to those masks. Without zeros it is a
-    plain dense workbench, ``origin`` "dense (uploaded <file>)".
+    plain dense workbench, ``origin`` "dense (uploaded <file>)". ``card`` adds to its card (an uploaded
+    architecture's spec, ``own_card``).
     """
     bench = new_workbench(name, dataset, model, origin=f"dense (uploaded {filename})",
-                          dense_accuracy=dense_accuracy, card={"uploaded": filename})
+                          dense_accuracy=dense_accuracy, card={"uploaded": filename, **(card or {})})
     masks = masks_from_zeros(bench.dense)
     zeros = sparsity(masks)
     if zeros == 0.0:
@@ -160,3 +162,24 @@ def reset(bench: Workbench) -> Workbench:
         prune_config=None,
         history=(*bench.history, bench.origin)[-20:],
     )
+
+
+def own_card(spec: Any, datasets: list[str]) -> dict[str, Any]:
+    """The card of a model built from an uploaded architecture spec (``arch_spec.ArchSpec``).
+
+    ``spec`` is what rebuilds it (a fresh initialisation for the lottery lab), ``datasets`` the ones
+    it may be evaluated on (an uploaded one first), ``description`` its one-line summary.
+    """
+    return {"own": True, "spec": spec.to_dict(), "description": spec.describe(), "datasets": list(datasets),
+            "parameters": spec.parameters}
+
+
+def own_model_name(spec_name: str, *files: bytes) -> str:
+    """The session-wide name of an uploaded model: the spec's name and a hash of the uploaded files.
+
+    Never a bundled name (those carry no hash), and a different upload never reuses one.
+    """
+    h = hashlib.sha1()
+    for data in files:
+        h.update(hashlib.sha1(data).digest())
+    return f"{spec_name}_{h.hexdigest()[:6]}"

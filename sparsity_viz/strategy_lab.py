@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from torch import nn
@@ -72,8 +73,11 @@ def skipped_strategies(frames: list[pd.DataFrame]) -> dict[str, str]:
 
 def compare_sweep(model: nn.Module, dataset: Dataset, config: CompareConfig, finetune: TrainConfig | None = None, *,
                   progress: Progress | None = None, stop: Callable[[], bool] | None = None,
-                  device: str = "cpu") -> pd.DataFrame:
+                  device: str = "cpu", executor: Any = None, store: Any = None) -> pd.DataFrame:
     """The one-shot sweep of ``config`` and, with ``finetune``, the same sweep fine-tuned.
+
+    ``executor`` and ``store`` (a results store: finished points written, stored ones read
+    back) go to both ``experiments.sweep`` calls.
 
     Returns one frame with a ``finetuned`` column; ``attrs``: ``dense_accuracy``,
     ``cancelled`` (a stop kept the finished points) and ``skipped`` (``{strategy: reason}``
@@ -88,7 +92,8 @@ def compare_sweep(model: nn.Module, dataset: Dataset, config: CompareConfig, fin
                 progress((i + fraction) / len(runs), f"{row['strategy']}{tag} at {100 * row['sparsity']:g} %")
 
         part = sweep(model, dataset, list(config.strategies), list(config.levels), range(config.seeds),
-                     finetune=ft, baselines=config.random_baseline, progress=on_point, stop=stop, device=device)
+                     finetune=ft, baselines=config.random_baseline, progress=on_point, stop=stop, device=device,
+                     executor=executor, store=store)
         part["finetuned"] = ft is not None
         parts.append(part)
         if part.attrs.get("cancelled"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sparsity_viz.checkpoints import load_sample
+from sparsity_viz.cli import main
 from sparsity_viz.data import load_dataset
 from sparsity_viz.pruning import prune
 from sparsity_viz.training import evaluate_dataset
@@ -60,27 +61,44 @@ def test_prune_human_output():
     assert "accuracy: dense" in proc.stdout and "fc1" in proc.stdout and "total" in proc.stdout
 
 
-def test_sweep_csv(tmp_path):
-    out = tmp_path / "sweep.csv"
-    proc = run_cli("sweep", "--model", "digits_mlp", "--strategies", "magnitude,random",
-                   "--levels", "0,0.5,0.9", "--seeds", "0,1", "--csv", str(out))
-    assert proc.returncode == 0, proc.stderr
+def test_sweep_csv_defaults_to_three_seeds_and_carries_its_configuration(tmp_path):
     import pandas as pd
 
-    frame = pd.read_csv(out)
-    assert len(frame) == 12
-    assert set(frame.strategy) == {"magnitude", "random"}
+    from sparsity_viz import __version__
+    from sparsity_viz.experiments import read_sweep_csv, rerun
+    from sparsity_viz.run_config import run_id
+
+    out = tmp_path / "sweep.csv"
+    proc = run_cli("sweep", "--model", "digits_mlp", "--strategies", "magnitude,random",
+                   "--levels", "0,0.5,0.9", "--csv", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_csv(out, comment="#")) == 18  # 2 strategies x 3 levels x 3 default seeds
+    frame = read_sweep_csv(out)
+    config = frame.attrs["config"]
+    assert out.read_text().startswith(f"# run_id: {run_id(config)}\n")
+    assert f"(run id {run_id(config)})" in proc.stdout
+    assert config["seeds"] == [0, 1, 2] and config["levels"] == [0, 0.5, 0.9]
+    assert config["model"]["name"] == "digits_mlp" and config["dataset"]["name"] == "digits"
+    assert [s["name"] for s in config["strategies"]] == ["magnitude", "random"]
+    assert config["versions"]["sparsity_viz"] == __version__ and config["finetune"] is None
+    # magnitude does not depend on the seed: seeds 1 and 2 are copies of seed 0; random is drawn per seed
+    assert frame.groupby("strategy")["replicated"].sum().to_dict() == {"magnitude": 6, "random": 0}
+    again = rerun(config)  # the same id re-run gives the same numbers, bit for bit
+    assert again.attrs["run_id"] == frame.attrs["run_id"]
+    assert again["accuracy"].tolist() == frame["accuracy"].tolist()
 
 
 def test_sweep_json():
-    proc = run_cli("sweep", "--model", "moons_mlp", "--strategies", "structured", "--levels", "0,0.5", "--json")
+    proc = run_cli("sweep", "--model", "moons_mlp", "--strategies", "structured", "--levels", "0,0.5", "--json",
+                   "--seeds", "0")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["sparsity"] for r in rows] == [0.0, 0.5]
 
 
 def test_sweep_scheduled_strategies_need_a_budget_and_show_it():
-    base = ("sweep", "--model", "moons_mlp", "--strategies", "magnitude,gradual", "--levels", "0.5", "--json")
+    base = ("sweep", "--model", "moons_mlp", "--strategies", "magnitude,gradual", "--levels", "0.5", "--json",
+            "--seeds", "0")
     proc = run_cli(*base)
     assert proc.returncode == 0, proc.stderr
     assert [r["strategy"] for r in json.loads(proc.stdout)] == ["magnitude"]
@@ -112,13 +130,25 @@ def test_sweep_scheduled_strategies_need_a_budget_and_show_it():
          "add --finetune-epochs N"),
     ],
 )
-def test_bad_arguments_exit_nonzero_with_one_line(args, needle):
-    proc = run_cli(*args)
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
+def test_bad_arguments_exit_nonzero_with_one_line(args, needle, capsys):
+    """In process (``cli.main``, what ``python -m sparsity_viz`` runs); one real process below checks the same path."""
+    try:
+        status = main(list(args))
+    except SystemExit as exc:  # argparse's own errors
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
     assert lines[0].startswith("error:") and needle in lines[0]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in err
+
+
+def test_a_bad_argument_in_a_real_process_is_one_line():
+    proc = run_cli("prune", "--model", "resnet", "--strategy", "magnitude", "--sparsity", "0.5")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error:")
+    assert "Unknown model" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_cuda_request_on_cpu_machine_is_one_clear_line():
@@ -175,3 +205,40 @@ def test_prune_finetune_on_a_train_fraction_reports_train_and_test_accuracy(tmp_
     assert out["test_accuracy"] == out["finetuned_accuracy"] == evaluate_dataset(saved, digits).accuracy
     assert out["train_test_gap"] == pytest.approx(out["train_accuracy"] - out["test_accuracy"])
     assert out["dropconnect"] == 0.3
+
+
+def test_sweep_store_resumes_a_run_and_computes_nothing_twice(tmp_path, capsys):
+    from sparsity_viz.cli import main
+
+    args = ["sweep", "--model", "digits_mlp", "--strategies", "random", "--levels", "0.5,0.9", "--seeds", "0,1",
+            "--store", str(tmp_path / "runs"), "--json", "--threads", "1"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == first, "the same rows, read back"
+    assert "4 points of run" in captured.err and "(4 read back, 0 computed)" in captured.err
+    assert len(list((tmp_path / "runs").glob("*.csv"))) == 1, "one file per run id in a store directory"
+
+
+def test_sweep_on_ray_bad_input_is_one_error_line(capsys, monkeypatch):
+    import socket
+
+    from sparsity_viz.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    base = ["sweep", "--model", "digits_mlp", "--strategies", "random", "--levels", "0.5"]
+    cases = [
+        (["--executor", "ray", "--address", closed], f"error: Cannot reach a Ray cluster at {closed}"),
+        (["--address", closed], "error: --address is for --executor ray"),
+    ]
+    missing = (["--executor", "ray"], "error: The ray executor needs Ray, which is not installed: "
+                                      "pip install 'sparsity_viz[ray]'")
+    for extra, needle in [*cases, missing]:
+        if extra is missing[0]:
+            monkeypatch.setitem(sys.modules, "ray", None)  # as where ray is not installed
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(needle), err

@@ -66,3 +66,32 @@ def test_readme_sample_model_table_is_the_cards():
         assert int(params.replace(",", "")) == card["parameters"], name
         assert f"{100 * card['test_accuracy']:.1f}" == acc, name
         assert card["test_accuracy"] >= float(target) / 100, f"{name} misses the README's target"
+
+
+def test_sensitivity_doc_table_targets_and_accuracies_are_what_the_library_computes():
+    """docs/sensitivity.md: the LeNet-300-100 scan table, the guided targets at 90 % and the three accuracies."""
+    from sparsity_viz.pruning import prune
+    from sparsity_viz.pruning.sensitivity_guided import suggest_targets
+    from sparsity_viz.sensitivity import describe_scan, sensitivity_scan
+
+    doc = (ROOT / "docs/sensitivity.md").read_text()
+    model, card = load_sample("lenet300")
+    ds = load_dataset(card["dataset"]["name"], seed=card.get("dataset", {}).get("seed", 0))
+    scan = sensitivity_scan(model, ds, (0.5, 0.7, 0.9, 0.95, 0.99))
+    for layer in ("fc1", "fc2", "fc3"):
+        rows = scan[scan["layer"] == layer]
+        cells = " | ".join(f"{100 * a:.2f}" for a in rows["accuracy"])
+        assert f"| {layer} | {int(rows['weights'].iloc[0]):,} | {cells} |" in doc, layer
+    assert f"dense test accuracy {100 * scan.attrs['dense_accuracy']:.2f} %" in doc
+    assert "fc1 is the least sensitive, fc3 the most" in describe_scan(scan)
+    targets = suggest_targets(scan, 0.9)
+    assert f"({targets.attrs['target_zeros']:,} of {int(targets['weights'].sum()):,} weights pruned)" in doc
+    for r in targets.itertuples():
+        assert f"| {r.layer} | {100 * r.level:.2f} % | {r.zeros:,} |" in doc, r.layer
+    measured = {name: evaluate_dataset(prune(model, name, 0.9, **kw).model, ds).accuracy
+                for name, kw in (("sensitivity_guided", {"scan": scan}), ("magnitude", {}), ("global_magnitude", {}))}
+    claim = re.search(r"reaches \*\*([\d.]+) %\*\*, against ([\d.]+) % for\nuniform per-layer magnitude pruning at "
+                      r"90 % and ([\d.]+) % for global magnitude", doc).groups()
+    assert claim == tuple(f"{100 * measured[n]:.1f}" for n in ("sensitivity_guided", "magnitude", "global_magnitude"))
+    zeros = {n: f"{100 * float((~m).float().mean()):.2f} %" for n, m in prune(model, "global_magnitude", 0.9).masks.items()}
+    assert f"{zeros['fc1.weight']} / {zeros['fc2.weight']} / {zeros['fc3.weight']} of the weights of fc1" in doc

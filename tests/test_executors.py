@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 import threading
 import time
 from pathlib import Path
@@ -101,3 +102,45 @@ def test_worker_errors_reach_the_parent_as_errors_not_a_broken_pool():
         list(ProcessExecutor(workers=1).map(fails, ["plain"], shared={}))
     with pytest.raises(RuntimeError, match="_NeedsTwoArgs in a worker process: diverged"):
         list(ProcessExecutor(workers=1).map(fails, ["odd"], shared={}))
+
+
+# --- the Ray executor's checks that need no Ray running -------------------------------------
+
+def test_ray_is_registered_and_built_like_the_others():
+    from sparsity_viz.executors import RayExecutor
+
+    assert EXECUTORS["ray"] is RayExecutor and RayExecutor.groups
+    local = get_executor("ray", workers=2)
+    assert isinstance(local, RayExecutor) and local.address is None and local.num_cpus == 2
+    assert RayExecutor().num_cpus is None, "a local Ray on every core by default"
+    with pytest.raises(ValueError, match="num_cpus applies to a local Ray only"):
+        RayExecutor(address="10.0.0.5:6379", num_cpus=2)
+
+
+def test_an_unreachable_ray_address_fails_fast_with_a_clear_message():
+    import socket
+
+    from sparsity_viz.executors import ExecutorUnavailableError, check_reachable
+
+    with socket.socket() as s:  # a port nobody listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(ExecutorUnavailableError, match=f"Cannot reach a Ray cluster at {address}.*ray start --head"):
+            check_reachable(address, timeout=2.0)
+    with pytest.raises(ExecutorUnavailableError, match="host:port"):
+        check_reachable("head-node", timeout=2.0)
+    with socket.socket() as s:  # a listening port passes
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        check_reachable(f"127.0.0.1:{s.getsockname()[1]}", timeout=2.0)
+
+
+def test_without_ray_installed_the_message_says_how_to_install_it(monkeypatch):
+    from sparsity_viz.executors import ExecutorUnavailableError, RayExecutor
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ExecutorUnavailableError, match=r"pip install 'sparsity_viz\[ray\]'"):
+        RayExecutor().check()
+    with pytest.raises(ExecutorUnavailableError, match="not installed"):
+        list(RayExecutor().map(describe, [0], shared={"tag": 0}))

@@ -234,3 +234,77 @@ def test_process_executor_keeps_device_evaluator_and_rows(digits, digits_model):
     assert seen["device"] == "cpu" and seen["evaluator"] is zero_logits
     with pytest.raises(TypeError, match="'evaluator'"):
         sweep(digits_model, digits, ["magnitude"], [0.5], executor="process", evaluator=lambda m: m)
+
+
+# --- seeds: seed-free points computed once; the configuration, the CSV and a re-run ---------------------
+
+
+def test_unseeded_strategies_give_the_same_masks_for_every_seed(digits, digits_model):
+    """``seeded = False`` is a promise the sweep relies on: check it for every such registered strategy."""
+    from sparsity_viz.pruning import STRATEGIES
+
+    unseeded = [n for n, cls in STRATEGIES.items() if not cls.seeded]
+    assert {"magnitude", "global_magnitude", "structured", "n_m_2_4", "synflow"} <= set(unseeded)
+    assert not {"random", "snip", "erdos_renyi", "iterative", "set", "rigl"} & set(unseeded)
+    for name in unseeded:
+        masks = [get_strategy(name, seed=s).compute_masks(digits_model, 0.7, batch=data_batch(digits, seed=s))
+                 for s in (0, 1)]
+        assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0]), name
+
+
+def test_seed_free_points_are_computed_once_and_copied(digits, digits_model, monkeypatch):
+    import sparsity_viz.experiments as experiments
+
+    ran = []
+    real = experiments.run_point
+    monkeypatch.setattr(experiments, "run_point", lambda p, shared, stop=None: ran.append(p) or real(p, shared, stop))
+    ft = TrainConfig(epochs=1, lr=1e-3)
+    frame = experiments.sweep(digits_model, digits, ["magnitude", "random"], [0.0, 0.5], seeds=[0, 1, 2], finetune=ft)
+    # magnitude at 0 % (no training) runs for seed 0 only; its fine-tuned point and every random point run per seed
+    assert sorted((p.strategy, p.level, p.seed) for p in ran if p.strategy == "magnitude") == [
+        ("magnitude", 0.0, 0), ("magnitude", 0.5, 0), ("magnitude", 0.5, 1), ("magnitude", 0.5, 2)]
+    assert len(frame) == 12 and len(ran) == 4 + 6
+    copies = frame[frame.replicated]
+    assert set(zip(copies.strategy, copies.sparsity, copies.seed)) == {("magnitude", 0.0, 1), ("magnitude", 0.0, 2)}
+    assert (copies.seconds == 0).all() and (copies.accuracy == frame.attrs["dense_accuracy"]).all()
+    tuned = frame[(frame.strategy == "magnitude") & (frame.sparsity == 0.5)]
+    assert not tuned.replicated.any() and tuned.seed.tolist() == [0, 1, 2]
+
+
+def test_sweep_csv_round_trip_and_rerun_give_the_same_numbers_and_id(tmp_path, digits, digits_model):
+    from sparsity_viz.experiments import read_sweep_csv, rerun, sweep_csv
+
+    ft = TrainConfig(epochs=1, lr=1e-3)
+    frame = sweep(digits_model, digits, ["magnitude", "snip"], [0.0, 0.5], seeds=[0, 1], finetune=ft)
+    path = tmp_path / "sweep.csv"
+    path.write_text(sweep_csv(frame))
+    back = read_sweep_csv(path)
+    assert back.attrs["run_id"] == frame.attrs["run_id"] and back.attrs["config"] == frame.attrs["config"]
+    assert back["accuracy"].tolist() == frame["accuracy"].tolist()  # bit for bit through the CSV
+    assert pd.read_csv(path, comment="#").shape == frame.shape
+    again = rerun(back.attrs["config"], model=digits_model, dataset=digits)
+    assert again.attrs["run_id"] == frame.attrs["run_id"]
+    assert again["accuracy"].tolist() == frame["accuracy"].tolist()  # fine-tuned points too (CPU)
+    other = sweep(digits_model, digits, ["magnitude", "snip"], [0.0, 0.5], seeds=[0, 2], finetune=ft)
+    assert other.attrs["run_id"] != frame.attrs["run_id"]
+
+
+def test_sweep_csv_bad_input(tmp_path, digits, digits_model):
+    from sparsity_viz.experiments import read_sweep_csv, rerun, sweep_csv
+
+    frame = sweep(digits_model, digits, ["magnitude"], [0.5], seeds=[0])
+    text = sweep_csv(frame)
+    assert "\n# levels: [0.5]\n" in text
+    edited = text.replace("# levels: [0.5]", "# levels: [0.6]")
+    (tmp_path / "edited.csv").write_text(edited)
+    with pytest.raises(ValueError, match="the header was edited"):
+        read_sweep_csv(tmp_path / "edited.csv")
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    with pytest.raises(ValueError, match="no '# key: value' configuration header"):
+        read_sweep_csv(tmp_path / "plain.csv")
+    with pytest.raises(ValueError, match="names no bundled model"):
+        rerun(frame.attrs["config"])
+    with pytest.raises(ValueError, match="weights differ"):
+        rerun(frame.attrs["config"], model=MLP(64, (32,), 10), dataset=digits)
+    with pytest.raises(ValueError, match="distinct"):
+        sweep(digits_model, digits, ["magnitude"], [0.5], seeds=[0, 0])

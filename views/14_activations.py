@@ -80,7 +80,7 @@ with left:
     info = app_state.input_info(result, index, wb)
     if info.image is not None:
         st.image(info.image, width=180, clamp=True, caption=f"input {index}")
-    else:
+    elif app_state.dataset(wb).is_plane:
         x, y, names = app_state.split_points(wb)
         app_state.show_figure(figures.input_point(x, y, index, class_names=names), "activations_input", png=False)
     pred = f"dense predicts **{info.predicted_dense}**"

@@ -44,7 +44,7 @@ if ds.is_image:
     fan_fig = figures.fanout_map(fan)
     fan_fig.update_layout(height=560, width=620)
     app_state.show_figure(fan_fig, "connections_fanout")
-else:
+elif ds.is_plane:
     left, right = st.columns([3, 2])
     with left:
         app_state.show_figure(graph_fig, "connections_graph")
@@ -53,3 +53,5 @@ else:
                                              title="Decision boundary of the current model")
         boundary.update_layout(height=560)
         app_state.show_figure(boundary, "connections_boundary")
+else:  # an uploaded table with more than 2 features: no plane to draw
+    app_state.show_figure(graph_fig, "connections_graph")

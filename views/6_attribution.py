@@ -44,12 +44,12 @@ with st.spinner("Computing attributions..."):
 shown = ds.denormalize(x) if ds.is_image else x
 fig = figures.attribution_maps(shown[0], comp.dense[0], comp.pruned[0], similarity=comp.mean_similarity,
                                method=METHODS[method].label,
-                               feature_names=None if ds.is_image else ["x0", "x1"])
+                               feature_names=None if ds.is_image else [f"x{i}" for i in range(ds.num_features)])
 st.metric("Rank correlation dense vs current", "n/a" if comp.mean_similarity != comp.mean_similarity
           else f"{comp.mean_similarity:.2f}")
 app_state.show_figure(fig, "attribution_maps")
 
-if not ds.is_image:
+if ds.is_plane:
     st.subheader("Gradient field and decision boundary")
     st.markdown("For 2-D points the whole input space is the picture: arrows show where the probability of the "
                 "chosen class grows fastest, for the dense and the current model.")

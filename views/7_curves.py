@@ -4,9 +4,7 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
-from sparsity_viz.experiments import sweep
 from sparsity_viz.pruning import STRATEGIES
-from sparsity_viz.recipes import finetune_config
 from sparsity_viz.session import CurvesConfig
 
 app_state.sidebar()
@@ -25,10 +23,14 @@ c1, c2 = st.columns([3, 2])
 chosen = c1.multiselect("Strategies", names, default=["magnitude", "global_magnitude"],
                         format_func=lambda n: STRATEGIES[n].label, key="curves_strategies")
 random_base = c2.checkbox("Add the random baseline", value=True, key="curves_random")
+SEED_FREE = ", ".join(c.label for c in STRATEGIES.values() if not c.seeded and c.kind == "one_shot")
 c3, c4, c5 = st.columns(3)
 levels_pct = c3.multiselect("Sparsity levels (%)", [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5],
                             default=[0, 30, 50, 70, 80, 90, 95, 98, 99], key="curves_levels")
-seeds = c4.number_input("Seeds", 1, 5, 1, key="curves_seeds", help="Random strategies differ per seed; the band spans them.")
+seeds = c4.number_input("Seeds", 1, 5, 3, key="curves_seeds",
+                        help=f"The band is mean ± std over seeds. Strategies whose masks do not depend on the seed "
+                             f"({SEED_FREE}) are computed once and copied to the other seeds (column `replicated`) "
+                             "unless the point fine-tunes (its shuffles differ per seed).")
 ft = c5.number_input("Fine-tune epochs per point", 0, 5, 0, key="curves_ft",
                      help="0 = one-shot pruning. Fine-tuning makes each point slower. Scheduled strategies "
                           "(they prune while training) use this as their training budget (IMP: per round) and "
@@ -38,22 +40,20 @@ x_axis = st.radio("x-axis", ["sparsity", "compression"], horizontal=True, key="c
 
 strategies = tuple(dict.fromkeys([*chosen, *(["random"] if random_base else [])]))
 config = CurvesConfig(strategies, tuple(sorted(float(v) / 100 for v in levels_pct)), int(seeds), int(ft), "layer")
+place = app_state.sweep_place("curves")
 frame = app_state.cached_curves(config)
 if frame is None and st.button("Compute curves", key="curves_compute", type="primary", icon=":material/play_arrow:",
                                disabled=not strategies or not levels_pct):
-    finetune = finetune_config(wb.card, config.finetune_epochs) if ft else None
-    frame = app_state.compute_curves(
-        config,
-        lambda progress: sweep(wb.dense, ds, list(config.strategies), list(config.levels), range(config.seeds),
-                               finetune=finetune, progress=progress, device=app_state.device(),
-                               evaluator=app_state.curves_evaluator()),
-    )
+    frame = app_state.curves_run(config, place)
 if frame is None:
-    st.info("Choose strategies and levels, then press **Compute curves**. Results are cached per configuration.")
+    st.info("Choose strategies and levels, then press **Compute curves**. Results are kept per configuration, "
+            "on disk too: a reload shows them again, an interrupted run resumes where it stopped.")
 else:
-    fig = figures.accuracy_curves(frame, x_axis=x_axis, dense_accuracy=frame.attrs.get("dense_accuracy"),
-                                  labels={n: c.label for n, c in STRATEGIES.items()}, title=f"{wb.name} on {ds.name}: accuracy after pruning")
+    fig = figures.accuracy_curves(frame, x_axis=x_axis, band="std", dense_accuracy=frame.attrs.get("dense_accuracy"),
+                                  labels={n: c.label for n, c in STRATEGIES.items()},
+                                  title=f"{wb.name} on {ds.name}: accuracy after pruning (mean ± std over "
+                                        f"{frame['seed'].nunique()} seeds)")
     fig.update_layout(height=520)
     app_state.show_figure(fig, "curves")
     app_state.show_sweep_notes(frame)
-    app_state.show_table(frame, f"curves_{wb.name}")
+    app_state.show_run_table(frame, f"curves_{wb.name}", frame)

@@ -26,31 +26,35 @@ chosen = c1.multiselect("Strategies", names, default=["magnitude", "global_magni
                         format_func=lambda n: STRATEGIES[n].label, key="compare_strategies")
 random_base = c2.checkbox("Random baseline", value=True, key="compare_random",
                           help="Adds random pruning: the floor every strategy must beat.")
+SEED_FREE = ", ".join(c.label for c in STRATEGIES.values() if not c.seeded and c.kind == "one_shot")
 c3, c4, c5 = st.columns([3, 1, 1])
 levels_pct = c3.multiselect("Sparsity levels (%)", [0, 10, 30, 50, 70, 80, 90, 95, 98, 99, 99.5],
                             default=[0, 50, 70, 80, 90, 95, 98, 99], key="compare_levels")
-seeds = c4.number_input("Seeds", 1, 5, 1, key="compare_seeds",
-                        help="Random and data-driven strategies differ per seed; the band is mean ± std.")
+seeds = c4.number_input("Seeds", 1, 5, 3, key="compare_seeds",
+                        help=f"Random and data-driven strategies differ per seed; the band is mean ± std. "
+                             f"Seed-free strategies ({SEED_FREE}) are computed once and copied to the other seeds "
+                             "unless the point fine-tunes.")
 ft = c5.number_input("Fine-tune epochs", 0, 3, 0, key="compare_ft",
                      help="0 = one-shot only. > 0 adds fine-tuned curves (much slower: every point trains) and "
                           "runs the scheduled strategies, which prune while training, with this budget.")
 x_axis = st.radio("x-axis", ["sparsity", "compression"], horizontal=True, key="compare_axis",
                   format_func=lambda a: {"sparsity": "sparsity (% pruned)", "compression": "compression ratio (×, log)"}[a])
 
+place = app_state.sweep_place("compare")
 config = CompareConfig(tuple(chosen), tuple(sorted(float(v) / 100 for v in levels_pct)), int(seeds),
                        int(ft), bool(random_base))
 slow = [SLOW[s] for s in chosen if s in SLOW]
-expensive = bool(ft) or bool(slow) or wb.name == "lenet5" or seeds > 2
+expensive = bool(ft) or bool(slow) or wb.name == "lenet5" or seeds > 3
 if slow or wb.name == "lenet5":
     st.caption("Slower settings: " + "; ".join(slow + (["LeNet-5 evaluates ~2 s per strategy"] if wb.name == "lenet5" else [])) + ".")
-frame = app_state.lab_result(config)
+frame = app_state.compare_result(config)  # this session's, or read back from the results store
 if not chosen or not levels_pct:
     st.info("Choose at least one strategy and one sparsity level.")
 elif frame is None or frame.attrs.get("cancelled"):
     pressed = st.button("Compute" if frame is None else "Compute the rest", key="compare_compute", type="primary",
                         icon=":material/play_arrow:")
     if pressed or (frame is None and not expensive):  # quick defaults run at once
-        frame = app_state.compare_sweep_run(config)
+        frame = app_state.compare_sweep_run(config, place)
 
 if frame is not None and frame.attrs.get("cancelled"):
     st.warning(f"Stopped: showing the {len(frame)} points finished so far. Press **Compute the rest** to finish.")
@@ -68,7 +72,7 @@ if frame is not None and len(frame):
     table = summary.assign(sparsity=100 * summary["sparsity"], mean=100 * summary["mean"], std=100 * summary["std"],
                            effective_sparsity=100 * summary["effective_sparsity"])
     with st.expander("The numbers (mean ± std over seeds; effective sparsity counts weights on no input → output path)"):
-        app_state.show_table(table, f"compare_{wb.name}", column_config={
+        app_state.show_run_table(table, f"compare_{wb.name}", frame, column_config={
             "sparsity": st.column_config.NumberColumn("sparsity (%)", format="%.1f"),
             "mean": st.column_config.NumberColumn("accuracy (%)", format="%.2f"),
             "std": st.column_config.NumberColumn("± std", format="%.2f"),

@@ -4,9 +4,14 @@ Two shapes of compiled model:
   * MLPs (``models.MLP``) run as one feature-major chain: dead neurons compacted away,
     each Linear layer in its chosen format, ReLU fused, consecutive native layers in
     one C++ call (the small-batch path costs one Python call for the whole MLP).
-  * Anything else (LeNet-5, user models) is a copy whose Linear / Conv2d modules are
-    swapped for ``SparseLinear`` / ``SparseConv2d`` (im2col) where a sparse format
-    wins, and kept dense otherwise.
+  * Anything else (LeNet-5, any user ``nn.Module``) is a copy whose ``nn.Linear`` /
+    ``nn.Conv2d`` modules (exactly those types, so subclasses with their own forward and
+    attention's ``out_proj`` stay) are swapped for ``SparseLinear`` / ``SparseConv2d``
+    (im2col) where a sparse format wins, and kept dense otherwise. Every other module
+    (BatchNorm, attention, Conv1d, custom layers) runs unchanged; its prunable parameters
+    get a "dense" plan row. With a calibration batch the copy's logits are checked against
+    the model's; a mismatch (a module reading a swapped layer's weight directly) keeps
+    every layer dense, with a notice.
 Under ``policy="measure"`` the whole compiled model is finally timed against the dense
 model at the target batch size; if it is not faster it falls back to dense, so the
 compiled model is never slower than dense beyond noise.
@@ -30,6 +35,7 @@ from torch import nn
 
 from ..devices import resolve_device
 from ..masks import masked_copy
+from ..layers import prunable_weights
 from ..models import MLP, prunable_layers
 from . import kernels
 from .compaction import compact_chain
@@ -188,7 +194,7 @@ def compile_model(model: nn.Module, masks: dict | None = None, batch_size: int =
     else:
         compiled = _compile_modules(src, kw, notices, calib)
     if policy == "measure" and not formats:
-        compiled = _guard_against_dense(src, compiled, kw, notices, calib)
+        compiled = _guard_against_dense(src, compiled, kw, notices, calib, compact)
     return compiled
 
 
@@ -236,6 +242,14 @@ def _compile_mlp(src: MLP, compact: bool, kw: dict, notices: list[str], calib: t
                          act=src.activation_name, input_keep=input_keep, notices=notices)
 
 
+SWAPPABLE = (nn.Linear, nn.Conv2d)  # exact types compiled per layer; everything else stays as it is
+
+
+def _swappable(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every module of exactly a ``SWAPPABLE`` type with a weight, tied copies included, in registration order."""
+    return [(n, m) for n, m in module.named_modules() if type(m) in SWAPPABLE]
+
+
 def _linear_inputs(module: nn.Module, calib: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """Each Linear layer's input on the calibration batch, feature-major ``(in, N)`` (hooks removed after)."""
     if calib is None:
@@ -243,7 +257,7 @@ def _linear_inputs(module: nn.Module, calib: torch.Tensor | None) -> dict[str, t
     seen: dict[str, torch.Tensor] = {}
     hooks = [m.register_forward_pre_hook(lambda _m, args, name=name: seen.__setitem__(
         name, args[0].detach().reshape(-1, args[0].shape[-1]).t().contiguous()))
-        for name, m in prunable_layers(module) if isinstance(m, nn.Linear)]
+        for name, m in _swappable(module) if isinstance(m, nn.Linear)]
     try:
         with torch.no_grad():
             module(calib)
@@ -257,7 +271,7 @@ def _compile_modules(src: nn.Module, kw: dict, notices: list[str], calib: torch.
     module = copy.deepcopy(src).to(kw["device"])
     inputs = _linear_inputs(module, calib)
     plans = []
-    for name, m in prunable_layers(module):
+    for name, m in _swappable(module):
         w = m.weight.detach()
         if isinstance(m, nn.Conv2d):
             w2 = w.flatten(1)  # (out, C*kh*kw) im2col view
@@ -265,7 +279,7 @@ def _compile_modules(src: nn.Module, kw: dict, notices: list[str], calib: torch.
             conv_kw["batch"] = min(kw["batch"] * _conv_positions(m), CONV_TIMING_COLUMNS)
             choice = choose(w2.cpu() if kw["device"].type == "cpu" else w2, m.bias, False, **conv_kw)
             dense = choice.format.startswith("dense") and not choice.format.endswith("native")
-            if not dense and m.groups == 1 and not isinstance(m.padding, str):
+            if not dense and m.groups == 1 and not isinstance(m.padding, str) and m.padding_mode == "zeros":
                 _set_module(module, name, SparseConv2d(m, choice.op))
             else:
                 choice.format, choice.op.nbytes = "dense", w.numel() * 4
@@ -276,8 +290,39 @@ def _compile_modules(src: nn.Module, kw: dict, notices: list[str], calib: torch.
             if not (choice.format.startswith("dense") and not choice.format.endswith("native")):
                 _set_module(module, name, SparseLinear(choice.op))
             plans.append(_plan(name, w, w, choice))
+    swapped = {id(m.weight) for _, m in _swappable(src)}
+    for entry in prunable_weights(src):
+        if id(entry.param) not in swapped:
+            w = entry.param.detach()
+            plans.append(LayerPlan(entry.label, tuple(w.shape), tuple(w.shape), float((w != 0).float().mean()),
+                                   "dense", f"{type(entry.module).__name__}: no sparse kernel, runs as it is",
+                                   w.numel() * 4, w.numel() * 4, {}, {}))
+    if calib is not None and any(p.format != "dense" for p in plans) and not _same_logits(src, module, calib):
+        notices.append("swapping layers changed the model's output (a module reads a layer's weight "
+                       "directly); every layer kept dense")
+        module = copy.deepcopy(src).to(kw["device"])
+        for p in plans:
+            p.format, p.nbytes, p.reason = "dense", p.dense_nbytes, "kept dense: " + p.reason
     return CompiledModel(plans, device=kw["device"], batch_size=kw["batch"], policy=kw["policy"], module=module,
                          notices=notices)
+
+
+def _same_logits(src: nn.Module, compiled: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``compiled`` runs on ``x`` and, for a tensor output, gives ``src``'s within 1 % of its scale
+    (room for the fp16 CUDA formats; a structural mistake is far off or raises)."""
+    with torch.no_grad():
+        want = copy.deepcopy(src).to(x.device)(x)
+        try:
+            got = compiled(x)
+        except Exception:  # e.g. a module reading .weight of a swapped layer
+            return False
+    if not isinstance(want, torch.Tensor):
+        return True
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        return False
+    if want.numel() == 0:
+        return True
+    return float((got.float() - want.float()).abs().max()) <= 1e-2 * float(want.abs().max()) + 1e-4
 
 
 def _conv_positions(conv: nn.Conv2d, size: int = 12) -> int:
@@ -293,8 +338,8 @@ def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def _guard_against_dense(src: nn.Module, compiled: CompiledModel, kw: dict, notices: list[str],
-                         calib: torch.Tensor | None = None) -> CompiledModel:
-    """Time compiled vs dense at the target batch; fall back to dense if not faster."""
+                         calib: torch.Tensor | None = None, compact: bool = True) -> CompiledModel:
+    """Time compiled vs dense at the target batch; fall back to dense if not faster (``compact``: the caller's)."""
     if all(p.format.startswith("dense") and p.compiled_shape == p.shape for p in compiled.plans):
         return compiled
     x = _input_example(src, kw["batch"], kw["device"]) if calib is None else calib[: kw["batch"]]
@@ -307,7 +352,7 @@ def _guard_against_dense(src: nn.Module, compiled: CompiledModel, kw: dict, noti
     t_comp = _time_model(compiled, x)
     if isinstance(src, MLP) and kw["device"].type == "cpu" and kernels.available(kw["force_fallback"]):
         # per-layer timings miss the fused chain: also try every layer on the native kernel
-        alt = _compile_mlp(src, True, dict(kw, formats=("csr-native",)), list(notices), calib)
+        alt = _compile_mlp(src, compact, dict(kw, formats=("csr-native",)), list(notices), calib)
         t_alt = _time_model(alt, x)
         if t_alt < t_comp:
             for p in alt.plans:

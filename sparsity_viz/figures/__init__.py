@@ -20,6 +20,7 @@ from .graphs import connection_graph, edge_count, model_graph
 from .heatmaps import heatmap_matrix, layer_heatmap, weight_heatmap
 from .histograms import histogram_counts, weight_histogram
 from .quantization import grid_matrix, histogram_levels, quantization_grid, quantization_histogram, size_waterfall
+from .sensitivity import sensitivity_numbers, sensitivity_curves, sensitivity_heatmap
 from .speed import bytes_bars, format_color, format_label, human_bytes, latency_bars, speedup_curve_figure
 from .style import (
     BASE_FONT_SIZE,
@@ -89,6 +90,9 @@ __all__ = [
     "quantization_histogram",
     "routing_heatmap",
     "routing_shares",
+    "sensitivity_numbers",
+    "sensitivity_curves",
+    "sensitivity_heatmap",
     "size_waterfall",
     "sparsity_profile_chart",
     "speedup_curve_figure",

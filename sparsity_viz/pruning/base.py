@@ -70,12 +70,16 @@ class Strategy(ABC):
         granularity: ``"weight"`` or ``"row"`` (whole output neurons / filters).
         kind: ``"one_shot"`` (prunes once) or ``"scheduled"`` (prunes while training;
             see the module docstring).
+        seeded: the masks may depend on ``seed`` (random draws, a seeded data batch).
+            False promises the same masks for every seed, so a sweep computes an
+            untrained point once and copies it to the other seeds. True is the safe default.
     """
 
     name: ClassVar[str]
     label: ClassVar[str]
     kind: ClassVar[str] = "one_shot"
     needs_data: ClassVar[bool] = False
+    seeded: ClassVar[bool] = True
     regrows: ClassVar[bool] = False
     granularity: ClassVar[str] = "weight"
     scopes: ClassVar[tuple[str, ...]] = ("layer",)

@@ -80,6 +80,7 @@ class DynamicSparseStrategy(MagnitudeStrategy):
 
     regrows = True
     kind = "scheduled"
+    seeded = True  # unlike plain magnitude: regrowth and random init draw from the seed
     scopes = ("layer",)
     drop_fraction = 0.3
     every = 50  # steps between topology updates (RigL uses 100 on ImageNet; small data, small dT)

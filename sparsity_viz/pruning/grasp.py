@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..models import prunable_parameters
 from ._gradients import private_copy
@@ -36,12 +37,14 @@ class GraSPStrategy(ScoreStrategy):
         work = private_copy(model).eval()
         params = prunable_parameters(work, self.include_bias)
         weights = list(params.values())
-        loss = F.cross_entropy(work(x) / self.temperature, y)
-        g = torch.autograd.grad(loss, weights)  # g, treated as a constant
-        loss = F.cross_entropy(work(x) / self.temperature, y)
-        g2 = torch.autograd.grad(loss, weights, create_graph=True)
-        z = sum((a * b.detach()).sum() for a, b in zip(g2, g))
-        hg = torch.autograd.grad(z, weights, allow_unused=True)
+        # the math attention kernel: the fused ones (attention blocks of user models) have no double backward
+        with sdpa_kernel(SDPBackend.MATH):
+            loss = F.cross_entropy(work(x) / self.temperature, y)
+            g = torch.autograd.grad(loss, weights)  # g, treated as a constant
+            loss = F.cross_entropy(work(x) / self.temperature, y)
+            g2 = torch.autograd.grad(loss, weights, create_graph=True)
+            z = sum((a * b.detach()).sum() for a, b in zip(g2, g))
+            hg = torch.autograd.grad(z, weights, allow_unused=True)
         return {
             n: (w.detach() * (h if h is not None else torch.zeros_like(w))).detach()
             for (n, w), h in zip(params.items(), hg)

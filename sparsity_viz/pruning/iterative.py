@@ -198,6 +198,7 @@ class IterativeStrategy(MagnitudeStrategy):
     name = "iterative"
     label = "Iterative magnitude + rewinding (lottery ticket)"
     kind = "scheduled"
+    seeded = True  # unlike plain magnitude: its controls re-draw weights and masks from the seed
     scopes = ("layer", "global")
 
     def __init__(self, scope=None, seed=0, include_bias=False, rate: float = 0.2, output_rate: float | None = 0.1,

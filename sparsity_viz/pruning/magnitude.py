@@ -17,6 +17,7 @@ class MagnitudeStrategy(ScoreStrategy):
     name = "magnitude"
     label = "Magnitude (per layer)"
     scopes = ("layer", "global")
+    seeded = False  # |w| alone: every seed gives the same masks
 
     def scores(self, model, batch):
         return {n: p.detach().abs() for n, p in prunable_parameters(model, self.include_bias).items()}

@@ -61,6 +61,7 @@ class NMStrategy(ScoreStrategy):
 
     name = "n_m"
     label = "N:M semi-structured"
+    seeded = False  # |w| within each group of M: every seed gives the same masks
     n: int = 2
     m: int = 4
 

@@ -16,6 +16,7 @@ from .taylor import TaylorStrategy
 from .gradual import GradualStrategy
 from .iterative import IterativeStrategy
 from .dynamic import RigLStrategy, SETStrategy
+from .sensitivity_guided import SensitivityGuidedStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
     MagnitudeStrategy.name: MagnitudeStrategy,
@@ -29,6 +30,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     GraSPStrategy.name: GraSPStrategy,
     ErdosRenyiStrategy.name: ErdosRenyiStrategy,
     TaylorStrategy.name: TaylorStrategy,
+    SensitivityGuidedStrategy.name: SensitivityGuidedStrategy,
     GradualStrategy.name: GradualStrategy,
     IterativeStrategy.name: IterativeStrategy,
     SETStrategy.name: SETStrategy,

@@ -4,7 +4,8 @@ In each hidden layer the rows / filters with the smallest L2 norm are removed
 entirely, as ``torch.nn.utils.prune.ln_structured(n=2, dim=0)`` does. Unlike
 unstructured masks, this gives real speed-ups with plain dense kernels: the
 layer can be physically shrunk. The output layer is left whole (its rows are the
-classes). The sparsity target counts rows: ``round(sparsity * rows)`` rows are
+classes; for a model that is not a chain, the last prunable parameter in
+registration order: register the classifier last). The sparsity target counts rows: ``round(sparsity * rows)`` rows are
 removed per hidden layer, so element sparsity moves in steps of one row.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models import prunable_layers
+from ..layers import prunable_weights
 from .base import Strategy, check_sparsity, select_lowest, zeros_to_prune
 
 
@@ -20,18 +21,19 @@ class StructuredStrategy(Strategy):
     name = "structured"
     label = "Structured (neurons / filters, L2)"
     granularity = "row"
+    seeded = False  # row norms alone: every seed gives the same masks
 
     def hidden_layers(self, model):
-        """``(name, module)`` of every prunable layer but the last (the classifier)."""
-        return prunable_layers(model)[:-1]
+        """``(name, module)`` of every prunable weight's layer but the last (the classifier)."""
+        return [(w.module_name, w.module) for w in prunable_weights(model)[:-1]]
 
     def compute_masks(self, model, sparsity, current=None, batch=None):
         check_sparsity(sparsity)
-        layers = prunable_layers(model)
+        layers = prunable_weights(model)
         masks = {}
-        for i, (name, module) in enumerate(layers):
-            w = module.weight.detach()  # (out, in) or (out, in, kh, kw)
-            key = f"{name}.weight"
+        for i, entry in enumerate(layers):
+            w = entry.param.detach()  # (out, in) or (out, in, kh, kw)
+            key = entry.key
             if i == len(layers) - 1:
                 masks[key] = torch.ones_like(w, dtype=torch.bool) if current is None else current[key].clone()
                 continue
@@ -46,18 +48,18 @@ class StructuredStrategy(Strategy):
             if current is not None:
                 mask &= current[key]
             masks[key] = mask
-            if self.include_bias and module.bias is not None:
-                masks[f"{name}.bias"] = row_keep.clone()
+            if self.include_bias and entry.bias_key is not None:
+                masks[entry.bias_key] = row_keep.clone()
         return masks
 
     def expected_zeros(self, model, sparsity):
         """Exact zeros for a dense start: whole rows per hidden layer, none in the classifier."""
-        layers = prunable_layers(model)
+        layers = prunable_weights(model)
         out = {}
-        for i, (name, module) in enumerate(layers):
-            w = module.weight
+        for i, entry in enumerate(layers):
+            w = entry.param
             rows = w.shape[0]
-            out[f"{name}.weight"] = 0 if i == len(layers) - 1 else zeros_to_prune(sparsity, rows) * (w.numel() // rows)
-            if self.include_bias and module.bias is not None and i < len(layers) - 1:
-                out[f"{name}.bias"] = zeros_to_prune(sparsity, rows)
+            out[entry.key] = 0 if i == len(layers) - 1 else zeros_to_prune(sparsity, rows) * (w.numel() // rows)
+            if self.include_bias and entry.bias_key is not None and i < len(layers) - 1:
+                out[entry.bias_key] = zeros_to_prune(sparsity, rows)
         return out

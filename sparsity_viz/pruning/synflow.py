@@ -20,17 +20,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..layers import chain_problem
 from ..models import prunable_parameters
 from ._gradients import private_copy
 from .base import ScoreStrategy, check_sparsity, select_lowest, zeros_to_prune
 
 
 def model_input_shape(model: nn.Module, batch=None) -> tuple[int, ...]:
-    """The shape of one input sample: from ``batch`` if given, else read off the first layer."""
+    """The shape of one input sample: from ``batch`` if given, else read off the first layer of a chain.
+
+    Raises:
+        ValueError: no batch and a model that is not a chain (its input shape cannot be read off).
+    """
     if batch is not None:
         return tuple(batch[0].shape[1:])
     if hasattr(model, "in_features"):
         return (int(model.in_features),)
+    problem = chain_problem(model)
+    if problem is not None:
+        raise ValueError(f"SynFlow cannot read the input shape off {type(model).__name__} ({problem}); "
+                         "pass batch=(inputs, labels): only its shape is used.")
     first = next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
     if isinstance(first, nn.Conv2d):
         return (first.in_channels, 28, 28)
@@ -68,6 +77,7 @@ class SynFlowStrategy(ScoreStrategy):
     name = "synflow"
     label = "SynFlow (data-free, at initialisation)"
     scopes = ("global", "layer")
+    seeded = False  # data-free and deterministic: every seed gives the same masks
     iterations = 100  # Tanaka et al. use 100 rounds
 
     def __init__(self, scope=None, seed=0, include_bias=False, iterations: int | None = None):

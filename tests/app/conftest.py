@@ -15,6 +15,13 @@ for p in (str(ROOT), str(Path(__file__).parent)):
 
 
 @pytest.fixture(autouse=True)
+def _own_runs_dir(tmp_path, monkeypatch):
+    """Each test's sweeps are stored in its own directory (never read back from another test or ~/.cache)."""
+    monkeypatch.setenv("SPARSITY_VIZ_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _clear_caches():
     st.cache_data.clear()
     st.cache_resource.clear()

@@ -27,7 +27,7 @@ def test_compare_defaults_run_at_once_and_widgets_change_the_data(model):
     assert {STRATEGIES[n].label for n in ("magnitude", "global_magnitude", "snip", "erdos_renyi", "random")} <= set(names)
     assert any(n and n.startswith("dense baseline") for n in names)
     assert curves["layout"]["xaxis"]["title"]["text"].startswith("sparsity (%")
-    assert len(at.dataframe[0].value) == 5 * 8  # 5 strategies x 8 levels, 1 seed
+    assert len(at.dataframe[0].value) == 5 * 8  # summary: 5 strategies x 8 levels (mean over the 3 default seeds)
     before = chart_specs(at)
     at.multiselect(key="compare_levels").set_value([0, 50, 90]).run()
     check(at)
@@ -46,13 +46,13 @@ def test_compare_seeds_band_finetuning_and_stop():
     at = open_app("moons_mlp", "9_compare")
     at.multiselect(key="compare_strategies").set_value(["magnitude", "snip"]).run()
     at.multiselect(key="compare_levels").set_value([0, 70, 95]).run()
-    at.number_input(key="compare_seeds").set_value(3).run()  # expensive setting: waits for the button
+    at.number_input(key="compare_seeds").set_value(4).run()  # expensive setting (> 3 seeds): waits for the button
     check(at)
     assert at.button(key="compare_compute").label == "Compute"
     at.button(key="compare_compute").click().run()
     check(at)
     fig = charts(at)[0]
-    assert any(t.get("fill") == "tonexty" for t in fig["data"])  # mean ± std band over the 3 seeds
+    assert any(t.get("fill") == "tonexty" for t in fig["data"])  # mean ± std band over the 4 seeds
     assert len(at.dataframe[0].value) == 3 * 3  # summary: 3 strategies x 3 levels
     at.number_input(key="compare_seeds").set_value(1).run()
     at.number_input(key="compare_ft").set_value(1).run()

@@ -41,9 +41,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # sweeps stored in a fresh directory: nothing read back from an earlier run or ~/.cache
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SPARSITY_VIZ_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
+    env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--browser.gatherUsageStats", "false"],

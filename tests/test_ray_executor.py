@@ -1,0 +1,100 @@
+"""Sweeps on Ray (a local Ray, num_cpus=2, one per module): the serial sweep's rows, stop cancels, errors name the point."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'sparsity_viz[ray]'); CI installs it")
+
+from sparsity_viz.checkpoints import load_sample  # noqa: E402
+from sparsity_viz.data import load_dataset  # noqa: E402
+from sparsity_viz.executors import PointFailedError, RayExecutor  # noqa: E402
+from sparsity_viz.experiments import SweepPoint, sweep  # noqa: E402
+from sparsity_viz.training import TrainConfig  # noqa: E402
+
+LEVELS = [0.0, 0.5, 0.9]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    """One local Ray for the module (start-up costs seconds); executors find it running and leave it up."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model, _ = load_sample("digits_mlp")
+    return model, load_dataset("digits")
+
+
+def without_seconds(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns="seconds")
+
+
+def test_ray_rows_equal_serial_rows_and_fill_a_store(digits, tmp_path):
+    model, data = digits
+    kw = dict(strategies=["magnitude", "random", "snip"], levels=LEVELS, seeds=[0, 1])
+    serial = sweep(model, data, **kw)
+    on_ray = sweep(model, data, executor=RayExecutor(), store=tmp_path / "runs", **kw)
+    pd.testing.assert_frame_equal(without_seconds(on_ray), without_seconds(serial))
+    assert ray.is_initialized(), "an executor leaves a Ray it did not start running"
+    # every point is in the store: a serial re-run reads them all back and computes none
+    calls = []
+    again = sweep(model, data, store=tmp_path / "runs", evaluator=lambda m: calls.append(1) or m, **kw)
+    assert calls == [] and again.attrs["resumed"] == len(serial)
+    pd.testing.assert_frame_equal(without_seconds(again), without_seconds(serial))
+
+
+def test_fine_tuned_and_scheduled_points_on_ray_equal_serial(digits):
+    model, data = digits
+    kw = dict(strategies=["magnitude", "gradual"], levels=[0.5, 0.9], seeds=[0],
+              finetune=TrainConfig(epochs=1, lr=3e-4), device="cpu")
+    serial = sweep(model, data, **kw)
+    on_ray = sweep(model, data, executor="ray", **kw)
+    assert set(on_ray["kind"]) == {"one_shot", "scheduled"} and len(on_ray) == 4
+    pd.testing.assert_frame_equal(without_seconds(on_ray), without_seconds(serial))
+
+
+def mark_and_sleep(point, shared, stop):
+    """A 1 s point that leaves a file when it starts and another when it ends."""
+    folder = Path(shared["folder"])
+    (folder / f"start_{point}").touch()
+    time.sleep(1.0)
+    (folder / f"end_{point}").touch()
+    return point
+
+
+def test_stop_cancels_outstanding_tasks(tmp_path):
+    stop = threading.Event()
+    got = []
+    for result in RayExecutor().map(mark_and_sleep, range(10), shared={"folder": str(tmp_path)}, stop=stop):
+        got.append(result)
+        stop.set()
+    time.sleep(1.5)  # a task that was not cancelled would have started and ended by now
+    started = {p.name for p in tmp_path.glob("start_*")}
+    ended = {int(p.name.split("_")[1]) for p in tmp_path.glob("end_*")}
+    assert 1 <= len(got) < 10
+    assert len(started) < 10, "tasks not yet started were cancelled"
+    assert ended <= set(got) | {int(s.split("_")[1]) for s in started}
+    assert len(ended) < 10
+
+
+def fail_at_half(point, shared, stop):
+    if point.level == 0.5:
+        raise ValueError("diverged on purpose")
+    return point.level
+
+
+def test_a_failing_task_names_its_point():
+    points = [SweepPoint("magnitude", 0, 0.0), SweepPoint("magnitude", 3, 0.5)]
+    with pytest.raises(PointFailedError, match=r"magnitude \(seed 3\) at 50 % failed: ValueError: diverged on purpose"):
+        list(RayExecutor().map(fail_at_half, points, shared={}))

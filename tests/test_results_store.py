@@ -1,0 +1,130 @@
+"""The results store: a sweep killed half-way resumes with no point computed twice and none lost; torn rows
+and other runs' rows are never read back as this run's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sparsity_viz.checkpoints import load_sample
+from sparsity_viz.data import load_dataset
+from sparsity_viz.experiments import sweep
+from sparsity_viz.results_store import ResultsStore, point_key, store_path
+
+ROOT = Path(__file__).resolve().parent.parent
+# magnitude is seed-free (seed 1 copies seed 0's 3 points), random is not: 9 computed points, 12 rows
+SWEEP = dict(strategies=["magnitude", "random"], levels=[0.0, 0.5, 0.9], seeds=[0, 1])
+COMPUTED, ROWS = 9, 12
+
+KILLED_SWEEP = textwrap.dedent("""
+    import os, signal, sys
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.data import load_dataset
+    from sparsity_viz.experiments import sweep
+
+    store, counter, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    def count(model):  # one line per computed point
+        with open(counter, "a") as fh:
+            fh.write("1\\n")
+        return model
+
+    def die(fraction, row):  # SIGKILL: no cleanup, no flush, like a crash or a pulled plug
+        if fraction * {rows} >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    model, _ = load_sample("digits_mlp")
+    sweep(model, load_dataset("digits"), {strategies!r}, {levels!r}, {seeds!r}, store=store, evaluator=count,
+          progress=die)
+""").format(rows=ROWS, **SWEEP)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model, _ = load_sample("digits_mlp")
+    return model, load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(digits):
+    model, data = digits
+    return sweep(model, data, **SWEEP)
+
+
+def counting_sweep(digits, store, **kw):
+    """The sweep with a store; returns the frame and how many points it computed."""
+    calls = []
+    frame = sweep(*digits, store=store, evaluator=lambda m: calls.append(1) or m, **{**SWEEP, **kw})
+    return frame, len(calls)
+
+
+def same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+
+
+def test_a_killed_sweep_resumes_without_computing_a_point_twice(digits, uninterrupted, tmp_path):
+    store, counter = tmp_path / "sweep.csv", tmp_path / "computed.txt"
+    proc = subprocess.run([sys.executable, "-c", KILLED_SWEEP, str(store), str(counter), "5"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr  # killed, not finished
+    run_id = uninterrupted.attrs["run_id"]
+    before = ResultsStore(store, run_id).rows()
+    first = len(counter.read_text().splitlines())
+    assert 5 <= len(before) < ROWS and 0 < first < COMPUTED
+    resumed, second = counting_sweep(digits, store)
+    assert first + second == COMPUTED, "no point computed twice"
+    assert resumed.attrs["resumed"] == len(before) and not resumed.attrs["cancelled"]
+    same_rows(resumed, uninterrupted)  # none lost, the same numbers
+    keys = pd.read_csv(store, comment="#")["point"]
+    assert len(keys) == ROWS and keys.is_unique, "every point once in the store"
+
+
+def test_a_torn_last_row_is_ignored_with_a_warning_and_recomputed(digits, uninterrupted, tmp_path):
+    store = tmp_path / "sweep.csv"
+    counting_sweep(digits, store)
+    text = store.read_text()
+    store.write_text(text[:-15])  # the last row cut mid-number: killed while writing it
+    with pytest.warns(UserWarning, match="last line is incomplete"):
+        frame, computed = counting_sweep(digits, store)
+    assert computed == 1, "only the torn point"
+    same_rows(frame, uninterrupted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the torn line was cut before the new row: the file is clean again
+        rows = ResultsStore(store, uninterrupted.attrs["run_id"]).rows()
+    assert len(rows) == ROWS
+    now = store.read_text().splitlines()
+    assert now[:-1] == text.splitlines()[:-1] and len(now) == len(text.splitlines()), "the torn row rewritten, once"
+
+
+def test_other_runs_in_the_same_store_are_not_mixed_in(digits, tmp_path):
+    store = tmp_path / "sweep.csv"
+    a, computed_a = counting_sweep(digits, store, levels=[0.5])
+    b, computed_b = counting_sweep(digits, store, levels=[0.9])
+    assert a.attrs["run_id"] != b.attrs["run_id"] and computed_b == computed_a == 3
+    assert set(b["sparsity"]) == {0.9} and b.attrs["resumed"] == 0
+    everything = pd.read_csv(store, comment="#")
+    assert set(everything["run_id"]) == {a.attrs["run_id"], b.attrs["run_id"]} and len(everything) == 8
+    header = [ln for ln in store.read_text().splitlines() if ln.startswith("# run_id:")]
+    assert header == [f"# run_id: {a.attrs['run_id']}", f"# run_id: {b.attrs['run_id']}"], "each configuration once"
+
+
+def test_store_paths_keys_and_bad_input(tmp_path):
+    assert store_path(tmp_path, "abc") == tmp_path / "abc.csv"
+    assert store_path(tmp_path / "runs", "abc") == tmp_path / "runs" / "abc.csv", "a new directory"
+    assert store_path(tmp_path / "one.csv", "abc") == tmp_path / "one.csv"
+    assert point_key("snip", 2, 0.9) == "snip/2/0.9" and point_key("snip", 2, 0.1 + 0.2) == "snip/2/0.30000000000000004"
+    with pytest.raises(ValueError, match="run id"):
+        ResultsStore(tmp_path, "a/b")
+    store = ResultsStore(tmp_path / "s.csv", "run1")
+    store.append("k", {"accuracy": 0.5})
+    assert store.rows() == {"k": {"accuracy": 0.5}}
+    with pytest.raises(ValueError, match="has columns \\['accuracy'\\].*use another store file"):
+        ResultsStore(tmp_path / "s.csv", "run2").append("k", {"loss": 1.0})
+    assert os.path.getsize(tmp_path / "s.csv") > 0
