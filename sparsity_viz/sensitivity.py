@@ -128,9 +128,17 @@ def sensitivity_scan(
         evaluator: maps each pruned model to the module evaluated (identity when None).
         device: where evaluation runs.
     """
-    return scan_arrays(model, dataset.x_test, dataset.y_test, levels, strategy=strategy, seeds=seeds, layers=layers,
-                       batch_for=lambda seed: data_batch(dataset, seed=seed), progress=progress, stop=stop,
-                       evaluator=evaluator, device=device, split="test")
+    from .run_config import sweep_config  # lazy: run_config imports the pruning registry, which imports this module
+
+    frame = scan_arrays(model, dataset.x_test, dataset.y_test, levels, strategy=strategy, seeds=seeds, layers=layers,
+                        batch_for=lambda seed: data_batch(dataset, seed=seed), progress=progress, stop=stop,
+                        evaluator=evaluator, device=device, split="test")
+    # the full configuration (model and data fingerprints, strategy, levels, seeds, versions) and so a run id,
+    # written as the CSV header by experiments.sweep_csv, as for sweeps
+    frame.attrs["config"] = sweep_config(
+        model, dataset, [strategy], sorted(set(float(v) for v in levels)), list(seeds), finetune=None, schedule=None,
+        scope="layer", extra={"kind": "sensitivity_scan", "layers": list(layers) if layers is not None else None})
+    return frame
 
 
 def scan_arrays(

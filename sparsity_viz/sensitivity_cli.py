@@ -48,6 +48,7 @@ def _records(frame) -> list[dict]:
 
 def run_sensitivity(args) -> int:
     from .cli import ProgressLine, load_bundled
+    from .experiments import sweep_csv
     from .models import get_spec
     from .pruning.sensitivity_guided import suggest_targets
     from .sensitivity import check_levels, check_seeds, scan_strategy, scan_summary, sensitivity_scan
@@ -64,7 +65,7 @@ def run_sensitivity(args) -> int:
                             progress=ProgressLine("sensitivity", enabled=not args.json))
     targets = suggest_targets(scan, args.target) if args.target is not None else None
     if args.csv is not None:
-        scan.to_csv(args.csv, index=False)
+        Path(args.csv).write_text(sweep_csv(scan))  # the rows after the `# key: <json>` configuration header
     summary = scan_summary(scan)
     if args.json:
         out = {"model": args.model, "strategy": args.strategy, "levels": list(levels), "seeds": list(seeds),

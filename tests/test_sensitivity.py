@@ -296,3 +296,17 @@ def test_any_module_layers_are_found_by_type_and_labelled_uniquely():
     assert sum(int((~m).sum()) for m in masks.values()) == zeros_to_prune(0.5, sum(m.numel() for m in masks.values()))
     assert layer_labels(["a.in_proj_weight", "a.q_weight", "b.weight"]) == {
         "a.in_proj_weight": "a.in_proj_weight", "a.q_weight": "a.q_weight", "b.weight": "b"}
+
+
+def test_a_scan_carries_its_configuration_and_run_id(digits, digits_scan):
+    from sparsity_viz.run_config import run_id
+
+    config = digits_scan.attrs["config"]
+    assert config["kind"] == "sensitivity_scan" and config["strategies"][0]["name"] == "magnitude"
+    assert config["levels"] == sorted(set(config["levels"])) and config["versions"]["torch"] == torch.__version__
+    again = sensitivity_scan(digits[0], digits[1], config["levels"], seeds=config["seeds"])
+    assert run_id(again.attrs["config"]) == run_id(config)  # same configuration, same id, same rows
+    pd.testing.assert_frame_equal(again, digits_scan)
+    other = sensitivity_scan(digits[0], digits[1], [0.5], seeds=config["seeds"])
+    assert run_id(other.attrs["config"]) != run_id(config)
+

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from sparsity_viz.cli import load_bundled, main
+from sparsity_viz.experiments import read_sweep_csv
 from sparsity_viz.pruning.sensitivity_guided import suggest_targets
+from sparsity_viz.run_config import run_id
 from sparsity_viz.sensitivity import sensitivity_scan
 
 ARGS = ["sensitivity", "--model", "digits_mlp", "--levels", "0.5,0.9,0.99"]
@@ -28,7 +30,11 @@ def test_json_rows_equal_the_library_scan_and_the_csv_is_written(expected, capsy
     got = pd.DataFrame(out["rows"])
     pd.testing.assert_frame_equal(got, expected.reset_index(drop=True), check_dtype=False)
     assert out["dense_accuracy"] == expected.attrs["dense_accuracy"] and out["seeds"] == [0, 1]
-    pd.testing.assert_frame_equal(pd.read_csv(path), expected.reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_csv(path, comment="#"), expected.reset_index(drop=True), check_dtype=False)
+    written = read_sweep_csv(path)  # the configuration header: the library scan's, with its run id
+    assert written.attrs["config"] == expected.attrs["config"]
+    assert written.attrs["run_id"] == run_id(expected.attrs["config"])
+    assert written.attrs["config"]["kind"] == "sensitivity_scan" and written.attrs["config"]["seeds"] == [0, 1]
     targets = suggest_targets(expected, 0.8)
     assert [r["zeros"] for r in out["targets"]["layers"]] == targets["zeros"].tolist()
     assert sum(r["zeros"] for r in out["targets"]["layers"]) == round(0.8 * (2048 + 320))

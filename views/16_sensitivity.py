@@ -53,9 +53,9 @@ if scan is not None and len(scan):
         app_state.show_figure(figures.sensitivity_heatmap(scan, title=f"{wb.name}: accuracy drop (points)"),
                               "sensitivity_heatmap")
     with st.expander("The numbers"):
-        app_state.show_table(scan.assign(level=100 * scan["level"], accuracy=100 * scan["accuracy"],
-                                         accuracy_drop=100 * scan["accuracy_drop"]),
-                             f"sensitivity_{wb.name}_{strategy}", column_config={
+        app_state.show_run_table(scan.assign(level=100 * scan["level"], accuracy=100 * scan["accuracy"],
+                                             accuracy_drop=100 * scan["accuracy_drop"]),
+                                 f"sensitivity_{wb.name}_{strategy}", scan, column_config={
                                  "level": st.column_config.NumberColumn("level (%)"),
                                  "accuracy": st.column_config.NumberColumn("accuracy (%)", format="%.2f"),
                                  "accuracy_drop": st.column_config.NumberColumn("drop (points)", format="%.2f"),

@@ -9,6 +9,7 @@ from test_quantize_page import _array
 from app_state import keys
 from sparsity_viz.data import load_dataset
 from sparsity_viz.pruning.sensitivity_guided import suggest_targets
+from sparsity_viz.run_config import run_id
 from sparsity_viz.sensitivity import scan_summary, sensitivity_scan
 
 PAGE = "16_sensitivity"
@@ -56,8 +57,10 @@ def test_scan_draws_the_library_scan_and_targets_follow_the_slider(at):
         assert list(_array(mean["y"])) == pytest.approx(list(100 * rows["mean"]))
         assert any(t.get("meta") == {"kind": "band_upper", "layer": layer} for t in fig["data"])
     assert any("tolerates" in m.value or "already at" in m.value for m in at.markdown)
-    assert {keys.csv_download(f"sensitivity_{MODEL}_random"), keys.csv_download(f"sensitivity_targets_{MODEL}")} <= {
-        b.key for b in at.get("download_button")}
+    rid = run_id(expected.attrs["config"])  # the scan's CSV is named by its run id (configuration header inside)
+    assert {keys.csv_download(f"sensitivity_{MODEL}_random_{rid}"),
+            keys.csv_download(f"sensitivity_targets_{MODEL}")} <= {b.key for b in at.get("download_button")}
+    assert any(f"Run id `{rid}`" in c.value for c in at.caption)
     assert not [b for b in at.button if b.key == "sens_scan_run"]  # kept: no Scan button any more
 
     total = 2048 + 320
