@@ -40,6 +40,7 @@ from .connectivity import effective_sparsity, weight_masks
 from .data import Dataset, data_batch
 from .devices import resolve_device
 from .executors import Executor, get_executor
+from .layers import is_chain
 from .results_store import ResultsStore, point_key
 from .masks import Masks, apply_masks, full_masks
 from .pruning import get_strategy
@@ -192,7 +193,8 @@ def sweep(
     else:  # stopped before it began (e.g. a read-back of an empty store): nothing measured
         dense = None if is_stopped(stop) else evaluate(copy.deepcopy(base).to(dev), dataset.x_test,
                                                        dataset.y_test, device=dev).accuracy
-    shared = {"model": base, "dataset": dataset, "device": dev, "evaluator": evaluator, "dense_accuracy": dense}
+    shared = {"model": base, "dataset": dataset, "device": dev, "evaluator": evaluator, "dense_accuracy": dense,
+              "chain": is_chain(base)}  # effective sparsity (paths input -> output) is only defined on a chain
     points = _plan(base, dataset, names, [float(v) for v in levels], seeds, scope, finetune, training,
                    done=set(done), groups=getattr(runner, "groups", False))
     rows: list[dict] = list(done.values())
@@ -334,7 +336,8 @@ def run_point(point: SweepPoint, shared: Mapping[str, Any], stop: Any = None) ->
             net, epochs = result.model, config.epochs
     evaluator = shared.get("evaluator")
     ev = evaluate(evaluator(net) if evaluator is not None else net, dataset.x_test, dataset.y_test, device=dev)
-    return _row(point, strat, masks, ev, epochs, shared["dense_accuracy"], point.seconds + time.perf_counter() - t0)
+    return _row(point, strat, masks, ev, epochs, shared["dense_accuracy"], point.seconds + time.perf_counter() - t0,
+                shared.get("chain", True))
 
 
 def _run_group(group: SweepGroup, shared: Mapping[str, Any], stop: Any = None) -> list[dict]:
@@ -357,14 +360,14 @@ def _run_group(group: SweepGroup, shared: Mapping[str, Any], stop: Any = None) -
 
 
 def _row(point: SweepPoint, strat: Strategy, masks: Masks, ev, epochs: int, dense_accuracy: float,
-         seconds: float) -> dict:
+         seconds: float, chain: bool = True) -> dict:
     weights = weight_masks(masks)
     alive = sum(int(m.sum()) for _, m in weights)
     size = sum(m.numel() for _, m in weights)
     return {
         "strategy": point.strategy, "kind": strat.kind, "sparsity": point.level,
         "seed": point.seed, "finetune_epochs": 0 if strat.scheduled else epochs, "train_epochs": epochs,
-        "achieved_sparsity": 1.0 - alive / size if size else 0.0, "effective_sparsity": effective_sparsity(masks),
+        "achieved_sparsity": 1.0 - alive / size if size else 0.0, "effective_sparsity": effective_sparsity(masks) if chain else float("nan"),
         "compression": size / alive if alive else float("inf"),
         "accuracy": ev.accuracy, "loss": ev.loss, "dense_accuracy": dense_accuracy,
         "collapsed": any(not m.any() for _, m in weights), "seconds": seconds, "replicated": False,

@@ -237,3 +237,12 @@ def _chain(model: nn.Module) -> list[ChainLayer]:
     if missing:
         raise ValueError(f"{prefix} never calls the layer of {', '.join(map(repr, missing))} on the data path.")
     return layers
+
+
+def is_chain(model: nn.Module) -> bool:
+    """Whether ``chain_layers(model)`` succeeds: the model is a chain of prunable layers (cached like it)."""
+    try:
+        chain_layers(model)
+    except ValueError:
+        return False
+    return True

@@ -410,6 +410,18 @@ def test_connectivity_refuses_a_model_that_is_not_a_chain(kind, models):
     assert chain_problem(model) is not None
 
 
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "block"])
+def test_a_sweep_reports_effective_sparsity_only_on_a_chain(kind, models):
+    from sparsity_viz.experiments import sweep
+
+    frame = sweep(models[kind], _dataset(kind), ["magnitude"], [0.0, 0.5], seeds=(0,), device="cpu")
+    assert frame["achieved_sparsity"].tolist() == pytest.approx([0.0, 0.5], abs=0.01)
+    if kind == "mlp":  # a chain: paths input -> output are defined and counted
+        assert (frame["effective_sparsity"] >= frame["achieved_sparsity"] - 1e-9).all()
+    else:  # a residual or attention: no number rather than a wrong one
+        assert frame["effective_sparsity"].isna().all()
+
+
 # --- the backend ------------------------------------------------------------------------------
 
 
