@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import streamlit as st
 from torch import nn
 
 from sparsity_viz.activations import (
@@ -35,6 +34,7 @@ from sparsity_viz.training import evaluate_dataset
 from . import keys
 from .cache import ACTIVATIONS, memo_by_object
 from .evaluation import accuracy
+from .settings import store, stored
 from .workbench import bench, dataset
 
 ACT_DEFAULTS = {"index": 0, "layer": None, "kwta": False, "k": None}
@@ -60,11 +60,11 @@ class ActivationsResult:
 
 
 def stored_activations() -> dict:
-    return {**ACT_DEFAULTS, **(st.session_state.get(keys.STORED_ACTIVATIONS) or {})}
+    return stored(keys.STORED_ACTIVATIONS, ACT_DEFAULTS)
 
 
 def store_activations(**settings: Any) -> None:
-    st.session_state[keys.STORED_ACTIVATIONS] = {**stored_activations(), **settings}
+    store(keys.STORED_ACTIVATIONS, ACT_DEFAULTS, **settings)
 
 
 def _memo(model: nn.Module, wb: Workbench, what: Hashable, compute) -> Any:

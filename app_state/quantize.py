@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import pandas as pd
-import streamlit as st
 from torch import nn
 
 from sparsity_viz.compression.checkpoint import save_compressed
@@ -32,6 +31,7 @@ from sparsity_viz.training import evaluate_dataset
 from . import keys
 from .cache import QUANT, QUANT_GRID, memo_by_object, session_cache
 from .runs import Progress, StopFlag, run_with_stop
+from .settings import store, stored
 from .workbench import bench, dataset
 
 GRID_SPARSITIES = (0, 50, 80, 90, 95)  # % (the page's default rows)
@@ -91,11 +91,11 @@ class QuantizeResult:
 
 
 def stored_quant() -> dict:
-    return {**QUANT_DEFAULTS, **(st.session_state.get(keys.STORED_QUANT) or {})}
+    return stored(keys.STORED_QUANT, QUANT_DEFAULTS)
 
 
 def store_quant(**settings: Any) -> None:
-    st.session_state[keys.STORED_QUANT] = {**stored_quant(), **settings}
+    store(keys.STORED_QUANT, QUANT_DEFAULTS, **settings)
 
 
 def quantizers() -> dict[str, Any]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import pandas as pd
-import streamlit as st
 
 from sparsity_viz.pruning import STRATEGIES
 from sparsity_viz.pruning.sensitivity_guided import suggest_targets
@@ -22,6 +21,7 @@ from sparsity_viz.sensitivity import describe_scan, scan_strategy_names, sensiti
 from . import keys
 from .cache import SENSITIVITY, session_cache
 from .runs import run_with_stop
+from .settings import store, stored
 from .workbench import bench, dataset
 
 LEVEL_OPTIONS = (30, 50, 70, 80, 90, 95, 98, 99)  # % (the page's level choices)
@@ -43,11 +43,11 @@ class ScanConfig:
 
 
 def stored_sensitivity() -> dict:
-    return {**SENS_DEFAULTS, **(st.session_state.get(keys.STORED_SENSITIVITY) or {})}
+    return stored(keys.STORED_SENSITIVITY, SENS_DEFAULTS)
 
 
 def store_sensitivity(**settings: Any) -> None:
-    st.session_state[keys.STORED_SENSITIVITY] = {**stored_sensitivity(), **settings}
+    store(keys.STORED_SENSITIVITY, SENS_DEFAULTS, **settings)
 
 
 def scan_strategies() -> dict[str, str]:

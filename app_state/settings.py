@@ -86,9 +86,19 @@ def store_train_options(page: str, options: dict) -> None:
                                                    page: dict(options)}
 
 
+def stored(key: str, defaults: dict) -> dict:
+    """A page's settings kept under ``key`` (a session key no widget owns), over its ``defaults``."""
+    return {**defaults, **(st.session_state.get(key) or {})}
+
+
+def store(key: str, defaults: dict, **settings: Any) -> None:
+    """Update some of a page's settings kept under ``key``."""
+    st.session_state[key] = {**stored(key, defaults), **settings}
+
+
 def stored_speed() -> dict:
-    return {**SPEED_DEFAULTS, **(st.session_state.get(keys.STORED_SPEED) or {})}
+    return stored(keys.STORED_SPEED, SPEED_DEFAULTS)
 
 
 def store_speed(**settings: Any) -> None:
-    st.session_state[keys.STORED_SPEED] = {**stored_speed(), **settings}
+    store(keys.STORED_SPEED, SPEED_DEFAULTS, **settings)

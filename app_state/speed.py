@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 import sparsity_viz.backend as backend
+from sparsity_viz.backend.bench import CALIBRATION_INPUTS
 from sparsity_viz.backend import kernels
 from sparsity_viz.backend.live import kernel_pending
 from sparsity_viz.backend.round_trip import sparse_round_trip
@@ -22,9 +23,6 @@ from .cache import SPARSE_CKPT, SPEED, session_cache
 from .workbench import dataset
 
 NATIVE_FALLBACK = "The native sparse kernel is unavailable: the pure-torch formats are measured instead."
-
-
-CALIBRATION_INPUTS = 256  # test inputs the model is timed on (activation-sparse kernels see real activations)
 
 
 def speed_key(wb: Workbench, settings: SpeedSettings) -> tuple:

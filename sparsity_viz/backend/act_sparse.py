@@ -39,16 +39,6 @@ EMPTY_I32 = torch.empty(0, dtype=torch.int32)
 EMPTY_F32 = torch.empty(0, dtype=torch.float32)
 
 
-def ready() -> bool:
-    """True when the activation-sparse kernel loads at once (built, loaded, disabled or failed)."""
-    return EXTENSION.ready()
-
-
-def build_in_background() -> None:
-    """Compile the activation-sparse kernel on a daemon thread (once per machine)."""
-    EXTENSION.build_in_background()
-
-
 def available(force_fallback: bool = False) -> bool:
     """True when the kernel is usable (compiles it on first call: about a minute)."""
     return EXTENSION.available(force_fallback)
@@ -60,17 +50,8 @@ def notice() -> str | None:
 
 
 def unavailable_reason(force_fallback: bool = False) -> str | None:
-    """None when the kernel can run now; otherwise why not (never blocks on a build)."""
-    if force_fallback:
-        return "native kernels disabled (force_fallback)"
-    if kernels.native_disabled():
-        return EXTENSION.notice()
-    if not EXTENSION.ready():
-        EXTENSION.build_in_background()
-        return "the activation-sparse kernel is being built in the background (about a minute); try again then"
-    if not EXTENSION.available():
-        return EXTENSION.notice() or "activation-sparse kernel unavailable"
-    return None
+    """None when the kernel can run now; otherwise why not (``Extension.unavailable_reason``: never waits)."""
+    return EXTENSION.unavailable_reason(force_fallback)
 
 
 def zero_share(x: torch.Tensor) -> float:
@@ -97,7 +78,8 @@ class ActOp(LinearOp):
         self._chain = None
 
     def layer(self) -> dict:
-        raise NotImplementedError
+        """This layer as the native chain takes it; each of the two storage layouts gives its own."""
+        raise NotImplementedError  # abstract: ActDenseOp and ActCSCOp override it
 
     def __getstate__(self):  # native chains are rebuilt on demand (not picklable)
         state = dict(self.__dict__)

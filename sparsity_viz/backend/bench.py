@@ -40,6 +40,9 @@ def median_time(fn: Callable[[], object], repeats: int = 30, warmup: int = 3, cu
     return statistics.median(ts)
 
 
+CALIBRATION_INPUTS = 256  # real test inputs a benchmark is timed on and the dispatcher calibrates on
+
+
 def _input(model: nn.Module, batch: int, device, real: torch.Tensor | None = None) -> torch.Tensor:
     """``batch`` inputs: rows of ``real`` (repeated cyclically if too few), else random normal ones."""
     if real is not None and len(real):

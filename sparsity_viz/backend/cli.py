@@ -67,9 +67,6 @@ def prune_sample(model_name: str, strategy: str, sparsity: float, seed: int = 0)
     return prune(model, chosen, sparsity, batch=batch).model
 
 
-CALIBRATION_INPUTS = 256  # test inputs the benchmark runs and the dispatcher calibrates on
-
-
 def _pruned(args) -> nn.Module:
     return prune_sample(args.model, args.strategy, args.sparsity, args.seed)
 
@@ -91,7 +88,7 @@ def run_bench(args) -> int:
     from ..data import load_dataset
     from ..models import get_spec
     from . import kernels
-    from .bench import benchmark_model
+    from .bench import CALIBRATION_INPUTS, benchmark_model
 
     test_inputs = load_dataset(get_spec(args.model).dataset).x_test[:CALIBRATION_INPUTS]  # timed on real inputs
     df = benchmark_model(model, batches, device=args.device, repeats=args.repeats, calibration=test_inputs)

@@ -296,6 +296,20 @@ class Extension:
             return f"sparsity_viz: {self.what} disabled by {ENV_SWITCH}=0; using the pure-torch fallback."
         return self._notice
 
+    def unavailable_reason(self, force_fallback: bool = False) -> str | None:
+        """None when the extension can run now; otherwise why not. Never waits: a missing build is
+        started in the background and reported as being built."""
+        if force_fallback:
+            return "native kernels disabled (force_fallback)"
+        if native_disabled():
+            return self.notice()
+        if not self.ready():
+            self.build_in_background()
+            return f"the {self.what} are being built in the background (about a minute); try again then"
+        if not self.available():
+            return self.notice() or f"{self.what} unavailable"
+        return None
+
 
 def panel_width(tile: int) -> int:
     """Input features per column panel for a sample tile: panel x tile floats = 32 KB (fits L1)."""

@@ -101,10 +101,17 @@ def test_sparse_loses_is_said_plainly():
     _measure(at)
     text = _texts(at)
     report = _report(at)
-    plan = report.plans[32]["table"]  # at batch 32 no activation-sparse kernel runs: 80 % dense layers stay dense
-    kept = plan[plan["format"].str.startswith("dense")]["layer"].tolist()
-    assert kept, "at 20 % sparsity and batch 32 the dispatcher keeps some layer dense"
-    assert f"At batch 32 sparse is slower than dense for **{kept[0]}**" in text and "the dispatcher keeps" in text
+    kept_any = False
+    for b, plan in report.plans.items():  # the words follow the measured plan, whatever the timing noise chose
+        table = plan["table"]
+        kept = table[table["format"].str.startswith("dense")]["layer"].tolist()
+        sentence = f"At batch {b} sparse is slower than dense for **"
+        if kept:
+            kept_any = True
+            assert f"{sentence}{kept[0]}**" in text and "the dispatcher keeps" in text
+        else:
+            assert sentence not in text
+    assert kept_any, "at 20 % sparsity some layer stays dense at batch 1 or 32 (80 % of its weights left)"
     assert "At batch 1, CSR (torch.sparse) is **" in text and "slower** than dense" in text
 
 
