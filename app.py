@@ -13,24 +13,43 @@ import app_state
 st.set_page_config(page_title="sparsity_viz · watch pruning happen", page_icon=":material/content_cut:", layout="wide")
 app_state.init()
 
-PAGES = [
-    st.Page("views/1_home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("views/2_prune.py", title="Prune", icon=":material/content_cut:"),
-    st.Page("views/3_regularize.py", title="Regularize (L1)", icon=":material/compress:"),
-    st.Page("views/4_weights.py", title="Weights", icon=":material/grid_on:"),
-    st.Page("views/5_connections.py", title="Connections", icon=":material/hub:"),
-    st.Page("views/6_attribution.py", title="Attribution", icon=":material/visibility:"),
-    st.Page("views/7_curves.py", title="Curves", icon=":material/show_chart:"),
-    st.Page("views/8_export.py", title="Share & export", icon=":material/share:"),
-    st.Page("views/9_compare.py", title="Compare strategies", icon=":material/stacked_line_chart:"),
-    st.Page("views/10_survival.py", title="Survival maps", icon=":material/join_inner:"),
-    st.Page("views/11_lottery.py", title="Lottery ticket lab", icon=":material/casino:"),
-    st.Page("views/12_speed.py", title="Speed & memory", icon=":material/speed:"),
-    st.Page("views/13_quantize.py", title="Quantize", icon=":material/grain:"),
-    st.Page("views/14_activations.py", title="Activations", icon=":material/bolt:"),
-    st.Page("views/15_experts.py", title="Experts (MoE)", icon=":material/alt_route:"),
-    st.Page("views/16_sensitivity.py", title="Layer sensitivity", icon=":material/tune:"),
-]
+
+def _page(file: str, title: str, icon: str, **kw) -> st.Page:
+    """One entry of the menu: views/<file>.py under its title."""
+    return st.Page(f"views/{file}.py", title=title, icon=f":material/{icon}:", **kw)
+
+
+PAGES = {  # sections of the sidebar menu, in the order a lesson meets them
+    "Start": [
+        _page("1_home", "Home", "home", default=True),
+        _page("17_lessons", "Lessons", "school"),
+        _page("18_playground", "Playground", "sports_esports"),
+    ],
+    "Prune and train": [
+        _page("2_prune", "Prune", "content_cut"),
+        _page("3_regularize", "Regularize (L1)", "compress"),
+        _page("11_lottery", "Lottery ticket lab", "casino"),
+        _page("16_sensitivity", "Layer sensitivity", "tune"),
+    ],
+    "Look inside": [
+        _page("4_weights", "Weights", "grid_on"),
+        _page("5_connections", "Connections", "hub"),
+        _page("19_units", "What units see", "center_focus_strong"),
+        _page("6_attribution", "Attribution", "visibility"),
+        _page("14_activations", "Activations", "bolt"),
+        _page("15_experts", "Experts (MoE)", "alt_route"),
+    ],
+    "Compare": [
+        _page("7_curves", "Curves", "show_chart"),
+        _page("9_compare", "Compare strategies", "stacked_line_chart"),
+        _page("10_survival", "Survival maps", "join_inner"),
+    ],
+    "Deploy": [
+        _page("12_speed", "Speed & memory", "speed"),
+        _page("13_quantize", "Quantize", "grain"),
+        _page("8_export", "Share & export", "share"),
+    ],
+}
 
 page = st.navigation(PAGES, expanded=True)  # every page listed (more than 12 would collapse to 10)
 page.run()

@@ -6,21 +6,26 @@ Data flows one way: views -> ``app_state`` -> the ``sparsity_viz`` library. One 
     cache       the one cache mechanism (LRU bounded by entries and bytes); per-session and shared caches
     resources   st.cache_resource: bundled models, datasets, cards (shared, read-only)
     url         query parameters in and out, the share link
-    settings    page settings that survive page changes
+    settings    page settings that survive page changes, mirrored in the URL as <page>.<field> (one mechanism)
+    links       a link's model state applied on a session's first run (pruned, or rebuilt from a recipe)
     workbench   this session's model, dataset, device and current (pruned) model
     evaluation  accuracies, through the compiled sparse model where faster
     sidebar     the workbench sidebar drawn on every page
-    widgets     figures with PNG export, tables with CSV, messages by level
+    widgets     figures with PNG export (projector mode applied here), tables with CSV, messages by level
+    strategy_labels  strategy names for menus, marked slow where a live step was measured slow
     runs        live training and lab runs under a progress bar and a Stop button
     training_options  the dropout / DropConnect / train-share widgets of every page that trains
     quantize    the Quantize page: live quantization of the current model, the sparsity x bits grid
     activations the Activations page: activation-sparsity reports dense vs current, one input, k-WTA
     sensitivity the Layer sensitivity page: the per-layer scan of the dense model, the guided per-layer targets
+    playground  the Playground page: a small MLP trained live from scratch (dense or sparse), hand cuts, pg_* URL
     experts     the Experts (MoE) page: bundled MoE models, routing reports per setting, fine-tune, timing
     lab         results per configuration: strategy lab (session) and curves (shared)
     sweep_runs  where sweeps run (this machine / Ray cluster when RAY_ADDRESS is set), the results-store directory
     speed       Speed page measurements and the sparse checkpoint, per model
     upload      Home's uploads: a checkpoint of the selected model; your own model (spec + checkpoint + data)
+    reports     the current model's sparsity report, effective sparsity, collapse warnings (shared by content)
+    units       the "What units see" page: receptive fields dense vs current (shared by content), the clicked unit
 
 Views import from here only what they draw with; this file re-exports it.
 """
@@ -87,7 +92,34 @@ from .quantize import (
     stored_quant,
 )
 from .resources import compatible_datasets, sample_card, sample_names, shared_model
+from .links import link_carries
 from .runs import request_stop, run_training, show_training_log, training_log
+from .playground import (
+    Slots as PlaygroundSlots,
+    cut_by_hand,
+    cut_choices,
+    dynamics_labels,
+    init_labels,
+    playground,
+    playground_numbers,
+    reset_playground,
+    set_playground_spec,
+    show_playground,
+    show_playground_message,
+    train_live,
+)
+from .lessons import (
+    apply_step,
+    choose_lesson,
+    home_steps,
+    is_revealed,
+    mark_revealed,
+    page_path,
+    registered_lessons,
+    step_is_set,
+    stored_lesson,
+)
+from .lessons import reveal as lesson_reveal
 from .sensitivity import (
     LEVEL_OPTIONS,
     ScanConfig,
@@ -102,6 +134,8 @@ from .sensitivity import (
 from .settings import (
     LAMBDAS,
     THRESHOLDS,
+    keep_page_settings,
+    page_settings,
     store_finetune,
     store_prune,
     store_reg,
@@ -116,7 +150,12 @@ from .speed import backend_notices, measure, native_kernel_building, sparse_chec
 from .sweep_runs import runs_dir, sweep_place
 from .training_options import TrainingOptions, training_options
 from .upload import load_own_model, load_upload, load_upload_once, own_message, spec_template, upload_message
+from .reports import ModelReport, model_report
+from .units import PER_PAGE as UNITS_PER_PAGE
+from .units import UnitsView, selected_unit, store_units, stored_units, unit_graph, units_view
+from .units import show_grid as show_unit_grid
 from .url import set_url, share_link
+from .strategy_labels import prune_spinner_text, slow_note, strategy_label
 from .widgets import show_figure, show_message, show_sweep_notes, show_table
 from .workbench import apply_prune, bench, choose_model, dataset, device, init, reset_bench, selected_model, set_bench
 
@@ -144,8 +183,16 @@ __all__ = [
     "load_upload_once", "load_own_model", "own_message", "spec_template", "lottery_key", "lottery_run", "measure", "native_kernel_building", "request_stop",
     "reset_bench", "run_lab", "run_training", "sample_card", "sample_names", "schedule_run",
     "scheduled_strategy_names", "selected_model", "set_bench", "set_url", "share_link", "shared_model",
-    "show_figure", "show_message", "show_run_table", "show_sweep_notes", "show_table", "show_training_log", "sidebar", "sidebar_summary",
+    "show_figure", "slow_note", "strategy_label", "prune_spinner_text", "show_message", "show_run_table", "show_sweep_notes", "show_table", "show_training_log", "sidebar", "sidebar_summary",
     "sparse_checkpoint", "speed_key", "speed_result", "store_finetune", "store_prune", "store_reg", "store_speed",
     "stored_finetune", "stored_prune", "stored_reg", "stored_speed", "training_log", "upload_message",
     "TrainingOptions", "training_options",
+    "ModelReport", "model_report", "UNITS_PER_PAGE", "UnitsView", "selected_unit", "show_unit_grid", "store_units", "stored_units", "unit_graph",
+    "units_view",
+    "link_carries", "page_settings", "keep_page_settings",
+    "PlaygroundSlots", "cut_by_hand", "cut_choices", "dynamics_labels", "init_labels", "playground",
+    "playground_numbers", "reset_playground", "set_playground_spec", "show_playground", "show_playground_message",
+    "train_live",
+    "apply_step", "choose_lesson", "home_steps", "is_revealed", "lesson_reveal", "mark_revealed",
+    "page_path", "registered_lessons", "step_is_set", "stored_lesson",
 ]

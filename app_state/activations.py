@@ -60,7 +60,7 @@ class ActivationsResult:
 
 
 def stored_activations() -> dict:
-    return stored(keys.STORED_ACTIVATIONS, ACT_DEFAULTS)
+    return stored(keys.STORED_ACTIVATIONS, ACT_DEFAULTS, {"index": (0, 10**9), "k": (1, 10**6)})  # a link's values too
 
 
 def store_activations(**settings: Any) -> None:

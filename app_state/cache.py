@@ -8,14 +8,18 @@ lock. Every cache of the app is one ``CacheSpec`` in ``SPECS``:
 * shared caches are process-wide (``shared_cache``, one ``st.cache_resource`` each) and
   read-only: callers hand out copies, never the stored object.
 
-A value larger than its cache's byte bound is returned but not stored.
+A value larger than its cache's byte bound is returned but not stored. ``memo_by_object``
+entries hold their object weakly: a session's cache never keeps an old model alive, and
+an entry leaves as soon as its object is gone.
 """
 
 from __future__ import annotations
 
+import collections
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +29,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
+from torch import nn
+
+from sparsity_viz.session import fingerprint
 
 from . import keys
 
@@ -152,9 +159,16 @@ SENSITIVITY = CacheSpec(keys.SENSITIVITY, max_entries=16, max_bytes=8 * MiB)
 PRUNE_MASKS = CacheSpec("prune_masks", max_entries=512, max_bytes=128 * MiB, shared=True)
 CURVES = CacheSpec("curves", max_entries=64, max_bytes=64 * MiB, shared=True)
 PNG = CacheSpec("png", max_entries=64, max_bytes=64 * MiB, shared=True)
+# Keyed by a model's content (``content_key``): the same weights in 30 sessions are evaluated / drawn once.
+SHARED_ACCURACY = CacheSpec("shared_accuracy", max_entries=4096, max_bytes=4 * MiB, shared=True)
+UNITS = CacheSpec("units", max_entries=32, max_bytes=96 * MiB, shared=True)
+REPORTS = CacheSpec("reports", max_entries=256, max_bytes=16 * MiB, shared=True)
+LESSON_REVEALS = CacheSpec("lesson_reveals", max_entries=64, max_bytes=16 * MiB, shared=True)  # same for every student
+REBUILT = CacheSpec("rebuilt_models", max_entries=16, max_bytes=128 * MiB, shared=True)  # models a link's recipe made
 
 SPECS: dict[str, CacheSpec] = {s.name: s for s in (ACCURACY, FAST_MODELS, SPEED, SPARSE_CKPT, LAB, QUANT, QUANT_GRID,
-                                                    ACTIVATIONS, EXPERTS, SENSITIVITY, PRUNE_MASKS, CURVES, PNG)}
+                                                    ACTIVATIONS, EXPERTS, SENSITIVITY, PRUNE_MASKS, CURVES, PNG, REBUILT,
+                                                    SHARED_ACCURACY, UNITS, LESSON_REVEALS, REPORTS)}
 
 
 def session_cache(spec: CacheSpec) -> BoundedCache:
@@ -180,16 +194,92 @@ def _shared(name: str, max_entries: int, max_bytes: int) -> BoundedCache:
     return BoundedCache(max_entries, max_bytes)
 
 
+class ObjectEntry:
+    """A cache entry ``(obj, value)`` holding ``obj`` weakly (unpacks as the pair while ``obj`` lives)."""
+
+    __slots__ = ("ref", "value", "__weakref__")
+
+    def __init__(self, obj: Any, value: Any):
+        self.ref, self.value = weakref.ref(obj), value
+
+    def __iter__(self):
+        return iter((self.ref(), self.value))
+
+    def __getitem__(self, i: int) -> Any:
+        return (self.ref(), self.value)[i]
+
+
+def remember(cache: BoundedCache, key: Hashable, obj: Any, value: Any) -> None:
+    """Store ``value`` for the live object ``obj`` under ``key``; the entry leaves when ``obj`` is collected.
+
+    Objects that cannot be weakly referenced are held strongly (as ``(obj, value)``), bounded by the cache.
+    """
+    try:
+        entry: Any = ObjectEntry(obj, value)
+    except TypeError:
+        cache[key] = (obj, value)
+        return
+    cache[key] = entry
+    weakref.finalize(obj, _DEAD.append, (weakref.ref(cache), key, weakref.ref(entry)))
+
+
+# entries whose object was collected; removed at the next remember / recall (a finalizer may run in the middle
+# of a cache operation, so it only queues)
+_DEAD: collections.deque = collections.deque()
+
+
+def _drop_dead() -> None:
+    while _DEAD:
+        try:
+            cache_ref, key, entry_ref = _DEAD.popleft()
+        except IndexError:
+            return
+        cache, entry = cache_ref(), entry_ref()
+        if cache is not None and entry is not None:
+            with cache.lock:
+                if cache.get(key) is entry:
+                    del cache[key]
+
+
+def recall(cache: BoundedCache, key: Hashable, obj: Any) -> tuple[bool, Any]:
+    """``(True, value)`` when ``cache`` holds a value for this very object under ``key``, else ``(False, None)``."""
+    _drop_dead()
+    hit = cache.get(key)
+    if hit is not None and hit[0] is obj:
+        return True, hit[1]
+    return False, None
+
+
 def memo_by_object(spec: CacheSpec, obj: Any, compute: Callable[[], Any], extra: Hashable = None) -> Any:
     """``compute()`` memoised per live object ``obj`` (and ``extra``) in this session's ``spec`` cache.
 
-    The entry keeps ``obj`` beside the value, so a recycled ``id`` never returns another object's value.
+    The entry refers to ``obj`` (weakly), so a recycled ``id`` never returns another object's value and
+    an old model is not kept alive by its cached results.
     """
     cache = session_cache(spec)
     key = id(obj) if extra is None else (id(obj), extra)
-    hit = cache.get(key)
-    if hit is not None and hit[0] is obj:
-        return hit[1]
+    found, value = recall(cache, key, obj)
+    if found:
+        return value
     value = compute()
-    cache[key] = (obj, value)
+    remember(cache, key, obj, value)
     return value
+
+
+_CONTENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> fingerprint
+_CONTENT_LOCK = threading.Lock()
+
+
+def content_key(model: nn.Module) -> str:
+    """The fingerprint of ``model``'s weights (``session.fingerprint``), computed once per model object.
+
+    Models in the app are never changed in place (every change makes a new model), so equal keys
+    mean equal weights, whichever session made them: the key of shared, content-addressed caches.
+    """
+    with _CONTENT_LOCK:
+        hit = _CONTENT.get(model)
+    if hit is None:
+        hit = fingerprint(model)
+        with _CONTENT_LOCK:
+            _CONTENT[model] = hit
+    return hit

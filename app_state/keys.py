@@ -17,6 +17,10 @@ DATASET = "sv_dataset"  # sidebar selectbox: dataset
 DEVICE = "sv_device"  # sidebar selectbox: device
 RESET = "sv_reset"  # sidebar button: back to the dense model
 URL_READ = "sv_url_read"  # True once the URL's query parameters were read into the stored settings
+URL_PAGE_PARAMS = "sv_url_page_params"  # {page: {field: text}} a link's page settings not yet read by their page
+LINK_MSG = "sv_link_msg"  # (level, text): what restoring a link's state said (shown once, in the sidebar)
+PROJECTOR = "sv_projector"  # sidebar toggle: projector mode (larger fonts, thicker lines in every figure)
+ACCURACY_AXIS = "sv_accuracy_axis"  # sidebar toggle: accuracy axes fixed to 0-100 % in every figure
 
 # --- stored page settings (no widget owns them) -----------------------------------------
 STORED_PRUNE = "sv_stored_prune"  # PruneConfig last chosen on the Prune page
@@ -27,7 +31,10 @@ STORED_QUANT = "sv_stored_quant"  # Quantize page settings (method, granularity,
 STORED_ACTIVATIONS = "sv_stored_activations"  # Activations page settings (input index, layer, k-WTA)
 STORED_EXPERTS_TUNED = "sv_stored_experts_tuned"  # ExpertsConfig of the Experts page's last fine-tune (shown while it applies)
 STORED_SENSITIVITY = "sv_stored_sensitivity"  # Layer sensitivity page settings (strategy, levels, seeds, target)
-STORED_TRAIN_OPTIONS = "sv_stored_train_options"  # {page: {"dropout", "dropconnect", "train_fraction"}}
+PLAYGROUND = "sv_playground"  # the Playground page's PlaygroundRun (spec, network, masks, history, hand cuts)
+PLAYGROUND_MSG = "sv_playground_msg"  # (level, text) of the Playground's last run, cut or link rebuild
+STORED_LESSON = "sv_stored_lesson"  # {"lesson": name, "step": index} last chosen / set up on the Lessons page
+LESSON_REVEALED = "sv_lesson_revealed"  # {(lesson, step index)} this student has revealed
 PRUNE_SLIDER = "prune_sparsity"  # the Prune page's sparsity slider (reset and uploads clear it)
 
 # --- runs ------------------------------------------------------------------------------
@@ -55,6 +62,16 @@ QUANT_GRID = "sv_quant_grid"  # {(fingerprint, dataset, QuantGridConfig): accura
 ACTIVATIONS = "sv_activations"  # {(id(model), (dataset, what)): (model, report / k-WTA copy / accuracy / histogram)}
 EXPERTS = "sv_experts"  # {ExpertsConfig or ("timing", ExpertsConfig): ExpertsView / compute timing rows}
 SENSITIVITY = "sv_sensitivity"  # {(fingerprint, dataset, ScanConfig): per-layer sensitivity scan frame}
+UNITS_CLICK = "sv_units_click"  # {grid figure name: unit its selection last reported} on "What units see"
+UNITS_UNIT = "units_unit"  # "What units see": the unit number input (a click on a tile sets it)
+
+
+STORED_PREFIX = "sv_stored_"  # every stored page-settings key starts so; the rest names its URL parameters
+
+
+def stored_page(page: str) -> str:
+    """The stored settings of ``page`` (a page without its own STORED_* key); URL parameters ``<page>.<field>``."""
+    return STORED_PREFIX + page
 
 
 def figure(name: str) -> str:

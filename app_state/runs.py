@@ -22,11 +22,13 @@ from sparsity_viz import figures
 from sparsity_viz.devices import DeviceUnavailableError
 from sparsity_viz.figures.training import accuracy_gap
 from sparsity_viz.masks import Masks
+from sparsity_viz.model_recipe import ModelRecipe, TrainStep
 from sparsity_viz.session import PruneConfig, replace_current
 from sparsity_viz.training import EpochStats, TrainConfig, TrainingDiverged, train
 
 from . import keys
-from .widgets import show_figure, show_message
+from .url import set_recipe
+from .widgets import display_figure, display_options, show_figure, show_message
 from .workbench import bench, dataset, device, set_bench
 
 Progress = Callable[[float, str], None]
@@ -111,6 +113,7 @@ def run_training(page: str, model: nn.Module, config: TrainConfig, masks: Masks 
     bar = st.progress(0.0, text="Starting...")
     chart = st.empty()
     last = [0.0]
+    options = display_options()  # the live chart follows projector mode like every other figure
 
     def on_progress(fraction: float) -> None:
         if fraction - last[0] >= 0.02 or fraction >= 1.0:
@@ -119,7 +122,8 @@ def run_training(page: str, model: nn.Module, config: TrainConfig, masks: Masks 
 
     def on_epoch(stats: EpochStats) -> None:
         history.append(asdict(stats))
-        interruptions.ui(lambda: chart.plotly_chart(figures.training_history(history, title), key=None))
+        interruptions.ui(lambda: chart.plotly_chart(display_figure(figures.training_history(history, title), options),
+                                                    key=None, theme=None))
 
     start = time.perf_counter()
     level, result = "success", None
@@ -141,9 +145,11 @@ def run_training(page: str, model: nn.Module, config: TrainConfig, masks: Masks 
         st.session_state[keys.STOP] = False
     if result is not None and result.history:
         final = result.model.to("cpu")
-        wb = replace_current(bench(), final, {k: v.cpu() for k, v in (result.masks or {}).items()} or None,
-                             origin + (" (stopped early)" if result.stopped else ""), prune_config=prune_config)
+        wb = replace_current(wb, final, {k: v.cpu() for k, v in (result.masks or {}).items()} or None,
+                             origin + (" (stopped early)" if result.stopped else ""), prune_config=prune_config,
+                             recipe=None if result.stopped else _recipe_after(wb, model, config, masks))
         set_bench(wb)
+        set_recipe(wb.recipe)
         h = result.history[-1]
         message += f" Test accuracy {100 * h.test_accuracy:.1f} %, {100 * h.sparsity:.1f} % of weights are exact zeros."
         gap = accuracy_gap(history)
@@ -164,22 +170,36 @@ def run_training(page: str, model: nn.Module, config: TrainConfig, masks: Masks 
     st.rerun()  # redraw the page around the new current model; the log above keeps the charts
 
 
+def _recipe_after(wb, model: nn.Module, config: TrainConfig, masks: Masks | None):
+    """The current model's recipe after training ``model`` (the dense one without masks, or the current one with
+    its masks); None when neither (then no link can rebuild it)."""
+    if wb.recipe is not None and model is wb.current and masks is wb.masks:
+        return wb.recipe.then_train(TrainStep(config, start="current"))
+    if model is wb.dense and masks is None:
+        return (wb.recipe or ModelRecipe()).then_train(TrainStep(config, start="dense"))
+    return None
+
+
 # ---------------------------------------------------------------------------
 # Lab runs
 
 
 def run_with_stop(work: Callable[[Progress, StopFlag], Any], keep: Callable[[Any], None], *, key: str,
-                  text: str = "Working...") -> NoReturn:
+                  text: str = "Working...", rerun: bool = True) -> None:
     """Run ``work(progress, stop)`` with a progress bar and a Stop button, ``keep`` its result, rerun the page.
 
     ``progress(fraction, text)`` updates the bar; ``stop()`` turns True when the user
     clicks anything or when ``keys.STOP`` is set (tests). A partial result is kept too;
-    the interruption then continues as Streamlit intended. Never returns.
+    the interruption then continues as Streamlit intended. Never returns, unless ``rerun`` is False:
+    then the bar and the button vanish and the script goes on (a link's rebuild, before ``st.navigation``
+    has chosen the page a rerun would need).
     """
     interruptions = Interruptions()
-    st.button("Stop", key=keys.stop_button(key), icon=":material/stop:",
-              help="Stops after the current step; finished work is kept.")
-    bar = st.progress(0.0, text=text)
+    slot = st.empty()
+    with slot.container():
+        st.button("Stop", key=keys.stop_button(key), icon=":material/stop:",
+                  help="Stops after the current step; finished work is kept.")
+        bar = st.progress(0.0, text=text)
     last = [-1.0]
 
     def progress(fraction: float, label: str = "") -> None:
@@ -195,4 +215,6 @@ def run_with_stop(work: Callable[[Progress, StopFlag], Any], keep: Callable[[Any
         st.session_state[keys.STOP] = False
     keep(result)
     interruptions.resume()
-    st.rerun()  # redraw the page from the kept result (no stale bar, Stop or Compute button)
+    if rerun:
+        st.rerun()  # redraw the page from the kept result (no stale bar, Stop or Compute button)
+    slot.empty()

@@ -43,7 +43,7 @@ class ScanConfig:
 
 
 def stored_sensitivity() -> dict:
-    return stored(keys.STORED_SENSITIVITY, SENS_DEFAULTS)
+    return stored(keys.STORED_SENSITIVITY, SENS_DEFAULTS, {"seeds": (1, 5), "target": (10, 99)})  # the widgets' ranges
 
 
 def store_sensitivity(**settings: Any) -> None:

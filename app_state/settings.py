@@ -1,22 +1,29 @@
-"""Page settings that must survive page changes, kept in session keys no widget owns.
+"""Page settings that must survive page changes, kept in session keys no widget owns, and mirrored in the URL.
 
 Streamlit drops a widget's state when its page is left; each page reads its widgets'
-defaults from here and stores what the user chose. The shareable ones are mirrored
-in the URL.
+defaults from here (``stored``) and stores what the user chose (``store``). One mechanism
+carries every page's settings in a link: ``store(key, defaults, ...)`` mirrors the settings
+that differ from the defaults as ``<page>.<field>`` URL parameters (``<page>`` is the key
+without ``keys.STORED_PREFIX``); ``read_url_once`` keeps a link's parameters aside, and the
+page's first ``stored`` reads them back, each as its default's type, dropping unknown fields
+and values outside the given ``ranges`` / ``choices``. Pages without their own key use
+``page_settings`` / ``keep_page_settings`` (``keys.stored_page``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
 import streamlit as st
 
 from sparsity_viz.recipes import l1_recipe
+from sparsity_viz.regularizers import REGULARIZERS
 from sparsity_viz.session import PruneConfig
 
 from . import keys
-from .url import query, set_url
+from .url import mirror_settings, parse_settings, query, set_url
 
 LAMBDAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # the Regularize page's lambda slider
 THRESHOLDS = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # its zero-threshold slider
@@ -24,15 +31,27 @@ FINETUNE_EPOCHS = 2  # the Prune page's fine-tune default
 SPEED_DEFAULTS = {"batches": [1, 32, 256],
                   "formats": ["dense", "csr-torch", "csr-native", "csr-int8-native", "nm-native", "compact+dense", "auto"],
                   "repeats": 10}
+SPEED_BATCHES = (1, 8, 32, 128, 256, 1024)  # the Speed page's batch-size choices
+MAX_TRAIN_RATE = 0.8  # the dropout / DropConnect sliders' top
+TRAIN_OPTION_DEFAULTS = {"dropout": 0.0, "dropconnect": 0.0, "train_fraction": 1.0}
+Ranges = Mapping[str, tuple[float, float]] | None
+Choices = Mapping[str, Collection] | None
 
 
-def read_url_once() -> None:
-    """Copy a shared link's settings into the stored ones, once per session."""
+def read_url_once() -> bool:
+    """Copy a shared link's settings into the stored ones, once per session (True the first time).
+
+    Page settings (``<page>.<field>``) wait in ``keys.URL_PAGE_PARAMS`` until their page's ``stored``
+    reads them against its defaults.
+    """
     if st.session_state.get(keys.URL_READ):
-        return
+        return False
     url = query()
     if url.model is not None:
         st.session_state[keys.MODEL] = st.session_state[keys.STORED_MODEL] = url.model
+    if url.dataset is not None:
+        st.session_state[keys.DATASET] = url.dataset
+    st.session_state[keys.URL_PAGE_PARAMS] = url.pages
     if url.prune is not None:
         st.session_state[keys.STORED_PRUNE] = url.prune
     if url.lam is not None:
@@ -40,6 +59,7 @@ def read_url_once() -> None:
         reg["strength"] = min(LAMBDAS, key=lambda v: abs(v - url.lam))
         st.session_state[keys.STORED_REG] = reg
     st.session_state[keys.URL_READ] = True
+    return True
 
 
 def stored_prune() -> PruneConfig:
@@ -49,7 +69,7 @@ def stored_prune() -> PruneConfig:
 
 def store_prune(cfg: PruneConfig) -> None:
     st.session_state[keys.STORED_PRUNE] = cfg
-    set_url(strategy=cfg.strategy, scope=cfg.scope, sparsity=int(round(100 * cfg.sparsity)))
+    set_url(strategy=cfg.strategy, scope=cfg.scope, sparsity=int(round(100 * cfg.sparsity)), seed=cfg.seed)
 
 
 def reset_prune_slider() -> None:
@@ -58,46 +78,87 @@ def reset_prune_slider() -> None:
     st.session_state.pop(keys.PRUNE_SLIDER, None)  # the slider widget re-reads the stored value
 
 
+def reg_defaults(model_name: str) -> dict:
+    """The Regularize page's settings before anyone moved them: the model's L1 recipe."""
+    return {"regularizer": "l1", **asdict(l1_recipe(model_name)), "start": "dense"}
+
+
+REG_RANGES = {"strength": (0.0, 1e3), "zero_threshold": (0.0, 1e3), "epochs": (1, 200), "lr": (1e-5, 1e4)}
+REG_CHOICES = {"regularizer": REGULARIZERS, "start": ("dense", "current")}
+
+
 def stored_reg(model_name: str) -> dict:
-    defaults = {"regularizer": "l1", **asdict(l1_recipe(model_name)), "start": "dense"}
-    return {**defaults, **(st.session_state.get(keys.STORED_REG) or {})}
+    return stored(keys.STORED_REG, reg_defaults(model_name), REG_RANGES, REG_CHOICES)
 
 
 def store_reg(settings: dict) -> None:
+    """Keep the Regularize settings; lambda goes in the URL as ``lam``, the rest as ``reg.<field>``."""
     st.session_state[keys.STORED_REG] = dict(settings)
+    mirror_settings(_page(keys.STORED_REG), {k: v for k, v in settings.items() if k != "strength"},
+                    reg_defaults(st.session_state.get(keys.STORED_MODEL) or ""))
     set_url(lam=float(settings["strength"]))
 
 
 def stored_finetune() -> int:
-    return int(st.session_state.get(keys.STORED_FINETUNE, FINETUNE_EPOCHS))
+    return int(stored(keys.STORED_FINETUNE, {"epochs": FINETUNE_EPOCHS}, {"epochs": (1, 50)})["epochs"])
 
 
 def store_finetune(epochs: int) -> None:
-    st.session_state[keys.STORED_FINETUNE] = int(epochs)
+    store(keys.STORED_FINETUNE, {"epochs": FINETUNE_EPOCHS}, epochs=int(epochs))
+
+
+def _train_options_key(page: str) -> str:
+    return keys.stored_page(f"{page}_train")
 
 
 def stored_train_options(page: str) -> dict:
-    """Dropout, DropConnect and train share last chosen on ``page`` (empty: the defaults)."""
-    return dict((st.session_state.get(keys.STORED_TRAIN_OPTIONS) or {}).get(page) or {})
+    """Dropout, DropConnect and train share last chosen on ``page``."""
+    ranges = {"dropout": (0.0, MAX_TRAIN_RATE), "dropconnect": (0.0, MAX_TRAIN_RATE), "train_fraction": (0.01, 1.0)}
+    return stored(_train_options_key(page), TRAIN_OPTION_DEFAULTS, ranges)
 
 
 def store_train_options(page: str, options: dict) -> None:
-    st.session_state[keys.STORED_TRAIN_OPTIONS] = {**(st.session_state.get(keys.STORED_TRAIN_OPTIONS) or {}),
-                                                   page: dict(options)}
+    store(_train_options_key(page), TRAIN_OPTION_DEFAULTS, **options)
 
 
-def stored(key: str, defaults: dict) -> dict:
-    """A page's settings kept under ``key`` (a session key no widget owns), over its ``defaults``."""
+def _page(key: str) -> str:
+    """The URL name of the page whose settings ``key`` keeps."""
+    return key.removeprefix(keys.STORED_PREFIX)
+
+
+def stored(key: str, defaults: dict, ranges: Ranges = None, choices: Choices = None) -> dict:
+    """A page's settings kept under ``key`` (a session key no widget owns), over its ``defaults``.
+
+    The first call after a link was opened takes in the link's ``<page>.<field>`` parameters that read
+    as the defaults' types and lie within ``ranges`` (inclusive) and ``choices``; the rest are ignored.
+    """
+    pending = st.session_state.get(keys.URL_PAGE_PARAMS) or {}
+    texts = pending.get(_page(key))
+    if texts:
+        st.session_state[keys.URL_PAGE_PARAMS] = {k: v for k, v in pending.items() if k != _page(key)}
+        from_link = parse_settings(texts, defaults, ranges, choices)
+        st.session_state[key] = {**(st.session_state.get(key) or {}), **from_link}
     return {**defaults, **(st.session_state.get(key) or {})}
 
 
 def store(key: str, defaults: dict, **settings: Any) -> None:
-    """Update some of a page's settings kept under ``key``."""
+    """Update some of a page's settings kept under ``key``, and mirror them in the URL."""
     st.session_state[key] = {**stored(key, defaults), **settings}
+    mirror_settings(_page(key), st.session_state[key], defaults)
+
+
+def page_settings(page: str, defaults: dict, ranges: Ranges = None, choices: Choices = None) -> dict:
+    """``stored`` for a page without its own STORED_* key (``keys.stored_page(page)``)."""
+    return stored(keys.stored_page(page), defaults, ranges, choices)
+
+
+def keep_page_settings(page: str, defaults: dict, **settings: Any) -> None:
+    """``store`` for a page without its own STORED_* key."""
+    store(keys.stored_page(page), defaults, **settings)
 
 
 def stored_speed() -> dict:
-    return stored(keys.STORED_SPEED, SPEED_DEFAULTS)
+    return stored(keys.STORED_SPEED, SPEED_DEFAULTS, {"repeats": (3, 50)}, {"batches": SPEED_BATCHES})
 
 
 def store_speed(**settings: Any) -> None:

@@ -11,7 +11,9 @@ from sparsity_viz.session import Workbench
 from . import keys
 from .evaluation import accuracy, dense_accuracy
 from .settings import stored_prune, stored_reg
-from .url import set_url
+from .links import link_carries, link_message
+from .url import set_recipe, set_url
+from .widgets import show_message
 from .workbench import (DEVICES, bench, dataset_options, model_description, model_names, on_model_change, reset_bench,
                         selected_model)
 
@@ -27,7 +29,8 @@ def sidebar() -> Workbench:
     # Re-assign the sidebar widgets' values every run: each page draws its own copy of
     # these widgets, and Streamlit would otherwise reset them on a page change.
     st.session_state[keys.MODEL] = st.session_state[keys.STORED_MODEL] = selected_model()
-    for key, default in ((keys.DATASET, None), (keys.DEVICE, "auto")):
+    for key, default in ((keys.DATASET, None), (keys.DEVICE, "auto"), (keys.PROJECTOR, False),
+                         (keys.ACCURACY_AXIS, False)):
         value = st.session_state.get(key, default)
         if value is not None:
             st.session_state[key] = value
@@ -49,11 +52,24 @@ def sidebar() -> Workbench:
             st.warning("No CUDA GPU on this machine: running on the CPU instead.")
         wb = bench()
         st.button("Reset to the dense model", key=keys.RESET, on_click=reset_bench, width="stretch")
+        display_toggles()
+        message = link_message()
+        if message is not None:
+            show_message(*message)
     # Streamlit drops query parameters on page changes: write the whole shareable state every run.
     cfg = stored_prune()
-    set_url(model=wb.name, strategy=cfg.strategy, scope=cfg.scope, sparsity=int(round(100 * cfg.sparsity)),
-            lam=float(stored_reg(wb.name)["strength"]))
+    set_url(model=wb.name, dataset=wb.dataset, strategy=cfg.strategy, scope=cfg.scope,
+            sparsity=int(round(100 * cfg.sparsity)), seed=cfg.seed, lam=float(stored_reg(wb.name)["strength"]))
+    set_recipe(wb.recipe)
     return wb
+
+
+def display_toggles() -> None:
+    """The *Display* toggles: projector mode and fixed accuracy axes (applied by ``widgets.display_figure``)."""
+    st.toggle("Projector mode", key=keys.PROJECTOR,
+              help="Larger fonts and thicker lines in every figure, for the back row of a lecture hall.")
+    st.toggle("Accuracy axes 0–100 %", key=keys.ACCURACY_AXIS,
+              help="Every accuracy axis spans 0–100 %, so a drop looks as large on every page.")
 
 
 def sidebar_summary() -> None:
@@ -67,6 +83,9 @@ def sidebar_summary() -> None:
         f"{100 * wb.sparsity:.1f} % of weights pruned · test accuracy {100 * acc:.1f} % "
         f"(dense {100 * dense_accuracy(wb):.1f} %) on {wb.dataset}"
     )
+    carried = link_carries(wb)
+    if carried is not None and carried[0] == "warning":
+        st.sidebar.caption(carried[1].replace(" below", " on Share & export"))
     if kernel_building():
         with st.sidebar:
             kernel_notice()

@@ -14,9 +14,9 @@ import streamlit as st
 from sparsity_viz.data import Dataset, train_subset_size
 
 from . import keys
-from .settings import store_train_options, stored_train_options
+from .settings import MAX_TRAIN_RATE, store_train_options, stored_train_options
 
-MAX_RATE = 0.8  # the sliders' top: beyond it too little of the network trains per step
+MAX_RATE = MAX_TRAIN_RATE  # the sliders' top: beyond it too little of the network trains per step
 TRAIN_SHARES = (1.0, 0.5, 0.25, 0.1)  # the "Train on" choices, shares of the training split
 
 

@@ -32,8 +32,29 @@ def png_bytes(fig: go.Figure, width: int, height: int) -> bytes:
         key, lambda: figures.to_png_bytes(pio.from_json(text), width=width, height=height))
 
 
+def display_options() -> tuple[bool, bool]:
+    """The sidebar's *Display* toggles: (projector mode, accuracy axes fixed to 0-100 %)."""
+    return bool(st.session_state.get(keys.PROJECTOR, False)), bool(st.session_state.get(keys.ACCURACY_AXIS, False))
+
+
+def display_figure(fig: go.Figure, options: tuple[bool, bool] | None = None) -> go.Figure:
+    """``fig`` as the sidebar's *Display* toggles want it (``options``: ``display_options()`` read earlier, e.g.
+    before a training thread starts): projector mode (larger fonts, thicker lines) and accuracy axes fixed to
+    0-100 %. The one place they are applied; on a copy, so a figure the caller keeps (or caches) is never changed."""
+    projector, fixed_axis = options if options is not None else display_options()
+    if not (projector or fixed_axis):
+        return fig
+    fig = go.Figure(fig)
+    if projector:
+        figures.projector(fig)
+    if fixed_axis:
+        figures.fixed_accuracy_axis(fig)
+    return fig
+
+
 def show_figure(fig: go.Figure, name: str, *, png: bool = True, height: int | None = None) -> None:
-    """Draw a figure; under it, an on-demand PNG export (kaleido runs only when asked)."""
+    """Draw a figure (through ``display_figure``); under it, an on-demand PNG export (kaleido runs only when asked)."""
+    fig = display_figure(fig)
     # theme=None keeps the figure's own classroom style (big fonts, colour-blind-safe scales)
     st.plotly_chart(fig, key=keys.figure(name), theme=None, config={"displaylogo": False})
     if not png:

@@ -15,6 +15,7 @@ from sparsity_viz.arch_spec import build_from_spec
 from sparsity_viz.data import Dataset, data_batch
 from sparsity_viz.devices import DeviceUnavailableError, resolve_device
 from sparsity_viz.masks import Masks, masked_copy
+from sparsity_viz.model_recipe import ModelRecipe
 from sparsity_viz.models import build_model, get_spec
 from sparsity_viz.pruning import STRATEGIES, prune
 from sparsity_viz.session import PruneConfig, Workbench, new_workbench, replace_current, reset
@@ -23,15 +24,23 @@ from . import keys
 from .cache import PRUNE_MASKS, shared_cache
 from .resources import bundled, compatible_datasets, configure_threads_once, dataset_named, default_model, sample_names
 from .settings import read_url_once, reset_prune_slider, store_prune
-from .url import set_url
+from .strategy_labels import prune_spinner_text
+from .url import set_recipe, set_url
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def init() -> None:
-    """Once per rerun, before anything else: thread policy, and the URL read once per session."""
+    """Once per rerun, before anything else: thread policy; on a session's first run, the link's state.
+
+    The URL's settings are read once per session and its model state (pruned or rebuilt from a recipe)
+    applied before any page draws, so the sidebar and the page show the link's model at once.
+    """
     configure_threads_once()
-    read_url_once()
+    if read_url_once():
+        from .links import restore_link  # noqa: PLC0415 (links imports runs, which imports this module)
+
+        restore_link()
 
 
 def own_bench() -> Workbench | None:
@@ -149,7 +158,7 @@ def prune_masks(wb: Workbench, cfg: PruneConfig) -> Masks:
     masks = cache.get(key)
     if masks is None:
         batch = data_batch(dataset(wb), seed=cfg.seed) if STRATEGIES[cfg.strategy].needs_data else None
-        with st.spinner("Pruning..."):
+        with st.spinner(prune_spinner_text(cfg.strategy, wb.name), show_time=True):  # slow ones say how slow
             masks = prune(wb.dense, cfg.strategy, cfg.sparsity, scope=cfg.scope, seed=cfg.seed, batch=batch,
                           current=wb.dense_masks).masks  # an upload's stored zeros stay pruned
         cache[key] = masks
@@ -163,6 +172,8 @@ def apply_prune(cfg: PruneConfig) -> Workbench:
     if wb.prune_config == cfg:
         return wb
     masks = prune_masks(wb, cfg)
-    wb = replace_current(wb, masked_copy(wb.dense, masks), masks, cfg.describe(), prune_config=cfg)
+    wb = replace_current(wb, masked_copy(wb.dense, masks), masks, cfg.describe(), prune_config=cfg,
+                         recipe=ModelRecipe(prune=cfg))
     set_bench(wb)
+    set_recipe(wb.recipe)
     return wb

@@ -24,7 +24,7 @@ returns the prunable layers in the order the forward pass calls them, or raises 
 
 from __future__ import annotations
 
-import weakref
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -162,22 +162,43 @@ def chain_layers(model: nn.Module) -> list[ChainLayer]:
     Raises:
         ValueError: naming where the model is not a chain (or why it cannot be traced).
     """
-    # one trace per model and module structure (a trace costs milliseconds; pages ask often)
-    signature = tuple((n, type(m), tuple(id(p) for p in m._parameters.values())) for n, m in model.named_modules())
-    cached = _TRACED.get(model)
-    if cached is None or cached[0] != signature:
-        try:
-            cached = (signature, [(layer.name, layer.key) for layer in _chain(model)])
-        except ValueError as e:
-            cached = (signature, str(e))
-        _TRACED[model] = cached
-    if isinstance(cached[1], str):
-        raise ValueError(cached[1])
+    structure = _structure(model)
+    cached = _TRACED.get(structure)
+    if cached is None:
+        with _TRACE_LOCK:  # torch.fx patches nn.Module.__call__ for every thread while it traces: one at a time
+            cached = _TRACED.get(structure)
+            if cached is None:
+                try:
+                    cached = [(layer.name, layer.key) for layer in _chain(model)]
+                except ValueError as e:
+                    cached = str(e)
+                if len(_TRACED) >= _MAX_TRACED:
+                    _TRACED.clear()
+                _TRACED[structure] = cached
+    if isinstance(cached, str):
+        raise ValueError(cached)
     modules = dict(model.named_modules())
-    return [ChainLayer(name, modules[name], key) for name, key in cached[1]]
+    return [ChainLayer(name, modules[name], key) for name, key in cached]
 
 
-_TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (structure, chain or problem)
+# One trace per architecture and process, not per model object: a pruned copy has the structure of its dense
+# model, so the live path never traces (a trace in one app session would break another session's forward pass:
+# torch.fx patches nn.Module globally while it traces).
+_TRACED: dict = {}  # structure -> [(layer name, mask key)] or the problem text
+_TRACE_LOCK = threading.Lock()
+_MAX_TRACED = 512
+
+
+def _structure(model: nn.Module) -> tuple:
+    """What the traced chain depends on: the model's class, every module's name, type and forward, and its
+    parameters' names, shapes and sharing (tied weights), never their values or identities."""
+    first: dict[int, int] = {}
+    parts = []
+    for name, m in model.named_modules():
+        params = tuple((pn, tuple(p.shape), first.setdefault(id(p), len(first)))
+                       for pn, p in m._parameters.items() if p is not None)
+        parts.append((name, type(m), getattr(m.forward, "__func__", m.forward), params))
+    return (type(model), tuple(parts))
 
 
 def _chain(model: nn.Module) -> list[ChainLayer]:

@@ -66,6 +66,12 @@ class Workbench:
     history: tuple[str, ...] = field(default=())  # earlier origins, oldest first
     card: dict[str, Any] = field(default_factory=dict)
     dense_masks: Masks | None = None  # masks of ``dense`` itself (an upload's stored zeros); None: nothing pruned
+    recipe: Any = None  # model_recipe.ModelRecipe that rebuilds ``current`` from ``dense``; None: no link can
+
+    @property
+    def linkable(self) -> bool:
+        """A link can name its dense model (a bundled one, not an uploaded checkpoint or architecture)."""
+        return "uploaded" not in self.card and not self.card.get("own")
 
     @property
     def sparsity(self) -> float:
@@ -97,6 +103,8 @@ def new_workbench(
     card: dict[str, Any] | None = None,
 ) -> Workbench:
     """A workbench over a private deep copy of ``dense`` (the argument is not kept)."""
+    from .model_recipe import ModelRecipe  # noqa: PLC0415 (model_recipe imports PruneConfig from here)
+
     own = copy.deepcopy(dense).eval()
     return Workbench(
         name=name,
@@ -108,6 +116,7 @@ def new_workbench(
         fingerprint=fingerprint(own),
         dense_accuracy=dense_accuracy,
         card=dict(card or {}),
+        recipe=ModelRecipe(),
     )
 
 
@@ -126,6 +135,7 @@ def workbench_from_upload(
     bench = new_workbench(name, dataset, model, origin=f"dense (uploaded {filename})",
                           dense_accuracy=dense_accuracy, card={"uploaded": filename, **(card or {})})
     masks = masks_from_zeros(bench.dense)
+    bench = replace(bench, recipe=None)  # a link cannot carry an uploaded checkpoint
     zeros = sparsity(masks)
     if zeros == 0.0:
         return bench
@@ -134,11 +144,13 @@ def workbench_from_upload(
 
 
 def replace_current(
-    bench: Workbench, model: nn.Module, masks: Masks | None, origin: str, prune_config: PruneConfig | None = None
+    bench: Workbench, model: nn.Module, masks: Masks | None, origin: str, prune_config: PruneConfig | None = None,
+    recipe: Any = None,
 ) -> Workbench:
     """A workbench whose current model is ``model`` (owned from now on) under ``masks``.
 
-    Without masks they are read off the zeros of the weights.
+    Without masks they are read off the zeros of the weights. ``recipe`` (a ``model_recipe.ModelRecipe``)
+    says how to make ``model`` again from ``bench.dense``; None: it cannot be made again (a link cannot carry it).
     """
     model = model.eval()
     masks = masks_from_zeros(model) if masks is None else {k: v.detach().to("cpu", torch.bool) for k, v in masks.items()}
@@ -149,11 +161,14 @@ def replace_current(
         origin=origin,
         prune_config=prune_config,
         history=(*bench.history, bench.origin)[-20:],
+        recipe=recipe if bench.linkable else None,
     )
 
 
 def reset(bench: Workbench) -> Workbench:
     """Back to the dense model (with its own masks: an upload's stored zeros stay pruned)."""
+    from .model_recipe import ModelRecipe  # noqa: PLC0415
+
     return replace(
         bench,
         current=bench.dense,
@@ -161,6 +176,7 @@ def reset(bench: Workbench) -> Workbench:
         origin="dense (reset)",
         prune_config=None,
         history=(*bench.history, bench.origin)[-20:],
+        recipe=ModelRecipe() if bench.linkable else None,
     )
 
 

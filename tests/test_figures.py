@@ -299,7 +299,8 @@ def test_training_history_shows_train_vs_test_accuracy_and_the_gap():
     assert len(gap) == 1 and gap[0].text == "gap +15.0 pts" and gap[0].xref == "x2"
     assert "train vs test accuracy (%)" in [a.text for a in fig.layout.annotations]
     assert F.training.accuracy_gap(history) == pytest.approx(15.0)
-    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0  # legend under the panels, not on titles
+    # legend in its own band under the panels (LEGEND_BELOW: plotly reserves it), never on an axis title
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.yref == "container" and fig.layout.legend.y == 0
 
 
 def test_training_history_without_train_eval_has_no_gap():

@@ -22,15 +22,21 @@ st.markdown(
 wb = app_state.bench()
 ds = app_state.dataset(wb)
 names = list(STRATEGIES)
+LEVELS = [50, 70, 80, 90, 95, 98, 99]
+SETTINGS = {"a": "magnitude", "seed_a": 0, "b": "snip", "seed_b": 0, "level": 90, "layer": None, "sched": None,
+            "epochs": None}  # this page's settings (kept, and in the URL)
+s = app_state.page_settings("survival", SETTINGS, ranges={"seed_a": (0, 9), "seed_b": (0, 9), "epochs": (1, 30)},
+                            choices={"a": names, "b": names, "level": LEVELS})
 c1, c2, c3, c4, c5 = st.columns([3, 1, 3, 1, 3])
-a = c1.selectbox("Strategy A", names, index=names.index("magnitude"), format_func=lambda n: STRATEGIES[n].label,
-                 key="surv_a")
-seed_a = c2.number_input("Seed A", 0, 9, 0, key="surv_seed_a")
-b = c3.selectbox("Strategy B", names, index=names.index("snip"), format_func=lambda n: STRATEGIES[n].label,
-                 key="surv_b")
-seed_b = c4.number_input("Seed B", 0, 9, 0, key="surv_seed_b",
+a = c1.selectbox("Strategy A", names, index=names.index(s["a"]), key="surv_a",
+                 format_func=lambda n: app_state.strategy_label(n, wb.name))  # slow ones marked (measured)
+seed_a = c2.number_input("Seed A", 0, 9, int(s["seed_a"]), key="surv_seed_a")
+b = c3.selectbox("Strategy B", names, index=names.index(s["b"]), key="surv_b",
+                 format_func=lambda n: app_state.strategy_label(n, wb.name))  # slow ones marked (measured)
+seed_b = c4.number_input("Seed B", 0, 9, int(s["seed_b"]), key="surv_seed_b",
                          help="Pick the same strategy as A with another seed to see how much a seed changes.")
-level = c5.select_slider("Sparsity (% pruned)", [50, 70, 80, 90, 95, 98, 99], value=90, key="surv_sparsity")
+level = c5.select_slider("Sparsity (% pruned)", LEVELS, value=s["level"], key="surv_sparsity")
+app_state.keep_page_settings("survival", SETTINGS, a=a, seed_a=int(seed_a), b=b, seed_b=int(seed_b), level=level)
 
 config = SurvivalConfig((a, int(seed_a)), (b, int(seed_b)), level / 100)
 result = app_state.lab_quick(config, lambda: compare_masks(wb.dense, config.a, config.b, config.sparsity,
@@ -47,7 +53,9 @@ for col, (label, masks) in zip((m[:2], m[2:]), ((label_a, result["masks_a"]), (l
         st.warning(f"{label}: {w}")
 
 layers = list(result["categories"])
-layer = st.selectbox("Layer", layers, index=0, key="surv_layer", format_func=lambda n: n.removesuffix(".weight"))
+layer = st.selectbox("Layer", layers, index=layers.index(s["layer"]) if s["layer"] in layers else 0, key="surv_layer",
+                     format_func=lambda n: n.removesuffix(".weight"))
+app_state.keep_page_settings("survival", SETTINGS, layer=layer)
 heat = figures.survival_heatmap(result["categories"][layer], label_a="A", label_b="B",
                                 title=f"{layer.removesuffix('.weight')}: {label_a} vs {label_b}")
 heat.update_layout(height=620)
@@ -84,9 +92,12 @@ st.markdown(
 )
 schedulers = app_state.scheduled_strategy_names()
 s1, s2 = st.columns([3, 1])
-sched = s1.selectbox("Strategy over time", schedulers, format_func=lambda n: STRATEGIES[n].label, key="surv_sched")
-epochs = s2.number_input("Epochs", 1, 30, schedule_epochs(wb.dataset), key="surv_epochs",
+sched = s1.selectbox("Strategy over time", schedulers, format_func=lambda n: STRATEGIES[n].label, key="surv_sched",
+                     index=schedulers.index(s["sched"]) if s["sched"] in schedulers else 0)
+epochs = s2.number_input("Epochs", 1, 30, int(s["epochs"] or schedule_epochs(wb.dataset)), key="surv_epochs",
                          help="SET / RigL update the mask every 50 steps: small datasets need more epochs.")
+app_state.keep_page_settings("survival", SETTINGS, sched=sched,
+                             epochs=None if epochs == schedule_epochs(wb.dataset) else int(epochs))
 scfg = ScheduleConfig(sched, level / 100, int(epochs), finetune_lr(wb.card))
 run = app_state.lab_result(scfg)
 slow = wb.name == "lenet5"

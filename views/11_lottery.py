@@ -24,16 +24,27 @@ if wb.name == "lenet5":
 elif wb.name != "lenet300":
     st.info(f"The classic experiment uses LeNet-300-100 on MNIST; {wb.name} works too (settings adapted to it).")
 
+REWINDS, METRICS = [0, 10, 50, 100], ["best_accuracy", "test_accuracy"]
+SETTINGS = {"rounds": None, "epochs": None, "rewind": 0, "seed": 0, "metric": "best_accuracy"}  # kept, in the URL
+s = app_state.page_settings("lottery", SETTINGS, ranges={"rounds": (1, recipe.max_rounds),
+                                                         "epochs": (1, recipe.max_epochs), "seed": (0, 9)},
+                            choices={"rewind": REWINDS, "metric": METRICS})
 c1, c2, c3, c4 = st.columns(4)
-rounds = c1.number_input("Rounds", 1, recipe.max_rounds, recipe.rounds, key="lottery_rounds",
+rounds = c1.number_input("Rounds", 1, recipe.max_rounds, min(int(s["rounds"] or recipe.rounds), recipe.max_rounds),
+                         key="lottery_rounds",
                          help="After r rounds 0.8^r of each hidden layer is left (8 rounds: 17 %).")
-epochs = c2.number_input("Epochs per round", 1, recipe.max_epochs, recipe.epochs, key="lottery_epochs")
-rewind = c3.select_slider("Rewind to step", [0, 10, 50, 100], value=0, key="lottery_rewind",
+epochs = c2.number_input("Epochs per round", 1, recipe.max_epochs,
+                         min(int(s["epochs"] or recipe.epochs), recipe.max_epochs), key="lottery_epochs")
+rewind = c3.select_slider("Rewind to step", REWINDS, value=s["rewind"], key="lottery_rewind",
                           help="0 = the initialisation (Frankle & Carbin 2019); a few steps in helps bigger nets "
                                "(Frankle et al. 2020).")
-seed = c4.number_input("Init seed", 0, 9, 0, key="lottery_seed")
-metric = st.radio("Accuracy per round", ["best_accuracy", "test_accuracy"], horizontal=True, key="lottery_metric",
+seed = c4.number_input("Init seed", 0, 9, int(s["seed"]), key="lottery_seed")
+metric = st.radio("Accuracy per round", METRICS, index=METRICS.index(s["metric"]), horizontal=True,
+                  key="lottery_metric",
                   format_func=lambda m: {"best_accuracy": "best epoch (as the paper)", "test_accuracy": "last epoch"}[m])
+app_state.keep_page_settings("lottery", SETTINGS, rounds=None if rounds == recipe.rounds else int(rounds),
+                             epochs=None if epochs == recipe.epochs else int(epochs), rewind=rewind, seed=int(seed),
+                             metric=metric)
 
 config = LotteryConfig(rounds=int(rounds), epochs=int(epochs), lr=recipe.lr, rewind_step=int(rewind), seed=int(seed))
 frame = app_state.lab_result(app_state.lottery_key(wb.name, int(seed), config))

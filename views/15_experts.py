@@ -21,22 +21,29 @@ if not names:
     st.error("No bundled MoE model found: run `python -m sparsity_viz train-samples --only moe_moons,moe_mnist`.")
     st.stop()
 
+strategies = app_state.moe_strategies()
+SETTINGS = {"model": None, "top_k": None, "experts": [], "sparsity": 0, "strategy": "global_magnitude"}  # in the URL
+s = app_state.page_settings("experts", SETTINGS, ranges={"top_k": (1, 64), "experts": (0, 63), "sparsity": (0, 95)},
+                            choices={"model": names, "strategy": strategies})
 c1, c2, c3 = st.columns([2, 2, 3])
-name = c1.selectbox("MoE model", names, key="moe_model",
+name = c1.selectbox("MoE model", names, key="moe_model", index=names.index(s["model"]) if s["model"] in names else 0,
                     help="moe_moons: 4 tiny experts on two moons (top-1); moe_mnist: 4 LeNet-300-100 experts on "
                          "MNIST-5k (top-2).")
 spec = app_state.spec_of(name)
-top_k = c2.slider("Experts per input (top-k)", 1, spec.num_experts, spec.top_k, key=f"moe_top_k_{name}",
+top_k = c2.slider("Experts per input (top-k)", 1, spec.num_experts,
+                  min(int(s["top_k"] or spec.top_k), spec.num_experts), key=f"moe_top_k_{name}",
                   help=f"Trained with top-{spec.top_k}; changing k at inference reuses the same router and experts.")
 pruned = c3.multiselect("Prune whole experts", list(range(spec.num_experts)), key=f"moe_prune_{name}",
+                        default=[e for e in s["experts"] if e in range(spec.num_experts)],
                         format_func=lambda e: f"expert {e}",
                         help="Every weight of these experts becomes zero; the router is not told.")
 c4, c5 = st.columns([3, 2])
-sparsity = c4.slider("Prune the experts' weights (%)", 0, 95, 0, step=5, key="moe_sparsity",
+sparsity = c4.slider("Prune the experts' weights (%)", 0, 95, int(s["sparsity"]), step=5, key="moe_sparsity",
                      help="This share of the experts' weights is pruned by the strategy; the router stays dense.")
-strategies = app_state.moe_strategies()
-strategy = c5.selectbox("Pruning strategy", strategies, index=strategies.index("global_magnitude"),
+strategy = c5.selectbox("Pruning strategy", strategies, index=strategies.index(s["strategy"]),
                         key="moe_strategy", disabled=sparsity == 0)
+app_state.keep_page_settings("experts", SETTINGS, model=name, top_k=None if top_k == spec.top_k else int(top_k),
+                             experts=sorted(int(e) for e in pruned), sparsity=int(sparsity), strategy=strategy)
 
 config = app_state.ExpertsConfig(name, int(top_k), tuple(sorted(int(e) for e in pruned)), sparsity / 100, strategy)
 tuned = app_state.tuned_config(config)

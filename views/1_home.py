@@ -38,16 +38,10 @@ wb = app_state.bench()
 st.caption(f"Selected: **{wb.name}** · {describe_architecture(wb.dense)}")
 
 st.header("Try this first (10 minutes with a class)")
-st.markdown(
-    "1. **Prune**: keep *Magnitude (per layer)* and drag the slider to 50 %, then 90 %, then 99 %. "
-    "Accuracy barely moves until very late: most weights were not needed.\n"
-    "2. Switch the strategy to **Random** at the same sparsity: the gap to magnitude is what *choosing* the weights buys.\n"
-    "3. **Weights**: with `lenet300` at 90 %, the first layer's heatmap shows bands: weights from the centre pixels survive, "
-    "the border dies (as in Han et al. 2015).\n"
-    "4. **Connections**: the same story as a graph, and the 28×28 picture of how many connections leave each pixel.\n"
-    "5. **Regularize**: instead of cutting, let L1 training push weights to exactly zero, and compare.\n"
-    "6. **Share & export**: copy the link; it reopens the app with the same model, strategy and sparsity."
-)
+with st.spinner("Measuring the numbers below..."):
+    first = app_state.home_steps()  # every number measured by the library now, shared by every session
+st.markdown(first.text)
+st.page_link(app_state.page_path("17_lessons"), label="Open the guided lessons", icon=":material/school:")
 
 st.header("Your own checkpoint")
 st.markdown(

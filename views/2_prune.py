@@ -4,20 +4,13 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
-from sparsity_viz.connectivity import collapse_warnings, effective_sparsity
 from sparsity_viz.models import prunable_layers
 from sparsity_viz.pruning import STRATEGIES
 from sparsity_viz.recipes import finetune_config
-from sparsity_viz.reports import sparsity_report
 from sparsity_viz.session import PruneConfig
 
 app_state.sidebar()
-st.title("Prune")
-st.markdown(
-    "Pruning sets chosen weights to exactly zero. Drag the **sparsity** slider (the share of weights removed) and watch "
-    "the test accuracy, the per-layer table and the heatmap follow at once. Compare *Magnitude* (drop the smallest |w|) "
-    "with *Random* at the same sparsity, then press **Fine-tune** to let the surviving weights recover lost accuracy."
-)
+st.title("Prune")  # the explanation follows the heatmap: at 1280x720 slider, numbers and heatmap fit on one screen
 
 wb = app_state.bench()
 stored = app_state.stored_prune()
@@ -25,8 +18,9 @@ names = list(STRATEGIES)
 
 c1, c2, c3 = st.columns([2, 1, 3])
 strategy = c1.selectbox("Strategy", names, index=names.index(stored.strategy) if stored.strategy in names else 0,
-                        format_func=lambda n: STRATEGIES[n].label, key="prune_strategy",
-                        help="Every strategy in the library's registry.")
+                        format_func=lambda n: app_state.strategy_label(n, wb.name), key="prune_strategy",
+                        help="Every strategy in the library's registry; those measured slow for the live slider on "
+                             "this model (benchmarks/live_prune.py) say so.")
 scopes = STRATEGIES[strategy].scopes
 scope = c2.radio("Scope", scopes, index=scopes.index(stored.scope) if stored.scope in scopes else 0, key="prune_scope",
                  format_func=lambda s: {"layer": "layer-wise", "global": "global"}[s], horizontal=True,
@@ -35,7 +29,7 @@ scope = c2.radio("Scope", scopes, index=scopes.index(stored.scope) if stored.sco
 level = c3.slider("Sparsity (% of weights pruned)", 0, 100, int(round(100 * stored.sparsity)), step=1,
                   key=app_state.keys.PRUNE_SLIDER, help="0 % is the dense model; 100 % removes every weight.")
 
-cfg = PruneConfig(strategy=strategy, scope=scope, sparsity=level / 100)
+cfg = PruneConfig(strategy=strategy, scope=scope, sparsity=level / 100, seed=stored.seed)  # a link's seed
 if cfg != stored or (wb.prune_config != cfg and wb.origin.startswith("dense")):
     wb = app_state.apply_prune(cfg)
 elif wb.prune_config != cfg:
@@ -43,35 +37,43 @@ elif wb.prune_config != cfg:
 
 dense_acc = app_state.dense_accuracy(wb)
 acc = app_state.accuracy(wb.current, wb)
-m1, m2, m3 = st.columns(3)
-m1.metric("Test accuracy", f"{100 * acc:.1f} %", delta=f"{100 * (acc - dense_acc):+.1f} points vs dense")
-m2.metric("Weights pruned", f"{100 * wb.sparsity:.1f} %")
-report = sparsity_report(wb.current, wb.masks)
+numbers, heat = st.columns([1, 2])  # numbers beside the heatmap: both above the fold at 1280x720
+numbers.metric("Test accuracy", f"{100 * acc:.1f} %", delta=f"{100 * (acc - dense_acc):+.1f} points vs dense")
+numbers.metric("Weights pruned", f"{100 * wb.sparsity:.1f} %")
+model_report = app_state.model_report(wb.current, wb.masks)  # shared by every student at the same weights
+report = model_report.table
 total = report.iloc[-1]
-m3.metric("Weights left", f"{int(total['nonzeros']):,} of {int(total['parameters']):,}")
+numbers.metric(f"Weights left (of {int(total['parameters']):,})", f"{int(total['nonzeros']):,}")
 if wb.masks:  # layer collapse; effective sparsity: weights on no input -> output path count as removed
-    m2.caption(f"effective sparsity {100 * effective_sparsity(wb.masks):.1f} % (weights on no input → output path "
-               "count as removed)")
-    for warning in collapse_warnings(wb.masks):
-        st.warning(warning)
+    numbers.caption(f"effective sparsity {100 * model_report.effective:.1f} % (weights on no input → output path "
+                    "count as removed)")
+    for warning in model_report.warnings:
+        numbers.warning(warning)
+layers = [n for n, _ in prunable_layers(wb.current)]
+view = app_state.page_settings("prune_view", {"layer": None})  # kept, and in the URL as prune_view.layer
+preview = numbers.selectbox("Heatmap preview of layer", layers, key="prune_preview_layer",
+                            index=layers.index(view["layer"]) if view["layer"] in layers else 0)
+app_state.keep_page_settings("prune_view", {"layer": None}, layer=preview)
+full = numbers.toggle("Full resolution", key="prune_full_res", help="The preview draws every few rows and columns of "
+                      "a large layer (light enough for a class on one server); this draws every weight.")
+with heat:
+    fig = figures.layer_heatmap(wb.current, wb.masks, preview, max_cells=None if full else figures.PREVIEW_CELLS)
+    fig.update_layout(height=400)
+    app_state.show_figure(fig, "prune_heatmap")
+st.markdown(
+    "Pruning sets chosen weights to exactly zero. Drag the **sparsity** slider and watch accuracy and the heatmap "
+    "follow; compare *Magnitude* (drop the smallest |w|) with *Random* at the same sparsity."
+)
 st.caption(f"Current model: {wb.origin}. Dense accuracy {100 * dense_acc:.1f} % on the {wb.dataset} test split.")
 
-left, right = st.columns([2, 3])
-with left:
-    st.subheader("Where are the zeros?")
-    table = report[["layer", "shape", "parameters", "nonzeros", "sparsity", "dead_neurons"]].copy()
-    table["sparsity"] = 100 * table["sparsity"]
-    app_state.show_table(table, "prune_layers", column_config={
-        "sparsity": st.column_config.ProgressColumn("pruned (%)", min_value=0, max_value=100, format="%.1f %%"),
-        "nonzeros": st.column_config.NumberColumn("weights left"),
-        "dead_neurons": st.column_config.NumberColumn("dead neurons", help="Units with no surviving input or output."),
-    })
-with right:
-    layers = [n for n, _ in prunable_layers(wb.current)]
-    preview = st.selectbox("Heatmap preview of layer", layers, key="prune_preview_layer")
-    fig = figures.layer_heatmap(wb.current, wb.masks, preview)
-    fig.update_layout(height=420)
-    app_state.show_figure(fig, "prune_heatmap")
+st.subheader("Where are the zeros?")
+table = report[["layer", "shape", "parameters", "nonzeros", "sparsity", "dead_neurons"]].copy()
+table["sparsity"] = 100 * table["sparsity"]
+app_state.show_table(table, "prune_layers", column_config={  # full width: the "pruned (%)" column shows at 1280x720
+    "sparsity": st.column_config.ProgressColumn("pruned (%)", min_value=0, max_value=100, format="%.1f %%"),
+    "nonzeros": st.column_config.NumberColumn("weights left"),
+    "dead_neurons": st.column_config.NumberColumn("dead neurons", help="Units with no surviving input or output."),
+})
 
 st.subheader("Fine-tune the survivors")
 st.markdown("Retraining with the pruned weights held at zero usually wins back most of the lost accuracy "

@@ -19,15 +19,23 @@ wb = app_state.bench()
 st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % pruned")
 params = prunable_parameters(wb.current)
 layers = [k.removesuffix(".weight") for k in params]
+SETTINGS = {"layer": None, "logy": False, "hist": "this layer"}  # this page's settings (kept, and in the URL)
+s = app_state.page_settings("weights", SETTINGS, choices={"hist": ("this layer", "all layers")})
 c1, c2 = st.columns([1, 1])
-layer = c1.selectbox("Layer", layers, key="weights_layer")
-log_y = c2.toggle("Logarithmic count axis", key="weights_logy", help="Shows the few large weights in the tails.")
-fig = figures.layer_heatmap(wb.current, wb.masks, layer)
+layer = c1.selectbox("Layer", layers, index=layers.index(s["layer"]) if s["layer"] in layers else 0,
+                     key="weights_layer")
+log_y = c2.toggle("Logarithmic count axis", value=bool(s["logy"]), key="weights_logy",
+                  help="Shows the few large weights in the tails.")
+full = c2.toggle("Full-resolution heatmap", key="weights_full_res",
+                 help="The preview draws every few rows and columns of a large layer; this draws every weight.")
+fig = figures.layer_heatmap(wb.current, wb.masks, layer, max_cells=None if full else figures.PREVIEW_CELLS)
 w = params[f"{layer}.weight"]
 fig.update_layout(height=560 if w.dim() == 2 else 700)
 app_state.show_figure(fig, f"weights_heatmap_{layer}")
 
-scope = st.radio("Histogram of", ["this layer", "all layers"], horizontal=True, key="weights_hist_scope")
+scope = st.radio("Histogram of", ["this layer", "all layers"], index=["this layer", "all layers"].index(s["hist"]),
+                 horizontal=True, key="weights_hist_scope")
+app_state.keep_page_settings("weights", SETTINGS, layer=layer, logy=bool(log_y), hist=scope)
 dense_params = prunable_parameters(wb.dense)
 if scope == "this layer":
     key = f"{layer}.weight"

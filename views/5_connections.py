@@ -19,8 +19,12 @@ ds = app_state.dataset(wb)
 effective = (f" · effective sparsity {100 * effective_sparsity(wb.masks):.1f} % (weights on no input → output path "
              "count as removed)") if wb.masks else ""
 st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % pruned{effective}")
-max_edges = st.slider("Edges drawn per layer (strongest first)", 20, 800, 200, step=20, key="conn_max_edges",
+SETTINGS = {"edges": 200}  # this page's settings (kept, and in the URL)
+s = app_state.page_settings("connections", SETTINGS, ranges={"edges": (20, 800)})
+max_edges = st.slider("Edges drawn per layer (strongest first)", 20, 800, int(s["edges"]), step=20,
+                      key="conn_max_edges",
                       help="Big layers have thousands of connections; only the strongest are drawn.")
+app_state.keep_page_settings("connections", SETTINGS, edges=int(max_edges))
 
 collapse = layer_collapse(wb.current, wb.masks)
 if collapse.pruned_layers:

@@ -20,15 +20,23 @@ wb = app_state.bench()
 ds = app_state.dataset(wb)
 st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % pruned")
 methods = list(METHODS)
+PICKS = ["by index", "first of a class"]
+SETTINGS = {"method": methods[0], "pick": "by index", "index": 0, "cls": 0}  # this page's settings (kept, in the URL)
+s = app_state.page_settings("attribution", SETTINGS, ranges={"index": (0, 10**9), "cls": (0, 10**6)},
+                            choices={"method": methods, "pick": PICKS})
 c1, c2, c3 = st.columns([2, 2, 2])
-method = c1.selectbox("Method", methods, format_func=lambda m: METHODS[m].label, key="attr_method",
+method = c1.selectbox("Method", methods, index=methods.index(s["method"]), format_func=lambda m: METHODS[m].label,
+                      key="attr_method",
                       help="Saliency is the quickest; Integrated Gradients and Occlusion are slower but steadier.")
-pick = c2.radio("Pick a test sample", ["by index", "first of a class"], horizontal=True, key="attr_pick")
+pick = c2.radio("Pick a test sample", PICKS, index=PICKS.index(s["pick"]), horizontal=True, key="attr_pick")
 n = len(ds.y_test)
 if pick == "by index":
-    index = c3.number_input(f"Test sample (0-{n - 1})", 0, n - 1, 0, key="attr_index")
+    index = c3.number_input(f"Test sample (0-{n - 1})", 0, n - 1, min(int(s["index"]), n - 1), key="attr_index")
+    app_state.keep_page_settings("attribution", SETTINGS, method=method, pick=pick, index=int(index))
 else:
-    cls = c3.selectbox("Class", list(range(ds.num_classes)), format_func=lambda c: ds.class_names[c], key="attr_class")
+    cls = c3.selectbox("Class", list(range(ds.num_classes)), index=min(int(s["cls"]), ds.num_classes - 1),
+                       format_func=lambda c: ds.class_names[c], key="attr_class")
+    app_state.keep_page_settings("attribution", SETTINGS, method=method, pick=pick, cls=int(cls))
     hits = (ds.y_test == cls).nonzero().flatten()
     index = int(hits[0]) if len(hits) else 0
 index = int(index)
@@ -45,8 +53,11 @@ shown = ds.denormalize(x) if ds.is_image else x
 fig = figures.attribution_maps(shown[0], comp.dense[0], comp.pruned[0], similarity=comp.mean_similarity,
                                method=METHODS[method].label,
                                feature_names=None if ds.is_image else [f"x{i}" for i in range(ds.num_features)])
-st.metric("Rank correlation dense vs current", "n/a" if comp.mean_similarity != comp.mean_similarity
+st.metric("Rank correlation dense vs current", "undefined" if comp.mean_similarity != comp.mean_similarity
           else f"{comp.mean_similarity:.2f}")
+reason = figures.attribution_blank_reason(comp.dense[0], comp.pruned[0])
+if reason:  # never a blank map or "nan" without a sentence saying why
+    st.info(reason, icon=":material/info:")
 app_state.show_figure(fig, "attribution_maps")
 
 if ds.is_plane:

@@ -19,25 +19,31 @@ st.markdown(
 wb = app_state.bench()
 ds = app_state.dataset(wb)
 names = list(STRATEGIES)
+LEVELS, AXES = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5], ["sparsity", "compression"]
+SETTINGS = {"strategies": ["magnitude", "global_magnitude"], "random": True,
+            "levels": [0, 30, 50, 70, 80, 90, 95, 98, 99], "seeds": 3, "ft": 0, "axis": "sparsity"}  # kept, in the URL
+s = app_state.page_settings("curves", SETTINGS, ranges={"seeds": (1, 5), "ft": (0, 5)},
+                            choices={"strategies": names, "levels": LEVELS, "axis": AXES})
 c1, c2 = st.columns([3, 2])
-chosen = c1.multiselect("Strategies", names, default=["magnitude", "global_magnitude"],
-                        format_func=lambda n: STRATEGIES[n].label, key="curves_strategies")
-random_base = c2.checkbox("Add the random baseline", value=True, key="curves_random")
+chosen = c1.multiselect("Strategies", names, default=s["strategies"],
+                        format_func=lambda n: app_state.strategy_label(n, wb.name), key="curves_strategies")
+random_base = c2.checkbox("Add the random baseline", value=bool(s["random"]), key="curves_random")
 SEED_FREE = ", ".join(c.label for c in STRATEGIES.values() if not c.seeded and c.kind == "one_shot")
 c3, c4, c5 = st.columns(3)
-levels_pct = c3.multiselect("Sparsity levels (%)", [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5],
-                            default=[0, 30, 50, 70, 80, 90, 95, 98, 99], key="curves_levels")
-seeds = c4.number_input("Seeds", 1, 5, 3, key="curves_seeds",
+levels_pct = c3.multiselect("Sparsity levels (%)", LEVELS, default=s["levels"], key="curves_levels")
+seeds = c4.number_input("Seeds", 1, 5, int(s["seeds"]), key="curves_seeds",
                         help=f"The band is mean ± std over seeds. Strategies whose masks do not depend on the seed "
                              f"({SEED_FREE}) are computed once and copied to the other seeds (column `replicated`) "
                              "unless the point fine-tunes (its shuffles differ per seed).")
-ft = c5.number_input("Fine-tune epochs per point", 0, 5, 0, key="curves_ft",
+ft = c5.number_input("Fine-tune epochs per point", 0, 5, int(s["ft"]), key="curves_ft",
                      help="0 = one-shot pruning. Fine-tuning makes each point slower. Scheduled strategies "
                           "(they prune while training) use this as their training budget (IMP: per round) and "
                           "are left out at 0.")
-x_axis = st.radio("x-axis", ["sparsity", "compression"], horizontal=True, key="curves_axis",
+x_axis = st.radio("x-axis", AXES, index=AXES.index(s["axis"]), horizontal=True, key="curves_axis",
                   format_func=lambda a: {"sparsity": "sparsity (% pruned)", "compression": "compression (×, log scale)"}[a])
 
+app_state.keep_page_settings("curves", SETTINGS, strategies=list(chosen), random=bool(random_base),
+                             levels=list(levels_pct), seeds=int(seeds), ft=int(ft), axis=x_axis)
 strategies = tuple(dict.fromkeys([*chosen, *(["random"] if random_base else [])]))
 config = CurvesConfig(strategies, tuple(sorted(float(v) / 100 for v in levels_pct)), int(seeds), int(ft), "layer")
 place = app_state.sweep_place("curves")

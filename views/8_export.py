@@ -12,7 +12,8 @@ from sparsity_viz.reports import sparsity_report
 app_state.sidebar()
 st.title("Share and export")
 st.markdown(
-    "The link below reopens the app with the same model, strategy, sparsity and λ: hand it to the class. The files "
+    "The link below reopens the app with the same model, strategy, sparsity, seed, λ and page settings, and rebuilds "
+    "a model that came from training from its seeded recipe: hand it to the class. The files "
     "take the current model elsewhere: the masks (which weights survive), a checkpoint of the pruned weights, or the "
     "model in `torch.nn.utils.prune` form for your own PyTorch code. Every figure has its own *Prepare PNG* button."
 )
@@ -20,7 +21,11 @@ st.markdown(
 wb = app_state.bench()
 st.subheader("Link for the class")
 st.code(app_state.share_link(), language=None)
-st.caption("The URL of this page always carries the state; copy it from the address bar too.")
+st.caption("The URL of every page always carries the state (that page's settings included); copy it from the "
+           "address bar too.")
+carried = app_state.link_carries(wb)
+if carried is not None:
+    app_state.show_message(*carried)
 
 st.subheader("Downloads for the current model")
 st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % pruned")

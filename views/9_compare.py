@@ -20,30 +20,37 @@ st.markdown(
 
 wb = app_state.bench()
 names = list(STRATEGIES)
-SLOW = {"synflow": "SynFlow scores iteratively (about 2 s a point on LeNet-300-100)"}
+LEVELS, AXES = [0, 10, 30, 50, 70, 80, 90, 95, 98, 99, 99.5], ["sparsity", "compression"]
+PROFILE_LEVELS = [50, 70, 80, 90, 95, 98, 99]
+SETTINGS = {"strategies": ["magnitude", "global_magnitude", "snip", "erdos_renyi"], "random": True,
+            "levels": [0, 50, 70, 80, 90, 95, 98, 99], "seeds": 3, "ft": 0, "axis": "sparsity",
+            "profile": 90}  # this page's settings (kept, and in the URL)
+s = app_state.page_settings("compare", SETTINGS, ranges={"seeds": (1, 5), "ft": (0, 3)},
+                            choices={"strategies": names, "levels": LEVELS, "axis": AXES, "profile": PROFILE_LEVELS})
 c1, c2 = st.columns([3, 1])
-chosen = c1.multiselect("Strategies", names, default=["magnitude", "global_magnitude", "snip", "erdos_renyi"],
-                        format_func=lambda n: STRATEGIES[n].label, key="compare_strategies")
-random_base = c2.checkbox("Random baseline", value=True, key="compare_random",
+chosen = c1.multiselect("Strategies", names, default=s["strategies"],
+                        format_func=lambda n: app_state.strategy_label(n, wb.name), key="compare_strategies")
+random_base = c2.checkbox("Random baseline", value=bool(s["random"]), key="compare_random",
                           help="Adds random pruning: the floor every strategy must beat.")
 SEED_FREE = ", ".join(c.label for c in STRATEGIES.values() if not c.seeded and c.kind == "one_shot")
 c3, c4, c5 = st.columns([3, 1, 1])
-levels_pct = c3.multiselect("Sparsity levels (%)", [0, 10, 30, 50, 70, 80, 90, 95, 98, 99, 99.5],
-                            default=[0, 50, 70, 80, 90, 95, 98, 99], key="compare_levels")
-seeds = c4.number_input("Seeds", 1, 5, 3, key="compare_seeds",
+levels_pct = c3.multiselect("Sparsity levels (%)", LEVELS, default=s["levels"], key="compare_levels")
+seeds = c4.number_input("Seeds", 1, 5, int(s["seeds"]), key="compare_seeds",
                         help=f"Random and data-driven strategies differ per seed; the band is mean ± std. "
                              f"Seed-free strategies ({SEED_FREE}) are computed once and copied to the other seeds "
                              "unless the point fine-tunes.")
-ft = c5.number_input("Fine-tune epochs", 0, 3, 0, key="compare_ft",
+ft = c5.number_input("Fine-tune epochs", 0, 3, int(s["ft"]), key="compare_ft",
                      help="0 = one-shot only. > 0 adds fine-tuned curves (much slower: every point trains) and "
                           "runs the scheduled strategies, which prune while training, with this budget.")
-x_axis = st.radio("x-axis", ["sparsity", "compression"], horizontal=True, key="compare_axis",
+x_axis = st.radio("x-axis", AXES, index=AXES.index(s["axis"]), horizontal=True, key="compare_axis",
                   format_func=lambda a: {"sparsity": "sparsity (% pruned)", "compression": "compression ratio (×, log)"}[a])
 
+app_state.keep_page_settings("compare", SETTINGS, strategies=list(chosen), random=bool(random_base),
+                             levels=list(levels_pct), seeds=int(seeds), ft=int(ft), axis=x_axis)
 place = app_state.sweep_place("compare")
 config = CompareConfig(tuple(chosen), tuple(sorted(float(v) / 100 for v in levels_pct)), int(seeds),
                        int(ft), bool(random_base))
-slow = [SLOW[s] for s in chosen if s in SLOW]
+slow = [f"{STRATEGIES[s].label} is {note}" for s in chosen if (note := app_state.slow_note(s, wb.name))]
 expensive = bool(ft) or bool(slow) or wb.name == "lenet5" or seeds > 3
 if slow or wb.name == "lenet5":
     st.caption("Slower settings: " + "; ".join(slow + (["LeNet-5 evaluates ~2 s per strategy"] if wb.name == "lenet5" else [])) + ".")
@@ -61,7 +68,7 @@ if frame is not None and frame.attrs.get("cancelled"):
 if frame is not None and len(frame):
     fig = figures.accuracy_curves(frame, x_axis=x_axis, band="std", dense_accuracy=frame.attrs.get("dense_accuracy"),
                                   labels={n: c.label for n, c in STRATEGIES.items()}, title=f"{wb.name} on {wb.dataset}: accuracy after pruning (mean ± std over seeds)")
-    fig.update_layout(height=560, legend=dict(orientation="h", y=-0.22))
+    fig.update_layout(height=560)
     app_state.show_figure(fig, "compare_curves")
     app_state.show_sweep_notes(frame)
     summary = summarize(frame)
@@ -82,8 +89,9 @@ if frame is not None and len(frame):
 
 st.subheader("Which layers does each strategy hit hardest?")
 p1, _ = st.columns([2, 3])
-profile_level = p1.select_slider("Profile at sparsity (%)", [50, 70, 80, 90, 95, 98, 99], value=90,
+profile_level = p1.select_slider("Profile at sparsity (%)", PROFILE_LEVELS, value=s["profile"],
                                  key="compare_profile_level")
+app_state.keep_page_settings("compare", SETTINGS, profile=profile_level)
 profile_strategies = tuple(dict.fromkeys([*chosen, *(["random"] if random_base else [])]))
 if profile_strategies:
     pcfg = ProfileConfig(profile_strategies, profile_level / 100)

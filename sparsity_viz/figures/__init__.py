@@ -11,14 +11,23 @@ from .activations import (
     input_point,
     zero_share_bars,
 )
-from .attribution_maps import attribution_maps
+from .attribution_maps import attribution_maps, blank_reason as attribution_blank_reason
 from .boundaries import BoundaryGrid, boundary_comparison, boundary_grid, data_range, decision_boundary
 from .curves import accuracy_curves, curve_table
 from .experts import compute_bars, expert_color, expert_load_bars, expert_regions, routing_heatmap, routing_shares
 from .fanout import fanout_map
 from .graphs import connection_graph, edge_count, model_graph
-from .heatmaps import heatmap_matrix, layer_heatmap, weight_heatmap
+from .heatmaps import PREVIEW_CELLS, heatmap_matrix, layer_heatmap, preview_stride, weight_heatmap
 from .histograms import histogram_counts, weight_histogram
+from .receptive_fields import receptive_field_grid, tile_grid, unit_graph
+from .playground import (
+    handle_positions,
+    playground_boundary,
+    playground_figures,
+    playground_network,
+    tile_unit_maps,
+    unit_output_maps,
+)
 from .quantization import grid_matrix, histogram_levels, quantization_grid, quantization_histogram, size_waterfall
 from .sensitivity import sensitivity_numbers, sensitivity_curves, sensitivity_heatmap
 from .speed import bytes_bars, format_color, format_label, human_bytes, latency_bars, speedup_curve_figure
@@ -28,8 +37,12 @@ from .style import (
     OKABE_ITO,
     PRUNED_COLOR,
     SEQUENTIAL,
+    LEGEND_BELOW,
     apply_style,
+    fixed_accuracy_axis,
     palette,
+    projector,
+    strategy_color,
     to_png_bytes,
 )
 from .survival import (
@@ -46,6 +59,7 @@ from .training import training_history
 __all__ = [
     "BASE_FONT_SIZE",
     "DIVERGING",
+    "LEGEND_BELOW",
     "OKABE_ITO",
     "PRUNED_COLOR",
     "SEQUENTIAL",
@@ -56,9 +70,19 @@ __all__ = [
     "activation_histogram",
     "activation_mosaic",
     "apply_style",
+    "fixed_accuracy_axis",
+    "projector",
+    "strategy_color",
     "attribution_maps",
+    "attribution_blank_reason",
     "boundary_comparison",
     "boundary_grid",
+    "handle_positions",
+    "playground_boundary",
+    "playground_figures",
+    "playground_network",
+    "tile_unit_maps",
+    "unit_output_maps",
     "bytes_bars",
     "compute_bars",
     "connection_graph",
@@ -101,6 +125,11 @@ __all__ = [
     "to_png_bytes",
     "training_history",
     "weight_heatmap",
+    "receptive_field_grid",
+    "PREVIEW_CELLS",
+    "preview_stride",
+    "tile_grid",
+    "unit_graph",
     "weight_histogram",
     "zero_share_bars",
 ]

@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .style import BASE_FONT_SIZE, PRUNED_COLOR, SEQUENTIAL, apply_style, palette
+from .style import BASE_FONT_SIZE, LEGEND_BELOW, PRUNED_COLOR, SEQUENTIAL, apply_style, palette, title_margin
 
 ZERO_COLOR = PRUNED_COLOR  # exact zeros: the grey of "off" (pruned weights, dead units)
 DENSE_COLOR = PRUNED_COLOR  # the dense reference (as in the weight histogram and the speed bars)
@@ -178,7 +178,7 @@ def activation_histogram(hists: Mapping[str, Any], *, title: str | None = None) 
                                            f"<extra>{label}</extra>",
                              meta={"row": label, "kind": "values"}), row=1, col=2)
     apply_style(fig, title or f"{hists[labels[0]].layer}: activation values")
-    fig.update_layout(barmode="overlay", bargap=0.1, legend=dict(orientation="h", y=-0.25), height=460)
+    fig.update_layout(barmode="overlay", bargap=0.1, legend=LEGEND_BELOW, height=460)
     fig.update_yaxes(title_text="% of the layer's activations", row=1, col=1, range=[0, 115])
     fig.update_yaxes(title_text="% of activations", row=1, col=2)
     fig.update_xaxes(title_text="activation value (non-zero)", row=1, col=2)
@@ -196,7 +196,7 @@ def zero_share_bars(table: pd.DataFrame, *, title: str | None = "Exact zeros per
                              hovertemplate="%{x}: %{y:.2f} % exactly 0<extra>" + label + "</extra>", meta=label))
     apply_style(fig, title, height=420)
     # the layer names are the tick labels: no x title, so the legend below never sits on one
-    fig.update_layout(barmode="group", legend=dict(orientation="h", yanchor="top", y=-0.14))
+    fig.update_layout(barmode="group", legend=LEGEND_BELOW)
     fig.update_yaxes(title_text="activations exactly 0 (%)", range=[0, 112])
     return fig
 
@@ -219,6 +219,6 @@ def input_point(x: torch.Tensor, y: torch.Tensor, index: int, *, class_names: tu
                              marker=dict(color="black", size=18, symbol="x"), meta="chosen",
                              hovertemplate="(%{x:.2f}, %{y:.2f})<extra>input " + str(index) + "</extra>"))
     apply_style(fig, title, height=340)
-    fig.update_layout(margin=dict(l=40, r=10, t=50 if title else 10, b=40), legend=dict(orientation="h", y=-0.15))
+    fig.update_layout(margin=dict(l=40, r=10, t=title_margin(title) if title else 10, b=40), legend=LEGEND_BELOW)
     fig.update_yaxes(scaleanchor="x")
     return fig

@@ -5,6 +5,10 @@ map is divided by its own largest magnitude (a pruned model's gradients are
 often much smaller, which would leave its map blank on a shared scale); dense
 and pruned then share one zero-centred diverging scale and the difference has
 its own. Flat inputs (2-D toys): grouped bars per feature.
+
+A map that cannot be read (zero everywhere, constant, non-finite) is never drawn as a
+silent blank with "nan" in the title: ``blank_reason`` says why in a sentence, the
+title says the rank correlation is undefined, and the empty map carries a note.
 """
 
 from __future__ import annotations
@@ -32,6 +36,22 @@ def _sample(t: torch.Tensor | np.ndarray) -> np.ndarray:
 def _half_range(*arrays: np.ndarray) -> float:
     m = max((float(np.nanmax(np.abs(a))) for a in arrays if a.size), default=0.0)
     return m if m > 0 else 1.0
+
+
+def blank_reason(dense: torch.Tensor | np.ndarray, pruned: torch.Tensor | np.ndarray) -> str | None:
+    """A sentence saying why a map is blank or the rank correlation undefined, or ``None`` when both maps are fine."""
+    for a, who in ((_sample(pruned), "pruned"), (_sample(dense), "dense")):
+        if not np.isfinite(a).all():
+            return (f"The {who} model's attribution has non-finite values (its output overflows for this input), "
+                    "so it cannot be drawn or compared.")
+        if a.size and float(np.abs(a).max()) == 0.0:
+            return (f"The {who} model's attribution is zero at every input: its output for this class no longer "
+                    "depends on the input (with this much pruning no input reaches the output, or every unit on the "
+                    "way is dead), so its map is empty and the rank correlation is undefined.")
+        if a.size > 1 and float(a.max()) == float(a.min()):
+            return (f"The {who} model's attribution is the same at every input, so it ranks nothing and the rank "
+                    "correlation is undefined.")
+    return None
 
 
 def _unit_scale(a: np.ndarray) -> tuple[np.ndarray, float]:
@@ -67,15 +87,25 @@ def attribution_maps(
     x, d, p = _sample(inputs), _sample(dense), _sample(pruned)
     if d.shape != p.shape or d.shape != x.shape:
         raise ValueError(f"Shapes differ: input {x.shape}, dense {d.shape}, pruned {p.shape}.")
+    reason = blank_reason(d, p)
+    d, p = np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0), np.nan_to_num(p, nan=0.0, posinf=0.0, neginf=0.0)
     d_max = p_max = None
     if normalize:
         (d, d_max), (p, p_max) = _unit_scale(d), _unit_scale(p)
     diff = p - d
     head = title or (f"{method} attribution" if method else "Attribution")
     if similarity is not None:
-        head += f" · rank correlation dense vs pruned: {similarity:.2f}"
+        undefined = not np.isfinite(similarity)
+        head += " · rank correlation undefined (see the note)" if undefined else (
+            f" · rank correlation dense vs pruned: {similarity:.2f}")
     if x.ndim == 2:
-        return _image_maps(x, d, p, diff, head, d_max, p_max)
+        fig = _image_maps(x, d, p, diff, head, d_max, p_max)
+        for col, a in ((2, d), (3, p)):
+            if reason and float(np.abs(a).max(initial=0.0)) == 0.0:  # the empty map says so where it is
+                fig.add_annotation(text="zero everywhere:<br>see the note", showarrow=False, font=dict(size=14),
+                                   xref=f"x{col} domain", yref=f"y{col} domain", x=0.5, y=0.5,
+                                   bgcolor="rgba(255,255,255,0.85)")
+        return fig
     names = list(feature_names) if feature_names is not None else [f"x{i}" for i in range(x.size)]
     fig = go.Figure()
     for i, (vals, name) in enumerate(((d, "dense model"), (p, "pruned model"), (diff, "pruned − dense"))):
@@ -92,6 +122,9 @@ def attribution_maps(
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="input feature")
     fig.update_yaxes(title_text="attribution (score units)", zeroline=True)
+    if reason:
+        fig.add_annotation(text="a model's attribution is zero or constant: see the note", showarrow=False,
+                           xref="paper", yref="paper", x=0.5, y=1.0, yanchor="bottom")
     return fig
 
 

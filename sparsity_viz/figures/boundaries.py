@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 from torch import nn
 
 from ..attribution import GradientField, gradient_field
-from .style import CLASS_SYMBOLS, apply_style, palette, with_alpha
+from .style import CLASS_SYMBOLS, LEGEND_BELOW, apply_style, palette, with_alpha
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,7 +229,7 @@ def decision_boundary(
         for tr in _arrow_traces(field, *steps):
             fig.add_trace(tr)
     apply_style(fig, title)
-    fig.update_layout(legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(legend=LEGEND_BELOW)
     fig.update_xaxes(title_text="feature x0 (input units)", range=list(x_range), showgrid=False, constrain="domain")
     fig.update_yaxes(
         title_text="feature x1 (input units)",
@@ -274,7 +274,7 @@ def boundary_comparison(
             for tr in _arrow_traces(field, *steps, show_legend=col == 1):
                 fig.add_trace(tr, row=1, col=col)
     apply_style(fig, title, height=560)
-    fig.update_layout(legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(legend=LEGEND_BELOW)
     # constrain="domain": equal scales shrink the plot area instead of padding the ranges
     fig.update_xaxes(title_text="feature x0 (input units)", range=list(x_range), showgrid=False, constrain="domain")
     fig.update_yaxes(title_text="feature x1 (input units)", range=list(y_range), showgrid=False, constrain="domain")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import BASELINE_COLOR, apply_style, palette, with_alpha
+from .style import BASELINE_COLOR, LEGEND_BELOW, apply_style, strategy_color, with_alpha
 
 REQUIRED_COLUMNS = ("strategy", "sparsity", "seed", "accuracy")
 
@@ -87,7 +87,7 @@ def accuracy_curves(
         gkey = gkey if isinstance(gkey, tuple) else (gkey,)
         strategy = gkey[0]
         finetuned = gkey[1] if len(gkey) > 1 and strategy not in scheduled else None
-        color = palette(strategies.index(strategy))
+        color = strategy_color(strategy, fallback=strategies.index(strategy))  # one colour per strategy, every page
         label = (labels or {}).get(strategy, str(strategy))
         if strategy in scheduled:  # trained while pruning: neither "fine-tuned" nor "no fine-tuning"
             name = f"{label} (scheduled training)"
@@ -160,4 +160,5 @@ def accuracy_curves(
     else:
         fig.update_xaxes(title_text="sparsity (% of weights pruned)")
     fig.update_yaxes(title_text="test accuracy (%)")
+    fig.update_layout(legend=LEGEND_BELOW)
     return fig

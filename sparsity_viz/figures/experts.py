@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .style import CLASS_SYMBOLS, PRUNED_COLOR, SEQUENTIAL, apply_style, palette, with_alpha
+from .style import CLASS_SYMBOLS, LEGEND_BELOW, PRUNED_COLOR, SEQUENTIAL, apply_style, palette, with_alpha
 
 
 def expert_color(e: int, pruned: Sequence[int] = ()) -> str:
@@ -152,5 +152,5 @@ def expert_regions(emap, x: torch.Tensor | None = None, y: torch.Tensor | None =
     fig.update_xaxes(range=[float(emap.xs[0]), float(emap.xs[-1])])
     fig.update_yaxes(range=[float(emap.ys[0]), float(emap.ys[-1])])
     fig = apply_style(fig, title or "Input plane coloured by the router's chosen expert", height=540)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.08, x=0), margin=dict(b=90))
+    fig.update_layout(legend=LEGEND_BELOW)
     return fig

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..graph import ConnectionGraph, build_graph
-from .style import NEGATIVE_COLOR, POSITIVE_COLOR, PRUNED_COLOR, apply_style
+from .style import LEGEND_BELOW, NEGATIVE_COLOR, POSITIVE_COLOR, PRUNED_COLOR, apply_style
 
 WIDTH_CLASSES = 4
 
@@ -121,7 +121,7 @@ def connection_graph(
     apply_style(fig, f"{title}<br><sup>{' · '.join(sub)}</sup>" if title else None, height=height)
     fig.update_xaxes(visible=False, range=[-0.4, len(graph.columns) - 0.6])
     fig.update_yaxes(visible=False, range=[-0.2, 1.2])
-    fig.update_layout(legend=dict(orientation="h", y=-0.05), plot_bgcolor="white")
+    fig.update_layout(legend=LEGEND_BELOW, plot_bgcolor="white")
     fig.update_annotations(selector=dict(yanchor="bottom"), font_size=16)
     return fig
 

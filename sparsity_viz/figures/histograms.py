@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from .style import PRUNED_COLOR, apply_style, palette
+from .style import LEGEND_BELOW, PRUNED_COLOR, apply_style, palette
 
 Weights = torch.Tensor | Mapping[str, torch.Tensor]
 
@@ -103,7 +103,7 @@ def weight_histogram(
             )
         )
     apply_style(fig, title)
-    fig.update_layout(barmode="overlay", bargap=0, legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(barmode="overlay", bargap=0, legend=LEGEND_BELOW)
     fig.update_xaxes(title_text="weight value")
     fig.update_yaxes(title_text="number of weights (log scale)" if log_y else "number of weights")
     if log_y:

@@ -26,7 +26,7 @@ from plotly.subplots import make_subplots
 
 from ..quantization.grid import FP32_BITS
 from .speed import human_bytes
-from .style import BASE_FONT_SIZE, BASELINE_COLOR, SEQUENTIAL, apply_style, palette
+from .style import BASELINE_COLOR, BASE_FONT_SIZE, LEGEND_BELOW, SEQUENTIAL, apply_style, palette
 
 SIZE_STAGES = (  # (size_table column, bar label)
     ("dense_fp32_bytes", "dense fp32"),
@@ -119,7 +119,7 @@ def quantization_histogram(
         else:
             fig.update_yaxes(range=[0, top], row=row, col=1)
         fig.update_yaxes(title_text="weights" + (" (log)" if log_y else ""), row=row, col=1)
-    fig.update_layout(bargap=0, legend=dict(orientation="h", y=-0.16, x=0))
+    fig.update_layout(bargap=0, legend=LEGEND_BELOW)
     fig.update_xaxes(title_text="weight value", row=2, col=1)
     fig.update_annotations(font_size=BASE_FONT_SIZE)
     return fig

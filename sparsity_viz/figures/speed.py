@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import BASELINE_COLOR, PRUNED_COLOR, apply_style, palette
+from .style import BASELINE_COLOR, LEGEND_BELOW, PRUNED_COLOR, apply_style, palette
 
 # fixed colours per format, so the same format has the same colour in every figure
 FORMAT_ORDER = ("dense", "csr-torch", "bsr-torch", "csr-native", "dense-native", "nm-native", "compact+dense", "auto",
@@ -112,7 +112,7 @@ def latency_bars(bench: pd.DataFrame, title: str | None = "Latency per format an
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="dense latency (reference)",
                              line=dict(color=BASELINE_COLOR, width=2, dash="dash")))
     apply_style(fig, title, height=480)
-    fig.update_layout(barmode="group", bargap=0.2, legend=dict(orientation="h", y=-0.12, x=0),
+    fig.update_layout(barmode="group", bargap=0.2, legend=LEGEND_BELOW,
                       uniformtext=dict(minsize=11, mode="show"))
     fig.update_traces(textfont_size=13, selector=dict(type="bar"))
     lo, hi = float(df["median_us"].min()), float(df["median_us"].max())
@@ -226,5 +226,5 @@ def speedup_curve_figure(curves: pd.DataFrame, crossings: pd.DataFrame | None = 
     fig.update_yaxes(type="log", title_text="speed-up vs dense (log scale)", range=[math.log10(lo), math.log10(hi)],
                      tickvals=vals, ticktext=texts)
     fig.update_xaxes(title_text="sparsity (% of weights zero)", range=[-2, 102])
-    fig.update_layout(height=520, legend=dict(orientation="h", y=-0.32, x=0), margin=dict(b=140))
+    fig.update_layout(height=520, legend=LEGEND_BELOW)
     return fig

@@ -5,7 +5,15 @@ Conventions used by all figure modules:
   (negative red, positive blue; a ColorBrewer scheme safe for colour-blind viewers);
 * pruned entries are drawn in ``PRUNED_COLOR``, a mid grey that neither end nor
   the near-white middle of the scale can be mistaken for;
-* categorical lines (strategies, classes) use the Okabe-Ito palette.
+* categorical lines (classes, formats) use the Okabe-Ito palette; a pruning
+  strategy has ONE colour on every page, ``strategy_color(name)``, by its place in
+  the strategy registry;
+* a legend is either plotly's default (right of the plot) or ``LEGEND_BELOW`` (a band
+  anchored to the bottom of the whole figure, which plotly reserves), never at a fixed
+  paper position under the plot, where it lands on the x-axis title of a short plot;
+* ``projector(fig)`` turns any figure into its projector form (larger fonts,
+  thicker lines) and ``fixed_accuracy_axis(fig)`` pins accuracy axes to 0-100 %;
+  the app applies both in one place (``app_state.widgets.display_figure``).
 """
 
 from __future__ import annotations
@@ -30,9 +38,39 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "
 CLASS_SYMBOLS = ("circle", "x", "diamond", "square", "triangle-up", "cross", "star", "triangle-down")
 
 
+# One colour per registry strategy, by registry position (Okabe-Ito first, then Paul Tol's "muted" scheme;
+# the Okabe-Ito yellow is left out: unreadable as a line on white). Order chosen so the Compare page's default
+# set (magnitude, global magnitude, SNIP, Erdos-Renyi, random: black, the floor) gets five clearly different hues.
+STRATEGY_COLORS = ("#0072B2", "#E69F00", "#000000", "#D55E00", "#CC79A7", "#56B4E9", "#009E73", "#882255",
+                   "#999933", "#332288", "#CC6677", "#44AA99", "#117733", "#DDCC77", "#AA4499", "#88CCEE")
+
+# A legend in a band of its own under the plot: anchored to the bottom of the whole figure (yref "container"),
+# so plotly reserves that band and pushes the x-axis title above it, whatever the plot's height or the number of
+# legend rows (a legend at a fixed paper y, e.g. -0.25, lands on the x-axis title on short plots).
+LEGEND_BELOW = dict(orientation="h", yref="container", y=0.0, yanchor="bottom", x=0.0, xanchor="left")
+
+PROJECTOR_FONT_SIZE = 24  # px; projector mode (about 1.3x the normal 18 px)
+PROJECTOR_TITLE_FONT_SIZE = 28
+PROJECTOR_SCALE = PROJECTOR_FONT_SIZE / BASE_FONT_SIZE  # explicit font sizes (ticks, annotations) grow by this
+PROJECTOR_MIN_LINE_WIDTH = 4.0  # px; lines thinner than this become this thick (zero-width band edges stay 0)
+PROJECTOR_MARKER_SCALE = 1.5
+ACCURACY_RANGE = (0.0, 100.0)
+
+
 def palette(i: int) -> str:
     """The ``i``-th categorical colour (cycling)."""
     return OKABE_ITO[i % len(OKABE_ITO)]
+
+
+def strategy_color(name: str, fallback: int = 0) -> str:
+    """The colour of registry strategy ``name``, the same on every page; a name outside the registry (a CSV's
+    own label) gets ``palette(fallback)``."""
+    from ..pruning.registry import strategy_names  # lazy: style stays importable without building the registry
+
+    names = strategy_names()
+    if name not in names:
+        return palette(fallback)
+    return STRATEGY_COLORS[names.index(name) % len(STRATEGY_COLORS)]
 
 
 def with_alpha(hex_color: str, alpha: float) -> str:
@@ -62,19 +100,118 @@ LIGHT_TEMPLATE = go.layout.Template(
 )
 
 
+TITLE_PAD = 30  # px above the title (plotly's "top" anchor puts a title's first line ~0.4 em too high: this covers it)
+TITLE_LINE = 30  # px per title line at TITLE_FONT_SIZE
+SUBTITLE_LINE = 24  # px per <sup> / <sub> line (plotly draws them at about 70 % of the title size)
+
+
+def title_margin(title: str | None) -> int:
+    """Top margin (px) that holds ``title`` (lines split by ``<br>``) above the plot, or 40 without a title."""
+    if not title:
+        return 40
+    lines = title.split("<br>")
+    return TITLE_PAD + sum(SUBTITLE_LINE if ("<sup>" in ln or "<sub>" in ln) else TITLE_LINE for ln in lines) + 12
+
+
 def apply_style(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
     """Big fonts, white template, room for titles; returns ``fig`` for chaining."""
     fig.update_layout(
         template=LIGHT_TEMPLATE,
         font=dict(size=BASE_FONT_SIZE, family=FONT_FAMILY),
-        title=dict(text=title, font=dict(size=TITLE_FONT_SIZE)) if title else None,
-        margin=dict(l=70, r=30, t=80 if title else 40, b=70),
+        # the title hangs from the top of the figure and the top margin grows with its lines, so a multi-line
+        # title never sits on the plot (plotly's default centres the first line in the margin)
+        title=dict(text=title, font=dict(size=TITLE_FONT_SIZE), yref="container", y=1.0, yanchor="top",
+                   pad=dict(t=TITLE_PAD)) if title else None,
+        margin=dict(l=70, r=30, t=title_margin(title), b=70),
         legend=dict(font=dict(size=BASE_FONT_SIZE)),
         hoverlabel=dict(font=dict(size=BASE_FONT_SIZE)),
     )
     if height is not None:
         fig.update_layout(height=height)
     fig.update_annotations(font_size=BASE_FONT_SIZE)
+    return fig
+
+
+def _scaled(size, factor: float):
+    return None if size is None else round(size * factor, 1)
+
+
+def _font_scaled(d: dict, factor: float) -> dict | None:
+    """``{"font": {"size": ...}}`` scaled from ``d``'s explicit font size, or ``None`` when it has none."""
+    size = (d or {}).get("font", {}).get("size")
+    return {"font": {"size": _scaled(size, factor)}} if size else None
+
+
+def projector(fig: go.Figure) -> go.Figure:
+    """Projector form of ``fig``, in place: fonts about 1.3x larger, lines at least ``PROJECTOR_MIN_LINE_WIDTH``
+    px, markers 1.5x. Fonts with an explicit size (ticks, axis titles, annotations, colour bars) grow by the same
+    factor, so nothing stays small; the room above a title grows with it. Returns ``fig``.
+
+    Reads the layout once as a plain dict and writes one ``update_layout`` (plotly's property access is slow, and
+    this runs on the live slider's rerun)."""
+    lay = fig.layout.to_plotly_json()
+    base = lay.get("font", {}).get("size") or BASE_FONT_SIZE
+    factor = PROJECTOR_FONT_SIZE / base if base < PROJECTOR_FONT_SIZE else 1.0
+    changes: dict = {"font": {"size": max(base, PROJECTOR_FONT_SIZE)},
+                     "legend": {"font": {"size": PROJECTOR_FONT_SIZE}},
+                     "hoverlabel": {"font": {"size": PROJECTOR_FONT_SIZE}}}
+    title = lay.get("title") or {}
+    if title.get("text"):
+        grow = PROJECTOR_TITLE_FONT_SIZE / TITLE_FONT_SIZE  # the title's lines grew: so does the room above the plot
+        changes["title"] = {"font": {"size": max(title.get("font", {}).get("size") or 0, PROJECTOR_TITLE_FONT_SIZE)}}
+        if title.get("pad", {}).get("t") is not None:
+            changes["title"]["pad"] = {"t": round(title["pad"]["t"] * grow)}
+        if lay.get("margin", {}).get("t") is not None:
+            changes["margin"] = {"t": round(lay["margin"]["t"] * grow)}
+    if lay.get("annotations"):
+        changes["annotations"] = [{**a, "font": {**a.get("font", {}),
+                                                 "size": _scaled(a.get("font", {}).get("size") or base, factor)}}
+                                  for a in lay["annotations"]]
+    for key, val in lay.items():  # axes and colour axes: their explicit tick and title fonts
+        if not isinstance(val, dict):
+            continue
+        if key.startswith(("xaxis", "yaxis")):
+            holder = val
+        elif key.startswith("coloraxis"):
+            holder = val.get("colorbar")
+        else:
+            continue
+        if not holder:
+            continue
+        upd = {}
+        if holder.get("tickfont", {}).get("size"):
+            upd["tickfont"] = {"size": _scaled(holder["tickfont"]["size"], factor)}
+        if title_font := _font_scaled(holder.get("title"), factor):
+            upd["title"] = title_font
+        if upd:
+            changes[key] = upd if holder is val else {"colorbar": upd}
+    fig.update_layout(changes)
+    for trace in fig.data:
+        if trace.type in ("scatter", "scattergl"):
+            width = trace.line.width
+            if width is None or width > 0:  # zero-width band edges stay invisible
+                trace.line.width = max(width or 2.0, PROJECTOR_MIN_LINE_WIDTH)
+            if isinstance(trace.marker.size, (int, float)):
+                trace.marker.size = trace.marker.size * PROJECTOR_MARKER_SCALE
+        elif trace.type == "heatmap" and trace.colorbar.tickfont.size:
+            trace.colorbar.tickfont.size = _scaled(trace.colorbar.tickfont.size, factor)
+    return fig
+
+
+def is_accuracy_title(text: str | None) -> bool:
+    """An axis titled like ``"test accuracy (%)"``: accuracy in percent (not a drop in points, not a fraction)."""
+    return bool(text) and "accuracy" in text.lower() and "%" in text
+
+
+def fixed_accuracy_axis(fig: go.Figure) -> go.Figure:
+    """Pin every accuracy axis (``is_accuracy_title``) to ``ACCURACY_RANGE``, in place: the same 0-100 % scale on
+    every page and figure, so a drop reads the same everywhere. Returns ``fig``."""
+    def pin(axis):
+        if is_accuracy_title(axis.title.text) and axis.type != "log":
+            axis.update(range=list(ACCURACY_RANGE), autorange=False)
+
+    fig.for_each_xaxis(pin)
+    fig.for_each_yaxis(pin)
     return fig
 
 

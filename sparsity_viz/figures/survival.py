@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import torch
 
 from .heatmaps import heatmap_matrix
-from .style import BASELINE_COLOR, OKABE_ITO, SEQUENTIAL, apply_style, palette
+from .style import BASELINE_COLOR, LEGEND_BELOW, OKABE_ITO, SEQUENTIAL, apply_style, strategy_color
 
 # code = kept_A + 2 * kept_B (as sparsity_viz.comparison.survival_map)
 SURVIVAL_CATEGORIES = ("neither", "only A", "only B", "both")
@@ -106,7 +106,7 @@ def jaccard_bars(table: pd.DataFrame, *, title: str | None = "Overlap of the kep
     apply_style(fig, title)
     fig.update_xaxes(title_text="layer")
     fig.update_yaxes(title_text="Jaccard overlap (%)", range=[0, 112])
-    fig.update_layout(legend=dict(orientation="h", y=-0.25), bargap=0.35)
+    fig.update_layout(legend=LEGEND_BELOW, bargap=0.35)
     return fig
 
 
@@ -121,11 +121,11 @@ def sparsity_profile_chart(profile: pd.DataFrame, *,
     p["layer"] = p["layer"].astype(str).str.removesuffix(".weight")
     layers = list(dict.fromkeys(p["layer"]))
     fig = go.Figure()
-    strategies = sorted(dict.fromkeys(p["strategy"]))  # alphabetical: the colours ``accuracy_curves`` gives them
+    strategies = list(dict.fromkeys(p["strategy"]))
     for i, s in enumerate(strategies):
         d = p[p["strategy"] == s].set_index("layer").reindex(layers)
         fig.add_trace(go.Bar(
-            x=layers, y=100 * d["sparsity"], name=str(s), marker_color=palette(i), offsetgroup=str(i),
+            x=layers, y=100 * d["sparsity"], name=str(s), marker_color=strategy_color(s, fallback=i), offsetgroup=str(i),
             customdata=np.stack([d["kept"], d["total"], 100 * d["effective_sparsity"]], axis=1),
             hovertemplate=f"{s}<br>%{{x}}: %{{y:.1f}} % pruned<br>%{{customdata[0]:,}} of %{{customdata[1]:,}} kept"
                           "<br>effective %{customdata[2]:.1f} %<extra></extra>",
@@ -144,7 +144,7 @@ def sparsity_profile_chart(profile: pd.DataFrame, *,
     apply_style(fig, title)
     fig.update_xaxes(title_text="layer (input → output)")
     fig.update_yaxes(title_text="weights pruned in the layer (%)", range=[0, 105])
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.25), scattermode="group")
+    fig.update_layout(barmode="group", legend=LEGEND_BELOW, scattermode="group")
     return fig
 
 
@@ -226,5 +226,5 @@ def lottery_curves(frame: pd.DataFrame, *, metric: str = "best_accuracy",
     apply_style(fig, title)
     fig.update_xaxes(type="log", autorange="reversed", title_text="weights remaining (%, log scale)")
     fig.update_yaxes(title_text=f"test accuracy (%, {'best epoch' if metric == 'best_accuracy' else 'last epoch'})")
-    fig.update_layout(legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(legend=LEGEND_BELOW)
     return fig

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .style import apply_style, palette
+from .style import LEGEND_BELOW, apply_style, palette
 
 
 def has_train_eval(history: Sequence[Mapping[str, float]]) -> bool:
@@ -59,5 +59,5 @@ def training_history(history: Sequence[Mapping[str, float]], title: str | None =
                            font=dict(size=16), bgcolor="rgba(255,255,255,0.8)", row=1, col=2, name="gap")
     fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 12 else None)
     fig.update_yaxes(range=[0, 100], row=1, col=3)
-    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.42, yanchor="top"), margin=dict(b=150))
+    fig.update_layout(showlegend=True, legend=LEGEND_BELOW)
     return fig

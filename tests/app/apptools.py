@@ -12,7 +12,8 @@ APP = str(ROOT / "app.py")
 MODELS = ["moons_mlp", "circles_mlp", "xor_mlp", "spiral_mlp", "digits_mlp", "lenet300", "lenet5"]
 PAGES = ["1_home", "2_prune", "3_regularize", "4_weights", "5_connections", "6_attribution", "7_curves", "8_export",
          "9_compare", "10_survival", "11_lottery", "12_speed", "13_quantize",
-         "14_activations", "15_experts", "16_sensitivity"]
+         "14_activations", "15_experts", "16_sensitivity",
+         "17_lessons", "18_playground", "19_units"]
 
 
 def open_app(model: str | None = None, page: str | None = None, query: dict | None = None) -> AppTest:

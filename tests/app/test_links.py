@@ -1,0 +1,180 @@
+"""Links restore the state on a session's first run: the pruned model, a trained model rebuilt from its recipe,
+and every page's settings through one mechanism; an uploaded checkpoint is named as something no link carries."""
+
+from __future__ import annotations
+
+import apptools
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import app_state
+from app_state.cache import REBUILT, shared_cache
+from app_state.url import parse_settings
+from sparsity_viz.data import data_batch, load_dataset
+from sparsity_viz.pruning import prune
+from apptools import check, open_app
+
+
+def _query(at) -> dict[str, str]:
+    """A session's URL parameters, as a link made now carries them."""
+    return {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+
+
+def _summary(at) -> str:
+    """The sidebar's current-model caption (pruned %, test accuracy, dense accuracy)."""
+    return next(c.value for c in at.sidebar.caption if "Current model" in c.value)
+
+
+def _open_link(page: str, query: dict) -> AppTest:
+    """A new session whose first run opens ``page`` from a link (as a browser opening /<page>?<query>)."""
+    at = AppTest.from_file(apptools.APP, default_timeout=60)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.switch_page(f"views/{page}.py")
+    at.run()
+    check(at)
+    return at
+
+
+def _same_weights(a, b) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        torch.testing.assert_close(sa[name], sb[name], rtol=0, atol=0)
+
+
+# --- the generic page-settings reader (pure) -------------------------------------------------
+
+
+def test_parse_settings_reads_each_default_type_and_drops_what_does_not_fit():
+    defaults = {"bits": 4, "per_channel": False, "lr": 0.1, "layer": None, "k": None, "levels": [0, 50],
+                "names": ["a"], "method": "uniform", "empty": []}
+    texts = {"bits": "2", "per_channel": "1", "lr": "3e-05", "layer": "fc1.weight", "k": "7", "levels": "30,99.5",
+             "names": "a,b", "method": "log", "empty": "0,2", "unknown": "9"}
+    assert parse_settings(texts, defaults) == {"bits": 2, "per_channel": True, "lr": 3e-5, "layer": "fc1.weight",
+                                               "k": 7, "levels": [30, 99.5], "names": ["a", "b"], "method": "log",
+                                               "empty": [0, 2]}
+    bad = {"bits": "2.5", "per_channel": "maybe", "lr": "nan", "levels": "30,x"}
+    assert parse_settings(bad, defaults) == {}
+    ranged = parse_settings({"bits": "9", "levels": "30,120", "method": "log"}, defaults,
+                            ranges={"bits": (1, 8), "levels": (0, 100)}, choices={"method": ("uniform",)})
+    assert ranged == {}
+
+
+# --- the workbench state ---------------------------------------------------------------------
+
+
+def test_a_pruning_link_applies_on_the_first_run_before_any_page_draws():
+    at = open_app(query={"model": "digits_mlp", "strategy": "random", "scope": "layer", "sparsity": "80", "seed": "3"})
+    wb = at.session_state[app_state.KEY_BENCH]  # after the first run, on Home: no visit to Prune needed
+    assert wb.name == "digits_mlp" and wb.prune_config.seed == 3
+    assert "80.0 % of weights pruned" in _summary(at)
+    ds = load_dataset("digits")
+    ref = prune(wb.dense, "random", 0.8, scope="layer", seed=3, batch=data_batch(ds, seed=3)).masks
+    assert all(torch.equal(wb.masks[k], ref[k]) for k in ref)  # the library's masks, seed included
+    at.switch_page("views/5_connections.py").run()
+    check(at)
+    assert any("80.0 % pruned" in c.value for c in at.caption)
+    assert _query(at)["seed"] == "3" and "recipe" not in _query(at)
+
+
+def test_a_fine_tuned_model_link_rebuilds_the_same_weights_once_for_a_class():
+    a = open_app("digits_mlp", "2_prune")
+    a.slider(key="prune_sparsity").set_value(80).run()
+    a.number_input(key="prune_ft_epochs").set_value(1).run()
+    a.button(key="prune_finetune").click().run()
+    check(a)
+    link = _query(a)
+    assert link["recipe"].startswith("prune:strategy=magnitude,scope=layer,sparsity=80,seed=0;train:start=current")
+    wa = a.session_state[app_state.KEY_BENCH]
+
+    b = _open_link("2_prune", link)  # a student opens the link on Prune: the model is trained again, seeded
+    wb = b.session_state[app_state.KEY_BENCH]
+    _same_weights(wb.current, wa.current)
+    assert wb.recipe == wa.recipe and "rebuilt from the link" in wb.origin
+    assert any("Rebuilt from the link" in s.value for s in b.sidebar.success)
+    assert b.title[0].value == "Prune"  # the page the link names, in the same run (no rerun to Home)
+    a.run()
+    assert [m.value for m in b.metric] == [m.value for m in a.metric]  # accuracy, pruned share, weights left
+    b.run()  # the Prune page keeps the rebuilt model
+    _same_weights(b.session_state[app_state.KEY_BENCH].current, wa.current)
+
+    c = _open_link("5_connections", link)  # the next student: from the shared cache, a copy
+    wc = c.session_state[app_state.KEY_BENCH]
+    _same_weights(wc.current, wa.current)
+    cached = [v for v in shared_cache(REBUILT).values()]
+    assert len(cached) == 1 and wc.current is not cached[0].model and wc.current is not wb.current
+
+
+def test_an_l1_model_link_rebuilds_it_and_the_regularize_settings():
+    a = open_app("moons_mlp", "3_regularize")
+    a.number_input(key="reg_epochs").set_value(3).run()
+    a.select_slider(key="reg_threshold").set_value(0.01).run()
+    a.button(key="reg_train").click().run()
+    check(a)
+    link = _query(a)
+    assert "train:start=dense" in link["recipe"] and link["reg.epochs"] == "3"
+    b = open_app(query=link)
+    _same_weights(b.session_state[app_state.KEY_BENCH].current, a.session_state[app_state.KEY_BENCH].current)
+    assert _summary(b).split("**Current model:**")[1].split("\n", 1)[1] == _summary(a).split("\n", 1)[1]
+    b.switch_page("views/3_regularize.py").run()
+    check(b)
+    assert b.number_input(key="reg_epochs").value == 3
+    assert b.select_slider(key="reg_lambda").value == a.select_slider(key="reg_lambda").value
+
+
+def test_a_bad_recipe_says_so_and_the_link_still_prunes():
+    at = open_app(query={"model": "moons_mlp", "sparsity": "50", "recipe": "train:epochs=lots"})
+    assert any("recipe was not understood" in e.value for e in at.sidebar.error)
+    assert at.session_state[app_state.KEY_BENCH].sparsity == pytest.approx(0.5, abs=0.01)
+
+
+def test_an_uploaded_checkpoint_is_named_as_something_no_link_carries():
+    at = open_app("moons_mlp", "1_home")
+    model = app_state.shared_model("moons_mlp")
+    from safetensors.torch import save
+
+    data = save({k: v * 0.5 for k, v in model.state_dict().items()})
+    at.file_uploader(key="home_upload").set_value(("mine.safetensors", data, "application/octet-stream")).run()
+    check(at)
+    at.switch_page("views/8_export.py").run()
+    check(at)
+    assert any("A link cannot carry an uploaded checkpoint" in w.value for w in at.warning)
+    assert any("A link cannot carry" in c.value for c in at.sidebar.caption)
+    assert at.session_state[app_state.KEY_BENCH].recipe is None
+
+
+# --- every page's own settings ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page, widget, key, value, param", [
+    ("4_weights", "toggle", "weights_logy", True, ("weights.logy", "1")),
+    ("5_connections", "slider", "conn_max_edges", 400, ("connections.edges", "400")),
+    ("10_survival", "select_slider", "surv_sparsity", 70, ("survival.level", "70")),
+    ("13_quantize", "slider", "quant_bits", 2, ("quant.bits", "2")),
+    ("7_curves", "number_input", "curves_seeds", 2, ("curves.seeds", "2")),
+])
+def test_a_page_setting_travels_in_the_link(page, widget, key, value, param):
+    a = open_app("moons_mlp", page)
+    getattr(a, widget)(key=key).set_value(value).run()
+    check(a)
+    link = _query(a)
+    assert link.get(param[0]) == param[1]
+    b = open_app(query=link)
+    b.switch_page(f"views/{page}.py").run()
+    check(b)
+    assert getattr(b, widget)(key=key).value == value
+
+
+def test_bad_page_settings_and_foreign_parameters():
+    at = open_app(query={"model": "moons_mlp", "quant.bits": "abc", "sensitivity.seeds": "99",
+                         "weights.hist": "sideways", "survival.a": "nope", "pg_layers": "4-4"})
+    defaults = {"13_quantize": ("slider", "quant_bits", 4), "16_sensitivity": ("number_input", "sens_seeds", 1),
+                "4_weights": ("radio", "weights_hist_scope", "this layer"),
+                "10_survival": ("selectbox", "surv_a", "magnitude")}
+    for page, (widget, key, default) in defaults.items():
+        at.switch_page(f"views/{page}.py").run()
+        check(at)  # ignored: the page opens on its defaults
+        assert getattr(at, widget)(key=key).value == default
+    assert _query(at).get("pg_layers") == "4-4"  # the playground's own parameters are left alone

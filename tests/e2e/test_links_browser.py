@@ -1,0 +1,98 @@
+"""A link made on each page, opened in a fresh browser context (a new session), shows the same numbers.
+
+The teacher's session prunes the moons model to 80 %, fine-tunes it one epoch (so the link carries a training
+recipe, not just pruning settings) and moves the Quantize bit slider (a page setting). Then, for every page of
+the menu, the address bar's URL is opened in a new browser context: the sidebar's pruned share and accuracies
+and every metric on the page must read as in the teacher's session, with no visit to Prune first.
+
+Reuses the server and browser fixtures of ``test_browser.py`` (one ``streamlit run app.py`` per module).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from test_browser import CHROMIUM, SHOTS, _goto, _settle, expect, page, server  # noqa: F401 (fixtures)
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian chromium not found at {CHROMIUM}"),
+]
+
+ONLY = os.environ.get("SPARSITY_VIZ_LINK_PAGES")  # "Prune,Quantize": check only these pages (debugging)
+METRICS = '[data-testid="stMain"] [data-testid="stMetric"]'
+SUMMARY = re.compile(r"([\d.]+) % of weights pruned · test accuracy ([\d.]+) % \(dense ([\d.]+) %\)")
+PRUNED = re.compile(r"([\d.]+) % (?:of weights )?pruned")
+
+
+def _numbers(pg) -> dict:
+    """What a student compares: the sidebar's pruned share and accuracies (drawn after the page: absent where a page
+    stops early, as Speed does before a measurement), the pruned shares the page's captions state, every metric."""
+    caption = pg.locator('[data-testid="stSidebar"] [data-testid="stCaptionContainer"]', has_text="Current model")
+    try:
+        expect(caption).to_be_visible(timeout=20_000)  # a page that reruns (a sweep) draws it at the end
+        sidebar = SUMMARY.search(caption.inner_text()).groups()
+    except AssertionError:
+        sidebar = None
+    main = pg.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]').all_inner_texts()
+    metrics = pg.locator(METRICS)
+    numbers = {"sidebar": sidebar, "captions": [m for text in main for m in PRUNED.findall(text)],
+               "metrics": [metrics.nth(i).inner_text() for i in range(metrics.count())]}
+    assert numbers["sidebar"] or numbers["captions"], "neither the sidebar nor the page states the pruned share"
+    return numbers
+
+
+def test_a_link_made_on_each_page_shows_the_same_numbers_in_a_fresh_context(server, page):  # noqa: F811
+    page.goto(server + "/prune?model=moons_mlp&strategy=magnitude&scope=layer&sparsity=80")
+    _settle(page)
+    expect(page.locator('[data-testid="stMetric"]', has_text="Weights pruned")).not_to_contain_text("0.0 %")
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("1")
+    epochs.press("Enter")
+    _settle(page)
+    page.get_by_role("button", name="Fine-tune 1 epochs").click()
+    _settle(page)
+    expect(page.get_by_text("Finished 1 epochs")).to_be_visible()
+    assert "recipe=" in page.url
+    teacher = _numbers(page)["sidebar"]
+
+    nav = page.locator('[data-testid="stSidebarNav"] a')
+    titles = [t.strip().splitlines()[-1].strip() for t in nav.all_inner_texts() if t.strip()]  # after the icon
+    assert len(titles) >= 16, titles
+    browser = page.context.browser
+    checked = []
+    for title in titles:
+        if ONLY and title not in ONLY.split(","):
+            continue
+        _goto(page, title)
+        if title == "Quantize":  # a page setting away from its default: 4 -> 3 bits
+            slider = page.get_by_role("slider", name="Bits per weight")
+            slider.focus()
+            slider.press("ArrowLeft")
+            _settle(page)
+            assert "quant.bits=3" in page.url
+        link, seen = page.url, _numbers(page)
+        assert seen["sidebar"] in (teacher, None), (title, seen)  # the fine-tuned model on every page
+        assert all(p == teacher[0] for p in seen["captions"]), (title, seen)
+
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})
+        try:
+            fresh = context.new_page()
+            fresh.set_default_timeout(60_000)
+            fresh.goto(link)
+            _settle(fresh)
+            expect(fresh.locator(METRICS)).to_have_count(len(seen["metrics"]))
+            numbers = _numbers(fresh)
+            if numbers != seen:
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                fresh.screenshot(path=str(SHOTS / f"link_mismatch_{title.split()[0].lower()}.png"))
+            assert numbers == seen, (title, link)
+            if title == "Quantize":
+                expect(fresh.get_by_role("slider", name="Bits per weight")).to_have_value("3")
+        finally:
+            context.close()
+        checked.append(title)
+    print(f"same numbers on {len(checked)} pages: {', '.join(checked)}")

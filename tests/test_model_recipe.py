@@ -1,0 +1,117 @@
+"""model_recipe: a trained model's seeded recipe survives its URL text and rebuilds the same weights."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import pytest
+import torch
+from torch.nn.utils import prune as torch_prune
+
+from sparsity_viz.checkpoints import load_sample
+from sparsity_viz.data import load_dataset
+from sparsity_viz.masks import masked_copy, masks_from_zeros
+from sparsity_viz.model_recipe import MAX_EPOCHS, ModelRecipe, TrainStep, rebuild
+from sparsity_viz.pruning import prune
+from sparsity_viz.session import PruneConfig
+from sparsity_viz.training import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def moons():
+    model, _ = load_sample("moons_mlp")
+    return model, load_dataset("moons")
+
+
+FINETUNE = TrainStep(TrainConfig(epochs=2, lr=1.2e-3 / 10, dropout=0.2, seed=3))  # lr: not exact in decimal
+L1_FROM_DENSE = TrainStep(TrainConfig(epochs=2, lr=0.05, optimizer="sgd", regularizer="l1", strength=3e-2,
+                                      zero_threshold=0.01), start="dense")
+
+
+def test_text_round_trip_is_exact():
+    recipe = ModelRecipe().then_prune(PruneConfig("random", "global", 0.07, seed=2)).then_train(FINETUNE)
+    recipe = recipe.then_train(TrainStep(TrainConfig(epochs=1, lr=3e-5, train_fraction=0.25)))
+    text = recipe.to_text()
+    assert text.startswith("prune:strategy=random,scope=global,sparsity=7,seed=2;train:start=current,epochs=2,")
+    back = ModelRecipe.from_text(text)
+    assert back == recipe
+    assert back.steps[0].config.lr == 1.2e-3 / 10  # bit-exact, so the rebuilt training is the same
+    assert ModelRecipe().to_text() == "" and ModelRecipe.from_text("") == ModelRecipe()
+
+
+def test_training_from_dense_starts_over_and_pruning_drops_training():
+    pruned = ModelRecipe().then_prune(PruneConfig(sparsity=0.9)).then_train(FINETUNE)
+    assert pruned.then_train(L1_FROM_DENSE) == ModelRecipe(steps=(L1_FROM_DENSE,))
+    assert pruned.then_prune(PruneConfig(sparsity=0.5)) == ModelRecipe(PruneConfig(sparsity=0.5))
+    assert pruned.trained and pruned.epochs == 2 and not ModelRecipe(PruneConfig()).trained
+    # the device and eval_train never change the weights: not part of the recipe
+    assert TrainStep(replace(FINETUNE.config, device="cpu", eval_train=True)) == FINETUNE
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("shuffle:epochs=2", "Unknown recipe step"),
+    ("prune:strategy=nope", "Unknown pruning strategy"),
+    ("prune:sparsity=120", "percentage"),
+    ("prune:sparsity=abc", "not a number"),
+    ("prune:strategy=magnitude,scope=sideways", "not 'sideways'"),
+    ("train:epochs=2;prune:sparsity=50", "must come first"),
+    ("train:epochs=0", "1 to"),
+    (f"train:epochs={MAX_EPOCHS + 1}", "1 to"),
+    ("train:epochs=2.5", "not an integer"),
+    ("train:lr=-1", "Learning rate"),
+    ("train:lr=nan", "finite"),
+    ("train:optimizer=lbfgs", "Unknown optimizer"),
+    ("train:regularizer=l7", "Unknown regulariser"),
+    ("train:dropout=1.5", "dropout rate"),
+    ("train:start=middle", "starts from"),
+    ("train:device=cuda", "Unknown training field"),
+    ("train:epochs", "has no value"),
+    (";".join(["train:epochs=1"] * 8), "at most"),
+])
+def test_bad_text_raises_a_clear_value_error(text, reason):
+    with pytest.raises(ValueError, match=reason):
+        ModelRecipe.from_text(text)
+
+
+def test_rebuild_equals_the_library_calls_it_names(moons):
+    dense, ds = moons
+    before = copy.deepcopy(dense.state_dict())
+    cfg = PruneConfig("magnitude", "layer", 0.8)
+    recipe = ModelRecipe().then_prune(cfg).then_train(FINETUNE)
+    fractions = []
+    out = rebuild(recipe, dense, ds, device="cpu", progress=lambda f, _t: fractions.append(f))
+
+    # by hand, as the app does it (the app's training also measures the train split: eval_train=True)
+    masks = prune(dense, "magnitude", 0.8, scope="layer").masks
+    ref = train(masked_copy(dense, masks), ds, replace(FINETUNE.config, device="cpu", eval_train=True), masks=masks)
+    for name, tensor in ref.model.state_dict().items():
+        torch.testing.assert_close(out.model.state_dict()[name], tensor.cpu(), rtol=0, atol=0)
+    assert all(torch.equal(out.masks[k], masks[k]) for k in masks)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert "fine" not in out.origin and "magnitude pruning" in out.origin and "dropout 0.2" in out.origin
+    for name, tensor in dense.state_dict().items():  # the dense model is untouched
+        assert torch.equal(tensor, before[name])
+
+    # the prune step's masks are torch.nn.utils.prune's layer-wise L1 masks
+    first = next(m for m in dense.modules() if isinstance(m, torch.nn.Linear))
+    ref_layer = copy.deepcopy(first)
+    torch_prune.l1_unstructured(ref_layer, "weight", amount=0.8)
+    name = next(k for k, v in masks.items() if v.shape == first.weight.shape)
+    assert torch.equal(masks[name], ref_layer.weight_mask.bool())
+
+
+def test_rebuild_twice_is_bit_identical_and_l1_from_dense_makes_zeros(moons):
+    dense, ds = moons
+    recipe = ModelRecipe(PruneConfig(sparsity=0.5)).then_train(FINETUNE).then_train(L1_FROM_DENSE)
+    a, b = (rebuild(recipe, dense, ds, device="cpu") for _ in range(2))
+    for name, tensor in a.model.state_dict().items():
+        assert torch.equal(tensor, b.model.state_dict()[name])
+    zeros = masks_from_zeros(a.model)
+    assert all(torch.equal(a.masks[k], zeros[k]) for k in zeros)
+    assert sum(int((~m).sum()) for m in zeros.values()) > 0  # L1 with a threshold made exact zeros
+
+
+def test_rebuild_stops_when_asked(moons):
+    dense, ds = moons
+    assert rebuild(ModelRecipe(steps=(L1_FROM_DENSE,)), dense, ds, device="cpu", stop=lambda: True) is None
