@@ -23,7 +23,7 @@ THRESHOLDS = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # its zero-threshold sli
 FINETUNE_EPOCHS = 2  # the Prune page's fine-tune default
 SPEED_DEFAULTS = {"batches": [1, 32, 256],
                   "formats": ["dense", "csr-torch", "csr-native", "csr-int8-native", "nm-native", "compact+dense", "auto"],
-                  "repeats": 10}
+                  "repeats": 10, "time_cap_s": 5.0}
 
 
 def read_url_once() -> None:
