@@ -30,7 +30,7 @@ THRESHOLDS = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # its zero-threshold sli
 FINETUNE_EPOCHS = 2  # the Prune page's fine-tune default
 SPEED_DEFAULTS = {"batches": [1, 32, 256],
                   "formats": ["dense", "csr-torch", "csr-native", "csr-int8-native", "nm-native", "compact+dense", "auto"],
-                  "repeats": 10}
+                  "repeats": 10, "time_cap_s": 5.0}
 SPEED_BATCHES = (1, 8, 32, 128, 256, 1024)  # the Speed page's batch-size choices
 MAX_TRAIN_RATE = 0.8  # the dropout / DropConnect sliders' top
 TRAIN_OPTION_DEFAULTS = {"dropout": 0.0, "dropconnect": 0.0, "train_fraction": 1.0}
@@ -158,7 +158,7 @@ def keep_page_settings(page: str, defaults: dict, **settings: Any) -> None:
 
 
 def stored_speed() -> dict:
-    return stored(keys.STORED_SPEED, SPEED_DEFAULTS, {"repeats": (3, 50)}, {"batches": SPEED_BATCHES})
+    return stored(keys.STORED_SPEED, SPEED_DEFAULTS, {"repeats": (3, 50), "time_cap_s": (1, 60)}, {"batches": SPEED_BATCHES})
 
 
 def store_speed(**settings: Any) -> None:

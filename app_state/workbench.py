@@ -12,6 +12,8 @@ from dataclasses import replace
 import streamlit as st
 
 from sparsity_viz.arch_spec import build_from_spec
+from sparsity_viz.backend.live import live_step
+from sparsity_viz.backend.ranked import LiveStep
 from sparsity_viz.data import Dataset, data_batch
 from sparsity_viz.devices import DeviceUnavailableError, resolve_device
 from sparsity_viz.masks import Masks, masked_copy
@@ -165,14 +167,29 @@ def prune_masks(wb: Workbench, cfg: PruneConfig) -> Masks:
     return {k: v.clone() for k, v in masks.items()}  # the shared entry stays read-only
 
 
+def live_prune(wb: Workbench, cfg: PruneConfig) -> LiveStep | None:
+    """``cfg`` cut from the session dense model's ranking, sorted once per model, dataset and strategy.
+
+    None for strategies that are not a cut of one ranking (``prune_masks`` prunes those).
+    """
+    batch = (lambda: data_batch(dataset(wb), seed=cfg.seed)) if STRATEGIES[cfg.strategy].needs_data else None
+    return live_step(wb.dense, cfg.strategy, cfg.sparsity, scope=cfg.scope, seed=cfg.seed, batch=batch,
+                     current=wb.dense_masks, key=(wb.fingerprint, wb.dataset))
+
+
 def apply_prune(cfg: PruneConfig) -> Workbench:
     """Make the current model the dense copy pruned by ``cfg`` (unless it already is)."""
     wb = bench()
     store_prune(cfg)
     if wb.prune_config == cfg:
         return wb
-    masks = prune_masks(wb, cfg)
-    wb = replace_current(wb, masked_copy(wb.dense, masks), masks, cfg.describe(), prune_config=cfg,
+    step = live_prune(wb, cfg)
+    if step is not None:
+        masks, model = step.masks, step.model
+    else:
+        masks = prune_masks(wb, cfg)
+        model = masked_copy(wb.dense, masks)
+    wb = replace_current(wb, model, masks, cfg.describe(), prune_config=cfg,
                          recipe=ModelRecipe(prune=cfg))
     set_bench(wb)
     set_recipe(wb.recipe)

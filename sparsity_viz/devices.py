@@ -8,6 +8,12 @@ project targets, a tiny-MLP training step takes ~0.15 ms with one torch thread a
 ~1.1 ms with two, because OpenMP fork/join costs more than the arithmetic. The
 models here are all small, so the library runs torch with one intra-op thread
 unless the caller says otherwise.
+
+The native sparse kernels (``backend/csrc``) run on torch's own OpenMP pool and follow
+the same count: a layer's ``threads`` is capped by ``torch.get_num_threads()``. With more
+than one thread, a compiled MLP re-chooses 1 or N threads per batch size from its own call
+times (``backend.thread_guard``), because a choice measured on idle cores does not hold
+when another process is busy on the second core (docs/backend.md, "Threads under load").
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ torch.set_num_threads(1)
 
 
 def pytest_sessionstart(session):
-    """Build the three native extensions once, side by side, before any test runs.
+    """Build the four native extensions once, side by side, before any test runs.
 
     Otherwise the first page that wants one starts its build in the background (the app never
     waits for a build) and that compiler run competes for the 2 cores with the test's own timed
@@ -35,11 +35,12 @@ def pytest_sessionstart(session):
     """
     import threading
 
-    from sparsity_viz.backend import act_sparse, int8, kernels
+    from sparsity_viz.backend import act_sparse, conv_sparse, int8, kernels
 
     if kernels.native_disabled():
         return
-    builds = [threading.Thread(target=build) for build in (kernels.load, int8.EXTENSION.load, act_sparse.EXTENSION.load)]
+    builds = [threading.Thread(target=build) for build in (kernels.load, int8.EXTENSION.load, act_sparse.EXTENSION.load,
+                                                           conv_sparse.EXTENSION.load)]
     for t in builds:
         t.start()
     for t in builds:

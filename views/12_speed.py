@@ -4,8 +4,9 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
-from sparsity_viz.backend.bench import MODEL_FORMATS
-from sparsity_viz.backend.speed_report import INT8_FORMATS, SpeedSettings
+from sparsity_viz.backend.bench import MODEL_FORMATS, STABLE_IQR
+from sparsity_viz.backend.speed_report import (INT8_FORMATS, SpeedSettings, interval_words, ratio_intervals,
+                                               unsettled, unsettled_points)
 from sparsity_viz.models import prunable_layers
 
 app_state.sidebar()
@@ -27,7 +28,7 @@ format_options = list(MODEL_FORMATS) + (["csr-cuda", "2:4-cuda"] if cuda else li
 linear = [(n, m) for n, m in prunable_layers(wb.current) if hasattr(m, "in_features")]
 
 stored = app_state.stored_speed()
-c1, c2, c3, c4 = st.columns([2, 3, 1, 2])
+c1, c2, c3, c5, c4 = st.columns([2, 3, 1, 1, 2])
 batches = c1.multiselect("Batch sizes", [1, 8, 32, 128, 256, 1024], default=stored["batches"], key="speed_batches",
                          help="Samples per forward call. Batch 1 is one user at a time; 256 is how accuracy is evaluated.")
 formats = c2.multiselect("Formats", format_options,
@@ -37,8 +38,13 @@ formats = c2.multiselect("Formats", format_options,
                               "unstructured masks (seconds at batch 1). The int8 formats store each weight as an "
                               "8-bit code with one scale per output row (MLPs only): CSR on the int8 kernel, and "
                               "dense int8 references from torch (weight-only, and dynamic that also rounds inputs).")
-repeats = c3.number_input("Repeats", 3, 50, int(stored["repeats"]), key="speed_repeats",
-                          help="Each time is the median of this many runs.")
+repeats = c3.number_input("Rounds", 3, 50, int(stored["repeats"]), key="speed_repeats",
+                          help="At least this many rounds; each round times every format once, one after the "
+                               f"other. More rounds follow until each ratio to dense has its interquartile range "
+                               f"within ±{100 * STABLE_IQR:.0f} % of its median, or the time cap is reached.")
+time_cap = c5.number_input("Time cap (s)", 1, 60, int(stored["time_cap_s"]), key="speed_time_cap",
+                           help="Per batch size: stop repeating after this long even if a ratio has not settled "
+                                "(the page then says which). Each point of the crossover curve gets a third of it.")
 layer_names = [n for n, _ in linear]
 layer = c4.selectbox("Layer for the crossover curve", layer_names, key="speed_layer",
                      index=layer_names.index(stored["layer"]) if stored.get("layer") in layer_names else 0,
@@ -46,14 +52,17 @@ layer = c4.selectbox("Layer for the crossover curve", layer_names, key="speed_la
                      help="A random layer of this shape is timed over a sparsity sweep.")
 formats = tuple(["dense", *[f for f in format_options if f in formats and f != "dense"]])  # dense is the reference
 batches = tuple(sorted(int(b) for b in batches))
-app_state.store_speed(batches=list(batches), formats=list(formats), repeats=int(repeats), layer=layer)
+app_state.store_speed(batches=list(batches), formats=list(formats), repeats=int(repeats), layer=layer,
+                      time_cap_s=float(time_cap))
 
-settings = SpeedSettings(batches, formats, int(repeats), dev, layer)
+settings = SpeedSettings(batches, formats, int(repeats), dev, layer, float(time_cap))
 key = app_state.speed_key(wb, settings) if batches and layer else None
 result = app_state.speed_result(key) if key else None
 building = app_state.native_kernel_building()
 st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % of weights pruned · measured on {dev}, "
-           "with the app's thread setting, while other programs share the cores: expect ±10 %.")
+           "with the app's thread setting. Formats are timed in interleaved rounds, so a busy machine slows all "
+           f"alike; each ratio to dense is repeated until its interquartile range is within ±{100 * STABLE_IQR:.0f} % "
+           "of its median, or the time cap.")
 if building:
     app_state.kernel_notice("The sparse C++ kernel is being built in the background (once per machine, about a "
                             "minute): **Measure** is ready as soon as it is.")
@@ -75,15 +84,17 @@ for b in batches:
     g = bench[bench["batch"] == b].set_index("format")
     auto = g["ratio_dense"].get("auto")
     if auto is not None and auto == auto:
+        iqr = interval_words(bench, b, "auto")
         if auto < 0.97:
             all_dense = plans[b]["table"]["format"].str.startswith("dense").all()
             lines.append(f"At batch {b} the compiled model takes **{auto:.2f}×** the dense time "
-                         f"({1 / auto:.1f}× faster)" + (": every layer stays dense, the gain comes from removing dead "
-                                                       "neurons and one fused call, not from skipping zeros."
-                                                       if all_dense else "."))
+                         f"({1 / auto:.1f}× faster{'; ' + iqr if iqr else ''})"
+                         + (": every layer stays dense, the gain comes from removing dead neurons and one fused "
+                            "call, not from skipping zeros." if all_dense else "."))
         else:
-            lines.append(f"At batch {b} sparse **loses** or ties ({auto:.2f}× the dense time): the compiled model "
-                         "falls back to dense layers, so it is never meaningfully slower.")
+            lines.append(f"At batch {b} sparse **loses** or ties ({auto:.2f}× the dense time"
+                         f"{'; ' + iqr if iqr else ''}): the compiled model falls back to dense layers, so it is "
+                         "never meaningfully slower.")
     for fmt in ("csr-torch", "csr-native"):
         r = g["ratio_dense"].get(fmt)
         if r is not None and r == r and r > 1.0:
@@ -106,6 +117,20 @@ for _, row in skipped.iterrows():
     why = row["note"][len("skipped: "):].split(";")[0].split(": ", 1)[-1]
     lines.append(f"{figures.format_label(row['format'])} was skipped: {why[:160]}")
 st.markdown("\n".join(f"- {t}" for t in lines))
+
+not_settled = unsettled(bench)
+if not_settled:
+    app_state.show_message("warning", f"Hit the {settings.time_cap_s:.0f} s time cap before the ratio settled within "
+                                      f"±{100 * settings.rel_iqr:.0f} % for {', '.join(not_settled)}: its interval "
+                                      "below is wider. Measure again on a quieter machine, or raise the time cap.")
+with st.expander("How sure is each ratio? (interquartile range over the rounds)", expanded=bool(not_settled)):
+    app_state.show_table(ratio_intervals(bench), f"speed_intervals_{wb.name}", column_config={
+        "ratio_dense": st.column_config.NumberColumn("× dense (median)", format="%.2f"),
+        "ratio_q25": st.column_config.NumberColumn("lower quartile", format="%.2f"),
+        "ratio_q75": st.column_config.NumberColumn("upper quartile", format="%.2f"),
+        "stable": st.column_config.CheckboxColumn(f"within ±{100 * settings.rel_iqr:.0f} %"),
+        "capped": st.column_config.CheckboxColumn("stopped by the time cap"),
+    })
 
 st.subheader("Which format did each layer get, and why?")
 plan_batch = st.selectbox("Plan for batch size", list(plans), index=len(plans) - 1, key="speed_plan_batch",
@@ -147,7 +172,12 @@ for _, c in cross.iterrows():
     x = c["crossover_sparsity"]
     name = figures.format_label(c["format"])
     words.append(f"{name} never beat dense in this sweep" if x != x or x is None else f"{name} wins from {100 * x:.0f} %")
-st.caption(f"At batch {curve_batch}: " + "; ".join(words) + f". {rl} is {100 * (1 - layer_density):.0f} % sparse now.")
+bad, points = unsettled_points(result.curves, curve_batch)
+st.caption(f"At batch {curve_batch}: " + "; ".join(words)
+           + f". {rl} is {100 * (1 - layer_density):.0f} % sparse now. "
+           + (f"{bad} of these {points} points hit the time cap before their ratio settled within "
+              f"±{100 * settings.rel_iqr:.0f} %: read them as rough." if bad else
+              f"Every point's ratio settled within ±{100 * settings.rel_iqr:.0f} %." if points else ""))
 
 with st.expander("All measurements (table)"):
     app_state.show_table(bench, f"speed_{wb.name}")

@@ -41,6 +41,88 @@ def median_time(fn: Callable[[], object], repeats: int = 30, warmup: int = 3, cu
 
 
 CALIBRATION_INPUTS = 256  # real test inputs a benchmark is timed on and the dispatcher calibrates on
+NAN = float("nan")
+STABLE_IQR = 0.05  # a ratio is stable when its interquartile range lies within +-5 % of its median
+TIME_CAP_S = 10.0  # default cap on the rounds of one ``interleaved_ratios`` call
+
+
+def _burst(fn: Callable[[], object], sync: Callable[[], None], target_s: float) -> int:
+    """Calls per timed burst so that one burst takes about ``target_s`` (1 for slow calls)."""
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return max(1, min(1000, int(target_s / max(time.perf_counter() - t0, 1e-7))))
+
+
+def _quartiles(v: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else [v[0]] * 3
+    return q[0], q[1], q[2]
+
+
+def interleaved_ratios(fns: dict[str, Callable[[], object]], reference: str, *, rounds: int = 7,
+                       rel_iqr: float | None = STABLE_IQR, time_cap_s: float = TIME_CAP_S, cuda: bool = False,
+                       target_s: float = 1e-3) -> dict[str, dict]:
+    """Time every function in round-robin rounds and take each one's ratio to ``reference`` round by round.
+
+    Every round times each function once (a burst of calls of about ``target_s``, in a rotating
+    order), so a load change hits all alike and each round gives one ratio per function. After
+    ``rounds`` rounds it goes on, while the interquartile range of some ratio is not within
+    ``±rel_iqr`` of its median, until ``time_cap_s`` (never fewer than 3 rounds, never past the cap
+    once 3 are done). ``rel_iqr=None``: exactly ``rounds`` rounds.
+
+    Returns per name: ``median_s`` (seconds per call), ``ratio`` (median of the per-round ratios),
+    ``ratio_q25``, ``ratio_q75``, ``rounds``, ``stable`` (the interval is within ``±rel_iqr``; always
+    True for the reference) and ``capped`` (stopped by the time cap while some ratio was not stable).
+    """
+    if reference not in fns:
+        raise ValueError(f"The reference {reference!r} is not among the functions timed ({', '.join(fns)}).")
+    if rounds < 1 or time_cap_s <= 0 or (rel_iqr is not None and rel_iqr <= 0):
+        raise ValueError("rounds must be >= 1, time_cap_s > 0 and rel_iqr > 0 (or None).")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    names = list(fns)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    start = time.perf_counter()
+
+    def unstable() -> bool:
+        return any(not _within(_ratios(times, k, reference), rel_iqr) for k in names if k != reference)
+
+    with torch.no_grad():
+        bursts = {k: _burst(fns[k], sync, target_s) for k in names}  # also the warm-up
+        r = 0
+        while True:
+            for k in names[r % len(names):] + names[: r % len(names)]:
+                fn, n = fns[k], bursts[k]
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                sync()
+                times[k].append((time.perf_counter() - t0) / n)
+            r += 1
+            over = time.perf_counter() - start > time_cap_s
+            if r >= rounds and (rel_iqr is None or not unstable()):
+                capped = False
+                break
+            if r >= 3 and over:
+                capped = rel_iqr is not None
+                break
+    out = {}
+    for k in names:
+        ratios = _ratios(times, k, reference)
+        q25, med, q75 = _quartiles(ratios)
+        out[k] = {"median_s": statistics.median(times[k]), "ratio": med, "ratio_q25": q25, "ratio_q75": q75,
+                  "rounds": len(ratios), "stable": k == reference or _within(ratios, rel_iqr or STABLE_IQR),
+                  "capped": capped}
+    return out
+
+
+def _ratios(times: dict[str, list[float]], name: str, reference: str) -> list[float]:
+    return [t / ref for t, ref in zip(times[name], times[reference])]
+
+
+def _within(ratios: list[float], rel_iqr: float) -> bool:
+    """The interquartile range of ``ratios`` lies within ``±rel_iqr`` of their median."""
+    q25, med, q75 = _quartiles(ratios)
+    return q75 <= med * (1 + rel_iqr) and q25 >= med * (1 - rel_iqr)
 
 
 def _input(model: nn.Module, batch: int, device, real: torch.Tensor | None = None) -> torch.Tensor:
@@ -57,10 +139,16 @@ def _input(model: nn.Module, batch: int, device, real: torch.Tensor | None = Non
 def _add_ratios(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     if df.empty:
         return df
+    for col, default in (("median_us", NAN), ("ratio_q25", NAN), ("ratio_q75", NAN), ("rounds", 0),
+                         ("stable", False), ("capped", False)):  # rows of skipped formats have no timing
+        df[col] = df[col].fillna(default).infer_objects() if col in df else default
     base = df[df.format.isin(["dense", "dense-cuda"])].set_index(keys)["median_us"]
     csr = df[df.format.isin(["csr-torch", "csr-cuda"])].set_index(keys)["median_us"]
     idx = df.set_index(keys).index
-    df["ratio_dense"] = df["median_us"].values / base.reindex(idx).values
+    of_medians = df["median_us"].values / base.reindex(idx).values
+    # the median of the per-round ratios where the formats were timed interleaved, else the ratio of medians
+    df["ratio_dense"] = df["ratio_dense"].fillna(pd.Series(of_medians, index=df.index)) if "ratio_dense" in df \
+        else of_medians
     df["ratio_torch_csr"] = df["median_us"].values / csr.reindex(idx).values
     df["speedup_vs_dense"] = 1.0 / df["ratio_dense"]
     return df
@@ -68,15 +156,20 @@ def _add_ratios(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256), *, device: str = "auto",
                     formats: Iterable[str] = MODEL_FORMATS, repeats: int = 30,
-                    calibration: torch.Tensor | None = None) -> pd.DataFrame:
+                    calibration: torch.Tensor | None = None, rel_iqr: float | None = None,
+                    time_cap_s: float = TIME_CAP_S) -> pd.DataFrame:
     """Whole-model latency per format x batch size, with ratios and weight bytes.
 
     ``calibration``: real inputs ``(N, ...)`` (e.g. test images). The dispatcher of the ``auto``
     format times activation-sparse kernels on their activations, and every format is timed on
     them; without them, random normal inputs (whose activations are not a real model's).
 
-    Columns: batch, format, median_us, ratio_dense, ratio_torch_csr, speedup_vs_dense,
-    weight_bytes, bytes_ratio, ideal_flop_ratio, ideal_bytes_ratio, note.
+    The formats of one batch size are timed interleaved (``interleaved_ratios``, ``repeats``
+    rounds; with ``rel_iqr`` more, until every ratio to dense is stable or ``time_cap_s``).
+
+    Columns: batch, format, median_us, ratio_dense, ratio_q25, ratio_q75, rounds, stable, capped,
+    ratio_torch_csr, speedup_vs_dense, weight_bytes, bytes_ratio, ideal_flop_ratio,
+    ideal_bytes_ratio, note.
     """
     device = resolve_device(device)
     model = model.eval().to(device)
@@ -87,6 +180,7 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
     rows = []
     for batch in batch_sizes:
         x = _input(model, batch, device, calibration)
+        fns, meta = {}, {}
         for fmt in formats:
             note = ""
             try:
@@ -104,20 +198,39 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
                         if bad:
                             raise FormatUnavailable("; ".join(bad))
                     fn, nbytes = compiled, compiled.nbytes
-                t = median_time(lambda: fn(x), repeats, cuda=device.type == "cuda")
             except FormatUnavailable as exc:
-                rows.append({"batch": batch, "format": fmt, "median_us": float("nan"), "weight_bytes": float("nan"),
-                             "note": f"skipped: {exc}"})
+                meta[fmt] = (float("nan"), f"skipped: {exc}")
                 continue
-            rows.append({"batch": batch, "format": fmt, "median_us": t * 1e6, "weight_bytes": nbytes, "note": note})
+            fns[fmt] = (lambda f: lambda: f(x))(fn)
+            meta[fmt] = (nbytes, note)
+        timed = _time_all(fns, repeats, rel_iqr, time_cap_s, device.type == "cuda")
+        for fmt in formats:
+            nbytes, note = meta[fmt]
+            rows.append({"batch": batch, "format": fmt, "weight_bytes": nbytes, "note": note, **timed.get(fmt, {})})
     df = pd.DataFrame(rows)
     df = _add_ratios(df, ["batch"])
     df["bytes_ratio"] = df["weight_bytes"] / dense_bytes
     df["ideal_flop_ratio"] = nnz / numel
     df["ideal_bytes_ratio"] = nnz * 4 / dense_bytes
-    cols = ["batch", "format", "median_us", "ratio_dense", "ratio_torch_csr", "speedup_vs_dense", "weight_bytes",
-            "bytes_ratio", "ideal_flop_ratio", "ideal_bytes_ratio", "note"]
+    cols = ["batch", "format", "median_us", "ratio_dense", "ratio_q25", "ratio_q75", "rounds", "stable", "capped",
+            "ratio_torch_csr", "speedup_vs_dense", "weight_bytes", "bytes_ratio", "ideal_flop_ratio",
+            "ideal_bytes_ratio", "note"]
     return df[cols]
+
+
+def _time_all(fns: dict[str, Callable[[], object]], repeats: int, rel_iqr: float | None, time_cap_s: float,
+              cuda: bool) -> dict[str, dict]:
+    """Per name: median_us and the interval of its ratio to ``dense`` (NaN without a dense contender)."""
+    ref = next((k for k in ("dense", "dense-cuda") if k in fns), None)
+    if not fns:
+        return {}
+    res = interleaved_ratios(fns, ref or next(iter(fns)), rounds=max(1, repeats), rel_iqr=rel_iqr if ref else None,
+                             time_cap_s=time_cap_s, cuda=cuda)
+    nan = float("nan")
+    return {k: {"median_us": v["median_s"] * 1e6, "ratio_dense": v["ratio"] if ref else nan,
+                "ratio_q25": v["ratio_q25"] if ref else nan,
+                "ratio_q75": v["ratio_q75"] if ref else nan, "rounds": v["rounds"],
+                "stable": bool(v["stable"]) if ref else False, "capped": bool(v["capped"])} for k, v in res.items()}
 
 
 LAYER_FORMATS = ("dense", "csr-torch", "bsr-torch", "csr-native", "dense-native", "nm-native")
@@ -125,23 +238,30 @@ LAYER_FORMATS = ("dense", "csr-torch", "bsr-torch", "csr-native", "dense-native"
 
 def benchmark_layer(weight: torch.Tensor, bias: torch.Tensor | None, batch_sizes: Iterable[int] = (1, 32, 256), *,
                     formats: Iterable[str] = LAYER_FORMATS, device: str = "cpu", repeats: int = 30,
-                    threads: int = 1, layer: str = "") -> pd.DataFrame:
-    """One layer's latency per format x batch size (feature-major activations, as compiled)."""
+                    threads: int = 1, layer: str = "", rel_iqr: float | None = None,
+                    time_cap_s: float = TIME_CAP_S) -> pd.DataFrame:
+    """One layer's latency per format x batch size (feature-major activations, as compiled).
+
+    The formats of one batch size are timed interleaved, as in ``benchmark_model``.
+    """
     device = resolve_device(device)
     rows = []
     numel, nnz = weight.numel(), int((weight != 0).sum())
     for batch in batch_sizes:
         x = torch.randn(weight.shape[1], batch, device=device)
+        fns, meta = {}, {}
         for fmt in formats:
             try:
                 op = make_op(fmt, weight, bias, False, device=device, threads=threads)
             except FormatUnavailable as exc:
-                rows.append({"layer": layer, "batch": batch, "format": fmt, "median_us": float("nan"),
-                             "weight_bytes": float("nan"), "note": f"skipped: {exc}"})
+                meta[fmt] = (float("nan"), f"skipped: {exc}")
                 continue
-            t = median_time(lambda: op.forward(x), repeats, cuda=device.type == "cuda")
-            rows.append({"layer": layer, "batch": batch, "format": fmt, "median_us": t * 1e6,
-                         "weight_bytes": op.nbytes, "note": ""})
+            fns[fmt] = (lambda o: lambda: o.forward(x))(op)
+            meta[fmt] = (op.nbytes, "")
+        timed = _time_all(fns, repeats, rel_iqr, time_cap_s, device.type == "cuda")
+        for fmt in formats:
+            rows.append({"layer": layer, "batch": batch, "format": fmt, "weight_bytes": meta[fmt][0],
+                         "note": meta[fmt][1], **timed.get(fmt, {})})
     df = _add_ratios(pd.DataFrame(rows), ["layer", "batch"])
     df["shape"] = "x".join(map(str, weight.shape))
     df["density"] = nnz / max(1, numel)
@@ -168,10 +288,12 @@ def random_sparse(shape: tuple[int, int], sparsity: float, seed: int = 0) -> tor
 
 def speedup_curves(shape: tuple[int, int] = (300, 784), sparsities: Iterable[float] = (0, .5, .7, .8, .9, .95, .99),
                    batch_sizes: Iterable[int] = (1, 32, 256), formats: Iterable[str] | None = None,
-                   device: str = "cpu", repeats: int = 20, threads: int = 1) -> pd.DataFrame:
-    """Speed-up vs dense of each format for one layer shape over a sparsity sweep.
+                   device: str = "cpu", repeats: int = 20, threads: int = 1, rel_iqr: float | None = None,
+                   time_cap_s: float = TIME_CAP_S) -> pd.DataFrame:
+    """Speed-up vs dense of each format for one layer shape over a sparsity sweep (``benchmark_layer`` per level).
 
-    Columns: sparsity, batch, format, median_us, speedup_vs_dense, ratio_dense, ratio_torch_csr.
+    Columns: sparsity, batch, format, median_us, speedup_vs_dense, ratio_dense, ratio_q25, ratio_q75,
+    rounds, stable, capped, ratio_torch_csr, weight_bytes, bytes_ratio.
     """
     dev = resolve_device(device)
     frames = []
@@ -179,12 +301,12 @@ def speedup_curves(shape: tuple[int, int] = (300, 784), sparsities: Iterable[flo
         w = random_sparse(shape, s)
         fm = tuple(formats) if formats else tuple(dict.fromkeys(("dense", "csr-torch", *default_formats(dev, 256))))
         df = benchmark_layer(w, torch.randn(shape[0]), batch_sizes, formats=fm, device=device, repeats=repeats,
-                             threads=threads)
+                             threads=threads, rel_iqr=rel_iqr, time_cap_s=time_cap_s)
         df["sparsity"] = s
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    return out[["sparsity", "batch", "format", "median_us", "speedup_vs_dense", "ratio_dense", "ratio_torch_csr",
-                "weight_bytes", "bytes_ratio"]]
+    return out[["sparsity", "batch", "format", "median_us", "speedup_vs_dense", "ratio_dense", "ratio_q25", "ratio_q75",
+                "rounds", "stable", "capped", "ratio_torch_csr", "weight_bytes", "bytes_ratio"]]
 
 
 def crossovers(curves: pd.DataFrame) -> pd.DataFrame:

@@ -34,6 +34,7 @@ CUDA_FORMATS = ("dense-cuda", "csr-cuda", "2:4-cuda")
 ALL_FORMATS = CPU_FORMATS + CUDA_FORMATS
 POLICIES = ("measure", "heuristic")
 MARGIN = 0.97  # a sparse format must take < 97 % of dense time to replace dense
+THREAD_GAIN = 0.8  # a native variant on N > 1 threads must take < 80 % of its 1-thread time to be chosen
 SMALL_BATCH = 16  # below this the one-sample kernel path dominates; activation-sparse formats up to it
 EXAMPLE_SLICES = 8  # slices of the example activations per timed run (one representative mix)
 
@@ -247,6 +248,7 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
 
     times: dict[str, float] = {}
     best: dict[str, tuple[float, LinearOp]] = {}
+    ranked: dict[str, float] = {}  # the time each format's best variant is ranked by (threads penalised)
     for fmt in dict.fromkeys((dense_fmt, *cands)):
         for kw in _variants(fmt, batch):
             op = build(fmt, **kw)
@@ -255,8 +257,10 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
             t = measured_time(op, fmt, batch, device, repeats, example)
             label = fmt + _variant_label(kw)
             times[label] = t * 1e6
-            if fmt not in best or t < best[fmt][0]:
-                best[fmt] = (t, op)
+            # extra threads must pay clearly: on a loaded machine a parallel region waits at its barrier
+            rank = t / THREAD_GAIN if kw.get("threads", 1) > 1 else t
+            if fmt not in best or rank < ranked[fmt]:
+                best[fmt], ranked[fmt] = (t, op), rank
     t_dense = best[dense_fmt][0]
     fmt, (t, op) = min(best.items(), key=lambda kv: kv[1][0])
     where = f"batch {batch}, density {density:.1%}" + (f", input zeros {zshare:.0%}" if zshare is not None else "")

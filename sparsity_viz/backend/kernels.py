@@ -3,8 +3,11 @@
 ``csrc/sparse_kernels.cpp`` is built with ``torch.utils.cpp_extension.load`` the first
 time a native kernel is needed (about 30-60 s), into a cache directory keyed by a hash
 of the source, the compiler flags, the torch version and the CPU model, so a build made
-with ``-march=native`` is never reused on another CPU. The extension is built without
-``-fopenmp``, so no second OpenMP pool competes with torch's (see docs/backend.md).
+with ``-march=native`` is never reused on another CPU. The extensions are built with
+``-fopenmp`` so that ``at::parallel_for`` (header-inline ``#pragma omp parallel`` under
+torch's OpenMP backend) runs on torch's own intra-op pool: the library links against
+``libgomp.so.1`` and the loader reuses the copy torch already loaded (same soname), so no
+second OpenMP runtime starts (``openmp_runtimes()`` lists them; see docs/backend.md#build).
 
 Any checkout of the same source shares one build: the source is copied into the cache
 directory and compiled from there (the ninja file names no checkout path), a ``.built``
@@ -46,7 +49,8 @@ from types import ModuleType
 import torch
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "sparse_kernels.cpp"
-CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno"]
+CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]  # links libgomp.so.1: resolved to torch's already-loaded copy at import
 ENV_SWITCH = "SPARSITY_VIZ_NATIVE"  # "0" forces the pure-torch fallback
 ENV_CACHE = "SPARSITY_VIZ_EXT_DIR"  # overrides the build cache root
 MAIN_PREFIX = "sparsity_viz_kernels"  # the module name of the main build is MAIN_PREFIX_<key>
@@ -76,7 +80,7 @@ def build_key(source: Path | None = None) -> str:
     source = SOURCE if source is None else Path(source)
     h = hashlib.sha256()
     h.update(source.read_bytes())
-    h.update(" ".join(CFLAGS).encode())
+    h.update(" ".join(CFLAGS + LDFLAGS).encode())
     h.update(torch.__version__.encode())
     h.update(platform.python_version().encode())
     h.update(_cpu_model().encode())
@@ -136,7 +140,8 @@ def _compile(build: Path, origin_source: Path | None = None, prefix: str = MAIN_
     module = cpp_extension.load(
         name=_name(build, prefix),
         sources=[str(source)],
-        extra_cflags=CFLAGS,
+        extra_cflags=list(CFLAGS),  # copies: torch appends to the lists it is given, which would change
+        extra_ldflags=list(LDFLAGS),  # build_key() (hashed from them) after a build
         build_directory=str(build),
         verbose=False,
     )
@@ -188,6 +193,16 @@ def load(force_fallback: bool = False) -> ModuleType | None:
             warnings.warn(_notice, RuntimeWarning, stacklevel=2)
         _tried = True
     return _module
+
+
+def openmp_runtimes() -> list[str]:
+    """The OpenMP runtime libraries mapped into this process (one: torch's, when the kernels share its pool)."""
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return []
+    names = ("libgomp", "libiomp", "libomp")
+    return sorted({ln.split()[-1] for ln in lines if any(n in ln.rsplit("/", 1)[-1] for n in names)})
 
 
 def origin() -> str | None:

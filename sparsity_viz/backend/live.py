@@ -6,16 +6,32 @@ evaluates a pruned MLP through the backend's compiled sparse model when the
 evaluates the model as is. The compiled model gives the dense model's predictions
 (``tests/app/test_live_path.py``). While the native kernel is not built yet,
 ``fast_plan`` starts the build on a background thread and answers "dense" at once.
+
+A slider step (``live_step``) does not prune from scratch: ``live_pruner`` keeps one
+``ranked.LivePruner`` per model weights, strategy, scope and seed (the strategy's scores
+sorted once), and each new level is a cut of it; the evaluation model of a step's pruned
+copy is read off the same sorted layers (``evaluation_model`` finds it), measured by
+``benchmarks/live_path.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from torch import nn
 
+from ..masks import Masks, masks_to_bytes
 from ..models import MLP, prunable_layers
+from ..pruning import Batch, Strategy, get_strategy
 from . import kernels
 from .compiled import compile_model
 from .dispatch import HEURISTIC_DENSITY
+from .ranked import LivePruner, LiveStep, is_cut_of_scores
 
 EVAL_BATCH = 256  # evaluation batch the plan is made for (evaluate() uses 2048-sample chunks)
 ACTIVATIONS = ("relu", "tanh")  # the activations the compiled MLP chain implements
@@ -67,11 +83,91 @@ def fast_plan(model: nn.Module, batch_size: int = EVAL_BATCH) -> nn.Module | Non
 
 
 def evaluation_model(model: nn.Module) -> nn.Module:
-    """``fast_plan(model)`` when there is one, else ``model``; a backend failure falls back to ``model``.
+    """What to evaluate ``model`` with; a backend failure falls back to ``model``.
 
+    A pruned copy made by ``live_step`` gets its step's evaluation model (read off the sorted
+    layers, no compile), any other model ``fast_plan(model)`` when there is one.
     Fits ``experiments.sweep(evaluator=...)``.
     """
     try:
-        return fast_plan(model) or model
+        step = _STEPS.get(model)
+        if step is None or weights_token(model) != step.token:  # not a step's copy, or edited since
+            return fast_plan(model) or model
+        if kernel_pending():
+            return model
+        if step.fast is _UNSET:
+            fast = step.pruner.compiled(step.cut, model)
+            step.fast = None if fast is model else fast  # never a reference back to the key
+        return step.fast or model
     except Exception:  # noqa: BLE001 - a backend failure must never cost an evaluation: run densely
         return model
+
+
+MAX_PRUNERS = 8  # LivePruners kept (LeNet-300-100: ~5 MB each); least recently used dropped first
+_PRUNERS: OrderedDict[tuple, tuple[weakref.ref | None, LivePruner]] = OrderedDict()
+_UNSET = object()
+
+
+@dataclass
+class _Registered:
+    """What ``evaluation_model`` needs for a ``live_step`` copy (no reference to the copy itself)."""
+
+    cut: dict[str, int]
+    pruner: LivePruner
+    token: tuple  # weights_token of the copy when it was made: its CSR is read off the pruner's dense values
+    fast: object = _UNSET  # the RankedMLP once built; None: evaluate the copy as is
+
+
+_STEPS: weakref.WeakKeyDictionary[nn.Module, _Registered] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def weights_token(model: nn.Module) -> tuple:
+    """The identity and version of ``model``'s weights: changes when a parameter is replaced or edited in place."""
+    return id(model), tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+def _masks_token(masks: Masks | None) -> str | None:
+    return None if masks is None else hashlib.sha1(masks_to_bytes(masks)).hexdigest()
+
+
+def live_pruner(model: nn.Module, strategy: str | Strategy, *, scope: str | None = None, seed: int = 0,
+                batch: Batch | Callable[[], Batch] | None = None, current: Masks | None = None,
+                key: object = None) -> LivePruner | None:
+    """The cached ``LivePruner`` of ``model`` and ``strategy`` (built, i.e. sorted, on the first call).
+
+    Kept per ``key`` (default: ``weights_token(model)``, checked against the model object),
+    strategy, scope, seed (where the masks depend on it) and ``current``. ``batch`` may be a
+    callable, called only when a pruner is built. None when the strategy's masks are not a
+    cut of one ranking (prune those with ``prune``).
+    """
+    strat = get_strategy(strategy, scope=scope, seed=seed) if isinstance(strategy, str) else strategy
+    if not is_cut_of_scores(strat):
+        return None
+    ident = weights_token(model) if key is None else key
+    k = (ident, strat.name, strat.scope, strat.seed if strat.seeded else None, strat.include_bias,
+         _masks_token(current))
+    with _LOCK:
+        hit = _PRUNERS.get(k)
+        if hit is not None and (hit[0] is None or hit[0]() is model):
+            _PRUNERS.move_to_end(k)
+            return hit[1]
+    pruner = LivePruner(model, strat, batch() if callable(batch) else batch, current)
+    with _LOCK:
+        _PRUNERS[k] = (weakref.ref(model) if key is None else None, pruner)
+        while len(_PRUNERS) > MAX_PRUNERS:
+            _PRUNERS.popitem(last=False)
+    return pruner
+
+
+def live_step(model: nn.Module, strategy: str | Strategy, sparsity: float, **kw) -> LiveStep | None:
+    """One slider position: ``live_pruner(model, strategy, **kw).step(sparsity)``, or None (see there).
+
+    The step's pruned copy is registered, so ``evaluation_model(step.model)`` is its fast evaluation model.
+    """
+    pruner = live_pruner(model, strategy, **kw)
+    if pruner is None:
+        return None
+    step = pruner.step(sparsity)
+    _STEPS[step.model] = _Registered(step.cut, pruner, weights_token(step.model))
+    return step

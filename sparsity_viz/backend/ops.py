@@ -131,10 +131,12 @@ class NativeOp(LinearOp):
     def layer(self) -> dict:
         raise NotImplementedError
 
-    def __getstate__(self):  # the native chain objects are rebuilt on demand (not picklable)
+    def __getstate__(self):  # the native chain objects and column panels (uint16) are rebuilt on demand
         state = dict(self.__dict__)
         state["_chain"] = None
         state.pop("_group_chains", None)
+        if "_panels" in state:
+            state["_panels"] = None
         return state
 
     @staticmethod

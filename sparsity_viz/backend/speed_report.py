@@ -25,7 +25,7 @@ from torch import nn
 from ..masks import Masks, masks_to_bytes
 from ..models import prunable_layers
 from ..session import fingerprint
-from .bench import benchmark_model, crossovers, speedup_curves
+from .bench import STABLE_IQR, benchmark_model, crossovers, speedup_curves
 from .compiled import compile_model
 from .int8 import INT8_FORMATS, benchmark_int8_model
 
@@ -38,13 +38,20 @@ Progress = Callable[[float, str], None]
 
 @dataclass(frozen=True)
 class SpeedSettings:
-    """What to measure: batch sizes, formats (``dense`` is the reference), repeats, device and the curve's layer."""
+    """What to measure: batch sizes, formats (``dense`` is the reference), rounds, device, the curve's layer.
+
+    Each batch size's formats are timed interleaved for at least ``repeats`` rounds, and on until
+    every ratio to dense has its interquartile range within ``±rel_iqr`` of its median or
+    ``time_cap_s`` has passed (``bench.interleaved_ratios``); each crossover point gets a third of the cap.
+    """
 
     batches: tuple[int, ...]
     formats: tuple[str, ...]
     repeats: int = 10
     device: str = "cpu"
     layer: str = ""  # the Linear layer whose shape the crossover sweep uses
+    time_cap_s: float = 5.0  # per batch size
+    rel_iqr: float = STABLE_IQR
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,7 @@ def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress 
     other_formats = tuple(f for f in settings.formats if f not in INT8_FORMATS)
     for b in batches:
         frame = benchmark_model(model, [b], device=settings.device, formats=other_formats, repeats=settings.repeats,
-                                calibration=calibration)
+                                calibration=calibration, rel_iqr=settings.rel_iqr, time_cap_s=settings.time_cap_s)
         if int8_formats:
             with torch.no_grad():
                 frame = pd.concat([frame, _int8_rows(model, frame, b, int8_formats, settings.repeats,
@@ -141,8 +148,46 @@ def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress 
     curve_frames = []
     for s in CURVE_SPARSITIES:
         curve_frames.append(speedup_curves(shape, (s,), batches, formats=curve_formats, device=settings.device,
-                                           repeats=max(3, settings.repeats // 3)))
+                                           repeats=max(3, settings.repeats // 3), rel_iqr=settings.rel_iqr,
+                                           time_cap_s=settings.time_cap_s / 3))
         tick(f"Random {shape[0]}x{shape[1]} layer at {100 * s:.0f} % sparsity")
     curves = pd.concat(curve_frames, ignore_index=True)
     return SpeedReport(bench=pd.concat(frames, ignore_index=True), plans=plans, curves=curves,
                        crossovers=crossovers(curves), layer=settings.layer, shape=shape)
+
+
+def ratio_intervals(bench: pd.DataFrame) -> pd.DataFrame:
+    """Each timed format's ratio to dense with its interquartile interval, rounds and whether it settled.
+
+    Columns: batch, format, ratio_dense, ratio_q25, ratio_q75, rounds, stable, capped. Dense (the
+    reference), skipped formats and rows timed apart from dense (no interval) are left out.
+    """
+    cols = ["batch", "format", "ratio_dense", "ratio_q25", "ratio_q75", "rounds", "stable", "capped"]
+    if "ratio_q25" not in bench:
+        return pd.DataFrame(columns=cols)
+    rows = bench[~bench["format"].str.startswith("dense") & bench["ratio_q25"].notna()]
+    return rows[cols].reset_index(drop=True)
+
+
+def unsettled(bench: pd.DataFrame) -> list[str]:
+    """``"<format> at batch <b>"`` for every ratio whose interval did not settle before the time cap."""
+    iv = ratio_intervals(bench)
+    return [f"{r.format} at batch {r.batch}" for r in iv.itertuples() if not bool(r.stable)]
+
+
+def interval_words(bench: pd.DataFrame, batch: int, fmt: str) -> str:
+    """``"interquartile range 0.41–0.43×, 9 rounds"`` for one row, or "" when it has no interval."""
+    iv = ratio_intervals(bench)
+    hit = iv[(iv["batch"] == batch) & (iv["format"] == fmt)]
+    if hit.empty:
+        return ""
+    r = hit.iloc[0]
+    return f"interquartile range {r['ratio_q25']:.2f}–{r['ratio_q75']:.2f}×, {int(r['rounds'])} rounds"
+
+
+def unsettled_points(curves: pd.DataFrame, batch: int) -> tuple[int, int]:
+    """(points that did not settle before the time cap, points with an interval) of the crossover sweep at ``batch``."""
+    if "stable" not in curves:
+        return 0, 0
+    rows = curves[(curves["batch"] == batch) & ~curves["format"].str.startswith("dense") & curves["ratio_q25"].notna()]
+    return int((~rows["stable"].astype(bool)).sum()), len(rows)

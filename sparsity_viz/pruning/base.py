@@ -218,25 +218,45 @@ class Ranking:
             self.orders = {n: torch.argsort(t, stable=True) for n, t in ranked.items()}
         else:
             self.order = torch.argsort(torch.cat([t.cpu() for t in ranked.values()]), stable=True)
+        self._positions: dict[str, torch.Tensor] | None = None
+
+    def positions(self) -> dict[str, torch.Tensor]:
+        """Each entry's place in the ascending sort (within its layer, or over all layers), shaped like it.
+
+        Computed once (the inverse of the sort); entry ``i`` is pruned at a cut of ``k`` iff
+        ``positions[i] < k``, so any level is cut by one comparison.
+        """
+        if self._positions is None:
+            if self.scope == "layer":
+                self._positions = {n: _inverse(o).view(self.shapes[n]) for n, o in self.orders.items()}
+            else:
+                flat, self._positions, offset = _inverse(self.order), {}, 0
+                for n, shape in self.shapes.items():
+                    size = math.prod(shape)
+                    self._positions[n] = flat[offset : offset + size].view(shape)
+                    offset += size
+        return self._positions
+
+    def cut(self, sparsity: float) -> dict[str, int]:
+        """Per parameter, the position below which entries are pruned at ``sparsity`` (checked against ``current``).
+
+        Raises:
+            ValueError: ``current`` already prunes more than the target allows.
+        """
+        check_sparsity(sparsity)
+        if self.scope == "layer":
+            ks = {n: zeros_to_prune(sparsity, math.prod(shape)) for n, shape in self.shapes.items()}
+            for n, k in ks.items():
+                _check_dead(n, self.dead[n], k)
+            return ks
+        k = zeros_to_prune(sparsity, sum(math.prod(shape) for shape in self.shapes.values()))
+        _check_dead("all layers", sum(self.dead.values()), k)
+        return dict.fromkeys(self.shapes, k)
 
     def masks(self, sparsity: float) -> Masks:
         """Keep-masks pruning exactly ``round(sparsity * n)`` entries per layer (or over all layers)."""
-        check_sparsity(sparsity)
-        if self.scope == "layer":
-            return {
-                n: _keep_all_but(self.orders[n], zeros_to_prune(sparsity, self.orders[n].numel()), n, self.dead[n])
-                .view(shape)
-                for n, shape in self.shapes.items()
-            }
-        total = self.order.numel()
-        keep = _keep_all_but(self.order, zeros_to_prune(sparsity, total), "all layers", sum(self.dead.values()))
-        masks: Masks = {}
-        offset = 0
-        for n, shape in self.shapes.items():
-            size = math.prod(shape)
-            masks[n] = keep[offset : offset + size].view(shape).to(self.devices[n])
-            offset += size
-        return masks
+        ks, pos = self.cut(sparsity), self.positions()
+        return {n: (pos[n] >= ks[n]).to(self.devices[n]) for n in self.shapes}
 
 
 def select_lowest(
@@ -260,13 +280,17 @@ def _dead_count(current: Mapping[str, torch.Tensor] | None, name: str) -> int:
     return int((~current[name]).sum())
 
 
-def _keep_all_but(order: torch.Tensor, k: int, where: str, already: int) -> torch.Tensor:
-    """Bool keep-mask over a flat vector whose ascending score ``order`` is given: the first ``k`` are pruned."""
+def _check_dead(where: str, already: int, k: int) -> None:
     if already > k:
         raise ValueError(
             f"{where}: {already} weights are already pruned, more than the {k} the target sparsity allows; "
             "masks never revive weights, so prune from the dense model to go lower."
         )
-    keep = torch.ones(order.numel(), dtype=torch.bool, device=order.device)
-    keep[order[:k]] = False
-    return keep
+
+
+def _inverse(order: torch.Tensor) -> torch.Tensor:
+    """The inverse permutation of ``order``: ``inv[order[i]] = i`` (int32 where it fits: half the bytes to compare)."""
+    dtype = torch.int32 if order.numel() < 2**31 else torch.int64
+    inv = torch.empty(order.shape, dtype=dtype, device=order.device)
+    inv[order] = torch.arange(order.numel(), dtype=dtype, device=order.device)
+    return inv

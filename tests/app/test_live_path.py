@@ -9,6 +9,7 @@ import torch
 import app_state
 from apptools import check, open_app
 from sparsity_viz.backend.live import fast_plan
+from sparsity_viz.backend.ranked import RankedMLP
 from sparsity_viz.checkpoints import load_sample
 from sparsity_viz.data import load_dataset
 from sparsity_viz.experiments import sweep
@@ -71,7 +72,8 @@ def test_prune_page_accuracy_runs_compiled_and_matches_dense():
     wb = at.session_state[app_state.KEY_BENCH]
     model, compiled = at.session_state[app_state.KEY_FAST][id(wb.current)]
     assert model is wb.current and compiled is not None
-    assert {p.format for p in compiled.plans} == {"csr-native"}
+    assert isinstance(compiled, RankedMLP)  # read off the slider's sorted layers (backend.ranked), not recompiled
+    assert compiled.formats() == ["csr-native"] * 3
     dense_acc = evaluate(wb.current, *_test_split(), device="cpu").accuracy
     assert at.metric[0].value == f"{100 * dense_acc:.1f} %"
     at.slider(key="prune_sparsity").set_value(20).run()  # too dense for the plan: evaluated as is
@@ -83,3 +85,26 @@ def test_prune_page_accuracy_runs_compiled_and_matches_dense():
 def _test_split():
     ds = load_dataset("mnist5k")
     return ds.x_test, ds.y_test
+
+
+def test_prune_slider_sorts_once_and_cuts_every_level(monkeypatch):
+    from sparsity_viz.backend import live
+
+    built = []
+
+    class Counting(live.LivePruner):
+        def __init__(self, *args, **kwargs):
+            built.append(args[1].name)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(live, "LivePruner", Counting)
+    monkeypatch.setattr(live, "_PRUNERS", type(live._PRUNERS)())  # empty: this test's sorts only
+    at = open_app("lenet300", "2_prune")
+    for level in (50, 85, 97, 12):
+        at.slider(key="prune_sparsity").set_value(level).run()
+        check(at)
+        wb = at.session_state[app_state.KEY_BENCH]
+        ref = prune(wb.dense, "magnitude", level / 100)
+        assert all(torch.equal(wb.masks[n], m) for n, m in ref.masks.items()), level
+        assert all(torch.equal(a, b) for a, b in zip(wb.current.state_dict().values(), ref.model.state_dict().values()))
+    assert built == ["magnitude"]  # one sort for four slider positions

@@ -6,9 +6,11 @@
 // bias and ReLU fused into the store. The same template runs CSR rows (int16 or
 // int32 column indices, int32 row pointers) and dense rows (column = k), so a whole
 // MLP can run in one native call (`chain_forward`) at any batch size.
-// Work is split over output rows through at::parallel_for. The extension is built
-// without -fopenmp (which would link the system libgomp beside torch's bundled one:
-// two OpenMP pools), so these loops run on the calling thread; see docs/backend.md.
+// Work is split over chunks of output rows (or of sample tiles, for layers with few rows)
+// through at::parallel_for on torch's own OpenMP pool: the extension is compiled with
+// -fopenmp, and the loader reuses the libgomp.so.1 torch already loaded (one pool; see
+// docs/backend.md#build). Chunks are claimed from an atomic counter, so a thread whose
+// core is busy with another process and starts late finds less (or nothing) left to do.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #if defined(__AVX__) || defined(__AVX512F__)
@@ -16,6 +18,8 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -327,9 +331,11 @@ void transpose_range(const float* src, float* dst, int64_t B, int64_t F, int64_t
     for (int64_t f = f0; f < f1; ++f) dst[f * ld + b] = src[b * F + f];
 }
 
+int64_t clamp_threads(int64_t threads);
+
 void transpose_into(const float* src, float* dst, int64_t B, int64_t F, int64_t threads, int64_t ld) {
-  const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, at::get_num_threads()));
-  if (n <= 1 || F < 64) {
+  const int64_t n = clamp_threads(threads);
+  if (n <= 1 || F < 64 || B * F < 16384) {  // small copies: a fork/join costs more
     transpose_range(src, dst, B, F, 0, F, ld);
     return;
   }
@@ -337,15 +343,33 @@ void transpose_into(const float* src, float* dst, int64_t B, int64_t F, int64_t 
   at::parallel_for(0, F, grain, [&](int64_t f0, int64_t f1) { transpose_range(src, dst, B, F, f0, f1, ld); });
 }
 
+int64_t clamp_threads(int64_t threads) {
+  return std::max<int64_t>(1, std::min<int64_t>(threads, at::get_num_threads()));
+}
+
+// One layer over n threads. Work units: chunks of rows when the layer has >= 16 rows per
+// thread, else chunks of sample tiles (multiples of 16 samples); about 4 per thread, claimed
+// dynamically (an atomic counter) so that the split adapts to a thread that starts late.
 void run_layer(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t B, int64_t threads,
                int64_t tile) {
-  const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, at::get_num_threads()));
-  if (n <= 1 || L.out < 2) {
+  const int64_t n = clamp_threads(threads);
+  const bool by_rows = L.out >= 16 * n;
+  if (n <= 1 || at::in_parallel_region() || (!by_rows && B < 32)) {
     run_rows(L, X, ldx, Y, ldy, B, 0, L.out, tile);
     return;
   }
-  const int64_t grain = (L.out + n - 1) / n;
-  at::parallel_for(0, L.out, grain, [&](int64_t r0, int64_t r1) { run_rows(L, X, ldx, Y, ldy, B, r0, r1, tile); });
+  const int64_t extent = by_rows ? L.out : B;
+  int64_t step = (extent + 4 * n - 1) / (4 * n);
+  step = by_rows ? std::max<int64_t>(step, 8) : std::max<int64_t>((step + 15) / 16 * 16, 16);
+  const int64_t chunks = (extent + step - 1) / step;
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, n, 1, [&](int64_t, int64_t) {
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
+      const int64_t a = c * step, b = std::min(extent, a + step);
+      if (by_rows) run_rows(L, X, ldx, Y, ldy, B, a, b, tile);
+      else run_rows(L, X + a, ldx, Y + a, ldy, b - a, 0, L.out, tile);
+    }
+  });
 }
 
 }  // namespace
@@ -491,20 +515,61 @@ ChainSpec make_spec(int64_t in0, const std::vector<torch::Tensor>& rowptrs, cons
 // padding per row spreads them over all sets.
 inline int64_t padded_ld(int64_t B) { return (B >= 64 && (B * 4) % 256 == 0) ? B + 16 : B; }
 
-torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_input) {
+// Activation buffers a Chain keeps between calls (slot 0: the transposed input, slot i + 1:
+// layer i's output): allocated once per batch size and reused, because a fresh multi-MB
+// allocation per call costs page faults that can exceed the arithmetic.
+struct Buffers {
+  std::vector<torch::Tensor> slots;
+  torch::Tensor get(size_t k, int64_t rows, int64_t cols, const torch::TensorOptions& opts) {
+    if (slots.size() <= k) slots.resize(k + 1);
+    torch::Tensor& t = slots[k];
+    if (!t.defined() || t.size(0) != rows || t.size(1) != cols) t = torch::empty({rows, cols}, opts);
+    return t;
+  }
+};
+
+// A reusable buffer from `bufs`, or a fresh tensor when there is none (one-shot calls).
+inline torch::Tensor scratch(Buffers* bufs, size_t k, int64_t rows, int64_t cols, const torch::TensorOptions& opts) {
+  return bufs ? bufs->get(k, rows, cols, opts) : torch::empty({rows, cols}, opts);
+}
+
+// (B, Fx) batch-major -> (keep.numel(), B) feature-major with column keep[f] as feature f.
+void gather_transpose(const float* src, int64_t Fx, const int64_t* keep, int64_t F, float* dst, int64_t B, int64_t ld) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t f = 0; f < F; ++f) dst[f * ld + b] = src[b * Fx + keep[f]];
+}
+
+// Run the chain on X. `keep` (optional int64): input columns the first layer reads (dead
+// inputs compacted away). `batch_major_output`: return (B, out_last) instead of (out_last, B).
+// `max_threads` (>= 1) caps every layer's thread count for this call. The returned tensor is
+// always freshly allocated (never one of the reused buffers).
+torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_input, bool batch_major_output = false,
+                       int64_t max_threads = 1 << 20, const torch::Tensor* keep = nullptr, Buffers* bufs = nullptr) {
   TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
+  const bool gather = keep && keep->defined() && keep->numel() > 0;
   const int64_t B = batch_major_input ? X.size(0) : X.size(1);
-  const int64_t F = batch_major_input ? X.size(1) : X.size(0);
+  const int64_t Fx = batch_major_input ? X.size(1) : X.size(0);
+  const int64_t F = gather ? keep->numel() : Fx;
   const int64_t ldp = padded_ld(B);
+  const auto opts = X.options();
+  auto th = [&](size_t i) { return std::min<int64_t>(s.threads[i], max_threads); };
   torch::Tensor cur;
   int64_t ldc = B;
-  if (!batch_major_input) {
+  if (gather && !(batch_major_input && B < 64)) {
+    X = X.index_select(batch_major_input ? 1 : 0, *keep);  // (B, F) or (F, B)
+  }
+  if (gather && batch_major_input && B < 64) {
+    TORCH_CHECK(keep->scalar_type() == at::kLong && keep->is_contiguous(), "keep must be contiguous int64");
+    X = X.contiguous();
+    cur = scratch(bufs, 0, F, B, opts);
+    gather_transpose(X.data_ptr<float>(), Fx, keep->data_ptr<int64_t>(), F, cur.data_ptr<float>(), B, B);
+  } else if (!batch_major_input) {
     if (X.stride(1) != 1 || (F > 1 && X.stride(0) < B)) X = X.contiguous();
     cur = X;
     ldc = F > 1 ? X.stride(0) : B;
     if (ldp != B && ldc % 64 == 0 && !s.layers.empty() && s.layers[0].npan > 0) {
       // repack into the padded layout (one streaming copy) so the panels stay in L1
-      torch::Tensor buf = torch::empty({F, ldp}, X.options());
+      torch::Tensor buf = scratch(bufs, 0, F, ldp, opts);
       buf.narrow(1, 0, B).copy_(X);
       cur = buf;
       ldc = ldp;
@@ -512,19 +577,27 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
   } else if (B == 1) {
     cur = X.contiguous().view({F, 1});
   } else {
-    cur = torch::empty({F, ldp}, X.options());
-    transpose_into(X.contiguous().data_ptr<float>(), cur.data_ptr<float>(), B, F, s.layers.empty() ? 1 : s.threads[0], ldp);
+    cur = scratch(bufs, 0, F, ldp, opts);
+    transpose_into(X.contiguous().data_ptr<float>(), cur.data_ptr<float>(), B, F, s.layers.empty() ? 1 : th(0), ldp);
     ldc = ldp;
   }
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const Layer& L = s.layers[i];
     TORCH_CHECK(L.in == cur.size(0), "layer ", i, " expects ", L.in, " input features, got ", cur.size(0));
     const bool lastl = i + 1 == s.layers.size();
-    const int64_t ldo = lastl ? B : ldp;  // the result is returned contiguous
-    torch::Tensor out = torch::empty({L.out, ldo}, X.options());
-    if (B > 0 && L.out > 0) run_layer(L, cur.data_ptr<float>(), ldc, out.data_ptr<float>(), ldo, B, s.threads[i], s.tiles[i]);
+    const int64_t ldo = lastl ? B : ldp;  // the result is contiguous
+    torch::Tensor out = lastl && !batch_major_output ? torch::empty({L.out, ldo}, opts)
+                                                     : scratch(bufs, i + 1, L.out, ldo, opts);
+    if (B > 0 && L.out > 0) run_layer(L, cur.data_ptr<float>(), ldc, out.data_ptr<float>(), ldo, B, th(i), s.tiles[i]);
     cur = out;
     ldc = ldo;
+  }
+  if (batch_major_output) {
+    const int64_t O = cur.size(0);
+    torch::Tensor res = torch::empty({B, O}, opts);
+    if (B == 1 || O == 1) res.view({-1}).copy_(cur.narrow(1, 0, B).reshape({-1}));
+    else transpose_into(cur.data_ptr<float>(), res.data_ptr<float>(), O, B, 1, O);
+    return res;
   }
   if (ldc != B) cur = cur.narrow(1, 0, B);
   return cur;
@@ -549,16 +622,35 @@ torch::Tensor chain_forward(torch::Tensor X, std::vector<torch::Tensor> rowptrs,
   return run_spec(s, X, batch_major_input);
 }
 
-// The same chain validated once and kept: `forward` costs one small Python call.
+// The same chain validated once and kept: `forward` costs one small Python call, and the
+// activation buffers are allocated once per batch size and reused (a call that finds them in
+// use by another thread allocates its own).
 struct Chain {
   ChainSpec spec;
   int64_t in0;
+  torch::Tensor keep;  // optional int64 input columns (dead inputs compacted away)
+  int64_t keep_max = -1;
+  mutable Buffers bufs;
+  mutable std::mutex mu;
   Chain(int64_t in, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols, std::vector<torch::Tensor> vals,
         std::vector<torch::Tensor> biases, std::vector<bool> relus, std::vector<int64_t> threads,
         std::vector<int64_t> tiles, std::vector<torch::Tensor> prows, std::vector<torch::Tensor> pcols,
         std::vector<torch::Tensor> pvals, std::vector<int64_t> pws)
       : spec(make_spec(in, rowptrs, cols, vals, biases, relus, threads, tiles, prows, pcols, pvals, pws)), in0(in) {}
-  torch::Tensor forward(torch::Tensor X, bool batch_major_input) const { return run_spec(spec, X, batch_major_input); }
+  void set_keep(torch::Tensor k) {
+    TORCH_CHECK(k.scalar_type() == at::kLong && k.dim() == 1 && k.numel() == in0, "keep must be int64 of length ", in0);
+    TORCH_CHECK(k.numel() == 0 || k.min().item<int64_t>() >= 0, "keep indices must be >= 0");
+    keep = k.contiguous();
+    keep_max = k.numel() ? k.max().item<int64_t>() : -1;
+  }
+  torch::Tensor forward(torch::Tensor X, bool batch_major_input, bool batch_major_output, int64_t max_threads) const {
+    TORCH_CHECK(max_threads >= 1, "max_threads must be >= 1");
+    const torch::Tensor* k = keep.defined() ? &keep : nullptr;
+    TORCH_CHECK(X.dim() == 2 && (!k || X.size(batch_major_input ? 1 : 0) > keep_max), "X has ",
+                X.dim() == 2 ? X.size(batch_major_input ? 1 : 0) : -1, " input features; the chain reads feature ", keep_max);
+    std::unique_lock<std::mutex> lock(mu, std::try_to_lock);
+    return run_spec(spec, X, batch_major_input, batch_major_output, max_threads, k, lock.owns_lock() ? &bufs : nullptr);
+  }
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -570,5 +662,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                           std::vector<torch::Tensor>, std::vector<bool>, std::vector<int64_t>, std::vector<int64_t>,
                           std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
                           std::vector<int64_t>>())
-      .def("forward", &Chain::forward);
+      .def("set_keep", &Chain::set_keep, "input columns (int64) the first layer reads")
+      .def("forward", &Chain::forward, pybind11::arg("x"), pybind11::arg("batch_major_input"),
+           pybind11::arg("batch_major_output") = false, pybind11::arg("max_threads") = 1 << 20,
+           pybind11::call_guard<pybind11::gil_scoped_release>());
 }

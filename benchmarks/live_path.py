@@ -1,0 +1,165 @@
+"""The live slider step on LeNet-300-100: prune to a new level + evaluate the 1,000 MNIST-5k test digits.
+
+    python benchmarks/live_path.py [--rounds 21] [--no-write]
+
+One torch thread (the app's setting), the bundled trained LeNet-300-100 and the MNIST-5k test split
+(1,000 digits). Contenders, timed interleaved at each level (every round runs each once, in a
+rotating order; medians of ``--rounds`` rounds):
+
+    live     backend.live.live_step (the ranking of the model and strategy sorted once, cut at the
+             level, the pruned copy) + evaluate(live.evaluation_model(copy)): sparse layers on the
+             native CSR kernel read off the sorted layers, the others dense
+    before   what a step cost before: prune() (scores + a full stable argsort every step)
+             + evaluate(live.fast_plan(...) or the pruned model): compile_model(policy="heuristic")
+    dense    evaluating the 1,000 digits with the dense model alone (no pruning): a reference
+
+The "every slider position" row moves the live path through all positions 1..99 % once each, in a
+shuffled order (each a level not seen before), and takes the median. Each time is wall clock and,
+in brackets, the CPU time of the timing thread (``time.thread_time``; torch runs on that one thread):
+on a shared machine the second leaves out the time spent waiting for a core. "sort once" is the first call
+for a model and strategy (``live.live_pruner``: scores + the one sort + the per-row sorted layers).
+Before timing, each live step's masks and weights are checked equal to ``prune``'s and its accuracy
+equal to the pruned model's. The table goes to docs/backend.md ("Live slider step").
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from doc_block import write_block  # noqa: E402 (this script's folder is on sys.path)
+from sparsity_viz.backend import kernels, live  # noqa: E402
+from sparsity_viz.checkpoints import load_sample  # noqa: E402
+from sparsity_viz.data import load_dataset  # noqa: E402
+from sparsity_viz.pruning import prune  # noqa: E402
+from sparsity_viz.training import evaluate  # noqa: E402
+
+DOC = ROOT / "docs" / "backend.md"
+TABLE = "live-path-table"
+STRATEGIES = ("global_magnitude", "magnitude")
+LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+TARGET_MS = 2.0
+
+
+def _live(dense, strategy, x, y):
+    def step(s):
+        st = live.live_step(dense, strategy, s)
+        return evaluate(live.evaluation_model(st.model), x, y, device="cpu").accuracy
+    return step
+
+
+def _before(dense, strategy, x, y):
+    def step(s):
+        pruned = prune(dense, strategy, s).model
+        return evaluate(live.fast_plan(pruned) or pruned, x, y, device="cpu").accuracy
+    return step
+
+
+def _check(dense, strategy, x, y, s) -> None:
+    st, ref = live.live_step(dense, strategy, s), prune(dense, strategy, s)
+    assert all(torch.equal(st.masks[n], m) for n, m in ref.masks.items()), (strategy, s, "masks")
+    assert all(torch.equal(a, b) for a, b in zip(st.model.state_dict().values(), ref.model.state_dict().values()))
+    got = evaluate(live.evaluation_model(st.model), x, y, device="cpu").accuracy
+    want = evaluate(ref.model, x, y, device="cpu").accuracy
+    assert got == want, (strategy, s, got, want)
+
+
+def _timed(fn) -> tuple[float, float]:
+    """(wall, CPU time of this thread) of ``fn()`` in seconds; CPU time leaves out waiting for a busy core."""
+    w0, c0 = time.perf_counter(), time.thread_time()
+    fn()
+    return time.perf_counter() - w0, time.thread_time() - c0
+
+
+def _rounds(fns: dict, level: float, rounds: int) -> dict[str, float]:
+    """Median wall ms (and ``<name>_cpu`` thread-CPU ms) of each contender at ``level``, rotating order."""
+    names, wall, cpu = list(fns), {k: [] for k in fns}, {k: [] for k in fns}
+    for k in names:
+        fns[k](level)  # warm-up
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            w, c = _timed(lambda: fns[k](level))
+            wall[k].append(w)
+            cpu[k].append(c)
+    return {**{k: 1e3 * statistics.median(v) for k, v in wall.items()},
+            **{f"{k}_cpu": 1e3 * statistics.median(v) for k, v in cpu.items()}}
+
+
+def measure(rounds: int) -> tuple[list[dict], dict]:
+    torch.set_num_threads(1)
+    if not kernels.available():
+        print(f"note: native kernel unavailable ({kernels.notice()}): the live path evaluates densely")
+    dense = load_sample("lenet300")[0].eval()
+    ds = load_dataset("mnist5k")
+    x, y = ds.x_test, ds.y_test  # (1000, 1, 28, 28), (1000,)
+    rows, extra = [], {}
+    for strategy in STRATEGIES:
+        t0 = time.perf_counter()
+        live.live_pruner(dense, strategy)
+        extra[f"sort once ({strategy})"] = (1e3 * (time.perf_counter() - t0), float("nan"))
+        for s in LEVELS:
+            _check(dense, strategy, x, y, s)
+        fns = {"live": _live(dense, strategy, x, y), "before": _before(dense, strategy, x, y),
+               "dense": lambda s: evaluate(dense, x, y, device="cpu").accuracy}
+        for s in LEVELS:
+            st = live.live_step(dense, strategy, s)
+            fast = live.evaluation_model(st.model)
+            formats = "/".join(getattr(fast, "formats", lambda: ["module"])())
+            med = _rounds(fns, s, rounds)
+            rows.append({"strategy": strategy, "level": s, **med, "formats": formats})
+        positions = list(range(1, 100))
+        random.Random(0).shuffle(positions)
+        step = _live(dense, strategy, x, y)
+        times = [_timed(lambda: step(p / 100)) for p in positions]
+        extra[f"every slider position 1..99 ({strategy})"] = (1e3 * statistics.median(t[0] for t in times),
+                                                              1e3 * statistics.median(t[1] for t in times))
+    return rows, extra
+
+
+def markdown(rows: list[dict], extra: dict, rounds: int) -> str:
+    lines = ["| strategy | level | live step, ms (CPU ms) | before, ms (CPU ms) | speed-up | dense eval alone, ms "
+             "(CPU ms) | live / dense eval (CPU) | live layers |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['strategy']} | {100 * r['level']:.0f} % | **{r['live']:.2f}** ({r['live_cpu']:.2f}) "
+                     f"| {r['before']:.2f} ({r['before_cpu']:.2f}) | {r['before'] / r['live']:.1f}× "
+                     f"| {r['dense']:.2f} ({r['dense_cpu']:.2f}) | {r['live_cpu'] / r['dense_cpu']:.2f} "
+                     f"| {r['formats']} |")
+    lines.append("")
+    for k, (w, c) in extra.items():
+        cpu = f" ({c:.2f} CPU ms)" if c == c else ""
+        target = f" (target ≤ {TARGET_MS:.0f} ms median)" if "every" in k else ""
+        lines.append(f"- {k}: **{w:.2f} ms**{cpu}{target}")
+    lines.append("")
+    lines.append(f"`python benchmarks/live_path.py --rounds {rounds}`: medians of {rounds} interleaved rounds, "
+                 f"1 torch thread, torch {torch.__version__}, {platform.machine()}, native kernel "
+                 f"{'on' if kernels.available() else 'off'}. Live steps checked equal to `prune` (masks, weights, "
+                 "accuracy) before timing.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--no-write", action="store_true", help="print the table, leave docs/backend.md alone")
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be >= 1")
+    rows, extra = measure(args.rounds)
+    table = markdown(rows, extra, args.rounds)
+    print(table)
+    if not args.no_write:
+        write_block(DOC, TABLE, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""``bench.interleaved_ratios``: rounds until each ratio's interquartile range is within ±5 %, or the time cap.
+
+The clock is replaced by a fake one that each contender advances by a known amount, so the
+ratios, quartiles, round counts and the cap are hand-computable (no timed assertions).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from sparsity_viz.backend import bench
+from sparsity_viz.backend.speed_report import (SpeedSettings, interval_words, measure_speed, ratio_intervals,
+                                               unsettled, unsettled_points)
+from sparsity_viz.checkpoints import load_sample
+from sparsity_viz.pruning import prune
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def costs(self, *seconds: float):
+        """A contender whose successive calls take ``seconds`` in turn (cycling)."""
+        cycle = itertools.cycle(seconds)
+
+        def fn():
+            self.now += next(cycle)
+        return fn
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = FakeClock()
+    monkeypatch.setattr(bench.time, "perf_counter", c)
+    return c
+
+
+def test_steady_contenders_stop_after_the_minimum_rounds(clock):
+    out = bench.interleaved_ratios({"dense": clock.costs(0.004), "csr": clock.costs(0.001)}, "dense", rounds=7)
+    assert out["csr"]["ratio"] == pytest.approx(0.25) and out["csr"]["rounds"] == 7
+    assert out["csr"]["ratio_q25"] == pytest.approx(0.25) == out["csr"]["ratio_q75"]
+    assert out["csr"]["stable"] and not out["csr"]["capped"]
+    assert out["dense"]["ratio"] == 1.0 and out["dense"]["median_s"] == pytest.approx(0.004)
+
+
+def test_a_noisy_ratio_runs_to_the_cap_and_says_so(clock):
+    # csr alternates 2 ms / 3 ms against a steady 4 ms dense: ratios 0.5 / 0.75, never within ±5 %
+    out = bench.interleaved_ratios({"dense": clock.costs(0.004), "csr": clock.costs(0.002, 0.003)}, "dense",
+                                   rounds=5, time_cap_s=0.5)
+    r = out["csr"]
+    assert r["capped"] and not r["stable"]
+    assert r["ratio_q25"] == pytest.approx(0.5) and r["ratio_q75"] == pytest.approx(0.75)
+    # each round costs 4 + 2.5 ms on average (+ the warm-up): the cap of 0.5 s ends it after ~77 rounds
+    assert 70 <= r["rounds"] <= 80
+
+
+def test_a_ratio_that_settles_late_stops_when_it_settles(clock):
+    # 10 noisy rounds (0.5 / 0.75), then steady 0.5: stable once the steady ones dominate the quartiles
+    csr = clock.costs(*([0.002, 0.003] * 5 + [0.002] * 1000))
+    out = bench.interleaved_ratios({"dense": clock.costs(0.004), "csr": csr}, "dense", rounds=5, time_cap_s=100)
+    r = out["csr"]
+    assert r["stable"] and not r["capped"] and r["ratio"] == pytest.approx(0.5)
+    assert 10 < r["rounds"] < 60
+
+
+def test_fixed_rounds_without_a_target(clock):
+    out = bench.interleaved_ratios({"dense": clock.costs(0.004), "csr": clock.costs(0.002, 0.003)}, "dense",
+                                   rounds=4, rel_iqr=None)
+    assert out["csr"]["rounds"] == 4 and not out["csr"]["capped"]
+
+
+@pytest.mark.parametrize("kw,match", [({"rounds": 0}, "rounds"), ({"time_cap_s": 0}, "time_cap_s"),
+                                      ({"rel_iqr": -0.1}, "rel_iqr")])
+def test_bad_settings_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        bench.interleaved_ratios({"dense": lambda: None}, "dense", **kw)
+
+
+def test_the_reference_must_be_timed():
+    with pytest.raises(ValueError, match="reference 'dense' is not among"):
+        bench.interleaved_ratios({"csr": lambda: None}, "dense")
+
+
+@pytest.fixture(scope="module")
+def pruned_moons():
+    return prune(load_sample("moons_mlp")[0], "magnitude", 0.8).model
+
+
+def test_speed_report_carries_the_interval_of_every_ratio(pruned_moons):
+    settings = SpeedSettings(batches=(1, 8), formats=("dense", "csr-torch", "auto"), repeats=3, layer="fc1",
+                             time_cap_s=1.0)
+    report = measure_speed(pruned_moons, settings)
+    iv = ratio_intervals(report.bench)
+    assert set(iv["format"]) == {"csr-torch", "auto"} and sorted(iv["batch"].unique()) == [1, 8]
+    assert (iv["ratio_q25"] <= iv["ratio_dense"] + 1e-12).all() and (iv["ratio_dense"] <= iv["ratio_q75"] + 1e-12).all()
+    assert (iv["rounds"] >= 3).all()
+    for r in iv.itertuples():  # stable means: the interval is within ±5 % of the median
+        assert bool(r.stable) == (r.ratio_q75 <= 1.05 * r.ratio_dense and r.ratio_q25 >= 0.95 * r.ratio_dense)
+        if not r.stable:
+            assert r.capped
+    assert unsettled(report.bench) == [f"{r.format} at batch {r.batch}" for r in iv.itertuples() if not r.stable]
+    row = iv.iloc[0]
+    assert interval_words(report.bench, row["batch"], row["format"]) == (
+        f"interquartile range {row['ratio_q25']:.2f}–{row['ratio_q75']:.2f}×, {int(row['rounds'])} rounds")
+    assert {"ratio_q25", "ratio_q75", "rounds", "stable", "capped"} <= set(report.curves.columns)
+    curves = report.curves[(report.curves["batch"] == 8) & (report.curves["format"] != "dense")]
+    assert unsettled_points(report.curves, 8) == (int((~curves["stable"].astype(bool)).sum()), len(curves))
+    assert len(curves) == 2 * 7  # csr-torch and csr-native (or its skip row has no interval) over 7 sparsities
