@@ -13,7 +13,7 @@ from torch import nn
 
 from .connectivity import dead_neurons, surviving_masks, unconnected_units
 from .layers import chain_layers, chain_problem, prunable_weights
-from .masks import Masks
+from .masks import Masks, any_true, count_true
 
 FLOAT_BYTES = 4
 INDEX_BYTES = 4
@@ -47,12 +47,12 @@ def sparsity_report(model: nn.Module, masks: Masks | None = None) -> pd.DataFram
     if chain:
         per_layer = dead_neurons(model, masks)
         for layer in chain_layers(model):
-            dead.setdefault(layer.key, int(per_layer[layer.name].sum()))
+            dead.setdefault(layer.key, count_true(per_layer[layer.name]))
     labels = {w.key: w.label for w in prunable_weights(model)}
     rows = []
     for key, keep in alive.items():
         name = labels[key]
-        n, nnz = keep.numel(), int(keep.sum())
+        n, nnz = keep.numel(), count_true(keep)
         rows.append({
             "layer": name,
             "shape": "x".join(str(s) for s in keep.shape),
