@@ -8,6 +8,8 @@ Prints a markdown table of ratio = time / dense time (dense = ``addmm`` on the s
 feature-major activations); ``F.linear`` on batch-major input is shown for reference.
 "x limit" = csr-native ratio / density (1.00 = at the FLOP limit); the geometric mean over the
 rows with batch >= 32 and sparsity >= 90 % is issue 11's item 2 (target <= 1.3 on one thread).
+The same gap as rates: "dense GFLOP/s" (2 * out * in * B / dense time) against "native useful
+GFLOP/s" (2 * nnz * B / csr-native time); x limit = their quotient.
 ``--write`` puts the table into docs/backend.md (block ``sparse-layer``).
 """
 
@@ -49,11 +51,13 @@ def main() -> None:
     lines = [f"`python benchmarks/sparse_layer.py {' '.join(sys.argv[1:])}`".replace(" `", "`") +
              f" — torch {torch.__version__}, threads {threads}, median of {args.repeats}; ratio = time / dense time",
              "", "| layer | batch | sparsity | dense us | F.linear us | " + " | ".join(FORMATS[1:])
-             + " | native vs csr-torch | FLOP limit | x limit |", "|---" * (len(FORMATS) + 7) + "|"]
+             + " | native vs csr-torch | FLOP limit | x limit | dense GFLOP/s | native useful GFLOP/s |",
+             "|---" * (len(FORMATS) + 9) + "|"]
     print("\n".join(lines))
     over = []
     for shape, s in CASES:
         w = random_sparse(shape, s)
+        nnz = int((w != 0).sum())
         df = benchmark_layer(w, torch.randn(shape[0]), batches, formats=FORMATS, repeats=args.repeats,
                              threads=threads, layer=f"{shape[0]}x{shape[1]}")
         bias = torch.randn(shape[0])
@@ -67,8 +71,12 @@ def main() -> None:
             x_limit = g.ratio_dense["csr-native"] / (1 - s) if "csr-native" in g.index else float("nan")
             if b >= 32 and s >= 0.9 and x_limit == x_limit:
                 over.append(x_limit)
+            gflops = lambda n_mac, us: 2 * n_mac * b / (us * 1e3)  # noqa: E731  (us -> GFLOP/s)
+            dense_rate = gflops(shape[0] * shape[1], g.median_us["dense"])
+            native_rate = gflops(nnz, g.median_us["csr-native"]) if "csr-native" in g.index else float("nan")
             lines.append(f"| {shape[0]}x{shape[1]} | {b} | {s:.0%} | {g.median_us['dense']:.1f} | {t_lin:.1f} | "
-                         + " | ".join(cells) + f" | {vs:.2f}x faster | {1 - s:.2f} | {x_limit:.2f} |")
+                         + " | ".join(cells) + f" | {vs:.2f}x faster | {1 - s:.2f} | {x_limit:.2f} | "
+                         f"{dense_rate:.0f} | {native_rate:.0f} |")
             print(lines[-1], flush=True)
     if over:
         lines.append(f"\nGeometric mean of x limit over batch >= 32, sparsity >= 90 %: "

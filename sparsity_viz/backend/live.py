@@ -10,8 +10,9 @@ evaluates the model as is. The compiled model gives the dense model's prediction
 A slider step (``live_step``) does not prune from scratch: ``live_pruner`` keeps one
 ``ranked.LivePruner`` per model weights, strategy, scope and seed (the strategy's scores
 sorted once), and each new level is a cut of it; the evaluation model of a step's pruned
-copy is read off the same sorted layers (``evaluation_model`` finds it), measured by
-``benchmarks/live_path.py``.
+copy is read off the same sorted layers (``evaluation_model`` finds it): the first layer
+incrementally from anchor levels (``anchored.py``), the later layers cut from the ranking;
+measured by ``benchmarks/live_path.py``.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def evaluation_model(model: nn.Module) -> nn.Module:
     """What to evaluate ``model`` with; a backend failure falls back to ``model``.
 
     A pruned copy made by ``live_step`` gets its step's evaluation model (read off the sorted
-    layers, no compile), any other model ``fast_plan(model)`` when there is one.
+    layers, no compile; for a ReLU MLP an ``AnchoredMLP`` at every level), any other model
+    ``fast_plan(model)`` when there is one.
     Fits ``experiments.sweep(evaluator=...)``.
     """
     try:
@@ -103,7 +105,7 @@ def evaluation_model(model: nn.Module) -> nn.Module:
         return model
 
 
-MAX_PRUNERS = 8  # LivePruners kept (LeNet-300-100: ~5 MB each); least recently used dropped first
+MAX_PRUNERS = 8  # LivePruners kept (LeNet-300-100: ~9 MB each, anchors apart: anchored.STORE); LRU dropped first
 _PRUNERS: OrderedDict[tuple, tuple[weakref.ref | None, LivePruner]] = OrderedDict()
 _UNSET = object()
 
@@ -123,8 +125,16 @@ _LOCK = threading.Lock()
 
 
 def weights_token(model: nn.Module) -> tuple:
-    """The identity and version of ``model``'s weights: changes when a parameter is replaced or edited in place."""
-    return id(model), tuple((p.data_ptr(), p._version) for p in model.parameters())
+    """The identity and version of ``model``'s weights: changes when a parameter is replaced or edited in place.
+
+    Walks the module tree's parameter dicts directly (``model.parameters()`` costs ~0.1 ms, run 3x a step).
+    """
+    found, stack = [], [model]
+    while stack:
+        m = stack.pop()
+        found.extend((p.data_ptr(), p._version) for p in m._parameters.values() if p is not None)
+        stack.extend(c for c in reversed(m._modules.values()) if c is not None)
+    return id(model), tuple(found)
 
 
 def _masks_token(masks: Masks | None) -> str | None:

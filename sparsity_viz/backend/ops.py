@@ -26,6 +26,7 @@ from .formats import BSR, CSR, NM, quiet_sparse, tensor_bytes
 EMPTY_I32 = torch.empty(0, dtype=torch.int32)
 EMPTY_F32 = torch.empty(0, dtype=torch.float32)
 PANEL_MIN_NNZ = 4  # column panels only when a row has >= this many nonzeros per panel on average
+PANEL_WIDTH = 160  # input features per panel: 160 x 64 samples x 4 B = 40 KB (of a 48 KB L1); <= 256 (uint16 byte offsets)
 
 
 class LinearOp:
@@ -154,7 +155,7 @@ class NativeOp(LinearOp):
 
 
 class NativeCSROp(NativeOp):
-    """The int16-column CSR kernel (batch-tiled, bias + ReLU fused)."""
+    """The int16-column CSR kernel (batch-tiled, bias + ReLU fused; grouped column panels for tiles >= 32)."""
 
     format = "csr-native"
 
@@ -165,13 +166,16 @@ class NativeCSROp(NativeOp):
         self._panels = None
 
     def panels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        """Column panels of the CSR for sample tiles >= 16 (an in-memory copy, not stored)."""
+        """Column panels grouped by count for 64- and 32-sample tiles (``kernels.panelize``; in memory, not stored).
+
+        Empty (the plain CSR path) for tiles < 32 and where a row has fewer than ``PANEL_MIN_NNZ``
+        nonzeros per panel on average: then the partial-sum round trips through the output cost
+        more than the panel's L1 reuse saves (99 % sparse layers).
+        """
         if self._panels is None:
-            pw = kernels.panel_width(self.tile)
+            pw = PANEL_WIDTH
             npan = -(-self.in_features // pw)
-            if npan > 1 and self.nnz < PANEL_MIN_NNZ * self.out_features * npan:
-                # too few nonzeros per (row, panel): the partial-sum round trips through Y
-                # would cost more than the L1 reuse saves (99 % sparse layers); no panels
+            if self.tile < 32 or (npan > 1 and self.nnz < PANEL_MIN_NNZ * self.out_features * npan):
                 self._panels = (EMPTY_I32, EMPTY_I32, EMPTY_F32, 0)
             else:
                 self._panels = (*kernels.panelize(self.csr.rowptr, self.csr.col, self.csr.val, self.in_features, pw),

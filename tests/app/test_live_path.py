@@ -9,7 +9,7 @@ import torch
 import app_state
 from apptools import check, open_app
 from sparsity_viz.backend.live import fast_plan
-from sparsity_viz.backend.ranked import RankedMLP
+from sparsity_viz.backend.ranked import AnchoredMLP
 from sparsity_viz.checkpoints import load_sample
 from sparsity_viz.data import load_dataset
 from sparsity_viz.experiments import sweep
@@ -72,14 +72,16 @@ def test_prune_page_accuracy_runs_compiled_and_matches_dense():
     wb = at.session_state[app_state.KEY_BENCH]
     model, compiled = at.session_state[app_state.KEY_FAST][id(wb.current)]
     assert model is wb.current and compiled is not None
-    assert isinstance(compiled, RankedMLP)  # read off the slider's sorted layers (backend.ranked), not recompiled
-    assert compiled.formats() == ["csr-native"] * 3
+    assert isinstance(compiled, AnchoredMLP)  # read off the slider's sorted layers (backend.ranked), not recompiled
+    assert compiled.formats() == ["anchored", "csr-native", "csr-native"]  # first layer from anchors, then CSR
     dense_acc = evaluate(wb.current, *_test_split(), device="cpu").accuracy
     assert at.metric[0].value == f"{100 * dense_acc:.1f} %"
-    at.slider(key="prune_sparsity").set_value(20).run()  # too dense for the plan: evaluated as is
+    at.slider(key="prune_sparsity").set_value(20).run()  # dense layers after the first: still incremental
     check(at)
     wb = at.session_state[app_state.KEY_BENCH]
-    assert at.session_state[app_state.KEY_FAST][id(wb.current)][1] is None
+    compiled = at.session_state[app_state.KEY_FAST][id(wb.current)][1]
+    assert compiled.formats() == ["anchored", "dense", "dense"]
+    assert at.metric[0].value == f"{100 * evaluate(wb.current, *_test_split(), device='cpu').accuracy:.1f} %"
 
 
 def _test_split():

@@ -1,11 +1,12 @@
-"""Column-panel path of the native CSR kernel: every tile width, remainders, padding, chains."""
+"""Grouped column-panel path of the native CSR kernel: every tile width, remainders, padding, chains, bad input."""
 
 import pytest
 import torch
 
 from sparsity_viz.backend import kernels
 from sparsity_viz.backend.bench import random_sparse
-from sparsity_viz.backend.ops import NativeCSROp, NativeDenseOp, run_chain
+from sparsity_viz.backend import ops as ops_mod
+from sparsity_viz.backend.ops import PANEL_WIDTH, NativeCSROp, NativeDenseOp, run_chain
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="native kernels unavailable")
 
@@ -26,19 +27,84 @@ def test_panel_kernel_matches_dense(tile, batch):
     torch.testing.assert_close(op.forward(xs), torch.relu(torch.addmm(b[:, None], w, xs)), rtol=1e-4, atol=1e-4)
 
 
-def test_panelize_keeps_every_nonzero():
-    w = random_sparse((20, 1000), 0.8)
+def unpack(meta: torch.Tensor) -> tuple[int, list, list, list, list]:
+    """The grouped-panel metadata of ``panelize``: npan, gstart, gcnt, gnr, grows (lists)."""
+    m = meta.tolist()
+    npan, ng, nrows = m[:3]
+    gstart = m[3:4 + npan]
+    gcnt = m[4 + npan:4 + npan + ng]
+    gnr = m[4 + npan + ng:4 + npan + 2 * ng]
+    grows = m[4 + npan + 2 * ng:]
+    assert len(grows) == nrows
+    return npan, gstart, gcnt, gnr, grows
+
+
+@pytest.mark.parametrize("shape,sparsity", [((20, 1000), 0.8), ((37, 700), 0.9), ((5, 100), 0.5), ((9, 400), 1.0)])
+def test_panelize_groups_keep_every_nonzero(shape, sparsity):
+    """Rebuild the dense weight from the groups; rows sorted by count, first/last panels list every row."""
+    w = random_sparse(shape, sparsity)
+    w[0] = 0  # a row without nonzeros
     op = NativeCSROp(w, None, tile=64)
-    prow, pcol, pval, pw = op.panels()
-    npan = (1000 + pw - 1) // pw
-    assert prow.numel() == npan * 21 and pcol.dtype == torch.uint16 and pval.numel() == op.nnz
-    dense = torch.zeros(20, 1000)
-    rp = prow.view(npan, 21)
+    meta, poff, pval = kernels.panelize(op.csr.rowptr, op.csr.col, op.csr.val, shape[1], PANEL_WIDTH)
+    npan, gstart, gcnt, gnr, grows = unpack(meta)
+    assert npan == -(-shape[1] // PANEL_WIDTH) and poff.dtype == torch.uint16 and pval.numel() == op.nnz
+    dense = torch.zeros(shape)
+    off = poff.to(torch.int64)
+    assert bool((off % 256 == 0).all())
+    p = ri = 0
     for q in range(npan):
-        for r in range(20):
-            s, e = int(rp[q, r]), int(rp[q, r + 1])
-            dense[r, q * pw + pcol[s:e].to(torch.int64)] = pval[s:e]
-    assert torch.equal(dense, w)
+        counts = [gcnt[g] for g in range(gstart[q], gstart[q + 1])]
+        assert counts == sorted(counts) and len(set(counts)) == len(counts)  # one group per count, increasing
+        listed = []
+        for g in range(gstart[q], gstart[q + 1]):
+            for _ in range(gnr[g]):
+                r = grows[ri]
+                listed.append(r)
+                seg = slice(p, p + gcnt[g])
+                dense[r, q * PANEL_WIDTH + off[seg] // 256] = pval[seg]
+                assert int((w[r, q * PANEL_WIDTH:(q + 1) * PANEL_WIDTH] != 0).sum()) == gcnt[g]
+                p += gcnt[g]
+                ri += 1
+        assert len(set(listed)) == len(listed)
+        if q in (0, npan - 1):
+            assert sorted(listed) == list(range(shape[0]))
+    assert p == op.nnz and torch.equal(dense, w)
+
+
+@pytest.mark.parametrize("tile", [64, 32])
+def test_grouped_path_edge_cases(monkeypatch, tile):
+    """0 % and 100 % sparsity, rows and panels without nonzeros, one panel, batch tails, 2 threads."""
+    monkeypatch.setattr(ops_mod, "PANEL_MIN_NNZ", 0)  # grouped panels even where the rule would skip them
+    cases = [((16, 500), 0.0), ((16, 500), 1.0), ((33, 100), 0.9), ((8, 2 * PANEL_WIDTH + 3), 0.95)]
+    for (out, inn), s in cases:
+        w = random_sparse((out, inn), s, seed=out)
+        w[1] = 0
+        w[:, PANEL_WIDTH:2 * PANEL_WIDTH] = 0  # a panel with no nonzeros at all
+        b = torch.randn(out)
+        for relu in (False, True):
+            for threads in (1, 2):
+                op = NativeCSROp(w, b, relu=relu, threads=threads, tile=tile)
+                assert op.panels()[0].numel() > 0
+                for batch in (1, 31, 32, 63, 64, 65, 128, 200, 256):
+                    x = torch.randn(inn, batch)
+                    ref = torch.addmm(b[:, None], w, x)
+                    ref = ref.relu() if relu else ref
+                    torch.testing.assert_close(op.forward(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_panels_are_rejected():
+    """A chain built from tampered panel tensors raises instead of reading out of bounds."""
+    w = random_sparse((12, 300), 0.7)
+    op = NativeCSROp(w, None, tile=64)
+    meta, poff, pval, pw = op.panels()
+    layer = op.layer()
+    bad_off = poff.clone()
+    bad_off[0] = 255 * 256 if pw < 256 else 1  # past the panel / not a multiple of 256
+    bad_meta = meta.clone()
+    bad_meta[-1] = 12  # a row index out of range
+    for key, t in (("pcol", bad_off), ("prow", bad_meta), ("pval", pval[:-1])):
+        with pytest.raises(RuntimeError):
+            kernels.make_chain([{**layer, key: t}], 300)
 
 
 def test_mixed_chain_with_panels_matches_torch():

@@ -6,6 +6,11 @@
 // bias and ReLU fused into the store. The same template runs CSR rows (int16 or
 // int32 column indices, int32 row pointers) and dense rows (column = k), so a whole
 // MLP can run in one native call (`chain_forward`) at any batch size.
+// Column panels grouped by count (`panelize`, sample tiles of 64 or 32): each tile of X is
+// repacked into a contiguous (in, 64) buffer and walked panel by panel (`pw` <= 256 features,
+// pw x 256 B in L1); within a panel the rows are sorted by their number of nonzeros there, so
+// a group of rows with the same count runs a loop of one fixed trip count, three rows at a
+// time (12 accumulator chains; 32-sample tiles: 4 rows, 8 chains), with no indexed addressing in the FMAs.
 // Work is split over chunks of output rows (or of sample tiles, for layers with few rows)
 // through at::parallel_for on torch's own OpenMP pool: the extension is compiled with
 // -fopenmp, and the loader reuses the libgomp.so.1 torch already loaded (one pool; see
@@ -34,12 +39,16 @@ struct Layer {
   const float* bias;      // (out,) or nullptr
   int64_t out, in;
   bool relu;
-  // column panels (optional): the same nonzeros regrouped by panels of `pw` input
-  // features; prow is (npan, out + 1) absolute offsets into pcol (panel-local uint16
-  // columns) and pval. Used for sample tiles of >= 16, so that the panel of inputs a
-  // tile reads (pw x tile floats) stays in L1 while every row walks through it.
-  const int32_t* prow = nullptr;
-  const uint16_t* pcol = nullptr;
+  // column panels grouped by count (optional, from `panelize`): the same nonzeros by panels
+  // of `pw` (<= 256) input features; in panel q, groups gstart[q] .. gstart[q + 1] - 1, group g
+  // being gnr[g] rows (grows, in order) of gcnt[g] nonzeros each, row after row; poff holds
+  // byte offsets into a repacked (pw, 64) float panel (panel-local column * 256), pval the
+  // values. Panel 0 and the last panel list every row (bias, ReLU). Used for 64- and 32-sample tiles.
+  const int32_t* gstart = nullptr;
+  const int32_t* gcnt = nullptr;
+  const int32_t* gnr = nullptr;
+  const int32_t* grows = nullptr;
+  const uint16_t* poff = nullptr;
   const float* pval = nullptr;
   int64_t pw = 0, npan = 0;
 };
@@ -119,62 +128,89 @@ inline void row_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int6
   }
 }
 
-// Rows [r0, r1) for the W = NV * lanes(V) samples at b0, panel by panel: the partial
-// sums of a row go through Y (first panel starts from the bias, the last applies ReLU).
-// Within a panel, U accumulator sets take consecutive nonzeros (U * NV FMA chains).
-template <typename V, int NV>
-inline void panel_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t r0, int64_t r1,
-                       int64_t b0) {
-  constexpr int LANES = sizeof(V) / sizeof(float);
-  constexpr int U = NV >= 4 ? 2 : 8 / NV;
-  const int64_t ld = L.out + 1;
+#if defined(__AVX512F__)
+// R rows of one group (the same count c in this panel) for the 16 * NV samples at b0: NV * R
+// accumulator chains. The first panel starts from the bias, later ones from the partial sums
+// in Y; the last applies ReLU. `x` goes through an empty asm so that the FMAs address
+// [x + disp] (an indexed address would split every fused load+FMA into two uops).
+template <int R, int NV>
+inline void group_rows(const char* P, const int32_t* rows, const uint16_t* off, const float* val, int64_t c,
+                       const Layer& L, float* Y, int64_t ldy, int64_t b0, bool first, bool last) {
+  __m512 a[R][NV];
+  float* y[R];
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i) {
+    y[i] = Y + static_cast<int64_t>(rows[i]) * ldy + b0;
+    if (first) {
+      const __m512 b = _mm512_set1_ps(L.bias ? L.bias[rows[i]] : 0.0f);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) a[i][j] = b;
+    } else {
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) a[i][j] = _mm512_loadu_ps(y[i] + 16 * j);
+    }
+  }
+  for (int64_t k = 0; k < c; ++k) {
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const float* x = reinterpret_cast<const float*>(P + off[i * c + k]);
+      __asm__("" : "+r"(x));
+      const __m512 v = _mm512_set1_ps(val[i * c + k]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) a[i][j] = _mm512_fmadd_ps(v, _mm512_load_ps(x + 16 * j), a[i][j]);
+    }
+  }
+  const bool relu = last && L.relu;
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      _mm512_storeu_ps(y[i] + 16 * j, relu ? _mm512_max_ps(a[i][j], _mm512_setzero_ps()) : a[i][j]);
+}
+
+// A thread's 64-byte aligned scratch of at least n floats (kept between calls).
+inline float* scratch_floats(int64_t n) {
+  static thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < n + 16) buf.resize(n + 16);
+  const uintptr_t a = reinterpret_cast<uintptr_t>(buf.data());
+  return buf.data() + ((64 - a % 64) % 64) / sizeof(float);
+}
+
+// Every row for the 16 * NV (64 or 32) samples at b0 through the grouped panels: the tile of X
+// is repacked into a contiguous (in, 64) buffer (one streaming copy; a 32-sample tile fills half
+// of each row), so a panel is pw * 256 contiguous bytes (no L1 set conflicts) and a nonzero's
+// inputs sit at a uint16 byte offset. R rows at a time: 3 for 64 samples, 4 for 32 (>= 8 chains).
+template <int NV>
+inline void grouped_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t b0) {
+  constexpr int R = NV >= 4 ? 3 : 4;
+  float* buf = scratch_floats(L.in * 64);
+  for (int64_t k = 0; k < L.in; ++k) {
+    const float* s = X + k * ldx + b0;
+    float* d = buf + k * 64;
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) _mm512_store_ps(d + 16 * j, _mm512_loadu_ps(s + 16 * j));
+  }
+  int64_t p = 0, ri = 0;
   for (int64_t q = 0; q < L.npan; ++q) {
-    const float* xb = X + q * L.pw * ldx + b0;
-    const int32_t* rp = L.prow + q * ld;
+    const char* P = reinterpret_cast<const char*>(buf + q * L.pw * 64);
     const bool first = q == 0, last = q == L.npan - 1;
-    for (int64_t r = r0; r < r1; ++r) {
-      float* y = Y + r * ldy + b0;
-      V acc[U][NV];
-      if (first) {
-        const float b = L.bias ? L.bias[r] : 0.0f;
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[0][j] = V{} + b;
-      } else {
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[0][j] = load_v<V>(y + j * LANES);
+    for (int32_t g = L.gstart[q]; g < L.gstart[q + 1]; ++g) {
+      const int64_t c = L.gcnt[g], nr = L.gnr[g];
+      int64_t i = 0;
+      for (; i + R <= nr; i += R, ri += R, p += R * c) {
+        if (!first && i + 2 * R <= nr)  // the next rows' partial sums, from L2 (rows are not in order)
+          for (int u = R; u < 2 * R; ++u) {
+            const char* yn = reinterpret_cast<const char*>(Y + static_cast<int64_t>(L.grows[ri + u]) * ldy + b0);
+            for (int j = 0; j < NV; ++j) _mm_prefetch(yn + 64 * j, _MM_HINT_T0);
+          }
+        group_rows<R, NV>(P, L.grows + ri, L.poff + p, L.pval + p, c, L, Y, ldy, b0, first, last);
       }
-#pragma GCC unroll 8
-      for (int u = 1; u < U; ++u)
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[u][j] = V{};
-      int64_t p = rp[r];
-      const int64_t p1 = rp[r + 1];
-      for (; p + U <= p1; p += U) {
-#pragma GCC unroll 8
-        for (int u = 0; u < U; ++u) {
-          const float v = L.pval[p + u];
-          const float* x = xb + static_cast<int64_t>(L.pcol[p + u]) * ldx;
-#pragma GCC unroll 8
-          for (int j = 0; j < NV; ++j) acc[u][j] += v * load_v<V>(x + j * LANES);
-        }
-      }
-      for (; p < p1; ++p) {
-        const float v = L.pval[p];
-        const float* x = xb + static_cast<int64_t>(L.pcol[p]) * ldx;
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[0][j] += v * load_v<V>(x + j * LANES);
-      }
-#pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) {
-        V a = acc[0][j];
-#pragma GCC unroll 8
-        for (int u = 1; u < U; ++u) a += acc[u][j];
-        if (last && L.relu) a = a > 0.0f ? a : V{};
-        store_v<V>(y + j * LANES, a);
-      }
+      for (; i < nr; ++i, ++ri, p += c)
+        group_rows<1, NV>(P, L.grows + ri, L.poff + p, L.pval + p, c, L, Y, ldy, b0, first, last);
     }
   }
 }
+#endif
 
 // One output row r for the single sample at column b0 (stride ldx between features).
 template <bool DENSE, typename IT>
@@ -243,23 +279,25 @@ inline void row_one(const Layer& L, const float* X, int64_t ldx, float* Y, int64
   Y[r * ldy + b0] = (L.relu && s < 0.0f) ? 0.0f : s;
 }
 
-// rows [r0, r1) for every sample: tiles of `tile` (64, 32 or 16) samples, then the
-// remainder in halving widths and finally single samples
+// rows [r0, r1) for every sample: 64-sample (tile >= 64) or 32-sample (tile 32) tiles through the
+// grouped panels when the layer has them (all rows only), else tiles of `tile` (128, 64, 32 or 16) samples, then the remainder in
+// halving widths and finally single samples
 template <bool DENSE, typename IT>
 void rows_all(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t B, int64_t r0, int64_t r1,
               int64_t tile) {
   int64_t b0 = 0;
-  if constexpr (!DENSE) {
-    if (L.npan > 0) {
-      if (tile >= 128)
-        for (; b0 + 128 <= B; b0 += 128) panel_tile<v16, 8>(L, X, ldx, Y, ldy, r0, r1, b0);
+#if defined(__AVX512F__)
+  if constexpr (!DENSE) {  // grouped panels cover every row: only for the whole row range
+    // tile >= 64: 64-sample tiles grouped, a remainder by the row tiles below; tile 32: 32-sample
+    // tiles grouped (better for wide layers at batch 32, worse for small ones: the dispatch times both)
+    if (L.npan > 0 && tile >= 32 && r0 == 0 && r1 == L.out) {
       if (tile >= 64)
-        for (; b0 + 64 <= B; b0 += 64) panel_tile<v16, 4>(L, X, ldx, Y, ldy, r0, r1, b0);
-      if (tile >= 32)
-        for (; b0 + 32 <= B; b0 += 32) panel_tile<v16, 2>(L, X, ldx, Y, ldy, r0, r1, b0);
-      for (; b0 + 16 <= B; b0 += 16) panel_tile<v16, 1>(L, X, ldx, Y, ldy, r0, r1, b0);
+        for (; b0 + 64 <= B; b0 += 64) grouped_tile<4>(L, X, ldx, Y, ldy, b0);
+      else
+        for (; b0 + 32 <= B; b0 += 32) grouped_tile<2>(L, X, ldx, Y, ldy, b0);
     }
   }
+#endif
   if (tile >= 128)
     for (; b0 + 128 <= B; b0 += 128)
       for (int64_t r = r0; r < r1; ++r) row_tile<v16, 8, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
@@ -348,19 +386,27 @@ int64_t clamp_threads(int64_t threads) {
 }
 
 // One layer over n threads. Work units: chunks of rows when the layer has >= 16 rows per
-// thread, else chunks of sample tiles (multiples of 16 samples); about 4 per thread, claimed
+// thread and no grouped panels, else chunks of sample tiles (multiples of 16 samples, of 64 or 32
+// for grouped panels); about 4 per thread, claimed
 // dynamically (an atomic counter) so that the split adapts to a thread that starts late.
 void run_layer(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t B, int64_t threads,
                int64_t tile) {
   const int64_t n = clamp_threads(threads);
-  const bool by_rows = L.out >= 16 * n;
+  // grouped panels run whole rows for 64-sample tiles: split those by samples when there are enough
+#if defined(__AVX512F__)
+  const bool grouped = L.npan > 0 && tile >= 32 && B >= 2 * std::min<int64_t>(tile, 64) * n;
+#else
+  const bool grouped = false;
+#endif
+  const bool by_rows = !grouped && L.out >= 16 * n;
   if (n <= 1 || at::in_parallel_region() || (!by_rows && B < 32)) {
     run_rows(L, X, ldx, Y, ldy, B, 0, L.out, tile);
     return;
   }
   const int64_t extent = by_rows ? L.out : B;
   int64_t step = (extent + 4 * n - 1) / (4 * n);
-  step = by_rows ? std::max<int64_t>(step, 8) : std::max<int64_t>((step + 15) / 16 * 16, 16);
+  const int64_t unit = grouped ? std::min<int64_t>(tile, 64) : 16;
+  step = by_rows ? std::max<int64_t>(step, 8) : std::max<int64_t>((step + unit - 1) / unit * unit, unit);
   const int64_t chunks = (extent + step - 1) / step;
   std::atomic<int64_t> next{0};
   at::parallel_for(0, n, 1, [&](int64_t, int64_t) {
@@ -383,57 +429,140 @@ torch::Tensor transpose(torch::Tensor X, int64_t threads) {
   return out;
 }
 
-// Regroup a CSR (int32 rowptr, int16/int32 col, float val) into column panels of `pw`
-// input features: returns [prow (npan * (out + 1)) int32, pcol (nnz) uint16 panel-local,
-// pval (nnz) float32].
+// Regroup a CSR (int32 rowptr, int16/int32 col, float val) into column panels of `pw` (1 to 256)
+// input features, rows grouped by their count in each panel (see Layer): returns
+// [meta int32 = (npan, ng, nrows, gstart (npan + 1), gcnt (ng), gnr (ng), grows (nrows)),
+//  poff (nnz) uint16 byte offsets (panel-local column * 256), pval (nnz) float32].
+// Panel 0 and the last panel list every row (also rows without nonzeros there), the others
+// only rows with nonzeros; within a panel rows are in increasing count, then row order.
 std::vector<torch::Tensor> panelize(torch::Tensor rowptr, torch::Tensor col, torch::Tensor val, int64_t in, int64_t pw) {
-  TORCH_CHECK(rowptr.scalar_type() == at::kInt && rowptr.is_contiguous(), "rowptr must be contiguous int32");
+  TORCH_CHECK(rowptr.scalar_type() == at::kInt && rowptr.is_contiguous() && rowptr.numel() >= 1,
+              "rowptr must be contiguous int32 with out + 1 entries");
   TORCH_CHECK(col.is_contiguous() && (col.scalar_type() == at::kShort || col.scalar_type() == at::kInt),
               "col must be contiguous int16 or int32");
   TORCH_CHECK(val.scalar_type() == at::kFloat && val.is_contiguous() && val.numel() == col.numel(), "bad values");
-  TORCH_CHECK(pw >= 1 && pw <= 65536 && in >= 1, "panel width must be in [1, 65536]");
+  TORCH_CHECK(pw >= 1 && pw <= 256 && in >= 1, "panel width must be in [1, 256] and in >= 1");
   const int64_t out = rowptr.numel() - 1, nnz = col.numel();
   const int64_t npan = (in + pw - 1) / pw;
   const int32_t* rp = rowptr.data_ptr<int32_t>();
+  TORCH_CHECK(rp[0] == 0 && rp[out] == nnz, "rowptr must run from 0 to nnz");
   auto colat = [&](int64_t p) -> int64_t {
     return col.scalar_type() == at::kShort ? col.data_ptr<int16_t>()[p] : col.data_ptr<int32_t>()[p];
   };
-  torch::Tensor prow = torch::zeros({npan * (out + 1)}, rowptr.options());
-  torch::Tensor pcol = torch::empty({nnz}, torch::TensorOptions().dtype(at::kUInt16));
-  torch::Tensor pval = torch::empty({nnz}, val.options());
-  int32_t* pr = prow.data_ptr<int32_t>();
-  uint16_t* pc = reinterpret_cast<uint16_t*>(pcol.data_ptr());
-  float* pv = pval.data_ptr<float>();
-  const float* v = val.data_ptr<float>();
-  // counts per (panel, row), then offsets in panel-major, row-minor order
-  std::vector<int64_t> cnt(npan * out, 0);
-  for (int64_t r = 0; r < out; ++r)
+  std::vector<int32_t> cnt(npan * out, 0);  // nonzeros per (panel, row)
+  for (int64_t r = 0; r < out; ++r) {
+    TORCH_CHECK(rp[r] <= rp[r + 1], "rowptr must be non-decreasing");
     for (int64_t p = rp[r]; p < rp[r + 1]; ++p) {
       const int64_t c = colat(p);
       TORCH_CHECK(c >= 0 && c < in, "column index out of range");
       ++cnt[(c / pw) * out + r];
     }
-  std::vector<int64_t> pos(npan * out);
+  }
+  std::vector<int32_t> gstart{0}, gcnt, gnr, grows;
+  std::vector<int64_t> pos(npan * out, 0);  // where each (panel, row) segment starts in poff / pval
+  std::vector<int32_t> order(out), hist;
   int64_t acc = 0;
   for (int64_t q = 0; q < npan; ++q) {
-    for (int64_t r = 0; r < out; ++r) {
-      pr[q * (out + 1) + r] = static_cast<int32_t>(acc);
+    const int32_t* cq = cnt.data() + q * out;
+    const bool all = q == 0 || q == npan - 1;
+    int32_t maxc = 0;
+    for (int64_t r = 0; r < out; ++r) maxc = std::max(maxc, cq[r]);
+    hist.assign(maxc + 2, 0);  // counting sort of the rows by count (stable)
+    for (int64_t r = 0; r < out; ++r) ++hist[cq[r] + 1];
+    for (int32_t c = 0; c <= maxc; ++c) hist[c + 1] += hist[c];
+    for (int64_t r = 0; r < out; ++r) order[hist[cq[r]]++] = static_cast<int32_t>(r);
+    int32_t prev = -1;
+    for (int64_t i = 0; i < out; ++i) {
+      const int32_t r = order[i], c = cq[r];
+      if (c == 0 && !all) continue;
+      if (c != prev) {
+        gcnt.push_back(c);
+        gnr.push_back(0);
+        prev = c;
+      }
+      ++gnr.back();
+      grows.push_back(r);
       pos[q * out + r] = acc;
-      acc += cnt[q * out + r];
+      acc += c;
     }
-    pr[q * (out + 1) + out] = static_cast<int32_t>(acc);
+    gstart.push_back(static_cast<int32_t>(gcnt.size()));
   }
+  const int64_t ng = gcnt.size(), nrows = grows.size();
+  torch::Tensor meta = torch::empty({3 + npan + 1 + 2 * ng + nrows}, rowptr.options());
+  int32_t* m = meta.data_ptr<int32_t>();
+  m[0] = static_cast<int32_t>(npan);
+  m[1] = static_cast<int32_t>(ng);
+  m[2] = static_cast<int32_t>(nrows);
+  std::copy(gstart.begin(), gstart.end(), m + 3);
+  std::copy(gcnt.begin(), gcnt.end(), m + 3 + npan + 1);
+  std::copy(gnr.begin(), gnr.end(), m + 3 + npan + 1 + ng);
+  std::copy(grows.begin(), grows.end(), m + 3 + npan + 1 + 2 * ng);
+  torch::Tensor poff = torch::empty({nnz}, torch::TensorOptions().dtype(at::kUInt16));
+  torch::Tensor pval = torch::empty({nnz}, val.options());
+  uint16_t* po = reinterpret_cast<uint16_t*>(poff.data_ptr());
+  float* pv = pval.data_ptr<float>();
+  const float* v = val.data_ptr<float>();
   for (int64_t r = 0; r < out; ++r)
     for (int64_t p = rp[r]; p < rp[r + 1]; ++p) {
       const int64_t c = colat(p), q = c / pw;
       const int64_t d = pos[q * out + r]++;
-      pc[d] = static_cast<uint16_t>(c - q * pw);
+      po[d] = static_cast<uint16_t>((c - q * pw) * 256);
       pv[d] = v[p];
     }
-  return {prow, pcol, pval};
+  return {meta, poff, pval};
 }
 
 namespace {
+
+// Validate grouped panels (from `panelize`) for layer L and point L at them: a chain built from
+// any tensors can then never read or write out of bounds.
+void check_groups(Layer& L, const torch::Tensor& meta, const torch::Tensor& poff, const torch::Tensor& pval, int64_t pw,
+                  int64_t nnz) {
+  TORCH_CHECK(pw >= 1 && pw <= 256, "panel width must be in [1, 256]");
+  TORCH_CHECK(meta.scalar_type() == at::kInt && meta.is_contiguous() && meta.numel() >= 3,
+              "panel metadata must be contiguous int32 (from panelize)");
+  TORCH_CHECK(poff.scalar_type() == at::kUInt16 && poff.is_contiguous() && poff.numel() == nnz,
+              "panel offsets must be contiguous uint16 of length nnz");
+  TORCH_CHECK(pval.scalar_type() == at::kFloat && pval.is_contiguous() && pval.numel() == nnz,
+              "panel values must be contiguous float32 of length nnz");
+  const int32_t* m = meta.data_ptr<int32_t>();
+  const int64_t npan = (L.in + pw - 1) / pw, ng = m[1], nrows = m[2];
+  TORCH_CHECK(m[0] == npan && ng >= 0 && nrows >= 0 && meta.numel() == 3 + npan + 1 + 2 * ng + nrows,
+              "panel metadata does not match the layer (in ", L.in, ", panel width ", pw, ")");
+  const int32_t* gstart = m + 3;
+  const int32_t* gcnt = gstart + npan + 1;
+  const int32_t* gnr = gcnt + ng;
+  const int32_t* grows = gnr + ng;
+  const uint16_t* po = reinterpret_cast<const uint16_t*>(poff.data_ptr());
+  TORCH_CHECK(gstart[0] == 0 && gstart[npan] == ng, "bad panel group starts");
+  std::vector<int32_t> seen(L.out, -1);
+  int64_t p = 0, ri = 0;
+  for (int64_t q = 0; q < npan; ++q) {
+    TORCH_CHECK(gstart[q] <= gstart[q + 1], "bad panel group starts");
+    const int64_t width = std::min<int64_t>(pw, L.in - q * pw), listed0 = ri;
+    for (int32_t g = gstart[q]; g < gstart[q + 1]; ++g) {
+      TORCH_CHECK(gcnt[g] >= 0 && gnr[g] >= 0 && ri + gnr[g] <= nrows, "bad panel group sizes");
+      for (int32_t i = 0; i < gnr[g]; ++i, ++ri) {
+        const int32_t r = grows[ri];
+        TORCH_CHECK(r >= 0 && r < L.out && seen[r] != q, "panel rows must be distinct rows of the layer");
+        seen[r] = static_cast<int32_t>(q);
+        TORCH_CHECK(p + gcnt[g] <= nnz, "panel groups hold more than nnz entries");
+        for (int32_t k = 0; k < gcnt[g]; ++k, ++p)
+          TORCH_CHECK(po[p] % 256 == 0 && po[p] / 256 < width, "panel offset out of range");
+      }
+    }
+    TORCH_CHECK((q != 0 && q != npan - 1) || ri - listed0 == L.out, "the first and last panels must list every row");
+  }
+  TORCH_CHECK(ri == nrows && p == nnz, "panel groups must hold exactly nnz entries");
+  L.gstart = gstart;
+  L.gcnt = gcnt;
+  L.gnr = gnr;
+  L.grows = grows;
+  L.poff = po;
+  L.pval = pval.data_ptr<float>();
+  L.pw = pw;
+  L.npan = npan;
+}
 
 // A validated chain of layers whose tensors are kept alive by the owner.
 struct ChainSpec {
@@ -477,19 +606,7 @@ ChainSpec make_spec(int64_t in0, const std::vector<torch::Tensor>& rowptrs, cons
       L.col = cols[i].data_ptr();
       L.col16 = cols[i].scalar_type() == at::kShort;
       if (!prows.empty() && prows[i].numel() > 0) {
-        TORCH_CHECK(pws[i] >= 1, "panel width must be positive");
-        const int64_t npan = (L.in + pws[i] - 1) / pws[i];
-        TORCH_CHECK(prows[i].scalar_type() == at::kInt && prows[i].is_contiguous() && prows[i].numel() == npan * (L.out + 1),
-                    "panel row pointers must be contiguous int32 of npan * (out + 1)");
-        TORCH_CHECK(pcols[i].scalar_type() == at::kUInt16 && pcols[i].is_contiguous() &&
-                        pcols[i].numel() == vals[i].numel(), "panel columns must be contiguous uint16 of length nnz");
-        TORCH_CHECK(pvals[i].scalar_type() == at::kFloat && pvals[i].is_contiguous() && pvals[i].numel() == vals[i].numel(),
-                    "panel values must be contiguous float32 of length nnz");
-        L.prow = prows[i].data_ptr<int32_t>();
-        L.pcol = reinterpret_cast<const uint16_t*>(pcols[i].data_ptr());
-        L.pval = pvals[i].data_ptr<float>();
-        L.pw = pws[i];
-        L.npan = npan;
+        check_groups(L, prows[i], pcols[i], pvals[i], pws[i], vals[i].numel());
         s.keep.insert(s.keep.end(), {prows[i], pcols[i], pvals[i]});
       }
       TORCH_CHECK(rowptrs[i].numel() >= 1, "rowptr must have out + 1 entries");
@@ -567,13 +684,6 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
     if (X.stride(1) != 1 || (F > 1 && X.stride(0) < B)) X = X.contiguous();
     cur = X;
     ldc = F > 1 ? X.stride(0) : B;
-    if (ldp != B && ldc % 64 == 0 && !s.layers.empty() && s.layers[0].npan > 0) {
-      // repack into the padded layout (one streaming copy) so the panels stay in L1
-      torch::Tensor buf = scratch(bufs, 0, F, ldp, opts);
-      buf.narrow(1, 0, B).copy_(X);
-      cur = buf;
-      ldc = ldp;
-    }
   } else if (B == 1) {
     cur = X.contiguous().view({F, 1});
   } else {
@@ -608,8 +718,8 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
 // Run a chain of layers on activations X; returns (out_last, B) feature-major.
 // X is feature-major (in, B), or batch-major (B, in) when batch_major_input (then it is
 // transposed first, in blocks). Layer i is CSR when rowptrs[i] is non-empty, else dense
-// with vals[i] = W (out, in). tiles[i] is the sample tile width (64, 32 or 16); the
-// optional panel lists (from `panelize`) enable the column-panel path for tiles >= 16.
+// with vals[i] = W (out, in). tiles[i] is the sample tile width (128, 64, 32 or 16); the
+// optional panel lists (from `panelize`) enable the grouped-panel path for tiles >= 32.
 torch::Tensor chain_forward(torch::Tensor X, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols,
                             std::vector<torch::Tensor> vals, std::vector<torch::Tensor> biases,
                             std::vector<bool> relus, std::vector<int64_t> threads, std::vector<int64_t> tiles,
@@ -656,7 +766,7 @@ struct Chain {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("transpose", &transpose, "(B, F) -> (F, B) float32, blocked");
   m.def("chain_forward", &chain_forward, "CSR/dense layer chain on feature-major activations (in, B) -> (out, B)");
-  m.def("panelize", &panelize, "CSR -> column panels [prow, pcol uint16, pval]");
+  m.def("panelize", &panelize, "CSR -> column panels grouped by count [meta int32, byte offsets uint16, values]");
   pybind11::class_<Chain>(m, "Chain", pybind11::module_local())
       .def(pybind11::init<int64_t, std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
                           std::vector<torch::Tensor>, std::vector<bool>, std::vector<int64_t>, std::vector<int64_t>,
