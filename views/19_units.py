@@ -10,8 +10,8 @@ st.title("What units see")
 st.markdown(
     "Each tile is one unit of the first layer, drawn as the picture its incoming weights make: a pixel is **blue** "
     "where the weight is positive, **red** where it is negative, **grey** where the weight was pruned. "
-    "Dead units (nothing left in or out) are greyed out. Compare the dense model with the current one: magnitude "
-    "pruning keeps the strokes in the middle and drops the border, where the digits never have ink. "
+    "Dead units (nothing left in or out) are greyed out. Compare the dense model with the current one: does "
+    "pruning keep the strokes in the middle and drop the border, where the digits never have ink? "
     "**Click a tile** to see that unit's surviving connections in the graph below."
 )
 

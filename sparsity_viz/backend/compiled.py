@@ -48,6 +48,7 @@ from . import conv_sparse, kernels
 from .compaction import compact_chain, compact_conv_chain
 from .cuda import cuda_status
 from .dispatch import Choice, choose
+from .layer_inputs import recorded_inputs
 from .ops import LinearOp, SparseLinear, run_chain
 from .thread_guard import ThreadGuard
 
@@ -296,20 +297,9 @@ def _swappable(module: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _linear_inputs(module: nn.Module, calib: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """Each Linear layer's input on the calibration batch, feature-major ``(in, N)`` (hooks removed after)."""
-    if calib is None:
-        return {}
-    seen: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda _m, args, name=name: seen.__setitem__(
-        name, args[0].detach().reshape(-1, args[0].shape[-1]).t().contiguous()))
-        for name, m in _swappable(module) if isinstance(m, nn.Linear)]
-    try:
-        with torch.no_grad():
-            module(calib)
-    finally:
-        for hk in hooks:
-            hk.remove()
-    return seen
+    """Each Linear layer's input on the calibration batch, feature-major ``(in, N)``."""
+    return recorded_inputs(module, calib, [(n, m) for n, m in _swappable(module) if isinstance(m, nn.Linear)],
+                           lambda t: t.reshape(-1, t.shape[-1]).t().contiguous())
 
 
 def _compile_modules(src: nn.Module, kw: dict, notices: list[str], calib: torch.Tensor | None = None,

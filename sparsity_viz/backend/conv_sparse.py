@@ -31,6 +31,7 @@ from torch import nn
 
 from . import kernels
 from .dispatch import MARGIN, choose
+from .layer_inputs import recorded_inputs
 from .ops import SparseConv2d
 from .thread_guard import ThreadGuard
 
@@ -246,19 +247,8 @@ def fuse_units(model: nn.Module) -> tuple[nn.Module, dict[str, tuple[bool, int]]
 
 
 def conv_inputs(module: nn.Module, calib: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """Each ``nn.Conv2d``'s input on the calibration batch (NCHW; hooks removed after)."""
-    if calib is None:
-        return {}
-    seen: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda _m, args, name=name: seen.__setitem__(name, args[0].detach()))
-             for name, m in module.named_modules() if type(m) is nn.Conv2d]
-    try:
-        with torch.no_grad():
-            module(calib)
-    finally:
-        for hk in hooks:
-            hk.remove()
-    return seen
+    """Each ``nn.Conv2d``'s input on the calibration batch (NCHW)."""
+    return recorded_inputs(module, calib, [(n, m) for n, m in module.named_modules() if type(m) is nn.Conv2d])
 
 
 # --- choosing a unit -------------------------------------------------------------------------------
