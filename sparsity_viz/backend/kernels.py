@@ -326,11 +326,6 @@ class Extension:
         return None
 
 
-def panel_width(tile: int) -> int:
-    """Input features per column panel for a sample tile: panel x tile floats = 32 KB (fits L1)."""
-    return max(64, 8192 // max(16, int(tile)))
-
-
 def panelize(rowptr: torch.Tensor, col: torch.Tensor, val: torch.Tensor, in_features: int,
              width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The CSR regrouped into column panels: (prow int32, pcol uint16 panel-local, pval)."""
