@@ -187,20 +187,19 @@ class Student:
                     return check()
         return True
 
-    def pruned_is(self, level: float) -> bool:
-        body = self.metrics.get("Weights pruned", "")
+    def pruned(self) -> float | None:
+        """The "Weights pruned" metric last shown (percent), None before one arrived."""
         try:
-            return abs(float(body.split()[0]) - level) <= TOLERANCE
+            return float(self.metrics.get("Weights pruned", "").split()[0])
         except (ValueError, IndexError):
-            return False
+            return None
+
+    def pruned_is(self, level: float) -> bool:
+        shown = self.pruned()
+        return shown is not None and abs(shown - level) <= TOLERANCE
 
     async def drag(self, level: int, timeout: float) -> None:
-        start_level = 0.0
-        body = self.metrics.get("Weights pruned", "0 %")
-        try:
-            start_level = float(body.split()[0])
-        except ValueError:
-            pass
+        start_level = self.pruned() or 0.0
         path = [round(start_level + (level - start_level) * f) for f in (1 / 3, 2 / 3)] + [level]
         self.cause = "slider"
         for value in path:  # a drag: the browser sends intermediate values

@@ -111,20 +111,17 @@ def _between(model: nn.Module, names: list[str]) -> list[list[Callable] | None]:
             if node.op == "call_module" and node.target == b:
                 break
             m = modules.get(node.target) if node.op == "call_module" else None
+            keeps_constant = (isinstance(m, PASS_MODULES)
+                              or (isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and m.padding in (0, (0, 0)))
+                              or (node.op == "call_function" and node.target in SHAPE_FNS)
+                              or (node.op == "call_method" and node.target in SHAPE_METHODS))
             if m is not None and type(m) in ELEMENTWISE:
                 fns.append(ELEMENTWISE[type(m)])
-            elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and m.padding in (0, (0, 0)):
-                pass
-            elif isinstance(m, PASS_MODULES):
-                pass
             elif node.op == "call_function" and node.target in ELEMENTWISE_FN:
                 fns.append(ELEMENTWISE_FN[node.target])
-            elif (node.op == "call_function" and node.target in SHAPE_FNS) or (
-                    node.op == "call_method" and node.target in SHAPE_METHODS) or (
-                    node.op == "call_method" and node.target == "relu"):
-                if node.op == "call_method" and node.target == "relu":
-                    fns.append(torch.relu)
-            else:
+            elif node.op == "call_method" and node.target == "relu":
+                fns.append(torch.relu)
+            elif not keeps_constant:
                 fns = None
         out.append(fns)
     return out
