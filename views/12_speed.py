@@ -4,9 +4,10 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
+from sparsity_viz.backend import speed_findings
 from sparsity_viz.backend.bench import MODEL_FORMATS, STABLE_IQR
-from sparsity_viz.backend.speed_report import (INT8_FORMATS, SpeedSettings, interval_words, ratio_intervals,
-                                               unsettled, unsettled_points)
+from sparsity_viz.backend.speed_report import (INT8_FORMATS, SpeedSettings, ratio_intervals, unsettled,
+                                               unsettled_points)
 from sparsity_viz.models import prunable_layers
 
 app_state.sidebar()
@@ -79,43 +80,7 @@ plans = result.plans
 
 st.subheader("Latency: sparse formats against dense")
 app_state.show_figure(figures.latency_bars(bench, title=f"{wb.name}: time per forward call"), "speed_latency")
-lines = []
-for b in batches:
-    g = bench[bench["batch"] == b].set_index("format")
-    auto = g["ratio_dense"].get("auto")
-    if auto is not None and auto == auto:
-        iqr = interval_words(bench, b, "auto")
-        if auto < 0.97:
-            all_dense = plans[b]["table"]["format"].str.startswith("dense").all()
-            lines.append(f"At batch {b} the compiled model takes **{auto:.2f}×** the dense time "
-                         f"({1 / auto:.1f}× faster{'; ' + iqr if iqr else ''})"
-                         + (": every layer stays dense, the gain comes from removing dead neurons and one fused "
-                            "call, not from skipping zeros." if all_dense else "."))
-        else:
-            lines.append(f"At batch {b} sparse **loses** or ties ({auto:.2f}× the dense time"
-                         f"{'; ' + iqr if iqr else ''}): the compiled model falls back to dense layers, so it is "
-                         "never meaningfully slower.")
-    for fmt in ("csr-torch", "csr-native"):
-        r = g["ratio_dense"].get(fmt)
-        if r is not None and r == r and r > 1.0:
-            lines.append(f"At batch {b}, {figures.format_label(fmt)} is **{r:.2f}× slower** than dense for the "
-                         "whole model.")
-    q8, f32 = g["median_us"].get("csr-int8-native"), g["median_us"].get("csr-native")
-    if q8 is not None and f32 is not None and q8 == q8 and f32 == f32:
-        lines.append(f"At batch {b}, int8 CSR takes **{q8 / f32:.2f}×** the time of fp32 CSR (native) with "
-                     f"{g['weight_bytes']['csr-int8-native'] / g['weight_bytes']['csr-native']:.2f}× its weight bytes.")
-    table = plans[b]["table"]
-    kept = table[table["format"].str.startswith("dense")]
-    if len(kept):
-        names = ", ".join(f"**{r['layer']}** ({100 * r['density']:.0f} % of weights left"
-                          + (f", compacted to {r['compiled_shape']}" if r["compiled_shape"] != r["shape"] else "") + ")"
-                          for _, r in kept.iterrows())
-        lines.append(f"At batch {b} sparse is slower than dense for {names}: the dispatcher keeps "
-                     f"{'it' if len(kept) == 1 else 'them'} dense.")
-skipped = bench[bench["note"].str.startswith("skipped")].drop_duplicates("format")
-for _, row in skipped.iterrows():
-    why = row["note"][len("skipped: "):].split(";")[0].split(": ", 1)[-1]
-    lines.append(f"{figures.format_label(row['format'])} was skipped: {why[:160]}")
+lines = speed_findings.findings(result, batches)
 st.markdown("\n".join(f"- {t}" for t in lines))
 
 not_settled = unsettled(bench)
@@ -160,21 +125,13 @@ st.caption(f"Sparse checkpoint file (all tensors, layout included): {figures.hum
 st.subheader("When does sparse start to win?")
 rl, sl = result.layer, result.shape
 curve_batch = st.radio("Batch size", list(batches), index=len(batches) - 1, horizontal=True, key="speed_curve_batch")
-layer_density = float((dict(wb.current.named_modules())[rl].weight != 0).float().mean())
-fig = figures.speedup_curve_figure(result.curves, result.crossovers, batch=curve_batch,
-                                   mark_sparsity=1 - layer_density,
+sparsity_now = speed_findings.layer_sparsity(wb.current, rl)
+fig = figures.speedup_curve_figure(result.curves, result.crossovers, batch=curve_batch, mark_sparsity=sparsity_now,
                                    title=f"Random {sl[0]}x{sl[1]} layer ({rl}'s shape), batch {curve_batch}")
 app_state.show_figure(fig, "speed_curves")
-cross = result.crossovers
-cross = cross[cross["batch"] == curve_batch]
-words = []
-for _, c in cross.iterrows():
-    x = c["crossover_sparsity"]
-    name = figures.format_label(c["format"])
-    words.append(f"{name} never beat dense in this sweep" if x != x or x is None else f"{name} wins from {100 * x:.0f} %")
 bad, points = unsettled_points(result.curves, curve_batch)
-st.caption(f"At batch {curve_batch}: " + "; ".join(words)
-           + f". {rl} is {100 * (1 - layer_density):.0f} % sparse now. "
+st.caption(f"At batch {curve_batch}: " + speed_findings.crossover_words(result.crossovers, curve_batch)
+           + f". {rl} is {100 * sparsity_now:.0f} % sparse now. "
            + (f"{bad} of these {points} points hit the time cap before their ratio settled within "
               f"±{100 * settings.rel_iqr:.0f} %: read them as rough." if bad else
               f"Every point's ratio settled within ±{100 * settings.rel_iqr:.0f} %." if points else ""))
