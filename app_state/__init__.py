@@ -151,8 +151,9 @@ from .sweep_runs import runs_dir, sweep_place
 from .training_options import TrainingOptions, training_options
 from .upload import load_own_model, load_upload, load_upload_once, own_message, spec_template, upload_message
 from .reports import ModelReport, model_report
+from .shared_figures import layer_heatmap
 from .units import PER_PAGE as UNITS_PER_PAGE
-from .units import UnitsView, selected_unit, store_units, stored_units, unit_graph, units_view
+from .units import UnitsView, selected_unit, store_units, stored_units, unit_graph, unit_grid, units_view
 from .units import show_grid as show_unit_grid
 from .url import set_url, share_link
 from .strategy_labels import prune_spinner_text, slow_note, strategy_label
@@ -187,7 +188,7 @@ __all__ = [
     "sparse_checkpoint", "speed_key", "speed_result", "store_finetune", "store_prune", "store_reg", "store_speed",
     "stored_finetune", "stored_prune", "stored_reg", "stored_speed", "training_log", "upload_message",
     "TrainingOptions", "training_options",
-    "ModelReport", "model_report", "UNITS_PER_PAGE", "UnitsView", "selected_unit", "show_unit_grid", "store_units", "stored_units", "unit_graph",
+    "ModelReport", "model_report", "layer_heatmap", "UNITS_PER_PAGE", "UnitsView", "selected_unit", "show_unit_grid", "store_units", "stored_units", "unit_graph", "unit_grid",
     "units_view",
     "link_carries", "page_settings", "keep_page_settings",
     "PlaygroundSlots", "cut_by_hand", "cut_choices", "dynamics_labels", "init_labels", "playground",

@@ -163,12 +163,14 @@ PNG = CacheSpec("png", max_entries=64, max_bytes=64 * MiB, shared=True)
 SHARED_ACCURACY = CacheSpec("shared_accuracy", max_entries=4096, max_bytes=4 * MiB, shared=True)
 UNITS = CacheSpec("units", max_entries=32, max_bytes=96 * MiB, shared=True)
 REPORTS = CacheSpec("reports", max_entries=256, max_bytes=16 * MiB, shared=True)
+FIGURES = CacheSpec("shared_figures", max_entries=256, max_bytes=64 * MiB, shared=True)  # drawn once, read-only
 LESSON_REVEALS = CacheSpec("lesson_reveals", max_entries=64, max_bytes=16 * MiB, shared=True)  # same for every student
 REBUILT = CacheSpec("rebuilt_models", max_entries=16, max_bytes=128 * MiB, shared=True)  # models a link's recipe made
 
 SPECS: dict[str, CacheSpec] = {s.name: s for s in (ACCURACY, FAST_MODELS, SPEED, SPARSE_CKPT, LAB, QUANT, QUANT_GRID,
                                                     ACTIVATIONS, EXPERTS, SENSITIVITY, PRUNE_MASKS, CURVES, PNG, REBUILT,
-                                                    SHARED_ACCURACY, UNITS, LESSON_REVEALS, REPORTS)}
+                                                    SHARED_ACCURACY, UNITS, LESSON_REVEALS, REPORTS,
+                                                    FIGURES)}
 
 
 def session_cache(spec: CacheSpec) -> BoundedCache:

@@ -23,6 +23,7 @@ from sparsity_viz.session import Workbench
 from . import keys
 from .cache import UNITS, content_key, shared_cache
 from .settings import keep_page_settings, page_settings
+from .shared_figures import shared_figure
 from .workbench import dataset
 
 PER_PAGE = (16, 25, 49, 100)  # tiles per grid (25 float32 28x28 tiles: about 100 KB of figure JSON)
@@ -125,6 +126,18 @@ def show_grid(fig: Any, name: str) -> Any:
 
 
 def unit_graph(wb: Workbench, view: UnitsView, layer: str, unit: int) -> Any:
-    """The connection graph of the current model with ``unit`` of ``layer``'s fan-in and fan-out drawn over it."""
-    return figures.unit_graph(wb.current, wb.masks, layer, unit, input_shape=view.input_shape,
-                              class_names=view.class_names)
+    """The connection graph of the current model with ``unit`` of ``layer``'s fan-in and fan-out drawn over it
+    (shared by every student at the same weights; read-only)."""
+    return shared_figure(wb.current, wb.masks, ("unit_graph", layer, unit, view.input_shape, view.class_names),
+                         lambda: figures.unit_graph(wb.current, wb.masks, layer, unit, input_shape=view.input_shape,
+                                                    class_names=view.class_names))
+
+
+def unit_grid(wb: Workbench, view: UnitsView, dense: bool, shown: list[int], *, zmax: float, selected: int,
+              title: str) -> Any:
+    """``figures.receptive_field_grid`` of the dense or the current model's fields (shared; read-only)."""
+    fields, model = (view.dense, wb.dense) if dense else (view.current, wb.current)
+    return shared_figure(model, {} if dense else wb.masks,
+                         ("units_grid", view.layer, tuple(shown), zmax, selected, title),
+                         lambda: figures.receptive_field_grid(fields, shown, zmax=zmax, selected=selected,
+                                                              title=title))

@@ -3,7 +3,6 @@
 import streamlit as st
 
 import app_state
-from sparsity_viz import figures
 
 app_state.sidebar()
 st.title("What units see")
@@ -42,12 +41,12 @@ else:
     zmax = view.dense.zmax  # one colour scale for both grids
     left, right = st.columns(2)
     with left:
-        dense_fig = figures.receptive_field_grid(view.dense, shown, zmax=zmax, selected=selected,
-                                                 title=f"Dense: {int(view.dense.dead.sum())} of {n} units dead")
+        dense_fig = app_state.unit_grid(wb, view, True, shown, zmax=zmax, selected=selected,
+                                        title=f"Dense: {int(view.dense.dead.sum())} of {n} units dead")
         app_state.show_unit_grid(dense_fig, "units_dense")
     with right:
-        current_fig = figures.receptive_field_grid(
-            view.current, shown, zmax=zmax, selected=selected,
+        current_fig = app_state.unit_grid(
+            wb, view, False, shown, zmax=zmax, selected=selected,
             title=f"Now ({100 * wb.sparsity:.1f} % pruned): {int(view.current.dead.sum())} of {n} units dead")
         app_state.show_unit_grid(current_fig, "units_current")
     st.caption(f"Current model: {wb.origin}. {view.current.inputs} incoming weights per unit; on average "

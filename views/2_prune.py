@@ -3,7 +3,6 @@
 import streamlit as st
 
 import app_state
-from sparsity_viz import figures
 from sparsity_viz.models import prunable_layers
 from sparsity_viz.pruning import STRATEGIES
 from sparsity_viz.recipes import finetune_config
@@ -57,9 +56,7 @@ app_state.keep_page_settings("prune_view", {"layer": None}, layer=preview)
 full = numbers.toggle("Full resolution", key="prune_full_res", help="The preview draws every few rows and columns of "
                       "a large layer (light enough for a class on one server); this draws every weight.")
 with heat:
-    fig = figures.layer_heatmap(wb.current, wb.masks, preview, max_cells=None if full else figures.PREVIEW_CELLS)
-    fig.update_layout(height=400)
-    app_state.show_figure(fig, "prune_heatmap")
+    app_state.show_figure(app_state.layer_heatmap(wb, preview, full=full, height=400), "prune_heatmap")
 st.markdown(
     "Pruning sets chosen weights to exactly zero. Drag the **sparsity** slider and watch accuracy and the heatmap "
     "follow; compare *Magnitude* (drop the smallest |w|) with *Random* at the same sparsity."

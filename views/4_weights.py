@@ -28,10 +28,8 @@ log_y = c2.toggle("Logarithmic count axis", value=bool(s["logy"]), key="weights_
                   help="Shows the few large weights in the tails.")
 full = c2.toggle("Full-resolution heatmap", key="weights_full_res",
                  help="The preview draws every few rows and columns of a large layer; this draws every weight.")
-fig = figures.layer_heatmap(wb.current, wb.masks, layer, max_cells=None if full else figures.PREVIEW_CELLS)
-w = params[f"{layer}.weight"]
-fig.update_layout(height=560 if w.dim() == 2 else 700)
-app_state.show_figure(fig, f"weights_heatmap_{layer}")
+height = 560 if params[f"{layer}.weight"].dim() == 2 else 700
+app_state.show_figure(app_state.layer_heatmap(wb, layer, full=full, height=height), f"weights_heatmap_{layer}")
 
 scope = st.radio("Histogram of", ["this layer", "all layers"], index=["this layer", "all layers"].index(s["hist"]),
                  horizontal=True, key="weights_hist_scope")

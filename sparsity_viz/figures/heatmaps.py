@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from .style import DIVERGING, PRUNED_SCALE, apply_style
+from .style import DIVERGING, PRUNED_SCALE, style_layout
 
 PREVIEW_CELLS = 20_000  # two float32 traces of 20,000 cells: about 215 KB of figure JSON
 CONV_CELL_COST = 3  # a conv cell also carries its (out, in, ky, kx) hover indices (int16) in both traces
@@ -105,6 +105,7 @@ def weight_heatmap(
     title: str | None = None,
     zmax: float | None = None,
     max_cells: int | None = None,
+    height: int | None = None,
 ) -> go.Figure:
     """Heatmap of a Linear ``(out, in)`` or Conv2d ``(C_out, C_in, kh, kw)`` weight.
 
@@ -115,6 +116,7 @@ def weight_heatmap(
         zmax: colour-scale half range; default the largest surviving ``|w|`` (of the whole weight).
         max_cells: draw a preview of at most this many cells (every ``s``-th row and column;
             ``preview_stride``); ``None`` draws every weight.
+        height: figure height in px (default plotly's).
     """
     if weight.dim() not in (2, 4):
         raise ValueError(f"Expected a 2-D (Linear) or 4-D (Conv2d) weight, got shape {tuple(weight.shape)}.")
@@ -147,55 +149,30 @@ def weight_heatmap(
     else:
         value_hover = "input %{x}<br>output %{y}<br>w = %{z:.4f}<extra></extra>"
         pruned_hover = "input %{x}<br>output %{y}<br>pruned<extra></extra>"
-    fig = go.Figure()
-    fig.add_trace(
-        go.Heatmap(
-            z=values,
-            **xy,
-            name="weights",
-            colorscale=DIVERGING,
-            zmid=0.0,
-            zmin=-zmax,
-            zmax=zmax,
-            customdata=index if conv else None,
-            hovertemplate=value_hover,
-            colorbar=dict(title=dict(text="weight")),
-            hoverongaps=False,
-        )
-    )
-    fig.add_trace(
-        go.Heatmap(
-            z=pruned,
-            **xy,
-            name="pruned",
-            colorscale=PRUNED_SCALE,
-            showscale=False,
-            zmin=0,
-            zmax=1,
-            customdata=index if conv else None,
-            hovertemplate=pruned_hover,
-            hoverongaps=False,
-        )
-    )
+    traces = [
+        go.Heatmap(z=values, **xy, name="weights", colorscale=DIVERGING, zmid=0.0, zmin=-zmax, zmax=zmax,
+                   customdata=index if conv else None, hovertemplate=value_hover,
+                   colorbar=dict(title=dict(text="weight")), hoverongaps=False),
+        go.Heatmap(z=pruned, **xy, name="pruned", colorscale=PRUNED_SCALE, showscale=False, zmin=0, zmax=1,
+                   customdata=index if conv else None, hovertemplate=pruned_hover, hoverongaps=False),
+    ]
     sub = f"{n_alive:,} of {n_total:,} weights survive ({100 * n_alive / max(n_total, 1):.1f} %) · grey = pruned"
     if stride > 1:
         what = "row and column" if not conv else ("filter" if full_shape[1] == 1 else "filter and input channel")
         sub += f"<br>preview: every {_nth(stride)} {what} (full resolution on demand)"
     full_title = f"{title}<br><sup>{sub}</sup>" if title else sub
-    apply_style(fig, full_title)
+    axis = dict(showgrid=False, zeroline=False)
     if conv:
         _, c_in, kh, kw = full_shape
         xt = f"input channel ({kh}x{kw} kernel per tile)" if c_in > 1 else f"filter ({kh}x{kw} kernel per tile)"
         yt = "output channel (filter)" if c_in > 1 else "filter"
-        fig.update_xaxes(title_text=xt, showticklabels=False, showgrid=False, zeroline=False)
-        fig.update_yaxes(title_text=yt, showticklabels=False, showgrid=False, zeroline=False)
+        xaxis = dict(axis, title_text=xt, showticklabels=False)
+        yaxis = dict(axis, title_text=yt, showticklabels=False, autorange="reversed", scaleanchor="x", scaleratio=1)
     else:
-        fig.update_xaxes(title_text="input unit (index)", showgrid=False, zeroline=False)
-        fig.update_yaxes(title_text="output unit (index)", showgrid=False, zeroline=False)
-    fig.update_yaxes(autorange="reversed")
-    if conv:
-        fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    return fig
+        xaxis = dict(axis, title_text="input unit (index)")
+        yaxis = dict(axis, title_text="output unit (index)", autorange="reversed")
+    # one constructor call: drawn on every slider move, where update_layout after add_trace costs three times more
+    return go.Figure(data=traces, layout={**style_layout(full_title, height), "xaxis": xaxis, "yaxis": yaxis})
 
 
 def _nth(k: int) -> str:
@@ -204,7 +181,7 @@ def _nth(k: int) -> str:
 
 def layer_heatmap(
     model: nn.Module, masks: Mapping[str, torch.Tensor] | None, layer: str, *, zmax: float | None = None,
-    max_cells: int | None = None,
+    max_cells: int | None = None, height: int | None = None,
 ) -> go.Figure:
     """``weight_heatmap`` of the named layer (``"fc1"`` or ``"fc1.weight"``) of ``model``."""
     key = layer if layer.endswith(".weight") else f"{layer}.weight"
@@ -214,4 +191,4 @@ def layer_heatmap(
     mask = None if masks is None else masks.get(key)
     w = params[key]
     return weight_heatmap(w, mask, title=f"{key.removesuffix('.weight')} weights {tuple(w.shape)}", zmax=zmax,
-                          max_cells=max_cells)
+                          max_cells=max_cells, height=height)

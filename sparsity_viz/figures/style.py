@@ -113,9 +113,11 @@ def title_margin(title: str | None) -> int:
     return TITLE_PAD + sum(SUBTITLE_LINE if ("<sup>" in ln or "<sub>" in ln) else TITLE_LINE for ln in lines) + 12
 
 
-def apply_style(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
-    """Big fonts, white template, room for titles; returns ``fig`` for chaining."""
-    fig.update_layout(
+def style_layout(title: str | None = None, height: int | None = None) -> dict:
+    """The layout ``apply_style`` sets, as a plain dict: pass it to ``go.Figure(data, layout=...)`` where a figure
+    is drawn on every rerun (one constructor call costs about a third of building the figure and then
+    ``update_layout``, measured: 2.8 against 9.3 ms)."""
+    layout = dict(
         template=LIGHT_TEMPLATE,
         font=dict(size=BASE_FONT_SIZE, family=FONT_FAMILY),
         # the title hangs from the top of the figure and the top margin grows with its lines, so a multi-line
@@ -127,8 +129,15 @@ def apply_style(fig: go.Figure, title: str | None = None, height: int | None = N
         hoverlabel=dict(font=dict(size=BASE_FONT_SIZE)),
     )
     if height is not None:
-        fig.update_layout(height=height)
-    fig.update_annotations(font_size=BASE_FONT_SIZE)
+        layout["height"] = height
+    return layout
+
+
+def apply_style(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
+    """Big fonts, white template, room for titles (``style_layout``); returns ``fig`` for chaining."""
+    fig.update_layout(style_layout(title, height))
+    if fig.layout.annotations:
+        fig.update_annotations(font_size=BASE_FONT_SIZE)
     return fig
 
 

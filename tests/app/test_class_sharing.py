@@ -4,10 +4,11 @@ by a session that moved on."""
 from __future__ import annotations
 
 import gc
+import json
 import weakref
 
 import numpy as np
-from apptools import check, open_app
+from apptools import chart_specs, check, open_app
 
 import app_state
 from app_state import cache, evaluation, keys, units
@@ -132,3 +133,27 @@ def test_one_trace_per_architecture(monkeypatch):
     assert len(traces) == 1  # the pruned copies share one trace
     layers.chain_layers(MLP(784, (300, 50), 10))  # another shape: another architecture
     assert len(traces) == 2
+
+
+def test_students_at_the_same_weights_share_one_heatmap_figure_never_changed():
+    from sparsity_viz import figures
+
+    first = _student(90)
+    figs = cache.shared_cache(cache.FIGURES)
+    n = len(figs)
+    assert n >= 1
+    (stored,) = [v for k, v in figs.items() if k[2][0] == "layer_heatmap" and k[0] == cache.content_key(
+        first.session_state[keys.BENCH].current)]
+    before = stored.to_json()
+    second = _student(90)
+    assert len(figs) == n  # drawn once for both
+    assert chart_specs(first)[0] == chart_specs(second)[0]
+    pruned = prune(load_sample("lenet300")[0], "magnitude", 0.9)
+    reference = figures.layer_heatmap(pruned.model, pruned.masks, "fc1", max_cells=figures.PREVIEW_CELLS, height=400)
+    assert json.loads(chart_specs(second)[0])["data"] == json.loads(reference.to_json())["data"]
+    second.toggle(key=keys.PROJECTOR).set_value(True).run()  # projector mode draws a copy
+    check(second)
+    assert json.loads(chart_specs(second)[0])["layout"]["font"]["size"] > json.loads(before)["layout"]["font"]["size"]
+    assert stored.to_json() == before  # the shared figure itself never changed
+    second.slider(key="prune_sparsity").set_value(91).run()
+    assert len(figs) == n + 1  # other weights: another figure
