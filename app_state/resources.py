@@ -6,8 +6,6 @@ change, only a deep copy inside its own ``Workbench`` (see ``sparsity_viz.sessio
 
 from __future__ import annotations
 
-import sys
-
 import streamlit as st
 from torch import nn
 
@@ -19,16 +17,9 @@ from sparsity_viz.models import get_spec
 DEFAULT_MODEL = "lenet300"
 
 
-GIL_SWITCH_INTERVAL_S = 0.001  # Python's default is 0.005
-
-
 @st.cache_resource(show_spinner=False)
 def configure_threads_once() -> int:
-    """The library's thread policy, applied once per process: torch's intra-op threads, and a shorter GIL switch
-    interval. Every session's script runs in its own thread; a thread that leaves the GIL for a short torch call
-    waits up to the switch interval to get it back while another thread runs Python, and a rerun makes hundreds
-    of such calls (see docs/classroom.md)."""
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    """The library's thread policy, applied once per process."""
     return configure_threads()
 
 
