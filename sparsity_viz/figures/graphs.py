@@ -19,19 +19,13 @@ import torch
 from torch import nn
 
 from ..graph import ConnectionGraph, build_graph
-from .style import LEGEND_BELOW, NEGATIVE_COLOR, POSITIVE_COLOR, PRUNED_COLOR, apply_style
+from .style import BASE_FONT_SIZE, LEGEND_BELOW, NEGATIVE_COLOR, POSITIVE_COLOR, PRUNED_COLOR, style_layout
 
 WIDTH_CLASSES = 4
 
 
-def connection_graph(
-    graph: ConnectionGraph,
-    *,
-    width_range: tuple[float, float] = (0.6, 6.0),
-    title: str | None = "Surviving connections",
-    height: int = 650,
-) -> go.Figure:
-    """Draw a ``ConnectionGraph``: nodes by layer, edge width ``|w|``, colour = sign, dead nodes grey."""
+def graph_traces(graph: ConnectionGraph, width_range: tuple[float, float] = (0.6, 6.0)) -> list[dict]:
+    """The traces of ``connection_graph`` as plain dicts: edges per (sign, layer, width class), then nodes."""
     by_col: dict[int, dict[int, tuple[float, bool]]] = {}
     for n in graph.nodes:
         by_col.setdefault(n.column, {})[n.index] = (n.y, n.dead)
@@ -50,7 +44,7 @@ def connection_graph(
         xs, ys = segments.setdefault((e.layer, sign, k), ([], []))
         xs += [e.layer, e.layer + 1, None]
         ys += [by_col[e.layer][e.src][0], by_col[e.layer + 1][e.dst][0], None]
-    fig = go.Figure()
+    traces: list[dict] = []
     lo, hi = width_range
     shown_legend = set()
     # thinner, fainter lines where a layer has many edges, so dense layers stay readable
@@ -60,20 +54,13 @@ def connection_graph(
         width = lo + (hi - lo) * crowd * k / max(WIDTH_CLASSES - 1, 1)
         opacity = (0.25 + 0.6 * k / max(WIDTH_CLASSES - 1, 1)) * (0.4 + 0.6 * crowd)
         name = "positive weight" if sign == "+" else "negative weight"
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name=name,
-                legendgroup=name,
-                showlegend=name not in shown_legend,
-                line=dict(color=POSITIVE_COLOR if sign == "+" else NEGATIVE_COLOR, width=width),
-                opacity=opacity,
-                hoverinfo="skip",
-                meta={"kind": "edges", "layer": layer, "sign": sign, "width_class": k},
-            )
-        )
+        traces.append(dict(
+            type="scatter", x=xs, y=ys, mode="lines", name=name, legendgroup=name,
+            showlegend=name not in shown_legend,
+            line=dict(color=POSITIVE_COLOR if sign == "+" else NEGATIVE_COLOR, width=width),
+            opacity=opacity, hoverinfo="skip",
+            meta={"kind": "edges", "layer": layer, "sign": sign, "width_class": k},
+        ))
         shown_legend.add(name)
     max_col = max(graph.column_sizes)
     marker_size = float(np.clip(400 / max_col, 4, 18))
@@ -81,49 +68,58 @@ def connection_graph(
         nodes = [n for n in graph.nodes if n.dead == dead]
         if not nodes:
             continue
-        fig.add_trace(
-            go.Scatter(
-                x=[n.column for n in nodes],
-                y=[n.y for n in nodes],
-                mode="markers",
-                name="dead unit" if dead else "unit",
-                marker=dict(
-                    size=marker_size,
-                    color=PRUNED_COLOR if dead else "#222222",
-                    line=dict(width=1, color="white"),
-                    symbol="x" if dead else "circle",
-                ),
-                text=[
-                    f"{n.label}<br>in: {n.fan_in} · out: {n.fan_out}"
-                    + (f"<br>{n.size} inputs" if n.size > 1 else "")
-                    + ("<br><b>dead</b>" if n.dead else "")
-                    for n in nodes
-                ],
-                hovertemplate="%{text}<extra></extra>",
-                meta={"kind": "nodes", "dead": dead},
-            )
-        )
-    # column titles and per-layer notes
-    for c, name in enumerate(graph.columns):
-        fig.add_annotation(
-            x=c, y=1.06, text=f"<b>{name}</b><br>{graph.column_sizes[c]}", showarrow=False, yanchor="bottom"
-        )
+        traces.append(dict(
+            type="scatter", x=[n.column for n in nodes], y=[n.y for n in nodes], mode="markers",
+            name="dead unit" if dead else "unit",
+            marker=dict(size=marker_size, color=PRUNED_COLOR if dead else "#222222", line=dict(width=1, color="white"),
+                        symbol="x" if dead else "circle"),
+            text=[
+                f"{n.label}<br>in: {n.fan_in} · out: {n.fan_out}"
+                + (f"<br>{n.size} inputs" if n.size > 1 else "")
+                + ("<br><b>dead</b>" if n.dead else "")
+                for n in nodes
+            ],
+            hovertemplate="%{text}<extra></extra>",
+            meta={"kind": "nodes", "dead": dead},
+        ))
+    return traces
+
+
+def graph_layout(graph: ConnectionGraph, title: str | None, height: int) -> dict:
+    """The layout of ``connection_graph`` as a plain dict: column titles, per-layer notes, hidden axes."""
+    annotations = [dict(x=c, y=1.06, text=f"<b>{name}</b><br>{graph.column_sizes[c]}", showarrow=False,
+                        yanchor="bottom", font=dict(size=16))
+                   for c, name in enumerate(graph.columns)]
     for i, s in enumerate(graph.layers):
         note = f"{s.surviving:,} of {s.weights:,}<br>weights kept"
         if s.edges_hidden:
             note += f"<br>({s.edges_hidden:,} weak links<br>not drawn)"
         if s.fully_pruned:
             note += "<br><b>layer collapsed</b>"
-        fig.add_annotation(x=i + 0.5, y=-0.04, text=note, showarrow=False, yanchor="top", font=dict(size=14))
+        annotations.append(dict(x=i + 0.5, y=-0.04, text=note, showarrow=False, yanchor="top",
+                                font=dict(size=BASE_FONT_SIZE)))
     sub = [f"inputs: {graph.input_grouping}"]
     if not graph.path_exists:
         sub.append("<b>no path from input to output survives</b>")
-    apply_style(fig, f"{title}<br><sup>{' · '.join(sub)}</sup>" if title else None, height=height)
-    fig.update_xaxes(visible=False, range=[-0.4, len(graph.columns) - 0.6])
-    fig.update_yaxes(visible=False, range=[-0.2, 1.2])
-    fig.update_layout(legend=LEGEND_BELOW, plot_bgcolor="white")
-    fig.update_annotations(selector=dict(yanchor="bottom"), font_size=16)
-    return fig
+    layout = style_layout(f"{title}<br><sup>{' · '.join(sub)}</sup>" if title else None, height)
+    layout.update(annotations=annotations, legend={**layout["legend"], **LEGEND_BELOW}, plot_bgcolor="white",
+                  xaxis=dict(visible=False, range=[-0.4, len(graph.columns) - 0.6]),
+                  yaxis=dict(visible=False, range=[-0.2, 1.2]))
+    return layout
+
+
+def connection_graph(
+    graph: ConnectionGraph,
+    *,
+    width_range: tuple[float, float] = (0.6, 6.0),
+    title: str | None = "Surviving connections",
+    height: int = 650,
+) -> go.Figure:
+    """Draw a ``ConnectionGraph``: nodes by layer, edge width ``|w|``, colour = sign, dead nodes grey.
+
+    Built as dicts and constructed once (``add_trace`` and ``update_layout`` one by one cost several times more on
+    pages that redraw the graph on every rerun)."""
+    return go.Figure(data=graph_traces(graph, width_range), layout=graph_layout(graph, title, height))
 
 
 def model_graph(
@@ -157,4 +153,4 @@ def edge_count(fig: go.Figure) -> int:
     )
 
 
-__all__ = ["connection_graph", "edge_count", "model_graph"]
+__all__ = ["connection_graph", "edge_count", "graph_layout", "graph_traces", "model_graph"]

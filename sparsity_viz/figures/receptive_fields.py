@@ -20,7 +20,7 @@ from torch import nn
 
 from ..graph import build_graph
 from ..receptive_fields import ReceptiveFields, unit_fans, unit_masks
-from .graphs import connection_graph
+from .graphs import graph_layout, graph_traces
 from .style import DIVERGING, PRUNED_COLOR, apply_style, palette
 
 HIGHLIGHT = palette(1)  # Okabe-Ito orange: the selected unit
@@ -118,23 +118,20 @@ def unit_graph(
     focus = build_graph(model, unit_masks(model, masks, layer, unit), max_edges_per_layer=10**9, **kw)
     title = (f"{layer} unit {unit}: {fans.fan_in_weights} weights in (from {fans.fan_in_units} inputs), "
              f"{fans.fan_out_weights} out (to {fans.fan_out_units} units)")
-    fig = connection_graph(background, title=title, height=height)
-    for tr in fig.data:
-        if isinstance(tr.meta, dict) and tr.meta.get("kind") == "edges":
-            tr.opacity = 0.12 * (tr.opacity or 1.0)
+    traces = graph_traces(background)
+    for tr in traces:
+        if tr["meta"]["kind"] == "edges":
+            tr["opacity"] = 0.12 * (tr["opacity"] or 1.0)
     # the focus graph's edges (same node positions: they depend on the column sizes only), at full strength
-    focus_fig = connection_graph(focus, title=None, height=height)
-    for tr in focus_fig.data:
-        if isinstance(tr.meta, dict) and tr.meta.get("kind") == "edges":
-            tr.meta = {**tr.meta, "kind": "unit_edges"}
-            tr.showlegend = False
-            tr.opacity = 0.9
-            fig.add_trace(tr)
+    for tr in graph_traces(focus):
+        if tr["meta"]["kind"] == "edges":
+            traces.append({**tr, "meta": {**tr["meta"], "kind": "unit_edges"}, "showlegend": False, "opacity": 0.9})
     column = [n for n in background.nodes if n.column == background.columns.index(layer)]
     node = column[unit]
-    fig.add_trace(go.Scatter(x=[node.column], y=[node.y], mode="markers", name=f"{layer} unit {unit}",
-                             marker=dict(size=22, color=HIGHLIGHT, symbol="star", line=dict(width=1, color="black")),
-                             hovertemplate=f"{layer} unit {unit}<extra></extra>", meta={"kind": "selected"}))
+    traces.append(dict(type="scatter", x=[node.column], y=[node.y], mode="markers", name=f"{layer} unit {unit}",
+                       marker=dict(size=22, color=HIGHLIGHT, symbol="star", line=dict(width=1, color="black")),
+                       hovertemplate=f"{layer} unit {unit}<extra></extra>", meta={"kind": "selected"}))
+    fig = go.Figure(data=traces, layout=graph_layout(background, title, height))  # one constructor: see graphs.py
     return fig
 
 
