@@ -29,6 +29,7 @@ from captum.attr import DeepLift, InputXGradient, IntegratedGradients, Occlusion
 from torch import nn
 
 from .devices import resolve_device
+from .layers import once_per_architecture
 
 
 @dataclass(frozen=True)
@@ -146,28 +147,39 @@ def default_occlusion_window(sample_shape: tuple[int, ...]) -> tuple[tuple[int, 
 def unshare_modules(model: nn.Module) -> nn.Module:
     """A copy of ``model`` where every module called more than once gets one copy per call.
 
-    Uses ``torch.fx``; if the model cannot be traced, a plain deep copy is returned.
+    Uses ``torch.fx``, traced once per architecture (``layers.once_per_architecture``: a trace patches
+    ``nn.Module`` for every thread, so tracing on each call would break other app sessions' forward passes);
+    if the model cannot be traced, a plain deep copy is returned.
     """
-    try:
-        gm = torch.fx.symbolic_trace(copy.deepcopy(model))
-    except Exception:  # untraceable custom model: leave it as it is
+    plan = once_per_architecture(model, "unshared", _unshare_plan)
+    if plan is None:  # untraceable custom model: leave it as it is
         return copy.deepcopy(model)
-    uses = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+    graph, extra = plan
+    root = copy.deepcopy(model)
+    for new_name, target in extra:  # one private copy per further use
+        root.add_module(new_name, copy.deepcopy(root.get_submodule(target)))
+    return torch.fx.GraphModule(root, copy.deepcopy(graph)) if extra else root
+
+
+def _unshare_plan(model: nn.Module) -> tuple[torch.fx.Graph, tuple[tuple[str, str], ...]] | None:
+    """The traced graph with every further use of a module renamed, and ``(new name, module)`` per rename."""
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # data-dependent control flow etc.
+        return None
+    uses = Counter(n.target for n in graph.nodes if n.op == "call_module")
     seen: Counter[str] = Counter()
-    changed = False
-    for node in gm.graph.nodes:
+    extra = []
+    for node in graph.nodes:
         if node.op != "call_module" or uses[node.target] < 2:
             continue
         seen[node.target] += 1
         if seen[node.target] == 1:
             continue  # the first use keeps the original module
         new_name = f"{node.target.replace('.', '_')}__use{seen[node.target]}"
-        gm.add_submodule(new_name, copy.deepcopy(gm.get_submodule(node.target)))
+        extra.append((new_name, node.target))
         node.target = new_name
-        changed = True
-    if changed:
-        gm.recompile()
-    return gm
+    return graph, tuple(extra)
 
 
 def _device(model: nn.Module) -> torch.device:

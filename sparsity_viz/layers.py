@@ -25,7 +25,9 @@ returns the prunable layers in the order the forward pass calls them, or raises 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -162,19 +164,13 @@ def chain_layers(model: nn.Module) -> list[ChainLayer]:
     Raises:
         ValueError: naming where the model is not a chain (or why it cannot be traced).
     """
-    structure = _structure(model)
-    cached = _TRACED.get(structure)
-    if cached is None:
-        with _TRACE_LOCK:  # torch.fx patches nn.Module.__call__ for every thread while it traces: one at a time
-            cached = _TRACED.get(structure)
-            if cached is None:
-                try:
-                    cached = [(layer.name, layer.key) for layer in _chain(model)]
-                except ValueError as e:
-                    cached = str(e)
-                if len(_TRACED) >= _MAX_TRACED:
-                    _TRACED.clear()
-                _TRACED[structure] = cached
+    def trace(model: nn.Module) -> list[tuple[str, str]] | str:
+        try:
+            return [(layer.name, layer.key) for layer in _chain(model)]
+        except ValueError as e:
+            return str(e)
+
+    cached = once_per_architecture(model, "chain", trace)
     if isinstance(cached, str):
         raise ValueError(cached)
     modules = dict(model.named_modules())
@@ -184,9 +180,29 @@ def chain_layers(model: nn.Module) -> list[ChainLayer]:
 # One trace per architecture and process, not per model object: a pruned copy has the structure of its dense
 # model, so the live path never traces (a trace in one app session would break another session's forward pass:
 # torch.fx patches nn.Module globally while it traces).
-_TRACED: dict = {}  # structure -> [(layer name, mask key)] or the problem text
+_TRACED: dict = {}  # (what, structure) -> what ``trace`` returned
 _TRACE_LOCK = threading.Lock()
 _MAX_TRACED = 512
+
+
+def once_per_architecture(model: nn.Module, what: str, trace: Callable[[nn.Module], Any]) -> Any:
+    """``trace(model)`` (anything that runs ``torch.fx``), run once per architecture (``_structure``) and
+    ``what`` in this process, under one lock; later models of the same architecture get the cached result.
+    ``trace`` must not depend on the weights' values, and its result is shared: never change it."""
+    key = (what, _structure(model))
+    cached = _TRACED.get(key, _MISSING)
+    if cached is _MISSING:
+        with _TRACE_LOCK:  # torch.fx patches nn.Module.__call__ for every thread while it traces: one at a time
+            cached = _TRACED.get(key, _MISSING)
+            if cached is _MISSING:
+                cached = trace(model)
+                if len(_TRACED) >= _MAX_TRACED:
+                    _TRACED.clear()
+                _TRACED[key] = cached
+    return cached
+
+
+_MISSING = object()
 
 
 def _structure(model: nn.Module) -> tuple:

@@ -151,6 +151,28 @@ def test_unshare_modules_gives_each_use_its_own_module():
     torch.testing.assert_close(work(x), model(x))
 
 
+def test_unshare_modules_traces_once_per_architecture(monkeypatch):
+    """torch.fx patches nn.Module for every thread while it traces: a class on one server must not trace per run."""
+    from sparsity_viz import layers
+
+    traces = []
+    real = torch.fx.symbolic_trace
+    monkeypatch.setattr(torch.fx, "symbolic_trace", lambda m, *a, **k: traces.append(type(m)) or real(m, *a, **k))
+    monkeypatch.setattr(layers, "_TRACED", {})
+    first, second = build_model("lenet5", seed=0), build_model("lenet5", seed=1)  # same architecture, other weights
+    x = torch.randn(4, 1, 28, 28)
+    for model in (first, second, first):
+        work = unshare_modules(model)
+        torch.testing.assert_close(work(x), model(x))
+        assert not any(p is q for p in work.parameters() for q in model.parameters())  # a copy, never the model
+    assert len(traces) == 1
+    twin = UniqueLeNet5()
+    twin.load_state_dict(second.state_dict())
+    reference = _captum(twin.eval(), "deeplift", x.clone().requires_grad_(True), 3)
+    torch.testing.assert_close(attribute(second, x, 3, "deeplift"), reference.detach(), rtol=1e-4, atol=1e-6)
+    assert len(traces) == 1
+
+
 def test_default_occlusion_windows():
     assert default_occlusion_window((2,)) == ((1,), (1,))
     assert default_occlusion_window((1, 8, 8)) == ((1, 2, 2), (1, 1, 1))
