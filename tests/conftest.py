@@ -46,6 +46,23 @@ def pytest_sessionstart(session):
     for t in builds:
         t.join()
 
+# The browser tests take about half of the suite's time, in a few long modules. Under xdist, hand them out first
+# (longest first), so the two workers end together instead of one finishing a 2-minute module alone at the end.
+# A serial run keeps the plain collection order.
+SLOW_FIRST = ("tests/e2e/test_links_browser.py", "tests/e2e/test_browser.py", "tests/e2e/")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def rank(item) -> int:
+        path = item.path.relative_to(ROOT).as_posix() if item.path.is_relative_to(ROOT) else ""
+        return next((i for i, prefix in enumerate(SLOW_FIRST) if path.startswith(prefix)), len(SLOW_FIRST))
+
+    items.sort(key=rank)  # stable: the order within each rank is kept
+
+
 from sparsity_viz.models import MLP, LeNet5, build_model  # noqa: E402
 
 

@@ -75,3 +75,15 @@ def test_ci_runs_exactly_the_readme_test_command_and_both_commands_install_the_p
     assert "set -euo pipefail" in ci_lines  # pytest's exit 5 (no tests) fails CI
     assert "pip install -q -e '.[test]'" in test_cmd and test_cmd.endswith("python -m pytest")
     assert "pip install -q -e '.[app]'" in app_cmd and app_cmd.endswith("streamlit run app.py")
+
+
+def test_the_readme_command_runs_on_two_xdist_workers_with_each_file_on_one():
+    """CI's time budget: `python -m pytest` runs on two workers (pytest.ini); each file (an e2e module shares one
+    streamlit server) stays on one worker."""
+    import configparser
+
+    ini = configparser.ConfigParser()
+    ini.read(ROOT / "pytest.ini")
+    addopts = ini["pytest"]["addopts"].split()
+    assert addopts[addopts.index("-n") + 1] == "2" and addopts[addopts.index("--dist") + 1] == "loadfile", addopts
+    assert "pytest-xdist==3.8.0" in PYPROJECT["project"]["optional-dependencies"]["test"]

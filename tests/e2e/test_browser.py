@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -89,15 +90,24 @@ def _settle(pg) -> None:
     pg.wait_for_timeout(400)  # the run-state flag can still read "notRunning" just after an interaction
     expect(pg.locator('[data-testid="stApp"]')).to_have_attribute("data-test-script-state", "notRunning",
                                                                    timeout=120_000)
-    charts = pg.locator('[data-testid="stPlotlyChart"]')
-    for i in range(charts.count()):
-        expect(charts.nth(i).locator(".main-svg").first).to_be_attached(timeout=60_000)
+    # Polled on the live DOM: a chart of the previous page may still be there when counted and gone a moment
+    # later, so never wait on a chart by its index.
+    pg.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+        ".every(chart => chart.querySelector('.main-svg'))",
+        timeout=60_000,
+    )
     pg.wait_for_timeout(500)
 
 
 def _goto(pg, title: str) -> None:
     print(f"{time.strftime('%X')} -> {title}", flush=True)
-    pg.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    link = pg.locator('[data-testid="stSidebarNav"] a').filter(has=pg.get_by_text(title, exact=True))
+    path = urllib.parse.urlparse(link.get_attribute("href")).path
+    link.click()
+    # The address bar shows the new page once its run has started: on a loaded machine that can take longer than
+    # _settle's first 400 ms, and _settle would then see the previous page, idle.
+    pg.wait_for_url(lambda url: urllib.parse.urlparse(url).path == path)
     _settle(pg)
 
 
