@@ -179,7 +179,7 @@ def _unshare_plan(model: nn.Module) -> tuple[torch.fx.Graph, tuple[tuple[str, st
         new_name = f"{node.target.replace('.', '_')}__use{seen[node.target]}"
         extra.append((new_name, node.target))
         node.target = new_name
-    return graph, tuple(extra)
+    return copy.deepcopy(graph), tuple(extra)  # a copy owned by no module: the cache keeps no model alive
 
 
 def _device(model: nn.Module) -> torch.device:

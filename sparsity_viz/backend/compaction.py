@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import once_per_architecture
+
 
 @dataclass
 class Compacted:
@@ -94,7 +96,12 @@ class ChainCompaction:
 def _between(model: nn.Module, names: list[str]) -> list[list[Callable] | None]:
     """For each consecutive pair of chain layers, the maps a constant channel goes through between them
     (elementwise activations; pools, dropout, flatten keep a constant), or None where an op could change
-    a constant plane (anything else: BatchNorm, padding pools, residual adds...)."""
+    a constant plane (anything else: BatchNorm, padding pools, residual adds...). Traced once per architecture
+    (``layers.once_per_architecture``)."""
+    return once_per_architecture(model, "between:" + ",".join(names), lambda m: _trace_between(m, names))
+
+
+def _trace_between(model: nn.Module, names: list[str]) -> list[list[Callable] | None]:
     gm = torch.fx.symbolic_trace(model)
     modules = dict(gm.named_modules())
     node_of = {n.target: n for n in gm.graph.nodes if n.op == "call_module" and n.target in names}

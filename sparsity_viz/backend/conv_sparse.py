@@ -20,6 +20,7 @@ pruning (whole filters) is handled before, by ``compaction.compact_conv_chain``.
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import once_per_architecture
 from . import kernels
 from .dispatch import MARGIN, choose
 from .layer_inputs import recorded_inputs
@@ -203,11 +205,25 @@ def fuse_units(model: nn.Module) -> tuple[nn.Module, dict[str, tuple[bool, int]]
     2x2 max pool rewritten so that the conv's module computes them too, and
     ``{conv name: (relu, pool)}`` for those convs (their modules MUST then be swapped for a unit
     with these flags: ``ConvUnit`` or ``Im2colUnit``). A model torch.fx cannot trace comes back as
-    it is, with ``{}``."""
+    it is, with ``{}``.
+
+    The rewrite depends on the architecture only: it is traced once per architecture
+    (``layers.once_per_architecture``; a trace patches ``nn.Module`` for every thread, so tracing each
+    compiled model would break other app sessions' forward passes) and rebuilt from the cached graph."""
+    plan = once_per_architecture(model, "fused_conv_units", _fusion_plan)
+    if plan is None:
+        return model, {}
+    graph, units = plan
+    return torch.fx.GraphModule(model, copy.deepcopy(graph)), dict(units)
+
+
+def _fusion_plan(model: nn.Module) -> tuple[torch.fx.Graph, dict[str, tuple[bool, int]]] | None:
+    """The traced graph with ReLU / pool folded into the convs before them, and the flags per conv; None when
+    the model cannot be traced or nothing fuses."""
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception:  # data-dependent control flow etc.: no fusion
-        return model, {}
+        return None
     modules = dict(gm.named_modules())
     calls: dict[str, int] = {}
     for node in gm.graph.nodes:
@@ -236,14 +252,13 @@ def fuse_units(model: nn.Module) -> tuple[nn.Module, dict[str, tuple[bool, int]]
         for n in reversed(absorbed):
             gm.graph.erase_node(n)
         units[node.target] = (relu, pool)
-    if units:
-        for n in gm.graph.nodes:  # string annotations (``from __future__ import annotations``) break pickling
-            if isinstance(n.type, str):
-                n.type = None
-        gm.graph.lint()
-        gm.recompile()
-        return gm, units
-    return model, {}
+    if not units:
+        return None
+    for n in gm.graph.nodes:  # string annotations (``from __future__ import annotations``) break pickling
+        if isinstance(n.type, str):
+            n.type = None
+    gm.graph.lint()
+    return copy.deepcopy(gm.graph), units  # a copy owned by no module: the cache keeps no model alive
 
 
 def conv_inputs(module: nn.Module, calib: torch.Tensor | None) -> dict[str, torch.Tensor]:

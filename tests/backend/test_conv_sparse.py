@@ -96,6 +96,27 @@ def test_fuse_units_finds_relu_and_pool_and_keeps_the_function():
     assert units == {"a": (True, 2), "c": (True, 1)}
 
 
+def test_fuse_units_traces_once_per_architecture(monkeypatch):
+    """A torch.fx trace patches nn.Module for every thread: compiling each new pruned model must not trace."""
+    from sparsity_viz import layers
+
+    traces = []
+    real = torch.fx.symbolic_trace
+    monkeypatch.setattr(torch.fx, "symbolic_trace", lambda m, *a, **k: traces.append(type(m)) or real(m, *a, **k))
+    monkeypatch.setattr(layers, "_TRACED", {})
+    x = torch.randn(4, 1, 28, 28)
+    for seed in (0, 1, 2):
+        model = build_model("lenet5", seed=seed).eval()
+        gm, units = conv_sparse.fuse_units(model)
+        assert units == {"conv1": (True, 2), "conv2": (True, 2)}
+        assert gm.conv1 is model.conv1 and gm.fc1 is model.fc1  # this model's own layers
+        for name, (relu, pool) in units.items():
+            setattr(gm, name, conv_sparse.TorchUnit(getattr(model, name), relu, pool))
+        with torch.no_grad():
+            torch.testing.assert_close(gm(x), model(x))
+    assert len(traces) == 1
+
+
 @pytest.fixture(scope="module")
 def lenet5_90():
     return prune(build_model("lenet5", seed=0), "global_magnitude", 0.9).model.eval()
