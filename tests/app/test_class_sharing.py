@@ -157,3 +157,13 @@ def test_students_at_the_same_weights_share_one_heatmap_figure_never_changed():
     assert stored.to_json() == before  # the shared figure itself never changed
     second.slider(key="prune_sparsity").set_value(91).run()
     assert len(figs) == n + 1  # other weights: another figure
+
+
+def test_the_server_skips_the_full_collection_after_every_run():
+    """Streamlit's default gc.collect(2) after each run held the GIL ~400 ms per run under a class of 30
+    (docs/classroom.md): the app's config turns it off."""
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
