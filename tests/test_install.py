@@ -77,13 +77,13 @@ def test_ci_runs_exactly_the_readme_test_command_and_both_commands_install_the_p
     assert "pip install -q -e '.[app]'" in app_cmd and app_cmd.endswith("streamlit run app.py")
 
 
-def test_the_readme_command_runs_on_two_xdist_workers_with_each_file_on_one():
-    """CI's time budget: `python -m pytest` runs on two workers (pytest.ini); each file (an e2e module shares one
+def test_the_readme_command_runs_on_three_xdist_workers_with_each_file_on_one():
+    """CI's time budget: `python -m pytest` runs on three workers (pytest.ini); each file (an e2e module shares one
     streamlit server) stays on one worker."""
     import configparser
 
     ini = configparser.ConfigParser()
     ini.read(ROOT / "pytest.ini")
     addopts = ini["pytest"]["addopts"].split()
-    assert addopts[addopts.index("-n") + 1] == "2" and addopts[addopts.index("--dist") + 1] == "loadfile", addopts
+    assert addopts[addopts.index("-n") + 1] == "3" and addopts[addopts.index("--dist") + 1] == "loadfile", addopts
     assert "pytest-xdist==3.8.0" in PYPROJECT["project"]["optional-dependencies"]["test"]
