@@ -20,6 +20,7 @@ import pandas as pd
 from torch import nn
 
 from sparsity_viz.compression.checkpoint import save_compressed
+from sparsity_viz.figures import human_bytes
 from sparsity_viz.compression.size import size_table
 from sparsity_viz.data import Dataset
 from sparsity_viz.pruning import STRATEGIES, one_shot_strategy_names
@@ -30,6 +31,7 @@ from sparsity_viz.training import evaluate_dataset
 
 from . import keys
 from .cache import QUANT, QUANT_GRID, memo_by_object, session_cache
+from .evaluation import dense_accuracy
 from .runs import Progress, StopFlag, run_with_stop
 from .settings import store, stored
 from .workbench import bench, dataset
@@ -177,3 +179,45 @@ def grid_run(cfg: QuantGridConfig) -> NoReturn:
     run_with_stop(lambda progress, stop: accuracy_grid(wb.dense, ds, cfg, dense_masks=wb.dense_masks,
                                                        progress=progress, stop=stop),
                   keep, key="quant_grid", text="Pruning, quantizing and measuring...")
+
+
+# ---------------------------------------------------------------------------
+# What the page says about the numbers
+
+
+def quantize_summary(result: QuantizeResult, origin: str) -> str:
+    """The sentence under the live numbers: zeros quantization created among the survivors, accuracy before/after."""
+    created, survivors = result.zeros_created, result.weights - result.zeros_before
+    acc0, acc1 = result.accuracy_before, result.accuracy_after
+    return (f"At **{result.config.bits} bits** ({result.config.describe()}), quantization rounded **{created:,}** of "
+            f"the {survivors:,} weights that were still nonzero to exactly zero "
+            f"({100 * created / max(survivors, 1):.2f} % of them); test accuracy went from {100 * acc0:.1f} % to "
+            f"{100 * acc1:.1f} %. Current model: {origin}.")
+
+
+def size_caption(sizes: pd.DataFrame, bits: int) -> str:
+    """The Deep Compression stages of ``size_table``'s total row in one sentence."""
+    total = sizes[sizes["layer"] == "total"].iloc[0]
+    return (f"Dense fp32 {human_bytes(total['dense_fp32_bytes'])} → pruned CSR "
+            f"{human_bytes(total['sparse_csr_bytes'])} ({total['csr_ratio']:.1f}×) → {bits}-bit codes "
+            f"{human_bytes(total['quantized_bytes'])} ({total['quantized_ratio']:.1f}×) → Huffman-coded "
+            f"{human_bytes(total['huffman_bytes'])}: **{total['huffman_ratio']:.1f}×** smaller than dense. "
+            "Every size is the length of the bytes the library really encodes (prunable weights; biases stay fp32).")
+
+
+def grid_reading(grid: pd.DataFrame, wb: Workbench | None = None) -> tuple[float, str]:
+    """The dense accuracy the grid is read against (its 0 % fp32 cell, else the dense model's) and the sentence
+    naming the cheapest cell within 1 point of it (``cheapest_near_dense``)."""
+    fp32 = grid[grid["bits"] == FP32_BITS]
+    dense_row = fp32[fp32["sparsity"] == 0]
+    if len(dense_row):
+        dense_acc = float(dense_row["accuracy"].iloc[0])
+    else:
+        dense_acc = dense_accuracy(wb or bench())
+    best = cheapest_near_dense(grid, dense_acc)
+    if best is None:
+        return dense_acc, f"No quantized cell stays within 1 point of the dense model's {100 * dense_acc:.1f} %."
+    return dense_acc, (f"The fewest bits per original weight within 1 point of the dense model's "
+                       f"{100 * dense_acc:.1f} %: **{100 * best['sparsity']:g} % pruned at {int(best['bits'])} bits** "
+                       f"({100 * best['accuracy']:.1f} %, about {best['cost']:.2f} bits per original weight before "
+                       "indices).")

@@ -59,12 +59,7 @@ m3.metric("Zeros created", f"{created:,}", delta=f"{100 * created / weights:.2f}
           delta_arrow="off")
 m4.metric("Weights exactly zero", f"{100 * result.zeros_after / weights:.1f} %",
           delta=f"from {100 * result.zeros_before / weights:.1f} %", delta_color="off", delta_arrow="off")
-survivors = weights - result.zeros_before
-st.markdown(
-    f"At **{bits} bits** ({result.config.describe()}), quantization rounded **{created:,}** of the {survivors:,} "
-    f"weights that were still nonzero to exactly zero ({100 * created / max(survivors, 1):.2f} % of them); "
-    f"test accuracy went from {100 * acc0:.1f} % to {100 * acc1:.1f} %. Current model: {wb.origin}."
-)
+st.markdown(app_state.quantize_summary(result, wb.origin))
 
 left, right = st.columns([3, 2])
 with right:
@@ -96,14 +91,9 @@ with left:
 
 st.subheader("How small does it get?")
 sizes = app_state.size_table_of(result)
-total = sizes[sizes["layer"] == "total"].iloc[0]
 app_state.show_figure(figures.size_waterfall(sizes, bits=int(bits), title=f"{wb.name}: bytes per stage"),
                       "quantize_sizes")
-st.caption(f"Dense fp32 {figures.human_bytes(total['dense_fp32_bytes'])} → pruned CSR "
-           f"{figures.human_bytes(total['sparse_csr_bytes'])} ({total['csr_ratio']:.1f}×) → {bits}-bit codes "
-           f"{figures.human_bytes(total['quantized_bytes'])} ({total['quantized_ratio']:.1f}×) → Huffman-coded "
-           f"{figures.human_bytes(total['huffman_bytes'])}: **{total['huffman_ratio']:.1f}×** smaller than dense. "
-           "Every size is the length of the bytes the library really encodes (prunable weights; biases stay fp32).")
+st.caption(app_state.size_caption(sizes, int(bits)))
 with st.expander("Bytes per layer"):
     app_state.show_table(sizes, f"quantize_sizes_{wb.name}")
 if st.button("Prepare the compressed checkpoint", key="quant_ckpt", icon=":material/compress:",
@@ -143,20 +133,11 @@ elif grid is None or grid.attrs.get("cancelled"):
 if grid is not None and grid.attrs.get("cancelled"):
     st.warning(f"Stopped: showing the {len(grid)} cells finished so far.")
 if grid is not None and len(grid):
-    fp32 = grid[grid["bits"] == app_state.FP32_BITS]
-    dense_row = fp32[fp32["sparsity"] == 0]
-    dense_acc = float(dense_row["accuracy"].iloc[0]) if len(dense_row) else app_state.dense_accuracy(wb)
+    dense_acc, reading = app_state.grid_reading(grid)
     app_state.show_figure(figures.quantization_grid(grid, dense_accuracy=dense_acc,
                                                     title=f"{wb.name}: {methods[method].label}, test accuracy (%)"),
                           "quantize_grid")
-    best = app_state.cheapest_near_dense(grid, dense_acc)
-    if best is not None:
-        st.markdown(f"The fewest bits per original weight within 1 point of the dense model's {100 * dense_acc:.1f} %: "
-                    f"**{100 * best['sparsity']:g} % pruned at {int(best['bits'])} bits** "
-                    f"({100 * best['accuracy']:.1f} %, about {best['cost']:.2f} bits per original weight before "
-                    "indices).")
-    else:
-        st.markdown(f"No quantized cell stays within 1 point of the dense model's {100 * dense_acc:.1f} %.")
+    st.markdown(reading)
     with st.expander("The numbers"):
         app_state.show_table(grid.assign(sparsity=100 * grid["sparsity"], accuracy=100 * grid["accuracy"]),
                              f"quantize_grid_{wb.name}", column_config={

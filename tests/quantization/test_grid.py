@@ -58,3 +58,29 @@ def test_cheapest_near_dense_picks_the_fewest_bits_per_original_weight():
     best = cheapest_near_dense(grid, 0.95)  # candidates within 1 point: 4 bits at 50 % (cost 2.0), 8 bits at 90 % (0.8)
     assert (best["sparsity"], best["bits"]) == (0.9, 8) and best["cost"] == pytest.approx(0.8)
     assert cheapest_near_dense(grid, 0.99) is None  # the fp32 column never counts
+
+
+def test_the_pages_sentences_state_the_grid_and_size_numbers():
+    """Words match numbers: the Quantize page's grid reading and size caption come from the frames themselves."""
+    import pandas as pd
+
+    from app_state.quantize import grid_reading, size_caption
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.compression.size import size_table
+    from sparsity_viz.figures import human_bytes
+    from sparsity_viz.quantization import quantize_model
+
+    grid = pd.DataFrame({"sparsity": [0.0, 0.0, 0.5, 0.9, 0.9], "bits": [FP32_BITS, 2, 4, 4, 8],
+                         "accuracy": [0.95, 0.80, 0.945, 0.90, 0.947], "zeros": [0] * 5})
+    dense, text = grid_reading(grid)
+    assert dense == 0.95  # the grid's own 0 % fp32 cell
+    assert "**90 % pruned at 8 bits** (94.7 %, about 0.80 bits per original weight" in text
+    dense, text = grid_reading(grid.assign(accuracy=[0.95, 0.5, 0.5, 0.5, 0.5]))
+    assert text == "No quantized cell stays within 1 point of the dense model's 95.0 %."
+
+    model = load_sample("digits_mlp")[0]
+    sizes = size_table(model, quantized=quantize_model(model, "uniform_symmetric", 4))
+    total = sizes[sizes["layer"] == "total"].iloc[0]
+    caption = size_caption(sizes, 4)
+    assert f"Dense fp32 {human_bytes(total['dense_fp32_bytes'])} → " in caption
+    assert f"Huffman-coded {human_bytes(total['huffman_bytes'])}: **{total['huffman_ratio']:.1f}×**" in caption
