@@ -24,7 +24,6 @@ to docs/backend.md (section "Activation sparsity"), between the markers.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import platform
 import sys
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from doc_block import write_block  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import act_sparse, kernels  # noqa: E402
 from sparsity_viz.backend.compiled import compile_model  # noqa: E402
 from sparsity_viz.backend.int8 import interleaved_medians  # noqa: E402
@@ -205,17 +204,9 @@ def markdown(df: pd.DataFrame, synth: pd.DataFrame, rounds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=21)
-    ap.add_argument("--no-write", action="store_true", help="print the tables, leave docs/backend.md alone")
-    args = ap.parse_args(argv)
-    if args.rounds < 1:
-        raise SystemExit("--rounds must be >= 1")
+    args = rounds_args(__doc__.splitlines()[0], argv)
     df, synth = measure(args.rounds)
-    table = markdown(df, synth, args.rounds)
-    print(table)
-    if not args.no_write:
-        write_block(DOC, TABLE, table)
+    publish(DOC, TABLE, markdown(df, synth, args.rounds), write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -17,3 +18,21 @@ def write_block(doc: Path, name: str, table: str) -> None:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     doc.write_text(text)
     print(f"wrote {doc}")
+
+
+def rounds_args(description: str, argv: list[str] | None = None, default_rounds: int = 21) -> argparse.Namespace:
+    """The command line of a timing benchmark: ``--rounds`` (interleaved rounds, >= 1) and ``--no-write``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--rounds", type=int, default=default_rounds)
+    ap.add_argument("--no-write", action="store_true", help="print the table, leave the doc alone")
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be >= 1")
+    return args
+
+
+def publish(doc: Path, name: str, table: str, write: bool) -> None:
+    """Print ``table``; with ``write``, also put it into ``doc`` (``write_block``)."""
+    print(table)
+    if write:
+        write_block(doc, name, table)

@@ -23,7 +23,6 @@ The table goes to docs/backend.md (section "int8"), between the markers.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from doc_block import write_block  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import int8, kernels  # noqa: E402
 from sparsity_viz.backend.compiled import compile_model  # noqa: E402
 from sparsity_viz.backend.ops import NativeCSROp  # noqa: E402
@@ -164,17 +163,9 @@ def markdown(df: pd.DataFrame, rounds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=21)
-    ap.add_argument("--no-write", action="store_true", help="print the table, leave docs/backend.md alone")
-    args = ap.parse_args(argv)
-    if args.rounds < 1:
-        raise SystemExit("--rounds must be >= 1")
+    args = rounds_args(__doc__.splitlines()[0], argv)
     df = measure(args.rounds)
-    table = markdown(df, args.rounds)
-    print(table)
-    if not args.no_write:
-        write_block(DOC, TABLE, table)
+    publish(DOC, TABLE, markdown(df, args.rounds), write=not args.no_write)
 
 
 if __name__ == "__main__":

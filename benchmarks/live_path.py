@@ -32,7 +32,6 @@ equal to the pruned model's. The table goes to docs/backend.md ("Live slider ste
 
 from __future__ import annotations
 
-import argparse
 import platform
 import random
 import statistics
@@ -45,7 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from doc_block import write_block  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import anchored, kernels, live  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
@@ -201,17 +200,9 @@ def markdown(rows: list[dict], extra: dict, rounds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=21)
-    ap.add_argument("--no-write", action="store_true", help="print the table, leave docs/backend.md alone")
-    args = ap.parse_args(argv)
-    if args.rounds < 1:
-        raise SystemExit("--rounds must be >= 1")
+    args = rounds_args(__doc__.splitlines()[0], argv)
     rows, extra = measure(args.rounds)
-    table = markdown(rows, extra, args.rounds)
-    print(table)
-    if not args.no_write:
-        write_block(DOC, TABLE, table)
+    publish(DOC, TABLE, markdown(rows, extra, args.rounds), write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Before timing, the routed forward is checked against the dense-gated reference w
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from doc_block import write_block  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.moe import MoEMLP, compare_compute, dense_gated_forward  # noqa: E402
 
 DOC = ROOT / "docs" / "moe.md"
@@ -62,16 +61,10 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = rounds_args(__doc__.splitlines()[0])
     frame = run(args.rounds)
     machine = f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, {args.rounds} rounds"
-    table = f"Measured on {machine}.\n\n{markdown(frame)}"
-    print(table)
-    if not args.no_write:
-        write_block(DOC, TABLE, table)
+    publish(DOC, TABLE, f"Measured on {machine}.\n\n{markdown(frame)}", write=not args.no_write)
     return 0
 
 
