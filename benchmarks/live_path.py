@@ -49,7 +49,7 @@ from sparsity_viz.backend import anchored, kernels, live  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
 from sparsity_viz.pruning import prune  # noqa: E402
-from sparsity_viz.training import evaluate  # noqa: E402
+from sparsity_viz.training import evaluate, label_stats  # noqa: E402
 
 DOC = ROOT / "docs" / "backend.md"
 TABLE = "live-path-table"
@@ -106,8 +106,6 @@ def _rounds(fns: dict, level: float, rounds: int) -> dict[str, float]:
 
 def _breakdown(dense, strategy, x, y, passes: int = 3) -> dict[str, float]:
     """Median thread-CPU ms of each part of a warm live step over every slider position (anchors built)."""
-    import torch.nn.functional as F
-
     from sparsity_viz.backend.ops import run_chain
 
     positions = list(range(1, 100))
@@ -124,11 +122,11 @@ def _breakdown(dense, strategy, x, y, passes: int = 3) -> dict[str, float]:
             fast = live.evaluation_model(st.model)
             t2 = clock()
             with torch.no_grad():
-                h = fast.anchors.preact(fast.cut, x).relu_()  # (300, N)
+                h = fast.anchors.preact(fast.cut, x, relu=True)  # (300, N)
                 t3 = clock()
                 logits = run_chain(fast.rest, h).t().contiguous()  # (N, 10)
             t4 = clock()
-            float(F.cross_entropy(logits, y, reduction="sum")), int((logits.argmax(1) == y).sum())
+            label_stats(logits, y)  # what evaluate() does with them
             t5 = clock()
             for k, t in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                 parts[k].append(1e3 * t)

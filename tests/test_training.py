@@ -26,6 +26,7 @@ from sparsity_viz.training import (
     evaluate_dataset,
     is_stopped,
     make_optimizer,
+    summed_cross_entropy,
     threshold_zeros,
     train,
 )
@@ -49,6 +50,25 @@ def test_evaluate_matches_manual_computation(digits):
     assert result.accuracy == pytest.approx(float((logits.argmax(1) == digits.y_test).float().mean()))
     assert result.loss == pytest.approx(float(F.cross_entropy(logits, digits.y_test)), rel=1e-5)
     assert result.count == len(digits.y_test)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e30])
+def test_summed_cross_entropy_equals_torch(scale):
+    gen = torch.Generator().manual_seed(0)
+    logits, y = scale * torch.randn(1000, 10, generator=gen), torch.randint(0, 10, (1000,), generator=gen)
+    want = float(F.cross_entropy(logits, y, reduction="sum"))
+    assert summed_cross_entropy(logits, y) == pytest.approx(want, rel=1e-6)
+
+
+def test_summed_cross_entropy_keeps_nan_and_rejects_bad_labels():
+    logits = torch.zeros(3, 4)
+    logits[1, 2] = float("nan")
+    assert math.isnan(summed_cross_entropy(logits, torch.tensor([0, 1, 2])))
+    assert math.isnan(float(F.cross_entropy(logits, torch.tensor([0, 1, 2]), reduction="sum")))
+    with pytest.raises((IndexError, RuntimeError)):
+        summed_cross_entropy(logits, torch.tensor([0, 1, 4]))
+    with pytest.raises((IndexError, RuntimeError, ValueError)):
+        summed_cross_entropy(logits, torch.tensor([[0], [1], [2]]))
 
 
 def test_train_learns_and_leaves_input_untouched(moons):

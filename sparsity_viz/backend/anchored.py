@@ -7,12 +7,14 @@ step after step)
 
     Z1(k) = X W1(k)^T + b1 = Z1(a) -/+ X W1[a, k)^T        (a small CSR times X)
 
-``FirstLayerAnchors`` keeps ``Z1`` at ``ANCHORS + 1`` cuts, one every 5 % of the first layer's entries,
-each computed from scratch (dense matmul, or the CSR kernel at <= 30 % density) the first time a
-step needs it, so a level is always one correction away from an exactly computed anchor (no
-accumulated drift; the correction has at most 2.5 % of the layer's entries). The anchors live in one
-store shared by every pruner (``STORE``, least recently used dropped first, bounded in bytes,
-thread-safe) and only for an input seen before (a one-off input is evaluated the plain way).
+``FirstLayerAnchors`` keeps ``Z1`` at ``ANCHORS + 1`` cuts, one every 2.5 % of the first layer's entries,
+built the first time a step needs one: from a built neighbour one interval away by one correction
+(2.5 % of the layer's entries, with the native kernel), or from scratch (dense matmul, or the CSR
+kernel at <= 30 % density). An anchor is at most ``MAX_DEPTH`` corrections from one computed from
+scratch, and a level one more (at most 1.25 % of the entries) from its anchor, so rounding cannot pile
+up: first-layer pre-activations stay within 2e-5 of a float64 product (``tests/backend/test_anchored.py``).
+The anchors live in one store shared by every pruner (``STORE``, least recently used dropped first,
+bounded in bytes, thread-safe) and only for an input seen before (a one-off input is evaluated the plain way).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from . import kernels
 from .dispatch import HEURISTIC_DENSITY
 from .formats import CSR, quiet_sparse
 from .ops import EMPTY_F32, EMPTY_I32, NativeCSROp, NativeOp
@@ -31,6 +34,7 @@ SPARSE_DENSITY = HEURISTIC_DENSITY["large"]  # the live path's rule: a layer at 
 ANCHORS = 40  # anchor intervals over the first layer's entries (an anchor every 2.5 %)
 ANCHOR_BYTES = 64 << 20  # the shared store (LeNet-300-100 x 1,000 digits: 41 anchors x 1.2 MB + 3.1 MB input)
 SEEN_INPUTS = 8  # input keys each pruner remembers (a second look at one builds its anchors)
+MAX_DEPTH = 4  # corrections between an anchor built from a neighbour and the one computed from scratch
 
 _TRANSPOSED: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # the last input and its transpose
 
@@ -61,8 +65,8 @@ NO_PANELS = (EMPTY_I32, EMPTY_I32, EMPTY_F32, 0)
 class RankedCSROp(NativeCSROp):
     """The native CSR operator over a CSR cut from a ``RankedLayer`` (no dense-to-CSR encoding).
 
-    ``panels=False``: no column panels (for an operator run once, as a slider step's: regrouping the
-    CSR costs more than the panels save in one call).
+    ``panels=False``: no column panels (the plain CSR rows; ``panels=True`` regroups the CSR on first use,
+    ~5 ns per nonzero, which at batch 1,000 pays back within the same call).
     """
 
     def __init__(self, bias: torch.Tensor | None, relu: bool, csr: CSR, panels: bool = True):
@@ -141,6 +145,7 @@ class FirstLayerAnchors:
         self.cuts = [int(self.sorted[m]) if m < n else int(self.sorted[-1]) + 1 for m in self.pruned]
         self.token = object()  # this pruner's part of the shared store
         self._seen: OrderedDict[tuple, None] = OrderedDict()
+        self._depth: OrderedDict[tuple, dict[int, int]] = OrderedDict()  # per input: anchor -> corrections deep
         self._lock = threading.Lock()
 
     def seen(self, key: tuple) -> bool:
@@ -168,12 +173,30 @@ class FirstLayerAnchors:
         return hit
 
     def anchor(self, j: int, x: torch.Tensor, key: tuple, xf: torch.Tensor) -> torch.Tensor:
-        """``Z1`` (out, N) at anchor ``j``, computed from scratch the first time (read-only: never modify it)."""
+        """``Z1`` (out, N) at anchor ``j``, built the first time (read-only: never modify it)."""
         hit = self.store.get((self.token, key, j))
         if hit is None:
-            hit = self._exact(self.cuts[j], xf)
+            hit, depth = self._build(j, key, xf)
             self.store.put((self.token, key, j), hit, x)
+            with self._lock:
+                self._depth.setdefault(key, {})[j] = depth
+                self._depth.move_to_end(key)
+                while len(self._depth) > SEEN_INPUTS:
+                    self._depth.popitem(last=False)
         return hit
+
+    def _build(self, j: int, key: tuple, xf: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Anchor ``j`` and its depth: a neighbour's plus one correction when one is built and shallow enough."""
+        if kernels.available():
+            with self._lock:
+                depths = dict(self._depth.get(key, {}))
+            for i in sorted((i for i in (j - 1, j + 1) if depths.get(i, MAX_DEPTH) < MAX_DEPTH), key=depths.get):
+                z = self.store.get((self.token, key, i))
+                if z is not None:
+                    a, k = self.cuts[i], self.cuts[j]
+                    delta = self.layer.between(min(a, k), max(a, k), sign=-1.0 if k > a else 1.0)
+                    return kernels.csr_onto(z, delta, xf, threads=torch.get_num_threads()), depths[i] + 1
+        return self._exact(self.cuts[j], xf), 0
 
     def _exact(self, k: int, xf: torch.Tensor) -> torch.Tensor:
         """``W1(k) X + b1`` (out, N) from scratch: the CSR kernel when sparse enough, else a dense matmul."""
@@ -181,26 +204,35 @@ class FirstLayerAnchors:
         if counts.sum() <= SPARSE_DENSITY * self.weight.numel():
             z = RankedCSROp(self.bias, False, self.layer.csr(counts)).forward(xf)
         else:
-            w = self.weight * (self.positions >= k)  # (out, in), the pruned weight exactly
+            if self.positions.dtype == torch.int32 and kernels.available():
+                _, w = kernels.cut_weight(self.positions, k, self.weight)  # (out, in), the pruned weight exactly
+            else:
+                w = self.weight * (self.positions >= k)
             z = torch.mm(w, xf) if self.bias is None else torch.addmm(self.bias.unsqueeze(1), w, xf)
         return z.contiguous()
 
-    def preact(self, k: int, x: torch.Tensor, key: tuple | None = None) -> torch.Tensor:
+    def depth(self, j: int, x: torch.Tensor) -> int | None:
+        """How many corrections anchor ``j`` of input ``x`` is from one computed from scratch (None: not built)."""
+        with self._lock:
+            return self._depth.get(input_key(x), {}).get(j)
+
+    def preact(self, k: int, x: torch.Tensor, key: tuple | None = None, relu: bool = False) -> torch.Tensor:
         """``Z1`` (out, N) at cut ``k`` for the input ``x`` (N, ...): nearest anchor -/+ a small CSR times X.
 
-        Returns a new tensor (the caller may apply its activation in place).
+        ``relu``: ``relu(Z1)`` instead. Returns a new tensor (the caller may modify it in place).
         """
         key = input_key(x) if key is None else key
         xf = self.features(x, key)  # (F, N)
         j = self.nearest(k)
         a, z = self.cuts[j], self.anchor(j, x, key, xf)
+        # the entries pruned (k > a: subtracted) or restored (k < a: added); none when k is the anchor's cut
+        delta = self.layer.between(min(a, k), max(a, k), sign=-1.0 if k > a else 1.0)
+        if kernels.available():  # one pass: relu?(anchor + correction @ X), into a new tensor
+            return kernels.csr_onto(z, delta, xf, relu=relu, threads=torch.get_num_threads())
         out = z.clone()  # (out, N)
-        delta = self.layer.between(min(a, k), max(a, k)) if a != k else None
-        if delta is None or delta.nnz == 0:
-            return out
-        # the entries pruned (k > a) or restored (k < a) as a torch CSR, accumulated in place: measured
-        # faster than the native kernel here (its fresh output + a separate add cost more than the product)
-        with quiet_sparse():
-            w = torch.sparse_csr_tensor(delta.rowptr, delta.col.to(torch.int32), delta.val, delta.shape,
-                                        check_invariants=False)
-            return out.addmm_(w, xf, alpha=-1.0 if k > a else 1.0)
+        if delta.nnz:
+            with quiet_sparse():
+                w = torch.sparse_csr_tensor(delta.rowptr, delta.col.to(torch.int32), delta.val, delta.shape,
+                                            check_invariants=False)
+                out.addmm_(w, xf)
+        return out.relu_() if relu else out

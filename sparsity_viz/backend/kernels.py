@@ -210,6 +210,11 @@ def origin() -> str | None:
     return _origin
 
 
+def loaded() -> ModuleType | None:
+    """The extension if this process has loaded it already, else None; never builds, loads or waits."""
+    return _module
+
+
 def ready() -> bool:
     """True when ``load()`` returns at once: already loaded, disabled, failed, or built on disk."""
     if _tried or native_disabled():
@@ -368,6 +373,26 @@ def chain_forward(x: torch.Tensor, layers: list[dict], batch_major: bool = False
         raise RuntimeError(notice() or "native kernels are not available")
     r, c, v, b, relu, th, ti, pr, pc, pv, pw = _lists(layers)
     return mod.chain_forward(x, r, c, v, b, relu, th, ti, bool(batch_major), pr, pc, pv, pw)
+
+
+def csr_onto(base: torch.Tensor, csr, x: torch.Tensor, relu: bool = False, threads: int = 1) -> torch.Tensor:
+    """``relu?(base + W @ x)`` for a ``formats.CSR`` W (out, in), feature-major ``x`` (in, B) and ``base`` (out, B).
+
+    One native pass (every output row starts from its row of ``base``); returns a new (out, B) tensor.
+    """
+    mod = load()
+    if mod is None:
+        raise RuntimeError(notice() or "native kernels are not available")
+    return mod.csr_onto(base, csr.rowptr, csr.col, csr.val, x, bool(relu), int(threads))
+
+
+def cut_weight(positions: torch.Tensor, k: int, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(positions >= k, weight * that)`` in one native pass: int32 positions, float32 weight (``ranked._cut``)."""
+    mod = load()
+    if mod is None:
+        raise RuntimeError(notice() or "native kernels are not available")
+    keep, pruned = mod.cut_weight(positions, int(k), weight)
+    return keep, pruned
 
 
 def make_chain(layers: list[dict], in_features: int):

@@ -33,9 +33,13 @@ from ..masks import Masks, validate_masks
 from ..models import MLP
 from ..pruning.base import Ranking, ScoreStrategy, Strategy
 from .anchored import SPARSE_DENSITY, FirstLayerAnchors, RankedCSROp, feature_major, input_key
+from . import kernels
 from .dispatch import make_op
 from .formats import CSR, INT16_MAX_COLS
 from .ops import LinearOp, run_chain
+
+
+MIN_SPARSE_ROWS = 16  # a live layer with fewer outputs runs dense: its CSR call costs more than the product
 
 
 def is_cut_of_scores(strategy: Strategy) -> bool:
@@ -69,24 +73,29 @@ class RankedLayer:
         k = min(max(int(k), 0), self._span)
         return self._row_end - np.searchsorted(self._keyed, self._row_base + self._row_base.dtype.type(k))
 
-    def csr(self, counts: np.ndarray, skip: np.ndarray | None = None) -> CSR:
+    def csr(self, counts: np.ndarray, skip: np.ndarray | None = None, sign: float = 1.0) -> CSR:
         """The CSR of entries ``skip[r] .. skip[r] + counts[r]`` of each row ``r`` in rank order (out,) each.
 
         ``skip=None``: the survivors of one cut (``counts = self.counts(k)``, a prefix of each row); the
         entries at positions in ``[lo, hi)`` are ``skip = counts(hi)``, ``counts = counts(lo) - counts(hi)``.
+        ``sign=-1``: the values negated.
         """
         rowptr = np.zeros(self.shape[0] + 1, dtype=np.int32)
         np.cumsum(counts, out=rowptr[1:])
         nnz = int(rowptr[-1])
         start = self.row_start if skip is None else self.row_start + skip
         idx = np.arange(nnz, dtype=np.int64) + np.repeat(start - rowptr[:-1], counts)  # (nnz,) flat
-        return CSR(torch.from_numpy(rowptr), torch.from_numpy(self.cols.take(idx)),
-                   torch.from_numpy(self.vals.take(idx)), self.shape)
+        vals = self.vals.take(idx)
+        if sign == -1.0:
+            np.negative(vals, out=vals)
+        elif sign != 1.0:
+            raise ValueError("sign must be 1 or -1")
+        return CSR(torch.from_numpy(rowptr), torch.from_numpy(self.cols.take(idx)), torch.from_numpy(vals), self.shape)
 
-    def between(self, lo: int, hi: int) -> CSR:
+    def between(self, lo: int, hi: int, sign: float = 1.0) -> CSR:
         """The CSR of the entries at positions ``lo <= position < hi`` (what moving a cut from lo to hi prunes)."""
         upper = self.counts(hi)  # (out,) entries at positions >= hi: the first ones of each row
-        return self.csr(self.counts(lo) - upper, upper)
+        return self.csr(self.counts(lo) - upper, upper, sign)
 
 
 class RankedMLP(nn.Module):
@@ -128,8 +137,10 @@ class AnchoredMLP(RankedMLP):
         key = input_key(x)
         if x.dim() < 2 or not self.anchors.seen(key):
             return super().forward(x)
-        z = self.anchors.preact(self.cut, x, key)  # (hidden, N), a new tensor
-        return (run_chain(self.rest, z.relu_()) if self.rest else z).t().contiguous()
+        if not self.rest:
+            return self.anchors.preact(self.cut, x, key).t().contiguous()
+        h = self.anchors.preact(self.cut, x, key, relu=True)  # (hidden, N), a new tensor
+        return run_chain(self.rest, h).t().contiguous()
 
     def formats(self) -> list[str]:
         return ["anchored", *(op.format for op in self.rest)]
@@ -167,6 +178,7 @@ class LivePruner:
         self.params = {n: self.model.get_parameter(n) for n in self.ranking.shapes}
         self.lean = all(_plain(m) for m in self.model.modules())  # copy by hand: deepcopy costs ~1 ms of Python
         positions = self.ranking.positions()
+        self._positions = {n: _compact(p) for n, p in positions.items()}  # int32 where it fits: a faster compare
         self.layers: dict[str, RankedLayer] | None = None
         self.anchors: FirstLayerAnchors | None = None  # the first Linear layer's, when its bias is not ranked
         self.linears = [n for n, m in self.model.named_modules() if isinstance(m, nn.Linear)]  # in order
@@ -177,11 +189,11 @@ class LivePruner:
             if f"{first}.weight" in self.layers and f"{first}.bias" not in self.params:
                 mod = self.model.get_submodule(first)
                 self.anchors = FirstLayerAnchors(self.layers[f"{first}.weight"], mod.weight, mod.bias,
-                                                 positions[f"{first}.weight"])
+                                                 self._positions[f"{first}.weight"])
 
     def step(self, sparsity: float) -> LiveStep:
         """Masks (exactly ``prune``'s) and the pruned copy at ``sparsity``."""
-        cut, pos = self.ranking.cut(sparsity), self.ranking.positions()
+        cut, pos = self.ranking.cut(sparsity), self._positions
         masks, memo = {}, {}
         for n, p in self.params.items():  # the masks = ranking.masks(sparsity); the weights = p * mask
             masks[n], weight = _cut(pos[n], cut[n], p.detach(), self.ranking.devices[n])
@@ -199,7 +211,7 @@ class LivePruner:
             return model  # biases pruned too, or an unexpected layout: evaluate as is
         last = len(linears) - 1
         if self.anchors is not None:  # every level: the first layer from its anchors, the rest cut as below
-            rest = [self._op(cut, n, m, i < last, panels=False) for i, (n, m) in enumerate(linears) if i > 0]
+            rest = [self._op(cut, n, m, i < last) for i, (n, m) in enumerate(linears) if i > 0]
             name, mod = linears[0]
             return AnchoredMLP(self.anchors, cut[f"{name}.weight"], lambda: self._op(cut, name, mod, last > 0), rest)
         ops = [self._op(cut, n, m, i < last) for i, (n, m) in enumerate(linears)]
@@ -207,27 +219,43 @@ class LivePruner:
             return model
         return RankedMLP(ops)
 
-    def _op(self, cut: dict[str, int], name: str, mod: nn.Linear, relu: bool, panels: bool = True) -> LinearOp:
-        """Layer ``name`` (``mod``, of the copy cut at ``cut``) as the CSR kernel when sparse enough, else dense."""
+    def _op(self, cut: dict[str, int], name: str, mod: nn.Linear, relu: bool) -> LinearOp:
+        """Layer ``name`` (``mod``, of the copy cut at ``cut``) as the CSR kernel when sparse enough, else dense.
+
+        Layers of fewer than ``MIN_SPARSE_ROWS`` outputs stay dense (a 10 x 100 layer at batch 1,000: dense
+        23 us, the CSR kernel 40-75 us at any density, ``benchmarks/live_path.py``).
+        """
         layer = self.layers[f"{name}.weight"]
         counts = layer.counts(cut[f"{name}.weight"])  # (out,)
-        if counts.sum() <= SPARSE_DENSITY * mod.weight.numel():
-            return RankedCSROp(mod.bias, relu, layer.csr(counts), panels)
+        if counts.sum() <= SPARSE_DENSITY * mod.weight.numel() and layer.shape[0] >= MIN_SPARSE_ROWS:
+            return RankedCSROp(mod.bias, relu, layer.csr(counts))
         return make_op("dense", mod.weight.detach(), mod.bias, relu)
 
 
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 
 
+def _compact(positions: torch.Tensor) -> torch.Tensor:
+    """``positions`` as int32 when every value fits (a cut compares 4 bytes per entry instead of 8)."""
+    if positions.numel() and int(positions.max()) < 2**31 - 1 and int(positions.min()) >= 0:
+        return positions.to(torch.int32)
+    return positions
+
+
 def _cut(pos: torch.Tensor, k: int, weight: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(keep mask ``pos >= k``, ``weight * mask``) of one parameter: ``prune``'s mask and values, bit for bit.
 
-    On the CPU through numpy (its compare is ~5x torch's bool-output one on this size, its product ~1.5x);
-    elsewhere torch, the weight times the mask's bytes (a uint8 view: 3x faster than a bool operand).
+    On the CPU in one native pass (int32 positions, float32 weight), else through numpy (its compare is ~5x
+    torch's bool-output one on this size, its product ~1.5x); elsewhere torch, the weight times the mask's
+    bytes (a uint8 view: 3x faster than a bool operand).
     """
-    if pos.device.type == "cpu" and weight.device.type == "cpu" and weight.dtype in _NUMPY_DTYPES:
+    cpu = pos.device.type == "cpu" and weight.device.type == "cpu"
+    if cpu and pos.dtype == torch.int32 and weight.dtype == torch.float32 and kernels.available():
+        keep, pruned = kernels.cut_weight(pos, k, weight)
+        return keep.to(device), pruned
+    if cpu and weight.dtype in _NUMPY_DTYPES:
         p = pos.numpy()
-        keep = p >= p.dtype.type(k)
+        keep = p >= p.dtype.type(min(max(k, -1), np.iinfo(p.dtype).max))
         return torch.from_numpy(keep).to(device), torch.from_numpy(weight.numpy() * keep)
     keep = (pos >= k).to(device)
     return keep, weight * keep.view(torch.uint8)

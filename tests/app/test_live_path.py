@@ -73,7 +73,7 @@ def test_prune_page_accuracy_runs_compiled_and_matches_dense():
     model, compiled = at.session_state[app_state.KEY_FAST][id(wb.current)]
     assert model is wb.current and compiled is not None
     assert isinstance(compiled, AnchoredMLP)  # read off the slider's sorted layers (backend.ranked), not recompiled
-    assert compiled.formats() == ["anchored", "csr-native", "csr-native"]  # first layer from anchors, then CSR
+    assert compiled.formats() == ["anchored", "csr-native", "dense"]  # first layer from anchors, CSR; 10 rows: dense
     dense_acc = evaluate(wb.current, *_test_split(), device="cpu").accuracy
     assert at.metric[0].value == f"{100 * dense_acc:.1f} %"
     at.slider(key="prune_sparsity").set_value(20).run()  # dense layers after the first: still incremental

@@ -85,6 +85,27 @@ def test_preact_equals_the_pruned_first_layer_in_float64(pruner, digits):
         assert torch.equal(anchors.anchor(j, x, input_key(x), anchors.features(x, input_key(x))), z)
 
 
+def test_anchors_built_from_neighbours_stay_shallow_and_exact(lenet300, digits):
+    x = digits[0]
+    pruner = LivePruner(lenet300, get_strategy("global_magnitude"))
+    pruner.anchors.store = AnchorStore()
+    a, key = pruner.anchors, input_key(x)
+    xf = a.features(x, key)
+    order = list(range(anchored.ANCHORS + 1))  # upwards then back down over the evicted lower half
+    for j in order:
+        a.anchor(j, x, key, xf)
+    depths = [a.depth(j, x) for j in order]
+    assert depths[0] == 0 and max(depths) == anchored.MAX_DEPTH  # chains restart from scratch at the bound
+    assert all(d <= anchored.MAX_DEPTH for d in depths)
+    assert sum(d == 0 for d in depths) <= len(order) // anchored.MAX_DEPTH + 1  # most anchors were derived
+    for j in order:  # every anchor, derived or not, is the pruned first layer (float64 reference)
+        z = a.anchor(j, x, key, xf)
+        torch.testing.assert_close(z.double(), _reference_z1(pruner, a.cuts[j], x), rtol=1e-5, atol=2e-5)
+    for s in (0.013, 0.5, 0.987):  # and a level one correction further
+        k = pruner.ranking.cut(s)["fc1.weight"]
+        torch.testing.assert_close(a.preact(k, x).double(), _reference_z1(pruner, k, x), rtol=1e-5, atol=2e-5)
+
+
 def test_anchored_steps_give_the_pruned_models_logits_and_accuracy(lenet300, digits):
     x, y = digits
     for strategy in STRATEGIES:

@@ -23,6 +23,8 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
+#include <tuple>
 #include <atomic>
 #include <mutex>
 #include <cstdint>
@@ -39,6 +41,10 @@ struct Layer {
   const float* bias;      // (out,) or nullptr
   int64_t out, in;
   bool relu;
+  // optional (out, B) float start values with row stride ldb (`csr_onto`): y = relu(base + W x [+ bias]);
+  // never together with grouped panels
+  const float* base = nullptr;
+  int64_t ldb = 0;
   // column panels grouped by count (optional, from `panelize`): the same nonzeros by panels
   // of `pw` (<= 256) input features; in panel q, groups gstart[q] .. gstart[q + 1] - 1, group g
   // being gnr[g] rows (grows, in order) of gcnt[g] nonzeros each, row after row; poff holds
@@ -117,12 +123,14 @@ inline void row_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int6
   }
   const float b = L.bias ? L.bias[r] : 0.0f;
   float* y = Y + r * ldy + b0;
+  const float* base = L.base ? L.base + r * L.ldb + b0 : nullptr;
 #pragma GCC unroll 8
   for (int j = 0; j < NV; ++j) {
     V a = acc[0][j];
 #pragma GCC unroll 8
     for (int u = 1; u < U; ++u) a += acc[u][j];
     a += b;
+    if (base) a += load_v<V>(base + j * LANES);
     if (L.relu) a = a > 0.0f ? a : V{};
     store_v<V>(y + j * LANES, a);
   }
@@ -276,6 +284,7 @@ inline void row_one(const Layer& L, const float* X, int64_t ldx, float* Y, int64
     for (; p < p1; ++p) s0 += L.val[p] * xb[static_cast<int64_t>(c[p]) * ldx];
   }
   float s = (s0 + s1) + (s2 + s3) + (L.bias ? L.bias[r] : 0.0f);
+  if (L.base) s += L.base[r * L.ldb + b0];
   Y[r * ldy + b0] = (L.relu && s < 0.0f) ? 0.0f : s;
 }
 
@@ -412,8 +421,13 @@ void run_layer(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ld
   at::parallel_for(0, n, 1, [&](int64_t, int64_t) {
     for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
       const int64_t a = c * step, b = std::min(extent, a + step);
-      if (by_rows) run_rows(L, X, ldx, Y, ldy, B, a, b, tile);
-      else run_rows(L, X + a, ldx, Y + a, ldy, b - a, 0, L.out, tile);
+      if (by_rows) {
+        run_rows(L, X, ldx, Y, ldy, B, a, b, tile);
+      } else {
+        Layer S = L;  // the samples [a, b): the base moves with them
+        if (S.base) S.base += a;
+        run_rows(S, X + a, ldx, Y + a, ldy, b - a, 0, L.out, tile);
+      }
     }
   });
 }
@@ -446,17 +460,22 @@ std::vector<torch::Tensor> panelize(torch::Tensor rowptr, torch::Tensor col, tor
   const int64_t npan = (in + pw - 1) / pw;
   const int32_t* rp = rowptr.data_ptr<int32_t>();
   TORCH_CHECK(rp[0] == 0 && rp[out] == nnz, "rowptr must run from 0 to nnz");
-  auto colat = [&](int64_t p) -> int64_t {
-    return col.scalar_type() == at::kShort ? col.data_ptr<int16_t>()[p] : col.data_ptr<int32_t>()[p];
-  };
+  const bool c16 = col.scalar_type() == at::kShort;
+  const int16_t* col16 = c16 ? col.data_ptr<int16_t>() : nullptr;
+  const int32_t* col32 = c16 ? nullptr : col.data_ptr<int32_t>();
+  auto colat = [&](int64_t p) -> int64_t { return c16 ? col16[p] : col32[p]; };
+  std::vector<int32_t> panel_of(in);  // column -> its panel (no integer division per nonzero)
+  for (int64_t c = 0; c < in; ++c) panel_of[c] = static_cast<int32_t>(c / pw);
   std::vector<int32_t> cnt(npan * out, 0);  // nonzeros per (panel, row)
   for (int64_t r = 0; r < out; ++r) {
     TORCH_CHECK(rp[r] <= rp[r + 1], "rowptr must be non-decreasing");
+    bool inside = true;
     for (int64_t p = rp[r]; p < rp[r + 1]; ++p) {
       const int64_t c = colat(p);
-      TORCH_CHECK(c >= 0 && c < in, "column index out of range");
-      ++cnt[(c / pw) * out + r];
+      inside &= c >= 0 && c < in;
+      if (inside) ++cnt[panel_of[c] * out + r];
     }
+    TORCH_CHECK(inside, "column index out of range");
   }
   std::vector<int32_t> gstart{0}, gcnt, gnr, grows;
   std::vector<int64_t> pos(npan * out, 0);  // where each (panel, row) segment starts in poff / pval
@@ -504,7 +523,7 @@ std::vector<torch::Tensor> panelize(torch::Tensor rowptr, torch::Tensor col, tor
   const float* v = val.data_ptr<float>();
   for (int64_t r = 0; r < out; ++r)
     for (int64_t p = rp[r]; p < rp[r + 1]; ++p) {
-      const int64_t c = colat(p), q = c / pw;
+      const int64_t c = colat(p), q = panel_of[c];
       const int64_t d = pos[q * out + r]++;
       po[d] = static_cast<uint16_t>((c - q * pw) * 256);
       pv[d] = v[p];
@@ -732,6 +751,146 @@ torch::Tensor chain_forward(torch::Tensor X, std::vector<torch::Tensor> rowptrs,
   return run_spec(s, X, batch_major_input);
 }
 
+constexpr int64_t ONTO_WINDOW = 256;
+
+// Y = relu?(base + W X) for a CSR W (out, in) and feature-major X (in, B): one pass that starts
+// every output row from its row of `base` (out, B), e.g. a cached product that W corrects (the
+// live slider's first layer: an anchor level's pre-activations and the entries the new level
+// prunes or restores, with their signs). Every index is checked. Returns a fresh (out, B) tensor.
+torch::Tensor csr_onto(torch::Tensor base, torch::Tensor rowptr, torch::Tensor col, torch::Tensor val, torch::Tensor X,
+                       bool relu, int64_t threads) {
+  TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
+  TORCH_CHECK(base.dim() == 2 && base.scalar_type() == at::kFloat && base.device().is_cpu(),
+              "base must be a 2-D float32 CPU tensor");
+  TORCH_CHECK(rowptr.scalar_type() == at::kInt && rowptr.dim() == 1 && rowptr.numel() == base.size(0) + 1,
+              "rowptr must be int32 with out + 1 entries");
+  TORCH_CHECK(col.dim() == 1 && (col.scalar_type() == at::kShort || col.scalar_type() == at::kInt),
+              "col indices must be int16 or int32");
+  TORCH_CHECK(val.scalar_type() == at::kFloat && val.dim() == 1 && val.numel() == col.numel(),
+              "values must be float32, one per column index");
+  TORCH_CHECK(base.size(1) == X.size(1), "base has ", base.size(1), " samples, X has ", X.size(1));
+  rowptr = rowptr.contiguous();
+  col = col.contiguous();
+  val = val.contiguous();
+  base = base.contiguous();
+  if (X.stride(1) != 1 || (X.size(0) > 1 && X.stride(0) < X.size(1))) X = X.contiguous();
+  const int64_t out = base.size(0), in = X.size(0), B = X.size(1), nnz = col.numel();
+  const int32_t* rp = rowptr.data_ptr<int32_t>();
+  TORCH_CHECK(rp[0] == 0 && rp[out] == nnz, "rowptr must run from 0 to nnz");
+  for (int64_t r = 0; r < out; ++r) TORCH_CHECK(rp[r] <= rp[r + 1], "rowptr must be non-decreasing");
+  const bool c16 = col.scalar_type() == at::kShort;
+  const int16_t* col16 = c16 ? col.data_ptr<int16_t>() : nullptr;
+  const int32_t* col32 = c16 ? nullptr : col.data_ptr<int32_t>();
+  bool inside = true;
+  for (int64_t p = 0; p < nnz; ++p) {
+    const int64_t c = c16 ? col16[p] : col32[p];
+    inside &= c >= 0 && c < in;
+  }
+  TORCH_CHECK(inside, "column index out of range");
+  Layer L{};
+  L.rowptr = rp;
+  L.col = col.data_ptr();
+  L.col16 = c16;
+  L.val = val.data_ptr<float>();
+  L.out = out;
+  L.in = in;
+  L.relu = relu;
+  L.base = base.data_ptr<float>();
+  L.ldb = B;
+  torch::Tensor Y = torch::empty({out, B}, X.options());
+  const float* x = X.data_ptr<float>();
+  const int64_t ldx = X.size(0) > 1 ? X.stride(0) : B;
+  float* y = Y.data_ptr<float>();
+  // windows of ONTO_WINDOW samples, each row's window at a time: a window of X (in x 1 KB) stays in L2
+  // while base and Y are read and written in contiguous 1 KB runs (64-sample tiles over all rows
+  // first strided them by a whole row and measured ~3x slower)
+  const int64_t n = clamp_threads(threads);
+  auto rows = [&](int64_t r0, int64_t r1) {
+    for (int64_t w0 = 0; w0 < B; w0 += ONTO_WINDOW) {
+      Layer S = L;
+      S.base += w0;
+      const int64_t wb = std::min<int64_t>(ONTO_WINDOW, B - w0);
+      for (int64_t r = r0; r < r1; ++r) run_rows(S, x + w0, ldx, y + w0, B, wb, r, r + 1, 64);
+    }
+  };
+  if (n <= 1 || out < 16 * n || at::in_parallel_region()) rows(0, out);
+  else at::parallel_for(0, out, (out + 4 * n - 1) / (4 * n), rows);
+  return Y;
+}
+
+// keep = positions >= k and weight * keep (weight times 1.0 or 0.0, as torch's weight * mask: a pruned
+// negative weight becomes -0.0, NaN stays NaN), in one pass; `positions` int32, `weight` float32, same shape.
+std::vector<torch::Tensor> cut_weight(torch::Tensor positions, int64_t k, torch::Tensor weight) {
+  TORCH_CHECK(positions.scalar_type() == at::kInt && positions.device().is_cpu(), "positions must be int32 on the CPU");
+  TORCH_CHECK(weight.scalar_type() == at::kFloat && weight.device().is_cpu(), "weight must be float32 on the CPU");
+  TORCH_CHECK(positions.sizes() == weight.sizes(), "positions and weight must have the same shape");
+  positions = positions.contiguous();
+  weight = weight.contiguous();
+  torch::Tensor keep = torch::empty(weight.sizes(), weight.options().dtype(at::kBool));
+  torch::Tensor pruned = torch::empty_like(weight);
+  const int32_t* p = positions.data_ptr<int32_t>();
+  const float* w = weight.data_ptr<float>();
+  bool* m = keep.data_ptr<bool>();
+  float* y = pruned.data_ptr<float>();
+  const int64_t n = weight.numel();
+  const int32_t kk = static_cast<int32_t>(std::max<int64_t>(std::min<int64_t>(k, INT32_MAX), INT32_MIN));
+  const bool none = k > INT32_MAX;  // a cut past every int32 position keeps nothing
+  int64_t i = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  if (!none) {
+    const __m512i kv = _mm512_set1_epi32(kk);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m128i bit = _mm_set1_epi8(1);
+    for (; i + 16 <= n; i += 16) {
+      const __mmask16 on = _mm512_cmpge_epi32_mask(_mm512_loadu_si512(p + i), kv);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(m + i), _mm_and_si128(_mm_movm_epi8(on), bit));
+      _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(w + i), _mm512_maskz_mov_ps(on, one)));
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    const bool on = !none && p[i] >= kk;
+    m[i] = on;
+    y[i] = w[i] * (on ? 1.0f : 0.0f);
+  }
+  return {keep, pruned};
+}
+
+// (sum over samples of the cross-entropy, number of samples whose argmax is the label) of float32
+// logits (N, C) and int64 labels (N,), in one pass: what an evaluation needs from a batch of
+// logits (torch's log_softmax + argmax cost ~0.15 ms on (1000, 10) on one thread; this ~10 us).
+// argmax as torch's: the first maximal index, a NaN counting as the maximum. Labels are checked.
+std::tuple<double, int64_t> label_stats(torch::Tensor logits, torch::Tensor labels) {
+  TORCH_CHECK(logits.dim() == 2 && logits.scalar_type() == at::kFloat && logits.device().is_cpu(),
+              "logits must be a 2-D float32 CPU tensor");
+  TORCH_CHECK(labels.dim() == 1 && labels.scalar_type() == at::kLong && labels.numel() == logits.size(0),
+              "labels must be int64, one per row of logits");
+  logits = logits.contiguous();
+  labels = labels.contiguous();
+  const int64_t N = logits.size(0), C = logits.size(1);
+  TORCH_CHECK(C > 0 || N == 0, "logits need at least one class");
+  const float* z = logits.data_ptr<float>();
+  const int64_t* y = labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < N; ++i) TORCH_CHECK(y[i] >= 0 && y[i] < C, "label ", y[i], " out of range for ", C, " classes");
+  double loss = 0.0;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    const float* row = z + i * C;
+    int64_t best = 0;
+    float m = row[0];
+    for (int64_t c = 1; c < C; ++c)
+      if (!std::isnan(m) && (std::isnan(row[c]) || row[c] > m)) {
+        m = row[c];
+        best = c;
+      }
+    correct += best == y[i];
+    float s = 0.0f;  // a NaN or infinite maximum gives NaN, as torch's log_softmax does
+    for (int64_t c = 0; c < C; ++c) s += std::exp(row[c] - m);
+    loss += static_cast<double>((std::log(s) + m) - row[y[i]]);
+  }
+  return {loss, correct};
+}
+
 // The same chain validated once and kept: `forward` costs one small Python call, and the
 // activation buffers are allocated once per batch size and reused (a call that finds them in
 // use by another thread allocates its own).
@@ -766,6 +925,9 @@ struct Chain {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("transpose", &transpose, "(B, F) -> (F, B) float32, blocked");
   m.def("chain_forward", &chain_forward, "CSR/dense layer chain on feature-major activations (in, B) -> (out, B)");
+  m.def("csr_onto", &csr_onto, "relu?(base + CSR W @ X) on feature-major X (in, B) -> fresh (out, B)");
+  m.def("cut_weight", &cut_weight, "(positions >= k, weight * that) of int32 positions and a float32 weight");
+  m.def("label_stats", &label_stats, "(summed cross-entropy, correct argmax count) of (N, C) logits and labels");
   m.def("panelize", &panelize, "CSR -> column panels grouped by count [meta int32, byte offsets uint16, values]");
   pybind11::class_<Chain>(m, "Chain", pybind11::module_local())
       .def(pybind11::init<int64_t, std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
