@@ -123,8 +123,8 @@ class AnchoredMLP(RankedMLP):
 
     def __init__(self, anchors: FirstLayerAnchors, cut: int, first: Callable[[], LinearOp], rest: list[LinearOp]):
         nn.Module.__init__(self)
-        self.anchors, self.cut, self.rest = anchors, int(cut), rest
-        self._first, self._ops = first, None
+        # plain attributes (none is a Module or Parameter): skip nn.Module.__setattr__'s checks, once per step
+        self.__dict__.update(anchors=anchors, cut=int(cut), rest=rest, _first=first, _ops=None)
 
     @property
     def ops(self) -> list[LinearOp]:  # the whole chain, built on first use
@@ -226,9 +226,10 @@ class LivePruner:
         23 us, the CSR kernel 40-75 us at any density, ``benchmarks/live_path.py``).
         """
         layer = self.layers[f"{name}.weight"]
-        counts = layer.counts(cut[f"{name}.weight"])  # (out,)
-        if counts.sum() <= SPARSE_DENSITY * mod.weight.numel() and layer.shape[0] >= MIN_SPARSE_ROWS:
-            return RankedCSROp(mod.bias, relu, layer.csr(counts))
+        if layer.shape[0] >= MIN_SPARSE_ROWS:
+            counts = layer.counts(cut[f"{name}.weight"])  # (out,)
+            if counts.sum() <= SPARSE_DENSITY * mod.weight.numel():
+                return RankedCSROp(mod.bias, relu, layer.csr(counts))
         return make_op("dense", mod.weight.detach(), mod.bias, relu)
 
 
