@@ -187,7 +187,7 @@ class FirstLayerAnchors:
 
     def _build(self, j: int, key: tuple, xf: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Anchor ``j`` and its depth: a neighbour's plus one correction when one is built and shallow enough."""
-        if kernels.available():
+        if kernels.available_now():
             with self._lock:
                 depths = dict(self._depth.get(key, {}))
             for i in sorted((i for i in (j - 1, j + 1) if depths.get(i, MAX_DEPTH) < MAX_DEPTH), key=depths.get):
@@ -204,7 +204,7 @@ class FirstLayerAnchors:
         if counts.sum() <= SPARSE_DENSITY * self.weight.numel():
             z = RankedCSROp(self.bias, False, self.layer.csr(counts)).forward(xf)
         else:
-            if self.positions.dtype == torch.int32 and kernels.available():
+            if self.positions.dtype == torch.int32 and kernels.available_now():
                 _, w = kernels.cut_weight(self.positions, k, self.weight)  # (out, in), the pruned weight exactly
             else:
                 w = self.weight * (self.positions >= k)
@@ -227,7 +227,7 @@ class FirstLayerAnchors:
         a, z = self.cuts[j], self.anchor(j, x, key, xf)
         # the entries pruned (k > a: subtracted) or restored (k < a: added); none when k is the anchor's cut
         delta = self.layer.between(min(a, k), max(a, k), sign=-1.0 if k > a else 1.0)
-        if kernels.available():  # one pass: relu?(anchor + correction @ X), into a new tensor
+        if kernels.available_now():  # one pass: relu?(anchor + correction @ X), into a new tensor
             return kernels.csr_onto(z, delta, xf, relu=relu, threads=torch.get_num_threads())
         out = z.clone()  # (out, N)
         if delta.nnz:

@@ -237,6 +237,14 @@ def available(force_fallback: bool = False) -> bool:
     return load(force_fallback) is not None
 
 
+def available_now() -> bool:
+    """True when the native kernel can be used without waiting for a build (never starts one).
+
+    For the live paths (a slider step): while the kernel is not built yet they take their torch route.
+    """
+    return ready() and available()
+
+
 def notice() -> str | None:
     """One line explaining why the fallback is in use, or None."""
     if native_disabled():

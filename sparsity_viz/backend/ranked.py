@@ -251,7 +251,7 @@ def _cut(pos: torch.Tensor, k: int, weight: torch.Tensor, device: torch.device) 
     bytes (a uint8 view: 3x faster than a bool operand).
     """
     cpu = pos.device.type == "cpu" and weight.device.type == "cpu"
-    if cpu and pos.dtype == torch.int32 and weight.dtype == torch.float32 and kernels.available():
+    if cpu and pos.dtype == torch.int32 and weight.dtype == torch.float32 and kernels.available_now():
         keep, pruned = kernels.cut_weight(pos, k, weight)
         return keep.to(device), pruned
     if cpu and weight.dtype in _NUMPY_DTYPES:
