@@ -187,7 +187,6 @@ class TrainHook:
         """Once, when ``train`` leaves (normally or by an exception); undo what ``on_start`` attached."""
 
 
-@torch.no_grad()
 def summed_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> float:
     """``F.cross_entropy(logits, y, reduction="sum")`` as ``logsumexp - logit of the label``.
 
@@ -214,6 +213,7 @@ def label_stats(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
     return summed_cross_entropy(logits, y), int((logits.argmax(1) == y).sum())
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048, device: str = "auto") -> Evaluation:
     """Accuracy and mean cross-entropy of ``model`` on ``(x, y)``; restores the model's mode."""
     dev = resolve_device(device)

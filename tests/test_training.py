@@ -60,6 +60,15 @@ def test_summed_cross_entropy_equals_torch(scale):
     assert summed_cross_entropy(logits, y) == pytest.approx(want, rel=1e-6)
 
 
+def test_evaluate_builds_no_autograd_graph():
+    model = build_model("digits_mlp", seed=0)
+    seen = []
+    model.register_forward_hook(lambda *_: seen.append(torch.is_grad_enabled()))
+    digits = load_dataset("digits")
+    evaluate(model, digits.x_test, digits.y_test, batch_size=100)
+    assert seen and not any(seen)
+
+
 def test_summed_cross_entropy_keeps_nan_and_rejects_bad_labels():
     logits = torch.zeros(3, 4)
     logits[1, 2] = float("nan")
