@@ -1,0 +1,92 @@
+"""Words match numbers: the speed claims in README.md and docs/backend.md are the benchmark tables' own numbers.
+
+The tables between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in docs/backend.md are written by the
+benchmark scripts (``--write``); the sentences around them and the README's "Measured" rows quote them. When
+a benchmark is re-run, these tests say which sentence has to follow.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = (ROOT / "docs/backend.md").read_text()
+README = (ROOT / "README.md").read_text()
+PROSE = " ".join(DOC.split())  # the doc's sentences with line breaks as spaces
+
+
+def _rows(block: str) -> list[dict[str, str]]:
+    """The markdown table rows of a benchmark block, as dicts keyed by the header (bold marks removed)."""
+    body = DOC.split(f"<!-- {block}:begin -->")[1].split(f"<!-- {block}:end -->")[0]
+    lines = [ln for ln in body.splitlines() if ln.startswith("|") and not ln.startswith("|---")]
+    cells = [[c.strip().strip("*") for c in ln.strip("|").split("|")] for ln in lines]
+    return [dict(zip(cells[0], row)) for row in cells[1:]]
+
+
+def _range(values: list[float]) -> str:
+    return f"{min(values):.2f}–{max(values):.2f}×"
+
+
+def test_sparse_conv_claims():
+    rows = _rows("sparse-conv")
+    ours = {(r["batch"], r["threads"], r["state"]): float(r["this backend"]) for r in rows}
+    idle = [v for (_, _, state), v in ours.items() if state == "idle"]
+    busy = [v for (_, _, state), v in ours.items() if state == "busy"]
+    assert max(ours.values()) <= 0.5  # item 3's target, in every row
+    assert f"{_range(idle)[:-1]}× idle on 1 and 2 threads, {_range(busy)[:-1]}× with the second core busy" in PROSE
+    assert f"| {_range(list(ours.values()))} dense (direct sparse convolution" in README
+
+
+def test_backend_speed_claims():
+    rows = _rows("backend-speed")
+    ours = {(r["model"], r["batch"], r["threads"], r["state"]): r for r in rows}
+
+    def ratio(model, batch, threads, state, col="this backend"):
+        return float(ours[(model, str(batch), str(threads), state)][col])
+
+    lenet, wide = "LeNet-300-100", "784-2048-2048-10"
+    two = [f"{ratio(m, b, 2, 'idle'):.2f}×" for m in (lenet, wide) for b in (256, 1024)]
+    assert f"reads {two[0]} / {two[1]} (LeNet-300-100, batch 256 / 1,024) and {two[2]} / {two[3]} (2048-wide" in PROSE
+    one = {m: [ratio(m, b, 1, "idle") for b in (256, 1024)] for m in (lenet, wide)}
+    two_range = {m: [ratio(m, b, 2, "idle") for b in (256, 1024)] for m in (lenet, wide)}
+    assert (f"| {_range(two_range[lenet])} / {_range(two_range[wide])} dense on 2 threads (target ≤ 0.15×: **missed**; "
+            f"1 thread {_range(one[lenet])} / {_range(one[wide])}) |") in README
+    ms = {t: ratio(wide, 1024, t, "idle") * float(ours[(wide, "1024", str(t), "idle")]["dense ms"]) for t in (1, 2)}
+    assert f"batch 1,024: {ms[1]:.1f} → {ms[2]:.1f} ms from 1 to 2" in PROSE
+    dense = [float(ours[(lenet, "256", str(t), "idle")]["dense ms"]) for t in (1, 2)]
+    assert f"dense itself goes only {dense[0]:.2f} → {dense[1]:.2f} ms" in PROSE
+    busy = [ratio(m, b, 2, "busy") for m in (lenet, wide) for b in (256, 1024)]
+    assert f"the backend reads {_range(busy)} in those four cases" in PROSE
+
+
+def test_sparse_layer_claims():
+    rows = _rows("sparse-layer")
+    ninety = [r for r in rows if r["sparsity"] == "90%"]
+    big = [float(r["x limit"]) for r in ninety if int(r["batch"]) >= 256]
+    small = [float(r["x limit"]) for r in ninety if int(r["batch"]) == 32]
+    assert f"kernel runs at {min(big):.1f}–{max(big):.1f}× the FLOP limit for batch ≥ 256 and up to {max(small):.1f}×" in PROSE
+    dense_rates = [float(r["dense GFLOP/s"]) for r in rows]
+    assert f"dense at {min(dense_rates):.0f}–{max(dense_rates):.0f} GFLOP/s" in PROSE
+    every = [float(r["x limit"]) for r in rows if int(r["batch"]) >= 32 and int(r["sparsity"].rstrip("%")) >= 90]
+    geo = math.exp(sum(map(math.log, every)) / len(every))
+    assert f"(geometric mean {geo:.1f} with the 95 %" in PROSE
+    fc1 = {r["batch"]: r for r in ninety if r["layer"] == "300x784"}
+    ratios = " / ".join(f"{float(fc1[b]['csr-native']):.2f}×" for b in ("32", "256"))
+    faster = " / ".join(f"{float(fc1[b]['native vs csr-torch'].split('x')[0]):.1f}×" for b in ("32", "256"))
+    assert f"| {ratios} dense, {faster} faster than torch CSR" in README
+    assert f"{min(big + small):.1f}–{max(big + small):.1f}× the FLOP limit at 90 %" in README
+
+
+def test_live_path_claims():
+    rows = _rows("live-path-table")
+    body = DOC.split("<!-- live-path-table:begin -->")[1].split("<!-- live-path-table:end -->")[0]
+    steps = [float(r["live step, ms (CPU ms)"].split()[0].strip("*")) for r in rows]
+    passes = {name: float(ms) for name, ms in re.findall(r"every slider position 1\.\.99, (\w+ pass) \(\w+\): \*\*([\d.]+) ms",
+                                                        body)}
+    warm = [float(ms) for ms in re.findall(r"every slider position 1\.\.99, (?:first|second) pass \(\w+\): \*\*([\d.]+) ms", body)]
+    assert passes and len(warm) == 4
+    claim = (f"{min(warm):.2f}–{max(warm):.2f} ms median over every slider position (target ≤ 2 ms); "
+             f"{min(steps):.2f}–{max(steps):.2f} ms per step at fixed levels timed between other work")
+    assert claim in README
