@@ -197,6 +197,10 @@ def test_prune_slider_then_connections_and_attribution(server, page):
     page.screenshot(path=str(SHOTS / "11_lottery.png"))
 
     _goto(page, "Speed & memory")
+    cap = page.get_by_role("spinbutton", name="Time cap (s)")  # 1 s per batch size, not 5: this walk checks the figures, not the timing
+    cap.fill("1")
+    cap.press("Enter")
+    _settle(page)
     page.get_by_role("button", name="Measure").click()
     _settle(page)
     expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(3)
