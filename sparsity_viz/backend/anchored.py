@@ -32,7 +32,7 @@ from .ops import EMPTY_F32, EMPTY_I32, NativeCSROp, NativeOp
 
 SPARSE_DENSITY = HEURISTIC_DENSITY["large"]  # the live path's rule: a layer at or below this density runs on CSR
 ANCHORS = 40  # anchor intervals over the first layer's entries (an anchor every 2.5 %)
-ANCHOR_BYTES = 64 << 20  # the shared store (LeNet-300-100 x 1,000 digits: 41 anchors x 1.2 MB + 3.1 MB input)
+ANCHOR_BYTES = 128 << 20  # the shared store: two strategies' anchors on LeNet-300-100 x 1,000 digits (50 MB each)
 SEEN_INPUTS = 8  # input keys each pruner remembers (a second look at one builds its anchors)
 MAX_DEPTH = 4  # corrections between an anchor built from a neighbour and the one computed from scratch
 

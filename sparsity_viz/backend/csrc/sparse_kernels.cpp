@@ -871,7 +871,8 @@ std::tuple<double, int64_t> label_stats(torch::Tensor logits, torch::Tensor labe
   TORCH_CHECK(C > 0 || N == 0, "logits need at least one class");
   const float* z = logits.data_ptr<float>();
   const int64_t* y = labels.data_ptr<int64_t>();
-  for (int64_t i = 0; i < N; ++i) TORCH_CHECK(y[i] >= 0 && y[i] < C, "label ", y[i], " out of range for ", C, " classes");
+  for (int64_t i = 0; i < N; ++i)  // IndexError, as torch's cross_entropy raises
+    TORCH_CHECK_INDEX(y[i] >= 0 && y[i] < C, "label ", y[i], " out of range for ", C, " classes");
   double loss = 0.0;
   int64_t correct = 0;
   for (int64_t i = 0; i < N; ++i) {
