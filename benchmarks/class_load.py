@@ -101,6 +101,7 @@ class Student:
         self.runs = 0  # finished runs
         self.bytes = 0  # ForwardMsg bytes received
         self.run_start_bytes = 0
+        self.run_page: str | None = None  # the page the current run draws (from its navigation message)
         self.page = ""
         self.cause = "open"  # what the next runs answer: "open" (a page opened) or "slider" (a drag)
         self.exceptions: list[str] = []
@@ -124,6 +125,9 @@ class Student:
             if kind == "navigation":  # st.navigation: the pages and the one this run shows
                 self.pages = {p.url_pathname: p.page_script_hash for p in msg.navigation.app_pages}
                 self.page_hash = msg.navigation.page_script_hash
+                # the page this run draws: its bytes count for it even when they arrive after the student has
+                # asked for another page (a run still finishing when "back to Prune" is sent)
+                self.run_page = next((name for name, h in self.pages.items() if h == self.page_hash), self.page)
             elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
                 el = msg.delta.new_element
                 t = el.WhichOneof("type")
@@ -139,7 +143,7 @@ class Student:
             elif kind == "page_profile":
                 self.stats.exec_s.append((self.cause, msg.page_profile.exec_time / 1e6))
             elif kind == "script_finished":
-                self.stats.payload.append((self.page, self.bytes - self.run_start_bytes))  # bytes of this run
+                self.stats.payload.append((self.run_page or self.page, self.bytes - self.run_start_bytes))  # this run's
                 self.run_start_bytes = self.bytes
                 if msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                     async with self.finished:
