@@ -18,7 +18,8 @@ def _torch_stats(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
     return float(F.cross_entropy(logits, y, reduction="sum")), int((logits.argmax(1) == y).sum())
 
 
-@pytest.mark.parametrize("n, c, scale", [(1000, 10, 1.0), (7, 3, 1e3), (33, 2, 1e-3), (5, 1, 1.0), (0, 10, 1.0)])
+@pytest.mark.parametrize("n, c, scale", [(1000, 10, 1.0), (7, 3, 1e3), (33, 2, 1e-3), (5, 1, 1.0), (0, 10, 1.0),
+                                         (9, 16, 30.0), (9, 17, 1.0), (20, 37, 5.0)])
 def test_label_stats_equals_torch(n, c, scale):
     gen = torch.Generator().manual_seed(n + c)
     logits, y = scale * torch.randn(n, c, generator=gen), torch.randint(0, c, (n,), generator=gen)
