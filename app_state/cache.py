@@ -42,7 +42,9 @@ _MAX_DEPTH = 12  # containers nested deeper than this count as their shallow siz
 def nbytes(value: Any) -> int:
     """An estimate of the memory ``value`` holds: tensor storage, DataFrame memory, and containers of them.
 
-    Objects reached twice count once; modules, classes and functions count nothing.
+    Objects reached twice count once; modules, classes and functions count nothing, and neither do objects
+    whose class sets ``process_shared = True`` (the live slider's anchor store: every session's evaluation
+    model refers to it, none owns it).
     """
     return _nbytes(value, {}, 0)
 
@@ -50,6 +52,8 @@ def nbytes(value: Any) -> int:
 def _nbytes(value: Any, seen: dict[int, Any], depth: int) -> int:
     # ``seen`` keeps what it saw alive, so a temporary's recycled id never hides another object
     if id(value) in seen or isinstance(value, (types.ModuleType, type, types.FunctionType, types.MethodType)):
+        return 0
+    if getattr(type(value), "process_shared", False):  # one per process, shared by every session: no one's budget
         return 0
     seen[id(value)] = value
     if isinstance(value, torch.Tensor):

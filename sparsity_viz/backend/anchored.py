@@ -79,10 +79,15 @@ class RankedCSROp(NativeCSROp):
 class AnchorStore:
     """Tensors by key, least recently used dropped first once their bytes pass ``budget`` (thread-safe).
 
+    ``process_shared``: one store serves every pruner and session of the process, so a session's cache
+    does not count it as that session's memory (``app_state.cache.nbytes``).
+
     Each entry also holds the input it was computed from (``keep``), so the input's memory cannot be
     reused by another tensor while its ``input_key`` is in use here. The store never hands out an
     entry for writing: callers get the stored tensor and must not modify it.
     """
+
+    process_shared = True
 
     def __init__(self, budget: int = ANCHOR_BYTES):
         self.budget = int(budget)
@@ -133,6 +138,8 @@ class FirstLayerAnchors:
         positions: each entry's place in the ranking (out, in) (``Ranking.positions()``).
     """
 
+    process_shared = True  # one per pruner, which every session at these weights shares (app_state.cache.nbytes)
+
     def __init__(self, layer, weight: torch.Tensor, bias: torch.Tensor | None, positions: torch.Tensor,
                  store: AnchorStore = STORE):
         self.layer, self.store = layer, store
@@ -143,6 +150,7 @@ class FirstLayerAnchors:
         n = self.sorted.size
         self.pruned = [round(j * n / ANCHORS) for j in range(ANCHORS + 1)]  # entries pruned at anchor j
         self.cuts = [int(self.sorted[m]) if m < n else int(self.sorted[-1]) + 1 for m in self.pruned]
+        self._anchor_counts: list[np.ndarray | None] = [None] * (ANCHORS + 1)
         self.token = object()  # this pruner's part of the shared store
         self._seen: OrderedDict[tuple, None] = OrderedDict()
         self._depth: OrderedDict[tuple, dict[int, int]] = OrderedDict()  # per input: anchor -> corrections deep
@@ -211,6 +219,13 @@ class FirstLayerAnchors:
             z = torch.mm(w, xf) if self.bias is None else torch.addmm(self.bias.unsqueeze(1), w, xf)
         return z.contiguous()
 
+    def _counts(self, j: int) -> np.ndarray:
+        """Survivors per row (out,) at anchor ``j``'s cut (``RankedLayer.counts``), computed once per anchor."""
+        hit = self._anchor_counts[j]
+        if hit is None:
+            hit = self._anchor_counts[j] = self.layer.counts(self.cuts[j])
+        return hit
+
     def depth(self, j: int, x: torch.Tensor) -> int | None:
         """How many corrections anchor ``j`` of input ``x`` is from one computed from scratch (None: not built)."""
         with self._lock:
@@ -225,8 +240,13 @@ class FirstLayerAnchors:
         xf = self.features(x, key)  # (F, N)
         j = self.nearest(k)
         a, z = self.cuts[j], self.anchor(j, x, key, xf)
-        # the entries pruned (k > a: subtracted) or restored (k < a: added); none when k is the anchor's cut
-        delta = self.layer.between(min(a, k), max(a, k), sign=-1.0 if k > a else 1.0)
+        # the entries pruned (k > a: subtracted) or restored (k < a: added); none when k is the anchor's cut.
+        # As layer.between, with the anchor's survivors per row kept: one search per step instead of two.
+        at_a, at_k = self._counts(j), self.layer.counts(k)  # (out,) entries at positions >= a, >= k
+        if k > a:
+            delta = self.layer.csr(at_a - at_k, at_k, sign=-1.0)
+        else:
+            delta = self.layer.csr(at_k - at_a, at_a)
         if kernels.available_now():  # one pass: relu?(anchor + correction @ X), into a new tensor
             return kernels.csr_onto(z, delta, xf, relu=relu, threads=torch.get_num_threads())
         out = z.clone()  # (out, N)

@@ -176,7 +176,8 @@ class LivePruner:
         self.strategy = strategy
         self.ranking = Ranking(strategy.scores(self.model, batch), strategy.scope, current)  # the one sort
         self.params = {n: self.model.get_parameter(n) for n in self.ranking.shapes}
-        self.lean = all(_plain(m) for m in self.model.modules())  # copy by hand: deepcopy costs ~1 ms of Python
+        # copy by hand (deepcopy costs ~1 ms of Python), from a plan of the private copy, which nothing modifies
+        self.lean = _copy_plan(self.model) if all(_plain(m) for m in self.model.modules()) else None
         positions = self.ranking.positions()
         self._positions = {n: _compact(p) for n, p in positions.items()}  # int32 where it fits: a faster compare
         self.layers: dict[str, RankedLayer] | None = None
@@ -198,7 +199,7 @@ class LivePruner:
         for n, p in self.params.items():  # the masks = ranking.masks(sparsity); the weights = p * mask
             masks[n], weight = _cut(pos[n], cut[n], p.detach(), self.ranking.devices[n])
             memo[id(p)] = nn.Parameter(weight, requires_grad=p.requires_grad)
-        model = _lean_copy(self.model, memo) if self.lean else copy.deepcopy(self.model, memo)
+        model = _lean_copy(self.lean, memo) if self.lean is not None else copy.deepcopy(self.model, memo)
         return LiveStep(float(sparsity), masks, model, cut)
 
     def compiled(self, cut: dict[str, int], model: nn.Module) -> nn.Module:
@@ -282,17 +283,35 @@ def _plain(module: nn.Module) -> bool:
     return True
 
 
-def _lean_copy(module: nn.Module, params: dict[int, nn.Parameter]) -> nn.Module:
+class _CopyPlan(NamedTuple):
+    """What ``_lean_copy`` needs of one module: its class, plain state, hook containers, tensors and children."""
+
+    cls: type
+    state: dict  # vars(module) without the parameter, buffer and module dicts
+    fresh: tuple[str, ...]  # keys of the hook dicts and buffer-name sets: each copy gets its own
+    params: dict
+    buffers: dict
+    children: dict
+
+
+def _copy_plan(module: nn.Module) -> _CopyPlan:
+    """The plan of a ``_plain`` module tree (made once per pruner)."""
+    state = {k: v for k, v in vars(module).items() if k not in _MODULE_DICTS}
+    fresh = tuple(k for k, v in state.items() if isinstance(v, (dict, set)))
+    children = {k: None if m is None else _copy_plan(m) for k, m in module._modules.items()}
+    return _CopyPlan(module.__class__, state, fresh, dict(module._parameters), dict(module._buffers), children)
+
+
+def _lean_copy(plan: _CopyPlan, params: dict[int, nn.Parameter]) -> nn.Module:
     """What ``copy.deepcopy(module, params)`` gives for a ``_plain`` module tree, without deepcopy's generic walk."""
-    new = module.__class__.__new__(module.__class__)
-    state = dict(vars(module))
-    for k, v in state.items():
-        if isinstance(v, (dict, set)) and k not in _MODULE_DICTS:
-            state[k] = type(v)(v)  # fresh hook dicts and buffer-name set
-    state["_parameters"] = {k: None if p is None else params.get(id(p)) if id(p) in params
+    new = plan.cls.__new__(plan.cls)
+    state = dict(plan.state)
+    for k in plan.fresh:
+        state[k] = type(state[k])(state[k])  # fresh hook dicts and buffer-name set
+    state["_parameters"] = {k: None if p is None else params[id(p)] if id(p) in params
                             else nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
-                            for k, p in module._parameters.items()}
-    state["_buffers"] = {k: None if b is None else b.clone() for k, b in module._buffers.items()}
-    state["_modules"] = {k: None if m is None else _lean_copy(m, params) for k, m in module._modules.items()}
+                            for k, p in plan.params.items()}
+    state["_buffers"] = {k: None if b is None else b.clone() for k, b in plan.buffers.items()}
+    state["_modules"] = {k: None if c is None else _lean_copy(c, params) for k, c in plan.children.items()}
     new.__dict__.update(state)
     return new

@@ -25,6 +25,23 @@ def test_nbytes_of_tensors_models_frames_and_containers():
     assert 0 < nbytes(csr) < nbytes(torch.eye(100))
 
 
+def test_a_sessions_evaluation_model_does_not_count_the_shared_anchor_store():
+    from sparsity_viz.backend import anchored, kernels, live
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.data import load_dataset
+
+    if not kernels.available():
+        pytest.skip("native kernel not built")
+    dense, x = load_sample("lenet300")[0], load_dataset("mnist5k").x_test
+    step = live.live_step(dense, "global_magnitude", 0.8)
+    fast = live.evaluation_model(step.model)
+    fast(x), fast(x)  # the second look builds an anchor in the process-wide store
+    assert anchored.STORE.nbytes > 1 << 20
+    model_bytes = nbytes(step.model)
+    # the pruned copy and this level's operators; not the store or the pruner's sorted layers (shared by all)
+    assert nbytes((step.model, fast)) < 2 * model_bytes
+
+
 def test_bounded_by_entries_least_recently_used_first():
     cache = BoundedCache(max_entries=3, max_bytes=1 << 20)
     for k in "abc":
