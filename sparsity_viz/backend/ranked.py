@@ -32,8 +32,8 @@ from torch import nn
 from ..masks import Masks, validate_masks
 from ..models import MLP
 from ..pruning.base import Ranking, ScoreStrategy, Strategy
-from .anchored import SPARSE_DENSITY, FirstLayerAnchors, RankedCSROp, feature_major, input_key
 from . import kernels
+from .anchored import SPARSE_DENSITY, FirstLayerAnchors, RankedCSROp, feature_major, input_key
 from .dispatch import make_op
 from .formats import CSR, INT16_MAX_COLS
 from .ops import LinearOp, run_chain
