@@ -61,6 +61,7 @@ class Choice:
     times_us: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     input_zero_share: float | None = None  # of the example activations it was timed on
+    single: LinearOp | None = None  # the format's fastest 1-thread variant, when ``op`` runs on more threads
 
 
 def make_op(fmt: str, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False, *,
@@ -248,6 +249,7 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
 
     times: dict[str, float] = {}
     best: dict[str, tuple[float, LinearOp]] = {}
+    single: dict[str, tuple[float, LinearOp]] = {}  # each format's fastest 1-thread variant
     ranked: dict[str, float] = {}  # the time each format's best variant is ranked by (threads penalised)
     for fmt in dict.fromkeys((dense_fmt, *cands)):
         for kw in _variants(fmt, batch):
@@ -261,6 +263,8 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
             rank = t / THREAD_GAIN if kw.get("threads", 1) > 1 else t
             if fmt not in best or rank < ranked[fmt]:
                 best[fmt], ranked[fmt] = (t, op), rank
+            if kw.get("threads", 1) == 1 and (fmt not in single or t < single[fmt][0]):
+                single[fmt] = (t, op)
     t_dense = best[dense_fmt][0]
     fmt, (t, op) = min(best.items(), key=lambda kv: kv[1][0])
     where = f"batch {batch}, density {density:.1%}" + (f", input zeros {zshare:.0%}" if zshare is not None else "")
@@ -272,7 +276,8 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
     else:
         mode = f" ({op.mode})" if getattr(op, "uses_input_sparsity", False) and batch > 1 else ""
         reason = f"{t / t_dense:.2f}x dense time{mode} ({t * 1e6:.1f} vs {t_dense * 1e6:.1f} us) at {where}"
-    return Choice(op, fmt, reason, times, skipped, zshare)
+    one = single[fmt][1] if getattr(op, "threads", 1) > 1 and fmt in single else None
+    return Choice(op, fmt, reason, times, skipped, zshare, one)
 
 
 def _variant_label(kw: dict) -> str:

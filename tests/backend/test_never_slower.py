@@ -145,6 +145,41 @@ def test_thread_guard_follows_the_measured_times(monkeypatch):
         assert used == [1]
 
 
+@needs_native
+def test_the_guards_one_thread_calls_run_the_one_thread_plan(monkeypatch):
+    """A layer chosen on 2 threads also keeps its format's fastest 1-thread variant; the guard's 1-thread calls use it."""
+    w, b = _sparse((300, 784)), torch.randn(300)
+
+    def fake_time(op, fmt, batch, device, repeats=15, example=None):  # 2 threads fastest, tile 32 best on 1 thread
+        threads, tile = getattr(op, "threads", 1), getattr(op, "tile", 64)
+        return {("csr-native", 2): 1.0, ("csr-native", 1): 3.0 if tile == 64 else 2.0}.get((fmt, threads), 9.0)
+
+    monkeypatch.setattr(dispatch, "measured_time", fake_time)
+    with torch_threads(2):
+        choice = dispatch.choose(w, b, True, batch=256, formats=("csr-native", "dense-native"))
+        assert choice.format == "csr-native" and choice.op.threads == 2
+        assert choice.single is not None and choice.single.threads == 1 and choice.single.tile == 32
+        out = torch.nn.Linear(300, 10)
+        ops = [choice.op, NativeCSROp(out.weight.detach(), out.bias.detach(), False, threads=2)]
+        singles = [choice.single, NativeCSROp(out.weight.detach(), out.bias.detach(), False, threads=1)]
+        compiled = compiled_module.CompiledModel([], device=torch.device("cpu"), batch_size=256, policy="measure",
+                                                 ops=ops, single_ops=singles)
+        assert compiled.thread_guard is not None and compiled.single_ops is singles
+        x = torch.randn(256, 784, generator=torch.Generator().manual_seed(1))
+        want = out(torch.relu(x @ w.t() + b))
+        calls = []
+        for n in (1, 2):  # force the guard's choice: both plans give the same logits
+            monkeypatch.setattr(compiled.thread_guard, "run", lambda fn, batch, n=n: calls.append(n) or fn(n))
+            with torch.no_grad():
+                torch.testing.assert_close(compiled(x), want, rtol=1e-4, atol=1e-4)
+        assert calls == [1, 2]
+        assert compiled.one_call(single=True) is not compiled.one_call()
+        monkeypatch.undo()  # the guard's own run again (a patched one does not pickle)
+        clone = pickle.loads(pickle.dumps(compiled))  # the native chains are rebuilt on demand, both of them
+        with torch.no_grad():
+            torch.testing.assert_close(clone(x), want, rtol=1e-4, atol=1e-4)
+
+
 def _lenet300():
     return MLP(784, (300, 100), 10)
 
