@@ -133,7 +133,7 @@ class FirstLayerAnchors:
     """One pruner's first Linear layer: ``Z1 = X W1(k)^T + b1`` at any cut ``k`` from the nearest anchor.
 
     Args:
-        layer: the layer's ``RankedLayer`` (rows sorted by rank; ``between`` gives a correction's CSR).
+        layer: the layer's ``RankedLayer`` (rows sorted by rank; ``span`` gives a correction's CSR).
         weight: its dense weight (out, in), never modified; bias: its bias (out,) or None (not ranked).
         positions: each entry's place in the ranking (out, in) (``Ranking.positions()``).
     """
@@ -201,8 +201,7 @@ class FirstLayerAnchors:
             for i in sorted((i for i in (j - 1, j + 1) if depths.get(i, MAX_DEPTH) < MAX_DEPTH), key=depths.get):
                 z = self.store.get((self.token, key, i))
                 if z is not None:
-                    a, k = self.cuts[i], self.cuts[j]
-                    delta = self.layer.between(min(a, k), max(a, k), sign=-1.0 if k > a else 1.0)
+                    delta = self._correction(self.cuts[i], self._counts(i), self.cuts[j], self._counts(j))
                     return kernels.csr_onto(z, delta, xf, threads=torch.get_num_threads()), depths[i] + 1
         return self._exact(self.cuts[j], xf), 0
 
@@ -218,6 +217,12 @@ class FirstLayerAnchors:
                 w = self.weight * (self.positions >= k)
             z = torch.mm(w, xf) if self.bias is None else torch.addmm(self.bias.unsqueeze(1), w, xf)
         return z.contiguous()
+
+    def _correction(self, a: int, at_a: np.ndarray, k: int, at_k: np.ndarray) -> CSR:
+        """What moving the cut from ``a`` to ``k`` changes, signed: the entries it prunes (``k > a``) negated, the
+        ones it restores (``k < a``) as they are; empty when ``k == a``. ``at_a``, ``at_k``: survivors per row at
+        each cut (``RankedLayer.counts``), so ``RankedLayer.between`` without its two searches."""
+        return self.layer.span(at_a, at_k, sign=-1.0) if k > a else self.layer.span(at_k, at_a)
 
     def _counts(self, j: int) -> np.ndarray:
         """Survivors per row (out,) at anchor ``j``'s cut (``RankedLayer.counts``), computed once per anchor."""
@@ -240,13 +245,7 @@ class FirstLayerAnchors:
         xf = self.features(x, key)  # (F, N)
         j = self.nearest(k)
         a, z = self.cuts[j], self.anchor(j, x, key, xf)
-        # the entries pruned (k > a: subtracted) or restored (k < a: added); none when k is the anchor's cut.
-        # As layer.between, with the anchor's survivors per row kept: one search per step instead of two.
-        at_a, at_k = self._counts(j), self.layer.counts(k)  # (out,) entries at positions >= a, >= k
-        if k > a:
-            delta = self.layer.csr(at_a - at_k, at_k, sign=-1.0)
-        else:
-            delta = self.layer.csr(at_k - at_a, at_a)
+        delta = self._correction(a, self._counts(j), k, self.layer.counts(k))  # one search per step
         if kernels.available_now():  # one pass: relu?(anchor + correction @ X), into a new tensor
             return kernels.csr_onto(z, delta, xf, relu=relu, threads=torch.get_num_threads())
         out = z.clone()  # (out, N)

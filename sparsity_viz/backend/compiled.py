@@ -96,8 +96,8 @@ class CompiledModel(nn.Module):
         self.thread_guard = ThreadGuard(threads) if self._all_native() and threads > 1 else None
         # the guard's 1-thread calls run the layers chosen for 1 thread (their formats' fastest 1-thread variants):
         # the N-thread plan capped to one thread was measured up to 27 % slower than a plan compiled for one
-        same = single_ops is None or len(single_ops) != len(ops or []) or all(a is b for a, b in zip(single_ops, ops))
-        self.single_ops = None if same or self.thread_guard is None else single_ops
+        differs = single_ops is not None and any(a is not b for a, b in zip(single_ops, ops or []))
+        self.single_ops = single_ops if differs and self.thread_guard is not None else None
 
     def _all_native(self) -> bool:
         return bool(self.ops) and self.act == "relu" and self.device.type == "cpu" and all(

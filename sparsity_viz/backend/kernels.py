@@ -339,12 +339,18 @@ class Extension:
         return None
 
 
-def panelize(rowptr: torch.Tensor, col: torch.Tensor, val: torch.Tensor, in_features: int,
-             width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The CSR regrouped into column panels: (prow int32, pcol uint16 panel-local, pval)."""
+def _require() -> ModuleType:
+    """The loaded extension, or a RuntimeError saying why there is none."""
     mod = load()
     if mod is None:
         raise RuntimeError(notice() or "native kernels are not available")
+    return mod
+
+
+def panelize(rowptr: torch.Tensor, col: torch.Tensor, val: torch.Tensor, in_features: int,
+             width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The CSR regrouped into column panels: (prow int32, pcol uint16 panel-local, pval)."""
+    mod = _require()
     prow, pcol, pval = mod.panelize(rowptr, col, val, int(in_features), int(width))
     return prow, pcol, pval
 
@@ -376,9 +382,7 @@ def chain_forward(x: torch.Tensor, layers: list[dict], batch_major: bool = False
     ``relu`` (bool), ``threads`` (int), ``tile`` (128, 64, 32 or 16 samples) and
     optionally the column panels ``prow``, ``pcol``, ``pval``, ``pw`` (see ``panelize``).
     """
-    mod = load()
-    if mod is None:
-        raise RuntimeError(notice() or "native kernels are not available")
+    mod = _require()
     r, c, v, b, relu, th, ti, pr, pc, pv, pw = _lists(layers)
     return mod.chain_forward(x, r, c, v, b, relu, th, ti, bool(batch_major), pr, pc, pv, pw)
 
@@ -388,24 +392,18 @@ def csr_onto(base: torch.Tensor, csr, x: torch.Tensor, relu: bool = False, threa
 
     One native pass (every output row starts from its row of ``base``); returns a new (out, B) tensor.
     """
-    mod = load()
-    if mod is None:
-        raise RuntimeError(notice() or "native kernels are not available")
+    mod = _require()
     return mod.csr_onto(base, csr.rowptr, csr.col, csr.val, x, bool(relu), int(threads))
 
 
 def cut_weight(positions: torch.Tensor, k: int, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(positions >= k, weight * that)`` in one native pass: int32 positions, float32 weight (``ranked._cut``)."""
-    mod = load()
-    if mod is None:
-        raise RuntimeError(notice() or "native kernels are not available")
+    mod = _require()
     keep, pruned = mod.cut_weight(positions, int(k), weight)
     return keep, pruned
 
 
 def make_chain(layers: list[dict], in_features: int):
     """The same chain validated once (a C++ ``Chain``); ``.forward(x, batch_major)`` per call."""
-    mod = load()
-    if mod is None:
-        raise RuntimeError(notice() or "native kernels are not available")
+    mod = _require()
     return mod.Chain(int(in_features), *_lists(layers))

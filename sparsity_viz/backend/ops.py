@@ -16,11 +16,11 @@ CUDA formats live in ``cuda.py``; the activation-sparse ones (``act-dense-native
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..masks import count_true  # numpy's nonzero count: also a weight's nonzeros
 from . import kernels
 from .formats import BSR, CSR, NM, quiet_sparse, tensor_bytes
 
@@ -28,14 +28,6 @@ EMPTY_I32 = torch.empty(0, dtype=torch.int32)
 EMPTY_F32 = torch.empty(0, dtype=torch.float32)
 PANEL_MIN_NNZ = 4  # column panels only when a row has >= this many nonzeros per panel on average
 PANEL_WIDTH = 160  # input features per panel: 160 x 64 samples x 4 B = 40 KB (of a 48 KB L1); <= 256 (uint16 byte offsets)
-
-
-def _count_nonzero(weight: torch.Tensor) -> int:
-    """Nonzero entries of ``weight``; numpy's count on the CPU (about 2x torch's ``(w != 0).sum()`` here)."""
-    w = weight.detach()
-    if w.device.type == "cpu" and w.dtype in (torch.float32, torch.float64) and w.is_contiguous():
-        return int(np.count_nonzero(w.numpy()))
-    return int((w != 0).sum())
 
 
 class LinearOp:
@@ -49,7 +41,7 @@ class LinearOp:
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False, count: bool = True):
         self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
         self.relu = relu
-        self._nnz = _count_nonzero(weight) if count else None  # None: counted from self.weight when asked
+        self._nnz = count_true(weight) if count else None  # None: counted from self.weight when asked
         b = bias.detach() if bias is not None else None
         self.bias = b.contiguous().float() if b is not None else None
 
@@ -57,7 +49,7 @@ class LinearOp:
     def nnz(self) -> int:
         """Nonzero weights (counted once, when first asked)."""
         if self._nnz is None:
-            self._nnz = _count_nonzero(self.weight)
+            self._nnz = count_true(self.weight)
         return self._nnz
 
     @nnz.setter

@@ -92,10 +92,14 @@ class RankedLayer:
             raise ValueError("sign must be 1 or -1")
         return CSR(torch.from_numpy(rowptr), torch.from_numpy(self.cols.take(idx)), torch.from_numpy(vals), self.shape)
 
-    def between(self, lo: int, hi: int, sign: float = 1.0) -> CSR:
+    def between(self, lo: int, hi: int) -> CSR:
         """The CSR of the entries at positions ``lo <= position < hi`` (what moving a cut from lo to hi prunes)."""
-        upper = self.counts(hi)  # (out,) entries at positions >= hi: the first ones of each row
-        return self.csr(self.counts(lo) - upper, upper, sign)
+        return self.span(self.counts(lo), self.counts(hi))
+
+    def span(self, at_lo: np.ndarray, at_hi: np.ndarray, sign: float = 1.0) -> CSR:
+        """``between`` from the survivors per row at both cuts (``counts(lo)``, ``counts(hi)``, (out,) each):
+        the entries surviving ``lo`` but not ``hi``, the first ``at_hi[r]`` of each row skipped; ``sign=-1`` negated."""
+        return self.csr(at_lo - at_hi, at_hi, sign)
 
 
 class RankedMLP(nn.Module):

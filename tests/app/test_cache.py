@@ -31,7 +31,7 @@ def test_a_sessions_evaluation_model_does_not_count_the_shared_anchor_store():
     from sparsity_viz.data import load_dataset
 
     if not kernels.available():
-        pytest.skip("native kernel not built")
+        pytest.skip("native kernel not built (no C++ compiler): " + (kernels.notice() or "no reason given"))
     dense, x = load_sample("lenet300")[0], load_dataset("mnist5k").x_test
     step = live.live_step(dense, "global_magnitude", 0.8)
     fast = live.evaluation_model(step.model)
