@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,3 +91,49 @@ def test_live_path_claims():
     claim = (f"{min(warm):.2f}–{max(warm):.2f} ms median over every slider position (target ≤ 2 ms); "
              f"{min(steps):.2f}–{max(steps):.2f} ms per step at fixed levels timed between other work")
     assert claim in README
+
+
+def ceiling_claims() -> dict[str, str]:
+    """The numbers docs/backend.md quotes from the ``csr-ceiling`` table, as the prose writes them."""
+    rows = _rows("csr-ceiling")
+
+    def pick(name: str, shape: str = "300x160") -> dict[str, dict[str, str]]:
+        return {r["batch"]: r for r in rows if r["layer"] == name and r["shape"] == shape}
+
+    zero, sixteen = pick("ideal, 0 per row and panel"), pick("ideal, 16 per row and panel")
+    zero_ratio = [float(r["native / dense"]) for r in zero.values()]
+    marginal = [(float(sixteen[b]["native us"]) - float(zero[b]["native us"]))
+                / (float(sixteen[b]["dense us"]) * float(sixteen[b]["density"].rstrip("%")) / 100) for b in zero]
+
+    def limits(rows_by_batch: dict[str, dict[str, str]]) -> list[float]:
+        return [float(r["x limit"]) for r in rows_by_batch.values()]
+
+    return {
+        "zero": f"{_range(zero_ratio)}", "zero_budget": _range([z / 0.10 for z in zero_ratio]),
+        "marginal": _range(marginal), "ideal": _range(limits(sixteen)),
+        "wide": _range(limits(pick("ideal, 16 per row and panel", "300x800"))),
+        "random": _range(limits(pick("random, 90 %", "300x784"))),
+        "twenty": _range(limits(pick("ideal, 32 per row and panel"))),
+        "marginal_max": max(marginal),
+    }
+
+
+def test_csr_ceiling_claims():
+    c = ceiling_claims()
+    assert c["marginal_max"] < 1.0  # "the inner loop keeps pace with dense": else the prose below must change
+    text = (f"layer already costs {c['zero']} dense, that is {c['zero_budget']} the whole FLOP-limit budget of a 90 % "
+            f"sparse layer. - **Adding the multiplies** (`c` = 16, 90 % sparse) adds {c['marginal']} of the time dense "
+            f"takes for those multiplies")
+    assert text in PROSE
+    assert (f"runs at {c['ideal']} the FLOP limit (one panel; {c['wide']} with five panels, whose partial sums go "
+            f"through the output), about where a random 90 % layer of LeNet's fc1 shape runs ({c['random']})") in PROSE
+    assert f"the multiplies: {c['twenty']}." in PROSE
+    assert (f"costs {c['zero_budget']} its 90 % FLOP-limit budget (reading the input, writing the output); the ideal 90 % "
+            f"layer runs at {c['ideal']} the limit, a random one at {c['random']}") in README
+
+
+def test_kernel_ab_claims():
+    ratios = sorted(float(r["variant / base (IQR)"].split()[0]) for r in _rows("kernel-ab"))
+    median = statistics.median(ratios)
+    assert (f"timed the panel-by-panel copy against that build at {min(ratios):.2f}–{max(ratios):.2f}× its time over "
+            f"its {len(ratios)} cases (median {median:.2f})") in PROSE

@@ -403,7 +403,10 @@ def cut_weight(positions: torch.Tensor, k: int, weight: torch.Tensor) -> tuple[t
     return keep, pruned
 
 
-def make_chain(layers: list[dict], in_features: int):
-    """The same chain validated once (a C++ ``Chain``); ``.forward(x, batch_major)`` per call."""
-    mod = _require()
+def make_chain(layers: list[dict], in_features: int, module: ModuleType | None = None):
+    """The same chain validated once (a C++ ``Chain``); ``.forward(x, batch_major)`` per call.
+
+    ``module``: another build of this source to run it on (``benchmarks/kernel_ab.py``).
+    """
+    mod = _require() if module is None else module
     return mod.Chain(int(in_features), *_lists(layers))

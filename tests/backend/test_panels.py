@@ -123,3 +123,40 @@ def test_mixed_chain_with_panels_matches_torch():
         y = run_chain(ops, x, batch_major=True)
         torch.testing.assert_close(y.t(), ref, rtol=1e-4, atol=1e-3)  # |y| ~ 100 after 3 layers
         torch.testing.assert_close(run_chain(ops, x, batch_major=True), y)  # cached chain, same result
+
+
+@pytest.mark.parametrize("in_features,per_panel", [(160, 0), (160, 16), (800, 16), (800, 32)])
+def test_ceiling_benchmark_layers_are_one_group_per_panel(in_features, per_panel):
+    """benchmarks/csr_ceiling.py's premise: exactly c nonzeros per row and panel, so each panel is one count group."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "csr_ceiling.py"
+    spec = importlib.util.spec_from_file_location("csr_ceiling", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    w = bench.ideal_weight(in_features, per_panel)
+    assert w.shape == (bench.ROWS, in_features) and bench.ROWS % 3 == 0
+    per_row_panel = (w != 0).reshape(bench.ROWS, -1, PANEL_WIDTH).sum(dim=2)  # (rows, panels)
+    assert bool((per_row_panel == per_panel).all())
+    op = NativeCSROp(w, None, tile=64)
+    meta, _, _ = kernels.panelize(op.csr.rowptr, op.csr.col, op.csr.val, in_features, PANEL_WIDTH)
+    npan, gstart, gcnt, gnr, _ = unpack(meta)
+    assert npan == in_features // PANEL_WIDTH
+    assert gstart == list(range(npan + 1)) and gcnt == [per_panel] * npan and gnr == [bench.ROWS] * npan
+    x = torch.randn(in_features, 64)
+    torch.testing.assert_close(op.forward(x), w @ x, rtol=1e-4, atol=1e-4)
+
+
+def test_chain_on_another_build_of_the_source():
+    """make_chain(module=...) builds the chain with the module given (benchmarks/kernel_ab.py's variant build)."""
+    from types import SimpleNamespace
+
+    w = random_sparse((40, 300), 0.9)
+    layers = [NativeCSROp(w, None, tile=64).layer()]
+    seen = []
+    other = SimpleNamespace(Chain=lambda *args: seen.append(args) or "other build")
+    assert kernels.make_chain(layers, 300, module=other) == "other build" and seen[0][0] == 300
+    chain = kernels.make_chain(layers, 300, module=kernels.load())  # the same arguments build a working chain
+    x = torch.randn(300, 64)
+    torch.testing.assert_close(chain.forward(x, False), w @ x, rtol=1e-4, atol=1e-4)

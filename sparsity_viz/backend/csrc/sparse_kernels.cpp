@@ -184,23 +184,26 @@ inline float* scratch_floats(int64_t n) {
   return buf.data() + ((64 - a % 64) % 64) / sizeof(float);
 }
 
-// Every row for the 16 * NV (64 or 32) samples at b0 through the grouped panels: the tile of X
-// is repacked into a contiguous (in, 64) buffer (one streaming copy; a 32-sample tile fills half
-// of each row), so a panel is pw * 256 contiguous bytes (no L1 set conflicts) and a nonzero's
-// inputs sit at a uint16 byte offset. R rows at a time: 3 for 64 samples, 4 for 32 (>= 8 chains).
+// Every row for the 16 * NV (64 or 32) samples at b0 through the grouped panels: just before its
+// rows run, each panel of X is repacked into one contiguous (pw, 64) buffer that stays in L1 (a
+// 32-sample tile fills half of each row), so a panel is pw * 256 contiguous bytes (no L1 set
+// conflicts) and a nonzero's inputs sit at a uint16 byte offset. (Repacking the whole (in, 64)
+// tile first sent it out to L2 and back; docs/backend.md has the A/B of the two.)
+// R rows at a time: 3 for 64 samples, 4 for 32 (>= 8 chains).
 template <int NV>
 inline void grouped_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t b0) {
   constexpr int R = NV >= 4 ? 3 : 4;
-  float* buf = scratch_floats(L.in * 64);
-  for (int64_t k = 0; k < L.in; ++k) {
-    const float* s = X + k * ldx + b0;
-    float* d = buf + k * 64;
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) _mm512_store_ps(d + 16 * j, _mm512_loadu_ps(s + 16 * j));
-  }
+  float* buf = scratch_floats(L.pw * 64);
   int64_t p = 0, ri = 0;
   for (int64_t q = 0; q < L.npan; ++q) {
-    const char* P = reinterpret_cast<const char*>(buf + q * L.pw * 64);
+    const int64_t k1 = std::min<int64_t>(L.in, (q + 1) * L.pw);
+    for (int64_t k = q * L.pw; k < k1; ++k) {
+      const float* s = X + k * ldx + b0;
+      float* d = buf + (k - q * L.pw) * 64;
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) _mm512_store_ps(d + 16 * j, _mm512_loadu_ps(s + 16 * j));
+    }
+    const char* P = reinterpret_cast<const char*>(buf);
     const bool first = q == 0, last = q == L.npan - 1;
     for (int32_t g = L.gstart[q]; g < L.gstart[q + 1]; ++g) {
       const int64_t c = L.gcnt[g], nr = L.gnr[g];

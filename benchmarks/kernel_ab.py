@@ -1,0 +1,98 @@
+"""A/B of two builds of the CSR kernel source, timed interleaved in one process (for kernel work).
+
+    python benchmarks/kernel_ab.py VARIANT.cpp [--base BASE.cpp] [--rounds 31] [--batch 32,256,1024] [--write]
+
+Builds ``VARIANT.cpp`` (a modified ``sparsity_viz/backend/csrc/sparse_kernels.cpp``; default base: the
+checkout's own source) with the project's flags and cache (``kernels.Extension``), then for the
+per-layer cases of ``sparse_layer.py`` at 90 % (and 95 % for 2048x2048), 64- and 32-sample tiles, one
+thread: checks that both builds give the same result and match dense ``addmm``, and times base,
+variant and dense in interleaved rounds (``bench.interleaved_ratios``, exactly ``--rounds``).
+"variant / base" is the median of the per-round ratios with its interquartile range: on this shared
+machine two identical builds read within about ±7 % of 1.00, so smaller differences mean nothing.
+``--write`` puts the table into docs/backend.md (block ``kernel-ab``), for a change worth recording.
+Example, the previous commit's kernel against the working tree's:
+
+    git show HEAD~1:sparsity_viz/backend/csrc/sparse_kernels.cpp > /tmp/old.cpp
+    python benchmarks/kernel_ab.py sparsity_viz/backend/csrc/sparse_kernels.cpp --base /tmp/old.cpp
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from sparsity_viz.backend import kernels
+from sparsity_viz.backend.bench import interleaved_ratios, random_sparse
+from sparsity_viz.backend.ops import NativeCSROp
+from sparsity_viz.devices import configure_threads
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_block import write_block  # noqa: E402
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "backend.md"
+
+CASES = [((300, 784), 0.9), ((100, 300), 0.9), ((2048, 784), 0.9), ((2048, 2048), 0.95)]
+
+
+def build(source: Path, tag: str):
+    """``source`` compiled like the main kernel (cached by its content); exits with the reason if it fails."""
+    if not source.is_file():
+        sys.exit(f"no such source file: {source}")
+    module = kernels.Extension(source.resolve(), f"sparsity_viz_ab_{tag}", f"the {tag} kernel").load()
+    if module is None:
+        sys.exit(f"could not build {source}: native kernels are off or the compiler failed")
+    return module
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("variant", type=Path)
+    ap.add_argument("--base", type=Path, default=kernels.SOURCE)
+    ap.add_argument("--rounds", type=int, default=31)
+    ap.add_argument("--batch", default="32,256,1024")
+    ap.add_argument("--write", action="store_true", help="write the table into docs/backend.md")
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be >= 1")
+    configure_threads(1)
+    base, variant = build(args.base, "base"), build(args.variant, "variant")
+    lines = [f"`python benchmarks/kernel_ab.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, one thread, "
+             f"medians of {args.rounds} interleaved rounds; variant / base = median of the per-round ratios", "",
+             "| layer | sparsity | batch | tile | base us | variant us | variant / base (IQR) | variant x limit |",
+             "|---" * 8 + "|"]
+    print("\n".join(lines), flush=True)
+    for shape, sparsity in CASES:
+        w = random_sparse(shape, sparsity)
+        bias = torch.randn(shape[0])
+        density = float((w != 0).float().mean())
+        for batch in (int(b) for b in args.batch.split(",")):
+            x = torch.randn(shape[1], batch)  # (in, B) feature-major
+            reference = torch.addmm(bias[:, None], w, x)
+            for tile in (64, 32):
+                layers = [NativeCSROp(w, bias, relu=False, threads=1, tile=tile).layer()]
+                chains = {name: kernels.make_chain(layers, shape[1], module=mod)
+                          for name, mod in (("base", base), ("variant", variant))}
+                out = {name: chain.forward(x, False) for name, chain in chains.items()}  # (out, B)
+                torch.testing.assert_close(out["variant"], out["base"], rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(out["variant"], reference, rtol=1e-4, atol=1e-4)
+                res = interleaved_ratios({
+                    "base": lambda: chains["base"].forward(x, False),
+                    "variant": lambda: chains["variant"].forward(x, False),
+                    "dense": lambda: torch.addmm(bias[:, None], w, x)}, "base", rounds=args.rounds, rel_iqr=None)
+                v = res["variant"]
+                x_limit = v["median_s"] / (res["dense"]["median_s"] * density)
+                lines.append(f"| {shape[0]}x{shape[1]} | {sparsity:.0%} | {batch} | {tile} | "
+                             f"{res['base']['median_s'] * 1e6:.1f} | {v['median_s'] * 1e6:.1f} | {v['ratio']:.3f} "
+                             f"({v['ratio_q25']:.3f}–{v['ratio_q75']:.3f}) | {x_limit:.2f} |")
+                print(lines[-1], flush=True)
+    if args.write:
+        write_block(DOC, "kernel-ab", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
