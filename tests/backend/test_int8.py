@@ -198,3 +198,17 @@ def test_speed_report_lists_the_int8_rows_with_ratios():
     expected = int8.Int8CSR.from_dense(model.fc1.weight).nbytes + int8.Int8CSR.from_dense(model.fc2.weight).nbytes
     assert (q8["weight_bytes"] == expected).all()
     assert (q8["bytes_ratio"] == expected / (4 * (20 * 30 + 5 * 20))).all()
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64, 100])
+def test_nan_input_stays_nan_through_relu(batch):
+    """torch.relu(NaN) is NaN: the int8 kernel's fused ReLU must not turn it into 0."""
+    native_or_skip()
+    w = torch.randn(24, 40)  # dense: every output uses every input
+    op = int8.Int8CSROp(w, torch.randn(24), True)
+    x = torch.randn(batch, 40)
+    x[batch // 2] = float("nan")
+    y = op.forward(x.t().contiguous()).t()  # (batch, 24)
+    assert bool(y[batch // 2].isnan().all())
+    keep = torch.arange(batch) != batch // 2
+    assert not bool(y[keep].isnan().any())

@@ -128,3 +128,22 @@ def test_cuda_semi_structured_matches_dense():
     x = torch.randn(10, 128)
     ref = reference(w.half().float(), b, x.half().float(), False)
     torch.testing.assert_close(op.forward(x.t().cuda()).t().cpu(), ref, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("fmt", CPU_FORMATS)
+def test_nan_input_stays_nan_through_relu(fmt):
+    """A NaN input reaches every output with a kept weight on it, as NaN (torch.relu(NaN) is NaN, not 0)."""
+    w = make_weight("2:4", (24, 40))  # every row keeps weights
+    assert bool(((w != 0).sum(dim=1) > 0).all())
+    b = torch.randn(24)
+    for relu in (False, True):
+        for tile in (64, 32):
+            op = make_op(fmt, w, b, relu, threads=1, tile=tile)
+            for batch in (1, 17, 64, 100):
+                x = torch.randn(batch, 40)
+                x[batch // 2] = float("nan")  # one sample all NaN
+                y = op.forward(x.t().contiguous()).t()  # (batch, 24)
+                ref = reference(w, b, x, relu)
+                assert bool(y[batch // 2].isnan().all()), (fmt, relu, tile, batch)
+                keep = torch.arange(batch) != batch // 2
+                torch.testing.assert_close(y[keep], ref[keep])

@@ -174,7 +174,7 @@ void csc_union(const ALayer& L, const int32_t* idx, const float* xp, int64_t n, 
   }
 }
 
-inline float relu_if(float a, bool relu) { return relu && !(a > 0.0f) ? 0.0f : a; }
+inline float relu_if(float a, bool relu) { return relu && a < 0.0f ? 0.0f : a; }  // NaN stays NaN, as in torch.relu
 
 void run_per_sample(const ALayer& L, const View& x, int64_t B, const View& y) {
   t_idx.resize(static_cast<size_t>(L.in));

@@ -82,7 +82,7 @@ inline void row_tile(const float* w, const IT* c, int64_t n, const float* xb, in
 #pragma GCC unroll 8
     for (int u = 1; u < U; ++u) a += acc[u][j];
     a = a * s + b;
-    if (relu) a = a > 0.0f ? a : V{};
+    if (relu) a = a < 0.0f ? V{} : a;  // NaN stays NaN, as in torch.relu
     store_v<V>(y + j * LANES, a);
   }
 }

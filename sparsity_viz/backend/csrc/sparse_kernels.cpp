@@ -131,7 +131,7 @@ inline void row_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int6
     for (int u = 1; u < U; ++u) a += acc[u][j];
     a += b;
     if (base) a += load_v<V>(base + j * LANES);
-    if (L.relu) a = a > 0.0f ? a : V{};
+    if (L.relu) a = a < 0.0f ? V{} : a;  // NaN stays NaN, as in torch.relu
     store_v<V>(y + j * LANES, a);
   }
 }
@@ -168,12 +168,12 @@ inline void group_rows(const char* P, const int32_t* rows, const uint16_t* off, 
       for (int j = 0; j < NV; ++j) a[i][j] = _mm512_fmadd_ps(v, _mm512_load_ps(x + 16 * j), a[i][j]);
     }
   }
-  const bool relu = last && L.relu;
+  const bool relu = last && L.relu;  // max(0, a): maxps returns its 2nd operand when one is NaN (NaN stays NaN)
 #pragma GCC unroll 4
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
-      _mm512_storeu_ps(y[i] + 16 * j, relu ? _mm512_max_ps(a[i][j], _mm512_setzero_ps()) : a[i][j]);
+      _mm512_storeu_ps(y[i] + 16 * j, relu ? _mm512_max_ps(_mm512_setzero_ps(), a[i][j]) : a[i][j]);
 }
 
 // A thread's 64-byte aligned scratch of at least n floats (kept between calls).
