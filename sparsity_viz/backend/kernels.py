@@ -57,7 +57,8 @@ MAIN_PREFIX = "sparsity_viz_kernels"  # the module name of the main build is MAI
 MARKER = ".built"  # written in the cache directory once the library is complete
 LIB_EXT = ".so"  # what torch.utils.cpp_extension links on Linux and macOS (fcntl rules out Windows)
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # held by load() for the whole build
+_start_lock = threading.Lock()  # starting the background build (never waits for the build itself)
 _module: ModuleType | None = None
 _notice: str | None = None
 _origin: str | None = None
@@ -223,9 +224,12 @@ def ready() -> bool:
 
 
 def build_in_background() -> None:
-    """Start compiling the extension on a daemon thread (once); ``ready()`` turns True when done."""
+    """Start compiling the extension on a daemon thread (once); ``ready()`` turns True when done.
+
+    Never waits for the build: it takes ``_start_lock``, not ``_lock``, which ``load()`` holds while compiling.
+    """
     global _background
-    with _lock:
+    with _start_lock:
         if _tried or (_background is not None and _background.is_alive()):
             return
         _background = threading.Thread(target=load, name="sparsity_viz-kernel-build", daemon=True)
@@ -262,7 +266,8 @@ class Extension:
 
     def __init__(self, source: Path, prefix: str, what: str):
         self.source, self.prefix, self.what = Path(source), prefix, what
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held by load() for the whole build
+        self._start_lock = threading.Lock()  # starting the background build
         self._module: ModuleType | None = None
         self._notice: str | None = None
         self._origin: str | None = None
@@ -309,7 +314,7 @@ class Extension:
 
     def build_in_background(self) -> None:
         """Start compiling on a daemon thread (once); ``ready()`` turns True when done."""
-        with self._lock:
+        with self._start_lock:  # not self._lock, which load() holds for the whole build: never wait for it
             if self._tried or (self._background is not None and self._background.is_alive()):
                 return
             self._background = threading.Thread(target=self.load, name=f"{self.prefix}-build", daemon=True)

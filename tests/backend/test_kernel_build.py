@@ -167,3 +167,37 @@ def test_a_build_without_its_marker_is_rebuilt_not_trusted(tmp_path, monkeypatch
         pytest.skip("no compiler here: " + report["notice"])
     assert (report["origin"], report["answer"]) == ("built", 42)
     assert kernels.built() and kernels.ready()
+
+
+def test_asking_again_while_the_background_build_runs_never_waits_for_it():
+    """load() holds the build lock for the whole compile: kernel_pending() and build_in_background() must not
+    take it (a Prune-page slider move would freeze for the build). A fake 3 s build, in a fresh process."""
+    code = """
+import time
+from pathlib import Path
+from sparsity_viz.backend import kernels, live
+
+def slow_build(*args, **kwargs):
+    time.sleep(3.0)
+    raise RuntimeError("fake build failed")
+
+kernels._locked_load = slow_build
+kernels.built = lambda *a, **k: False
+t0 = time.perf_counter()
+first = live.kernel_pending()  # starts the build
+time.sleep(0.3)  # the build thread now holds the load lock
+second = live.kernel_pending()
+ext = kernels.Extension(Path(kernels.SOURCE), "sparsity_viz_fake", "fake kernels")
+ext.build_in_background()
+time.sleep(0.3)
+ext.build_in_background()
+reason = ext.unavailable_reason()
+asked = time.perf_counter() - t0
+kernels._background.join()
+print(first, second, live.kernel_building(), round(asked, 2), "being built" in reason, kernels.notice() is not None)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, kernels.ENV_SWITCH: "1"})
+    first, second, building, asked, being_built, failed = proc.stdout.split()
+    assert (first, second, being_built, failed) == ("True", "True", "True", "True"), proc.stderr[-2000:]
+    assert float(asked) < 1.5  # 0.6 s of sleeps; waiting for the fake build would take 3 s
