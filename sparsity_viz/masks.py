@@ -45,9 +45,18 @@ def validate_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
             raise ValueError(f"Mask {name!r} must be a bool tensor, got {mask.dtype}.")
 
 
+def require_finite(model: nn.Module, what: str) -> None:
+    """Raise ``ValueError`` naming the parameters of ``model`` that hold NaN or inf (``what`` needs finite ones)."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise ValueError(f"{what} needs finite weights: {', '.join(bad)} hold NaN or inf values (did training diverge?).")
+
+
 @torch.no_grad()
 def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
-    """Zero the masked-out entries of ``model`` **in place** and return it."""
+    """Zero the masked-out entries of ``model`` **in place** and return it (``ValueError`` for a mask that does
+    not fit: a wrong name, shape or dtype)."""
+    validate_masks(model, masks)
     params = dict(model.named_parameters())
     for name, mask in masks.items():
         p = params[name]
@@ -57,7 +66,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
 
 def masked_copy(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
     """A deep copy of ``model`` with ``masks`` applied; the input is untouched."""
-    validate_masks(model, masks)
+    validate_masks(model, masks)  # before the copy: fail fast
     return apply_masks(copy.deepcopy(model), masks)
 
 

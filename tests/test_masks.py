@@ -192,3 +192,33 @@ def test_from_torch_prune_of_unpruned_model_has_no_masks(tiny_mlp):
     plain, masks = from_torch_prune(tiny_mlp)
     assert masks == {}
     _assert_same_state(_state(tiny_mlp), _state(plain))
+
+
+def test_apply_masks_refuses_masks_that_do_not_fit():
+    """A (4,) mask on a (3, 4) weight would broadcast and zero a column; a float mask would scale the weights."""
+    from sparsity_viz.models import MLP
+
+    model = MLP(4, (3,), 2)
+    before = copy.deepcopy(model.state_dict())
+    for masks, match in [({"fc1.weight": torch.ones(4, dtype=torch.bool)}, "has shape"),
+                         ({"fc1.weight": torch.full((3, 4), 0.5)}, "must be a bool tensor"),
+                         ({"nope.weight": torch.ones(3, 4, dtype=torch.bool)}, "names no parameter")]:
+        with pytest.raises(ValueError, match=match):
+            apply_masks(model, masks)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing was changed
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_prune_refuses_non_finite_weights(value):
+    """NaN scores have no rank, and a pruned NaN would stay NaN (NaN * 0): a clear ValueError instead."""
+    from sparsity_viz.backend.live import live_pruner
+    from sparsity_viz.models import MLP
+
+    model = MLP(4, (3,), 2)
+    with torch.no_grad():
+        model.fc2.weight[0, 0] = value
+    for strategy in ("magnitude", "global_magnitude", "random"):
+        with pytest.raises(ValueError, match="prune needs finite weights: fc2.weight hold NaN or inf"):
+            prune(model, strategy, 0.5)
+    with pytest.raises(ValueError, match="A live pruner needs finite weights: fc2.weight"):
+        live_pruner(model, "global_magnitude")

@@ -31,6 +31,7 @@ the activation-sparse formats (``act_sparse.py``) win or lose on it.
 from __future__ import annotations
 
 import copy
+import numbers
 import statistics
 import time
 from dataclasses import dataclass
@@ -41,13 +42,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..devices import resolve_device
-from ..masks import masked_copy
+from ..masks import masked_copy, require_finite
 from ..layers import prunable_weights
 from ..models import MLP, prunable_layers
 from . import conv_sparse, kernels
 from .compaction import compact_chain, compact_conv_chain
 from .cuda import cuda_status
-from .dispatch import Choice, choose
+from .dispatch import ALL_FORMATS, POLICIES, Choice, choose
 from .layer_inputs import recorded_inputs
 from .ops import LinearOp, SparseLinear, run_chain
 from .thread_guard import ThreadGuard
@@ -229,9 +230,11 @@ def compile_model(model: nn.Module, masks: dict | None = None, batch_size: int =
         calibration: real inputs ``(N, ...)`` (e.g. test images) whose activations every
             layer is timed on; default ``CALIBRATION_SAMPLES`` random inputs.
     """
+    _check_arguments(batch_size, policy, formats)
     device = resolve_device(device)
     src = masked_copy(model, masks) if masks is not None else model
     src = copy.deepcopy(src).eval().float()
+    require_finite(src, "compile_model")  # a sparse kernel skips pruned weights: 0 * inf would not be dense's NaN
     notices = []
     if not force_fallback and not kernels.available():
         notices.append(kernels.notice() or "native kernels unavailable")
@@ -252,6 +255,22 @@ def compile_model(model: nn.Module, masks: dict | None = None, batch_size: int =
     if policy == "measure" and not formats:
         compiled = _guard_against_dense(src, compiled, kw, notices, calib, compact)
     return compiled
+
+
+def _check_arguments(batch_size, policy: str, formats: tuple[str, ...] | None) -> None:
+    """``ValueError`` for a batch size that is not a positive integer, an unknown policy or format."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if policy not in POLICIES:
+        raise ValueError(f"Unknown policy {policy!r}; choose one of {', '.join(POLICIES)}.")
+    if formats is not None:
+        if isinstance(formats, str):
+            raise ValueError(f"formats must be a tuple of format names, got the string {formats!r}.")
+        known = (*ALL_FORMATS, conv_sparse.DIRECT)
+        unknown = [f for f in formats if f not in known]
+        if unknown or not formats:
+            raise ValueError(f"Unknown format(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+                             f"choose from {', '.join(known)}.")
 
 
 def _calibration(src: nn.Module, calibration: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..masks import Masks, validate_masks
+from ..masks import Masks, require_finite, validate_masks
 from ..models import MLP
 from ..pruning.base import Ranking, ScoreStrategy, Strategy
 from . import kernels
@@ -176,6 +176,7 @@ class LivePruner:
             raise ValueError(f"Strategy {strategy.name!r} needs a batch of data (inputs, labels).")
         if current is not None:
             validate_masks(model, current)
+        require_finite(model, "A live pruner")  # as prune() does
         self.model = copy.deepcopy(model)
         self.strategy = strategy
         self.ranking = Ranking(strategy.scores(self.model, batch), strategy.scope, current)  # the one sort

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from torch import nn
 
 from ..devices import resolve_device
-from ..masks import Masks, apply_masks, validate_masks
+from ..masks import Masks, apply_masks, require_finite, validate_masks
 from .base import KINDS, Batch, Ranking, ScoreStrategy, Strategy, select_lowest, zeros_to_prune
 from .registry import (
     STRATEGIES,
@@ -66,6 +66,7 @@ def prune(
         strategy = get_strategy(strategy, scope=scope, seed=seed, include_bias=include_bias, **params)
     if current is not None:
         validate_masks(model, current)
+    require_finite(model, "prune")  # NaN scores have no rank, and a pruned NaN would stay NaN (NaN * 0)
     work = copy.deepcopy(model)
     if device is not None:
         dev = resolve_device(device)
@@ -73,8 +74,7 @@ def prune(
         current = {n: m.to(dev) for n, m in current.items()} if current is not None else None
         batch = tuple(t.to(dev) for t in batch) if batch is not None else None
     masks = strategy.compute_masks(work, sparsity, current=current, batch=batch)
-    validate_masks(work, masks)
-    apply_masks(work, masks)
+    apply_masks(work, masks)  # validates them
     return Pruned(work, masks)
 
 

@@ -5,7 +5,7 @@ import torch
 
 from sparsity_viz.backend import compile_model, kernels
 from sparsity_viz.backend.compaction import compact_chain
-from sparsity_viz.models import MODELS, build_model
+from sparsity_viz.models import MLP, MODELS, build_model
 from sparsity_viz.pruning import prune
 
 SPARSITIES = [0.0, 0.5, 0.9, 0.99, 1.0]
@@ -108,3 +108,31 @@ def test_cuda_compiled_matches(sparsity):
     with torch.no_grad():
         ref = pruned.model(x)
     torch.testing.assert_close(compiled(x.cuda()).cpu(), ref, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("where", ["fc1.weight", "fc2.bias"])
+def test_non_finite_weights_are_refused(value, where):
+    """A sparse kernel skips pruned weights (0 * inf never happens), so it could not match dense: ValueError."""
+    model = MLP(8, (6,), 3)
+    with torch.no_grad():
+        model.get_parameter(where).view(-1)[0] = value
+    for policy in ("heuristic", "measure"):
+        with pytest.raises(ValueError, match=f"finite weights: {where} hold NaN or inf"):
+            compile_model(model, batch_size=4, device="cpu", policy=policy, repeats=1)
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"batch_size": -3}, "batch_size must be a positive integer"),
+    ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+    ({"batch_size": True}, "batch_size must be a positive integer"),
+    ({"formats": ("xyz",)}, "Unknown format\\(s\\) 'xyz'"),
+    ({"formats": ()}, "Unknown format\\(s\\) \\(none given\\)"),
+    ({"formats": "csr-native"}, "a tuple of format names"),
+    ({"policy": "fastest"}, "Unknown policy 'fastest'"),
+])
+def test_bad_arguments_are_refused(kw, match):
+    model = MLP(8, (6,), 3)
+    with pytest.raises(ValueError, match=match):
+        compile_model(model, device="cpu", **kw)
