@@ -17,15 +17,16 @@ import hashlib
 import streamlit as st
 
 from sparsity_viz.arch_spec import SpecError, bundled_datasets_for, load_spec_checkpoint, read_spec, spec_json
-from sparsity_viz.checkpoints import CheckpointError, load_checkpoint_bytes
+from sparsity_viz.checkpoints import CheckpointError, check_outputs_finite, load_checkpoint_bytes
 from sparsity_viz.data_upload import DataError, fit_to_model, read_dataset
 from sparsity_viz.models import describe_architecture
 from sparsity_viz.session import own_card, own_model_name, workbench_from_upload
 
 from . import keys
 from .evaluation import accuracy
+from .resources import dataset_named
 from .settings import reset_prune_slider
-from .workbench import bench, own_bench, selected_model, set_bench
+from .workbench import bench, dataset, own_bench, selected_model, set_bench
 
 
 def load_upload(data: bytes, filename: str) -> tuple[str, str]:
@@ -41,6 +42,7 @@ def load_upload(data: bytes, filename: str) -> tuple[str, str]:
             model = load_spec_checkpoint(own.card["spec"], data, filename)
         else:
             model = load_checkpoint_bytes(data, name, filename)
+        check_outputs_finite(model, dataset().x_test, filename)
     except CheckpointError as exc:
         result = ("error", f"Could not load {filename}: {exc} The app keeps using the previous model.")
     except Exception as exc:  # noqa: BLE001 - anything else the parser throws: still a message, not a traceback
@@ -104,6 +106,8 @@ def load_own_model() -> tuple[str, str]:
         elif not datasets:
             raise DataError(f"no bundled dataset has samples of shape {spec.input_shape} with {spec.num_classes} "
                             "classes: upload your dataset (CSV or NPZ) with the model.")
+        test_set = own_data[datasets[0]] if datasets[0] in own_data else dataset_named(datasets[0])
+        check_outputs_finite(model, test_set.x_test, ckpt_file[1])
     except (SpecError, CheckpointError, DataError) as exc:
         result = ("error", f"Could not load your model: {exc} The app keeps using the previous model.")
     except Exception as exc:  # noqa: BLE001 - anything else a parser throws: still a message, not a traceback

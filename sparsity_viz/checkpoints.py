@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,48 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str = "c
     return model
 
 
+def read_checkpoint_file(path: str | Path) -> bytes:
+    """The bytes of a checkpoint file, checked first: a regular file of at most ``MAX_CHECKPOINT_BYTES``.
+
+    ``CheckpointError`` otherwise, before reading anything: ``/dev/zero``, a FIFO or a symlink to one would
+    otherwise be read until memory runs out (or forever).
+    """
+    path = Path(path)
+    try:
+        info = path.stat()  # follows symlinks: what would be read
+    except OSError as exc:
+        raise CheckpointError(f"{path.name}: cannot read it ({exc.strerror or type(exc).__name__}).") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"{path.name}: not a regular file (a device, a pipe or a directory).")
+    limit = MAX_CHECKPOINT_BYTES
+    if info.st_size > limit:
+        raise CheckpointError(f"{path.name}: {info.st_size / 2**20:.1f} MiB is larger than the {limit // 2**20} MiB limit.")
+    with path.open("rb") as f:
+        data = f.read(limit + 1)  # a file that grew since the stat is still cut at the limit
+    if len(data) > limit:
+        raise CheckpointError(f"{path.name}: larger than the {limit // 2**20} MiB limit.")
+    return data
+
+
+def check_outputs_finite(model: nn.Module, inputs: torch.Tensor, source: str = "checkpoint",
+                         limit: int = 512) -> None:
+    """``CheckpointError`` when ``model`` gives an infinite or NaN output on ``inputs`` (its first ``limit`` samples).
+
+    ``check_fits`` refuses weights that are not finite; this catches finite weights so large that the model
+    overflows in use (every weight 3e38: all logits inf, every accuracy meaningless).
+    """
+    x = inputs[:limit].float()
+    with torch.no_grad():
+        out = model(x)  # (n, classes)
+    broken = int((~torch.isfinite(out)).flatten(1).any(dim=1).sum())
+    if broken:
+        largest = max((float(p.detach().abs().max()) for p in model.parameters() if p.numel()), default=0.0)
+        raise CheckpointError(
+            f"{source}: the model's outputs overflow (inf or NaN) on {broken} of {len(x)} test samples; "
+            f"its largest weight is {largest:.3g}. Rescale the weights before saving."
+        )
+
+
 def load_checkpoint_bytes(data: bytes, model_name: str, filename: str = "upload.safetensors") -> nn.Module:
     """A fresh model of the bundled architecture ``model_name`` with weights from ``data``."""
     model = get_spec(model_name).build()
@@ -226,7 +269,7 @@ def load_sample(name: str, directory: str | Path | None = None) -> tuple[nn.Modu
     except (TypeError, ValueError, KeyError) as exc:  # a hostile or stale card: unknown kind or bad arguments
         raise CheckpointError(f"{name}.json: cannot build its architecture {arch!r} ({_one_line(exc)}).") from None
     path = directory / f"{name}.safetensors"
-    state = read_state_dict(path.read_bytes(), path.name)
+    state = read_state_dict(read_checkpoint_file(path), path.name)
     load_into(model, state, path.name)
     return model.eval(), card
 

@@ -12,7 +12,7 @@ from safetensors.torch import save as st_save
 
 import sparsity_viz.checkpoints as ckpt
 from sparsity_viz import CheckpointError, available_samples, build_model, load_checkpoint_bytes, load_sample, save_model
-from sparsity_viz.checkpoints import base_card, read_state_dict, state_dict_to_bytes
+from sparsity_viz.checkpoints import base_card, check_outputs_finite, read_state_dict, state_dict_to_bytes
 from sparsity_viz.masks import masks_from_zeros, sparsity
 
 
@@ -329,3 +329,17 @@ def test_torch_prune_export_uploads_as_the_pruned_model():
     _assert_same_state(pruned.model, loaded)
     for n, m in masks_from_zeros(loaded).items():
         assert torch.equal(m, pruned.masks[n] & (pruned.model.state_dict()[n] != 0)), n
+
+
+def test_outputs_that_overflow_are_refused_and_finite_ones_pass():
+    """Finite weights can still overflow in use: 1e30 * 1e30 is inf in float32."""
+    model = build_model("moons_mlp", seed=0).eval()
+    x = torch.randn(600, 2)
+    check_outputs_finite(model, x)  # a normal model: nothing to say
+    with torch.no_grad():
+        model.fc1.weight.fill_(1e30)
+        model.fc2.weight.fill_(1e30)
+    with pytest.raises(CheckpointError, match=r"mine.safetensors: the model's outputs overflow \(inf or NaN\) on "
+                                              r"\d+ of 512 test samples; its largest weight is 1e\+30"):
+        check_outputs_finite(model, x, "mine.safetensors")
+    assert not model.training

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
-from ..checkpoints import CheckpointError, load_into, read_safetensors
+from ..checkpoints import CheckpointError, load_into, read_checkpoint_file, read_safetensors
 from ..masks import masked_copy
 from ..models import ARCHITECTURES, build_architecture
 from .formats import CSR, Bitmap
@@ -165,6 +165,9 @@ def _entry(entry) -> tuple[tuple[int, ...], torch.dtype, str]:
     return tuple(shape), _DTYPES[entry["dtype"]], entry["encoding"]
 
 
+_INDEX_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
 def _expect(ok: bool, what: str) -> None:
     if not ok:
         raise CheckpointError(what)
@@ -189,16 +192,22 @@ def _decode_one(name: str, tensors: dict[str, torch.Tensor], shape: tuple[int, .
     val = tensors[f"{name}::val"]
     _expect(val.dim() == 1 and val.is_floating_point(), f"values must be a 1-D float tensor, got {val.dtype} {tuple(val.shape)}.")
     if enc == "csr":
-        rowptr, col = tensors[f"{name}::rowptr"].long(), tensors[f"{name}::col"].long()
+        raw_rowptr, raw_col = tensors[f"{name}::rowptr"], tensors[f"{name}::col"]
+        _expect(raw_rowptr.dtype in _INDEX_DTYPES and raw_col.dtype in _INDEX_DTYPES,
+                f"row pointers and columns must be integers, got {raw_rowptr.dtype} and {raw_col.dtype}.")
+        rowptr, col = raw_rowptr.long(), raw_col.long()
         _expect(rowptr.shape == (flat_shape[0] + 1,), f"row pointers {tuple(rowptr.shape)}, {flat_shape[0] + 1} expected.")
         _expect(int(rowptr[0]) == 0 and bool((rowptr[1:] >= rowptr[:-1]).all()) and int(rowptr[-1]) == col.numel() == val.numel(),
                 "row pointers, columns and values disagree.")
         _expect(col.numel() == 0 or (int(col.min()) >= 0 and int(col.max()) < flat_shape[1]),
                 f"a column index lies outside 0..{flat_shape[1] - 1}.")
-        csr = CSR(tensors[f"{name}::rowptr"], tensors[f"{name}::col"], val, flat_shape)
+        rows = torch.repeat_interleave(torch.arange(flat_shape[0]), rowptr[1:] - rowptr[:-1])  # (nnz,)
+        same_row = rows[1:] == rows[:-1]
+        _expect(not bool((col[1:] <= col[:-1])[same_row].any()),
+                "a row's column indices are not strictly increasing (a repeated column would lose a value).")
+        csr = CSR(raw_rowptr, raw_col, val, flat_shape)
         w = csr.to_dense().view(shape)
         keep = torch.zeros(flat_shape, dtype=torch.bool)
-        rows = torch.repeat_interleave(torch.arange(flat_shape[0]), rowptr[1:] - rowptr[:-1])
         keep[rows, col] = True
         keep = keep.view(shape)
     else:  # bitmap
@@ -206,8 +215,10 @@ def _decode_one(name: str, tensors: dict[str, torch.Tensor], shape: tuple[int, .
         _expect(int(keep.sum()) == val.numel(), f"the bitmap marks {int(keep.sum())} entries for {val.numel()} values.")
         w = torch.zeros(shape, dtype=val.dtype)
         w[keep] = val
-    if f"{name}::negzero" in tensors:
-        w[_bitmap_of(tensors[f"{name}::negzero"], shape, "the sign bitmap")] = -0.0
+    if f"{name}::negzero" in tensors:  # pruned entries that were -0.0 (never a stored value)
+        negzero = _bitmap_of(tensors[f"{name}::negzero"], shape, "the sign bitmap")
+        _expect(not bool((negzero & keep).any()), "the sign bitmap marks stored values as -0.0.")
+        w[negzero] = -0.0
     return w.to(dtype), keep
 
 
@@ -289,7 +300,7 @@ def load_sparse(source: str | Path | bytes) -> SparseLoad:
     if isinstance(source, (bytes, bytearray)):
         data, name = bytes(source), "sparse checkpoint"
     else:
-        data, name = Path(source).read_bytes(), Path(source).name
+        data, name = read_checkpoint_file(source), Path(source).name
     tensors, meta = read_safetensors(data, name)
     state, masks = decode_sparse(tensors, meta, name)
     return SparseLoad(state, masks, meta)

@@ -26,7 +26,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from ..backend.sparse_checkpoint import architecture_metadata
-from ..checkpoints import CheckpointError, load_into, read_safetensors
+from ..checkpoints import CheckpointError, load_into, read_checkpoint_file, read_safetensors
 from ..models import build_architecture
 from . import huffman
 from .size import codebook_tensors, encode_layer, positions_from_gaps, uniform_levels
@@ -137,7 +137,7 @@ def load_compressed(data: bytes | str | Path) -> nn.Module:
         CheckpointError: unreadable, another format, or a layout / stream that does not decode (one line).
     """
     if isinstance(data, (str, Path)):
-        data, name = Path(data).read_bytes(), Path(data).name
+        data, name = read_checkpoint_file(data), Path(data).name
     else:
         data, name = bytes(data), "compressed checkpoint"
     tensors, meta = read_safetensors(data, name)

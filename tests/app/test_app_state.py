@@ -116,7 +116,7 @@ class _Exploit:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
-@pytest.mark.parametrize("case", ["corrupt", "wrong_arch", "pickle_exploit", "empty", "nan_weights"])
+@pytest.mark.parametrize("case", ["corrupt", "wrong_arch", "pickle_exploit", "empty", "nan_weights", "huge_weights"])
 def test_bad_uploads_give_a_clear_error_and_the_app_keeps_working(case):
     if os.path.exists("/tmp/sparsity_viz_pwned"):
         os.remove("/tmp/sparsity_viz_pwned")
@@ -132,6 +132,12 @@ def test_bad_uploads_give_a_clear_error_and_the_app_keeps_working(case):
         with torch.no_grad():
             broken.fc2.weight[0, :3] = float("nan")
         name, data = "nan.safetensors", state_dict_to_bytes(broken)
+    elif case == "huge_weights":  # finite, but every logit overflows to inf
+        broken = copy.deepcopy(app_state.shared_model("lenet300"))
+        with torch.no_grad():
+            for p in broken.parameters():
+                p.fill_(3e38)
+        name, data = "huge.safetensors", state_dict_to_bytes(broken)
     else:
         name, data = "empty.pt", b""
     _upload(at, name, data)
@@ -139,6 +145,9 @@ def test_bad_uploads_give_a_clear_error_and_the_app_keeps_working(case):
     assert f"Could not load {name}" in at.error[-1].value
     if case == "nan_weights":
         assert "NaN" in at.error[-1].value and "fc2.weight" in at.error[-1].value
+    if case == "huge_weights":
+        assert "outputs overflow (inf or NaN) on 512 of 512 test samples" in at.error[-1].value
+        assert "largest weight is 3e+38" in at.error[-1].value
     assert not os.path.exists("/tmp/sparsity_viz_pwned")
     assert at.session_state[app_state.KEY_BENCH].origin.startswith("dense (as trained)")
     at.switch_page("views/2_prune.py").run()

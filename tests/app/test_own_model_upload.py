@@ -36,6 +36,15 @@ def _weights(spec: dict, seed: int = 0) -> bytes:
     return state_dict_to_bytes(build_from_spec(spec, seed=seed))
 
 
+def _huge(spec: dict) -> bytes:
+    """Finite weights so large that every output overflows."""
+    model = build_from_spec(spec, seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3e38)
+    return state_dict_to_bytes(model)
+
+
 def _upload(at, spec: bytes | None, ckpt: bytes | None, data: bytes | None = None, data_name: str = "blobs.csv"):
     for key, value, name, mime in ((app_state.keys.OWN_SPEC_FILE, spec, "blobnet.spec.json", "application/json"),
                                    (app_state.keys.OWN_CKPT_FILE, ckpt, "blobnet.safetensors", "application/octet-stream"),
@@ -91,6 +100,7 @@ def test_own_model_with_csv_then_prune_and_weights_and_bad_files_keep_it(files):
         (spec, b"not a checkpoint", data, "not a valid safetensors file"),
         (spec, ckpt, None, "no bundled dataset has samples of shape (4,) with 3 classes"),
         (b"\xff\xfe", ckpt, data, "not UTF-8 text"),
+        (spec, _huge(SPEC), data, "blobnet.safetensors: the model's outputs overflow (inf or NaN) on 18 of 18 test samples"),
     ]
     for bad_spec, bad_ckpt, bad_data, message in bad_cases:
         _upload(at, bad_spec, bad_ckpt, bad_data)

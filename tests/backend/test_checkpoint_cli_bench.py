@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,6 +148,20 @@ def _hostile(kind: str) -> bytes:
         tensors = {"w::rowptr": torch.tensor([0, 1, 1], dtype=torch.int32), "w::col": torch.tensor([7], dtype=torch.int32),
                    "w::val": torch.ones(1)}
         return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "repeated column":  # row 0 lists column 1 twice: one of the two values would vanish
+        layout = {"w": {"shape": [2, 3], "dtype": "float32", "encoding": "csr"}}
+        tensors = {"w::rowptr": torch.tensor([0, 2, 2], dtype=torch.int32),
+                   "w::col": torch.tensor([1, 1], dtype=torch.int32), "w::val": torch.tensor([1.0, 2.0])}
+        return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "float indices":  # 2.9 would be read as column 2
+        layout = {"w": {"shape": [2, 3], "dtype": "float32", "encoding": "csr"}}
+        tensors = {"w::rowptr": torch.tensor([0.0, 1.0, 1.0]), "w::col": torch.tensor([2.9]), "w::val": torch.ones(1)}
+        return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "sign bitmap over stored values":  # would overwrite the stored 1.0 and 2.0 with -0.0
+        layout = {"w": {"shape": [2, 4], "dtype": "float32", "encoding": "bitmap"}}
+        tensors = {"w::bits": torch.tensor([0b11], dtype=torch.uint8), "w::val": torch.tensor([1.0, 2.0]),
+                   "w::negzero": torch.tensor([0xFF], dtype=torch.uint8)}
+        return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
     if kind == "bitmap too short":
         layout = {"w": {"shape": [8, 8], "dtype": "float32", "encoding": "bitmap"}}
         tensors = {"w::bits": torch.full((2,), 255, dtype=torch.uint8), "w::val": torch.ones(16)}
@@ -174,7 +189,8 @@ def _damaged(kind: str) -> bytes:
 DAMAGE = ["random", "truncated", "truncated header", "empty", "dense safetensors", "huge header length",
           "header not json", "header a list", "tensor past the end", "no layout", "layout not json",
           "layout names a missing tensor", "unknown dtype", "unknown encoding", "enormous shape",
-          "column out of range", "bitmap too short"]
+          "column out of range", "bitmap too short", "repeated column", "float indices",
+          "sign bitmap over stored values"]
 
 
 @pytest.mark.parametrize("kind", DAMAGE)
@@ -248,3 +264,47 @@ def test_bench_model_pruning_is_seeded_and_uses_the_models_data():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), expected.parameters()))
     other = prune_sample("moons_mlp", "snip", 0.5, seed=4)
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), other.parameters()))
+
+
+def test_a_sign_bitmap_over_pruned_entries_is_what_a_save_writes_and_loads_back():
+    """The valid case next to the hostile one: -0.0 at pruned entries round-trips (keep_zero_signs)."""
+    w = torch.tensor([[1.0, -0.0, 2.0, 0.0], [-0.0, 3.0, 0.0, 0.0]])
+    model = build_model("moons_mlp", seed=0)
+    with torch.no_grad():
+        model.fc1.weight.zero_()
+        model.fc1.weight[:2, :2] = w[:, :2]
+    saved = save_sparse(model)
+    back = load_sparse(saved.data).state_dict["fc1.weight"]
+    assert torch.equal(torch.signbit(back), torch.signbit(model.fc1.weight)) and torch.equal(back, model.fc1.weight)
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "symlink to /dev/zero", "directory", "too large", "missing"])
+def test_checkpoint_files_are_checked_before_they_are_read(kind, tmp_path):
+    """/dev/zero or a pipe would be read until memory runs out (or forever): refused from stat() alone."""
+    import os
+
+    from sparsity_viz.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_sample
+    from sparsity_viz.compression import load_compressed
+
+    path = tmp_path / "moons_mlp.safetensors"
+    if kind == "/dev/zero":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink to /dev/zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "too large":  # a sparse file: no bytes written
+        with open(path, "wb") as f:
+            f.truncate(MAX_CHECKPOINT_BYTES + 1)
+    expected = {"too large": "larger than the 64 MiB limit", "missing": "cannot read it"}.get(kind, "not a regular file")
+    with pytest.raises(CheckpointError, match=expected):
+        load_sparse(path)
+    with pytest.raises(CheckpointError, match=expected):
+        load_compressed(path)
+    if kind != "/dev/zero":
+        (tmp_path / "moons_mlp.json").write_text(json.dumps(
+            {"architecture": {"kind": "mlp", "kwargs": {"in_features": 2, "hidden": [16, 16], "num_classes": 2}}}))
+        with pytest.raises(CheckpointError, match=expected):
+            load_sample("moons_mlp", tmp_path)
