@@ -122,6 +122,9 @@ def fold_torch_prune(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         mask = state.get(base + "_mask")
         if mask is None or base in state or mask.shape != state[key].shape:
             continue  # not a pair: left for check_fits to name
+        if not bool(((mask == 0) | (mask == 1)).all()):  # a mask of 7.0 would scale the weight
+            raise CheckpointError(f"{base}_mask holds values other than 0 and 1; a torch.nn.utils.prune mask keeps "
+                                  "(1) or prunes (0).")
         orig = out.pop(key)
         out[base] = orig * out.pop(base + "_mask").to(orig.dtype)
     return out

@@ -343,3 +343,14 @@ def test_outputs_that_overflow_are_refused_and_finite_ones_pass():
                                               r"\d+ of 512 test samples; its largest weight is 1e\+30"):
         check_outputs_finite(model, x, "mine.safetensors")
     assert not model.training
+
+
+def test_a_torch_prune_mask_must_be_zeros_and_ones():
+    """A '_mask' of 7.0 would have been folded in as weight * 7."""
+    from sparsity_viz.checkpoints import fold_torch_prune
+
+    state = {"fc1.weight_orig": torch.ones(2, 2), "fc1.weight_mask": torch.tensor([[1.0, 0.0], [7.0, 1.0]])}
+    with pytest.raises(CheckpointError, match="fc1.weight_mask holds values other than 0 and 1"):
+        fold_torch_prune(state)
+    state["fc1.weight_mask"] = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert torch.equal(fold_torch_prune(state)["fc1.weight"], torch.eye(2))

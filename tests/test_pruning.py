@@ -420,3 +420,16 @@ def test_select_lowest_keeps_current_pruned_and_counts_them():
     full = select_lowest(scores, 0.5, "layer", {"w": torch.ones(6, dtype=torch.bool)})["w"]
     assert full.tolist() == [True, True, True, False, False, False]
     assert full_masks(MLP(2, (2,), 2))["fc1.weight"].all()
+
+
+def test_odd_inputs_get_clear_answers():
+    """True is not 100 %; a model without prunable layers prunes nothing, in either scope."""
+    model = MLP(4, (3,), 2)
+    for bad in (True, False, "0.5", None, [0.5]):
+        with pytest.raises(ValueError, match="Sparsity must be a number in \\[0, 1\\]"):
+            prune(model, "magnitude", bad)
+    import numpy as np
+
+    assert int(prune(model, "magnitude", np.float64(0.5)).masks["fc1.weight"].sum()) == 6  # numpy floats are numbers
+    for strategy in ("magnitude", "global_magnitude"):
+        assert prune(torch.nn.Sequential(), strategy, 0.5).masks == {}

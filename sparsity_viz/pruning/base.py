@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import ClassVar
@@ -54,6 +55,8 @@ def zeros_to_prune(sparsity: float, numel: int) -> int:
 
 
 def check_sparsity(sparsity: float) -> None:
+    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
+        raise ValueError(f"Sparsity must be a number in [0, 1], got {sparsity!r}.")  # True is not 100 %
     if not (0.0 <= float(sparsity) <= 1.0) or sparsity != sparsity:
         raise ValueError(f"Sparsity must be a fraction in [0, 1], got {sparsity!r}.")
 
@@ -216,8 +219,10 @@ class Ranking:
         self.dead = {n: _dead_count(current, n) for n in ranked}
         if scope == "layer":
             self.orders = {n: torch.argsort(t, stable=True) for n, t in ranked.items()}
-        else:
+        elif ranked:
             self.order = torch.argsort(torch.cat([t.cpu() for t in ranked.values()]), stable=True)
+        else:  # nothing to prune (a model without prunable layers): every cut is empty, as with layer scope
+            self.order = torch.empty(0, dtype=torch.long)
         self._positions: dict[str, torch.Tensor] | None = None
 
     def positions(self) -> dict[str, torch.Tensor]:

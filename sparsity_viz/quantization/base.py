@@ -26,6 +26,8 @@ Conventions shared by every method (``uniform_symmetric``, ``uniform_affine``,
 
 from __future__ import annotations
 
+import math
+
 import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -58,6 +60,8 @@ class QuantizedTensor:
         """The float32 weight: every code replaced by its level (per channel: row-wise)."""
         if self.levels.dim() == 1:
             return self.levels[self.codes]
+        if self.codes.numel() == 0:  # no rows, or rows of nothing: -1 below would be ambiguous
+            return torch.zeros(self.codes.shape, dtype=self.levels.dtype)
         rows = self.codes.reshape(self.levels.shape[0], -1)
         return self.levels.gather(1, rows).reshape(self.codes.shape)
 
@@ -148,7 +152,7 @@ class Quantizer(ABC):
     def _rows(self, w: torch.Tensor) -> torch.Tensor:
         """The weight as ``(groups, entries)``: one row per channel, or a single row per tensor."""
         if self.per_channel:
-            return w.reshape(w.shape[0], -1)
+            return w.reshape(w.shape[0], math.prod(w.shape[1:]))  # not -1: a (0, 3) weight has 0 rows of 3
         return w.reshape(1, -1)
 
     def _row_peaks(self, rows: torch.Tensor) -> torch.Tensor:

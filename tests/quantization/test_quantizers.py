@@ -371,3 +371,16 @@ def test_grid_levels_leave_out_codes_the_symmetric_grid_never_uses():
     assert set(q.codes.flatten().tolist()) <= set(range(q.code_range[0], q.code_range[1] + 1))
     affine = get_quantizer("uniform_affine", 2).quantize(torch.tensor([0.0, 1.0]))
     assert affine.grid_levels.numel() == 4
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZERS))
+@pytest.mark.parametrize("shape", [(0, 3), (0,), (3, 0)])
+def test_empty_weights_quantize_to_empty_codes(name, shape):
+    """A layer with no rows (or no entries per row) has nothing to quantize: empty codes, no reshape error."""
+    for per_channel in (False, True):
+        try:
+            q = get_quantizer(name, bits=4, per_channel=per_channel)
+        except (TypeError, ValueError):
+            continue  # a quantizer without per-channel grids
+        out = q.quantize(torch.empty(shape))
+        assert out.dequantize().shape == torch.Size(shape)
