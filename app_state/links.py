@@ -28,9 +28,15 @@ from .workbench import apply_prune, bench, dataset, device, prune_masks, set_ben
 def restore_link() -> None:
     """Apply the URL's model state to this session's workbench (a rebuild reruns the script when done)."""
     url = query()
+    said = []
     if url.recipe_error:
-        say("error", f"This link's model recipe was not understood ({url.recipe_error}); the model shown is the one "
-                     "its other settings describe.")
+        said.append(f"This link's model recipe was not understood ({url.recipe_error}); the model shown is the one "
+                    "its other settings describe.")
+    if url.ignored:
+        said.append(f"This link's {', '.join(url.ignored)} {'was' if len(url.ignored) == 1 else 'were'} not "
+                    "understood and left out: the app uses its own settings there.")
+    if said:
+        say("error" if url.recipe_error else "warning", " ".join(said))
     if url.recipe is not None and url.recipe.trained:
         rebuild_from_link(url.recipe)
     elif url.recipe is not None and url.recipe.prune is not None:

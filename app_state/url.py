@@ -44,6 +44,7 @@ class UrlSettings:
     recipe: ModelRecipe | None = None  # a trained model to rebuild
     recipe_error: str | None = None  # why the link's recipe was not understood
     pages: dict[str, dict[str, str]] = field(default_factory=dict)  # {page: {field: text}}, read by each page
+    ignored: tuple[str, ...] = ()  # workbench parameters present but not understood, as "name 'text'"
 
 
 def _float(text: Any) -> float | None:
@@ -61,26 +62,52 @@ def _int(text: Any) -> int | None:
         return None
 
 
+def _shown(text: Any) -> str:
+    """A parameter's text for a message: quoted, at most 40 characters."""
+    text = str(text)
+    return repr(text if len(text) <= 40 else text[:39] + "…")
+
+
 def parse_query(params: Mapping[str, str], models: list[str], base: PruneConfig = PruneConfig()) -> UrlSettings:
-    """Valid settings from query parameters; unknown names and out-of-range numbers are ignored."""
+    """Valid settings from query parameters; out-of-range or unknown values are left out and listed in ``ignored``
+    (parameters this module does not know are left alone)."""
+    ignored: list[str] = []
+
+    def ignore(name: str) -> None:
+        ignored.append(f"{name} {_shown(params[name])}")
+
     model = params.get("model")
-    model = model if model in models else None
+    if model is not None and model not in models:
+        ignore("model")
+        model = None
     prune = base
     strategy = params.get("strategy")
     if strategy in STRATEGIES:
         scopes = STRATEGIES[strategy].scopes
         prune = replace(prune, strategy=strategy, scope=prune.scope if prune.scope in scopes else scopes[0])
+    elif strategy is not None:
+        ignore("strategy")
     scope = params.get("scope")
     if scope in STRATEGIES[prune.strategy].scopes:
         prune = replace(prune, scope=scope)
+    elif scope is not None:
+        ignore("scope")
     s = _float(params.get("sparsity"))
     if s is not None and 0 <= s <= 100:
         prune = replace(prune, sparsity=round(s) / 100)
+    elif "sparsity" in params:
+        ignore("sparsity")
     seed = _int(params.get("seed"))
     if seed is not None and 0 <= seed <= MAX_SEED:
         prune = replace(prune, seed=seed)
+    elif "seed" in params:
+        ignore("seed")
     lam = _float(params.get("lam"))
+    if "lam" in params and (lam is None or lam < 0):
+        ignore("lam")
     dataset = params.get("dataset")
+    if dataset is not None and model is not None and dataset not in compatible_datasets(model):
+        ignore("dataset")
     recipe, error = None, None
     if params.get(RECIPE):
         try:
@@ -100,6 +127,7 @@ def parse_query(params: Mapping[str, str], models: list[str], base: PruneConfig 
         recipe=recipe,
         recipe_error=error,
         pages=pages,
+        ignored=tuple(ignored),
     )
 
 

@@ -130,6 +130,22 @@ def test_a_bad_recipe_says_so_and_the_link_still_prunes():
     assert at.session_state[app_state.KEY_BENCH].sparsity == pytest.approx(0.5, abs=0.01)
 
 
+def test_link_values_that_are_not_understood_are_named_and_the_rest_applies():
+    at = open_app(query={"model": "moons_mlp", "strategy": "bogus", "sparsity": "nan", "seed": "-1", "lam": "inf",
+                         "scope": "global"})
+    warned = [w.value for w in at.sidebar.warning]
+    assert any("This link's strategy 'bogus', sparsity 'nan', seed '-1', lam 'inf' were not understood and left out"
+               in w for w in warned), warned
+    wb = at.session_state[app_state.KEY_BENCH]
+    assert wb.name == "moons_mlp" and wb.sparsity == 0.0  # the model applies; the bad sparsity does not
+    long = open_app(query={"model": "z" * 500, "sparsity": "30"})
+    warned = [w.value for w in long.sidebar.warning]
+    assert any(f"This link's model '{'z' * 39}…' was not understood" in w for w in warned), warned
+    assert long.session_state[app_state.KEY_BENCH].sparsity == pytest.approx(0.3, abs=0.01)
+    clean = open_app(query={"model": "moons_mlp", "sparsity": "30"})
+    assert not clean.sidebar.warning and not clean.sidebar.error
+
+
 def test_an_uploaded_checkpoint_is_named_as_something_no_link_carries():
     at = open_app("moons_mlp", "1_home")
     model = app_state.shared_model("moons_mlp")
