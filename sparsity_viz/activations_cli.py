@@ -14,7 +14,7 @@ import json
 
 def add_activations_parser(subparsers) -> None:
     """Register ``activations`` on the CLI's subparsers (sets ``func``)."""
-    from .cli import add_common_args, fraction_arg
+    from .cli import add_common_args, fraction_arg, seed_arg
 
     p = subparsers.add_parser("activations", help="per-layer activation sparsity on the test split "
                                                   "(dense, and pruned with --strategy/--sparsity)")
@@ -22,7 +22,7 @@ def add_activations_parser(subparsers) -> None:
     p.add_argument("--strategy", default=None, help="prune with this strategy first (needs --sparsity)")
     p.add_argument("--sparsity", type=fraction_arg, default=None)
     p.add_argument("--scope", choices=("layer", "global"), default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_activations)
 

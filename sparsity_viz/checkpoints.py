@@ -259,7 +259,13 @@ def load_card(name: str, directory: str | Path | None = None) -> dict[str, Any]:
         raise CheckpointError(
             f"No sample model {name!r} in {directory}; run `python -m sparsity_viz train-samples` to create it."
         )
-    return json.loads(path.read_text())
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path.name}: not a readable model card ({_one_line(exc)}).") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{path.name}: a model card is a JSON object, got {type(card).__name__}.")
+    return card
 
 
 def load_sample(name: str, directory: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
@@ -269,7 +275,8 @@ def load_sample(name: str, directory: str | Path | None = None) -> tuple[nn.Modu
     arch = card.get("architecture") if isinstance(card, dict) else None
     try:
         model = build_architecture(arch["kind"], arch["kwargs"])
-    except (TypeError, ValueError, KeyError) as exc:  # a hostile or stale card: unknown kind or bad arguments
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # a hostile or stale card: unknown kind, bad or
+        # impossible sizes (a negative width, 10**12 parameters: torch raises RuntimeError)
         raise CheckpointError(f"{name}.json: cannot build its architecture {arch!r} ({_one_line(exc)}).") from None
     path = directory / f"{name}.safetensors"
     state = read_state_dict(read_checkpoint_file(path), path.name)

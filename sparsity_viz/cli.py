@@ -1,17 +1,22 @@
 """Command line: ``python -m sparsity_viz models | train-samples | prune | sweep | figure | bench | sparse-save
 | quantize | compress | activations | experts | sensitivity``.
 
-Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback;
-training that diverges (``prune --finetune-epochs``, ``sweep``, ``train-samples``) exits
-with status 1 and one ``error: Training diverged in epoch ...`` line.
+Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback: output
+files are checked before any work (the folder exists and is writable, the name is a file), lists
+are never empty, seeds, epochs and threads are bounded. Training that diverges (``prune
+--finetune-epochs``, ``sweep``, ``train-samples``) and a write that fails after all exit with
+status 1 and one ``error:`` line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .checkpoints import CheckpointError
@@ -60,19 +65,44 @@ def train_fraction_arg(text: str) -> float:
     return value
 
 
+MAX_SEED = 2**32 - 1  # what numpy and torch generators take
+MAX_EPOCHS = 10_000  # a typo guard: 10**12 epochs would run until killed
+MAX_NAME_BYTES = 255  # one file name (Linux NAME_MAX)
+
+
+def _listed(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected at least one comma-separated value, got {text!r}")
+    return items
+
+
 def fractions_arg(text: str) -> list[float]:
-    return [fraction_arg(t) for t in text.split(",") if t.strip()]
+    """A non-empty comma-separated list of fractions in [0, 1]."""
+    return [fraction_arg(t) for t in _listed(text)]
 
 
 def ints_arg(text: str) -> list[int]:
+    """Comma-separated integers (may be empty: ``--prune-experts ''``)."""
     try:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def bounded_int_arg(text: str, low: int, high: int, what: str) -> int:
+    """A whole number in [low, high]; the message names ``what``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be a whole number from {low} to {high}, got {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{what} must be from {low} to {high}, got {value}")
+    return value
+
+
 def nonnegative_int_arg(text: str) -> int:
-    """A whole number >= 0 (epochs, counts)."""
+    """A whole number >= 0 (counts)."""
     try:
         value = int(text)
     except ValueError:
@@ -82,8 +112,74 @@ def nonnegative_int_arg(text: str) -> int:
     return value
 
 
+def epochs_arg(text: str) -> int:
+    return bounded_int_arg(text, 0, MAX_EPOCHS, "epochs")
+
+
+def seed_arg(text: str) -> int:
+    return bounded_int_arg(text, 0, MAX_SEED, "a seed")
+
+
+def seeds_arg(text: str) -> list[int]:
+    """A non-empty comma-separated list of seeds."""
+    return [seed_arg(t) for t in _listed(text)]
+
+
+def repeats_arg(text: str) -> int:
+    return bounded_int_arg(text, 1, 10_000, "repeats")
+
+
+def threads_arg(text: str) -> int:
+    """Torch threads: 1 to this machine's CPU count (more never helps, and 10**5 threads crash library imports)."""
+    return bounded_int_arg(text, 1, os.cpu_count() or 1, "threads")
+
+
+def finite_nonnegative_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def nonempty_arg(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got ''")
+    return text
+
+
 def names_arg(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """A non-empty comma-separated list of names."""
+    return _listed(text)
+
+
+def output_arg(text: str) -> str:
+    """A file to write: not empty, not a directory, in a writable directory that exists (checked before any work)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected an output file name, got ''")
+    path = Path(text).expanduser()
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in path.parts):  # stat() itself would fail on it
+        raise argparse.ArgumentTypeError(f"a file or folder name is longer than {MAX_NAME_BYTES} bytes")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {folder} does not exist (or is not a folder); create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"the folder {folder} is not writable")
+    return text
+
+
+def safetensors_output_arg(text: str) -> str:
+    """An ``output_arg`` that is a .safetensors file (a name without a suffix gets it; any other suffix is refused)."""
+    path = Path(output_arg(text))
+    if path.suffix == "":
+        return str(path.with_suffix(".safetensors"))
+    if path.suffix != ".safetensors":
+        raise argparse.ArgumentTypeError(f"this writes safetensors: name the file .safetensors, not {path.suffix}")
+    return text
 
 
 class ProgressLine:
@@ -105,7 +201,7 @@ def add_common_args(p: argparse.ArgumentParser, model: bool = True) -> None:
     if model:
         p.add_argument("--model", required=True, help="bundled model name (see `python -m sparsity_viz models`)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1, measured fastest here)")
+    p.add_argument("--threads", type=threads_arg, default=None, help="torch threads (default: 1, measured fastest here)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,33 +217,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-samples", help="train every bundled sample model (seeded) into sample_models/")
     p.add_argument("--only", type=names_arg, default=None, help="comma-separated model names")
     p.add_argument("--dir", default=None, help="output directory (default: sample_models/)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=threads_arg, default=None)
 
     p = sub.add_parser("prune", help="prune a bundled model; print accuracy and the per-layer report")
     add_common_args(p)
     p.add_argument("--strategy", required=True, help=f"one of {', '.join(STRATEGIES)}")
     p.add_argument("--sparsity", required=True, type=fraction_arg)
     p.add_argument("--scope", choices=("layer", "global"), default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--finetune-epochs", type=epochs_arg, default=0)
     p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
     p.add_argument("--dropout", type=rate_arg, default=0.0, help="dropout rate on hidden activations while fine-tuning")
     p.add_argument("--dropconnect", type=rate_arg, default=0.0, help="DropConnect rate on weights while fine-tuning")
     p.add_argument("--train-fraction", type=train_fraction_arg, default=1.0,
                    help="fine-tune on this stratified share of the training split, e.g. 0.1 (default 1)")
-    p.add_argument("--save", default=None, help="write the pruned model (.safetensors) here")
-    p.add_argument("--save-masks", default=None, help="write the masks (.safetensors) here")
+    p.add_argument("--save", type=safetensors_output_arg, default=None, help="write the pruned model (.safetensors) here")
+    p.add_argument("--save-masks", type=safetensors_output_arg, default=None, help="write the masks (.safetensors) here")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("sweep", help="accuracy over strategies x sparsity levels x seeds")
     add_common_args(p)
     p.add_argument("--strategies", required=True, type=names_arg)
     p.add_argument("--levels", required=True, type=fractions_arg)
-    p.add_argument("--seeds", type=ints_arg, default=[0, 1, 2],
+    p.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2],
                    help="comma-separated seeds (default 0,1,2: mean ± std; unseeded strategies cost one seed)")
-    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--finetune-epochs", type=epochs_arg, default=0)
     p.add_argument("--finetune-lr", type=float, default=None)
-    p.add_argument("--schedule-epochs", type=int, default=0,
+    p.add_argument("--schedule-epochs", type=epochs_arg, default=0,
                    help="training budget of scheduled strategies (gradual, iterative, set, rigl), at the fine-tuning "
                         "lr; default: --finetune-epochs; with neither they are skipped")
     from .executors import EXECUTORS
@@ -158,11 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes for --executor process; CPUs of a local Ray for --executor ray")
     p.add_argument("--address", default=None,
                    help="--executor ray: join the Ray cluster at HOST:PORT (default: start a local Ray here)")
-    p.add_argument("--store", default=None,
+    p.add_argument("--store", type=nonempty_arg, default=None,
                    help="results store (.csv file or directory): each finished point is written as it arrives, "
                         "and a re-run with the same configuration computes only the points missing there")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--csv", default=None,
+    out.add_argument("--csv", type=output_arg, default=None,
                      help="write the results as CSV to this file, after a '# key: value' header with the full "
                           "configuration and its run id (pandas: read_csv(path, comment='#'))")
     out.add_argument("--json", action="store_true")
@@ -179,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="integrated_gradients", help="attribution method")
     p.add_argument("--levels", type=fractions_arg, default=[0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
     p.add_argument("--strategies", type=names_arg, default=["magnitude", "global_magnitude", "random"])
-    p.add_argument("--out", required=True, help="output file: .png, .svg, .pdf or .html")
+    p.add_argument("--out", type=output_arg, required=True, help="output file: .png, .svg, .pdf or .html")
 
     from .backend.cli import add_bench_parser, add_sparse_save_parser
 
@@ -233,8 +329,18 @@ def bundled_finetune_config(card: dict, epochs: int, lr: float | None, device: s
 def cmd_models(args) -> int:
     from .checkpoints import available_moe_samples, available_samples, load_card
 
-    rows = [load_card(n) for n in available_samples()]
-    moe_rows = [load_card(n) for n in available_moe_samples()]  # architecture kind "moe": see `experts`
+    def card(name: str) -> dict:
+        c = load_card(name)
+        needed = ["parameters", "test_accuracy", "description"] + (["active_parameters"] if name in moe else [])
+        missing = [k for k in needed if k not in c] + ([] if isinstance(c.get("dataset"), dict) and "name" in c["dataset"]
+                                                        else ["dataset.name"])
+        if missing:
+            raise CheckpointError(f"{name}.json: the model card lacks {', '.join(missing)}.")
+        return {**c, "name": c.get("name", name)}
+
+    moe = set(available_moe_samples())  # architecture kind "moe": see `experts`
+    rows = [card(n) for n in available_samples()]
+    moe_rows = [card(n) for n in available_moe_samples()]
     if args.json:
         print(json.dumps(rows + moe_rows, indent=2))
         return 0
@@ -252,7 +358,7 @@ def cmd_models(args) -> int:
 def cmd_train_samples(args) -> int:
     from .samples import SAMPLE_NAMES, train_samples
 
-    names = args.only or list(SAMPLE_NAMES)
+    names = list(SAMPLE_NAMES) if args.only is None else args.only
     unknown = [n for n in names if n not in SAMPLE_NAMES]
     if unknown:
         raise CliError(f"unknown sample model(s) {', '.join(unknown)}; choose from {', '.join(SAMPLE_NAMES)}")
@@ -291,9 +397,10 @@ def cmd_prune(args) -> int:
     fit = evaluate_dataset(net, used, split="train", device=args.device)  # eval mode: dropout / DropConnect off
     report = sparsity_report(net, pruned.masks)
     if args.save:
-        save_model(net.cpu(), args.save)
+        print(f"wrote the pruned model to {save_model(net.cpu(), args.save)}", file=sys.stderr)
     if args.save_masks:
         save_masks(pruned.masks, args.save_masks)
+        print(f"wrote the masks to {args.save_masks}", file=sys.stderr)
     result = {
         "model": args.model,
         "strategy": args.strategy,
@@ -400,6 +507,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if exc.args else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a write that failed after all (disk full, permissions changed): one line
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except TrainingDiverged as exc:  # one line: the epoch, the reason, what to try
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -18,18 +18,18 @@ import json
 
 def add_experts_parser(subparsers) -> None:
     """Register ``experts`` on the CLI's subparsers (sets ``func=run_experts``)."""
-    from .cli import fraction_arg, ints_arg, nonnegative_int_arg
+    from .cli import epochs_arg, finite_nonnegative_arg, fraction_arg, ints_arg, seed_arg, threads_arg
 
     p = subparsers.add_parser("experts", help="mixture-of-experts routing: class x expert table, load, balance "
                                               "loss, active parameters")
     p.add_argument("--model", default="moe_moons", help="bundled MoE: moe_moons or moe_mnist")
     p.add_argument("--top-k", type=int, default=None, help="experts per input (default: the architecture's)")
-    p.add_argument("--seed", type=int, default=0, help="with --epochs: seeds the initial weights and the shuffling")
-    p.add_argument("--epochs", type=nonnegative_int_arg, default=None,
+    p.add_argument("--seed", type=seed_arg, default=0, help="with --epochs: seeds the initial weights and the shuffling")
+    p.add_argument("--epochs", type=epochs_arg, default=None,
                    help="train this many epochs from the seeded init instead of loading the bundled checkpoint "
                         "(0: the untrained init)")
     p.add_argument("--lr", type=float, default=None, help="with --epochs (default: the bundled recipe's)")
-    p.add_argument("--balance-weight", type=float, default=None,
+    p.add_argument("--balance-weight", type=finite_nonnegative_arg, default=None,
                    help="with --epochs: load-balancing loss weight (default: the bundled recipe's)")
     p.add_argument("--prune-experts", type=ints_arg, default=[], help="comma-separated experts whose weights are all "
                                                                   "pruned (the router still sends inputs to them)")
@@ -37,7 +37,7 @@ def add_experts_parser(subparsers) -> None:
                    help="prune this fraction of the experts' weights (the router is never pruned)")
     p.add_argument("--strategy", default="global_magnitude", help="pruning strategy for --sparsity")
     p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=threads_arg, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_experts)
 

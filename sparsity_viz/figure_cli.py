@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -56,6 +57,10 @@ def _fanout(model, dataset, opts) -> go.Figure:
 
 def _curves(model, dataset, opts) -> go.Figure:
     frame = sweep(model, dataset, opts.strategies, opts.levels)
+    for name, reason in frame.attrs["skipped"].items():  # a scheduled strategy needs a training budget
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    if frame.empty:
+        raise ValueError("Nothing to draw: every strategy given was skipped (see above).")
     return figures.accuracy_curves(frame, dense_accuracy=frame.attrs["dense_accuracy"])
 
 

@@ -44,7 +44,7 @@ def _sparsity_arg(text: str) -> float | str:
 
 def add_quantize_parsers(subparsers) -> None:
     """Register ``quantize`` and ``compress`` on the CLI's subparsers (each sets ``func``)."""
-    from .cli import add_common_args, fraction_arg, nonnegative_int_arg
+    from .cli import add_common_args, epochs_arg, fraction_arg, safetensors_output_arg, seed_arg
 
     p = subparsers.add_parser("quantize", help="quantize a bundled model (optionally pruned, optionally with QAT); "
                                                "accuracy, zeros created, size table")
@@ -55,14 +55,14 @@ def add_quantize_parsers(subparsers) -> None:
     p.add_argument("--per-channel", action="store_true", help="one scale per output channel (uniform, ternary)")
     p.add_argument("--sparsity", type=fraction_arg, default=None, help="prune to this sparsity first")
     p.add_argument("--strategy", default="global_magnitude", help="pruning strategy (with --sparsity)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prune-finetune-epochs", type=nonnegative_int_arg, default=0,
+    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--prune-finetune-epochs", type=epochs_arg, default=0,
                    help="retrain the pruned fp32 model this many epochs (masks held) before quantizing")
-    p.add_argument("--finetune-epochs", type=nonnegative_int_arg, default=0,
+    p.add_argument("--finetune-epochs", type=epochs_arg, default=0,
                    help="quantization-aware fine-tuning epochs (straight-through estimator; k-means: trained "
                         "centroids); 0 = post-training quantization")
     p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
-    p.add_argument("--save", default=None, help="write the compressed checkpoint (.safetensors) here")
+    p.add_argument("--save", type=safetensors_output_arg, default=None, help="write the compressed checkpoint (.safetensors) here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_quantize)
 
@@ -75,11 +75,11 @@ def add_quantize_parsers(subparsers) -> None:
     p.add_argument("--method", default="kmeans")
     p.add_argument("--bits-conv", type=int, default=8, help="bits per conv weight (paper: 8)")
     p.add_argument("--bits-fc", type=int, default=5, help="bits per fully connected weight (paper, AlexNet: 5)")
-    p.add_argument("--finetune-epochs", type=nonnegative_int_arg, default=10, help="retraining after pruning")
-    p.add_argument("--qat-epochs", type=nonnegative_int_arg, default=5, help="codebook training after quantizing")
+    p.add_argument("--finetune-epochs", type=epochs_arg, default=10, help="retraining after pruning")
+    p.add_argument("--qat-epochs", type=epochs_arg, default=5, help="codebook training after quantizing")
     p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", default=None, help="write the compressed checkpoint (.safetensors) here")
+    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--save", type=safetensors_output_arg, default=None, help="write the compressed checkpoint (.safetensors) here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_compress)
 
@@ -119,9 +119,8 @@ def run_quantize(args) -> int:
     method = resolve_method(args.method)
     get_quantizer(method, args.bits, args.per_channel)  # 0 / 33 bits, per channel for k-means: one line, exit 2
     _check_model(args.model)
-    if args.sparsity is not None:
-        get_strategy(args.strategy, seed=args.seed)
-    elif args.prune_finetune_epochs:
+    get_strategy(args.strategy, seed=args.seed)  # a bad name is an error even when --sparsity does not use it
+    if args.sparsity is None and args.prune_finetune_epochs:
         raise ValueError("--prune-finetune-epochs needs --sparsity.")
     model, card, dataset = load_bundled(args.model)
     dense = evaluate_dataset(model, dataset, device=args.device).accuracy

@@ -129,9 +129,12 @@ def train_samples(
     directory: str | Path | None = None,
     on_model: Callable[[str, dict], None] | None = None,
 ) -> list[dict]:
-    """Train every (or the named) sample model, the MoE ones included; ``on_model(name, card)`` after each."""
+    """Train every (``names=None``) or the named sample models, the MoE ones included; ``on_model(name, card)`` after
+    each. An empty list is refused: it must never mean "all" (that retrains and overwrites every bundled model)."""
+    if names is not None and not list(names):
+        raise ValueError("No sample model named: give at least one name (None trains them all).")
     cards = []
-    for name in names or SAMPLE_NAMES:
+    for name in SAMPLE_NAMES if names is None else names:
         card = train_moe_sample(name, directory) if name in MOE_RECIPES else train_sample(name, directory)
         cards.append(card)
         if on_model is not None:

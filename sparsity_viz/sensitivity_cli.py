@@ -17,7 +17,7 @@ from pathlib import Path
 
 def add_sensitivity_parser(subparsers) -> None:
     """Register ``sensitivity`` on the CLI's subparsers (sets ``func``)."""
-    from .cli import add_common_args, fraction_arg, fractions_arg, ints_arg, names_arg
+    from .cli import add_common_args, fraction_arg, fractions_arg, names_arg, output_arg, seeds_arg
     from .sensitivity import DEFAULT_LEVELS
 
     p = subparsers.add_parser("sensitivity", help="per-layer sensitivity: prune one layer at a time to each level "
@@ -26,12 +26,12 @@ def add_sensitivity_parser(subparsers) -> None:
     p.add_argument("--levels", type=fractions_arg, default=list(DEFAULT_LEVELS),
                    help="comma-separated sparsity levels in [0, 1]")
     p.add_argument("--strategy", default="magnitude", help="a one-shot strategy with a per-layer scope")
-    p.add_argument("--seeds", type=ints_arg, default=[0], help="comma-separated seeds of the strategy")
+    p.add_argument("--seeds", type=seeds_arg, default=[0], help="comma-separated seeds of the strategy")
     p.add_argument("--layers", type=names_arg, default=None, help="comma-separated layer names (default: all)")
     p.add_argument("--target", type=fraction_arg, default=None,
                    help="also print the per-layer targets the sensitivity-guided strategy picks for this overall "
                         "sparsity")
-    p.add_argument("--csv", default=None, help="write the scan (one row per layer, level, seed) to this CSV file")
+    p.add_argument("--csv", type=output_arg, default=None, help="write the scan (one row per layer, level, seed) to this CSV file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_sensitivity)
 

@@ -354,3 +354,24 @@ def test_a_torch_prune_mask_must_be_zeros_and_ones():
         fold_torch_prune(state)
     state["fc1.weight_mask"] = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert torch.equal(fold_torch_prune(state)["fc1.weight"], torch.eye(2))
+
+
+@pytest.mark.parametrize("card,match", [
+    ("[]", "a model card is a JSON object, got list"),
+    ("{not json", "not a readable model card"),
+    ('{"architecture": {"kind": "mlp", "kwargs": {"in_features": 2, "hidden": [-5], "num_classes": 2}}}',
+     "cannot build its architecture"),
+])
+def test_a_malformed_model_card_is_one_clear_error(tmp_path, card, match):
+    (tmp_path / "moons_mlp.json").write_text(card)
+    (tmp_path / "moons_mlp.safetensors").write_bytes(state_dict_to_bytes(build_model("moons_mlp", seed=0)))
+    with pytest.raises(CheckpointError, match=match):
+        load_sample("moons_mlp", tmp_path)
+
+
+def test_train_samples_never_reads_an_empty_list_as_all(tmp_path):
+    from sparsity_viz.samples import train_samples
+
+    with pytest.raises(ValueError, match="No sample model named"):
+        train_samples([], tmp_path)
+    assert not list(tmp_path.iterdir())

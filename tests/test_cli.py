@@ -128,6 +128,39 @@ def test_sweep_scheduled_strategies_need_a_budget_and_show_it():
           "--train-fraction", "half"), "train fraction must be a number"),
         (("prune", "--model", "digits_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--train-fraction", "0.5"),
          "add --finetune-epochs N"),
+        # found by an audit: each of these used to give a traceback, an empty result or a silent surprise
+        (("train-samples", "--only", ""), "expected at least one comma-separated value"),  # had retrained them all
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", ""), "at least one"),
+        (("sweep", "--model", "moons_mlp", "--strategies", " , ", "--levels", "0.5"), "at least one"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--seeds", ""), "at least one"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--store", ""), "expected a path"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--csv", "/no/such/dir/x.csv"),
+         "the folder /no/such/dir does not exist"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--csv", "/tmp"),
+         "/tmp is a directory"),
+        (("prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--save-masks",
+          "/no/such/dir/m.safetensors"), "the folder /no/such/dir does not exist"),
+        (("prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--save", "model.v1.pt"),
+         "name the file .safetensors, not .pt"),
+        (("prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--save", ""),
+         "expected an output file name"),
+        (("prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--save", "x" * 300 + ".safetensors"),
+         "name is longer than 255 bytes"),
+        (("figure", "heatmap", "--model", "moons_mlp", "--out", "/no/such/dir/x.html"), "does not exist"),
+        (("prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--threads", "100000"),
+         "threads must be from 1 to"),
+        (("prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--seed", "9" * 20),
+         "a seed must be from 0 to 4294967295"),
+        (("prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "-1"),
+         "epochs must be from 0 to 10000"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--schedule-epochs", "-1"),
+         "epochs must be from 0 to 10000"),
+        (("bench", "--model", "moons_mlp", "--batch", "1000000000000"), "--batch sizes go up to 65,536"),
+        (("bench", "--model", "moons_mlp", "--repeats", "1000000000000"), "repeats must be from 1 to 10000"),
+        (("experts", "--epochs", "1", "--balance-weight", "inf"), "expected a finite number >= 0"),
+        (("quantize", "--model", "moons_mlp", "--strategy", "nosuch"), "Unknown strategy 'nosuch'"),
+        (("figure", "curves", "--model", "moons_mlp", "--strategies", "gradual", "--levels", "0.5", "--out", "x.html"),
+         "Nothing to draw"),
     ],
 )
 def test_bad_arguments_exit_nonzero_with_one_line(args, needle, capsys):
@@ -138,7 +171,7 @@ def test_bad_arguments_exit_nonzero_with_one_line(args, needle, capsys):
         status = exc.code
     err = capsys.readouterr().err
     assert status != 0
-    lines = err.strip().splitlines()
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("skipped ")]  # a skip note may come first
     assert len(lines) == 1, err
     assert lines[0].startswith("error:") and needle in lines[0]
     assert "Traceback" not in err
@@ -242,3 +275,13 @@ def test_sweep_on_ray_bad_input_is_one_error_line(capsys, monkeypatch):
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(needle), err
+
+
+def test_prune_save_says_where_it_wrote_and_adds_the_suffix_only_when_there_is_none(tmp_path, capsys):
+    base = ["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--json"]
+    assert main([*base, "--save", str(tmp_path / "pruned"), "--save-masks", str(tmp_path / "m.safetensors")]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["achieved_sparsity"] > 0  # stdout stays pure JSON
+    assert f"wrote the pruned model to {tmp_path / 'pruned.safetensors'}" in out.err
+    assert f"wrote the masks to {tmp_path / 'm.safetensors'}" in out.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "pruned.safetensors"]

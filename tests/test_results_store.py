@@ -128,3 +128,13 @@ def test_store_paths_keys_and_bad_input(tmp_path):
     with pytest.raises(ValueError, match="has columns \\['accuracy'\\].*use another store file"):
         ResultsStore(tmp_path / "s.csv", "run2").append("k", {"loss": 1.0})
     assert os.path.getsize(tmp_path / "s.csv") > 0
+
+
+@pytest.mark.parametrize("text", ["a,b\n1,2\n", "hello world\n", "point,run_id\nx,y\n"])
+def test_a_csv_that_is_not_a_store_is_named_not_read_as_one(tmp_path, text):
+    """It printed the bare KeyError text ('run_id', or an Index of columns) before."""
+    path = tmp_path / "other.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"other.csv is not a sparsity_viz results store: its columns start .*"
+                                         r"a store's start run_id, point"):
+        ResultsStore(path, "abc").rows()

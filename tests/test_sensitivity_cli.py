@@ -59,7 +59,7 @@ def test_text_table_and_targets(capsys):
     (["--levels", "abc"], "sparsity must be a number"),
     (["--strategy", "gradual"], "cannot prune one layer on its own"),
     (["--strategy", "nope"], "Unknown strategy 'nope'"),
-    (["--seeds", "a"], "expected comma-separated integers"),
+    (["--seeds", "a"], "a seed must be a whole number from 0 to 4294967295, got 'a'"),
     (["--target", "2"], "sparsity must be in [0, 1]"),
     (["--layers", "fc9"], "Unknown layer(s) 'fc9'"),
     (["--csv", "/nonexistent-dir/x.csv"], "does not exist"),

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+MAX_BATCH = 65_536  # the inputs of one timed call: 784 x 65,536 floats is 205 MB
+
+
 def _batches(text: str) -> list[int]:
     try:
         vals = [int(v) for v in text.split(",") if v.strip()]
@@ -23,20 +26,24 @@ def _batches(text: str) -> list[int]:
         raise ValueError(f"--batch must be comma-separated integers, got {text!r}") from None
     if not vals or any(v < 1 for v in vals):
         raise ValueError(f"--batch needs positive integers, got {text!r}")
+    if max(vals) > MAX_BATCH:
+        raise ValueError(f"--batch sizes go up to {MAX_BATCH:,}, got {max(vals):,}")
     return vals
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``bench`` on an argparse subparsers object."""
+    from ..cli import repeats_arg, seed_arg, threads_arg
+
     p = subparsers.add_parser("bench", help="latency of every sparse format vs dense for a pruned model")
     p.add_argument("--model", default="lenet300")
     p.add_argument("--strategy", default="global_magnitude")
     p.add_argument("--sparsity", type=float, default=0.9)
     p.add_argument("--batch", default="1,32,256", help="comma-separated batch sizes")
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--repeats", type=repeats_arg, default=30)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: project policy)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=threads_arg, default=None, help="torch intra-op threads (default: project policy)")
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     p.set_defaults(func=run_bench)
     return p
@@ -75,8 +82,6 @@ def run_bench(args) -> int:
     """Run the benchmark described by ``args``; 0 on success, 2 on bad input."""
     try:
         batches = _batches(args.batch)
-        if args.repeats < 1:
-            raise ValueError("--repeats must be >= 1")
         threads = configure_threads(args.threads)
         from ..devices import resolve_device
 
@@ -110,11 +115,13 @@ def run_bench(args) -> int:
 
 def add_sparse_save_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``sparse-save``: prune a model and write a sparse checkpoint, with sizes."""
+    from ..cli import seed_arg
+
     p = subparsers.add_parser("sparse-save", help="save a pruned model as a compact sparse safetensors file")
     p.add_argument("--model", default="lenet300")
     p.add_argument("--strategy", default="global_magnitude")
     p.add_argument("--sparsity", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_sparse_save)
