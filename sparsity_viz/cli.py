@@ -169,7 +169,7 @@ def output_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(f"the folder {folder} does not exist (or is not a folder); create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"the folder {folder} is not writable")
-    return text
+    return str(path)  # "~" expanded: the writers open it as given
 
 
 def safetensors_output_arg(text: str) -> str:
@@ -179,7 +179,7 @@ def safetensors_output_arg(text: str) -> str:
         return str(path.with_suffix(".safetensors"))
     if path.suffix != ".safetensors":
         raise argparse.ArgumentTypeError(f"this writes safetensors: name the file .safetensors, not {path.suffix}")
-    return text
+    return str(path)
 
 
 class ProgressLine:
