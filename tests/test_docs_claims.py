@@ -95,3 +95,77 @@ def test_sensitivity_doc_table_targets_and_accuracies_are_what_the_library_compu
     assert claim == tuple(f"{100 * measured[n]:.1f}" for n in ("sensitivity_guided", "magnitude", "global_magnitude"))
     zeros = {n: f"{100 * float((~m).float().mean()):.2f} %" for n, m in prune(model, "global_magnitude", 0.9).masks.items()}
     assert f"{zeros['fc1.weight']} / {zeros['fc2.weight']} / {zeros['fc3.weight']} of the weights of fc1" in doc
+
+
+def _table_rows(doc: str, block: str) -> dict[str, list[str]]:
+    """``{first cell: other cells}`` of the markdown table between a block's begin/end markers."""
+    body = doc.split(f"<!-- {block}:begin -->")[1].split(f"<!-- {block}:end -->")[0]
+    rows = [ln.strip().strip("|").split("|") for ln in body.splitlines() if ln.startswith("| ") and "---" not in ln]
+    return {r[0].strip(): [c.strip() for c in r[1:]] for r in rows[1:]}  # rows[0]: the header
+
+
+def test_activation_prose_is_its_table():
+    """docs/activations.md's 'Reading it honestly' numbers are its table's (the 50 % and 90 % rows)."""
+    doc = (ROOT / "docs/activations.md").read_text()
+    prose = " ".join(doc.split())
+    rows = _table_rows(doc, "activations-table")
+    hidden = {k: float(v[4].rstrip(" %")) for k, v in rows.items()}  # "all hidden zero"
+    dense, half, half_ft = hidden["dense"], hidden["global magnitude 50%"], hidden["global magnitude 50% + 2 epochs fine-tuning"]
+    gap = max(abs(half - dense), abs(half_ft - dense))
+    claimed = float(re.search(r"to within ([\d.]+) points \(", prose).group(1))
+    assert gap <= claimed < gap + 0.1 + 1e-9
+    assert f"({dense:.1f} % dense, {half:.1f} % pruned, {half_ft:.1f} % after fine-tuning)" in prose
+    ninety, ninety_ft = rows["global magnitude 90%"], rows["global magnitude 90% + 2 epochs fine-tuning"]
+    assert (f"At 90 % the share goes from {dense:.1f} % to {ninety[4]} (fc1 {rows['dense'][2].rstrip(' %')} → "
+            f"{ninety[2]}), and fine-tuning gives back about 2 points ({ninety_ft[4]})") in prose
+
+
+def test_lottery_reproduction_prose_is_its_table():
+    doc = (ROOT / "docs/reproductions.md").read_text()
+    prose = " ".join(doc.split())
+    rows = re.findall(r"^\| (\d+) +\| ([\d.]+) % +\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| \+([\d.]+) \|$", doc, flags=re.M)
+    rows = [r for r in rows if 80 <= float(r[1]) <= 96]
+    assert len(rows) == 5
+    reinit = [float(r[5]) for r in rows]  # the table's own "ticket − reinit" column
+    random_mask = [float(r[2]) - float(r[4]) for r in rows]  # from the shown accuracies
+    assert (f"the ticket beats re-initialisation by {min(reinit):.1f}–{max(reinit):.1f} points and the random mask by "
+            f"{min(random_mask):.1f}–{max(random_mask):.1f} points") in prose
+
+
+def test_readme_global_magnitude_profile_is_what_prune_gives():
+    from sparsity_viz.pruning import prune
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    model, card = load_sample("lenet300")
+    masks = prune(model, "global_magnitude", 0.9).masks
+    kept = [100 * float(masks[f"fc{i}.weight"].float().mean()) for i in (1, 2, 3)]
+    assert f"leaves fc1 {kept[0]:.1f} %, fc2 {kept[1]:.1f} % and fc3 {kept[2]:.1f} % of their weights" in readme
+    assert kept[0] < kept[1] < kept[2]  # "the big first layer loses most"
+    assert "per-layer thresholds keep less of the small layers (8 % / 9 % / 26 %" in readme
+    assert "Han report 8 % / 9 % / 26 %" in " ".join((ROOT / "docs/reproductions.md").read_text().split())
+
+
+def test_sparse_checkpoint_and_csr_bytes_are_what_the_library_writes():
+    """docs/backend.md's 'Sparse checkpoint' paragraph and weight bytes, and the README row that quotes them."""
+    from sparsity_viz.backend.cli import prune_sample
+    from sparsity_viz.backend.formats import CSR
+    from sparsity_viz.backend.sparse_checkpoint import save_sparse
+
+    doc = " ".join((ROOT / "docs/backend.md").read_text().split())
+    readme = (ROOT / "README.md").read_text()
+    saved = {name: save_sparse(prune_sample(name, "global_magnitude", 0.9)) for name in ("lenet300", "lenet5")}
+    ratio = {n: s.nbytes / s.dense_nbytes for n, s in saved.items()}
+    lenet300, lenet5 = saved["lenet300"], saved["lenet5"]
+    assert (f"{lenet300.nbytes:,} bytes vs {lenet300.dense_nbytes:,} dense ({ratio['lenet300']:.3f}×); LeNet-5: "
+            f"{lenet5.nbytes:,} vs {lenet5.dense_nbytes:,} ({ratio['lenet5']:.3f}×)") in doc
+    model = prune_sample("lenet300", "global_magnitude", 0.9)
+    fc1 = lenet300.report().set_index("tensor").loc["fc1.weight"]
+    without = save_sparse(model, keep_zero_signs=False).report().set_index("tensor").loc["fc1.weight"]
+    signs = int(fc1["bytes"] - without["bytes"])
+    assert (f"fc1 (300×784, {100 * float((model.fc1.weight != 0).float().mean()):.1f} % of its weights left) is stored "
+            f"as a {fc1['encoding']} at {fc1['ratio']:.3f}× its dense bytes; {signs:,} bytes of that "
+            f"({signs / fc1['dense_bytes']:.3f}×) are a second bitmap") in doc
+    csr = sum(CSR.from_dense(m.weight.detach()).nbytes for m in (model.fc1, model.fc2, model.fc3))
+    dense = sum(m.weight.numel() * 4 for m in (model.fc1, model.fc2, model.fc3))
+    assert f"Weight bytes: dense {dense:,}; CSR int16 {csr:,} ({csr / dense:.3f}×)" in doc
+    assert f"int16 CSR {csr / dense:.3f}× dense; sparse checkpoint file {ratio['lenet300']:.3f}×" in readme

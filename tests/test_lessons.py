@@ -268,3 +268,12 @@ def test_home_first_steps_state_the_measured_numbers(ctxs, reveal):
     assert pct(r.numbers["dense"]) in r.text and pct(r.numbers["random_90"]) in r.text
     assert r.numbers["border_mean"] == fan.numbers["border_mean"]
     assert "barely moves" not in r.text
+
+
+def test_the_number_of_lessons_the_texts_name_is_the_registry_s():
+    """'six guided lessons' in Home, the README and docs/lessons.md: a seventh lesson must change the words too."""
+    words = {4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+    word = words[len(LESSONS)]
+    assert f"**Lessons**: {word} guided lessons" in (ROOT / "sparsity_viz/lessons/home.py").read_text()
+    assert f"| Lessons | {word} guided lessons" in (ROOT / "README.md").read_text()
+    assert f"walks a class through {word} short lessons" in (ROOT / "docs/lessons.md").read_text()

@@ -9,11 +9,13 @@ from sparsity_viz.recipes import lottery_recipe
 
 app_state.sidebar()
 st.title("Lottery ticket lab")
+RATES = LotteryConfig()  # the pruning rates per round (the paper's)
 st.markdown(
-    "Frankle & Carbin (2019): train a fresh network, prune the 20 % smallest surviving weights, **rewind** the survivors "
-    "to their initial values and train again; repeat. The sparse *winning ticket* trains as well as the dense network. "
-    "Two controls show it is the mask *and* the initial values together: the same mask with new random weights, "
-    "and the original weights under a random mask. Each round leaves 80 % of the weights of the one before."
+    f"Frankle & Carbin (2019): train a fresh network, prune the smallest {RATES.rate:.0%} of the surviving weights of "
+    f"each hidden layer ({RATES.output_rate:.0%} of the output layer's), **rewind** the survivors to their initial "
+    "values and train again; repeat. They found that the sparse *winning ticket* trains as well as the dense network: "
+    "the curves below show whether it does here. Two controls show it is the mask *and* the initial values together: "
+    "the same mask with new random weights, and the original weights under a random mask."
 )
 
 wb = app_state.bench()
@@ -32,7 +34,8 @@ s = app_state.page_settings("lottery", SETTINGS, ranges={"rounds": (1, recipe.ma
 c1, c2, c3, c4 = st.columns(4)
 rounds = c1.number_input("Rounds", 1, recipe.max_rounds, min(int(s["rounds"] or recipe.rounds), recipe.max_rounds),
                          key="lottery_rounds",
-                         help="After r rounds 0.8^r of each hidden layer is left (8 rounds: 17 %).")
+                         help=f"After r rounds {1 - RATES.rate:g}^r of each hidden layer is left (8 rounds: "
+                              f"{(1 - RATES.rate) ** 8:.0%}), {1 - RATES.output_rate:g}^r of the output layer.")
 epochs = c2.number_input("Epochs per round", 1, recipe.max_epochs,
                          min(int(s["epochs"] or recipe.epochs), recipe.max_epochs), key="lottery_epochs")
 rewind = c3.select_slider("Rewind to step", REWINDS, value=s["rewind"], key="lottery_rewind",
@@ -46,7 +49,8 @@ app_state.keep_page_settings("lottery", SETTINGS, rounds=None if rounds == recip
                              epochs=None if epochs == recipe.epochs else int(epochs), rewind=rewind, seed=int(seed),
                              metric=metric)
 
-config = LotteryConfig(rounds=int(rounds), epochs=int(epochs), lr=recipe.lr, rewind_step=int(rewind), seed=int(seed))
+config = LotteryConfig(rounds=int(rounds), epochs=int(epochs), lr=recipe.lr, rewind_step=int(rewind), seed=int(seed),
+                       rate=RATES.rate, output_rate=RATES.output_rate)
 frame = app_state.lab_result(app_state.lottery_key(wb.name, int(seed), config))
 if frame is None or frame.attrs.get("cancelled"):
     st.caption(f"{int(rounds)} rounds × 3 trainings of {int(epochs)} epochs each, plus the dense run.")

@@ -10,6 +10,9 @@ from ..figures.speed import format_label
 from .speed_report import SpeedReport, interval_words
 
 
+TIE_LOW, TIE_HIGH = 0.97, 1.03  # a compiled/dense ratio in [TIE_LOW, TIE_HIGH] is a tie
+
+
 def findings(report: SpeedReport, batches: tuple[int, ...]) -> list[str]:
     """One sentence per result worth saying: compiled vs dense per batch, formats slower than dense, int8 vs
     fp32, layers the dispatcher kept dense, formats that were skipped (and why)."""
@@ -19,16 +22,22 @@ def findings(report: SpeedReport, batches: tuple[int, ...]) -> list[str]:
         auto = g["ratio_dense"].get("auto")
         if auto is not None and auto == auto:
             iqr = interval_words(bench, b, "auto")
-            if auto < 0.97:
-                all_dense = plans[b]["table"]["format"].str.startswith("dense").all()
+            all_dense = plans[b]["table"]["format"].str.startswith("dense").all()
+            if auto < TIE_LOW:
                 lines.append(f"At batch {b} the compiled model takes **{auto:.2f}×** the dense time "
                              f"({1 / auto:.1f}× faster{'; ' + iqr if iqr else ''})"
                              + (": every layer stays dense, the gain comes from removing dead neurons and one fused "
                                 "call, not from skipping zeros." if all_dense else "."))
+            elif auto <= TIE_HIGH:
+                lines.append(f"At batch {b} the compiled model **ties** with dense ({auto:.2f}× the dense time"
+                             f"{'; ' + iqr if iqr else ''})"
+                             + (": the dispatcher kept every layer dense." if all_dense else "."))
             else:
-                lines.append(f"At batch {b} sparse **loses** or ties ({auto:.2f}× the dense time"
-                             f"{'; ' + iqr if iqr else ''}): the compiled model falls back to dense layers, so it is "
-                             "never meaningfully slower.")
+                lines.append(f"At batch {b} the compiled model **loses**: {auto:.2f}× the dense time"
+                             f"{'; ' + iqr if iqr else ''}"
+                             + (": every layer stays dense, so this is the compiled call's own cost (or timing noise)."
+                                if all_dense else ": the formats chosen when it was compiled are slower in this "
+                                                  "measurement."))
         for fmt in ("csr-torch", "csr-native"):
             r = g["ratio_dense"].get(fmt)
             if r is not None and r == r and r > 1.0:
