@@ -75,10 +75,9 @@ app_state.show_table(table, "prune_layers", column_config={  # full width: the "
 st.subheader("Fine-tune the survivors")
 st.markdown("Retraining with the pruned weights held at zero can win back lost accuracy; how much depends on the "
             "level, the strategy and the epochs; the training log below shows what it won here (Han et al. used "
-            "1/10 of "
-            "the original learning rate, as here). **Dropout** and **DropConnect** zero a "
-            "random share of activations or weights at each step (never at evaluation); on a small share of the "
-            "training data, watch whether they narrow the gap between train and test accuracy.")
+            "1/10 of the original learning rate, as here). **Dropout** and **DropConnect** zero a random share of "
+            "activations or weights at each step (never at evaluation); on a small share of the training data, "
+            "watch whether they narrow the gap between train and test accuracy.")
 options = app_state.training_options("prune", app_state.dataset(wb))
 f1, f2 = st.columns([1, 3])
 epochs = f1.number_input("Epochs", 1, 50, app_state.stored_finetune(), key="prune_ft_epochs")
