@@ -79,11 +79,19 @@ def _check(weight: torch.Tensor) -> torch.Tensor:
     return w.contiguous()
 
 
+MIN_SCALE = torch.finfo(torch.float32).tiny  # the smallest normal float32: 1 / scale stays finite
+
+
 def row_scales(weight: torch.Tensor) -> torch.Tensor:
-    """Symmetric per-row scales ``max|w_row| / 127`` (1.0 for all-zero rows), float32 ``(out,)``."""
+    """Symmetric per-row scales ``max|w_row| / 127`` (1.0 for all-zero rows), float32 ``(out,)``.
+
+    At least ``MIN_SCALE``: a row whose largest weight is below ~1.5e-36 would otherwise get a subnormal scale whose
+    reciprocal overflows (every code saturating to +-127) or a scale of 0; such a row's tiny weights round to
+    0 or +-1 instead.
+    """
     w = _check(weight)
     amax = w.abs().amax(dim=1) if w.shape[1] else torch.zeros(w.shape[0])
-    return torch.where(amax > 0, amax / QMAX, torch.ones_like(amax)).to(torch.float32)
+    return torch.where(amax > 0, (amax / QMAX).clamp(min=MIN_SCALE), torch.ones_like(amax)).to(torch.float32)
 
 
 def quantize_rows(weight: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,7 +261,7 @@ class Int8SparseMLP(nn.Module):
         return sum(op.nbytes for op in self.ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(x.shape[0], -1).float()
+        x = x.flatten(1).float()  # (B, in); not reshape(B, -1), which fails for B = 0
         tile = _tile(x.shape[0])
         chain = self._chains.get(tile)
         if chain is not None or self.native:
@@ -279,7 +287,10 @@ class WeightOnlyInt8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        y = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]).contiguous(), self.q, self.scale)
+        x2 = x.reshape(-1, x.shape[-1])  # (N, in)
+        if x2.stride(-1) != 1:  # the kernel wants unit stride; contiguous() keeps a (N, 1) view's stride as it is
+            x2 = x2.clone(memory_format=torch.contiguous_format)
+        y = torch._weight_int8pack_mm(x2, self.q, self.scale)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.out_features)

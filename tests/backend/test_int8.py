@@ -212,3 +212,30 @@ def test_nan_input_stays_nan_through_relu(batch):
     assert bool(y[batch // 2].isnan().all())
     keep = torch.arange(batch) != batch // 2
     assert not bool(y[keep].isnan().any())
+
+
+@pytest.mark.parametrize("fmt", int8.INT8_FORMATS)
+def test_empty_batches_and_a_transposed_one_feature_input(fmt):
+    """Found by an audit: csr-int8 failed on an empty batch (reshape(0, -1)); the weight-only kernel on a (B, 1)
+    transposed view, whose last stride contiguous() leaves at B."""
+    if fmt == int8.SPARSE_FORMAT:
+        native_or_skip()
+    model = MLP(6, (20,), 3).eval()
+    assert int8.int8_model(model, fmt)(torch.randn(0, 6)).shape == (0, 3)
+    one = MLP(1, (9,), 2).eval()
+    x = torch.randn(1, 37).t()  # (37, 1), strides (1, 37)
+    q = int8.int8_model(one, fmt)
+    torch.testing.assert_close(q(x), q(x.contiguous().clone()))
+
+
+def test_rows_of_tiny_weights_quantize_like_the_reference_and_zeros_stay_zero():
+    """A row whose largest weight is ~1e-38 had a subnormal scale: 1/scale overflowed and every code saturated (or the
+    scale rounded to 0 and quantizing raised). Scales are now at least the smallest normal float32."""
+    w = torch.tensor([[1e-38, -3.3e-39, 0.0], [0.5, -0.25, 0.1], [1e-44, 0.0, 0.0]])
+    scale = int8.row_scales(w)
+    assert bool((scale >= int8.MIN_SCALE).all()) and bool(torch.isfinite(1.0 / scale).all())
+    csr = int8.Int8CSR.from_dense(w)
+    ref = int8.fake_quantize_rows(w)
+    assert torch.equal(csr.dequantize(), ref)
+    assert bool((ref[w == 0] == 0).all())  # a pruned weight stays exactly zero
+    assert int(csr.qval.abs().max()) <= 127 and torch.equal(csr.dequantize()[1], ref[1])
