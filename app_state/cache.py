@@ -31,7 +31,7 @@ import streamlit as st
 import torch
 from torch import nn
 
-from sparsity_viz.session import fingerprint
+from sparsity_viz.session import architecture_fingerprint, fingerprint
 
 from . import keys
 
@@ -277,7 +277,9 @@ _CONTENT_LOCK = threading.Lock()
 
 
 def content_key(model: nn.Module) -> str:
-    """The fingerprint of ``model``'s weights (``session.fingerprint``), computed once per model object.
+    """The fingerprint of ``model``'s weights and architecture (``session.fingerprint`` and
+    ``architecture_fingerprint``: equal weights under another activation are another model), computed once per model
+    object.
 
     Models in the app are never changed in place (every change makes a new model), so equal keys
     mean equal weights, whichever session made them: the key of shared, content-addressed caches.
@@ -285,7 +287,7 @@ def content_key(model: nn.Module) -> str:
     with _CONTENT_LOCK:
         hit = _CONTENT.get(model)
     if hit is None:
-        hit = fingerprint(model)
+        hit = f"{fingerprint(model)}-{architecture_fingerprint(model)}"
         with _CONTENT_LOCK:
             _CONTENT[model] = hit
     return hit

@@ -172,6 +172,8 @@ def sweep(
     for level in levels:
         if not 0.0 <= float(level) <= 1.0:
             raise ValueError(f"Sparsity levels must lie in [0, 1], got {level!r}.")
+    if len({float(v) for v in levels}) < len(levels):  # a repeated point would be counted twice and never finish
+        raise ValueError(f"Sparsity levels must be distinct, got {list(levels)!r}.")
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) < len(seeds):
         raise ValueError(f"Seeds must be one or more distinct integers, got {seeds!r}.")
@@ -443,7 +445,7 @@ def rerun(config: Mapping[str, Any], *, model: nn.Module | None = None, dataset:
             strategy parameters), or a model / dataset that is not the configuration's.
     """
     from .run_config import CONFIG_KEYS, dataset_fingerprint, strategy_params
-    from .session import fingerprint
+    from .session import architecture_fingerprint, fingerprint
 
     extra = sorted(set(config) - set(CONFIG_KEYS))
     if extra:
@@ -462,6 +464,8 @@ def rerun(config: Mapping[str, Any], *, model: nn.Module | None = None, dataset:
             get_spec(name).dataset, seed=card.get("dataset", {}).get("seed", 0))
     if fingerprint(model) != config["model"]["fingerprint"]:
         raise ValueError(f"This model's weights differ from the configuration's ({config['model']['fingerprint']}).")
+    if config["model"].get("architecture", architecture_fingerprint(model)) != architecture_fingerprint(model):
+        raise ValueError("This model's architecture (its layers or activation) differs from the configuration's.")
     if dataset_fingerprint(dataset) != config["dataset"]["fingerprint"]:
         raise ValueError(f"This dataset differs from the configuration's ({config['dataset']['fingerprint']}).")
     names = [s["name"] for s in config["strategies"]]

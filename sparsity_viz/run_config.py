@@ -29,7 +29,7 @@ from torch import nn
 
 from .data import Dataset
 from .pruning import get_strategy
-from .session import fingerprint
+from .session import architecture_fingerprint, fingerprint
 from .training import TrainConfig
 
 RUN_ID_LENGTH = 12  # hex digits of sha256: 48 bits, no collision in any realistic set of runs
@@ -102,7 +102,7 @@ def sweep_config(
         A JSON-ready dict with ``CONFIG_KEYS`` (plus ``extra``); ``run_id(config)`` names it.
     """
     config = {
-        "model": {"name": model_name, "fingerprint": fingerprint(model)},
+        "model": {"name": model_name, "fingerprint": fingerprint(model), "architecture": architecture_fingerprint(model)},
         "dataset": {"name": dataset.name, "params": dict(dataset.params), "fingerprint": dataset_fingerprint(dataset)},
         "strategies": [strategy_params(n, scope) for n in strategies],
         "levels": [float(v) for v in levels],

@@ -82,6 +82,14 @@ class Workbench:
         return self.sparsity == 0.0 and self.prune_config is None and self.origin.startswith("dense")
 
 
+def architecture_fingerprint(model: nn.Module) -> str:
+    """A short hash of what a state dict does not hold: the module tree (``repr``: layer types and settings,
+    activation modules) and an MLP's ``activation_name``. Two models with equal weights and another activation
+    differ here."""
+    text = f"{type(model).__qualname__}|{getattr(model, 'activation_name', '')}|{model!r}"
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
 def fingerprint(model: nn.Module) -> str:
     """A short hash of a model's state dict (names, shapes and values)."""
     h = hashlib.sha1()

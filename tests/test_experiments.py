@@ -78,6 +78,27 @@ def test_bad_inputs_fail_before_work(digits_setup):
         sweep(model, data, ["nope"], [0.5])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         sweep(model, data, ["magnitude"], [1.5])
+    with pytest.raises(ValueError, match="Sparsity levels must be distinct"):  # counted twice, it never finished
+        sweep(model, data, ["magnitude"], [0.5, 0.5, 0.9])
+
+
+def test_a_store_never_serves_one_architecture_s_rows_to_another(tmp_path):
+    """Equal weights under another activation are another model: another run id (a shared store mixed them)."""
+    import copy
+
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.models import ACTIVATIONS
+
+    relu, card = load_sample("moons_mlp")
+    data = load_dataset(card["dataset"]["name"], seed=card["dataset"].get("seed", 0))
+    tanh = copy.deepcopy(relu)
+    tanh.act, tanh.activation_name = ACTIVATIONS["tanh"](), "tanh"
+    kw = dict(strategies=["magnitude"], levels=[0.0, 0.5], seeds=[0], device="cpu")
+    first = sweep(relu, data, store=tmp_path / "store.csv", **kw)
+    fresh = sweep(tanh, data, **kw)
+    stored = sweep(tanh, data, store=tmp_path / "store.csv", **kw)
+    assert stored.attrs["run_id"] != first.attrs["run_id"] and stored.attrs["resumed"] == 0
+    assert stored["accuracy"].tolist() == fresh["accuracy"].tolist()
 
 
 # --- the one-ranking engine, on a random-init MLP (no ties among scores) ---------------------

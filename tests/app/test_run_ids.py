@@ -10,7 +10,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 import app_state
 from sparsity_viz.experiments import read_sweep_csv, rerun
-from sparsity_viz.session import fingerprint
+from sparsity_viz.session import architecture_fingerprint, fingerprint
 from apptools import charts, check, open_app
 
 
@@ -55,7 +55,8 @@ def test_curves_default_three_seeds_band_and_download_with_run_id(downloads):
     assert name == f"curves_moons_mlp_{rid}.csv" and data.startswith(f"# run_id: {rid}\n".encode())
     assert any(rid in c.value for c in at.caption)
     wb = at.session_state[app_state.KEY_BENCH]
-    assert config["model"] == {"name": "moons_mlp", "fingerprint": fingerprint(wb.dense)}
+    assert config["model"] == {"name": "moons_mlp", "fingerprint": fingerprint(wb.dense),
+                               "architecture": architecture_fingerprint(wb.dense)}
     assert config["seeds"] == [0, 1, 2] and config["levels"] == [0, 0.5, 0.9] and config["finetune"] is None
     assert [s["name"] for s in config["strategies"]] == ["magnitude", "global_magnitude", "random"]
     assert back["accuracy"].tolist() == frame["accuracy"].tolist()
