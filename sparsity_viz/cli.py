@@ -101,17 +101,6 @@ def bounded_int_arg(text: str, low: int, high: int, what: str) -> int:
     return value
 
 
-def nonnegative_int_arg(text: str) -> int:
-    """A whole number >= 0 (counts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
-
-
 def epochs_arg(text: str) -> int:
     return bounded_int_arg(text, 0, MAX_EPOCHS, "epochs")
 
