@@ -116,7 +116,7 @@ class ResultsStore:
         if header[:len(KEY_COLUMNS)] != KEY_COLUMNS:
             shown = ", ".join(header[:4]) + (", ..." if len(header) > 4 else "")
             raise ValueError(f"{self.path} is not a sparsity_viz results store: its columns start {shown or '(none)'}, "
-                             f"a store's start {', '.join(KEY_COLUMNS)}. Give another --store path.")
+                             f"a store's start {', '.join(KEY_COLUMNS)}. Give another store path.")
         self._columns = header
         good, bad = [data[0]], 0
         for ln in data[1:]:
