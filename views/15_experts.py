@@ -68,7 +68,9 @@ m1.metric("Test accuracy now", f"{100 * report['accuracy']:.1f} %",
 m2.metric("Bundled model (top-" + str(bundled["top_k"]) + ")", f"{100 * bundled['accuracy']:.1f} %")
 m3.metric("Active parameters per input", f"{report['active_parameters']:,}",
           delta=f"{100 * report['active_parameters'] / report['total_parameters']:.1f} % of {report['total_parameters']:,}",
-          delta_color="off", delta_arrow="off")
+          delta_color="off", delta_arrow="off",
+          help="The router plus the top-k experts an input is sent to, counted by their shapes: weights pruned to "
+               "zero inside them still count (routing saves whole experts; pruning saves inside them).")
 m4.metric("FLOPs per input", f"{report['flops_per_input']:,}",
           delta=f"all experts: {report['flops_per_input_all_experts']:,}", delta_color="off", delta_arrow="off")
 gone = ", ".join(f"expert {e}" for e in config.pruned)
