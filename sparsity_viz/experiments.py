@@ -464,7 +464,8 @@ def rerun(config: Mapping[str, Any], *, model: nn.Module | None = None, dataset:
             get_spec(name).dataset, seed=card.get("dataset", {}).get("seed", 0))
     if fingerprint(model) != config["model"]["fingerprint"]:
         raise ValueError(f"This model's weights differ from the configuration's ({config['model']['fingerprint']}).")
-    if config["model"].get("architecture", architecture_fingerprint(model)) != architecture_fingerprint(model):
+    architecture = architecture_fingerprint(model)
+    if config["model"].get("architecture", architecture) != architecture:  # configurations before it was recorded
         raise ValueError("This model's architecture (its layers or activation) differs from the configuration's.")
     if dataset_fingerprint(dataset) != config["dataset"]["fingerprint"]:
         raise ValueError(f"This dataset differs from the configuration's ({config['dataset']['fingerprint']}).")

@@ -53,10 +53,12 @@ def require_finite(model: nn.Module, what: str) -> None:
 
 
 @torch.no_grad()
-def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
+def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor], check: bool = True) -> nn.Module:
     """Zero the masked-out entries of ``model`` **in place** and return it (``ValueError`` for a mask that does
-    not fit: a wrong name, shape or dtype)."""
-    validate_masks(model, masks)
+    not fit: a wrong name, shape or dtype). ``check=False``: masks validated already (the training loop re-applies
+    the same masks after every step)."""
+    if check:
+        validate_masks(model, masks)
     params = dict(model.named_parameters())
     for name, mask in masks.items():
         p = params[name]
@@ -67,7 +69,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
 def masked_copy(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
     """A deep copy of ``model`` with ``masks`` applied; the input is untouched."""
     validate_masks(model, masks)  # before the copy: fail fast
-    return apply_masks(copy.deepcopy(model), masks)
+    return apply_masks(copy.deepcopy(model), masks, check=False)
 
 
 def intersect(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> Masks:

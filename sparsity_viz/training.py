@@ -349,7 +349,7 @@ def train(
                 if regularizer is not None:
                     regularizer.prox(work, config.lr)
                 if state.masks is not None:
-                    apply_masks(work, state.masks)
+                    apply_masks(work, state.masks, check=False)  # checked when they came in
                 state.step += 1
                 for hook in hooks:
                     new = hook.after_step(state)

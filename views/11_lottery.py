@@ -49,8 +49,7 @@ app_state.keep_page_settings("lottery", SETTINGS, rounds=None if rounds == recip
                              epochs=None if epochs == recipe.epochs else int(epochs), rewind=rewind, seed=int(seed),
                              metric=metric)
 
-config = LotteryConfig(rounds=int(rounds), epochs=int(epochs), lr=recipe.lr, rewind_step=int(rewind), seed=int(seed),
-                       rate=RATES.rate, output_rate=RATES.output_rate)
+config = LotteryConfig(rounds=int(rounds), epochs=int(epochs), lr=recipe.lr, rewind_step=int(rewind), seed=int(seed))
 frame = app_state.lab_result(app_state.lottery_key(wb.name, int(seed), config))
 if frame is None or frame.attrs.get("cancelled"):
     st.caption(f"{int(rounds)} rounds × 3 trainings of {int(epochs)} epochs each, plus the dense run.")
