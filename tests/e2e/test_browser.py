@@ -153,7 +153,7 @@ def test_prune_slider_then_connections_and_attribution(server, page):
     _goto(page, "Connections")
     expect(page.get_by_role("heading", name="Connections")).to_be_visible()
     expect(page.get_by_text("Input fan-out")).to_be_visible()
-    assert page.locator('[data-testid="stPlotlyChart"]').count() == 2
+    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(2)  # polled: drawn after the run reports idle
     page.screenshot(path=str(SHOTS / "5_connections.png"))
 
     _goto(page, "Attribution")

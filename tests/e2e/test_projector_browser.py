@@ -42,8 +42,14 @@ def _overlap(a, b) -> float:
     return max(w, 0) * max(h, 0)
 
 
-def _legend_collisions(pg) -> tuple[int, list[str]]:
-    """(charts with a legend and an axis title, 'title' of each axis title a legend overlaps)."""
+def _legend_collisions(pg, expected: int) -> tuple[int, list[str]]:
+    """(charts with a legend and an axis title, 'title' of each axis title a legend overlaps).
+
+    Waits first until ``expected`` such charts are drawn: Plotly lays out a legend after the chart's SVG appears,
+    and on a loaded machine the page's run can report idle a moment before its chart is in the DOM.
+    """
+    pg.wait_for_function(f"() => ({BOXES_JS})().filter(c => c.legend && c.titles.length).length >= {expected}",
+                         timeout=60_000)
     charts = pg.evaluate(BOXES_JS)
     measured = [c for c in charts if c["legend"] and c["titles"]]
     return len(measured), [t["text"] for c in measured for t in c["titles"] if _overlap(c["legend"], t["box"]) > 0]
@@ -103,12 +109,12 @@ def test_legends_clear_axis_titles_on_weights_and_compare(server, page):  # noqa
         if projector:
             _toggle_projector(page)
         _goto(page, "Weights")
-        charts, hits = _legend_collisions(page)
+        charts, hits = _legend_collisions(page, 1)
         assert charts >= 1 and not hits, (projector, hits)  # the histogram: legend under "weight value"
         _goto(page, "Compare strategies")  # the quick default sweep runs at once (cached the second time)
         expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(2)
         _settle(page)
-        charts, hits = _legend_collisions(page)
+        charts, hits = _legend_collisions(page, 2)
         assert charts == 2 and not hits, (projector, hits)
         page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / f"projector_compare_{'on' if projector else 'off'}.png"))
