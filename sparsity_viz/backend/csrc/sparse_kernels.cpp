@@ -6,9 +6,10 @@
 // bias and ReLU fused into the store. The same template runs CSR rows (int16 or
 // int32 column indices, int32 row pointers) and dense rows (column = k), so a whole
 // MLP can run in one native call (`chain_forward`) at any batch size.
-// Column panels grouped by count (`panelize`, sample tiles of 64 or 32): each tile of X is
-// repacked into a contiguous (in, 64) buffer and walked panel by panel (`pw` <= 256 features,
-// pw x 256 B in L1); within a panel the rows are sorted by their number of nonzeros there, so
+// Column panels grouped by count (`panelize`, sample tiles of 64 or 32): a tile of X is walked
+// panel by panel (`pw` <= 256 features), each panel repacked just before its rows run into a
+// contiguous (pw, 64) buffer that stays in L1, the partial sums between panels kept in a
+// contiguous (out, 64) buffer; within a panel the rows are sorted by their number of nonzeros there, so
 // a group of rows with the same count runs a loop of one fixed trip count, three rows at a
 // time (12 accumulator chains; 32-sample tiles: 4 rows, 8 chains), with no indexed addressing in the FMAs.
 // Work is split over chunks of output rows (or of sample tiles, for layers with few rows)
@@ -137,25 +138,28 @@ inline void row_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int6
 }
 
 #if defined(__AVX512F__)
-// R rows of one group (the same count c in this panel) for the 16 * NV samples at b0: NV * R
-// accumulator chains. The first panel starts from the bias, later ones from the partial sums
-// in Y; the last applies ReLU. `x` goes through an empty asm so that the FMAs address
-// [x + disp] (an indexed address would split every fused load+FMA into two uops).
+// R rows of one group (the same count c in this panel) for the 16 * NV samples of a tile: NV * R
+// accumulator chains. The first panel starts from the bias, later ones from the partial sums at
+// `in` (row stride ldi); the sums go to `out` (row stride ldo), and the last panel applies ReLU.
+// `x` goes through an empty asm so that the FMAs address [x + disp] (an indexed address would
+// split every fused load+FMA into two uops).
 template <int R, int NV>
 inline void group_rows(const char* P, const int32_t* rows, const uint16_t* off, const float* val, int64_t c,
-                       const Layer& L, float* Y, int64_t ldy, int64_t b0, bool first, bool last) {
+                       const Layer& L, const float* in, int64_t ldi, float* out, int64_t ldo, bool first,
+                       bool last) {
   __m512 a[R][NV];
   float* y[R];
 #pragma GCC unroll 4
   for (int i = 0; i < R; ++i) {
-    y[i] = Y + static_cast<int64_t>(rows[i]) * ldy + b0;
+    y[i] = out + static_cast<int64_t>(rows[i]) * ldo;
     if (first) {
       const __m512 b = _mm512_set1_ps(L.bias ? L.bias[rows[i]] : 0.0f);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) a[i][j] = b;
     } else {
+      const float* s = in + static_cast<int64_t>(rows[i]) * ldi;
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) a[i][j] = _mm512_loadu_ps(y[i] + 16 * j);
+      for (int j = 0; j < NV; ++j) a[i][j] = _mm512_loadu_ps(s + 16 * j);
     }
   }
   for (int64_t k = 0; k < c; ++k) {
@@ -188,12 +192,16 @@ inline float* scratch_floats(int64_t n) {
 // rows run, each panel of X is repacked into one contiguous (pw, 64) buffer that stays in L1 (a
 // 32-sample tile fills half of each row), so a panel is pw * 256 contiguous bytes (no L1 set
 // conflicts) and a nonzero's inputs sit at a uint16 byte offset. (Repacking the whole (in, 64)
-// tile first sent it out to L2 and back; docs/backend.md has the A/B of the two.)
+// tile first sent it out to L2 and back; docs/backend.md has the A/B of the two.) The partial
+// sums between panels live in a second contiguous (out, 64) buffer, not in Y: Y's rows are a
+// batch apart (1 KB at batch 256, 4 KB at 1,024), so a tile's partial sums in Y fall into a
+// quarter (or a sixteenth) of the cache sets and are evicted before the next panel reads them.
 // R rows at a time: 3 for 64 samples, 4 for 32 (>= 8 chains).
 template <int NV>
 inline void grouped_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t b0) {
   constexpr int R = NV >= 4 ? 3 : 4;
-  float* buf = scratch_floats(L.pw * 64);
+  float* buf = scratch_floats(L.pw * 64 + (L.npan > 1 ? L.out * 64 : 0));
+  float* sums = buf + L.pw * 64;  // (out, 64) partial sums (64-byte aligned: pw * 64 floats is)
   int64_t p = 0, ri = 0;
   for (int64_t q = 0; q < L.npan; ++q) {
     const int64_t k1 = std::min<int64_t>(L.in, (q + 1) * L.pw);
@@ -205,19 +213,15 @@ inline void grouped_tile(const Layer& L, const float* X, int64_t ldx, float* Y, 
     }
     const char* P = reinterpret_cast<const char*>(buf);
     const bool first = q == 0, last = q == L.npan - 1;
+    float* out = last ? Y + b0 : sums;
+    const int64_t ldo = last ? ldy : 64;
     for (int32_t g = L.gstart[q]; g < L.gstart[q + 1]; ++g) {
       const int64_t c = L.gcnt[g], nr = L.gnr[g];
       int64_t i = 0;
-      for (; i + R <= nr; i += R, ri += R, p += R * c) {
-        if (!first && i + 2 * R <= nr)  // the next rows' partial sums, from L2 (rows are not in order)
-          for (int u = R; u < 2 * R; ++u) {
-            const char* yn = reinterpret_cast<const char*>(Y + static_cast<int64_t>(L.grows[ri + u]) * ldy + b0);
-            for (int j = 0; j < NV; ++j) _mm_prefetch(yn + 64 * j, _MM_HINT_T0);
-          }
-        group_rows<R, NV>(P, L.grows + ri, L.poff + p, L.pval + p, c, L, Y, ldy, b0, first, last);
-      }
+      for (; i + R <= nr; i += R, ri += R, p += R * c)
+        group_rows<R, NV>(P, L.grows + ri, L.poff + p, L.pval + p, c, L, sums, 64, out, ldo, first, last);
       for (; i < nr; ++i, ++ri, p += c)
-        group_rows<1, NV>(P, L.grows + ri, L.poff + p, L.pval + p, c, L, Y, ldy, b0, first, last);
+        group_rows<1, NV>(P, L.grows + ri, L.poff + p, L.pval + p, c, L, sums, 64, out, ldo, first, last);
     }
   }
 }
