@@ -5,15 +5,17 @@ process busy on the second core, an OpenMP parallel region waits at its closing 
 thread that the scheduler has not run yet, and a call that took 1 ms on two idle cores can take
 tens of ms (docs/backend.md, "Threads under load"). ``ThreadGuard`` therefore times every call
 (two ``perf_counter`` reads), keeps the last ``WINDOW`` times of each thread count per batch
-size, runs the count whose recent median is lower, and now and then probes the other count (one
-call, which replaces that count's older times) so that the choice follows the machine's state. Probes back off (``PROBE_FIRST`` calls, doubled up
-to ``PROBE_MAX``) while they confirm the choice and restart when the choice flips. With one
+size, runs the count whose recent median is lower, and now and then probes the other count so
+that the choice follows the machine's state. A probe is ``PROBE_CALLS`` consecutive calls on the
+other count, which replace its older times, and the choice is made on their median: one call of a
+few tens of microseconds is too noisy to decide on (a single lucky or unlucky call would flip the
+choice until the next probe). Probes back off (``PROBE_FIRST`` calls, doubled up to
+``PROBE_MAX``) while they confirm the choice and restart when the choice flips. With one
 torch thread (the app's default) there is nothing to choose and it costs one comparison.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,16 +25,25 @@ import torch
 WINDOW = 5  # recent call times kept per (batch, threads)
 PROBE_FIRST = 16  # calls between probes of the other thread count, doubled while confirmed
 PROBE_MAX = 1024
+PROBE_CALLS = 3  # consecutive calls on the other count per probe (their median decides)
+
+
+def _median(times: deque) -> float:
+    """The median of a few times (``statistics.median`` costs about a microsecond more per call)."""
+    s = sorted(times)
+    h = len(s) // 2
+    return s[h] if len(s) % 2 else 0.5 * (s[h - 1] + s[h])
 
 
 class _State:
-    __slots__ = ("times", "current", "calls", "interval")
+    __slots__ = ("times", "current", "calls", "interval", "probing")
 
     def __init__(self, current: int):
         self.times: dict[int, deque] = {}
         self.current = current
         self.calls = 0
         self.interval = PROBE_FIRST
+        self.probing = 0  # calls left in the probe under way
 
 
 class ThreadGuard:
@@ -63,27 +74,38 @@ class ThreadGuard:
             state = self._states[batch] = _State(counts[-1])
         state.calls += 1
         other = counts[0] if state.current != counts[0] else counts[-1]
-        probe = other not in state.times or state.calls >= state.interval
-        n = other if probe else state.current
+        if not state.probing and (other not in state.times or state.calls >= state.interval):
+            # a probe is a fresh look at the other count: its older times describe another load
+            state.probing, state.times[other] = PROBE_CALLS, deque(maxlen=WINDOW)
+        n = other if state.probing else state.current
         t0 = time.perf_counter()
         y = fn(n)
-        self._record(state, n, time.perf_counter() - t0, counts, probe)
+        self._record(state, n, other, time.perf_counter() - t0)
         return y
 
-    def _record(self, state: _State, n: int, seconds: float, counts: tuple[int, ...], probe: bool) -> None:
-        if probe:  # a probe is a fresh look at the other count: its older times describe another load
-            state.times[n] = deque(maxlen=WINDOW)
+    @staticmethod
+    def _record(state: _State, n: int, other: int, seconds: float) -> None:
+        """Keep the time; after a whole probe, or on a call of the current count, choose again."""
+        times = state.times.get(n)
+        if times is None:
+            times = state.times[n] = deque(maxlen=WINDOW)
+        times.append(seconds)
+        probe = state.probing > 0
+        if probe:
+            state.probing = max(0, state.probing - 1)  # (never below 0, should two threads share the guard)
+            if state.probing:
+                return  # decided on the whole probe
             state.calls = 0
-        state.times.setdefault(n, deque(maxlen=WINDOW)).append(seconds)
-        if all(c in state.times for c in counts):
-            best = min(counts, key=lambda c: statistics.median(state.times[c]))
-            if best != state.current:
-                state.current, state.interval = best, PROBE_FIRST
-            elif probe:
-                state.interval = min(PROBE_MAX, state.interval * 2)
+        others = state.times.get(other)
+        if others is None or state.current not in state.times:
+            return
+        if _median(others) < _median(state.times[state.current]):
+            state.current, state.interval = other, PROBE_FIRST
+        elif probe:
+            state.interval = min(PROBE_MAX, state.interval * 2)
 
     def summary(self) -> dict[int, dict]:
         """Per batch size: the current thread count and the recent median time (us) of each count."""
         return {b: {"threads": s.current,
-                    "median_us": {n: statistics.median(ts) * 1e6 for n, ts in s.times.items()}}
+                    "median_us": {n: _median(ts) * 1e6 for n, ts in s.times.items()}}
                 for b, s in self._states.items()}

@@ -127,13 +127,15 @@ def test_thread_guard_follows_the_measured_times(monkeypatch):
     with torch_threads(2):
         for _ in range(40):
             guard.run(fn, batch=256)
-        assert guard.choice(256) == 2 and used.count(1) <= 4  # one first probe, then rare probes
+        # one first probe, one after PROBE_FIRST calls, then none (the interval doubled)
+        assert guard.choice(256) == 2 and used.count(1) == 2 * thread_guard.PROBE_CALLS, used
         cost[2] = 30.0  # busy: the other core is taken, the barrier waits
         used.clear()
         for _ in range(200):
             guard.run(fn, batch=256)
         assert guard.choice(256) == 1
-        assert used.count(2) <= 12, used.count(2)  # a few probes (backing off), not every call
+        # 3 slow calls until the median of 5 flips, then probes after 16, 32, 64 and 128 calls (backing off)
+        assert used.count(2) <= 3 + 4 * thread_guard.PROBE_CALLS, used.count(2)
         assert guard.summary()[256]["threads"] == 1
         cost[2] = 0.5  # idle again: a probe sees it and 2 threads come back
         for _ in range(2 * thread_guard.PROBE_MAX):
@@ -143,6 +145,29 @@ def test_thread_guard_follows_the_measured_times(monkeypatch):
         used.clear()
         guard.run(fn, batch=256)
         assert used == [1]
+
+
+def test_one_lucky_call_does_not_flip_the_thread_guard(monkeypatch):
+    """A probe decides on the median of its calls: one fast outlier among them does not switch the count."""
+    clock = _Clock()
+    monkeypatch.setattr(thread_guard.time, "perf_counter", clock)
+    used = []
+
+    def fn(n):
+        probe_call = n == 2 and (not used or used[-1] != 2)  # the first call of a run of 2-thread calls
+        used.append(n)
+        clock.now += 1.0 if n == 1 else (0.1 if probe_call else 1.5)  # 2 threads slower, but for one lucky call
+        return n
+
+    guard = ThreadGuard(2)
+    settled = False
+    with torch_threads(2):
+        for _ in range(300):
+            guard.run(fn, batch=8)
+            settled = settled or guard.choice(8) == 1
+            if settled:  # once on 1 thread, the probes' lucky first calls never bring 2 back
+                assert guard.choice(8) == 1, used
+    assert settled and used[-50:].count(2) <= thread_guard.PROBE_CALLS  # 1 thread but for probes
 
 
 @needs_native
@@ -178,6 +203,24 @@ def test_the_guards_one_thread_calls_run_the_one_thread_plan(monkeypatch):
         clone = pickle.loads(pickle.dumps(compiled))  # the native chains are rebuilt on demand, both of them
         with torch.no_grad():
             torch.testing.assert_close(clone(x), want, rtol=1e-4, atol=1e-4)
+
+
+@needs_native
+def test_the_one_thread_plan_takes_the_fastest_native_format(monkeypatch):
+    """The 1-thread plan is what a 1-thread compile would run: another native format when it is faster on one
+    thread than the chosen format's 1-thread variant, never torch's dense (the plan runs as one native chain)."""
+    w, b = _sparse((300, 784)), torch.randn(300)
+
+    def fake_time(op, fmt, batch, device, repeats=15, example=None):
+        threads = getattr(op, "threads", 1)
+        return {("csr-native", 2): 1.0, ("csr-native", 1): 3.0, ("dense-native", 1): 2.5, ("dense", 1): 2.0}.get(
+            (fmt, threads), 9.0)
+
+    monkeypatch.setattr(dispatch, "measured_time", fake_time)
+    with torch_threads(2):
+        choice = dispatch.choose(w, b, True, batch=256, formats=("csr-native", "dense-native"))
+    assert choice.format == "csr-native" and choice.op.threads == 2
+    assert isinstance(choice.single, NativeDenseOp) and choice.single.threads == 1
 
 
 def _lenet300():
