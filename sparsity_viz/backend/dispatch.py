@@ -61,7 +61,7 @@ class Choice:
     times_us: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     input_zero_share: float | None = None  # of the example activations it was timed on
-    single: LinearOp | None = None  # the format's fastest 1-thread variant, when ``op`` runs on more threads
+    single: LinearOp | None = None  # the fastest native 1-thread variant of any format, when ``op`` runs on more threads
 
 
 def make_op(fmt: str, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False, *,
@@ -249,7 +249,7 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
 
     times: dict[str, float] = {}
     best: dict[str, tuple[float, LinearOp]] = {}
-    single: dict[str, tuple[float, LinearOp]] = {}  # each format's fastest 1-thread variant
+    single: dict[str, tuple[float, LinearOp]] = {}  # each format's fastest 1-thread variant (time, op)
     ranked: dict[str, float] = {}  # the time each format's best variant is ranked by (threads penalised)
     for fmt in dict.fromkeys((dense_fmt, *cands)):
         for kw in _variants(fmt, batch):
@@ -276,7 +276,10 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
     else:
         mode = f" ({op.mode})" if getattr(op, "uses_input_sparsity", False) and batch > 1 else ""
         reason = f"{t / t_dense:.2f}x dense time{mode} ({t * 1e6:.1f} vs {t_dense * 1e6:.1f} us) at {where}"
-    one = single[fmt][1] if getattr(op, "threads", 1) > 1 and fmt in single else None
+    one = None
+    if getattr(op, "threads", 1) > 1:  # what a 1-thread compile would run: the fastest native 1-thread variant
+        natives = [v for v in single.values() if v[1].chain_kind == "native"]
+        one = min(natives, key=lambda v: v[0])[1] if natives else None
     return Choice(op, fmt, reason, times, skipped, zshare, one)
 
 
