@@ -6,9 +6,12 @@
 Models: the bundled trained LeNet-300-100 pruned by global magnitude to 90 %, and a 784-2048-2048-10
 MLP (seeded random init) pruned layer by layer (magnitude) to 90 %. For every (model, batch, threads) the backend compiles once
 (``compile_model``, measure policy) on the idle machine; then, in each state, every contender is
-timed whole-call, interleaved round by round, medians of ``--rounds``. "busy": a second process
+timed whole-call by ``bench.interleaved_ratios`` (exactly ``--rounds`` rounds, each a burst of about 1 ms of
+calls per contender in an order that rotates from round to round: the call right after a 2-thread contender
+was measured ~15 % slower, its OpenMP worker still spinning on the other core); ratio = median of the
+per-round ratios to dense. "busy": a second process
 spinning (a Python busy loop) pinned to the last core, the normal state of a shared class server.
-Ratios are to the dense torch model in the same run and state; "limit" is the FLOP limit (the
+Ratios are to the dense torch model in the same rounds and state; "limit" is the FLOP limit (the
 share of weights left). "1-thread backend": the backend compiled and run with one thread, timed
 in the same rounds (the 2-thread backend must never be worse). DeepSparse is timed only when
 installed and only if its logits match the dense model (checked first); otherwise the reason is
@@ -20,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +34,7 @@ import torch  # noqa: E402
 
 from doc_block import write_block  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import compile_model  # noqa: E402
+from sparsity_viz.backend.bench import interleaved_ratios  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
 from sparsity_viz.devices import torch_threads  # noqa: E402
@@ -101,21 +104,6 @@ def threads_used(compiled, batch: int) -> str:
     return str(max((getattr(op, "threads", 1) for op in compiled.ops), default=1))
 
 
-def interleaved(fns: dict, rounds: int) -> dict[str, float]:
-    """Median seconds per contender, one call each per round, warmed up first."""
-    ts = {k: [] for k in fns}
-    with torch.no_grad():
-        for fn in fns.values():
-            for _ in range(3):
-                fn()
-        for _ in range(rounds):
-            for k, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                ts[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in ts.items()}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=21)
@@ -156,21 +144,22 @@ def main() -> None:
                         load = os.getloadavg()[0]
                         if state == "busy":
                             with Busy():
-                                t = interleaved(fns, args.rounds)
+                                t = interleaved_ratios(fns, "dense", rounds=args.rounds, rel_iqr=None)
                         else:
-                            t = interleaved(fns, args.rounds)
+                            t = interleaved_ratios(fns, "dense", rounds=args.rounds, rel_iqr=None)
                         used = threads_used(ours, batch)
-                        r = {k: v / t["dense"] for k, v in t.items()}
+                        r = {k: v["ratio"] for k, v in t.items()}
                         ds_cell = f"{r['ds']:.2f}" if "ds" in r else "–"
                         one_cell = f"{r['one']:.2f}" if threads > 1 else "(same)"
-                        line = (f"| {name} | {batch} | {threads} | {state} | {t['dense'] * 1e3:.3f} | {r['csr']:.2f} "
-                                f"| {ds_cell} | **{r['ours']:.2f}** | {one_cell} | {used} | {limit:.2f} | {load:.1f} |")
+                        dense_ms = t["dense"]["median_s"] * 1e3
+                        line = (f"| {name} | {batch} | {threads} | {state} | {dense_ms:.3f} | {r['csr']:.2f} | {ds_cell} "
+                                f"| **{r['ours']:.2f}** | {one_cell} | {used} | {limit:.2f} | {load:.1f} |")
                         rows.append(line)
                         print(line, flush=True)
     cmd = "python benchmarks/backend_speed.py " + " ".join(sys.argv[1:])
     head = (f"`{cmd.strip()}` — torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores; "
-            f"ratios = time / dense torch model (same run, same state, same threads), medians of {args.rounds} "
-            "interleaved rounds; busy = a Python busy loop pinned to the last core; 'backend threads' = what the "
+            f"ratios = time / dense torch model (same rounds, same state, same threads), medians of the per-round "
+            f"ratios over {args.rounds} interleaved rounds (bursts of ~1 ms, order rotating); dense ms = its median; busy = a Python busy loop pinned to the last core; 'backend threads' = what the "
             "ThreadGuard was running at the end of the state, else the layers' thread count ('module': the original "
             "module runs); load = the 1-minute load average as the state began (other processes on the machine).")
     tail = "\n".join(f"{k}: {v}." for k, v in notes.items())
