@@ -75,6 +75,16 @@ def test_backend_speed_claims():
                 f"{ratio(m, 1024, 2, 'busy', '1-thread backend'):.2f}×") in PROSE
 
 
+def test_call_overhead_claims():
+    rows = _rows("call-overhead")
+    guard = [float(r["no-op guard us"]) for r in rows]
+    layer = [float(r["model − chain us"]) for r in rows]
+    chain = [float(r["chain us"]) for r in rows]
+    assert (f"The guard itself costs {min(guard):.1f}–{max(guard):.1f} µs a call, the compiled model's Python layer "
+            f"around the native chain {min(layer):.1f}–{max(layer):.1f} µs (table below), against native calls of "
+            f"{min(chain):.0f}–{max(chain):.0f} µs at batch 1 to 8") in PROSE
+
+
 def test_sparse_layer_claims():
     rows = _rows("sparse-layer")
     ninety = [r for r in rows if r["sparsity"] == "90%"]
