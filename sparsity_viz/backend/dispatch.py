@@ -35,6 +35,11 @@ ALL_FORMATS = CPU_FORMATS + CUDA_FORMATS
 POLICIES = ("measure", "heuristic")
 MARGIN = 0.97  # a sparse format must take < 97 % of dense time to replace dense
 THREAD_GAIN = 0.8  # a native variant on N > 1 threads must take < 80 % of its 1-thread time to be chosen
+# ... and its format's 1-thread time must be at least this: splitting LeNet-300-100's first layer at batch 32 (~20 us
+# on one thread, ~15 us timed alone on two) made whole calls slower in interleaved runs (docs/backend.md "Threads
+# under load"; a 2-thread call leaves costs its own timer does not see), while the 2048-wide layers at batch 8
+# (~90-170 us) and LeNet's second layer at batch 256 (~47 us) gained from two threads
+MIN_PARALLEL_US = 30.0
 SMALL_BATCH = 16  # below this the one-sample kernel path dominates; activation-sparse formats up to it
 EXAMPLE_SLICES = 8  # slices of the example activations per timed run (one representative mix)
 
@@ -261,6 +266,8 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
             times[label] = t * 1e6
             # extra threads must pay clearly: on a loaded machine a parallel region waits at its barrier
             rank = t / THREAD_GAIN if kw.get("threads", 1) > 1 else t
+            if kw.get("threads", 1) > 1 and fmt in single and single[fmt][0] * 1e6 < MIN_PARALLEL_US:
+                rank = float("inf")  # too short to split (timed and listed all the same)
             if fmt not in best or rank < ranked[fmt]:
                 best[fmt], ranked[fmt] = (t, op), rank
             if kw.get("threads", 1) == 1 and (fmt not in single or t < single[fmt][0]):

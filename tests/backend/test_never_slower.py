@@ -223,6 +223,24 @@ def test_the_one_thread_plan_takes_the_fastest_native_format(monkeypatch):
     assert isinstance(choice.single, NativeDenseOp) and choice.single.threads == 1
 
 
+def test_a_layer_too_short_to_split_stays_on_one_thread(monkeypatch):
+    """Below MIN_PARALLEL_US on one thread, a 2-thread variant is not chosen even when it times 2x faster; above it,
+    it is (and both are listed in the timings)."""
+    w, b = _sparse((300, 784)), torch.randn(300)
+
+    for one_us, want in ((0.5 * dispatch.MIN_PARALLEL_US, 1), (2 * dispatch.MIN_PARALLEL_US, 2)):
+        def fake_time(op, fmt, batch, device, repeats=15, example=None, one_us=one_us):
+            if fmt != "csr-native":
+                return 1.0  # dense and the rest: far slower
+            return one_us * 1e-6 / getattr(op, "threads", 1)  # 2 threads: half the time
+
+        monkeypatch.setattr(dispatch, "measured_time", fake_time)
+        with torch_threads(2):
+            choice = dispatch.choose(w, b, True, batch=256, formats=("csr-native", "dense-native"))
+        assert choice.format == "csr-native" and choice.op.threads == want, (one_us, choice.times_us)
+        assert any("[t2," in label for label in choice.times_us) and any("[t1," in label for label in choice.times_us)
+
+
 def _lenet300():
     return MLP(784, (300, 100), 10)
 
