@@ -5,8 +5,8 @@
 
 Model: the bundled trained LeNet-5, pruned by global magnitude; inputs: MNIST test digits. For every
 (batch, threads) each contender is compiled once, its logits checked against the dense model
-(``assert_close``), then every contender is timed whole-call, interleaved round by round, medians of
-``--rounds`` (``backend_speed.interleaved``); "busy": a Python busy loop pinned to the last core.
+(``assert_close``), then every contender is timed whole-call, interleaved round by round (``bench.interleaved_ratios``:
+exactly ``--rounds`` rounds of ~1 ms bursts in a rotating order, medians of the per-round ratios); "busy": a Python busy loop pinned to the last core.
 Contenders:
   * dense: the pruned model as it is (torch: oneDNN conv, ReLU, max pool);
   * im2col + torch CSR: ``compile_model(formats=("csr-torch",))`` (unfold + torch.sparse CSR per conv);
@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from backend_speed import Busy, deepsparse_runner, interleaved  # noqa: E402 (this script's folder)
+from backend_speed import Busy, deepsparse_runner  # noqa: E402 (this script's folder)
 from doc_block import write_block  # noqa: E402
 from sparsity_viz.backend import compile_model  # noqa: E402
+from sparsity_viz.backend.bench import interleaved_ratios  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
 from sparsity_viz.devices import torch_threads  # noqa: E402
@@ -104,21 +105,22 @@ def main() -> None:
                 for state in states:
                     if state == "busy":
                         with Busy():
-                            t = interleaved(fns, args.rounds)
+                            t = interleaved_ratios(fns, "dense", rounds=args.rounds, rel_iqr=None)
                     else:
-                        t = interleaved(fns, args.rounds)
-                    r = {k: v / t["dense"] for k, v in t.items()}
+                        t = interleaved_ratios(fns, "dense", rounds=args.rounds, rel_iqr=None)
+                    r = {k: v["ratio"] for k, v in t.items()}
                     ds_cell = f"{r['ds']:.2f}" if "ds" in r else "–"
-                    line = (f"| {batch} | {threads} | {state} | {t['dense'] * 1e3:.2f} | {r['csr']:.2f} | {ds_cell} "
-                            f"| {t['fused'] / t['full']:.2f} | **{r['ours']:.2f}** | {limit:.2f} |")
+                    fusion = t["fused"]["median_s"] / t["full"]["median_s"]
+                    line = (f"| {batch} | {threads} | {state} | {t['dense']['median_s'] * 1e3:.2f} | {r['csr']:.2f} "
+                            f"| {ds_cell} | {fusion:.2f} | **{r['ours']:.2f}** | {limit:.2f} |")
                     rows.append(line)
                     print(line, flush=True)
     cmd = "python benchmarks/sparse_conv.py " + " ".join(sys.argv[1:])
     head = (f"`{cmd.strip()}` — torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores; trained "
             f"LeNet-5 at {args.sparsity:.0%} global magnitude (weights left: "
             + ", ".join(f"{n} {d:.1%}" for n, d in dens.items())
-            + f"); ratios = time / dense model (same run, state and threads), medians of {args.rounds} interleaved "
-            "rounds; busy = a Python busy loop pinned to the last core; 'fusion only' = the unpruned model with "
+            + f"); ratios = time / dense model (same rounds, state and threads), medians of the per-round ratios over "
+            f"{args.rounds} interleaved rounds (bursts of ~1 ms, order rotating); busy = a Python busy loop pinned to the last core; 'fusion only' = the unpruned model with "
             "every conv on the direct kernel (all taps) over the unpruned dense model; 1-minute load average "
             f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes).")
     tail = "\n".join(f"- {k}: {v}." for k, v in notes.items())
