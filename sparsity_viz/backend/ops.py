@@ -181,7 +181,7 @@ class NativeCSROp(NativeOp):
         """Column panels grouped by count for 64- and 32-sample tiles (``kernels.panelize``; in memory, not stored).
 
         Empty (the plain CSR path) for tiles < 32 and where a row has fewer than ``PANEL_MIN_NNZ``
-        nonzeros per panel on average: then the partial-sum round trips through the output cost
+        nonzeros per panel on average: then the partial sums' round trips between panels cost
         more than the panel's L1 reuse saves (99 % sparse layers).
         """
         if self._panels is None:
