@@ -8,8 +8,8 @@ MLP (seeded random init) pruned layer by layer (magnitude) to 90 %. For every (m
 (``compile_model``, measure policy) on the idle machine; then, in each state, every contender is
 timed whole-call by ``bench.interleaved_ratios`` (exactly ``--rounds`` rounds, each a burst of about 1 ms of
 calls per contender in an order that rotates from round to round: in a fixed order the call right after a
-2-thread contender ran ~15 % slower, probably its OpenMP worker still spinning on the other core); ratio = median of the
-per-round ratios to dense. "busy": a second process
+2-thread contender ran ~15 % slower, probably its OpenMP worker still spinning on the other core); ratio =
+median of the per-round ratios to dense. "busy": a second process
 spinning (a Python busy loop) pinned to the last core, the normal state of a shared class server.
 Ratios are to the dense torch model in the same rounds and state; "limit" is the FLOP limit (the
 share of weights left). "1-thread backend": the backend compiled and run with one thread, timed
@@ -21,6 +21,7 @@ printed. ``--write`` puts the table into docs/backend.md (block ``backend-speed`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
@@ -95,6 +96,12 @@ class Busy:
         self.proc.wait()
 
 
+def timed(fns: dict, reference: str, rounds: int, state: str) -> dict[str, dict]:
+    """``bench.interleaved_ratios`` over exactly ``rounds`` rounds, with a busy second core when ``state`` is busy."""
+    with Busy() if state == "busy" else contextlib.nullcontext():
+        return interleaved_ratios(fns, reference, rounds=rounds, rel_iqr=None)
+
+
 def threads_used(compiled, batch: int) -> str:
     """What the compiled model runs on: the ThreadGuard's current choice, the layers' threads, or the module."""
     if compiled.module is not None:
@@ -142,11 +149,7 @@ def main() -> None:
                         fns["ds"] = ds
                     for state in states:
                         load = os.getloadavg()[0]
-                        if state == "busy":
-                            with Busy():
-                                t = interleaved_ratios(fns, "dense", rounds=args.rounds, rel_iqr=None)
-                        else:
-                            t = interleaved_ratios(fns, "dense", rounds=args.rounds, rel_iqr=None)
+                        t = timed(fns, "dense", args.rounds, state)
                         used = threads_used(ours, batch)
                         r = {k: v["ratio"] for k, v in t.items()}
                         ds_cell = f"{r['ds']:.2f}" if "ds" in r else "–"
@@ -159,7 +162,8 @@ def main() -> None:
     cmd = "python benchmarks/backend_speed.py " + " ".join(sys.argv[1:])
     head = (f"`{cmd.strip()}` — torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores; "
             f"ratios = time / dense torch model (same rounds, same state, same threads), medians of the per-round "
-            f"ratios over {args.rounds} interleaved rounds (bursts of ~1 ms, order rotating); dense ms = its median; busy = a Python busy loop pinned to the last core; 'backend threads' = what the "
+            f"ratios over {args.rounds} interleaved rounds (bursts of ~1 ms, order rotating); dense ms = its median; "
+            "busy = a Python busy loop pinned to the last core; 'backend threads' = what the "
             "ThreadGuard was running at the end of the state, else the layers' thread count ('module': the original "
             "module runs); load = the 1-minute load average as the state began (other processes on the machine).")
     tail = "\n".join(f"{k}: {v}." for k, v in notes.items())

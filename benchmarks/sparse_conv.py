@@ -5,8 +5,9 @@
 
 Model: the bundled trained LeNet-5, pruned by global magnitude; inputs: MNIST test digits. For every
 (batch, threads) each contender is compiled once, its logits checked against the dense model
-(``assert_close``), then every contender is timed whole-call, interleaved round by round (``bench.interleaved_ratios``:
-exactly ``--rounds`` rounds of ~1 ms bursts in a rotating order, medians of the per-round ratios); "busy": a Python busy loop pinned to the last core.
+(``assert_close``), then every contender is timed whole-call, interleaved round by round
+(``backend_speed.timed``: exactly ``--rounds`` rounds of ~1 ms bursts in a rotating order, medians of the
+per-round ratios); "busy": a Python busy loop pinned to the last core.
 Contenders:
   * dense: the pruned model as it is (torch: oneDNN conv, ReLU, max pool);
   * im2col + torch CSR: ``compile_model(formats=("csr-torch",))`` (unfold + torch.sparse CSR per conv);
@@ -30,10 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from backend_speed import Busy, deepsparse_runner  # noqa: E402 (this script's folder)
+from backend_speed import deepsparse_runner, timed  # noqa: E402 (this script's folder)
 from doc_block import write_block  # noqa: E402
 from sparsity_viz.backend import compile_model  # noqa: E402
-from sparsity_viz.backend.bench import interleaved_ratios  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
 from sparsity_viz.devices import torch_threads  # noqa: E402
@@ -103,11 +103,7 @@ def main() -> None:
                 if ds is not None:
                     fns["ds"] = ds
                 for state in states:
-                    if state == "busy":
-                        with Busy():
-                            t = interleaved_ratios(fns, "dense", rounds=args.rounds, rel_iqr=None)
-                    else:
-                        t = interleaved_ratios(fns, "dense", rounds=args.rounds, rel_iqr=None)
+                    t = timed(fns, "dense", args.rounds, state)
                     r = {k: v["ratio"] for k, v in t.items()}
                     ds_cell = f"{r['ds']:.2f}" if "ds" in r else "–"
                     fusion = t["fused"]["median_s"] / t["full"]["median_s"]
@@ -120,7 +116,8 @@ def main() -> None:
             f"LeNet-5 at {args.sparsity:.0%} global magnitude (weights left: "
             + ", ".join(f"{n} {d:.1%}" for n, d in dens.items())
             + f"); ratios = time / dense model (same rounds, state and threads), medians of the per-round ratios over "
-            f"{args.rounds} interleaved rounds (bursts of ~1 ms, order rotating); busy = a Python busy loop pinned to the last core; 'fusion only' = the unpruned model with "
+            f"{args.rounds} interleaved rounds (bursts of ~1 ms, order rotating); busy = a Python busy loop pinned to "
+            "the last core; 'fusion only' = the unpruned model with "
             "every conv on the direct kernel (all taps) over the unpruned dense model; 1-minute load average "
             f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes).")
     tail = "\n".join(f"- {k}: {v}." for k, v in notes.items())

@@ -223,6 +223,7 @@ def test_the_one_thread_plan_takes_the_fastest_native_format(monkeypatch):
     assert isinstance(choice.single, NativeDenseOp) and choice.single.threads == 1
 
 
+@needs_native
 def test_a_layer_too_short_to_split_stays_on_one_thread(monkeypatch):
     """Below MIN_PARALLEL_US on one thread, a 2-thread variant is not chosen even when it times 2x faster; above it,
     it is (and both are listed in the timings)."""
