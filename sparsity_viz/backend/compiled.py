@@ -17,7 +17,7 @@ Two shapes of compiled model:
 Under ``policy="measure"`` the whole compiled call (wrapper included) is finally timed against
 the original module at the target batch size, interleaved, medians; if it is not faster the
 compiled model simply runs the original module (``timing`` keeps the measurements), so it is
-never slower than dense beyond noise. An MLP whose layers are all native runs as one C++ call
+never slower than dense beyond noise; so does one whose layers all chose dense. An MLP whose layers are all native runs as one C++ call
 (``(B, in) -> (B, classes)``: input compaction, transposes, every layer) with its activation
 buffers allocated once and reused; with more than one torch thread a ``ThreadGuard`` picks 1 or
 N threads per batch size from the recent times of real calls, so the choice follows the load.
@@ -422,39 +422,46 @@ def _guard_against_dense(src: nn.Module, compiled: CompiledModel, kw: dict, noti
     For MLPs an every-layer-native variant (one C++ call) is a third contender: per-layer timings
     cannot see what fusing saves. ``timing`` on the result records the measurements.
     """
-    if all(p.format.startswith("dense") and p.compiled_shape == p.shape for p in compiled.plans):
-        return compiled
+    # every layer chose dense: the compiled model would be the original module plus a wrapper, so only the
+    # one-call MLP chain (below) may still compete with the module
+    all_dense = all(p.format.startswith("dense") and p.compiled_shape == p.shape for p in compiled.plans)
     x = _input_example(src, kw["batch"], kw["device"]) if calib is None else calib[: kw["batch"]]
     if x is None:
         return compiled
     if x.shape[0] < kw["batch"]:
         x = x.repeat(-(-kw["batch"] // x.shape[0]), *([1] * (x.dim() - 1)))[: kw["batch"]]
     dense = copy.deepcopy(src).to(kw["device"])
-    contenders = [dense, compiled]
+    contenders = [dense] if all_dense else [dense, compiled]
+    alt = None
     if isinstance(src, MLP) and kw["device"].type == "cpu" and kernels.available(kw["force_fallback"]):
         alt = _compile_mlp(src, compact, dict(kw, formats=("csr-native",)), list(notices), calib)
-        if not alt._all_native() or not compiled._all_native() or any(
+        if all_dense or not alt._all_native() or not compiled._all_native() or any(
                 a.format != c.format for a, c in zip(alt.plans, compiled.plans)):
             contenders.append(alt)
     times = _time_models(contenders, x)
     t_dense = times[0]
-    k = min(range(1, len(times)), key=times.__getitem__)
-    best, t_best = contenders[k], times[k]
-    if k == 2:
-        for p in best.plans:
-            p.reason = "whole-call timing: every layer native (one call) was fastest; " + p.reason
-    timing = {"batch": kw["batch"], "dense_us": t_dense * 1e6, "compiled_us": t_best * 1e6,
+    timing = {"batch": kw["batch"], "dense_us": t_dense * 1e6, "compiled_us": None,
               "threads": torch.get_num_threads()}
-    if t_best < t_dense:
-        best.timing = dict(timing, chosen="compiled", chosen_us=t_best * 1e6)
-        best.notices.append(f"whole call: {t_best * 1e6:.0f} us vs the original module {t_dense * 1e6:.0f} us "
-                            f"({t_best / t_dense:.2f}x) at batch {kw['batch']}")
-        return best
-    notices.append(f"whole compiled call not faster than the original module ({t_best * 1e6:.0f} vs "
-                   f"{t_dense * 1e6:.0f} us at batch {kw['batch']}); running the original module")
+    if len(contenders) > 1:
+        k = min(range(1, len(times)), key=times.__getitem__)
+        best, t_best = contenders[k], times[k]
+        timing["compiled_us"] = t_best * 1e6
+        if t_best < t_dense:
+            if best is alt:
+                for p in best.plans:
+                    p.reason = "whole-call timing: every layer native (one call) was fastest; " + p.reason
+            best.timing = dict(timing, chosen="compiled", chosen_us=t_best * 1e6)
+            best.notices.append(f"whole call: {t_best * 1e6:.0f} us vs the original module {t_dense * 1e6:.0f} us "
+                                f"({t_best / t_dense:.2f}x) at batch {kw['batch']}")
+            return best
+        notices.append(f"whole compiled call not faster than the original module ({t_best * 1e6:.0f} vs "
+                       f"{t_dense * 1e6:.0f} us at batch {kw['batch']}); running the original module")
+    else:
+        notices.append("every layer measured fastest dense; running the original module")
     for p in compiled.plans:
         p.format, p.nbytes, p.compiled_shape = "dense", p.dense_nbytes, p.shape
-        p.reason = "original module kept (whole call not faster): " + p.reason
+        if len(contenders) > 1:
+            p.reason = "original module kept (whole call not faster): " + p.reason
     fallback = CompiledModel(compiled.plans, device=kw["device"], batch_size=kw["batch"], policy=kw["policy"],
                              module=dense, notices=notices)
     fallback.timing = dict(timing, chosen="original module", chosen_us=t_dense * 1e6)

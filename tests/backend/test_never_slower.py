@@ -285,6 +285,33 @@ def test_dispatch_choice_never_slower_than_dense(name, factory, batch, threads, 
         torch.testing.assert_close(compiled(x), want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("factory,no_native", [(_lenet300, False), (_lenet300, True), (LeNet5, True)],
+                         ids=["mlp", "mlp-no-native", "lenet5-no-native"])
+def test_every_layer_dense_runs_the_original_module(factory, no_native, monkeypatch):
+    """Every layer measured fastest dense: the original module runs (no wrapper around dense ops), and the
+    whole call is still timed; an MLP's one-call native chain still competes (it loses here by a fake clock).
+    (Without native kernels, so that LeNet-5's convs, timed by their own clock, have no sparse candidate.)"""
+    monkeypatch.setattr(compiled_module, "GUARD_ROUNDS", 3)
+    monkeypatch.setattr(dispatch, "measured_time", lambda op, fmt, *a, **k: 1e-6 if fmt == "dense" else 1.0)
+    timed = []
+
+    def fake_models(fns, x, rounds=None):  # the module first, then what competes with it; all slower
+        timed.append(len(fns))
+        return [1.0] + [2.0] * (len(fns) - 1)
+
+    monkeypatch.setattr(compiled_module, "_time_models", fake_models)
+    model = _pruned(factory)
+    compiled = compile_model(model, batch_size=8, device="cpu", repeats=3, force_fallback=no_native, compact=False)
+    assert compiled.module is not None and all(p.format == "dense" for p in compiled.plans)
+    assert compiled.timing["chosen"] == "original module" and compiled.timing["chosen_us"] == compiled.timing["dense_us"]
+    native_mlp = factory is _lenet300 and not no_native and kernels.available()
+    assert timed == [2 if native_mlp else 1]  # the module, plus the one-call chain for an MLP
+    assert (compiled.timing["compiled_us"] is not None) == native_mlp
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)
+
+
 @needs_native
 def test_one_call_path_on_images_and_copies():
     model = _pruned(_lenet300)
