@@ -93,8 +93,12 @@ class CompiledModel(nn.Module):
         self.notices = notices or []
         self.timing: dict | None = None  # the final whole-call measurement (``_guard_against_dense``)
         self._native: dict = {}  # the one-call chain (built on first use; not copied or pickled)
-        threads = max((getattr(op, "threads", 1) for op in ops or []), default=1)
+        layer_threads = max((getattr(op, "threads", 1) for op in ops or []), default=1)
+        # the one-call chain splits a batch into chunks from CHUNKED_FROM samples, run on the call's thread count:
+        # with more than one torch thread the guard chooses it from then on, even for layers chosen on one thread
+        threads = max(layer_threads, torch.get_num_threads())
         self.thread_guard = ThreadGuard(threads) if self._all_native() and threads > 1 else None
+        self._guard_from = 1 if layer_threads > 1 else CHUNKED_FROM  # smaller batches: nothing to choose
         # the guard's 1-thread calls run the layers chosen for 1 thread (their formats' fastest 1-thread variants):
         # the N-thread plan capped to one thread was measured up to 27 % slower than a plan compiled for one
         differs = single_ops is not None and any(a is not b for a, b in zip(single_ops, ops or []))
@@ -133,7 +137,7 @@ class CompiledModel(nn.Module):
         return self._forward(x)
 
     def _native_forward(self, chain, x2: torch.Tensor) -> torch.Tensor:  # (B, in) -> (B, classes)
-        if self.thread_guard is None:
+        if self.thread_guard is None or x2.shape[0] < self._guard_from:
             return chain.forward(x2, True, True)
         single = self._native.get("single", chain)
         return self.thread_guard.run(lambda n: (chain if n > 1 else single).forward(x2, True, True, n), x2.shape[0])
@@ -192,6 +196,7 @@ class CompiledModel(nn.Module):
 
 
 GUARD_ROUNDS = 11  # interleaved rounds of the final whole-call comparison
+CHUNKED_FROM = 65  # the native chain runs a batch in chunks of >= 64 samples (csrc: chunk_width) above 64
 
 
 def _time_models(fns: list, x: torch.Tensor, rounds: int | None = None) -> list[float]:

@@ -83,6 +83,63 @@ def test_chain_reuses_buffers_but_never_its_result():
 
 
 @needs_native
+@pytest.mark.parametrize("order", ["sorted", "shuffled", "repeated"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kept_input_columns_in_one_pass_at_every_batch(order, threads):
+    """Batch-major input with dead columns: gathered and transposed in one pass (8 x 8 blocks and their
+    remainders in samples and columns, one or two threads), equal to the kept columns chosen first;
+    a column kept twice takes the other route (index_select first) with the same result."""
+    g = torch.Generator().manual_seed(3)
+    keep = torch.randperm(203, generator=g)[:131]  # 131 of 203 columns: neither a multiple of 8
+    keep = {"sorted": keep.sort().values, "shuffled": keep,
+            "repeated": torch.cat([keep[:-2], keep[:2]])}[order]
+    w = _sparse((40, 131), 0.5)
+    chain = NativeCSROp(w, None, False).make_chain([NativeCSROp(w, None, False).layer()], 131)
+    chain.set_keep(keep)
+    with torch_threads(threads):
+        # chunked from 65 samples on two threads and above 512 on one (csrc chunk_width), in one piece below
+        for batch in (1, 2, 7, 8, 9, 63, 64, 65, 200, 256, 513, 1100):
+            x = torch.randn(batch, 203, generator=g)
+            want = x[:, keep] @ w.t()
+            for n in (threads, -1):  # the call's thread count, or the layer's own
+                torch.testing.assert_close(chain.forward(x, True, True, n), want, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(chain.forward(x.t().contiguous(), False, True, threads), want,
+                                       rtol=1e-5, atol=1e-5)  # feature-major input: rows selected
+            torch.testing.assert_close(chain.forward(x.t().contiguous(), False, False, threads), want.t(),
+                                       rtol=1e-5, atol=1e-5)  # and feature-major output
+            torch.testing.assert_close(chain.forward(x[:, :keep.max() + 1], True, True, threads), want,
+                                       rtol=1e-5, atol=1e-5)  # the columns after the last kept one may be absent
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunked_chain_equals_the_layer_by_layer_chain(threads):
+    """A three-layer chain (CSR with panels, dense, CSR) at batches that split into chunks, with a ragged last
+    chunk, on strided feature-major input too: equal to torch, and to the same chain run in one piece."""
+    from sparsity_viz.backend.compiled import CHUNKED_FROM
+
+    assert CHUNKED_FROM == kernels.load().CHUNK_MIN + 1
+    g = torch.Generator().manual_seed(5)
+    w1, w2, w3 = _sparse((300, 784), 0.9, seed=1), torch.randn(100, 300, generator=g) / 17, _sparse((10, 100), 0.5)
+    b1, b2, b3 = (torch.randn(n, generator=g) for n in (300, 100, 10))
+    ops = [NativeCSROp(w1, b1, True, threads=threads), NativeDenseOp(w2, b2, True, threads=threads),
+           NativeCSROp(w3, b3, False, threads=threads)]
+    chain = ops[0].make_chain([op.layer() for op in ops], 784)
+    with torch_threads(threads):
+        for batch in (64, 65, 130, 257, 1000):
+            x = torch.randn(batch, 784, generator=g)
+            want = torch.relu(torch.relu(x @ w1.t() + b1) @ w2.t() + b2) @ w3.t() + b3
+            got = chain.forward(x, True, True, threads)
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+            wide = torch.randn(784, batch + 24, generator=g)[:, 5:batch + 5]  # feature-major, row stride > batch
+            torch.testing.assert_close(chain.forward(wide, False, False, threads),
+                                       (torch.relu(torch.relu(wide.t() @ w1.t() + b1) @ w2.t() + b2) @ w3.t() + b3).t(),
+                                       rtol=1e-4, atol=1e-4)
+            pieces = torch.cat([chain.forward(x[i:i + 64], True, True, threads) for i in range(0, batch, 64)])
+            torch.testing.assert_close(got, pieces, rtol=1e-4, atol=1e-4)  # (a ragged chunk sums in another order)
+
+
+@needs_native
 def test_chain_called_from_threads_at_once():
     w = _sparse((200, 300))
     chain = NativeCSROp(w, None, True).chain()

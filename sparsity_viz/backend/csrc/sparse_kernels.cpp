@@ -180,7 +180,9 @@ inline void group_rows(const char* P, const int32_t* rows, const uint16_t* off, 
       _mm512_storeu_ps(y[i] + 16 * j, relu ? _mm512_max_ps(_mm512_setzero_ps(), a[i][j]) : a[i][j]);
 }
 
-// A thread's 64-byte aligned scratch of at least n floats (kept between calls).
+// A thread's 64-byte aligned scratch of at least n floats (kept between calls); one per TAG
+// (0: a tile's partial sums, 1: a chain chunk's activations).
+template <int TAG = 0>
 inline float* scratch_floats(int64_t n) {
   static thread_local std::vector<float> buf;
   if (static_cast<int64_t>(buf.size()) < n + 16) buf.resize(n + 16);
@@ -345,8 +347,8 @@ void run_rows(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy
 }
 
 #if defined(__AVX__)
-// 8 x 8 block transpose in AVX registers: src rows of stride ls -> dst rows of stride ld
-inline void transpose8(const float* src, int64_t ls, float* dst, int64_t ld) {
+// 8 x 8 block transpose in AVX registers: src rows of stride ls -> the 8 rows d[0..7]
+inline void transpose8(const float* src, int64_t ls, float* const* d) {
   __m256 r0 = _mm256_loadu_ps(src + 0 * ls), r1 = _mm256_loadu_ps(src + 1 * ls);
   __m256 r2 = _mm256_loadu_ps(src + 2 * ls), r3 = _mm256_loadu_ps(src + 3 * ls);
   __m256 r4 = _mm256_loadu_ps(src + 4 * ls), r5 = _mm256_loadu_ps(src + 5 * ls);
@@ -359,42 +361,72 @@ inline void transpose8(const float* src, int64_t ls, float* dst, int64_t ld) {
   __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
   __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
   __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_storeu_ps(dst + 0 * ld, _mm256_permute2f128_ps(s0, s4, 0x20));
-  _mm256_storeu_ps(dst + 1 * ld, _mm256_permute2f128_ps(s1, s5, 0x20));
-  _mm256_storeu_ps(dst + 2 * ld, _mm256_permute2f128_ps(s2, s6, 0x20));
-  _mm256_storeu_ps(dst + 3 * ld, _mm256_permute2f128_ps(s3, s7, 0x20));
-  _mm256_storeu_ps(dst + 4 * ld, _mm256_permute2f128_ps(s0, s4, 0x31));
-  _mm256_storeu_ps(dst + 5 * ld, _mm256_permute2f128_ps(s1, s5, 0x31));
-  _mm256_storeu_ps(dst + 6 * ld, _mm256_permute2f128_ps(s2, s6, 0x31));
-  _mm256_storeu_ps(dst + 7 * ld, _mm256_permute2f128_ps(s3, s7, 0x31));
+  _mm256_storeu_ps(d[0], _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_storeu_ps(d[1], _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_storeu_ps(d[2], _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_storeu_ps(d[3], _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_storeu_ps(d[4], _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_storeu_ps(d[5], _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_storeu_ps(d[6], _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_storeu_ps(d[7], _mm256_permute2f128_ps(s3, s7, 0x31));
 }
 #endif
 
-// (B, F) row-major -> (F, B) row-major, features [f0, f1), in 8 x 8 register blocks
-void transpose_range(const float* src, float* dst, int64_t B, int64_t F, int64_t f0, int64_t f1, int64_t ld) {
-  int64_t b = 0;
+// (B, Fx) row-major (row stride ls) -> feature-major rows (stride ld), source features [f0, f1), 8 x 8 blocks:
+// feature f goes to row f of dst (pos null), or to row pos[f], or nowhere when f >= npos or pos[f] < 0
+// (a dead input compacted away: one pass over X; a gather of the kept columns first costs ~3x more).
+constexpr int64_t TRANSPOSE_FEATURES = 64;
+
+void transpose_range(const float* src, int64_t ls, int64_t B, const int64_t* pos, int64_t npos, float* dst,
+                     int64_t ld, int64_t f0, int64_t f1) {
+  auto row = [&](int64_t f) -> float* {
+    return !pos ? dst + f * ld : f < npos && pos[f] >= 0 ? dst + pos[f] * ld : nullptr;
+  };
+  int64_t b8 = 0;  // samples [0, b8) in blocks of 8
 #if defined(__AVX__)
-  for (; b + 8 <= B; b += 8) {
-    int64_t f = f0;
-    for (; f + 8 <= f1; f += 8) transpose8(src + b * F + f, F, dst + f * ld + b, ld);
-    for (; f < f1; ++f)
-      for (int64_t i = 0; i < 8; ++i) dst[f * ld + b + i] = src[(b + i) * F + f];
+  b8 = B / 8 * 8;
+  float sink[8];  // where a dead feature's 8 values go
+  // TRANSPOSE_FEATURES features at a time down every sample: the block's destination rows fill up
+  // front to back (a few pages at a time); all features for 8 samples at a time instead wrote into
+  // every destination row (and page) per block, 4x slower at batch 1,024
+  for (int64_t fb = f0; fb < f1; fb += TRANSPOSE_FEATURES) {
+    const int64_t fe = std::min(f1, fb + TRANSPOSE_FEATURES);
+    for (int64_t b = 0; b < b8; b += 8) {
+      int64_t f = fb;
+      for (; f + 8 <= fe; f += 8) {
+        float* d[8];
+        bool any = false;
+        for (int j = 0; j < 8; ++j) {
+          float* r = row(f + j);
+          any |= r != nullptr;
+          d[j] = r ? r + b : sink;
+        }
+        if (any) transpose8(src + b * ls + f, ls, d);
+      }
+      for (; f < fe; ++f)
+        if (float* r = row(f))
+          for (int64_t i = 0; i < 8; ++i) r[b + i] = src[(b + i) * ls + f];
+    }
   }
 #endif
-  for (; b < B; ++b)
-    for (int64_t f = f0; f < f1; ++f) dst[f * ld + b] = src[b * F + f];
+  for (int64_t b = b8; b < B; ++b)
+    for (int64_t f = f0; f < f1; ++f)
+      if (float* r = row(f)) r[b] = src[b * ls + f];
 }
 
 int64_t clamp_threads(int64_t threads);
 
-void transpose_into(const float* src, float* dst, int64_t B, int64_t F, int64_t threads, int64_t ld) {
+// transpose_range over every source feature, split over threads for large copies
+void transpose_into(const float* src, float* dst, int64_t B, int64_t Fx, int64_t threads, int64_t ld,
+                    const int64_t* pos = nullptr, int64_t npos = 0) {
   const int64_t n = clamp_threads(threads);
-  if (n <= 1 || F < 64 || B * F < 16384) {  // small copies: a fork/join costs more
-    transpose_range(src, dst, B, F, 0, F, ld);
+  if (n <= 1 || Fx < 64 || B * Fx < 16384) {  // small copies: a fork/join costs more
+    transpose_range(src, Fx, B, pos, npos, dst, ld, 0, Fx);
     return;
   }
-  const int64_t grain = ((F + n - 1) / n + 7) / 8 * 8;
-  at::parallel_for(0, F, grain, [&](int64_t f0, int64_t f1) { transpose_range(src, dst, B, F, f0, f1, ld); });
+  const int64_t grain = ((Fx + n - 1) / n + 7) / 8 * 8;
+  at::parallel_for(0, Fx, grain,
+                   [&](int64_t f0, int64_t f1) { transpose_range(src, Fx, B, pos, npos, dst, ld, f0, f1); });
 }
 
 int64_t clamp_threads(int64_t threads) {
@@ -676,18 +708,70 @@ inline torch::Tensor scratch(Buffers* bufs, size_t k, int64_t rows, int64_t cols
   return bufs ? bufs->get(k, rows, cols, opts) : torch::empty({rows, cols}, opts);
 }
 
-// (B, Fx) batch-major -> (keep.numel(), B) feature-major with column keep[f] as feature f.
-void gather_transpose(const float* src, int64_t Fx, const int64_t* keep, int64_t F, float* dst, int64_t B, int64_t ld) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t f = 0; f < F; ++f) dst[f * ld + b] = src[b * Fx + keep[f]];
+// Samples per chunk of a chunked chain: the activations into and out of its widest layer fit in
+// CHUNK_BYTES (L2 is 2 MB per core here), 64 to 512 samples; on n > 1 threads at least 2 chunks each.
+constexpr int64_t CHUNK_BYTES = 1 << 20, CHUNK_MIN = 64;
+
+int64_t chunk_width(const ChainSpec& s, int64_t F, int64_t B, int64_t n) {
+  int64_t in = F, pair = 1;
+  for (const Layer& L : s.layers) {
+    pair = std::max(pair, in + L.out);
+    in = L.out;
+  }
+  int64_t c = std::clamp<int64_t>(CHUNK_BYTES / (4 * pair) / 64 * 64, CHUNK_MIN, 512);
+  if (n > 1) c = std::min(c, std::max<int64_t>(CHUNK_MIN, B / (2 * n) / 64 * 64));
+  return c;
+}
+
+// The whole chain C samples at a time, each chunk on one thread through every layer (chunks claimed
+// from a counter, so no barrier between layers and a late thread finds less left): a chunk's
+// activations stay in L2, where layer after layer over the whole batch sent them through L3.
+// X: batch-major (rows of stride ldx; source feature f -> input row pos[f] as in transpose_range,
+// pos null: f -> f) or feature-major (F, ldx). Y: (B, O) if bm_out, else (O, B).
+void run_chunks(const ChainSpec& s, const float* X, bool bm_in, int64_t ldx, int64_t Fx, const int64_t* pos,
+                int64_t npos, int64_t F, int64_t B, float* Y, bool bm_out, int64_t C, int64_t n) {
+  int64_t widest = F;
+  for (const Layer& L : s.layers) widest = std::max(widest, L.out);
+  const int64_t ldc = padded_ld(C), chunks = (B + C - 1) / C, O = s.layers.back().out;
+  std::atomic<int64_t> next{0};
+  auto work = [&](int64_t, int64_t) {
+    float* buf = scratch_floats<1>(2 * widest * ldc);
+    float* const ping[2] = {buf, buf + widest * ldc};  // (widest, ldc) each: a layer's input and output
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
+      const int64_t b0 = c * C, nb = std::min(C, B - b0);
+      const float* in = X + b0;  // feature-major: the chunk's columns
+      int64_t ldi = ldx, k = 0;
+      if (bm_in) {
+        transpose_range(X + b0 * ldx, ldx, nb, pos, npos, ping[0], ldc, 0, Fx);  // (F, nb)
+        in = ping[0];
+        ldi = ldc;
+        k = 1;
+      }
+      for (size_t i = 0; i < s.layers.size(); ++i) {
+        const bool direct = i + 1 == s.layers.size() && !bm_out;  // the last layer writes Y's columns
+        float* y = direct ? Y + b0 : ping[k];
+        const int64_t ldy = direct ? B : ldc;
+        k ^= direct ? 0 : 1;
+        run_rows(s.layers[i], in, ldi, y, ldy, nb, 0, s.layers[i].out, s.tiles[i]);
+        in = y;
+        ldi = ldy;
+      }
+      if (bm_out) transpose_range(in, ldi, O, nullptr, 0, Y + b0 * O, O, 0, nb);  // (O, nb) -> rows b0.. of Y
+    }
+  };
+  if (n <= 1 || at::in_parallel_region()) work(0, 1);
+  else at::parallel_for(0, n, 1, work);
 }
 
 // Run the chain on X. `keep` (optional int64): input columns the first layer reads (dead
 // inputs compacted away). `batch_major_output`: return (B, out_last) instead of (out_last, B).
-// `max_threads` (>= 1) caps every layer's thread count for this call. The returned tensor is
-// always freshly allocated (never one of the reused buffers).
+// `max_threads`: -1 runs every layer on its own thread count (a chunked chain on the largest of
+// them); n >= 1 runs this call on n threads (every layer capped at n, a chunked chain's chunks on
+// n: the ThreadGuard's choice). The returned tensor is always freshly allocated (never one of the
+// reused buffers).
 torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_input, bool batch_major_output = false,
-                       int64_t max_threads = 1 << 20, const torch::Tensor* keep = nullptr, Buffers* bufs = nullptr) {
+                       int64_t max_threads = -1, const torch::Tensor* keep = nullptr, Buffers* bufs = nullptr,
+                       const std::vector<int64_t>* keep_pos = nullptr) {
   TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
   const bool gather = keep && keep->defined() && keep->numel() > 0;
   const int64_t B = batch_major_input ? X.size(0) : X.size(1);
@@ -695,17 +779,31 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
   const int64_t F = gather ? keep->numel() : Fx;
   const int64_t ldp = padded_ld(B);
   const auto opts = X.options();
-  auto th = [&](size_t i) { return std::min<int64_t>(s.threads[i], max_threads); };
+  auto th = [&](size_t i) { return max_threads < 1 ? s.threads[i] : std::min<int64_t>(s.threads[i], max_threads); };
   torch::Tensor cur;
   int64_t ldc = B;
-  if (gather && !(batch_major_input && B < 64)) {
-    X = X.index_select(batch_major_input ? 1 : 0, *keep);  // (B, F) or (F, B)
+  const bool scatter = gather && batch_major_input && keep_pos && !keep_pos->empty();
+  if (gather && !scatter) X = X.index_select(batch_major_input ? 1 : 0, *keep);  // (B, F) or (F, B)
+  int64_t n = max_threads < 1 ? 1 : clamp_threads(max_threads);
+  for (size_t i = 0; max_threads < 1 && i < s.layers.size(); ++i) n = std::max(n, clamp_threads(th(i)));
+  const int64_t C = chunk_width(s, F, B, n);
+  if (!s.layers.empty() && B > C) {  // chunked: see run_chunks
+    TORCH_CHECK(s.layers[0].in == F, "layer 0 expects ", s.layers[0].in, " input features, got ", F);
+    if (batch_major_input || X.stride(1) != 1 || (F > 1 && X.stride(0) < B)) X = X.contiguous();
+    const int64_t O = s.layers.back().out;
+    torch::Tensor Y = batch_major_output ? torch::empty({B, O}, opts) : torch::empty({O, B}, opts);
+    const int64_t* pos = scatter ? keep_pos->data() : nullptr;
+    run_chunks(s, X.data_ptr<float>(), batch_major_input, batch_major_input ? X.size(1) : X.stride(0),
+               scatter ? Fx : F, pos, scatter ? static_cast<int64_t>(keep_pos->size()) : 0, F, B, Y.data_ptr<float>(),
+               batch_major_output, C, n);
+    return Y;
   }
-  if (gather && batch_major_input && B < 64) {
-    TORCH_CHECK(keep->scalar_type() == at::kLong && keep->is_contiguous(), "keep must be contiguous int64");
+  if (scatter) {  // gather and transpose in one pass: source feature f -> row keep_pos[f]
     X = X.contiguous();
-    cur = scratch(bufs, 0, F, B, opts);
-    gather_transpose(X.data_ptr<float>(), Fx, keep->data_ptr<int64_t>(), F, cur.data_ptr<float>(), B, B);
+    cur = scratch(bufs, 0, F, ldp, opts);
+    transpose_into(X.data_ptr<float>(), cur.data_ptr<float>(), B, Fx, s.layers.empty() ? 1 : th(0), ldp,
+                   keep_pos->data(), static_cast<int64_t>(keep_pos->size()));
+    ldc = ldp;
   } else if (!batch_major_input) {
     if (X.stride(1) != 1 || (F > 1 && X.stride(0) < B)) X = X.contiguous();
     cur = X;
@@ -938,6 +1036,7 @@ struct Chain {
   int64_t in0;
   torch::Tensor keep;  // optional int64 input columns (dead inputs compacted away)
   int64_t keep_max = -1;
+  std::vector<int64_t> pos;  // input column -> row of the kept input (-1: dead), or empty
   mutable Buffers bufs;
   mutable std::mutex mu;
   Chain(int64_t in, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols, std::vector<torch::Tensor> vals,
@@ -950,18 +1049,31 @@ struct Chain {
     TORCH_CHECK(k.numel() == 0 || k.min().item<int64_t>() >= 0, "keep indices must be >= 0");
     keep = k.contiguous();
     keep_max = k.numel() ? k.max().item<int64_t>() : -1;
+    // where each input column goes (-1: nowhere), for the one-pass gather + transpose; left empty
+    // (index_select first) if a column is kept twice
+    pos.assign(keep_max + 1, -1);
+    const int64_t* kp = keep.data_ptr<int64_t>();
+    for (int64_t i = 0; i < keep.numel(); ++i) {
+      if (pos[kp[i]] >= 0) {
+        pos.clear();
+        break;
+      }
+      pos[kp[i]] = i;
+    }
   }
   torch::Tensor forward(torch::Tensor X, bool batch_major_input, bool batch_major_output, int64_t max_threads) const {
-    TORCH_CHECK(max_threads >= 1, "max_threads must be >= 1");
+    TORCH_CHECK(max_threads >= 1 || max_threads == -1, "max_threads must be >= 1 (or -1: each layer's own)");
     const torch::Tensor* k = keep.defined() ? &keep : nullptr;
     TORCH_CHECK(X.dim() == 2 && (!k || X.size(batch_major_input ? 1 : 0) > keep_max), "X has ",
                 X.dim() == 2 ? X.size(batch_major_input ? 1 : 0) : -1, " input features; the chain reads feature ", keep_max);
     std::unique_lock<std::mutex> lock(mu, std::try_to_lock);
-    return run_spec(spec, X, batch_major_input, batch_major_output, max_threads, k, lock.owns_lock() ? &bufs : nullptr);
+    return run_spec(spec, X, batch_major_input, batch_major_output, max_threads, k, lock.owns_lock() ? &bufs : nullptr,
+                    &pos);
   }
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.attr("CHUNK_MIN") = CHUNK_MIN;  // a chain runs batches above this many samples in chunks
   m.def("transpose", &transpose, "(B, F) -> (F, B) float32, blocked");
   m.def("chain_forward", &chain_forward, "CSR/dense layer chain on feature-major activations (in, B) -> (out, B)");
   m.def("csr_onto", &csr_onto, "relu?(base + CSR W @ X) on feature-major X (in, B) -> fresh (out, B)");
@@ -975,6 +1087,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                           std::vector<int64_t>>())
       .def("set_keep", &Chain::set_keep, "input columns (int64) the first layer reads")
       .def("forward", &Chain::forward, pybind11::arg("x"), pybind11::arg("batch_major_input"),
-           pybind11::arg("batch_major_output") = false, pybind11::arg("max_threads") = 1 << 20,
+           pybind11::arg("batch_major_output") = false, pybind11::arg("max_threads") = -1,
            pybind11::call_guard<pybind11::gil_scoped_release>());
 }
