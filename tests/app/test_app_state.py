@@ -160,7 +160,7 @@ def test_bad_uploads_give_a_clear_error_and_the_app_keeps_working(case):
 def test_png_export_on_demand():
     at = open_app("moons_mlp", "2_prune")
     assert not [b for b in at.get("download_button") if b.key == "dl_png_prune_heatmap"]
-    at.button(key="png_prune_heatmap").click().run()
+    at.button(key="png_prune_heatmap").click().run(timeout=120)  # kaleido starts chromium: slow on a loaded machine
     check(at)
     assert not at.error, [e.value for e in at.error]
     assert [b for b in at.get("download_button") if b.key == "dl_png_prune_heatmap"]

@@ -24,7 +24,7 @@ def _measure(at, batches=(1, 32), cap=1):
     at.number_input(key="speed_time_cap").set_value(cap).run()
     assert not at.get("plotly_chart"), "nothing is measured before the button"
     assert any("press **Measure**" in i.value for i in at.info)
-    at.button(key="speed_measure").click().run()
+    at.button(key="speed_measure").click().run(timeout=180)  # the heaviest run: compiles and times every batch
     check(at)
     return at
 
@@ -75,7 +75,7 @@ def test_measure_then_widgets_change_figures(model):
 
     at.multiselect(key="speed_batches").set_value([1, 8]).run()  # new settings: measure again
     assert not at.get("plotly_chart")
-    at.button(key="speed_measure").click().run()
+    at.button(key="speed_measure").click().run(timeout=180)  # the heaviest run: compiles and times every batch
     check(at)
     assert [t["x"] for t in charts(at)[0]["data"] if t["type"] == "bar"][0] == ["batch 1", "batch 8"]
 
@@ -96,7 +96,7 @@ def test_results_cached_across_page_changes_and_keyed_by_masks():
     at.switch_page("views/12_speed.py").run()
     check(at)
     assert not at.get("plotly_chart")  # other masks: not measured yet
-    at.button(key="speed_measure").click().run()
+    at.button(key="speed_measure").click().run(timeout=180)  # the heaviest run: compiles and times every batch
     check(at)
     assert chart_specs(at)[0] != first[0]
     assert len(at.session_state[app_state.KEY_SPEED]) == 2
@@ -119,7 +119,9 @@ def test_sparse_loses_is_said_plainly():
             assert sentence not in text
     # which layers stay dense is the dispatcher's measurement (whole-call fallbacks included), so whether any does
     # is not asserted (timing); when one does, the page names it (checked above).
-    assert "At batch 1, CSR (torch.sparse) is **" in text and "slower** than dense" in text
+    csr1 = report.bench.query("batch == 1 and format == 'csr-torch'")["ratio_dense"]
+    if len(csr1) and csr1.iloc[0] > 1:  # measured 1.6-5x slower, but the words follow this run's number
+        assert "At batch 1, CSR (torch.sparse) is **" in text and "slower** than dense" in text
 
 
 def test_native_fallback_notice(monkeypatch):

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsity_viz.backend import compile_model
+from sparsity_viz.backend import compiled as compiled_module
 from sparsity_viz.backend.compaction import compact_conv_chain
 from sparsity_viz.models import LeNet5, build_model
 from sparsity_viz.pruning import prune
@@ -89,7 +90,10 @@ def test_what_cannot_be_compacted_comes_back_unchanged():
     assert c.model is hard and "computes something else" in c.problem
 
 
-def test_compile_model_compacts_and_equals_dense(structured):
+def test_compile_model_compacts_and_equals_dense(structured, monkeypatch):
+    # the whole-call guard's clock says the compiled model is faster (as it is, with ~5x fewer multiplies), so the
+    # compaction is what runs whatever this machine's load did to one timing
+    monkeypatch.setattr(compiled_module, "_time_models", lambda fns, x, rounds=None: [1.0] + [0.5] * (len(fns) - 1))
     x = _x(40, seed=2)
     compiled = compile_model(structured, batch_size=32, device="cpu", calibration=x, repeats=3)
     plans = {p.name: p for p in compiled.plans}

@@ -118,7 +118,7 @@ def test_a_second_checkout_loads_the_first_ones_build_in_under_two_seconds_witho
 
     report = load_from(second)
     assert report["origin"] == "cached", report
-    assert report["seconds"] < 2.0, report
+    assert report["seconds"] < 10.0, report  # a build takes ~40 s; a cached load well under a second when quiet
     assert report["library"] == built["library"]
     after = {p.name: p.stat().st_mtime_ns for p in library.parent.iterdir() if p.name != ".build.lock"}
     assert after == {k: v for k, v in before.items() if k != ".build.lock"}  # nothing rebuilt or rewritten
@@ -200,4 +200,4 @@ print(first, second, live.kernel_building(), round(asked, 2), "being built" in r
                           env={**os.environ, kernels.ENV_SWITCH: "1"})
     first, second, building, asked, being_built, failed = proc.stdout.split()
     assert (first, second, being_built, failed) == ("True", "True", "True", "True"), proc.stderr[-2000:]
-    assert float(asked) < 1.5  # 0.6 s of sleeps; waiting for the fake build would take 3 s
+    assert float(asked) < 2.5  # 0.6 s of sleeps (more on a loaded machine); waiting for the fake build takes 3 s

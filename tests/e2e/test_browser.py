@@ -111,8 +111,13 @@ def _goto(pg, title: str) -> None:
     _settle(pg)
 
 
+def _metric_value(pg, label: str):
+    """The value of the metric labelled ``label`` (a locator: ``expect(...).to_have_text`` polls it)."""
+    return pg.locator('[data-testid="stMetric"]', has_text=label).locator('[data-testid="stMetricValue"]')
+
+
 def _metric(pg, label: str) -> str:
-    return pg.locator('[data-testid="stMetric"]', has_text=label).locator('[data-testid="stMetricValue"]').inner_text()
+    return _metric_value(pg, label).inner_text()
 
 
 def test_prune_slider_then_connections_and_attribution(server, page):

@@ -16,7 +16,7 @@ from sparsity_viz.checkpoints import load_sample
 from sparsity_viz.data import load_dataset
 from sparsity_viz.lessons import LessonContext, get_lesson
 from sparsity_viz.lessons.base import pct
-from test_browser import CHROMIUM, SHOTS, _goto, _metric, _settle, expect, page, server  # noqa: F401 (fixtures)
+from test_browser import CHROMIUM, SHOTS, _goto, _metric_value, _settle, expect, page, server  # noqa: F401 (fixtures)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -44,7 +44,7 @@ def test_a_class_follows_magnitude_vs_random(server, page):  # noqa: F811 (pytes
     _settle(page)
     expect(page.get_by_role("heading", name="Prune", exact=True)).to_be_visible()
     expect(page.get_by_role("slider", name="Sparsity (% of weights pruned)")).to_have_value("50")
-    assert _metric(page, "Test accuracy") == pct(half.numbers["magnitude_50"])
+    expect(_metric_value(page, "Test accuracy")).to_have_text(pct(half.numbers["magnitude_50"]))
 
     _goto(page, "Lessons")
     page.get_by_role("button", name="Reveal").nth(0).click()
@@ -59,8 +59,8 @@ def test_a_class_follows_magnitude_vs_random(server, page):  # noqa: F811 (pytes
     expect(page.get_by_role("heading", name="Prune", exact=True)).to_be_visible()
     expect(page.get_by_role("slider", name="Sparsity (% of weights pruned)")).to_have_value("90")
     expect(page.get_by_role("combobox", name="Strategy")).to_be_visible()
-    assert _metric(page, "Test accuracy") == pct(rand.numbers["random_90"])
-    assert _metric(page, "Weights pruned") == "90.0 %"
+    expect(_metric_value(page, "Test accuracy")).to_have_text(pct(rand.numbers["random_90"]))
+    expect(_metric_value(page, "Weights pruned")).to_have_text("90.0 %")
 
     _goto(page, "Lessons")
     page.get_by_role("button", name="Reveal").nth(2).click()

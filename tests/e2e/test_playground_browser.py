@@ -49,7 +49,7 @@ def test_playground_trains_live_and_cuts_by_click(server, page):  # noqa: F811 (
     expect(page.get_by_text(re.compile(r"Trained 20 epochs in"))).to_be_visible(timeout=120_000)
     _settle(page)
     expect(page.get_by_text("Epoch 20 / 20")).to_be_visible()
-    assert "pg_at=20" in page.url
+    page.wait_for_url(re.compile(r"pg_at=20"))  # written by the same run, maybe a moment after the text
     assert _network(page).inner_html() != before  # redrawn with the trained weights
     page.screenshot(path=str(SHOTS / "18_playground.png"))
 
@@ -58,14 +58,14 @@ def test_playground_trains_live_and_cuts_by_click(server, page):  # noqa: F811 (
     _click_point(page, units, 0)
     expect(page.get_by_text("Cut unit h1.1 at epoch 20")).to_be_visible()
     _settle(page)
-    assert re.search(r"pg_cuts=20u1x0(&|$)", page.url), page.url
+    page.wait_for_url(re.compile(r"pg_cuts=20u1x0(&|$)"))
 
     # the connection handles come two traces before: click the first one (x1 -> h1.1), which toggles it
     handles = _network(page).locator(".scatterlayer .trace").nth(-3)
     _click_point(page, handles, 0)
     expect(page.get_by_text(re.compile(r"(Cut|Restored) connection x1 → h1.1 at epoch 20"))).to_be_visible()
     _settle(page)
-    assert re.search(r"pg_cuts=20u1x0(%2C|,)20e1x0x0", page.url), page.url
+    page.wait_for_url(re.compile(r"pg_cuts=20u1x0(%2C|,)20e1x0x0"))
 
     # the URL is the whole state: a fresh browser context rebuilds the same network and the same numbers
     numbers = page.get_by_text(re.compile(r"Epoch 20 / 20 · connections alive")).inner_text()

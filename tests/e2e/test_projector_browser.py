@@ -130,7 +130,7 @@ def test_a_slow_strategy_is_marked_and_prunes_behind_a_spinner(server, page):  #
     option = page.get_by_role("option", name="SynFlow", exact=False)
     expect(option).to_contain_text("slow: ~")  # marked from benchmarks/live_prune.py's record
     option.click()
-    expect(page.get_by_text("Pruning with SynFlow", exact=False)).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("Pruning with SynFlow", exact=False)).to_be_visible()
     expect(page.get_by_text("(measured)", exact=False)).to_be_visible()
     _settle(page)
     expect(page.locator('[data-testid="stMetric"]', has_text="Weights pruned")).to_be_visible()
