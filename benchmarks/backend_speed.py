@@ -104,11 +104,7 @@ def timed(fns: dict, reference: str, rounds: int, state: str) -> dict[str, dict]
 
 def threads_used(compiled, batch: int) -> str:
     """What the compiled model runs on: the ThreadGuard's current choice, the layers' threads, or the module."""
-    if compiled.module is not None:
-        return "module"
-    if compiled.thread_guard is not None:
-        return str(compiled.thread_guard.choice(batch))
-    return str(max((getattr(op, "threads", 1) for op in compiled.ops), default=1))
+    return "module" if compiled.module is not None else str(compiled.threads_at(batch))
 
 
 def main() -> None:

@@ -48,11 +48,16 @@ def test_backend_speed_claims():
         return float(ours[(model, str(batch), str(threads), state)][col])
 
     lenet, wide = "LeNet-300-100", "784-2048-2048-10"
+    names = {lenet: "LeNet-300-100", wide: "the 2048-wide MLP"}
     two = [f"{ratio(m, b, 2, 'idle'):.2f}×" for m in (lenet, wide) for b in (256, 1024)]
+    met = sum(ratio(m, b, 2, "idle") <= 0.15 for m in (lenet, wide) for b in (256, 1024))
+    words = {0: "**not met**", 4: "**met**"}.get(met, f"**met in {'one' if met == 1 else met} of the four cases**")
+    assert f"and 1,024) is {words}: idle on 2 threads the backend reads" in PROSE
     assert f"reads {two[0]} / {two[1]} (LeNet-300-100, batch 256 / 1,024) and {two[2]} / {two[3]} (2048-wide" in PROSE
     one = {m: [ratio(m, b, 1, "idle") for b in (256, 1024)] for m in (lenet, wide)}
     two_range = {m: [ratio(m, b, 2, "idle") for b in (256, 1024)] for m in (lenet, wide)}
-    assert (f"| {_range(two_range[lenet])} / {_range(two_range[wide])} dense on 2 threads (target ≤ 0.15×: **missed**; "
+    readme_words = {0: "**missed**", 4: "**met**"}.get(met, f"**met in {met} of 4 cases**")
+    assert (f"| {_range(two_range[lenet])} / {_range(two_range[wide])} dense on 2 threads (target ≤ 0.15×: {readme_words}; "
             f"1 thread {_range(one[lenet])} / {_range(one[wide])}) |") in README
     ms = {t: ratio(wide, 1024, t, "idle") * float(ours[(wide, "1024", str(t), "idle")]["dense ms"]) for t in (1, 2)}
     assert f"batch 1,024: {ms[1]:.1f} → {ms[2]:.1f} ms from 1 to 2" in PROSE
@@ -66,19 +71,24 @@ def test_backend_speed_claims():
     def excess(m, b, state):
         return ratio(m, b, 2, state) / ratio(m, b, 2, state, "1-thread backend") - 1
 
-    idle = {(m, b): excess(m, b, "idle") for m in (lenet, wide) for b in (1, 8, 32, 256, 1024)}
-    worst = max(idle, key=idle.get)
-    assert worst == (lenet, 1) and ours[(lenet, "1", "2", "idle")]["backend threads"] == "1"  # the same plan
-    assert f"the 2-thread backend is at most {100 * idle[worst]:.0f} % behind it (LeNet-300-100 at batch 1," in PROSE
-    assert f"up to {-100 * min(idle.values()):.0f} % ahead (the 2048-wide MLP)" in PROSE
-    assert min(idle, key=idle.get)[0] == wide
+    batches = (1, 8, 32, 256, 1024)
+    idle = {(m, b): excess(m, b, "idle") for m in (lenet, wide) for b in batches}
+    (m, b) = worst = max(idle, key=idle.get)
+    assert ours[(m, str(b), "2", "idle")]["backend threads"] == "1"  # the prose says: the same plan, so noise
+    assert (f"the 2-thread backend is at most {100 * idle[worst]:.0f} % behind it ({m} at batch {b:,}, where both run "
+            "the same 1-thread plan") in PROSE
+    best = min(idle, key=idle.get)
+    assert f"up to {-100 * idle[best]:.0f} % ahead ({names[best[0]]})" in PROSE
     from sparsity_viz.backend.dispatch import MIN_PARALLEL_US
     assert f"Layers under {MIN_PARALLEL_US:.0f} µs on one thread are no longer split" in PROSE
     assert f"a layer that takes under {MIN_PARALLEL_US:.0f} µs on one thread is not split at all" in PROSE
-    busy_worst = max(((m, b) for m in (lenet, wide) for b in (1, 8, 32, 256, 1024)), key=lambda k: excess(*k, "busy"))
-    assert busy_worst == (lenet, 1024) and ours[(lenet, "1024", "2", "busy")]["backend threads"] == "2"
-    assert (f"LeNet-300-100 at batch 1,024 read {ratio(lenet, 1024, 2, 'busy'):.2f}× against "
-            f"{ratio(lenet, 1024, 2, 'busy', '1-thread backend'):.2f}×, the guard running 2 threads") in PROSE
+    busy_excess = {(m, b): excess(m, b, "busy") for m in (lenet, wide) for b in batches}
+    (m, b) = busy_worst = max(busy_excess, key=busy_excess.get)
+    assert busy_excess[busy_worst] > 0.05  # "not met": else the prose must say it holds under load
+    n = ours[(m, str(b), "2", "busy")]["backend threads"]
+    assert (f"{names[m]} at batch {b:,} read {ratio(m, b, 2, 'busy'):.2f}× against "
+            f"{ratio(m, b, 2, 'busy', '1-thread backend'):.2f}×, the guard running {n} thread{'s' if n != '1' else ''}"
+            ) in PROSE
 
 
 def test_call_overhead_claims():

@@ -18,8 +18,9 @@ Under ``policy="measure"`` the whole compiled call (wrapper included) is finally
 the original module at the target batch size, interleaved, medians; if it is not faster the
 compiled model simply runs the original module (``timing`` keeps the measurements), so it is
 never slower than dense beyond noise; so does one whose layers all chose dense. An MLP whose layers are all native runs as one C++ call
-(``(B, in) -> (B, classes)``: input compaction, transposes, every layer) with its activation
-buffers allocated once and reused; with more than one torch thread a ``ThreadGuard`` picks 1 or
+(``(B, in) -> (B, classes)``: input compaction, transposes, every layer; above 64 samples the
+batch runs in chunks, each through every layer on one thread) with its activation buffers
+allocated once and reused; with more than one torch thread a ``ThreadGuard`` picks 1 or
 N threads per batch size from the recent times of real calls, so the choice follows the load.
 
 Each layer is timed on its real input activations: a calibration batch (``calibration``,
@@ -103,6 +104,13 @@ class CompiledModel(nn.Module):
         # the N-thread plan capped to one thread was measured up to 27 % slower than a plan compiled for one
         differs = single_ops is not None and any(a is not b for a, b in zip(single_ops, ops or []))
         self.single_ops = single_ops if differs and self.thread_guard is not None else None
+
+    def threads_at(self, batch: int) -> int:
+        """The thread count a call at ``batch`` runs on now: the guard's current choice where it chooses, else
+        the layers' own (the largest)."""
+        if self.thread_guard is not None and batch >= self._guard_from:
+            return self.thread_guard.choice(batch)
+        return max((getattr(op, "threads", 1) for op in self.ops or []), default=1)
 
     def _all_native(self) -> bool:
         return bool(self.ops) and self.act == "relu" and self.device.type == "cpu" and all(

@@ -12,6 +12,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import types
 
 import pytest
 import torch
@@ -171,7 +172,7 @@ class _Clock:
 
 def test_thread_guard_follows_the_measured_times(monkeypatch):
     clock = _Clock()
-    monkeypatch.setattr(thread_guard.time, "perf_counter", clock)
+    monkeypatch.setattr(thread_guard, "time", types.SimpleNamespace(perf_counter=clock))  # this module only
     cost = {1: 1.0, 2: 0.5}  # idle: 2 threads twice as fast
     used = []
 
@@ -207,7 +208,7 @@ def test_thread_guard_follows_the_measured_times(monkeypatch):
 def test_one_lucky_call_does_not_flip_the_thread_guard(monkeypatch):
     """A probe decides on the median of its calls: one fast outlier among them does not switch the count."""
     clock = _Clock()
-    monkeypatch.setattr(thread_guard.time, "perf_counter", clock)
+    monkeypatch.setattr(thread_guard, "time", types.SimpleNamespace(perf_counter=clock))  # this module only
     used = []
 
     def fn(n):
@@ -260,6 +261,30 @@ def test_the_guards_one_thread_calls_run_the_one_thread_plan(monkeypatch):
         clone = pickle.loads(pickle.dumps(compiled))  # the native chains are rebuilt on demand, both of them
         with torch.no_grad():
             torch.testing.assert_close(clone(x), want, rtol=1e-4, atol=1e-4)
+
+
+@needs_native
+def test_the_guard_chooses_the_chunked_chains_threads_even_for_one_thread_layers(monkeypatch):
+    """Layers timed fastest on one thread still get a guard on two torch threads: above 64 samples the chain runs
+    in chunks on the call's thread count, which the guard chooses; below, it has nothing to choose and is skipped."""
+    def fake_time(op, fmt, batch, device, repeats=15, example=None):  # one thread always faster per layer
+        return 1e-6 * getattr(op, "threads", 1) if fmt == "csr-native" else 1.0
+
+    monkeypatch.setattr(dispatch, "measured_time", fake_time)
+    model = _pruned(_lenet300)
+    with torch_threads(2):
+        compiled = compile_model(model, batch_size=256, device="cpu", formats=("csr-native",))
+        assert all(op.threads == 1 for op in compiled.ops) and compiled.thread_guard is not None
+        assert compiled.threads_at(8) == 1 and compiled.threads_at(compiled_module.CHUNKED_FROM) == 2
+        calls = []
+        monkeypatch.setattr(compiled.thread_guard, "run", lambda fn, batch: calls.append(batch) or fn(2))
+        for batch in (8, 256):
+            x = torch.randn(batch, 784)
+            with torch.no_grad():
+                torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+        assert calls == [256]
+    with torch_threads(1):
+        assert compile_model(model, batch_size=256, device="cpu", formats=("csr-native",)).thread_guard is None
 
 
 @needs_native

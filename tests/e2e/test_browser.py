@@ -47,11 +47,14 @@ def server(tmp_path_factory):
     # sweeps stored in a fresh directory: nothing read back from an earlier run or ~/.cache
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SPARSITY_VIZ_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    # the server's output goes to a file: a pipe nobody reads fills up (64 KB of logs) and then blocks the server
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
+             "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -62,7 +65,7 @@ def server(tmp_path_factory):
             time.sleep(0.3)
     else:
         proc.kill()
-        pytest.fail("streamlit did not answer /_stcore/health within 60 s:\n" + proc.stdout.read().decode()[-3000:])
+        pytest.fail("streamlit did not answer /_stcore/health within 60 s:\n" + log.read_text()[-3000:])
     yield url
     proc.terminate()
     try:

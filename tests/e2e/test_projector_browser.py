@@ -62,7 +62,20 @@ def _visible_without_scrolling(pg, locator, what: str) -> None:
     assert box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"], (what, box)
 
 
-def _prune_page_fits(pg) -> None:
+def _prune_page_fits(pg, attempts: int = 20) -> None:
+    """The Prune page's first screen holds the slider, the metrics and the heatmap; retried for up to ~10 s, since a
+    rerun (projector mode toggled) moves things while Streamlit and Plotly lay the page out again."""
+    for attempt in range(attempts):
+        try:
+            _first_screen_holds_everything(pg)
+            return
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+            pg.wait_for_timeout(500)
+
+
+def _first_screen_holds_everything(pg) -> None:
     scrolled = pg.evaluate("() => [window.scrollY, ...Array.from(document.querySelectorAll('[data-testid=\"stMain\"], "
                            "[data-testid=\"stAppViewContainer\"]')).map(e => e.scrollTop)]")
     assert not any(scrolled), scrolled  # nothing scrolled: what is visible is the first screen
