@@ -16,12 +16,13 @@ Two shapes of compiled model:
     every layer dense, with a notice.
 Under ``policy="measure"`` the whole compiled call (wrapper included) is finally timed against
 the original module at the target batch size, interleaved, medians; if it is not faster the
-compiled model simply runs the original module (``timing`` keeps the measurements), so it is
-never slower than dense beyond noise; so does one whose layers all chose dense. An MLP whose layers are all native runs as one C++ call
-(``(B, in) -> (B, classes)``: input compaction, transposes, every layer; above 64 samples the
-batch runs in chunks, each through every layer on one thread) with its activation buffers
-allocated once and reused; with more than one torch thread a ``ThreadGuard`` picks 1 or
-N threads per batch size from the recent times of real calls, so the choice follows the load.
+compiled model simply runs the original module (``timing`` keeps the measurements), as does one
+whose layers all chose dense, so it is never slower than dense beyond noise. An MLP whose layers
+are all native runs as one C++ call (``(B, in) -> (B, classes)``: input compaction, transposes,
+every layer; above 64 samples the batch runs in chunks, each through every layer on one thread)
+with its activation buffers allocated once and reused; with more than one torch thread a
+``ThreadGuard`` picks 1 or N threads per batch size from the recent times of real calls, so the
+choice follows the load.
 
 Each layer is timed on its real input activations: a calibration batch (``calibration``,
 else random inputs; hidden layers then still see the model's own ReLU zeros) is run
