@@ -257,10 +257,12 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
     single: dict[str, tuple[float, LinearOp]] = {}  # each format's fastest 1-thread variant (time, op)
     ranked: dict[str, float] = {}  # the time each format's best variant is ranked by (threads penalised)
     for fmt in dict.fromkeys((dense_fmt, *cands)):
+        first = None  # a native format's thread / tile variants share the first one's encoded weights
         for kw in _variants(fmt, batch):
-            op = build(fmt, **kw)
+            op = first.variant(**kw) if first is not None and "threads" in kw else build(fmt, **kw)
             if op is None:
                 break
+            first = first or op
             t = measured_time(op, fmt, batch, device, repeats, example)
             label = fmt + _variant_label(kw)
             times[label] = t * 1e6

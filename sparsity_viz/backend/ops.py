@@ -16,6 +16,8 @@ CUDA formats live in ``cuda.py``; the activation-sparse ones (``act-dense-native
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -151,6 +153,15 @@ class NativeOp(LinearOp):
         if "_panels" in state:
             state["_panels"] = None
         return state
+
+    def variant(self, threads: int, tile: int) -> NativeOp:
+        """This op run on ``threads`` threads with ``tile``-sample tiles, sharing its encoded weights (a guard
+        switching between 1 and N threads then reads the same weights, already in cache)."""
+        other = copy.copy(self)  # (through __getstate__: without the chain and the panels)
+        other.threads, other.tile = int(threads), int(tile)
+        if hasattr(self, "_panels") and (other.tile < 32) == (self.tile < 32):
+            other._panels = self.panels()  # panels serve tiles >= 32 only; else the variant decides for itself
+        return other
 
     @staticmethod
     def make_chain(layers: list[dict], in_features: int):

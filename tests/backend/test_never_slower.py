@@ -242,6 +242,8 @@ def test_the_guards_one_thread_calls_run_the_one_thread_plan(monkeypatch):
         choice = dispatch.choose(w, b, True, batch=256, formats=("csr-native", "dense-native"))
         assert choice.format == "csr-native" and choice.op.threads == 2
         assert choice.single is not None and choice.single.threads == 1 and choice.single.tile == 32
+        # one encoding of the weights for both: switching thread counts reads weights already in cache
+        assert choice.single.csr is choice.op.csr and choice.single.panels()[2] is choice.op.panels()[2]
         out = torch.nn.Linear(300, 10)
         ops = [choice.op, NativeCSROp(out.weight.detach(), out.bias.detach(), False, threads=2)]
         singles = [choice.single, NativeCSROp(out.weight.detach(), out.bias.detach(), False, threads=1)]
