@@ -109,9 +109,13 @@ class CompiledModel(nn.Module):
     def threads_at(self, batch: int) -> int:
         """The thread count a call at ``batch`` runs on now: the guard's current choice where it chooses, else
         the layers' own (the largest)."""
-        if self.thread_guard is not None and batch >= self._guard_from:
+        if self._guarded(batch):
             return self.thread_guard.choice(batch)
         return max((getattr(op, "threads", 1) for op in self.ops or []), default=1)
+
+    def _guarded(self, batch: int) -> bool:
+        """Whether a call at ``batch`` goes through the thread guard (below ``_guard_from`` there is nothing to choose)."""
+        return self.thread_guard is not None and batch >= self._guard_from
 
     def _all_native(self) -> bool:
         return bool(self.ops) and self.act == "relu" and self.device.type == "cpu" and all(
@@ -146,7 +150,7 @@ class CompiledModel(nn.Module):
         return self._forward(x)
 
     def _native_forward(self, chain, x2: torch.Tensor) -> torch.Tensor:  # (B, in) -> (B, classes)
-        if self.thread_guard is None or x2.shape[0] < self._guard_from:
+        if not self._guarded(x2.shape[0]):
             return chain.forward(x2, True, True)
         single = self._native.get("single", chain)
         return self.thread_guard.run(lambda n: (chain if n > 1 else single).forward(x2, True, True, n), x2.shape[0])

@@ -262,7 +262,8 @@ def choose(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, *, batch
             op = first.variant(**kw) if first is not None and "threads" in kw else build(fmt, **kw)
             if op is None:
                 break
-            first = first or op
+            if first is None:
+                first = op
             t = measured_time(op, fmt, batch, device, repeats, example)
             label = fmt + _variant_label(kw)
             times[label] = t * 1e6

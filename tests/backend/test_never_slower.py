@@ -95,7 +95,8 @@ def test_kept_input_columns_in_one_pass_at_every_batch(order, threads):
     keep = {"sorted": keep.sort().values, "shuffled": keep,
             "repeated": torch.cat([keep[:-2], keep[:2]])}[order]
     w = _sparse((40, 131), 0.5)
-    chain = NativeCSROp(w, None, False).make_chain([NativeCSROp(w, None, False).layer()], 131)
+    op = NativeCSROp(w, None, False)
+    chain = op.make_chain([op.layer()], 131)
     chain.set_keep(keep)
     with torch_threads(threads):
         # chunked from 65 samples on two threads and above 512 on one (csrc chunk_width), in one piece below
