@@ -1,7 +1,7 @@
 """sparsity_viz: watch neural-network sparsity happen.
 
 The public API, re-exported flat. Light names are imported eagerly; names whose
-modules pull in Captum or Plotly load on first use, so ``import sparsity_viz``
+modules pull in Captum, Plotly or pandas load on first use, so ``import sparsity_viz``
 stays fast. The library never imports streamlit.
 """
 
@@ -10,7 +10,6 @@ from importlib import import_module
 from .checkpoints import CheckpointError, available_samples, load_checkpoint_bytes, load_sample, save_model
 from .data import DATASET_NAMES, Dataset, load_dataset
 from .devices import DeviceUnavailableError, configure_threads, resolve_device
-from .experiments import summarize, sweep
 from .masks import Masks, apply_masks, from_torch_prune, full_masks, masked_copy, sparsity, to_torch_prune
 from .models import MODELS, build_model, prunable_layers, prunable_parameters
 from .pruning import STRATEGIES, Pruned, get_strategy, one_shot_strategy_names, prune, scheduled_strategy_names
@@ -35,6 +34,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "sweep": "experiments",
+    "summarize": "experiments",
     "attribute": "attribution",
     "compare_attributions": "attribution",
     "METHODS": "attribution",
@@ -57,6 +58,7 @@ _LAZY = {
     "attribution": None,
     "graph": None,
     "backend": None,
+    "experiments": None,
 }
 
 

@@ -1,4 +1,8 @@
-"""The ``figure`` CLI command: build one named figure for a bundled model and write it to disk."""
+"""The ``figure`` CLI command: build one named figure for a bundled model and write it to disk.
+
+Importing this module is cheap (the CLI's parser reads ``FIGURE_KINDS`` for every command): the figure,
+sweep and pruning modules load when a figure is built.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,34 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
-import plotly.graph_objects as go
-from torch import nn
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+    from torch import nn
 
-from . import figures
-from .data import Dataset
-from .data import data_batch
-from .experiments import sweep
-from .models import prunable_layers
-from .pruning import prune
+    from .data import Dataset
 
 WRITABLE = (".png", ".svg", ".pdf", ".html")
 
 
+def _figures():
+    """The figures package (Plotly, Captum), imported when a figure is built."""
+    from . import figures
+
+    return figures
+
+
 def _pruned(model: nn.Module, dataset: Dataset, opts):
+    from .data import data_batch
+    from .pruning import prune
+
     return prune(model, opts.strategy, opts.sparsity, batch=data_batch(dataset))
 
 
 def _layer(model: nn.Module, opts) -> str:
+    from .models import prunable_layers
+
     names = [n for n, _ in prunable_layers(model)]
     layer = opts.layer or names[0]
     if layer not in names:
@@ -34,41 +47,43 @@ def _layer(model: nn.Module, opts) -> str:
 
 def _heatmap(model, dataset, opts) -> go.Figure:
     pruned = _pruned(model, dataset, opts)
-    return figures.layer_heatmap(pruned.model, pruned.masks, _layer(model, opts))
+    return _figures().layer_heatmap(pruned.model, pruned.masks, _layer(model, opts))
 
 
 def _histogram(model, dataset, opts) -> go.Figure:
     pruned = _pruned(model, dataset, opts)
     key = f"{_layer(model, opts)}.weight"
-    return figures.weight_histogram(model.get_parameter(key), pruned.model.get_parameter(key), pruned.masks[key])
+    return _figures().weight_histogram(model.get_parameter(key), pruned.model.get_parameter(key), pruned.masks[key])
 
 
 def _graph(model, dataset, opts) -> go.Figure:
     pruned = _pruned(model, dataset, opts)
-    return figures.model_graph(pruned.model, pruned.masks, input_shape=dataset.input_shape, class_names=dataset.class_names)
+    return _figures().model_graph(pruned.model, pruned.masks, input_shape=dataset.input_shape, class_names=dataset.class_names)
 
 
 def _fanout(model, dataset, opts) -> go.Figure:
     from .connectivity import input_fanout
 
     pruned = _pruned(model, dataset, opts)
-    return figures.fanout_map(input_fanout(pruned.model, pruned.masks, dataset.input_shape))
+    return _figures().fanout_map(input_fanout(pruned.model, pruned.masks, dataset.input_shape))
 
 
 def _curves(model, dataset, opts) -> go.Figure:
+    from .experiments import sweep
+
     frame = sweep(model, dataset, opts.strategies, opts.levels)
     for name, reason in frame.attrs["skipped"].items():  # a scheduled strategy needs a training budget
         print(f"skipped {name}: {reason}", file=sys.stderr)
     if frame.empty:
         raise ValueError("Nothing to draw: every strategy given was skipped (see above).")
-    return figures.accuracy_curves(frame, dense_accuracy=frame.attrs["dense_accuracy"])
+    return _figures().accuracy_curves(frame, dense_accuracy=frame.attrs["dense_accuracy"])
 
 
 def _boundary(model, dataset, opts) -> go.Figure:
     if dataset.is_image:
         raise ValueError("The decision boundary needs a 2-D toy model (moons_mlp, circles_mlp, xor_mlp, spiral_mlp).")
     pruned = _pruned(model, dataset, opts)
-    return figures.boundary_comparison(model, pruned.model, dataset.x_test, dataset.y_test, class_names=dataset.class_names)
+    return _figures().boundary_comparison(model, pruned.model, dataset.x_test, dataset.y_test, class_names=dataset.class_names)
 
 
 def _attribution(model, dataset, opts) -> go.Figure:
@@ -80,7 +95,7 @@ def _attribution(model, dataset, opts) -> go.Figure:
     x = dataset.x_test[opts.sample : opts.sample + 1]
     target = int(dataset.y_test[opts.sample])
     result = compare_attributions(model, pruned.model, x, target, opts.method)
-    return figures.attribution_maps(
+    return _figures().attribution_maps(
         dataset.denormalize(x[0]) if dataset.is_image else x[0],
         result.dense[0],
         result.pruned[0],
