@@ -209,7 +209,7 @@ class CompiledModel(nn.Module):
 
 
 GUARD_ROUNDS = 11  # interleaved rounds of the final whole-call comparison
-CHUNKED_FROM = 65  # the native chain runs a batch in chunks of >= 64 samples (csrc: chunk_width) above 64
+CHUNKED_FROM = 65  # the native chain runs a batch above 64 samples in chunks of 64 (csrc: CHUNK)
 
 
 def _time_models(fns: list, x: torch.Tensor, rounds: int | None = None) -> list[float]:

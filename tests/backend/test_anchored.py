@@ -137,7 +137,7 @@ def test_anchored_steps_give_the_pruned_models_logits_and_accuracy(lenet300, dig
         assert used == len(_levels(2))
 
 
-def test_the_first_look_at_an_input_builds_no_anchors(lenet300):
+def test_the_first_look_at_an_input_builds_no_anchors_the_second_builds_them_all(lenet300):
     pruner = LivePruner(lenet300, get_strategy("magnitude"))
     store = AnchorStore()
     pruner.anchors.store = store
@@ -146,11 +146,27 @@ def test_the_first_look_at_an_input_builds_no_anchors(lenet300):
     one = fast(x)
     assert len(store) == 0  # a one-off input: evaluated the plain way, nothing kept
     two = fast(x)
-    assert len(store) == 2  # its transpose and one anchor
+    assert len(store) == anchored.ANCHORS + 2  # its transpose and every anchor, in one step
+    depths = [pruner.anchors.depth(j, x) for j in range(anchored.ANCHORS + 1)]
+    assert min(depths) == 0 and max(depths) == anchored.MAX_DEPTH
     torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-5)
+    for s in (0.1, 0.55, 0.93):  # later steps at any level build nothing more
+        pruner.compiled(pruner.step(s).cut, pruner.step(s).model)(x)
+    assert len(store) == anchored.ANCHORS + 2
     x.mul_(2.0)  # edited in place: a new input (its version changed), seen for the first time
     fast(x)
-    assert len(store) == 2
+    assert len(store) == anchored.ANCHORS + 2
+
+
+def test_a_store_too_small_for_every_anchor_builds_only_what_a_step_needs(lenet300, digits):
+    x = digits[0]
+    pruner = LivePruner(lenet300, get_strategy("magnitude"))
+    every = (anchored.ANCHORS + 1) * 300 * x.shape[0] * 4
+    pruner.anchors.store = store = AnchorStore(budget=2 * every - 4)  # all of them would take over half of it
+    k = pruner.ranking.cut(0.6)["fc1.weight"]
+    torch.testing.assert_close(pruner.anchors.preact(k, x).double(), _reference_z1(pruner, k, x), rtol=1e-5,
+                               atol=2e-5)
+    assert len(store) == 2  # the input's transpose and the one anchor
 
 
 def test_the_store_is_bounded_and_a_small_one_still_gives_exact_results(lenet300, digits):

@@ -99,7 +99,7 @@ def test_kept_input_columns_in_one_pass_at_every_batch(order, threads):
     chain = op.make_chain([op.layer()], 131)
     chain.set_keep(keep)
     with torch_threads(threads):
-        # chunked from 65 samples on two threads and above 512 on one (csrc chunk_width), in one piece below
+        # chunked from 65 samples (csrc CHUNK), in one piece below
         for batch in (1, 2, 7, 8, 9, 63, 64, 65, 200, 256, 513, 1100):
             x = torch.randn(batch, 203, generator=g)
             want = x[:, keep] @ w.t()
@@ -120,7 +120,7 @@ def test_chunked_chain_equals_the_layer_by_layer_chain(threads):
     chunk, on strided feature-major input too: equal to torch, and to the same chain run in one piece."""
     from sparsity_viz.backend.compiled import CHUNKED_FROM
 
-    assert CHUNKED_FROM == kernels.load().CHUNK_MIN + 1
+    assert CHUNKED_FROM == kernels.load().CHUNK + 1
     g = torch.Generator().manual_seed(5)
     w1, w2, w3 = _sparse((300, 784), 0.9, seed=1), torch.randn(100, 300, generator=g) / 17, _sparse((10, 100), 0.5)
     b1, b2, b3 = (torch.randn(n, generator=g) for n in (300, 100, 10))

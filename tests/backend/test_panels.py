@@ -27,6 +27,18 @@ def test_panel_kernel_matches_dense(tile, batch):
     torch.testing.assert_close(op.forward(xs), torch.relu(torch.addmm(b[:, None], w, xs)), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("offset", [0, 1, 16])
+def test_a_contiguous_64_sample_block_is_read_in_place_only_when_aligned(offset):
+    """(in, 64) feature-major input with row stride 64: the grouped kernel reads its panels where they are when
+    the block is 64-byte aligned (offset 0 and 16 floats), and repacks them otherwise (offset 1)."""
+    w = random_sparse((45, 500), 0.9, seed=offset)
+    b = torch.randn(45)
+    op = NativeCSROp(w, b, relu=True, tile=64)
+    x = torch.randn(500 * 64 + offset)[offset:].view(500, 64)  # (in, 64), row stride 64
+    assert (x.data_ptr() % 64 == 0) == (offset != 1)
+    torch.testing.assert_close(op.forward(x), torch.relu(torch.addmm(b[:, None], w, x)), rtol=1e-4, atol=1e-4)
+
+
 def unpack(meta: torch.Tensor) -> tuple[int, list, list, list, list]:
     """The grouped-panel metadata of ``panelize``: npan, gstart, gcnt, gnr, grows (lists)."""
     m = meta.tolist()

@@ -205,15 +205,18 @@ inline void grouped_tile(const Layer& L, const float* X, int64_t ldx, float* Y, 
   float* buf = scratch_floats(L.pw * 64 + (L.npan > 1 ? L.out * 64 : 0));
   float* sums = buf + L.pw * 64;  // (out, 64) partial sums (64-byte aligned: pw * 64 floats is)
   int64_t p = 0, ri = 0;
+  // a 64-sample tile of a contiguous, aligned (in, 64) block (a chain's chunk) holds its panels already
+  const bool in_place = NV == 4 && ldx == 64 && reinterpret_cast<uintptr_t>(X + b0) % 64 == 0;
   for (int64_t q = 0; q < L.npan; ++q) {
     const int64_t k1 = std::min<int64_t>(L.in, (q + 1) * L.pw);
-    for (int64_t k = q * L.pw; k < k1; ++k) {
-      const float* s = X + k * ldx + b0;
-      float* d = buf + (k - q * L.pw) * 64;
+    if (!in_place)
+      for (int64_t k = q * L.pw; k < k1; ++k) {
+        const float* s = X + k * ldx + b0;
+        float* d = buf + (k - q * L.pw) * 64;
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) _mm512_store_ps(d + 16 * j, _mm512_loadu_ps(s + 16 * j));
-    }
-    const char* P = reinterpret_cast<const char*>(buf);
+        for (int j = 0; j < NV; ++j) _mm512_store_ps(d + 16 * j, _mm512_loadu_ps(s + 16 * j));
+      }
+    const char* P = reinterpret_cast<const char*>(in_place ? X + b0 + q * L.pw * 64 : buf);
     const bool first = q == 0, last = q == L.npan - 1;
     float* out = last ? Y + b0 : sums;
     const int64_t ldo = last ? ldy : 64;
@@ -709,31 +712,23 @@ inline torch::Tensor scratch(Buffers* bufs, size_t k, int64_t rows, int64_t cols
   return bufs ? bufs->get(k, rows, cols, opts) : torch::empty({rows, cols}, opts);
 }
 
-// Samples per chunk of a chunked chain: the activations into and out of its widest layer fit in
-// CHUNK_BYTES (L2 is 2 MB per core here), 64 to 512 samples; on n > 1 threads at least 2 chunks each.
-constexpr int64_t CHUNK_BYTES = 1 << 20, CHUNK_MIN = 64;
+// Samples per chunk of a chunked chain (batches above CHUNK run in chunks): one 64-sample tile, so a
+// chunk's activations are contiguous (features, 64) blocks whose column panels the grouped kernel reads
+// in place (no repacking), and a layer's input and output stay in L2. Chunks of 64-512 samples sized to
+// 1 MB of activations took 20-26 % longer for LeNet-300-100 at batch 256-1,024 (docs/backend.md).
+constexpr int64_t CHUNK = 64;
 
-int64_t chunk_width(const ChainSpec& s, int64_t F, int64_t B, int64_t n) {
-  int64_t in = F, pair = 1;
-  for (const Layer& L : s.layers) {
-    pair = std::max(pair, in + L.out);
-    in = L.out;
-  }
-  int64_t c = std::clamp<int64_t>(CHUNK_BYTES / (4 * pair) / 64 * 64, CHUNK_MIN, 512);
-  if (n > 1) c = std::min(c, std::max<int64_t>(CHUNK_MIN, B / (2 * n) / 64 * 64));
-  return c;
-}
-
-// The whole chain C samples at a time, each chunk on one thread through every layer (chunks claimed
+// The whole chain CHUNK samples at a time, each chunk on one thread through every layer (chunks claimed
 // from a counter, so no barrier between layers and a late thread finds less left): a chunk's
 // activations stay in L2, where layer after layer over the whole batch sent them through L3.
 // X: batch-major (rows of stride ldx; source feature f -> input row pos[f] as in transpose_range,
 // pos null: f -> f) or feature-major (F, ldx). Y: (B, O) if bm_out, else (O, B).
 void run_chunks(const ChainSpec& s, const float* X, bool bm_in, int64_t ldx, int64_t Fx, const int64_t* pos,
-                int64_t npos, int64_t F, int64_t B, float* Y, bool bm_out, int64_t C, int64_t n) {
+                int64_t npos, int64_t F, int64_t B, float* Y, bool bm_out, int64_t n) {
   int64_t widest = F;
   for (const Layer& L : s.layers) widest = std::max(widest, L.out);
-  const int64_t ldc = padded_ld(C), chunks = (B + C - 1) / C, O = s.layers.back().out;
+  constexpr int64_t C = CHUNK, ldc = CHUNK;  // unpadded: a chunk's block is read whole, in panels
+  const int64_t chunks = (B + C - 1) / C, O = s.layers.back().out;
   std::atomic<int64_t> next{0};
   auto work = [&](int64_t, int64_t) {
     float* buf = scratch_floats<1>(2 * widest * ldc);
@@ -787,8 +782,7 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
   if (gather && !scatter) X = X.index_select(batch_major_input ? 1 : 0, *keep);  // (B, F) or (F, B)
   int64_t n = max_threads < 1 ? 1 : clamp_threads(max_threads);
   for (size_t i = 0; max_threads < 1 && i < s.layers.size(); ++i) n = std::max(n, clamp_threads(th(i)));
-  const int64_t C = chunk_width(s, F, B, n);
-  if (!s.layers.empty() && B > C) {  // chunked: see run_chunks
+  if (!s.layers.empty() && B > CHUNK) {  // chunked: see run_chunks
     TORCH_CHECK(s.layers[0].in == F, "layer 0 expects ", s.layers[0].in, " input features, got ", F);
     if (batch_major_input || X.stride(1) != 1 || (F > 1 && X.stride(0) < B)) X = X.contiguous();
     const int64_t O = s.layers.back().out;
@@ -796,7 +790,7 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
     const int64_t* pos = scatter ? keep_pos->data() : nullptr;
     run_chunks(s, X.data_ptr<float>(), batch_major_input, batch_major_input ? X.size(1) : X.stride(0),
                scatter ? Fx : F, pos, scatter ? static_cast<int64_t>(keep_pos->size()) : 0, F, B, Y.data_ptr<float>(),
-               batch_major_output, C, n);
+               batch_major_output, n);
     return Y;
   }
   if (scatter) {  // gather and transpose in one pass: source feature f -> row keep_pos[f]
@@ -1074,7 +1068,7 @@ struct Chain {
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.attr("CHUNK_MIN") = CHUNK_MIN;  // a chain runs batches above this many samples in chunks
+  m.attr("CHUNK") = CHUNK;  // a chain runs batches above this many samples in chunks of this many
   m.def("transpose", &transpose, "(B, F) -> (F, B) float32, blocked");
   m.def("chain_forward", &chain_forward, "CSR/dense layer chain on feature-major activations (in, B) -> (out, B)");
   m.def("csr_onto", &csr_onto, "relu?(base + CSR W @ X) on feature-major X (in, B) -> fresh (out, B)");
