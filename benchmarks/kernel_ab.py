@@ -10,6 +10,10 @@ variant and dense in interleaved rounds (``bench.interleaved_ratios``, exactly `
 "variant / base" is the median of the per-round ratios with its interquartile range: on this shared
 machine two identical builds read within about ±7 % of 1.00, so smaller differences mean nothing.
 ``--write`` puts the table into docs/backend.md (block ``kernel-ab``), for a change worth recording.
+``--chains --threads 1,2`` times whole one-call chains instead (``Chain.forward``, batch-major in and out, the
+way a compiled MLP runs): the bundled LeNet-300-100 pruned by global magnitude to 90 % and a 784-2048-2048-10
+MLP (seeded init) pruned layer by layer to 90 %, on 1 and 2 threads; ratios are to the dense model in the
+same rounds (printed, not written).
 Example, the previous commit's kernel against the working tree's:
 
     git show HEAD~1:sparsity_viz/backend/csrc/sparse_kernels.cpp > /tmp/old.cpp
@@ -29,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from sparsity_viz.backend import kernels
 from sparsity_viz.backend.bench import interleaved_ratios, random_sparse
 from sparsity_viz.backend.ops import NativeCSROp
-from sparsity_viz.devices import configure_threads
+from sparsity_viz.devices import configure_threads, torch_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from doc_block import write_block  # noqa: E402
@@ -63,11 +67,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=31)
     ap.add_argument("--batch", default="32,256,1024")
     ap.add_argument("--write", action="store_true", help="write the table into docs/backend.md")
+    ap.add_argument("--chains", action="store_true", help="whole MLP chains instead of single layers")
+    ap.add_argument("--threads", default="1", help="thread counts for --chains, e.g. 1,2")
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be >= 1")
     configure_threads(1)
     base, variant = build(args.base, "base"), build(args.variant, "variant")
+    if args.chains:
+        chains_ab(base, variant, [int(b) for b in args.batch.split(",")], [int(t) for t in args.threads.split(",")],
+                  args.rounds)
+        return
     lines = [f"`python benchmarks/kernel_ab.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, one thread, "
              f"medians of {args.rounds} interleaved rounds; variant / base = median of the per-round ratios", "",
              "| layer | sparsity | batch | tile | base us | variant us | variant / base (IQR) | variant x limit |",
@@ -99,6 +109,45 @@ def main(argv: list[str] | None = None) -> None:
                 print(lines[-1], flush=True)
     if args.write:
         write_block(DOC, "kernel-ab", "\n".join(lines))
+
+
+def chain_models() -> dict[str, torch.nn.Module]:
+    """The whole-model cases of ``--chains`` (as in ``backend_speed.py``)."""
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.models import MLP
+    from sparsity_viz.pruning import prune
+
+    torch.manual_seed(0)
+    wide = MLP(784, (2048, 2048), 10).eval()
+    return {"LeNet-300-100": prune(load_sample("lenet300")[0].eval(), "global_magnitude", 0.9).model,
+            "784-2048-2048-10": prune(wide, "magnitude", 0.9).model}
+
+
+def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int) -> None:
+    """Both builds' one-call chains of each model (64-sample tiles, panels), batch-major in and out, vs dense."""
+    print("| model | threads | batch | base us | variant us | base / dense | variant / dense | variant / base (IQR) |")
+    print("|---" * 8 + "|")
+    for name, model in chain_models().items():
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        for n in threads:
+            layers = [NativeCSROp(m.weight.detach(), m.bias.detach(), relu=i < len(linears) - 1, threads=n,
+                                  tile=64).layer() for i, m in enumerate(linears)]
+            chains = {k: kernels.make_chain(layers, linears[0].in_features, module=mod)
+                      for k, mod in (("base", base), ("variant", variant))}
+            for batch in batches:
+                x = torch.randn(batch, linears[0].in_features)  # (B, in) batch-major
+                with torch.no_grad(), torch_threads(n):
+                    want = model(x)
+                    for chain in chains.values():
+                        torch.testing.assert_close(chain.forward(x, True, True, n), want, rtol=1e-4, atol=1e-4)
+                    res = interleaved_ratios({
+                        "base": lambda: chains["base"].forward(x, True, True, n),
+                        "variant": lambda: chains["variant"].forward(x, True, True, n),
+                        "dense": lambda: model(x)}, "base", rounds=rounds, rel_iqr=None)
+                b, v, d = (res[k]["median_s"] for k in ("base", "variant", "dense"))
+                r = res["variant"]
+                print(f"| {name} | {n} | {batch} | {b * 1e6:.0f} | {v * 1e6:.0f} | {b / d:.3f} | {v / d:.3f} | "
+                      f"{r['ratio']:.3f} ({r['ratio_q25']:.3f}–{r['ratio_q75']:.3f}) |", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ rotating order; medians of ``--rounds`` rounds):
 
 The "every slider position" rows move the live path through all positions 1..99 % once each, in a
 shuffled order (each a level not seen before), and take the median: the first pass right after the
-sort (it builds the anchors it needs on the way: its maximum is a step that built one), then a
-second pass with the anchors built. "first move" is the first step after the sort (the test set not
-seen yet: evaluated without anchors), "second move" the next one (it builds its first anchor).
+sort, then a second pass (both with every anchor built: the second move builds them all). "first move"
+is the first step after the sort (the test set not seen yet: evaluated without anchors), "second move"
+the next one (it builds every anchor of the test set, once).
 "anchor memory" is what the shared anchor store holds after the strategy; "where a warm step's time
 goes" splits the warm step into its parts (thread CPU ms, medians over every position, 3 passes;
 the parts are timed one by one, so they add up to about the second pass). Each time is wall clock and,
