@@ -77,6 +77,7 @@ from .lab import (
 )
 from .quantize import (
     FP32_BITS,
+    GRID_SPARSITY_OPTIONS,
     QuantGridConfig,
     QuantizeConfig,
     cheapest_near_dense,
@@ -175,7 +176,7 @@ __all__ = [
     "moe_strategies", "spec_of", "timing", "tuned_config",
     "ActivationsResult", "activation_result", "class_table", "input_activations", "input_info", "kwinners_available",
     "layer_histograms", "split_points", "split_size", "store_activations", "stored_activations",
-    "FP32_BITS", "QuantGridConfig", "QuantizeConfig", "cheapest_near_dense", "compressed_checkpoint", "grid_result",
+    "FP32_BITS", "GRID_SPARSITY_OPTIONS", "QuantGridConfig", "QuantizeConfig", "cheapest_near_dense", "compressed_checkpoint", "grid_result",
     "grid_reading", "grid_run", "grid_strategies", "layer_inputs", "quantize_current", "quantize_summary",
     "quantizers", "size_caption", "size_table_of", "store_quant",
     "stored_quant",

@@ -20,7 +20,7 @@ from sparsity_viz.training import TrainingDiverged
 from . import keys
 from .cache import REBUILT, shared_cache
 from .runs import run_with_stop
-from .url import query, set_recipe
+from .url import not_understood, query, set_recipe
 from .workbench import apply_prune, bench, dataset, device, prune_masks, set_bench
 
 
@@ -33,8 +33,7 @@ def restore_link() -> None:
         said.append(f"This link's model recipe was not understood ({url.recipe_error}); the model shown is the one "
                     "its other settings describe.")
     if url.ignored:
-        said.append(f"This link's {', '.join(url.ignored)} {'was' if len(url.ignored) == 1 else 'were'} not "
-                    "understood and left out: the app uses its own settings there.")
+        said.append(not_understood(url.ignored))
     if said:
         say("error" if url.recipe_error else "warning", " ".join(said))
     if url.recipe is not None and url.recipe.trained:

@@ -38,6 +38,7 @@ from .workbench import bench, dataset
 
 GRID_SPARSITIES = (0, 50, 80, 90, 95)  # % (the page's default rows)
 GRID_BITS = (2, 3, 4, 5, 6, 8)  # the page's default columns
+GRID_SPARSITY_OPTIONS = (0, 30, 50, 70, 80, 90, 95, 98, 99)  # % the grid's rows can be
 QUANT_DEFAULTS = {"method": "uniform_symmetric", "per_channel": False, "bits": 4, "layer": None,
                   "grid_sparsities": list(GRID_SPARSITIES), "grid_bits": list(GRID_BITS),
                   "grid_strategy": "global_magnitude"}
@@ -93,7 +94,12 @@ class QuantizeResult:
 
 
 def stored_quant() -> dict:
-    return stored(keys.STORED_QUANT, QUANT_DEFAULTS)
+    """The page's settings; a link's bits outside every quantizer's range, or an unknown method, strategy or grid
+    row, are left out (and said)."""
+    q = quantizers()
+    bits = (min(c.min_bits for c in q.values()), max(c.max_bits for c in q.values()))
+    return stored(keys.STORED_QUANT, QUANT_DEFAULTS, {"bits": bits, "grid_bits": bits},
+                  {"method": tuple(q), "grid_sparsities": GRID_SPARSITY_OPTIONS, "grid_strategy": tuple(grid_strategies())})
 
 
 def store_quant(**settings: Any) -> None:

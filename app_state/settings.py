@@ -23,7 +23,7 @@ from sparsity_viz.regularizers import REGULARIZERS
 from sparsity_viz.session import PruneConfig
 
 from . import keys
-from .url import mirror_settings, parse_settings, query, set_url
+from .url import drop_url, mirror_settings, not_understood, parse_settings, query, set_url, shown
 
 LAMBDAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # the Regularize page's lambda slider
 THRESHOLDS = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # its zero-threshold slider
@@ -130,14 +130,20 @@ def stored(key: str, defaults: dict, ranges: Ranges = None, choices: Choices = N
     """A page's settings kept under ``key`` (a session key no widget owns), over its ``defaults``.
 
     The first call after a link was opened takes in the link's ``<page>.<field>`` parameters that read
-    as the defaults' types and lie within ``ranges`` (inclusive) and ``choices``; the rest are ignored.
+    as the defaults' types and lie within ``ranges`` (inclusive) and ``choices``; the rest are left out:
+    said in a warning where the page reads its settings, and removed from the address bar.
     """
     pending = st.session_state.get(keys.URL_PAGE_PARAMS) or {}
-    texts = pending.get(_page(key))
+    page = _page(key)
+    texts = pending.get(page)
     if texts:
-        st.session_state[keys.URL_PAGE_PARAMS] = {k: v for k, v in pending.items() if k != _page(key)}
+        st.session_state[keys.URL_PAGE_PARAMS] = {k: v for k, v in pending.items() if k != page}
         from_link = parse_settings(texts, defaults, ranges, choices)
         st.session_state[key] = {**(st.session_state.get(key) or {}), **from_link}
+        left_out = [name for name in texts if name not in from_link]
+        if left_out:
+            drop_url(*(f"{page}.{name}" for name in left_out))
+            st.warning(not_understood([f"{page}.{name} {shown(texts[name])}" for name in left_out]))
     return {**defaults, **(st.session_state.get(key) or {})}
 
 

@@ -62,10 +62,16 @@ def _int(text: Any) -> int | None:
         return None
 
 
-def _shown(text: Any) -> str:
+def shown(text: Any) -> str:
     """A parameter's text for a message: quoted, at most 40 characters."""
     text = str(text)
     return repr(text if len(text) <= 40 else text[:39] + "…")
+
+
+def not_understood(ignored: Collection[str]) -> str:
+    """The sentence a page or the sidebar shows for a link's parameters that were left out ("name 'text'")."""
+    return (f"This link's {', '.join(ignored)} {'was' if len(ignored) == 1 else 'were'} not understood and left "
+            "out: the app uses its own settings there.")
 
 
 def parse_query(params: Mapping[str, str], models: list[str], base: PruneConfig = PruneConfig()) -> UrlSettings:
@@ -74,7 +80,7 @@ def parse_query(params: Mapping[str, str], models: list[str], base: PruneConfig 
     ignored: list[str] = []
 
     def ignore(name: str) -> None:
-        ignored.append(f"{name} {_shown(params[name])}")
+        ignored.append(f"{name} {shown(params[name])}")
 
     model = params.get("model")
     if model is not None and model not in models:

@@ -111,9 +111,8 @@ st.markdown("Each cell prunes the **dense** model afresh to a sparsity, quantize
 strategies = app_state.grid_strategies()
 bit_options = list(range(cls.min_bits, cls.max_bits + 1))
 g1, g2, g3 = st.columns([3, 3, 2])
-SPARSITY_OPTIONS = [0, 30, 50, 70, 80, 90, 95, 98, 99]
-grid_sparsity = g1.multiselect("Sparsity (%)", SPARSITY_OPTIONS, key="quant_grid_sparsity",
-                               default=[s for s in stored["grid_sparsities"] if s in SPARSITY_OPTIONS])
+grid_sparsity = g1.multiselect("Sparsity (%)", list(app_state.GRID_SPARSITY_OPTIONS), key="quant_grid_sparsity",
+                               default=[s for s in stored["grid_sparsities"] if s in app_state.GRID_SPARSITY_OPTIONS])
 grid_bits = g2.multiselect("Bits", bit_options, key="quant_grid_bits",
                            default=[b for b in stored["grid_bits"] if b in bit_options] or bit_options)
 strategy_names = list(strategies)
