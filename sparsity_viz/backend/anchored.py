@@ -186,8 +186,9 @@ class FirstLayerAnchors:
 
         The first anchor an input needs brings every other one with it, built outward from ``j`` (each from a
         neighbour, a fresh one from scratch every ``MAX_DEPTH + 1``), when all of them fit in half the store:
-        one ~25 ms step on LeNet-300-100 x 1,000 digits instead of ~0.45 ms more on 40 later steps. Later misses
-        (an anchor the store dropped) rebuild only that anchor.
+        one step of 60-130 ms on LeNet-300-100 x 1,000 digits (``benchmarks/live_path.py``, "second move")
+        instead of ~0.45 ms more on each of 40 later steps. Later misses (an anchor the store dropped) rebuild
+        only that anchor.
         """
         hit = self.store.get((self.token, key, j))
         if hit is None:

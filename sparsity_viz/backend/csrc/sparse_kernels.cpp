@@ -714,8 +714,9 @@ inline torch::Tensor scratch(Buffers* bufs, size_t k, int64_t rows, int64_t cols
 
 // Samples per chunk of a chunked chain (batches above CHUNK run in chunks): one 64-sample tile, so a
 // chunk's activations are contiguous (features, 64) blocks whose column panels the grouped kernel reads
-// in place (no repacking), and a layer's input and output stay in L2. Chunks of 64-512 samples sized to
-// 1 MB of activations took 20-26 % longer for LeNet-300-100 at batch 256-1,024 (docs/backend.md).
+// in place (no repacking), and a layer's input and output stay in L2. LeNet-300-100's chain at batch 256
+// and 1,024 runs in 0.71-0.87x the time it took in chunks of 64-512 samples sized to 1 MB of activations
+// (benchmarks/kernel_ab.py --chains, docs/backend.md).
 constexpr int64_t CHUNK = 64;
 
 // The whole chain CHUNK samples at a time, each chunk on one thread through every layer (chunks claimed
