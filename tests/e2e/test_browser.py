@@ -41,31 +41,47 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    port = _free_port()
-    # sweeps stored in a fresh directory: nothing read back from an earlier run or ~/.cache
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SPARSITY_VIZ_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
-    env.pop("RAY_ADDRESS", None)
-    # the server's output goes to a file: a pipe nobody reads fills up (64 KB of logs) and then blocks the server
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+def _start_streamlit(port: int, env: dict, log: Path) -> subprocess.Popen | None:
+    """``streamlit run app.py`` on ``port``; None when it did not come up as this process on this port in 60 s.
+
+    A port found free can be taken by another xdist worker's server before this one binds it: then the health
+    check could answer from that server, so the process must still be running and its log must name the port.
+    """
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
              "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
         try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
+            ok = urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok"
         except OSError:
-            time.sleep(0.3)
+            ok = False
+        if ok and proc.poll() is None and f"127.0.0.1:{port}" in log.read_text():
+            return proc
+        time.sleep(0.3)
+    proc.kill()
+    return None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    # sweeps stored in a fresh directory: nothing read back from an earlier run or ~/.cache
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SPARSITY_VIZ_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
+           "PYTHONUNBUFFERED": "1"}  # the log names the port as soon as the server says it
+    env.pop("RAY_ADDRESS", None)
+    # the server's output goes to a file: a pipe nobody reads fills up (64 KB of logs) and then blocks the server
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    for _ in range(3):  # a new free port if another process took this one first
+        port = _free_port()
+        proc = _start_streamlit(port, env, log)
+        if proc is not None:
+            break
     else:
-        proc.kill()
-        pytest.fail("streamlit did not answer /_stcore/health within 60 s:\n" + log.read_text()[-3000:])
+        pytest.fail("streamlit did not answer /_stcore/health within 60 s on three ports:\n" + log.read_text()[-3000:])
+    url = f"http://127.0.0.1:{port}"
     yield url
     proc.terminate()
     try:
