@@ -36,6 +36,7 @@ from sparsity_viz.backend.ops import NativeCSROp
 from sparsity_viz.devices import configure_threads, torch_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from backend_speed import models as chain_models  # noqa: E402 (the whole-model cases of --chains)
 from doc_block import write_block  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "backend.md"
@@ -109,18 +110,6 @@ def main(argv: list[str] | None = None) -> None:
                 print(lines[-1], flush=True)
     if args.write:
         write_block(DOC, "kernel-ab", "\n".join(lines))
-
-
-def chain_models() -> dict[str, torch.nn.Module]:
-    """The whole-model cases of ``--chains`` (as in ``backend_speed.py``)."""
-    from sparsity_viz.checkpoints import load_sample
-    from sparsity_viz.models import MLP
-    from sparsity_viz.pruning import prune
-
-    torch.manual_seed(0)
-    wide = MLP(784, (2048, 2048), 10).eval()
-    return {"LeNet-300-100": prune(load_sample("lenet300")[0].eval(), "global_magnitude", 0.9).model,
-            "784-2048-2048-10": prune(wide, "magnitude", 0.9).model}
 
 
 def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int) -> None:

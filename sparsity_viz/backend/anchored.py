@@ -194,12 +194,11 @@ class FirstLayerAnchors:
         if hit is None:
             with self._lock:
                 first = key not in self._depth
-            if first and (ANCHORS + 1) * xf.shape[1] * self.weight.shape[0] * 4 <= self.store.budget // 2:
-                for i in sorted(range(ANCHORS + 1), key=lambda i: (abs(i - j), i)):  # j, j - 1, j + 1, ...
-                    z = self._add(i, x, key, xf)
-                    hit = z if i == j else hit
-            else:
-                hit = self._add(j, x, key, xf)
+            every = first and (ANCHORS + 1) * xf.shape[1] * self.weight.shape[0] * 4 <= self.store.budget // 2
+            for i in sorted(range(ANCHORS + 1), key=lambda i: (abs(i - j), i)) if every else [j]:  # j, j - 1, j + 1..
+                z = self._add(i, x, key, xf)
+                if i == j:
+                    hit = z
         return hit
 
     def _add(self, j: int, x: torch.Tensor, key: tuple, xf: torch.Tensor) -> torch.Tensor:

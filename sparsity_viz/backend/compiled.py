@@ -95,12 +95,12 @@ class CompiledModel(nn.Module):
         self.notices = notices or []
         self.timing: dict | None = None  # the final whole-call measurement (``_guard_against_dense``)
         self._native: dict = {}  # the one-call chain (built on first use; not copied or pickled)
-        layer_threads = max((getattr(op, "threads", 1) for op in ops or []), default=1)
+        self.layer_threads = max((getattr(op, "threads", 1) for op in ops or []), default=1)
         # the one-call chain splits a batch into chunks from CHUNKED_FROM samples, run on the call's thread count:
         # with more than one torch thread the guard chooses it from then on, even for layers chosen on one thread
-        threads = max(layer_threads, torch.get_num_threads())
+        threads = max(self.layer_threads, torch.get_num_threads())
         self.thread_guard = ThreadGuard(threads) if self._all_native() and threads > 1 else None
-        self._guard_from = 1 if layer_threads > 1 else CHUNKED_FROM  # smaller batches: nothing to choose
+        self._guard_from = 1 if self.layer_threads > 1 else CHUNKED_FROM  # smaller batches: nothing to choose
         # the guard's 1-thread calls run the layers chosen for 1 thread (their formats' fastest 1-thread variants):
         # the N-thread plan capped to one thread was measured up to 27 % slower than a plan compiled for one
         differs = single_ops is not None and any(a is not b for a, b in zip(single_ops, ops or []))
@@ -109,9 +109,7 @@ class CompiledModel(nn.Module):
     def threads_at(self, batch: int) -> int:
         """The thread count a call at ``batch`` runs on now: the guard's current choice where it chooses, else
         the layers' own (the largest)."""
-        if self._guarded(batch):
-            return self.thread_guard.choice(batch)
-        return max((getattr(op, "threads", 1) for op in self.ops or []), default=1)
+        return self.thread_guard.choice(batch) if self._guarded(batch) else self.layer_threads
 
     def _guarded(self, batch: int) -> bool:
         """Whether a call at ``batch`` goes through the thread guard (below ``_guard_from`` there is nothing to choose)."""
