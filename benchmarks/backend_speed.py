@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from doc_block import write_block  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import cpu_line, write_block  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import compile_model  # noqa: E402
 from sparsity_viz.backend.bench import interleaved_ratios  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
@@ -156,7 +155,7 @@ def main() -> None:
                         rows.append(line)
                         print(line, flush=True)
     cmd = "python benchmarks/backend_speed.py " + " ".join(sys.argv[1:])
-    head = (f"`{cmd.strip()}` — torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores; "
+    head = (f"`{cmd.strip()}` — torch {torch.__version__}, {cpu_line()}, {os.cpu_count()} cores; "
             f"ratios = time / dense torch model (same rounds, same state, same threads), medians of the per-round "
             f"ratios over {args.rounds} interleaved rounds (bursts of ~1 ms, order rotating); dense ms = its median; "
             "busy = a Python busy loop pinned to the last core; 'backend threads' = what the "

@@ -18,7 +18,6 @@ goes to docs/backend.md (block ``call-overhead``).
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from doc_block import publish, rounds_args  # noqa: E402
+from doc_block import cpu_line, publish, rounds_args  # noqa: E402
 from sparsity_viz.backend import compile_model  # noqa: E402
 from sparsity_viz.backend.bench import interleaved_ratios  # noqa: E402
 from sparsity_viz.backend.thread_guard import ThreadGuard  # noqa: E402
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"| {us['model'] - us['chain']:.1f} | {us['guarded'] - us['chain']:.1f} |")
         print(rows[-1], flush=True)
     cmd = "python benchmarks/call_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    head = (f"`{cmd.strip()}` — torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores; "
+    head = (f"`{cmd.strip()}` — torch {torch.__version__}, {cpu_line()}, {os.cpu_count()} cores; "
             f"LeNet-300-100 at 90 % global magnitude, compiled on 1 thread; medians over {args.rounds} interleaved "
             "rounds (bursts of ~1 ms, order rotating)")
     publish(DOC, "call-overhead", head + "\n\n" + "\n".join(rows), write=not args.no_write)

@@ -29,7 +29,7 @@ from sparsity_viz.backend.ops import PANEL_WIDTH, NativeCSROp
 from sparsity_viz.devices import configure_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from doc_block import publish, rounds_args  # noqa: E402
+from doc_block import cpu_line, publish, rounds_args  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "backend.md"
 ROWS = 300
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     if kernels.load() is None:
         sys.exit(f"the native kernel is not available: {kernels.notice()}")
     threads = configure_threads(1)
-    lines = [f"`python benchmarks/csr_ceiling.py --rounds {args.rounds}` — torch {torch.__version__}, threads "
+    lines = [f"`python benchmarks/csr_ceiling.py --rounds {args.rounds}` — torch {torch.__version__}, {cpu_line()}, threads "
              f"{threads}, medians of {args.rounds} interleaved rounds; x limit = (native / dense) / density",
              "", "| layer | shape | batch | density | dense us | native us | native / dense | x limit "
              "| dense GFLOP/s | native useful GFLOP/s |", "|---" * 10 + "|"]

@@ -36,3 +36,35 @@ def publish(doc: Path, name: str, table: str, write: bool) -> None:
     print(table)
     if write:
         write_block(doc, name, table)
+
+
+def cpu_line() -> str:
+    """The CPU a table was measured on: model, family/model numbers, per-core L1d and L2, the widest vector ISA.
+
+    The sandbox's machines change between sessions (an Intel core with a 48 KB L1d on one day, an AMD Zen 4
+    with 32 KB on another), and the kernels' ratios move with them, so every timing table names its CPU.
+    """
+    import platform
+
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+            if key.strip() == "flags":
+                break
+    except OSError:
+        return platform.machine() or "unknown CPU"
+    caches = []
+    for level, kind, label in (("1", "Data", "L1d"), ("2", "Unified", "L2")):
+        for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+            try:
+                if (index / "level").read_text().strip() == level and (index / "type").read_text().strip() == kind:
+                    caches.append(f"{label} {(index / 'size').read_text().strip()}B")
+            except OSError:
+                continue
+    flags = set(info.get("flags", "").split())
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else platform.machine()
+    parts = [f"family {info['cpu family']}, model {info['model']}"] if "cpu family" in info and "model" in info else []
+    parts += [*caches, isa]
+    return f"{info.get('model name', platform.machine())} ({', '.join(parts)})"

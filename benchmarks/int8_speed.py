@@ -23,7 +23,6 @@ The table goes to docs/backend.md (section "int8"), between the markers.
 
 from __future__ import annotations
 
-import platform
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from doc_block import publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import cpu_line, publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import int8, kernels  # noqa: E402
 from sparsity_viz.backend.compiled import compile_model  # noqa: E402
 from sparsity_viz.backend.ops import NativeCSROp  # noqa: E402
@@ -154,7 +153,7 @@ def markdown(df: pd.DataFrame, rounds: int) -> str:
     lines.append("Weight bytes, whole model: " + ", ".join(f"{f} {int(model[f]):,}" for f in FORMATS) + ".")
     err = df[df.layer == "model"]["dynamic_rel_err"].max()
     lines.append(f"Ratios are to fp32 dense `F.linear` in the same run; medians of {rounds} interleaved rounds, "
-                 f"1 torch thread, torch {torch.__version__}, {platform.machine()}. int8 CSR native and int8 dense "
+                 f"1 torch thread, torch {torch.__version__}, {cpu_line()}. int8 CSR native and int8 dense "
                  "weight-only equal the fake-quantized model (`assert_close`, checked before timing); dynamic "
                  f"quantization also rounds the activations (max error {100 * err:.2f} % of the largest logit).")
     return "\n".join(lines)

@@ -37,7 +37,7 @@ from sparsity_viz.devices import configure_threads, torch_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backend_speed import models as chain_models  # noqa: E402 (the whole-model cases of --chains)
-from doc_block import write_block  # noqa: E402
+from doc_block import cpu_line, write_block  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "backend.md"
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         chains_ab(base, variant, [int(b) for b in args.batch.split(",")], [int(t) for t in args.threads.split(",")],
                   args.rounds)
         return
-    lines = [f"`python benchmarks/kernel_ab.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, one thread, "
+    lines = [f"`python benchmarks/kernel_ab.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, {cpu_line()}, one thread, "
              f"medians of {args.rounds} interleaved rounds; variant / base = median of the per-round ratios", "",
              "| layer | sparsity | batch | tile | base us | variant us | variant / base (IQR) | variant x limit |",
              "|---" * 8 + "|"]

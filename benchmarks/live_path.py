@@ -32,7 +32,6 @@ equal to the pruned model's. The table goes to docs/backend.md ("Live slider ste
 
 from __future__ import annotations
 
-import platform
 import random
 import statistics
 import sys
@@ -44,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from doc_block import publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import cpu_line, publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import anchored, kernels, live  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
@@ -191,7 +190,7 @@ def markdown(rows: list[dict], extra: dict, rounds: int) -> str:
         lines.append(f"- {k}: **{w:.2f}{unit}**{cpu}{target}")
     lines.append("")
     lines.append(f"`python benchmarks/live_path.py --rounds {rounds}`: medians of {rounds} interleaved rounds, "
-                 f"1 torch thread, torch {torch.__version__}, {platform.machine()}, native kernel "
+                 f"1 torch thread, torch {torch.__version__}, {cpu_line()}, native kernel "
                  f"{'on' if kernels.available() else 'off'}. Live steps checked equal to `prune` (masks, weights, "
                  "accuracy) and the anchored logits close to the pruned model's before timing.")
     return "\n".join(lines)

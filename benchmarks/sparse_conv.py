@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from backend_speed import deepsparse_runner, timed  # noqa: E402 (this script's folder)
-from doc_block import write_block  # noqa: E402
+from doc_block import cpu_line, write_block  # noqa: E402
 from sparsity_viz.backend import compile_model  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
@@ -112,7 +111,7 @@ def main() -> None:
                     rows.append(line)
                     print(line, flush=True)
     cmd = "python benchmarks/sparse_conv.py " + " ".join(sys.argv[1:])
-    head = (f"`{cmd.strip()}` — torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores; trained "
+    head = (f"`{cmd.strip()}` — torch {torch.__version__}, {cpu_line()}, {os.cpu_count()} cores; trained "
             f"LeNet-5 at {args.sparsity:.0%} global magnitude (weights left: "
             + ", ".join(f"{n} {d:.1%}" for n, d in dens.items())
             + f"); ratios = time / dense model (same rounds, state and threads), medians of the per-round ratios over "

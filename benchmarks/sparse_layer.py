@@ -30,7 +30,7 @@ from sparsity_viz.backend.bench import benchmark_layer, median_time, random_spar
 from sparsity_viz.devices import configure_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from doc_block import write_block  # noqa: E402
+from doc_block import cpu_line, write_block  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "backend.md"
 
@@ -49,7 +49,7 @@ def main() -> None:
     threads = configure_threads(args.threads)
     batches = [int(b) for b in args.batch.split(",")]
     lines = [f"`python benchmarks/sparse_layer.py {' '.join(sys.argv[1:])}`".replace(" `", "`") +
-             f" — torch {torch.__version__}, threads {threads}, median of {args.repeats}; ratio = time / dense time",
+             f" — torch {torch.__version__}, {cpu_line()}, threads {threads}, median of {args.repeats}; ratio = time / dense time",
              "", "| layer | batch | sparsity | dense us | F.linear us | " + " | ".join(FORMATS[1:])
              + " | native vs csr-torch | FLOP limit | x limit | dense GFLOP/s | native useful GFLOP/s |",
              "|---" * (len(FORMATS) + 9) + "|"]

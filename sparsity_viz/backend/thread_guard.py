@@ -9,7 +9,10 @@ size, runs the count whose recent median is lower, and now and then probes the o
 that the choice follows the machine's state. A probe is ``PROBE_CALLS`` consecutive calls on the
 other count, which replace its older times, and the choice is made on their median: one call of a
 few tens of microseconds is too noisy to decide on (a single lucky or unlucky call would flip the
-choice until the next probe). Probes back off (``PROBE_FIRST`` calls, doubled up to
+choice until the next probe). A probe whose first call already takes ``ABANDON`` times the current
+count's median ends there: the other count is clearly slower, and the two calls it would still make
+are what probing costs (at batch 1,024 on LeNet-300-100 a 1-thread call takes twice a 2-thread one,
+and full probes cost a short benchmark ~15 % of its median). Probes back off (``PROBE_FIRST`` calls, doubled up to
 ``PROBE_MAX``) while they confirm the choice and restart when the choice flips. With one
 torch thread (the app's default) there is nothing to choose and it costs one comparison.
 """
@@ -26,6 +29,7 @@ WINDOW = 5  # recent call times kept per (batch, threads)
 PROBE_FIRST = 16  # calls between probes of the other thread count, doubled while confirmed
 PROBE_MAX = 1024
 PROBE_CALLS = 3  # consecutive calls on the other count per probe (their median decides)
+ABANDON = 1.5  # a probe's first call this many times the current count's median ends the probe
 
 
 def _median(times: deque) -> float:
@@ -92,7 +96,11 @@ class ThreadGuard:
         times.append(seconds)
         probe = state.probing > 0
         if probe:
+            first = state.probing == PROBE_CALLS
             state.probing = max(0, state.probing - 1)  # (never below 0, should two threads share the guard)
+            current = state.times.get(state.current)
+            if first and current and seconds > ABANDON * _median(current):
+                state.probing = 0  # clearly slower on its first call: the rest of the probe would only cost
             if state.probing:
                 return  # decided on the whole probe
             state.calls = 0

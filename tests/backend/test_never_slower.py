@@ -186,8 +186,9 @@ def test_thread_guard_follows_the_measured_times(monkeypatch):
     with torch_threads(2):
         for _ in range(40):
             guard.run(fn, batch=256)
-        # one first probe, one after PROBE_FIRST calls, then none (the interval doubled)
-        assert guard.choice(256) == 2 and used.count(1) == 2 * thread_guard.PROBE_CALLS, used
+        # one first probe (no 2-thread times yet: all its calls), one after PROBE_FIRST calls (ended by its
+        # first call, twice the 2-thread median), then none (the interval doubled)
+        assert guard.choice(256) == 2 and used.count(1) == thread_guard.PROBE_CALLS + 1, used
         cost[2] = 30.0  # busy: the other core is taken, the barrier waits
         used.clear()
         for _ in range(200):
@@ -227,6 +228,34 @@ def test_one_lucky_call_does_not_flip_the_thread_guard(monkeypatch):
             if settled:  # once on 1 thread, the probes' lucky first calls never bring 2 back
                 assert guard.choice(8) == 1, used
     assert settled and used[-50:].count(2) <= thread_guard.PROBE_CALLS  # 1 thread but for probes
+
+
+@pytest.mark.parametrize("probe_cost, calls", [(1.6, 1), (1.4, thread_guard.PROBE_CALLS)])
+def test_a_probe_clearly_slower_on_its_first_call_ends_there(monkeypatch, probe_cost, calls):
+    """A probe's first call above ABANDON x the current median ends it; a closer one runs all its calls."""
+    assert thread_guard.ABANDON == 1.5  # the two costs sit on either side of it
+    clock = _Clock()
+    monkeypatch.setattr(thread_guard, "time", types.SimpleNamespace(perf_counter=clock))  # this module only
+    cost = {1: 0.5, 2: 1.0}
+    used = []
+
+    def fn(n):
+        used.append(n)
+        clock.now += cost[n]
+        return n
+
+    guard = ThreadGuard(2)
+    with torch_threads(2):
+        for _ in range(thread_guard.PROBE_CALLS + 2):  # the first probe (of 1 thread) settles on 1 thread
+            guard.run(fn, batch=64)
+        assert guard.choice(64) == 1
+        cost[2] = 0.5 * probe_cost  # the next probe's 2-thread calls: probe_cost x the 1-thread median (0.5)
+        used.clear()
+        for _ in range(thread_guard.PROBE_FIRST + thread_guard.PROBE_CALLS):
+            guard.run(fn, batch=64)
+        assert used.count(2) == calls, used
+        assert guard.choice(64) == 1  # 0.8 and 0.7 are both slower than 0.5: no switch either way
+        assert guard.summary()[64]["median_us"][2] == pytest.approx(1e6 * cost[2])
 
 
 @needs_native
