@@ -89,6 +89,9 @@ def test_backend_speed_claims():
     how = "both on one thread" if n == "1" else f"the guard running {n} threads"
     assert (f"{names[m]} at batch {b:,} read {ratio(m, b, 2, 'busy'):.2f}× against "
             f"{ratio(m, b, 2, 'busy', '1-thread backend'):.2f}×, {how}") in PROSE
+    guarded = max(busy_excess[(m, b)] for m in (lenet, wide) for b in (256, 1024))  # the guard chooses there
+    phrase = "never behind it" if guarded <= 0 else f"at most {100 * guarded:.0f} % behind it"
+    assert f"At batch 256 and 1,024, where the guard chooses for both models, the busy 2-thread backend was {phrase}" in PROSE
 
 
 def test_call_overhead_claims():
@@ -130,6 +133,14 @@ def test_live_path_claims():
     claim = (f"{min(warm):.2f}–{max(warm):.2f} ms median over every slider position (target ≤ 2 ms); "
              f"{min(steps):.2f}–{max(steps):.2f} ms per step at fixed levels timed between other work")
     assert claim in README
+    dense = [float(r["dense eval alone, ms (CPU ms)"].split()[0]) for r in rows]
+    share = [float(r["live / dense eval (CPU)"]) for r in rows]
+    spare = [100 * (2 - w) / 2 for w in warm]
+    assert f"read {min(warm):.2f}–{max(warm):.2f} ms in the run below" in PROSE
+    assert f"dense evaluation alone {min(dense):.1f}–{max(dense):.1f} ms" in PROSE
+    if max(warm) <= 2:
+        assert f"holds here with {min(spare):.0f}–{max(spare):.0f} % to spare" in PROSE
+    assert f"a step is {min(share):.2f}–{max(share):.2f}× of it" in PROSE
 
 
 def ceiling_claims() -> dict[str, str]:
