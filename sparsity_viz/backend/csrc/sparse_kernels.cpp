@@ -11,7 +11,8 @@
 // contiguous (pw, 64) buffer that stays in L1, the partial sums between panels kept in a
 // contiguous (out, 64) buffer; within a panel the rows are sorted by their number of nonzeros there, so
 // a group of rows with the same count runs a loop of one fixed trip count, three rows at a
-// time (12 accumulator chains; 32-sample tiles: 4 rows, 8 chains), with no indexed addressing in the FMAs.
+// time (12 accumulator chains; 32-sample tiles: 4 rows, 8 chains), with no indexed addressing in the FMAs,
+// and each nonzero's value broadcast by a lane permute of 16 values loaded at once (not a load of its own).
 // Work is split over chunks of output rows (or of sample tiles, for layers with few rows)
 // through at::parallel_for on torch's own OpenMP pool: the extension is compiled with
 // -fopenmp, and the loader reuses the libgomp.so.1 torch already loaded (one pool; see
@@ -162,14 +163,29 @@ inline void group_rows(const char* P, const int32_t* rows, const uint16_t* off, 
       for (int j = 0; j < NV; ++j) a[i][j] = _mm512_loadu_ps(s + 16 * j);
     }
   }
-  for (int64_t k = 0; k < c; ++k) {
+  // the values of 16 nonzeros per row come in one (masked) vector load; each nonzero's broadcast is a lane
+  // permute of it (a shuffle) instead of a load of its own, so a nonzero costs its NV input loads and its
+  // offset. On a Zen 4 core this measured 0.92-1.00x the time of a broadcast load per nonzero over
+  // kernel_ab.py's 24 per-layer cases (docs/backend.md); on Intel cores whose second 512-bit FMA unit
+  // shares port 5 with the permute it is untested.
+  const __m512i one = _mm512_set1_epi32(1);
+  for (int64_t k0 = 0; k0 < c; k0 += 16) {
+    const int64_t kn = std::min<int64_t>(16, c - k0);
+    const __mmask16 m = static_cast<__mmask16>(kn >= 16 ? 0xFFFF : (1u << kn) - 1);
+    __m512 vr[R];
 #pragma GCC unroll 4
-    for (int i = 0; i < R; ++i) {
-      const float* x = reinterpret_cast<const float*>(P + off[i * c + k]);
-      __asm__("" : "+r"(x));
-      const __m512 v = _mm512_set1_ps(val[i * c + k]);
+    for (int i = 0; i < R; ++i) vr[i] = _mm512_maskz_loadu_ps(m, val + i * c + k0);
+    __m512i kv = _mm512_setzero_si512();
+    for (int64_t k = k0; k < k0 + kn; ++k) {
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) a[i][j] = _mm512_fmadd_ps(v, _mm512_load_ps(x + 16 * j), a[i][j]);
+      for (int i = 0; i < R; ++i) {
+        const float* x = reinterpret_cast<const float*>(P + off[i * c + k]);
+        __asm__("" : "+r"(x));
+        const __m512 v = _mm512_permutexvar_ps(kv, vr[i]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) a[i][j] = _mm512_fmadd_ps(v, _mm512_load_ps(x + 16 * j), a[i][j]);
+      }
+      kv = _mm512_add_epi32(kv, one);
     }
   }
   const bool relu = last && L.relu;  // max(0, a): maxps returns its 2nd operand when one is NaN (NaN stays NaN)
