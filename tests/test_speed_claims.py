@@ -170,7 +170,7 @@ def ceiling_claims() -> dict[str, str]:
 
 def test_csr_ceiling_claims():
     c = ceiling_claims()
-    assert c["marginal_max"] < 1.0  # "the inner loop keeps pace with dense": else the prose below must change
+    assert 0.9 <= c["marginal_max"] <= 1.1  # "the inner loop runs at dense's rate per multiply": else reword it
     text = (f"layer already costs {c['zero']} dense, that is {c['zero_budget']} the whole FLOP-limit budget of a 90 % "
             f"sparse layer. - **Adding the multiplies** (`c` = 16, 90 % sparse) adds {c['marginal']} of the time dense "
             f"takes for those multiplies")
@@ -185,8 +185,8 @@ def test_csr_ceiling_claims():
 def test_kernel_ab_claims():
     ratios = sorted(float(r["variant / base (IQR)"].split()[0]) for r in _rows("kernel-ab"))
     median = statistics.median(ratios)
-    assert (f"timed this against the build before it (`e94ae13`) at {min(ratios):.2f}–{max(ratios):.2f}× its time "
+    assert (f"timed this against the build before it (`92b1b07`) at {min(ratios):.2f}–{max(ratios):.2f}× its time "
             f"over its {len(ratios)} cases (median {median:.2f})") in PROSE
     wide = [float(r["variant / base (IQR)"].split()[0]) for r in _rows("kernel-ab")
             if r["layer"].startswith("2048x") and r["batch"] == "1024"]
-    assert f"{min(wide):.2f}–{max(wide):.2f}× for the 2048-wide layers at batch 1,024" in PROSE
+    assert f"{min(wide):.2f}–{max(wide):.2f}× for the 2048-wide layers at batch 1,024 (table further down)" in PROSE

@@ -29,7 +29,8 @@ from .formats import BSR, CSR, NM, quiet_sparse, tensor_bytes
 EMPTY_I32 = torch.empty(0, dtype=torch.int32)
 EMPTY_F32 = torch.empty(0, dtype=torch.float32)
 PANEL_MIN_NNZ = 4  # column panels only when a row has >= this many nonzeros per panel on average
-PANEL_WIDTH = 160  # input features per panel: 160 x 64 samples x 4 B = 40 KB (of a 48 KB L1); <= 256 (uint16 byte offsets)
+PANEL_WIDTH = 160  # input features per panel (<= 256: uint16 byte offsets): 160 x 64 samples x 4 B = 40 KB, sized for a
+# 48 KB L1; on a 32 KB-L1 Zen 4 whole chains still ran fastest at 160 (64-128: 1.03-1.26x slower, 192-256 the same)
 
 
 class LinearOp:
