@@ -171,10 +171,10 @@ class _Clock:
         return self.now
 
 
-def test_thread_guard_follows_the_measured_times(monkeypatch):
+def _costed_calls(monkeypatch, cost: dict[int, float]):
+    """(fn, used): ``fn(n)`` records ``n`` in ``used`` and takes ``cost[n]`` seconds on the guard's fake clock."""
     clock = _Clock()
     monkeypatch.setattr(thread_guard, "time", types.SimpleNamespace(perf_counter=clock))  # this module only
-    cost = {1: 1.0, 2: 0.5}  # idle: 2 threads twice as fast
     used = []
 
     def fn(n):
@@ -182,6 +182,12 @@ def test_thread_guard_follows_the_measured_times(monkeypatch):
         clock.now += cost[n]
         return n
 
+    return fn, used
+
+
+def test_thread_guard_follows_the_measured_times(monkeypatch):
+    cost = {1: 1.0, 2: 0.5}  # idle: 2 threads twice as fast
+    fn, used = _costed_calls(monkeypatch, cost)
     guard = ThreadGuard(2)
     with torch_threads(2):
         for _ in range(40):
@@ -234,16 +240,8 @@ def test_one_lucky_call_does_not_flip_the_thread_guard(monkeypatch):
 def test_a_probe_clearly_slower_on_its_first_call_ends_there(monkeypatch, probe_cost, calls):
     """A probe's first call above ABANDON x the current median ends it; a closer one runs all its calls."""
     assert thread_guard.ABANDON == 1.5  # the two costs sit on either side of it
-    clock = _Clock()
-    monkeypatch.setattr(thread_guard, "time", types.SimpleNamespace(perf_counter=clock))  # this module only
     cost = {1: 0.5, 2: 1.0}
-    used = []
-
-    def fn(n):
-        used.append(n)
-        clock.now += cost[n]
-        return n
-
+    fn, used = _costed_calls(monkeypatch, cost)
     guard = ThreadGuard(2)
     with torch_threads(2):
         for _ in range(thread_guard.PROBE_CALLS + 2):  # the first probe (of 1 thread) settles on 1 thread
