@@ -13,7 +13,9 @@ machine two identical builds read within about ±7 % of 1.00, so smaller differe
 ``--chains --threads 1,2`` times whole one-call chains instead (``Chain.forward``, batch-major in and out, the
 way a compiled MLP runs): the bundled LeNet-300-100 pruned by global magnitude to 90 % and a 784-2048-2048-10
 MLP (seeded init) pruned layer by layer to 90 %, on 1 and 2 threads; ratios are to the dense model in the
-same rounds (printed, not written).
+same rounds (printed, not written). ``--fresh`` gives every call of every contender the next of several
+different inputs (at least 12 MB of them, more than the L2), as a new batch would arrive, instead of one input
+that stays in cache from call to call.
 Example, the previous commit's kernel against the working tree's:
 
     git show HEAD~1:sparsity_viz/backend/csrc/sparse_kernels.cpp > /tmp/old.cpp
@@ -23,6 +25,7 @@ Example, the previous commit's kernel against the working tree's:
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write", action="store_true", help="write the table into docs/backend.md")
     ap.add_argument("--chains", action="store_true", help="whole MLP chains instead of single layers")
     ap.add_argument("--threads", default="1", help="thread counts for --chains, e.g. 1,2")
+    ap.add_argument("--fresh", action="store_true", help="--chains: each call on another input (out of cache)")
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be >= 1")
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     base, variant = build(args.base, "base"), build(args.variant, "variant")
     if args.chains:
         chains_ab(base, variant, [int(b) for b in args.batch.split(",")], [int(t) for t in args.threads.split(",")],
-                  args.rounds)
+                  args.rounds, args.fresh)
         return
     lines = [f"`python benchmarks/kernel_ab.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, {cpu_line()}, one thread, "
              f"medians of {args.rounds} interleaved rounds; variant / base = median of the per-round ratios", "",
@@ -112,8 +116,11 @@ def main(argv: list[str] | None = None) -> None:
         write_block(DOC, "kernel-ab", "\n".join(lines))
 
 
-def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int) -> None:
-    """Both builds' one-call chains of each model (64-sample tiles, panels), batch-major in and out, vs dense."""
+def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int, fresh: bool = False) -> None:
+    """Both builds' one-call chains of each model (64-sample tiles, panels), batch-major in and out, vs dense.
+
+    ``fresh``: each contender cycles through its own copy of enough distinct inputs to overflow the L2.
+    """
     print("| model | threads | batch | base us | variant us | base / dense | variant / dense | variant / base (IQR) |")
     print("|---" * 8 + "|")
     for name, model in chain_models().items():
@@ -124,15 +131,18 @@ def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int
             chains = {k: kernels.make_chain(layers, linears[0].in_features, module=mod)
                       for k, mod in (("base", base), ("variant", variant))}
             for batch in batches:
-                x = torch.randn(batch, linears[0].in_features)  # (B, in) batch-major
+                width = linears[0].in_features
+                count = max(2, -(-(12 << 20) // (batch * width * 4))) if fresh else 1
+                xs = [torch.randn(batch, width) for _ in range(count)]  # (B, in) batch-major each
+                inputs = {k: itertools.cycle(xs) for k in ("base", "variant", "dense")}
                 with torch.no_grad(), torch_threads(n):
-                    want = model(x)
+                    want = model(xs[0])
                     for chain in chains.values():
-                        torch.testing.assert_close(chain.forward(x, True, True, n), want, rtol=1e-4, atol=1e-4)
+                        torch.testing.assert_close(chain.forward(xs[0], True, True, n), want, rtol=1e-4, atol=1e-4)
                     res = interleaved_ratios({
-                        "base": lambda: chains["base"].forward(x, True, True, n),
-                        "variant": lambda: chains["variant"].forward(x, True, True, n),
-                        "dense": lambda: model(x)}, "base", rounds=rounds, rel_iqr=None)
+                        "base": lambda: chains["base"].forward(next(inputs["base"]), True, True, n),
+                        "variant": lambda: chains["variant"].forward(next(inputs["variant"]), True, True, n),
+                        "dense": lambda: model(next(inputs["dense"]))}, "base", rounds=rounds, rel_iqr=None)
                 b, v, d = (res[k]["median_s"] for k in ("base", "variant", "dense"))
                 r = res["variant"]
                 print(f"| {name} | {n} | {batch} | {b * 1e6:.0f} | {v * 1e6:.0f} | {b / d:.3f} | {v / d:.3f} | "

@@ -408,9 +408,14 @@ void transpose_range(const float* src, int64_t ls, int64_t B, const int64_t* pos
   float sink[8];  // where a dead feature's 8 values go
   // TRANSPOSE_FEATURES features at a time down every sample: the block's destination rows fill up
   // front to back (a few pages at a time); all features for 8 samples at a time instead wrote into
-  // every destination row (and page) per block, 4x slower at batch 1,024
-  for (int64_t fb = f0; fb < f1; fb += TRANSPOSE_FEATURES) {
-    const int64_t fe = std::min(f1, fb + TRANSPOSE_FEATURES);
+  // every destination row (and page) per block, 4x slower at batch 1,024. Into a chain chunk's compact
+  // block (rows of <= 64 samples) it is the other way round: all features for 8 samples at a time read
+  // 8 source rows front to back, which the hardware prefetcher follows from L3, while the destination
+  // (features x 256 B) stays in L2; LeNet-300-100's chain at batch 1,024 ran in 0.88-0.93x the time
+  // (inputs out of L2, as a new batch is; benchmarks/kernel_ab.py --chains)
+  const int64_t fstep = ld <= 64 ? std::max<int64_t>(f1 - f0, 1) : TRANSPOSE_FEATURES;
+  for (int64_t fb = f0; fb < f1; fb += fstep) {
+    const int64_t fe = std::min(f1, fb + fstep);
     for (int64_t b = 0; b < b8; b += 8) {
       int64_t f = fb;
       for (; f + 8 <= fe; f += 8) {
