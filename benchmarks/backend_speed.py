@@ -7,7 +7,7 @@ Models: the bundled trained LeNet-300-100 pruned by global magnitude to 90 %, an
 MLP (seeded random init) pruned layer by layer (magnitude) to 90 %. For every (model, batch, threads) the backend compiles once
 (``compile_model``, measure policy) on the idle machine; then, in each state, every contender is
 timed whole-call by ``bench.interleaved_ratios`` (exactly ``--rounds`` rounds, each a burst of about 1 ms of
-calls per contender in an order that rotates from round to round: in a fixed order the call right after a
+calls per contender in an order shuffled per round (``bench.round_order``): in a fixed order the call right after a
 2-thread contender ran ~15 % slower, probably its OpenMP worker still spinning on the other core); ratio =
 median of the per-round ratios to dense. "busy": a second process
 spinning (a Python busy loop) pinned to the last core, the normal state of a shared class server.
@@ -157,7 +157,7 @@ def main() -> None:
     cmd = "python benchmarks/backend_speed.py " + " ".join(sys.argv[1:])
     head = (f"`{cmd.strip()}` — torch {torch.__version__}, {cpu_line()}, {os.cpu_count()} cores; "
             f"ratios = time / dense torch model (same rounds, same state, same threads), medians of the per-round "
-            f"ratios over {args.rounds} interleaved rounds (bursts of ~1 ms, order rotating); dense ms = its median; "
+            f"ratios over {args.rounds} interleaved rounds (bursts of ~1 ms, order shuffled per round); dense ms = its median; "
             "busy = a Python busy loop pinned to the last core; 'backend threads' = what the "
             "ThreadGuard was running at the end of the state, else the layers' thread count ('module': the original "
             "module runs); load = the 1-minute load average as the state began (other processes on the machine).")

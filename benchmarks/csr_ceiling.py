@@ -3,9 +3,9 @@
     python benchmarks/csr_ceiling.py [--rounds 21] [--no-write]
 
 "Ideal" layers give the kernel's grouped-panel path its best case: 300 rows (a multiple of the
-three rows it runs at once), exactly ``c`` nonzeros in every row of every 160-feature panel (one
+three rows it runs at once), exactly ``c`` nonzeros in every row of every panel (``ops.panel_width``: one
 count group per panel: no loop-exit mispredictions, no single-row remainder). ``in = 160`` is one
-panel (no partial sums through the output); ``in = 800`` is five. ``c = 0`` times what a tile
+panel (no partial sums between panels); ``in = 800`` is four of 200 features. ``c = 0`` times what a tile
 costs without any multiply: repacking the input tile and writing the bias. The real layer is
 LeNet-300-100's fc1 shape at 90 % random unstructured sparsity (``sparse_layer.py``'s case).
 One thread; csr-native and dense ``addmm`` on the same feature-major activations, timed in
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from sparsity_viz.backend import kernels
 from sparsity_viz.backend.bench import interleaved_ratios, random_sparse
-from sparsity_viz.backend.ops import PANEL_WIDTH, NativeCSROp
+from sparsity_viz.backend.ops import NativeCSROp, panel_width
 from sparsity_viz.devices import configure_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,15 +34,16 @@ from doc_block import cpu_line, publish, rounds_args  # noqa: E402
 DOC = Path(__file__).resolve().parent.parent / "docs" / "backend.md"
 ROWS = 300
 BATCHES = (64, 256, 1024)
-IDEAL = [(160, 0), (160, 8), (160, 16), (160, 32), (800, 16)]  # (in features, nonzeros per row and panel)
+IDEAL = [(160, 0), (160, 8), (160, 16), (160, 32), (800, 20)]  # (in features, nonzeros per row and panel): 0-20 %
 
 
 def ideal_weight(in_features: int, per_panel: int, seed: int = 0) -> torch.Tensor:
     """(ROWS, in) with exactly ``per_panel`` nonzeros (random columns, values ~ N(0, 1)) per row and panel."""
     g = torch.Generator().manual_seed(seed)
     w = torch.zeros(ROWS, in_features)
-    for start in range(0, in_features, PANEL_WIDTH):
-        width = min(PANEL_WIDTH, in_features - start)
+    pw = panel_width(in_features)
+    for start in range(0, in_features, pw):
+        width = min(pw, in_features - start)
         cols = torch.rand(ROWS, width, generator=g).argsort(dim=1)[:, :per_panel] + start  # (ROWS, c)
         w.scatter_(1, cols, torch.randn(ROWS, per_panel, generator=g))
     return w

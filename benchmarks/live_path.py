@@ -3,8 +3,8 @@
     python benchmarks/live_path.py [--rounds 21] [--no-write]
 
 One torch thread (the app's setting), the bundled trained LeNet-300-100 and the MNIST-5k test split
-(1,000 digits). Contenders, timed interleaved at each level (every round runs each once, in a
-rotating order; medians of ``--rounds`` rounds):
+(1,000 digits). Contenders, timed interleaved at each level (every round runs each once, in an
+order shuffled per round; medians of ``--rounds`` rounds):
 
     live     backend.live.live_step (the ranking of the model and strategy sorted once, cut at the
              level, the pruned copy) + evaluate(live.evaluation_model(copy)): the first layer's
@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from doc_block import cpu_line, publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import anchored, kernels, live  # noqa: E402
+from sparsity_viz.backend.bench import round_order  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
 from sparsity_viz.pruning import prune  # noqa: E402
@@ -90,12 +91,12 @@ def _timed(fn) -> tuple[float, float]:
 
 
 def _rounds(fns: dict, level: float, rounds: int) -> dict[str, float]:
-    """Median wall ms (and ``<name>_cpu`` thread-CPU ms) of each contender at ``level``, rotating order."""
+    """Median wall ms (and ``<name>_cpu`` thread-CPU ms) of each contender at ``level``, order shuffled per round."""
     names, wall, cpu = list(fns), {k: [] for k in fns}, {k: [] for k in fns}
     for k in names:
         fns[k](level)  # warm-up
     for r in range(rounds):
-        for k in names[r % len(names):] + names[: r % len(names)]:
+        for k in round_order(names, r):
             w, c = _timed(lambda: fns[k](level))
             wall[k].append(w)
             cpu[k].append(c)

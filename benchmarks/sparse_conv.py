@@ -6,7 +6,7 @@
 Model: the bundled trained LeNet-5, pruned by global magnitude; inputs: MNIST test digits. For every
 (batch, threads) each contender is compiled once, its logits checked against the dense model
 (``assert_close``), then every contender is timed whole-call, interleaved round by round
-(``backend_speed.timed``: exactly ``--rounds`` rounds of ~1 ms bursts in a rotating order, medians of the
+(``backend_speed.timed``: exactly ``--rounds`` rounds of ~1 ms bursts in an order shuffled per round, medians of the
 per-round ratios); "busy": a Python busy loop pinned to the last core.
 Contenders:
   * dense: the pruned model as it is (torch: oneDNN conv, ReLU, max pool);
@@ -115,7 +115,7 @@ def main() -> None:
             f"LeNet-5 at {args.sparsity:.0%} global magnitude (weights left: "
             + ", ".join(f"{n} {d:.1%}" for n, d in dens.items())
             + f"); ratios = time / dense model (same rounds, state and threads), medians of the per-round ratios over "
-            f"{args.rounds} interleaved rounds (bursts of ~1 ms, order rotating); busy = a Python busy loop pinned to "
+            f"{args.rounds} interleaved rounds (bursts of ~1 ms, order shuffled per round); busy = a Python busy loop pinned to "
             "the last core; 'fusion only' = the unpruned model with "
             "every conv on the direct kernel (all taps) over the unpruned dense model; 1-minute load average "
             f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes).")

@@ -8,6 +8,7 @@ ratio is nnz / numel, the byte ratio nnz * 4 / dense bytes (values only).
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -59,13 +60,26 @@ def _quartiles(v: list[float]) -> tuple[float, float, float]:
     return q[0], q[1], q[2]
 
 
+def round_order(names: list[str], r: int) -> list[str]:
+    """The order of round ``r`` of an interleaved timing: ``names`` shuffled by a generator seeded with ``r``.
+
+    A contender's burst is slowed by what ran just before it (a 2-thread torch call leaves its OpenMP
+    worker spinning and its weights in the cache: LeNet-300-100's compiled call read 0.155x dense right
+    after dense and 0.131-0.143x elsewhere). Rotating one fixed order gives every contender the same
+    predecessor in every round; shuffling gives each one every predecessor about equally often.
+    """
+    order = list(names)
+    random.Random(r).shuffle(order)
+    return order
+
+
 def interleaved_ratios(fns: dict[str, Callable[[], object]], reference: str, *, rounds: int = 7,
                        rel_iqr: float | None = STABLE_IQR, time_cap_s: float = TIME_CAP_S, cuda: bool = False,
                        target_s: float = 1e-3) -> dict[str, dict]:
     """Time every function in round-robin rounds and take each one's ratio to ``reference`` round by round.
 
-    Every round times each function once (a burst of calls of about ``target_s``, in a rotating
-    order), so a load change hits all alike and each round gives one ratio per function. After
+    Every round times each function once (a burst of calls of about ``target_s``, in an order
+    shuffled per round: ``round_order``), so a load change hits all alike and each round gives one ratio per function. After
     ``rounds`` rounds it goes on, while the interquartile range of some ratio is not within
     ``±rel_iqr`` of its median, until ``time_cap_s`` (never fewer than 3 rounds, never past the cap
     once 3 are done). ``rel_iqr=None``: exactly ``rounds`` rounds.
@@ -90,7 +104,7 @@ def interleaved_ratios(fns: dict[str, Callable[[], object]], reference: str, *, 
         bursts = {k: _burst(fns[k], sync, target_s) for k in names}  # also the warm-up
         r = 0
         while True:
-            for k in names[r % len(names):] + names[: r % len(names)]:
+            for k in round_order(names, r):
                 fn, n = fns[k], bursts[k]
                 t0 = time.perf_counter()
                 for _ in range(n):

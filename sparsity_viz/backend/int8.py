@@ -379,8 +379,11 @@ def interleaved_medians(fns: dict[str, callable], rounds: int = 21, target_s: fl
     """Median seconds per call of each function, timed round-robin in ``rounds`` rounds.
 
     Each round runs every function once as a burst of ``n`` calls (``n`` sized so a burst
-    takes about ``target_s``), in a rotating order, so machine noise hits all alike.
+    takes about ``target_s``), in an order shuffled per round (``bench.round_order``), so machine noise
+    hits all alike.
     """
+    from .bench import round_order
+
     names = list(fns)
     bursts = {}
     with torch.no_grad():
@@ -392,7 +395,7 @@ def interleaved_medians(fns: dict[str, callable], rounds: int = 21, target_s: fl
             bursts[k] = max(1, min(2000, int(target_s / one)))
         samples: dict[str, list[float]] = {k: [] for k in names}
         for r in range(rounds):
-            for k in names[r % len(names):] + names[:r % len(names)]:
+            for k in round_order(names, r):
                 fn, n = fns[k], bursts[k]
                 t0 = time.perf_counter()
                 for _ in range(n):

@@ -29,8 +29,20 @@ from .formats import BSR, CSR, NM, quiet_sparse, tensor_bytes
 EMPTY_I32 = torch.empty(0, dtype=torch.int32)
 EMPTY_F32 = torch.empty(0, dtype=torch.float32)
 PANEL_MIN_NNZ = 4  # column panels only when a row has >= this many nonzeros per panel on average
-PANEL_WIDTH = 160  # input features per panel (<= 256: uint16 byte offsets): 160 x 64 samples x 4 B = 40 KB, sized for a
-# 48 KB L1; on a 32 KB-L1 Zen 4 whole chains still ran fastest at 160 (64-128: 1.03-1.26x slower, 192-256 the same)
+PANEL_MAX = 224  # widest column panel, in input features (<= 256: uint16 byte offsets)
+
+
+def panel_width(in_features: int) -> int:
+    """Input features per column panel: the fewest panels of at most ``PANEL_MAX``, all (but the last) equally wide.
+
+    Fewer panels mean fewer passes over the partial sums; equal widths leave no thin last panel that costs a
+    whole pass for a few nonzeros per row. On a Zen 4 (32 KB L1d) LeNet-300-100's compacted chain (545 and 276
+    inputs: panels of 182 and 138 instead of 160 + 160 + 160 + 65 and 160 + 116) ran in 0.90-0.96x the time
+    of fixed 160-feature panels, the 2048-wide MLP's in 0.92-0.99x; fixed widths of 64-128 had run 1.03-1.26x
+    slower than 160 there, 192-256 the same (docs/backend.md, "Per layer vs the FLOP limit").
+    """
+    panels = max(1, -(-in_features // PANEL_MAX))
+    return max(1, -(-in_features // panels))
 
 
 class LinearOp:
@@ -197,7 +209,7 @@ class NativeCSROp(NativeOp):
         more than the panel's L1 reuse saves (99 % sparse layers).
         """
         if self._panels is None:
-            pw = PANEL_WIDTH
+            pw = panel_width(self.in_features)
             npan = -(-self.in_features // pw)
             if self.tile < 32 or (npan > 1 and self.nnz < PANEL_MIN_NNZ * self.out_features * npan):
                 self._panels = (EMPTY_I32, EMPTY_I32, EMPTY_F32, 0)

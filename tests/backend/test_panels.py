@@ -6,7 +6,7 @@ import torch
 from sparsity_viz.backend import kernels
 from sparsity_viz.backend.bench import random_sparse
 from sparsity_viz.backend import ops as ops_mod
-from sparsity_viz.backend.ops import PANEL_WIDTH, NativeCSROp, NativeDenseOp, run_chain
+from sparsity_viz.backend.ops import PANEL_MAX, NativeCSROp, NativeDenseOp, panel_width, run_chain
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="native kernels unavailable")
 
@@ -57,9 +57,10 @@ def test_panelize_groups_keep_every_nonzero(shape, sparsity):
     w = random_sparse(shape, sparsity)
     w[0] = 0  # a row without nonzeros
     op = NativeCSROp(w, None, tile=64)
-    meta, poff, pval = kernels.panelize(op.csr.rowptr, op.csr.col, op.csr.val, shape[1], PANEL_WIDTH)
+    pw = panel_width(shape[1])
+    meta, poff, pval = kernels.panelize(op.csr.rowptr, op.csr.col, op.csr.val, shape[1], pw)
     npan, gstart, gcnt, gnr, grows = unpack(meta)
-    assert npan == -(-shape[1] // PANEL_WIDTH) and poff.dtype == torch.uint16 and pval.numel() == op.nnz
+    assert npan == -(-shape[1] // pw) and poff.dtype == torch.uint16 and pval.numel() == op.nnz
     dense = torch.zeros(shape)
     off = poff.to(torch.int64)
     assert bool((off % 256 == 0).all())
@@ -73,8 +74,8 @@ def test_panelize_groups_keep_every_nonzero(shape, sparsity):
                 r = grows[ri]
                 listed.append(r)
                 seg = slice(p, p + gcnt[g])
-                dense[r, q * PANEL_WIDTH + off[seg] // 256] = pval[seg]
-                assert int((w[r, q * PANEL_WIDTH:(q + 1) * PANEL_WIDTH] != 0).sum()) == gcnt[g]
+                dense[r, q * pw + off[seg] // 256] = pval[seg]
+                assert int((w[r, q * pw:(q + 1) * pw] != 0).sum()) == gcnt[g]
                 p += gcnt[g]
                 ri += 1
         assert len(set(listed)) == len(listed)
@@ -87,11 +88,12 @@ def test_panelize_groups_keep_every_nonzero(shape, sparsity):
 def test_grouped_path_edge_cases(monkeypatch, tile):
     """0 % and 100 % sparsity, rows and panels without nonzeros, one panel, batch tails, 2 threads."""
     monkeypatch.setattr(ops_mod, "PANEL_MIN_NNZ", 0)  # grouped panels even where the rule would skip them
-    cases = [((16, 500), 0.0), ((16, 500), 1.0), ((33, 100), 0.9), ((8, 2 * PANEL_WIDTH + 3), 0.95)]
+    cases = [((16, 500), 0.0), ((16, 500), 1.0), ((33, 100), 0.9), ((8, 2 * PANEL_MAX + 3), 0.95)]
     for (out, inn), s in cases:
         w = random_sparse((out, inn), s, seed=out)
         w[1] = 0
-        w[:, PANEL_WIDTH:2 * PANEL_WIDTH] = 0  # a panel with no nonzeros at all
+        pw = panel_width(inn)
+        w[:, pw:2 * pw] = 0  # a panel with no nonzeros at all
         b = torch.randn(out)
         for relu in (False, True):
             for threads in (1, 2):
@@ -137,7 +139,7 @@ def test_mixed_chain_with_panels_matches_torch():
         torch.testing.assert_close(run_chain(ops, x, batch_major=True), y)  # cached chain, same result
 
 
-@pytest.mark.parametrize("in_features,per_panel", [(160, 0), (160, 16), (800, 16), (800, 32)])
+@pytest.mark.parametrize("in_features,per_panel", [(160, 0), (160, 16), (800, 20), (800, 32)])
 def test_ceiling_benchmark_layers_are_one_group_per_panel(in_features, per_panel):
     """benchmarks/csr_ceiling.py's premise: exactly c nonzeros per row and panel, so each panel is one count group."""
     import importlib.util
@@ -149,12 +151,13 @@ def test_ceiling_benchmark_layers_are_one_group_per_panel(in_features, per_panel
     spec.loader.exec_module(bench)
     w = bench.ideal_weight(in_features, per_panel)
     assert w.shape == (bench.ROWS, in_features) and bench.ROWS % 3 == 0
-    per_row_panel = (w != 0).reshape(bench.ROWS, -1, PANEL_WIDTH).sum(dim=2)  # (rows, panels)
+    pw = panel_width(in_features)
+    per_row_panel = (w != 0).reshape(bench.ROWS, -1, pw).sum(dim=2)  # (rows, panels)
     assert bool((per_row_panel == per_panel).all())
     op = NativeCSROp(w, None, tile=64)
-    meta, _, _ = kernels.panelize(op.csr.rowptr, op.csr.col, op.csr.val, in_features, PANEL_WIDTH)
+    meta, _, _ = kernels.panelize(op.csr.rowptr, op.csr.col, op.csr.val, in_features, pw)
     npan, gstart, gcnt, gnr, _ = unpack(meta)
-    assert npan == in_features // PANEL_WIDTH
+    assert npan == in_features // pw
     assert gstart == list(range(npan + 1)) and gcnt == [per_panel] * npan and gnr == [bench.ROWS] * npan
     x = torch.randn(in_features, 64)
     torch.testing.assert_close(op.forward(x), w @ x, rtol=1e-4, atol=1e-4)
@@ -172,3 +175,13 @@ def test_chain_on_another_build_of_the_source():
     chain = kernels.make_chain(layers, 300, module=kernels.load())  # the same arguments build a working chain
     x = torch.randn(300, 64)
     torch.testing.assert_close(chain.forward(x, False), w @ x, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("in_features,width", [(1, 1), (100, 100), (224, 224), (225, 113), (300, 150), (545, 182),
+                                               (784, 196), (2048, 205)])
+def test_panel_width_takes_the_fewest_equal_panels(in_features, width):
+    """The fewest panels of at most PANEL_MAX features, equally wide (LeNet-300-100's compacted 545 inputs: 3 x 182)."""
+    assert panel_width(in_features) == width
+    panels = -(-in_features // width)
+    assert panels == -(-in_features // PANEL_MAX) and width <= PANEL_MAX <= 256  # uint16 byte offsets
+    assert in_features - (panels - 1) * width > 0  # no empty last panel

@@ -112,3 +112,15 @@ def test_speed_report_carries_the_interval_of_every_ratio(pruned_moons):
     curves = report.curves[(report.curves["batch"] == 8) & (report.curves["format"] != "dense")]
     assert unsettled_points(report.curves, 8) == (int((~curves["stable"].astype(bool)).sum()), len(curves))
     assert len(curves) == 2 * 7  # csr-torch and csr-native (or its skip row has no interval) over 7 sparsities
+
+
+def test_round_order_gives_every_contender_every_predecessor():
+    """Each round a reproducible shuffle: over 60 rounds of 4 contenders, every ordered pair (a right after b) occurs."""
+    from sparsity_viz.backend.bench import round_order
+
+    names = ["dense", "csr", "ours", "one"]
+    orders = [round_order(names, r) for r in range(60)]
+    assert all(sorted(o) == sorted(names) for o in orders) and orders == [round_order(names, r) for r in range(60)]
+    pairs = {(o[i], o[i + 1]) for o in orders for i in range(len(o) - 1)}
+    assert pairs == {(a, b) for a in names for b in names if a != b}
+    assert len({tuple(o) for o in orders}) > len(names)  # not just the rotations of one order
