@@ -157,7 +157,7 @@ def main() -> None:
     cmd = "python benchmarks/backend_speed.py " + " ".join(sys.argv[1:])
     head = (f"`{cmd.strip()}` — torch {torch.__version__}, {cpu_line()}, {os.cpu_count()} cores; "
             f"ratios = time / dense torch model (same rounds, same state, same threads), medians of the per-round "
-            f"ratios over {args.rounds} interleaved rounds (bursts of ~1 ms, order shuffled per round); dense ms = its median; "
+            f"ratios over {args.rounds} interleaved rounds (bursts of ~1 ms after one untimed call, order shuffled per round); dense ms = its median; "
             "busy = a Python busy loop pinned to the last core; 'backend threads' = what the "
             "ThreadGuard was running at the end of the state, else the layers' thread count ('module': the original "
             "module runs); load = the 1-minute load average as the state began (other processes on the machine).")

@@ -3,7 +3,7 @@
     python benchmarks/call_overhead.py [--rounds 21] [--no-write]
 
 The bundled LeNet-300-100 at 90 % global magnitude, compiled (measure policy) at batch 1 and 8, on one
-torch thread. Contenders, timed by ``bench.interleaved_ratios`` (bursts of ~1 ms, order shuffled per round):
+torch thread. Contenders, timed by ``bench.interleaved_ratios`` (bursts of ~1 ms after one untimed call, order shuffled per round):
 
     chain      the compiled model's native chain called directly (``one_call().forward``)
     model      the compiled model called as a module (what the app and the CLI do)
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     cmd = "python benchmarks/call_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv)
     head = (f"`{cmd.strip()}` — torch {torch.__version__}, {cpu_line()}, {os.cpu_count()} cores; "
             f"LeNet-300-100 at 90 % global magnitude, compiled on 1 thread; medians over {args.rounds} interleaved "
-            "rounds (bursts of ~1 ms, order shuffled per round)")
+            "rounds (bursts of ~1 ms after one untimed call, order shuffled per round)")
     publish(DOC, "call-overhead", head + "\n\n" + "\n".join(rows), write=not args.no_write)
 
 

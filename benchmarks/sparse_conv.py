@@ -115,7 +115,7 @@ def main() -> None:
             f"LeNet-5 at {args.sparsity:.0%} global magnitude (weights left: "
             + ", ".join(f"{n} {d:.1%}" for n, d in dens.items())
             + f"); ratios = time / dense model (same rounds, state and threads), medians of the per-round ratios over "
-            f"{args.rounds} interleaved rounds (bursts of ~1 ms, order shuffled per round); busy = a Python busy loop pinned to "
+            f"{args.rounds} interleaved rounds (bursts of ~1 ms after one untimed call, order shuffled per round); busy = a Python busy loop pinned to "
             "the last core; 'fusion only' = the unpruned model with "
             "every conv on the direct kernel (all taps) over the unpruned dense model; 1-minute load average "
             f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes).")

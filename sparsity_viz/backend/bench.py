@@ -63,10 +63,11 @@ def _quartiles(v: list[float]) -> tuple[float, float, float]:
 def round_order(names: list[str], r: int) -> list[str]:
     """The order of round ``r`` of an interleaved timing: ``names`` shuffled by a generator seeded with ``r``.
 
-    A contender's burst is slowed by what ran just before it (a 2-thread torch call leaves its OpenMP
-    worker spinning and its weights in the cache: LeNet-300-100's compiled call read 0.155x dense right
-    after dense and 0.131-0.143x elsewhere). Rotating one fixed order gives every contender the same
-    predecessor in every round; shuffling gives each one every predecessor about equally often.
+    A contender's burst is slowed by what ran just before it (its caches and predictors left full of the
+    other's data, and on a loaded machine a 2-thread call's OpenMP worker still spinning: LeNet-300-100's
+    compiled call read 0.155x dense right after dense and 0.131-0.143x elsewhere). Rotating one fixed order
+    gives every contender the same predecessor in every round; shuffling gives each one every predecessor
+    about equally often (and ``interleaved_ratios`` warms each burst up with one untimed call).
     """
     order = list(names)
     random.Random(r).shuffle(order)
@@ -79,7 +80,10 @@ def interleaved_ratios(fns: dict[str, Callable[[], object]], reference: str, *, 
     """Time every function in round-robin rounds and take each one's ratio to ``reference`` round by round.
 
     Every round times each function once (a burst of calls of about ``target_s``, in an order
-    shuffled per round: ``round_order``), so a load change hits all alike and each round gives one ratio per function. After
+    shuffled per round: ``round_order``), so a load change hits all alike and each round gives one ratio per function.
+    A burst starts with one untimed call, so a function is timed on its own working set in cache, as in a stream
+    of calls, not on what the function before it left there (the first call of LeNet-300-100's one-call chain
+    at batch 1,024 right after the dense model took 1.19-1.20x a warm call, on 1 and on 2 threads). After
     ``rounds`` rounds it goes on, while the interquartile range of some ratio is not within
     ``±rel_iqr`` of its median, until ``time_cap_s`` (never fewer than 3 rounds, never past the cap
     once 3 are done). ``rel_iqr=None``: exactly ``rounds`` rounds.
@@ -106,6 +110,8 @@ def interleaved_ratios(fns: dict[str, Callable[[], object]], reference: str, *, 
         while True:
             for k in round_order(names, r):
                 fn, n = fns[k], bursts[k]
+                fn()  # untimed: this burst's working set into the cache
+                sync()
                 t0 = time.perf_counter()
                 for _ in range(n):
                     fn()

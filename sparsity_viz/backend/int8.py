@@ -379,8 +379,8 @@ def interleaved_medians(fns: dict[str, callable], rounds: int = 21, target_s: fl
     """Median seconds per call of each function, timed round-robin in ``rounds`` rounds.
 
     Each round runs every function once as a burst of ``n`` calls (``n`` sized so a burst
-    takes about ``target_s``), in an order shuffled per round (``bench.round_order``), so machine noise
-    hits all alike.
+    takes about ``target_s``, after one untimed call), in an order shuffled per round (``bench.round_order``),
+    so machine noise hits all alike.
     """
     from .bench import round_order
 
@@ -397,6 +397,7 @@ def interleaved_medians(fns: dict[str, callable], rounds: int = 21, target_s: fl
         for r in range(rounds):
             for k in round_order(names, r):
                 fn, n = fns[k], bursts[k]
+                fn()  # untimed: this burst's working set into the cache
                 t0 = time.perf_counter()
                 for _ in range(n):
                     fn()

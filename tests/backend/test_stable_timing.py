@@ -26,7 +26,11 @@ class FakeClock:
         return self.now
 
     def costs(self, *seconds: float):
-        """A contender whose successive calls take ``seconds`` in turn (cycling)."""
+        """A contender whose successive calls take ``seconds`` in turn (cycling).
+
+        Each burst starts with an untimed call, so with one call per burst a contender's timed calls are every
+        other call: ``costs(a, a, b, b)`` is timed a, b, a, b, ...
+        """
         cycle = itertools.cycle(seconds)
 
         def fn():
@@ -50,23 +54,31 @@ def test_steady_contenders_stop_after_the_minimum_rounds(clock):
 
 
 def test_a_noisy_ratio_runs_to_the_cap_and_says_so(clock):
-    # csr alternates 2 ms / 3 ms against a steady 4 ms dense: ratios 0.5 / 0.75, never within ±5 %
-    out = bench.interleaved_ratios({"dense": clock.costs(0.004), "csr": clock.costs(0.002, 0.003)}, "dense",
-                                   rounds=5, time_cap_s=0.5)
+    # csr's timed calls alternate 2 ms / 3 ms against a steady 4 ms dense: ratios 0.5 / 0.75, never within ±5 %
+    out = bench.interleaved_ratios({"dense": clock.costs(0.004), "csr": clock.costs(0.002, 0.002, 0.003, 0.003)},
+                                   "dense", rounds=5, time_cap_s=0.5)
     r = out["csr"]
     assert r["capped"] and not r["stable"]
     assert r["ratio_q25"] == pytest.approx(0.5) and r["ratio_q75"] == pytest.approx(0.75)
-    # each round costs 4 + 2.5 ms on average (+ the warm-up): the cap of 0.5 s ends it after ~77 rounds
-    assert 70 <= r["rounds"] <= 80
+    # each round costs 2 x (4 + 2.5) ms on average (untimed and timed calls): the cap of 0.5 s ends it after ~38
+    assert 34 <= r["rounds"] <= 40
 
 
 def test_a_ratio_that_settles_late_stops_when_it_settles(clock):
     # 10 noisy rounds (0.5 / 0.75), then steady 0.5: stable once the steady ones dominate the quartiles
-    csr = clock.costs(*([0.002, 0.003] * 5 + [0.002] * 1000))
+    csr = clock.costs(*([0.002, 0.002, 0.003, 0.003] * 5 + [0.002] * 2000))
     out = bench.interleaved_ratios({"dense": clock.costs(0.004), "csr": csr}, "dense", rounds=5, time_cap_s=100)
     r = out["csr"]
     assert r["stable"] and not r["capped"] and r["ratio"] == pytest.approx(0.5)
     assert 10 < r["rounds"] < 60
+
+
+def test_each_burst_starts_with_an_untimed_call(clock):
+    """A contender whose first call of a burst is slow (cold caches) is timed on its warm calls only."""
+    # the first call sizes the bursts (1 ms: one call each); then each round's untimed call takes 10 ms, the timed 1 ms
+    out = bench.interleaved_ratios({"dense": clock.costs(0.004), "csr": clock.costs(0.001, 0.010)}, "dense",
+                                   rounds=5, rel_iqr=None)
+    assert out["csr"]["ratio"] == pytest.approx(0.25) and out["csr"]["median_s"] == pytest.approx(0.001)
 
 
 def test_fixed_rounds_without_a_target(clock):
