@@ -74,9 +74,12 @@ def test_backend_speed_claims():
     batches = (1, 8, 32, 256, 1024)
     idle = {(m, b): excess(m, b, "idle") for m in (lenet, wide) for b in batches}
     (m, b) = worst = max(idle, key=idle.get)
-    assert ours[(m, str(b), "2", "idle")]["backend threads"] == "1"  # the prose says: both on one thread
-    assert (f"the 2-thread backend is at most {100 * idle[worst]:.0f} % behind it ({m} at batch {b:,}, where both run "
-            "on one thread") in PROSE
+    if idle[worst] < 0.005:
+        assert "idle, the 2-thread backend is never behind it" in PROSE
+    else:
+        assert ours[(m, str(b), "2", "idle")]["backend threads"] == "1"  # the prose says: both on one thread
+        assert (f"the 2-thread backend is at most {100 * idle[worst]:.0f} % behind it ({m} at batch {b:,}, where both "
+                "run on one thread") in PROSE
     best = min(idle, key=idle.get)
     assert f"up to {-100 * idle[best]:.0f} % ahead ({names[best[0]]})" in PROSE
     from sparsity_viz.backend.dispatch import MIN_PARALLEL_US
@@ -161,7 +164,7 @@ def ceiling_claims() -> dict[str, str]:
     return {
         "zero": f"{_range(zero_ratio)}", "zero_budget": _range([z / 0.10 for z in zero_ratio]),
         "marginal": _range(marginal), "ideal": _range(limits(sixteen)),
-        "wide": _range(limits(pick("ideal, 16 per row and panel", "300x800"))),
+        "wide": _range(limits(pick("ideal, 20 per row and panel", "300x800"))),
         "random": _range(limits(pick("random, 90 %", "300x784"))),
         "twenty": _range(limits(pick("ideal, 32 per row and panel"))),
         "marginal_max": max(marginal),
@@ -175,7 +178,7 @@ def test_csr_ceiling_claims():
             f"sparse layer. - **Adding the multiplies** (`c` = 16, 90 % sparse) adds {c['marginal']} of the time dense "
             f"takes for those multiplies")
     assert text in PROSE
-    assert (f"runs at {c['ideal']} the FLOP limit (one panel; {c['wide']} with five panels, whose partial sums go "
+    assert (f"runs at {c['ideal']} the FLOP limit (one panel; {c['wide']} with four panels, whose partial sums go "
             f"through the second buffer), about where a random 90 % layer of LeNet's fc1 shape runs ({c['random']})") in PROSE
     assert f"the multiplies: {c['twenty']}." in PROSE
     assert (f"costs {c['zero_budget']} its 90 % FLOP-limit budget (reading the input, writing the output); the ideal 90 % "
