@@ -7,8 +7,8 @@ Models: the bundled trained LeNet-300-100 pruned by global magnitude to 90 %, an
 MLP (seeded random init) pruned layer by layer (magnitude) to 90 %. For every (model, batch, threads) the backend compiles once
 (``compile_model``, measure policy) on the idle machine; then, in each state, every contender is
 timed whole-call by ``bench.interleaved_ratios`` (exactly ``--rounds`` rounds, each a burst of about 1 ms of
-calls per contender in an order shuffled per round (``bench.round_order``): in a fixed order the call right after a
-2-thread contender ran ~15 % slower, probably its OpenMP worker still spinning on the other core); ratio =
+calls per contender, after one untimed call, in an order shuffled per round (``bench.round_order``): a call
+right after another contender ran ~15-20 % slower, its caches full of the other's data); ratio =
 median of the per-round ratios to dense. "busy": a second process
 spinning (a Python busy loop) pinned to the last core, the normal state of a shared class server.
 Ratios are to the dense torch model in the same rounds and state; "limit" is the FLOP limit (the
