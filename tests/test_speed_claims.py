@@ -193,3 +193,13 @@ def test_kernel_ab_claims():
     wide = [float(r["variant / base (IQR)"].split()[0]) for r in _rows("kernel-ab")
             if r["layer"].startswith("2048x") and r["batch"] == "1024"]
     assert f"{min(wide):.2f}–{max(wide):.2f}× for the 2048-wide layers at batch 1,024 (table further down)" in PROSE
+
+
+def test_panel_widths_claims():
+    rows = _rows("panel-widths")
+    ratio = {r["case"] + r["threads"] + r["batch"]: float(r["balanced / fixed"].split()[0]) for r in rows}
+    chains = [v for k, v in ratio.items() if " chain " in k]
+    layers = [v for k, v in ratio.items() if " chain " not in k]
+    assert chains and layers
+    assert (f"whole chains {min(chains):.2f}–{max(chains):.2f}× the time of fixed 160-feature panels, single layers "
+            f"{min(layers):.2f}–{max(layers):.2f}×") in PROSE

@@ -36,10 +36,10 @@ def panel_width(in_features: int) -> int:
     """Input features per column panel: the fewest panels of at most ``PANEL_MAX``, all (but the last) equally wide.
 
     Fewer panels mean fewer passes over the partial sums; equal widths leave no thin last panel that costs a
-    whole pass for a few nonzeros per row. On a Zen 4 (32 KB L1d) LeNet-300-100's compacted chain (545 and 276
-    inputs: panels of 182 and 138 instead of 160 + 160 + 160 + 65 and 160 + 116) ran in 0.90-0.96x the time
-    of fixed 160-feature panels, the 2048-wide MLP's in 0.92-0.99x; fixed widths of 64-128 had run 1.03-1.26x
-    slower than 160 there, 192-256 the same (docs/backend.md, "Per layer vs the FLOP limit").
+    whole pass for a few nonzeros per row. On a Zen 4 (32 KB L1d) whole chains ran in 0.98-1.00x the time of
+    fixed 160-feature panels (LeNet-300-100's compacted 545 and 276 inputs: panels of 182 and 138 instead of
+    160 + 160 + 160 + 65 and 160 + 116), single layers in 0.96-1.02x (benchmarks/panel_widths.py); fixed widths
+    of 64-128 had run 1.03-1.26x slower than 160 there, 192-256 the same.
     """
     panels = max(1, -(-in_features // PANEL_MAX))
     return max(1, -(-in_features // panels))

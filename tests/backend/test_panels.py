@@ -185,3 +185,26 @@ def test_panel_width_takes_the_fewest_equal_panels(in_features, width):
     panels = -(-in_features // width)
     assert panels == -(-in_features // PANEL_MAX) and width <= PANEL_MAX <= 256  # uint16 byte offsets
     assert in_features - (panels - 1) * width > 0  # no empty last panel
+
+
+def test_panel_widths_benchmark_builds_both_layouts_and_restores_the_rule():
+    """benchmarks/panel_widths.py's premise: its two operators differ only in panel width, and the rule is put back."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location("panel_widths", folder / "panel_widths.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(folder))
+    w, b = random_sparse((276, 545), 0.87), torch.randn(276)
+    fixed = bench.op_with(lambda i: bench.FIXED, w, b, True, 1)
+    balanced = bench.op_with(ops_mod.panel_width, w, b, True, 1)
+    assert fixed.panels()[3] == 160 and balanced.panels()[3] == 182 and ops_mod.panel_width(545) == 182
+    x = torch.randn(545, 100)
+    torch.testing.assert_close(fixed.forward(x), balanced.forward(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(balanced.forward(x), torch.relu(torch.addmm(b[:, None], w, x)), rtol=1e-4, atol=1e-4)
