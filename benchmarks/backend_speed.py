@@ -54,6 +54,12 @@ def models() -> dict[str, torch.nn.Module]:
             "784-2048-2048-10": prune(wide.eval(), "magnitude", SPARSITY).model.eval()}
 
 
+def fresh_inputs(batch: int, width: int, megabytes: int = 12) -> list[torch.Tensor]:
+    """Distinct random ``(batch, width)`` inputs, at least ``megabytes`` of them (more than an L2): cycling through
+    them gives each call an input out of cache, as a new batch would arrive."""
+    return [torch.randn(batch, width) for _ in range(max(2, -(-(megabytes << 20) // (batch * width * 4))))]
+
+
 def density(model: torch.nn.Module) -> float:
     ws = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
     return sum(int((w != 0).sum()) for w in ws) / sum(w.numel() for w in ws)

@@ -39,7 +39,7 @@ from sparsity_viz.backend.ops import NativeCSROp
 from sparsity_viz.devices import configure_threads, torch_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backend_speed import models as chain_models  # noqa: E402 (the whole-model cases of --chains)
+from backend_speed import fresh_inputs, models as chain_models  # noqa: E402 (the whole-model cases of --chains)
 from doc_block import cpu_line, write_block  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "backend.md"
@@ -132,8 +132,7 @@ def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int
                       for k, mod in (("base", base), ("variant", variant))}
             for batch in batches:
                 width = linears[0].in_features
-                count = max(2, -(-(12 << 20) // (batch * width * 4))) if fresh else 1
-                xs = [torch.randn(batch, width) for _ in range(count)]  # (B, in) batch-major each
+                xs = fresh_inputs(batch, width) if fresh else [torch.randn(batch, width)]  # (B, in) batch-major each
                 inputs = {k: itertools.cycle(xs) for k in ("base", "variant", "dense")}
                 with torch.no_grad(), torch_threads(n):
                     want = model(xs[0])

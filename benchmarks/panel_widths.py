@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backend_speed import models  # noqa: E402 (this script's folder)
+from backend_speed import fresh_inputs, models  # noqa: E402 (this script's folder)
 from doc_block import cpu_line, publish, rounds_args  # noqa: E402
 from sparsity_viz.backend import compile_model, kernels  # noqa: E402
 from sparsity_viz.backend import ops as ops_mod  # noqa: E402
@@ -73,7 +73,7 @@ def chain_rows(rounds: int) -> list[str]:
                 if keep is not None:
                     chains[label].set_keep(keep)
             for batch in (256, 1024):
-                xs = [torch.randn(batch, 784) for _ in range(max(2, -(-(12 << 20) // (batch * 784 * 4))))]
+                xs = fresh_inputs(batch, 784)
                 inputs = {k: itertools.cycle(xs) for k in chains}
                 with torch.no_grad(), torch_threads(n):
                     want = model(xs[0])

@@ -25,8 +25,7 @@ built once per machine into its own cache directory, ``ready()`` never blocks.
 from __future__ import annotations
 
 import copy
-import statistics
-import time
+import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -376,30 +375,14 @@ def benchmark_int8_model(model: nn.Module, batch_sizes: Iterable[int], formats: 
 
 
 def interleaved_medians(fns: dict[str, callable], rounds: int = 21, target_s: float = 2e-3) -> dict[str, float]:
-    """Median seconds per call of each function, timed round-robin in ``rounds`` rounds.
+    """Median seconds per call of each function: ``bench.interleaved_ratios`` over exactly ``rounds`` rounds.
 
-    Each round runs every function once as a burst of ``n`` calls (``n`` sized so a burst
-    takes about ``target_s``, after one untimed call), in an order shuffled per round (``bench.round_order``),
-    so machine noise hits all alike.
+    Bursts of about ``target_s`` after one untimed call, in an order shuffled per round, so machine noise
+    hits all alike; no time cap and no stability target (the callers ask for a fixed number of rounds).
     """
-    from .bench import round_order
+    from .bench import interleaved_ratios
 
-    names = list(fns)
-    bursts = {}
-    with torch.no_grad():
-        for k in names:
-            fns[k]()
-            t0 = time.perf_counter()
-            fns[k]()
-            one = max(time.perf_counter() - t0, 1e-7)
-            bursts[k] = max(1, min(2000, int(target_s / one)))
-        samples: dict[str, list[float]] = {k: [] for k in names}
-        for r in range(rounds):
-            for k in round_order(names, r):
-                fn, n = fns[k], bursts[k]
-                fn()  # untimed: this burst's working set into the cache
-                t0 = time.perf_counter()
-                for _ in range(n):
-                    fn()
-                samples[k].append((time.perf_counter() - t0) / n)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    if not fns:
+        return {}
+    res = interleaved_ratios(fns, next(iter(fns)), rounds=rounds, rel_iqr=None, time_cap_s=math.inf, target_s=target_s)
+    return {k: v["median_s"] for k, v in res.items()}

@@ -136,3 +136,22 @@ def test_round_order_gives_every_contender_every_predecessor():
     pairs = {(o[i], o[i + 1]) for o in orders for i in range(len(o) - 1)}
     assert pairs == {(a, b) for a in names for b in names if a != b}
     assert len({tuple(o) for o in orders}) > len(names)  # not just the rotations of one order
+
+
+def test_int8_interleaved_medians_run_exactly_their_rounds(clock):
+    """``int8.interleaved_medians`` is ``interleaved_ratios`` over a fixed number of rounds: no time cap cuts it short."""
+    from sparsity_viz.backend import int8
+
+    calls = {"slow": 0, "fast": 0}
+
+    def costed(name, seconds):
+        def fn():
+            calls[name] += 1
+            clock.now += seconds
+        return fn
+
+    out = int8.interleaved_medians({"slow": costed("slow", 1.0), "fast": costed("fast", 0.25)}, rounds=30)
+    assert out == {"slow": pytest.approx(1.0), "fast": pytest.approx(0.25)}
+    # one call sizes each burst (one call: 1 s and 0.25 s are above 2 ms), then per round an untimed and a timed one;
+    # 30 rounds take 75 s of fake time, far past interleaved_ratios' default cap of 10 s
+    assert calls == {"slow": 1 + 2 * 30, "fast": 1 + 2 * 30}
