@@ -15,17 +15,6 @@ are what probing costs (at batch 1,024 on LeNet-300-100 a 1-thread call takes tw
 and full probes cost a short benchmark ~15 % of its median). Probes back off (``PROBE_FIRST`` calls, doubled up to
 ``PROBE_MAX``) while they confirm the choice and restart when the choice flips. With one
 torch thread (the app's default) there is nothing to choose and it costs one comparison.
-
-Steady calls are compared with steady calls. After a parallel region torch's OpenMP workers keep spinning
-for a few ms (libgomp's default spin count); on a loaded machine that spin takes a core away from the next
-1-thread call, whoever made the region (docs/backend.md, "Threads under load": the 2048-wide MLP at batch
-1,024, busy, 12.2 ms a 1-thread call, 17-24 ms right after a 2-thread region; 12.2-13.7 ms with
-``GOMP_SPINCOUNT=1000``). So a call that comes straight after the guard's previous call on the same count
-(``STEADY_GAP``) is "steady" and is also kept in a window of its own; the choice is made on the steady
-windows when both counts have steady times, else on all recent calls (calls that all come one by one,
-far apart, are all that there is to compare). A call after a switch of counts, or after other work, is
-not steady: it carries the cost of what ran before it, and choosing on it kept a loaded machine on two
-threads that lost to one in a stream of calls.
 """
 
 from __future__ import annotations
@@ -41,7 +30,6 @@ PROBE_FIRST = 16  # calls between probes of the other thread count, doubled whil
 PROBE_MAX = 1024
 PROBE_CALLS = 3  # consecutive calls on the other count per probe (their median decides)
 ABANDON = 1.5  # a probe's first call this many times the current count's median ends the probe
-STEADY_GAP = 0.25  # a call starting within this share of the previous call's time after it, on its count, is steady
 
 
 def _median(times: deque) -> float:
@@ -52,23 +40,14 @@ def _median(times: deque) -> float:
 
 
 class _State:
-    __slots__ = ("times", "steady", "current", "calls", "interval", "probing", "last_n", "last_end", "last_s")
+    __slots__ = ("times", "current", "calls", "interval", "probing")
 
     def __init__(self, current: int):
-        self.times: dict[int, deque] = {}  # every recent call per thread count
-        self.steady: dict[int, deque] = {}  # the recent steady ones (straight after a call on the same count)
+        self.times: dict[int, deque] = {}
         self.current = current
         self.calls = 0
         self.interval = PROBE_FIRST
         self.probing = 0  # calls left in the probe under way
-        self.last_n, self.last_end, self.last_s = 0, 0.0, 0.0  # the previous call: count, end, seconds
-
-    def medians(self, a: int, b: int) -> tuple[float, float] | None:
-        """Recent medians of counts ``a`` and ``b``: of steady calls when both have some, else of all calls."""
-        for kind in (self.steady, self.times):
-            if kind.get(a) and kind.get(b):
-                return _median(kind[a]), _median(kind[b])
-        return None
 
 
 class ThreadGuard:
@@ -101,47 +80,40 @@ class ThreadGuard:
         other = counts[0] if state.current != counts[0] else counts[-1]
         if not state.probing and (other not in state.times or state.calls >= state.interval):
             # a probe is a fresh look at the other count: its older times describe another load
-            state.probing = PROBE_CALLS
-            state.times[other], state.steady[other] = deque(maxlen=WINDOW), deque(maxlen=WINDOW)
+            state.probing, state.times[other] = PROBE_CALLS, deque(maxlen=WINDOW)
         n = other if state.probing else state.current
         t0 = time.perf_counter()
-        steady = n == state.last_n and t0 - state.last_end <= STEADY_GAP * state.last_s
         y = fn(n)
-        t1 = time.perf_counter()
-        state.last_n, state.last_end, state.last_s = n, t1, t1 - t0
-        self._record(state, n, other, t1 - t0, steady)
+        self._record(state, n, other, time.perf_counter() - t0)
         return y
 
     @staticmethod
-    def _record(state: _State, n: int, other: int, seconds: float, steady: bool) -> None:
+    def _record(state: _State, n: int, other: int, seconds: float) -> None:
         """Keep the time; after a whole probe, or on a call of the current count, choose again."""
-        for kind in (state.times, state.steady) if steady else (state.times,):
-            times = kind.get(n)
-            if times is None:
-                times = kind[n] = deque(maxlen=WINDOW)
-            times.append(seconds)
+        times = state.times.get(n)
+        if times is None:
+            times = state.times[n] = deque(maxlen=WINDOW)
+        times.append(seconds)
         probe = state.probing > 0
         if probe:
             first = state.probing == PROBE_CALLS
             state.probing = max(0, state.probing - 1)  # (never below 0, should two threads share the guard)
-            current = state.times.get(state.current)  # all calls: the probe's first one follows a switch of counts
+            current = state.times.get(state.current)
             if first and current and seconds > ABANDON * _median(current):
                 state.probing = 0  # clearly slower on its first call: the rest of the probe would only cost
             if state.probing:
                 return  # decided on the whole probe
             state.calls = 0
-        medians = state.medians(other, state.current)
-        if medians is None:
+        others = state.times.get(other)
+        if others is None or state.current not in state.times:
             return
-        if medians[0] < medians[1]:
+        if _median(others) < _median(state.times[state.current]):
             state.current, state.interval = other, PROBE_FIRST
         elif probe:
             state.interval = min(PROBE_MAX, state.interval * 2)
 
     def summary(self) -> dict[int, dict]:
-        """Per batch size: the current thread count and the recent median time (us) of each count, of all its
-        calls and of its steady ones."""
+        """Per batch size: the current thread count and the recent median time (us) of each count."""
         return {b: {"threads": s.current,
-                    "median_us": {n: _median(ts) * 1e6 for n, ts in s.times.items() if ts},
-                    "steady_us": {n: _median(ts) * 1e6 for n, ts in s.steady.items() if ts}}
+                    "median_us": {n: _median(ts) * 1e6 for n, ts in s.times.items()}}
                 for b, s in self._states.items()}

@@ -236,58 +236,6 @@ def test_one_lucky_call_does_not_flip_the_thread_guard(monkeypatch):
     assert settled and used[-50:].count(2) <= thread_guard.PROBE_CALLS  # 1 thread but for probes
 
 
-def _calls_in_bursts(monkeypatch, steady_cost: dict[int, float], after_other: float, burst: int = 2,
-                     gap: float = 10.0):
-    """(fn, used, call): bursts of ``burst`` calls with ``gap`` seconds of other work between bursts. A call takes
-    ``steady_cost[n]``, but a 1-thread call after other work or after a 2-thread call takes ``after_other``
-    (a loaded machine: the spinning OpenMP workers of the region before take its core)."""
-    clock = _Clock()
-    monkeypatch.setattr(thread_guard, "time", types.SimpleNamespace(perf_counter=clock))  # this module only
-    used, prev = [], {"n": 0, "k": 0}
-
-    def fn(n):
-        cold = prev["k"] % burst == 0 or prev["n"] != n  # first of its burst, or after the other count
-        clock.now += after_other if n == 1 and cold else steady_cost[n]
-        used.append(n)
-        prev["n"] = n
-        return n
-
-    def call(guard, batch):
-        if prev["k"] % burst == 0:
-            clock.now += gap  # the other contenders' (or sessions') work between bursts
-        guard.run(fn, batch)
-        prev["k"] += 1
-
-    return fn, used, call
-
-
-def test_the_guard_compares_steady_calls_with_steady_calls(monkeypatch):
-    """Bursts of two calls after other work: 1 thread takes 1.0 in a stream but 1.7 after other work or a 2-thread
-    call, 2 threads take 1.3 anyway. On all calls 1 thread's median can read 1.7 (half its calls are first of a
-    burst); on steady calls it is 1.0, which is what a stream of calls gets, so the guard settles on 1 thread."""
-    _fn, used, call = _calls_in_bursts(monkeypatch, {1: 1.0, 2: 1.3}, after_other=1.7)
-    guard = ThreadGuard(2)
-    with torch_threads(2):
-        for _ in range(400):
-            call(guard, 1024)
-        assert guard.choice(1024) == 1  # (inside: with one torch thread there is nothing to choose)
-    assert used[-200:].count(2) <= 2 * thread_guard.PROBE_CALLS, used[-200:]  # only probes, backing off
-    assert guard.summary()[1024]["steady_us"][1] == pytest.approx(1e6)
-
-
-def test_calls_that_all_come_one_by_one_are_compared_as_they_are(monkeypatch):
-    """With every call after other work (the app's slider: one call per step) there are no steady calls, and the
-    guard still follows the times of all calls: 2 threads at 0.5 against 1 thread at 1.0 keep 2 threads."""
-    _fn, used, call = _calls_in_bursts(monkeypatch, {1: 1.0, 2: 0.5}, after_other=1.0, burst=1)
-    guard = ThreadGuard(2)
-    with torch_threads(2):
-        for _ in range(100):
-            call(guard, 256)
-        assert guard.choice(256) == 2
-    assert used[-50:].count(1) <= thread_guard.PROBE_CALLS
-    assert guard.summary()[256]["steady_us"] == {}
-
-
 @pytest.mark.parametrize("probe_cost, calls", [(1.6, 1), (1.4, thread_guard.PROBE_CALLS)])
 def test_a_probe_clearly_slower_on_its_first_call_ends_there(monkeypatch, probe_cost, calls):
     """A probe's first call above ABANDON x the current median ends it; a closer one runs all its calls."""
