@@ -203,3 +203,36 @@ def test_panel_widths_claims():
     assert chains and layers
     assert (f"whole chains {min(chains):.2f}–{max(chains):.2f}× the time of fixed 160-feature panels, single layers "
             f"{min(layers):.2f}–{max(layers):.2f}×") in PROSE
+
+
+def test_guard_busy_claims():
+    rows = _rows("guard-busy")
+    this = {(r["model"], int(r["batch"])): r["this guard: median (range)"] for r in rows}
+    other = {(r["model"], int(r["batch"])): r["steady_windows: median (range)"] for r in rows}
+    med = {k: float(v.split()[0]) for k, v in this.items()}
+    names = {"LeNet-300-100": "LeNet-300-100", "784-2048-2048-10": "the 2048-wide MLP"}
+    ahead = [v for v in med.values() if v < 1]
+    (m, b) = worst = max(med, key=med.get)
+    behind = "never behind it" if med[worst] <= 1 else (
+        f"{100 * (med[worst] - 1):.1f} % behind it at worst ({names[m]} at batch {b:,}: {this[worst]})")
+    assert (f"the busy 2-thread backend was ahead of the 1-thread path in {len(ahead)} of the four cases (medians "
+            f"{min(ahead):.2f}–{max(ahead):.2f}) and {behind}") in PROSE
+    wide = "784-2048-2048-10"
+    mine = {b: float(other[(wide, b)].split()[0]) for b in (256, 1024)}
+    assert (f"In the run below it read the 2048-wide MLP at batch 1,024 at {mine[1024]:.3f} against this guard's "
+            f"{med[(wide, 1024)]:.3f}, and at batch 256 at {mine[256]:.3f} against {med[(wide, 256)]:.3f}") in PROSE
+    assert "--other steady_windows.py" in DOC.split("<!-- guard-busy:begin -->")[1].split("\n")[1]
+
+
+def test_gomp_spin_claims():
+    body = DOC.split("<!-- gomp-spin:begin -->")[1].split("<!-- gomp-spin:end -->")[0]
+    rows = {(r["libgomp"], r["model, batch"]): r for r in _rows("gomp-spin")}
+    key = "1-thread call after a 2-thread region / after a 1-thread call, per process"
+    wide = "784-2048-2048-10 1024"
+    default = [float(v) for v in rows[("default", wide)][key].split()]
+    spin = [float(v) for v in rows[("GOMP_SPINCOUNT=1000", wide)][key].split()]
+    slow = [v for v in default if v >= 1.10]
+    assert "GOMP_SPINCOUNT=1000" in body and len(default) == len(spin)
+    assert (f"in {len(slow)} of {len(default)} processes of the run below, a 1-thread call of the 2048-wide MLP at "
+            f"batch 1,024 right after a 2-thread region took {_range(slow)} one after a 1-thread call") in PROSE
+    assert max(spin) < 1.10 and f"with `GOMP_SPINCOUNT=1000` in none ({_range(spin)})" in PROSE

@@ -7,8 +7,9 @@
 // int32 column indices, int32 row pointers) and dense rows (column = k), so a whole
 // MLP can run in one native call (`chain_forward`) at any batch size.
 // Column panels grouped by count (`panelize`, sample tiles of 64 or 32): a tile of X is walked
-// panel by panel (`pw` <= 256 features), each panel repacked just before its rows run into a
-// contiguous (pw, 64) buffer that stays in L1, the partial sums between panels kept in a
+// panel by panel (`pw` <= 256 features, `ops.panel_width`: <= 224), each panel repacked just before its rows
+// run into a contiguous (pw, 64) buffer (56 KB at most: in L1 on a 48 KB L1d for pw <= 160, mostly in L2 on a
+// 32 KB one), the partial sums between panels kept in a
 // contiguous (out, 64) buffer; within a panel the rows are sorted by their number of nonzeros there, so
 // a group of rows with the same count runs a loop of one fixed trip count, three rows at a
 // time (12 accumulator chains; 32-sample tiles: 4 rows, 8 chains), with no indexed addressing in the FMAs,
@@ -207,9 +208,9 @@ inline float* scratch_floats(int64_t n) {
 }
 
 // Every row for the 16 * NV (64 or 32) samples at b0 through the grouped panels: just before its
-// rows run, each panel of X is repacked into one contiguous (pw, 64) buffer that stays in L1 (a
-// 32-sample tile fills half of each row), so a panel is pw * 256 contiguous bytes (no L1 set
-// conflicts) and a nonzero's inputs sit at a uint16 byte offset. (Repacking the whole (in, 64)
+// rows run, each panel of X is repacked into one contiguous (pw, 64) buffer (a 32-sample tile fills
+// half of each row), so a panel is pw * 256 contiguous bytes (no L1 set conflicts; the whole panel fits a
+// 48 KB L1d for pw <= 160, not a 32 KB one) and a nonzero's inputs sit at a uint16 byte offset. (Repacking the whole (in, 64)
 // tile first sent it out to L2 and back; docs/backend.md has the A/B of the two.) The partial
 // sums between panels live in a second contiguous (out, 64) buffer, not in Y: Y's rows are a
 // batch apart (1 KB at batch 256, 4 KB at 1,024), so a tile's partial sums in Y fall into a
