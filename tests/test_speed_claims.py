@@ -102,7 +102,8 @@ def test_call_overhead_claims():
     guard = [float(r["no-op guard us"]) for r in rows]
     layer = [float(r["model − chain us"]) for r in rows]
     chain = [float(r["chain us"]) for r in rows]
-    assert (f"The guard itself costs {min(guard):.1f}–{max(guard):.1f} µs a call, the compiled model's Python layer "
+    lo, hi = f"{min(guard):.1f}", f"{max(guard):.1f}"
+    assert (f"The guard itself costs {lo if lo == hi else f'{lo}–{hi}'} µs a call, the compiled model's Python layer "
             f"around the native chain {min(layer):.1f}–{max(layer):.1f} µs (table below), against native calls of "
             f"{min(chain):.0f}–{max(chain):.0f} µs at batch 1 to 8") in PROSE
 
