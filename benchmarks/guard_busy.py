@@ -89,6 +89,8 @@ def after_cost(name: str, batch: int, calls: int = 30) -> dict[str, float]:
     with torch_threads(2):
         compiled = compile_model(model, batch_size=batch, device="cpu", calibration=x[:256])
         chain, single = compiled.one_call(), compiled.one_call(single=True)
+        if chain is None:
+            raise SystemExit(f"{name} did not compile to one native chain (native kernels unavailable?)")
         after: dict[str, list[float]] = {"after 2 threads": [], "after 1 thread": []}
         with Busy(), torch.no_grad():
             for i in range(2 * calls):
