@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from doc_block import cpu_line, write_block  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import INTERLEAVED, cpu_line, write_block  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import compile_model  # noqa: E402
 from sparsity_viz.backend.bench import interleaved_ratios  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
@@ -52,6 +52,11 @@ def models() -> dict[str, torch.nn.Module]:
     # layer-wise for the wide MLP: global magnitude on its random init would empty layers 2-3
     return {"LeNet-300-100": prune(lenet.eval(), "global_magnitude", SPARSITY).model.eval(),
             "784-2048-2048-10": prune(wide.eval(), "magnitude", SPARSITY).model.eval()}
+
+
+def batch_of(data: torch.Tensor, batch: int) -> torch.Tensor:
+    """The first ``batch`` rows of ``data``, repeated from the start when it has fewer: (batch, features)."""
+    return data[torch.arange(batch) % len(data)].contiguous()
 
 
 def fresh_inputs(batch: int, width: int, megabytes: int = 12) -> list[torch.Tensor]:
@@ -130,7 +135,7 @@ def main() -> None:
     for name, model in models().items():
         limit = density(model)
         for batch in batches:
-            x = data[torch.arange(batch) % len(data)].contiguous()
+            x = batch_of(data, batch)
             calib = data[:256]
             with torch_threads(1):
                 one = compile_model(model, batch_size=batch, device="cpu", calibration=calib)
@@ -163,7 +168,7 @@ def main() -> None:
     cmd = "python benchmarks/backend_speed.py " + " ".join(sys.argv[1:])
     head = (f"`{cmd.strip()}` — torch {torch.__version__}, {cpu_line()}, {os.cpu_count()} cores; "
             f"ratios = time / dense torch model (same rounds, same state, same threads), medians of the per-round "
-            f"ratios over {args.rounds} interleaved rounds (bursts of ~1 ms after one untimed call, order shuffled per round); dense ms = its median; "
+            f"ratios over {args.rounds} interleaved rounds ({INTERLEAVED}); dense ms = its median; "
             "busy = a Python busy loop pinned to the last core; 'backend threads' = what the "
             "ThreadGuard was running at the end of the state, else the layers' thread count ('module': the original "
             "module runs); load = the 1-minute load average as the state began (other processes on the machine).")

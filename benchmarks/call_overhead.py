@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from doc_block import cpu_line, publish, rounds_args  # noqa: E402
+from doc_block import INTERLEAVED, cpu_line, publish, rounds_args  # noqa: E402
 from sparsity_viz.backend import compile_model  # noqa: E402
 from sparsity_viz.backend.bench import interleaved_ratios  # noqa: E402
 from sparsity_viz.backend.thread_guard import ThreadGuard  # noqa: E402
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     cmd = "python benchmarks/call_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv)
     head = (f"`{cmd.strip()}` — torch {torch.__version__}, {cpu_line()}, {os.cpu_count()} cores; "
             f"LeNet-300-100 at 90 % global magnitude, compiled on 1 thread; medians over {args.rounds} interleaved "
-            "rounds (bursts of ~1 ms after one untimed call, order shuffled per round)")
+            f"rounds ({INTERLEAVED})")
     publish(DOC, "call-overhead", head + "\n\n" + "\n".join(rows), write=not args.no_write)
 
 

@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 
 
+INTERLEAVED = "bursts of ~1 ms after one untimed call, order shuffled per round"  # how bench.interleaved_ratios times
+
+
 def write_block(doc: Path, name: str, table: str) -> None:
     """Replace the text between ``<!-- {name}:begin -->`` and ``<!-- {name}:end -->`` in ``doc`` with ``table``."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

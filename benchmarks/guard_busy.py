@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from backend_speed import DOC, Busy, models  # noqa: E402 (this script's folder is on sys.path)
-from doc_block import cpu_line, publish  # noqa: E402
+from backend_speed import DOC, Busy, batch_of, models  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import INTERLEAVED, cpu_line, publish  # noqa: E402
 from sparsity_viz.backend import compile_model  # noqa: E402
 from sparsity_viz.backend.bench import interleaved_ratios  # noqa: E402
 from sparsity_viz.backend.thread_guard import ThreadGuard  # noqa: E402
@@ -84,8 +84,7 @@ def guard_vs_one(model, x, calib, guards: dict, reps: int, rounds: int) -> dict[
 def after_cost(name: str, batch: int, calls: int = 30) -> dict[str, float]:
     """Median ms of a 1-thread chain call right after a 2-thread region and right after a 1-thread call, busy."""
     model = models()[name]
-    data = load_dataset("mnist5k").x_test.flatten(1)
-    x = data[torch.arange(batch) % len(data)].contiguous()  # (B, 784)
+    x = batch_of(load_dataset("mnist5k").x_test.flatten(1), batch)  # (B, 784)
     with torch_threads(2):
         compiled = compile_model(model, batch_size=batch, device="cpu", calibration=x[:256])
         chain, single = compiled.one_call(), compiled.one_call(single=True)
@@ -112,7 +111,7 @@ def guard_table(args) -> str:
     cols = " | ".join(f"{g}: median (range)" for g in guards)
     rows = [f"| model | batch | {cols} |", "|---|---|" + "---|" * len(guards)]
     for name, batch in CASES:
-        x = data[torch.arange(batch) % len(data)].contiguous()
+        x = batch_of(data, batch)
         got = guard_vs_one(all_models[name], x, data[:256], guards, args.reps, args.rounds)
         cells = " | ".join(f"{statistics.median(v):.3f} ({min(v):.2f}–{max(v):.2f})" for v in got.values())
         rows.append(f"| {name} | {batch} | {cells} |")
@@ -121,7 +120,7 @@ def guard_table(args) -> str:
     head = (f"`python benchmarks/guard_busy.py --reps {args.reps} --rounds {args.rounds} --processes 0{other}` — torch "
             f"{torch.__version__}, {cpu_line()}, {os.cpu_count()} cores, a busy loop on the last core. Guard / 1-thread "
             f"= (2-thread compiled model / dense) / (1-thread compiled model / dense), each a median of per-round "
-            f"ratios over {args.rounds} interleaved rounds, over {args.reps} fresh compiles (each guard after "
+            f"ratios over {args.rounds} interleaved rounds ({INTERLEAVED}), over {args.reps} fresh compiles (each guard after "
             f"{IDLE_CALLS} idle calls); below 1: the guard is ahead.")
     return head + "\n\n" + "\n".join(rows)
 

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from backend_speed import deepsparse_runner, timed  # noqa: E402 (this script's folder)
-from doc_block import cpu_line, write_block  # noqa: E402
+from backend_speed import batch_of, deepsparse_runner, timed  # noqa: E402 (this script's folder)
+from doc_block import INTERLEAVED, cpu_line, write_block  # noqa: E402
 from sparsity_viz.backend import compile_model  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> None:
             "| **this backend** | limit |", "|---" * 9 + "|"]
     notes: dict[str, str] = {}
     for batch in batches:
-        x = data[torch.arange(batch) % len(data)].contiguous()
+        x = batch_of(data, batch)
         for threads in thread_counts:
             with torch_threads(threads):
                 ours = compile_model(model, batch_size=batch, device="cpu", calibration=calib)
@@ -115,7 +115,7 @@ def main() -> None:
             f"LeNet-5 at {args.sparsity:.0%} global magnitude (weights left: "
             + ", ".join(f"{n} {d:.1%}" for n, d in dens.items())
             + f"); ratios = time / dense model (same rounds, state and threads), medians of the per-round ratios over "
-            f"{args.rounds} interleaved rounds (bursts of ~1 ms after one untimed call, order shuffled per round); busy = a Python busy loop pinned to "
+            f"{args.rounds} interleaved rounds ({INTERLEAVED}); busy = a Python busy loop pinned to "
             "the last core; 'fusion only' = the unpruned model with "
             "every conv on the direct kernel (all taps) over the unpruned dense model; 1-minute load average "
             f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes).")
