@@ -134,3 +134,22 @@ def input_batch(model: torch.nn.Module, n: int = 8, seed: int = 0) -> tuple[torc
 def batch_for():
     """``batch_for(model)`` -> a small seeded ``(inputs, labels)`` batch for that model."""
     return input_batch
+
+
+@pytest.fixture
+def benchmark_script(monkeypatch):
+    """``benchmark_script("name")`` -> benchmarks/name.py loaded as a module (its ``__main__`` part not run), with
+    the benchmarks folder on ``sys.path`` for this test (the scripts import doc_block and each other from there)."""
+    import importlib.util
+
+    folder = ROOT / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"_bench_{name}", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

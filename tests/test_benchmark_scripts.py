@@ -6,8 +6,6 @@ importing each one (its benchmark, behind ``__main__``, is not run) catches that
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,10 +19,6 @@ def test_there_are_benchmark_scripts():
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
-def test_benchmark_script_imports(script, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import doc_block and each other from their folder
-    spec = importlib.util.spec_from_file_location(f"_bench_{script.stem}", script)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
+def test_benchmark_script_imports(script, benchmark_script):
     assert 'if __name__ == "__main__":' in script.read_text(), f"{script.name} would run its benchmark on import"
-    spec.loader.exec_module(module)  # runs the imports and definitions, not the benchmark
+    benchmark_script(script.stem)  # runs the imports and definitions, not the benchmark

@@ -441,16 +441,11 @@ def test_one_call_path_on_images_and_copies():
     torch.testing.assert_close(compiled(x.double()), want, rtol=1e-4, atol=1e-4)  # other dtypes: the op path
 
 
-def test_guard_busy_benchmark_runs_another_guard_file(monkeypatch, tmp_path):
+def test_guard_busy_benchmark_runs_another_guard_file(benchmark_script, tmp_path):
     """benchmarks/guard_busy.py --other FILE: the file's own ThreadGuard (not the library's) is what it times."""
-    import importlib.util
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[2] / "benchmarks"
-    monkeypatch.syspath_prepend(str(folder))  # the script imports backend_speed and doc_block from its folder
-    spec = importlib.util.spec_from_file_location("guard_busy", folder / "guard_busy.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark_script("guard_busy")
     assert bench.guard_class(None) is None
     variant = tmp_path / "always_one.py"  # a guard that always runs one thread
     variant.write_text("class ThreadGuard:\n    def __init__(self, threads):\n        self.threads = threads\n"

@@ -187,20 +187,9 @@ def test_panel_width_takes_the_fewest_equal_panels(in_features, width):
     assert in_features - (panels - 1) * width > 0  # no empty last panel
 
 
-def test_panel_widths_benchmark_builds_both_layouts_and_restores_the_rule():
+def test_panel_widths_benchmark_builds_both_layouts_and_restores_the_rule(benchmark_script):
     """benchmarks/panel_widths.py's premise: its two operators differ only in panel width, and the rule is put back."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    folder = Path(__file__).resolve().parents[2] / "benchmarks"
-    sys.path.insert(0, str(folder))
-    try:
-        spec = importlib.util.spec_from_file_location("panel_widths", folder / "panel_widths.py")
-        bench = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bench)
-    finally:
-        sys.path.remove(str(folder))
+    bench = benchmark_script("panel_widths")
     w, b = random_sparse((276, 545), 0.87), torch.randn(276)
     fixed = bench.op_with(lambda i: bench.FIXED, w, b, True, 1)
     balanced = bench.op_with(ops_mod.panel_width, w, b, True, 1)
