@@ -25,7 +25,6 @@ to docs/backend.md (section "Activation sparsity"), between the markers.
 from __future__ import annotations
 
 import itertools
-import platform
 import sys
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from doc_block import publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import command, cpu_line, publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import act_sparse, kernels  # noqa: E402
 from sparsity_viz.backend.compiled import compile_model  # noqa: E402
 from sparsity_viz.backend.int8 import interleaved_medians  # noqa: E402
@@ -171,8 +170,10 @@ def _best_act(r: pd.DataFrame, prefix: str) -> str:
     return f"{sub.loc[k, 'ratio_dense']:.2f}×" + (" (union)" if k.endswith("[union]") else "")
 
 
-def markdown(df: pd.DataFrame, synth: pd.DataFrame, rounds: int) -> str:
-    lines = ["| model | layer | batch | weight density | input zeros | dense µs | csr-native | act-dense | act-csc | auto |",
+def markdown(df: pd.DataFrame, synth: pd.DataFrame, rounds: int,
+             cmd: str = "python benchmarks/activation_sparse.py") -> str:
+    lines = [f"`{cmd}` — torch {torch.__version__}, {cpu_line()}, 1 torch thread", "",
+             "| model | layer | batch | weight density | input zeros | dense µs | csr-native | act-dense | act-csc | auto |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for (mname, layer, batch), g in df.groupby(["model", "layer", "batch"], sort=False):
         r = g.set_index("contender")
@@ -195,18 +196,14 @@ def markdown(df: pd.DataFrame, synth: pd.DataFrame, rounds: int) -> str:
                      f"| {_best_act(r, 'act-dense')} | {_best_act(r, 'act-csc')} |")
     lines.append("")
     lines.append(f"Ratios are to dense `F.linear` (whole model: the torch model) in the same run; medians of {rounds} "
-                 f"interleaved rounds over {SLICES} input slices, 1 torch thread, torch {torch.__version__}, "
-                 f"{platform.machine()}. act columns: the better of per-sample and union (union named when it won). "
+                 f"interleaved rounds over {SLICES} input slices, 1 torch thread. act columns: the better of per-sample and union (union named when it won). "
                  "Every contender equals F.linear / the model (`assert_close`, checked before timing).")
     return "\n".join(lines)
-
-
-
 
 def main(argv: list[str] | None = None) -> None:
     args = rounds_args(__doc__.splitlines()[0], argv)
     df, synth = measure(args.rounds)
-    publish(DOC, TABLE, markdown(df, synth, args.rounds), write=not args.no_write)
+    publish(DOC, TABLE, markdown(df, synth, args.rounds, command("activation_sparse.py", argv)), write=not args.no_write)
 
 
 if __name__ == "__main__":

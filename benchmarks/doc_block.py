@@ -34,6 +34,14 @@ def rounds_args(description: str, argv: list[str] | None = None, default_rounds:
     return args
 
 
+def command(script: str, argv: list[str] | None = None) -> str:
+    """The command line that produced a table, as its header quotes it: ``python benchmarks/<script> <args>``."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", f"benchmarks/{script}", *args])
+
+
 def publish(doc: Path, name: str, table: str, write: bool) -> None:
     """Print ``table``; with ``write``, also put it into ``doc`` (``write_block``)."""
     print(table)

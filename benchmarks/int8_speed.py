@@ -33,7 +33,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from doc_block import cpu_line, publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
+from doc_block import command, cpu_line, publish, rounds_args  # noqa: E402 (this script's folder is on sys.path)
 from sparsity_viz.backend import int8, kernels  # noqa: E402
 from sparsity_viz.backend.compiled import compile_model  # noqa: E402
 from sparsity_viz.backend.ops import NativeCSROp  # noqa: E402
@@ -139,8 +139,9 @@ def measure(rounds: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown(df: pd.DataFrame, rounds: int) -> str:
-    lines = ["| layer | batch | density | fp32 dense µs | fp32 CSR native | int8 CSR native | int8 dense weight-only "
+def markdown(df: pd.DataFrame, rounds: int, cmd: str = "python benchmarks/int8_speed.py") -> str:
+    lines = [f"`{cmd}` — torch {torch.__version__}, {cpu_line()}, 1 torch thread", "",
+             "| layer | batch | density | fp32 dense µs | fp32 CSR native | int8 CSR native | int8 dense weight-only "
              "| int8 dense dynamic | int8 vs fp32 CSR |", "|---|---|---|---|---|---|---|---|---|"]
     for (layer, batch), g in df.groupby(["layer", "batch"], sort=False):
         r = g.set_index("format")
@@ -153,18 +154,15 @@ def markdown(df: pd.DataFrame, rounds: int) -> str:
     lines.append("Weight bytes, whole model: " + ", ".join(f"{f} {int(model[f]):,}" for f in FORMATS) + ".")
     err = df[df.layer == "model"]["dynamic_rel_err"].max()
     lines.append(f"Ratios are to fp32 dense `F.linear` in the same run; medians of {rounds} interleaved rounds, "
-                 f"1 torch thread, torch {torch.__version__}, {cpu_line()}. int8 CSR native and int8 dense "
+                 "1 torch thread. int8 CSR native and int8 dense "
                  "weight-only equal the fake-quantized model (`assert_close`, checked before timing); dynamic "
                  f"quantization also rounds the activations (max error {100 * err:.2f} % of the largest logit).")
     return "\n".join(lines)
 
-
-
-
 def main(argv: list[str] | None = None) -> None:
     args = rounds_args(__doc__.splitlines()[0], argv)
     df = measure(args.rounds)
-    publish(DOC, TABLE, markdown(df, args.rounds), write=not args.no_write)
+    publish(DOC, TABLE, markdown(df, args.rounds, command("int8_speed.py", argv)), write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,28 @@ README = (ROOT / "README.md").read_text()
 PROSE = " ".join(DOC.split())  # the doc's sentences with line breaks as spaces
 
 
-def _rows(block: str) -> list[dict[str, str]]:
-    """The markdown table rows of a benchmark block, as dicts keyed by the header (bold marks removed)."""
+def _tables(block: str) -> list[list[dict[str, str]]]:
+    """Every markdown table of a benchmark block: its rows as dicts keyed by the header (bold marks removed)."""
     body = DOC.split(f"<!-- {block}:begin -->")[1].split(f"<!-- {block}:end -->")[0]
-    lines = [ln for ln in body.splitlines() if ln.startswith("|") and not ln.startswith("|---")]
-    cells = [[c.strip().strip("*") for c in ln.strip("|").split("|")] for ln in lines]
-    return [dict(zip(cells[0], row)) for row in cells[1:]]
+    tables, lines = [], []
+    for ln in [*body.splitlines(), ""]:
+        if ln.startswith("|"):
+            lines.append(ln)
+        elif lines:
+            cells = [[c.strip().strip("*") for c in row.strip("|").split("|")] for row in lines if not row.startswith("|---")]
+            tables.append([dict(zip(cells[0], row)) for row in cells[1:]])
+            lines = []
+    return tables
+
+
+def _rows(block: str) -> list[dict[str, str]]:
+    """The rows of a benchmark block's first table."""
+    return _tables(block)[0]
+
+
+def _x(cell: str) -> float:
+    """A ratio cell such as ``0.52×`` or ``0.82× (union)`` as a number."""
+    return float(cell.split("×")[0])
 
 
 def _range(values: list[float]) -> str:
@@ -237,3 +253,105 @@ def test_gomp_spin_claims():
     assert (f"in {len(slow)} of {len(default)} processes of the run below, a 1-thread call of the 2048-wide MLP at "
             f"batch 1,024 right after a 2-thread region took {_range(slow)} one after a 1-thread call") in PROSE
     assert max(spin) < 1.10 and f"with `GOMP_SPINCOUNT=1000` in none ({_range(spin)})" in PROSE
+
+
+def test_int8_claims():
+    rows = {(r["layer"].split()[0], int(r["batch"])): r for r in _rows("int8-table")}
+    body = DOC.split("<!-- int8-table:begin -->")[1].split("<!-- int8-table:end -->")[0]
+    nbytes = dict(re.findall(r"([\w-]+) ([\d,]+)", body.split("Weight bytes, whole model: ")[1].split(".")[0]))
+    nbytes = {k: int(v.replace(",", "")) for k, v in nbytes.items()}
+    q8, fp32, dense = nbytes["int8-csr-native"], nbytes["fp32-csr-native"], nbytes["fp32-dense"]
+    assert (f"int8 CSR holds the whole sparse model in {q8 / 1000:.0f} KB, {q8 / fp32:.2f}× fp32 CSR and "
+            f"{q8 / dense:.3f}× dense fp32") in PROSE
+    vs = {k: _x(r["int8 vs fp32 CSR"]) for k, r in rows.items()}
+    small = [v for (layer, b), v in vs.items() if layer != "model" and b <= 32]
+    large = [v for (layer, b), v in vs.items() if layer != "model" and b == 256]
+    whole = ", ".join(f"{vs[('model', b)]:.2f}×" for b in (1, 32, 256))
+    assert (f"per layer, int8 CSR took {_range(small)[:-1]}× the time of fp32 CSR at batch 1 and 32 and {_range(large)} at "
+            f"batch 256 (whole model: {whole} at batch 1, 32, 256)") in PROSE
+    assert min(vs.values()) > 0.8  # "Speed, no": else say where it pays
+    assert "AMD EPYC (family 25, model 17" in body  # the README names the CPU as a Zen 4
+    assert (f"| half the weight bytes ({q8 / 1000:.0f} KB vs {fp32 / 1000:.0f} KB), no speed gain on an AMD Zen 4: "
+            f"{_range(small)[:-1]}× fp32 CSR's time per layer at batch 1 and 32, {_range(large)} at 256") in README
+    l2 = re.search(r"L2 (\d+)KB", body).group(1)
+    assert f"At {fp32 / 1000:.0f} KB the fp32 CSR already fits in L2 ({int(l2) // 1024} MB per core here)" in PROSE
+    weightonly = [_x(r["int8 dense weight-only"]) for r in rows.values()]
+    assert min(weightonly) > 1
+    assert f"{min(weightonly):.1f}–{max(weightonly):.1f}× *slower* than fp32 `F.linear`" in PROSE
+    dyn = {k: _x(r["int8 dense dynamic"]) for k, r in rows.items()}
+    wins = [k for k, v in dyn.items() if v < 1]
+    assert all(b >= 32 for _, b in wins)
+    at_one = [v for (_, b), v in dyn.items() if b == 1]
+    assert (f"`quantize_dynamic` beats fp32 dense in {len(wins)} of the {len(dyn)} rows, all at batch ≥ 32 (down to "
+            f"{min(dyn.values()):.2f}×); at batch 1 its per-call activation quantization makes it {_range(at_one)} slower") in PROSE
+    assert all(dyn[k] > _x(r["fp32 CSR native"]) for k, r in rows.items())  # "in every row it is slower than fp32 CSR"
+
+
+def test_activation_sparse_claims():
+    real, synth = _tables("act-sparse-table")
+    body = DOC.split("<!-- act-sparse-table:begin -->")[1].split("<!-- act-sparse-table:end -->")[0]
+    cell = {(r["model"], r["layer"].split()[0], int(r["batch"])): r for r in real}
+    syn = {(r["model"], r["layer"].split()[0], int(r["input zeros"].rstrip(" %"))): r for r in synth}
+    dense, pruned = "dense", "pruned 90 %"
+    zeros = {(m, layer): cell[(m, layer, 1)]["input zeros"].replace(" %", " %") for m in (dense, pruned)
+             for layer in ("fc1", "fc2", "fc3")}
+    assert zeros[(dense, "fc1")] == zeros[(pruned, "fc1")] == "0 %"
+    assert (f"fc2 and fc3 see ReLU outputs: {zeros[(dense, 'fc2')]} / {zeros[(dense, 'fc3')]} zeros on the trained dense "
+            f"sample, {zeros[(pruned, 'fc2')]} / {zeros[(pruned, 'fc3')]} after 90 % global magnitude pruning") in PROSE
+    fc2 = [cell[(m, "fc2", 1)] for m in (dense, pruned)]
+    assert (f"`act-dense-native` ran fc2 at {fc2[0]['act-dense']} / {fc2[1]['act-dense']} dense (unpruned / pruned model), "
+            f"ahead of the weight-sparse `csr-native` ({fc2[0]['csr-native']} / {fc2[1]['csr-native']})") in PROSE
+    assert all(_x(r["act-dense"]) < _x(r["csr-native"]) for r in fc2)
+    model = {(m, b): cell[(m, "model", b)] for m in (dense, pruned) for b in (1, 4, 16, 32)}
+    assert (f"took {model[(dense, 1)]['act-dense']} the torch model at batch 1 and {model[(dense, 4)]['act-dense']} at batch 4, "
+            f"and `auto` picked it for fc1 and fc2 at batch 1, 4 and 16 (whole model "
+            f"{', '.join(model[(dense, b)]['auto'] for b in (1, 4, 16))})") in PROSE
+    picks = dict(re.findall(r"^- (.+?, batch \d+): (.+)$", body, flags=re.M))
+    for b in (1, 4, 16):
+        assert {"fc1 act-dense-native", "fc2 act-dense-native"} <= set(picks[f"dense, batch {b}"].split(", "))
+    assert all(set(p.split()[1] for p in picks[f"pruned 90 %, batch {b}"].split(", ")) == {"csr-native"}
+               for b in (1, 4, 16, 32))
+    fc1 = [syn[(dense, "fc1", z)]["act-dense"] for z in (0, 95)]
+    assert f"(unpruned fc1: {fc1[0]} → {fc1[1]} from 0 % to 95 % zeros)" in PROSE
+    shares = (0, 50, 80, 95)
+
+    def csc_over_dense(layer):
+        return [_x(syn[(pruned, layer, z)]["act-csc"]) / _x(syn[(pruned, layer, z)]["act-dense"]) for z in shares]
+
+    assert (f"is level with it on the pruned fc1 (8.1 % of its weights left; {_range(csc_over_dense('fc1'))[:-1]}× "
+            f"act-dense's time over the four shares) but not on the pruned fc2 (23.7 % left; {_range(csc_over_dense('fc2'))})") in PROSE
+    assert max(csc_over_dense("fc1")) <= 1.05 and min(csc_over_dense("fc2")) > 1.05
+    slower_up_to = {layer: max(z for z in shares if _x(syn[(dense, layer, z)]["act-csc"]) > 1) for layer in ("fc1", "fc2")}
+    assert all(_x(syn[(dense, layer, z)]["act-csc"]) < 1 for layer in ("fc1", "fc2") for z in shares if z > slower_up_to[layer])
+    assert (f"stays slower than dense `F.linear` up to {slower_up_to['fc2']} % zeros on fc2 and {slower_up_to['fc1']} % on "
+            "fc1") in PROSE
+    p1 = cell[(pruned, "fc1", 1)]
+    assert f"at batch 1 `csr-native` ran it at {p1['csr-native']} dense against {p1['act-dense']} for `act-dense`" in PROSE
+    assert (f"ran the whole forward at {model[(pruned, 1)]['csr-native']} at batch 1, against {model[(pruned, 1)]['act-dense']} "
+            "with every layer activation-sparse") in PROSE
+    b32 = [cell[(m, layer, 32)] for m in (dense, pruned) for layer in ("fc1", "fc2", "fc3")]
+    assert all(_x(r["act-dense"]) > _x(r["csr-native"]) for r in b32)
+    assert (f"in every layer of both models ({_range([_x(r['act-dense']) for r in b32])} dense against "
+            f"{_range([_x(r['csr-native']) for r in b32])})") in PROSE
+    fc3 = [cell[(m, "fc3", 1)] for m in (dense, pruned)]
+    us = {r["dense µs"] for r in fc3}
+    native = [_x(r[k]) for r in fc3 for k in ("csr-native", "act-dense", "act-csc")]
+    assert len(us) == 1 and f"dense `F.linear` takes {us.pop()} µs at batch 1, and every native path {_range(native)[:-1]}" in PROSE
+
+
+def test_activation_sparse_input_claims():
+    """The input facts the activation-sparsity prose gives, recomputed from the sample model and the test images."""
+    import torch
+
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.data import load_dataset
+
+    model, _card = load_sample("lenet300")
+    ds = load_dataset("mnist5k")
+    x = ds.x_test.flatten(1)
+    assert f"so a black pixel is {(0 - ds.mean) / ds.std:.2f}, not 0".replace("-", "−") in PROSE
+    assert f"(the {len(x):,} test images)" in PROSE
+    with torch.no_grad():
+        active = torch.relu(model.eval().fc1(x)) != 0  # (N, 300): fc2's nonzero inputs
+    union = torch.stack([active[i:i + 32].any(0) for i in range(0, len(x) - 31, 32)]).float().mean()
+    assert f"the union of active inputs over 32 images is most of them ({100 * union:.0f} % of fc2's inputs" in PROSE
