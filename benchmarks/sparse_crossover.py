@@ -19,6 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from sparsity_viz.backend.bench import crossovers, speedup_curves
 from sparsity_viz.devices import configure_threads
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_block import command, cpu_line  # noqa: E402
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 SPARSITIES = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
 
@@ -37,8 +40,8 @@ def main() -> None:
     cross = crossovers(curves)
     DOCS.mkdir(exist_ok=True)
     curves.to_csv(DOCS / "backend_crossover.csv", index=False)
-    cmd = "python " + " ".join(sys.argv)
-    md = [f"# Crossover: {args.shape} layer, torch {torch.__version__}, {threads} thread(s)", "",
+    cmd = command("sparse_crossover.py")
+    md = [f"# Crossover: {args.shape} layer, torch {torch.__version__}, {cpu_line()}, {threads} thread(s)", "",
           f"Command: `{cmd}`", "", "Lowest swept sparsity from which the format stays faster than dense:", "",
           "```\n" + cross.to_string(index=False) + "\n```", "",
           "Speed-up vs dense (dense time / format time):", ""]
