@@ -153,19 +153,23 @@ def test_sparse_checkpoint_and_csr_bytes_are_what_the_library_writes():
 
     doc = " ".join((ROOT / "docs/backend.md").read_text().split())
     readme = (ROOT / "README.md").read_text()
-    saved = {name: save_sparse(prune_sample(name, "global_magnitude", 0.9)) for name in ("lenet300", "lenet5")}
+    def cli_save(name, **kw):  # as `sparse-save` writes it, its metadata included
+        model = prune_sample(name, "global_magnitude", 0.9)
+        return save_sparse(model, metadata={"model": name, "strategy": "global_magnitude", "sparsity": 0.9}, **kw)
+
+    saved = {name: cli_save(name) for name in ("lenet300", "lenet5")}
     ratio = {n: s.nbytes / s.dense_nbytes for n, s in saved.items()}
     lenet300, lenet5 = saved["lenet300"], saved["lenet5"]
     assert (f"{lenet300.nbytes:,} bytes vs {lenet300.dense_nbytes:,} dense ({ratio['lenet300']:.3f}×); LeNet-5: "
             f"{lenet5.nbytes:,} vs {lenet5.dense_nbytes:,} ({ratio['lenet5']:.3f}×)") in doc
     model = prune_sample("lenet300", "global_magnitude", 0.9)
     fc1 = lenet300.report().set_index("tensor").loc["fc1.weight"]
-    without = save_sparse(model, keep_zero_signs=False).report().set_index("tensor").loc["fc1.weight"]
+    without = cli_save("lenet300", keep_zero_signs=False).report().set_index("tensor").loc["fc1.weight"]
     signs = int(fc1["bytes"] - without["bytes"])
     assert (f"fc1 (300×784, {100 * float((model.fc1.weight != 0).float().mean()):.1f} % of its weights left) is stored "
             f"as a {fc1['encoding']} at {fc1['ratio']:.3f}× its dense bytes; {signs:,} bytes of that "
             f"({signs / fc1['dense_bytes']:.3f}×) are a second bitmap") in doc
     csr = sum(CSR.from_dense(m.weight.detach()).nbytes for m in (model.fc1, model.fc2, model.fc3))
     dense = sum(m.weight.numel() * 4 for m in (model.fc1, model.fc2, model.fc3))
-    assert f"Weight bytes: dense {dense:,}; CSR int16 {csr:,} ({csr / dense:.3f}×)" in doc
+    assert f"dense {dense:,}, CSR with int16 columns {csr:,} ({csr / dense:.3f}×)" in doc
     assert f"int16 CSR {csr / dense:.3f}× dense; sparse checkpoint file {ratio['lenet300']:.3f}×" in readme

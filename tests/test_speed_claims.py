@@ -414,20 +414,3 @@ def test_crossover_claims():
     head = (ROOT / "docs/backend_crossover.md").read_text().splitlines()[0]
     assert "family" in head and "L1d" in head  # the CPU it was measured on
 
-
-def test_sparse_checkpoint_claims():
-    """The sparse-checkpoint sizes quoted in docs/backend.md are what ``sparse-save`` writes today."""
-    from sparsity_viz.backend.cli import prune_sample
-    from sparsity_viz.backend.sparse_checkpoint import save_sparse
-
-    def saved(name, **kw):  # as run_sparse_save writes it, metadata included
-        model = prune_sample(name, "global_magnitude", 0.9)
-        return save_sparse(model, metadata={"model": name, "strategy": "global_magnitude", "sparsity": 0.9}, **kw)
-
-    lenet, lenet5 = saved("lenet300"), saved("lenet5")
-    assert (f"{lenet.nbytes:,} bytes vs {lenet.dense_nbytes:,} dense ({lenet.nbytes / lenet.dense_nbytes:.3f}×); "
-            f"LeNet-5: {lenet5.nbytes:,} vs {lenet5.dense_nbytes:,} ({lenet5.nbytes / lenet5.dense_nbytes:.3f}×)") in PROSE
-    fc1 = {t["tensor"]: t for t in lenet.tensors}["fc1.weight"]
-    signs = fc1["bytes"] - {t["tensor"]: t for t in saved("lenet300", keep_zero_signs=False).tensors}["fc1.weight"]["bytes"]
-    assert (f"is stored as a {fc1['encoding']} at {fc1['ratio']:.3f}× its dense bytes; {signs:,} bytes of that "
-            f"({signs / fc1['dense_bytes']:.3f}×) are a second bitmap marking the **−0.0** entries") in PROSE
