@@ -173,3 +173,31 @@ def test_sparse_checkpoint_and_csr_bytes_are_what_the_library_writes():
     dense = sum(m.weight.numel() * 4 for m in (model.fc1, model.fc2, model.fc3))
     assert f"dense {dense:,}, CSR with int16 columns {csr:,} ({csr / dense:.3f}×)" in doc
     assert f"int16 CSR {csr / dense:.3f}× dense; sparse checkpoint file {ratio['lenet300']:.3f}×" in readme
+
+
+# README "Measured" rows whose numbers come from a run recorded in a doc (not from a benchmark table that
+# tests/test_speed_claims.py reads): the doc each one quotes.
+README_ROW_SOURCES = {
+    "benchmarks/app_latency.py": "docs/app.md",
+    "benchmarks/sweep_speed.py": "docs/reproductions.md",
+    "benchmarks/sweep_executors.py": "docs/sweeps.md",
+    "benchmarks/reproduce.py han": "docs/reproductions.md",
+    "benchmarks/reproduce.py lottery": "docs/reproductions.md",
+}
+
+
+def test_readme_measured_rows_quote_their_docs():
+    """Every number (and date) in those rows' result cell is in the doc the row points to."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Measured")[1].split("\n\n")[1]
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in table.splitlines()[2:]]
+    seen = set()
+    for what, command, result in rows:
+        source = next((doc for cmd, doc in README_ROW_SOURCES.items() if f"`python {cmd}`" in command), None)
+        if source is None:
+            continue
+        seen.add(command)
+        text = (ROOT / source).read_text()
+        for number in re.findall(r"\d{4}-\d\d-\d\d|\d+(?:[.,]\d+)*", result):
+            assert re.search(rf"(?<![\d.,]){re.escape(number)}", text), f"{what}: {number} is not in {source}"
+    assert len(seen) == len(README_ROW_SOURCES)

@@ -79,6 +79,10 @@ def test_backend_speed_claims():
     readme_words = {0: "**missed**", 4: "**met**"}.get(met, f"**met in {met} of 4 cases**")
     assert (f"| {_range(two_range[lenet])} / {_range(two_range[wide])} dense on 2 threads (target ≤ 0.15×: {readme_words}; "
             f"1 thread {_range(one[lenet])} / {_range(one[wide])}) |") in README
+    def one_thread(col):  # LeNet-300-100 on 1 thread, idle, batch 1 / 32 / 256 / 1,024
+        return " / ".join(f"{ratio(lenet, b, 1, 'idle', col):.2f}×" for b in (1, 32, 256, 1024))
+
+    assert f"| compiled sparse model {one_thread('this backend')} dense time; torch CSR {one_thread('torch CSR')} |" in README
     ms = {t: ratio(wide, 1024, t, "idle") * float(ours[(wide, "1024", str(t), "idle")]["dense ms"]) for t in (1, 2)}
     assert f"batch 1,024: {ms[1]:.1f} → {ms[2]:.1f} ms from 1 to 2" in PROSE
     dense = [float(ours[(lenet, "256", str(t), "idle")]["dense ms"]) for t in (1, 2)]
