@@ -70,7 +70,7 @@ def main() -> None:
             vs = g.median_us["csr-torch"] / g.median_us["csr-native"] if "csr-native" in g.index else float("nan")
             x_limit = g.ratio_dense["csr-native"] / (1 - s) if "csr-native" in g.index else float("nan")
             if b >= 32 and s >= 0.9 and x_limit == x_limit:
-                over.append(x_limit)
+                over.append((s, x_limit))
             gflops = lambda n_mac, us: 2 * n_mac * b / (us * 1e3)  # noqa: E731  (us -> GFLOP/s)
             dense_rate = gflops(shape[0] * shape[1], g.median_us["dense"])
             native_rate = gflops(nnz, g.median_us["csr-native"]) if "csr-native" in g.index else float("nan")
@@ -79,8 +79,13 @@ def main() -> None:
                          f"{dense_rate:.0f} | {native_rate:.0f} |")
             print(lines[-1], flush=True)
     if over:
-        lines.append(f"\nGeometric mean of x limit over batch >= 32, sparsity >= 90 %: "
-                     f"{math.exp(sum(map(math.log, over)) / len(over)):.2f} (target <= 1.3, one thread).")
+        def geo(values: list[float]) -> float:
+            return math.exp(sum(map(math.log, values)) / len(values))
+
+        below_99 = [x for s, x in over if s < 0.99]
+        tail = f"; without the 99 % rows: {geo(below_99):.2f}" if below_99 else ""
+        lines.append(f"\nGeometric mean of x limit over batch >= 32, sparsity >= 90 %: {geo([x for _, x in over]):.2f} "
+                     f"(target <= 1.3, one thread){tail}.")
         print(lines[-1])
     if args.write:
         write_block(DOC, "sparse-layer", "\n".join(lines))

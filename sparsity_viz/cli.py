@@ -118,6 +118,13 @@ def repeats_arg(text: str) -> int:
     return bounded_int_arg(text, 1, 10_000, "repeats")
 
 
+def workers_arg(text: str) -> int:
+    """Sweep worker processes: 1 to the CPUs this process may use (more only take turns on them)."""
+    from .executors import usable_cpus
+
+    return bounded_int_arg(text, 1, usable_cpus(), "workers")
+
+
 def threads_arg(text: str) -> int:
     """Torch threads: 1 to this machine's CPU count (more never helps, and 10**5 threads crash library imports)."""
     return bounded_int_arg(text, 1, os.cpu_count() or 1, "threads")
@@ -239,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--executor", choices=sorted(EXECUTORS), default=None,
                    help="where points run (default: serial, or process when --workers > 1 and points train)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="worker processes for --executor process; CPUs of a local Ray for --executor ray")
+    p.add_argument("--workers", type=workers_arg, default=1,
+                   help="worker processes for --executor process; CPUs of a local Ray for --executor ray "
+                        "(1 to the CPUs this process may use)")
     p.add_argument("--address", default=None,
                    help="--executor ray: join the Ray cluster at HOST:PORT (default: start a local Ray here)")
     p.add_argument("--store", type=nonempty_arg, default=None,
@@ -437,8 +445,6 @@ def cmd_sweep(args) -> int:
     model, card, dataset = load_bundled(args.model)
     finetune = bundled_finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device) if args.finetune_epochs else None
     schedule = bundled_finetune_config(card, args.schedule_epochs, args.finetune_lr, args.device) if args.schedule_epochs else None
-    if args.workers < 1:
-        raise CliError("--workers must be at least 1")
     frame = sweep(model, dataset, args.strategies, args.levels, args.seeds, finetune=finetune, schedule=schedule,
                   executor=executor, workers=args.workers, device=args.device, progress=ProgressLine("sweep"),
                   model_name=args.model, store=args.store)

@@ -54,6 +54,16 @@ class Executor(Protocol):
         ...
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one, else the CPU count)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 class SerialExecutor:
     """Every point in this process, one after the other, in order."""
 
@@ -90,7 +100,9 @@ class ProcessExecutor:
     def __init__(self, workers: int = 2, start_method: str | None = None, poll_seconds: float = 0.05):
         """
         Args:
-            workers: worker processes (at least 1).
+            workers: worker processes (at least 1). A map starts at most one per point and one per
+                usable CPU (``usable_cpus``): more processes than CPUs only take turns on them, and a
+                pool started by fork starts every one of its processes at once.
             start_method: ``"fork"``, ``"spawn"`` or ``"forkserver"``; default ``fork`` where the
                 platform has it and CUDA is not yet initialised in this process, else ``spawn``.
             poll_seconds: how often ``stop`` is checked while waiting for results.
@@ -100,6 +112,10 @@ class ProcessExecutor:
         self.workers = int(workers)
         self.start_method = start_method
         self.poll_seconds = float(poll_seconds)
+
+    def pool_size(self, n_points: int) -> int:
+        """Processes a map of ``n_points`` starts: ``workers``, at most one per point and per usable CPU."""
+        return max(1, min(self.workers, n_points, usable_cpus()))
 
     def context(self) -> mp.context.BaseContext:
         """The multiprocessing context the pool is started with."""
@@ -112,9 +128,13 @@ class ProcessExecutor:
             stop: Any = None) -> Iterator[Any]:
         shared = dict(shared)
         check_picklable(shared)
+        points = list(points)
+        if not points:
+            return
         ctx = self.context()
         worker_stop = ctx.Event()  # the running points' own stop flag, set when ``stop`` is
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+        processes = self.pool_size(len(points))
+        with ProcessPoolExecutor(max_workers=processes, mp_context=ctx, initializer=_init_worker,
                                  initargs=(shared, worker_stop)) as pool:
             pending: set[Future] = set()
             try:
@@ -190,7 +210,8 @@ class RayExecutor:
                 Ray on this machine.
             num_cpus: CPUs of the local Ray (None: ``workers`` when above 1, else all cores); not allowed
                 with ``address`` (the cluster has its own).
-            workers: the registry's common argument; a local Ray's CPUs when ``num_cpus`` is None.
+            workers: the registry's common argument; a local Ray's CPUs when ``num_cpus`` is None (at most
+                ``usable_cpus()``).
             shutdown: shut Ray down (or disconnect) after a map if this executor started it; False keeps it
                 for the next map (the app: several sessions share one connection).
             connect_timeout: seconds to wait for ``address`` to answer before giving up.
@@ -202,7 +223,7 @@ class RayExecutor:
             raise ValueError(f"A local Ray needs at least one CPU, got num_cpus={num_cpus}.")
         self.address = address
         if num_cpus is None and address is None and workers > 1:
-            num_cpus = int(workers)
+            num_cpus = min(int(workers), usable_cpus())  # logical CPUs beyond the real ones only oversubscribe
         self.num_cpus = num_cpus
         self.shutdown = shutdown
         self.connect_timeout = float(connect_timeout)

@@ -159,6 +159,10 @@ def test_sweep_scheduled_strategies_need_a_budget_and_show_it():
         (("bench", "--model", "moons_mlp", "--repeats", "1000000000000"), "repeats must be from 1 to 10000"),
         (("experts", "--epochs", "1", "--balance-weight", "inf"), "expected a finite number >= 0"),
         (("quantize", "--model", "moons_mlp", "--strategy", "nosuch"), "Unknown strategy 'nosuch'"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--executor", "process",
+          "--workers", "10000"), "workers must be from 1 to"),  # 10,000 forked processes for one point, before
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--workers", "0"),
+         "workers must be from 1 to"),
         (("figure", "curves", "--model", "moons_mlp", "--strategies", "gradual", "--levels", "0.5", "--out", "x.html"),
          "Nothing to draw"),
     ],

@@ -32,6 +32,22 @@ def slow(point, shared, stop):
     return point
 
 
+def worker_pid(point, shared, stop):
+    import os
+
+    return os.getpid()
+
+
+def test_a_process_pool_starts_no_more_processes_than_points_or_cpus():
+    """``workers=10_000`` once forked 10,000 processes for a one-point sweep (a fork pool starts them all at once)."""
+    many = ProcessExecutor(workers=10_000)
+    assert many.pool_size(1) == 1 and many.pool_size(10_000) == executors.usable_cpus()
+    assert ProcessExecutor(workers=1).pool_size(50) == 1
+    pids = list(many.map(worker_pid, range(3), shared={}))
+    assert len(pids) == 3 and len(set(pids)) <= min(3, executors.usable_cpus())
+    assert list(many.map(worker_pid, [], shared={})) == []  # no points: no pool at all
+
+
 @pytest.mark.parametrize("executor", [SerialExecutor(), ProcessExecutor(workers=2)])
 def test_every_point_once_with_the_shared_objects(executor):
     results = list(executor.map(describe, range(6), shared={"tag": "dense"}))
@@ -116,7 +132,8 @@ def test_ray_is_registered_and_built_like_the_others():
 
     assert EXECUTORS["ray"] is RayExecutor and RayExecutor.groups
     local = get_executor("ray", workers=2)
-    assert isinstance(local, RayExecutor) and local.address is None and local.num_cpus == 2
+    assert isinstance(local, RayExecutor) and local.address is None and local.num_cpus == min(2, executors.usable_cpus())
+    assert get_executor("ray", workers=10_000).num_cpus == executors.usable_cpus()  # no logical CPUs beyond the real ones
     assert RayExecutor().num_cpus is None, "a local Ray on every core by default"
     with pytest.raises(ValueError, match="num_cpus applies to a local Ray only"):
         RayExecutor(address="10.0.0.5:6379", num_cpus=2)
