@@ -136,7 +136,8 @@ def decode_state(tensors: dict[str, torch.Tensor], layout: dict) -> tuple[dict[s
     for name, entry in layout.items():
         try:
             shape, dtype, enc = _entry(entry)
-            total += int(np.prod(shape, dtype=np.float64)) * torch.empty((), dtype=dtype).element_size()
+            per_entry = torch.empty((), dtype=dtype).element_size() + (enc != "dense")  # + the bool stored-positions mask
+            total += int(np.prod(shape, dtype=np.float64)) * per_entry
             if total > MAX_DECODED_BYTES:
                 raise CheckpointError(f"decodes to more than {MAX_DECODED_BYTES // 2**20} MiB (shape {list(shape)}).")
             w, keep = _decode_one(name, tensors, shape, dtype, enc)
@@ -191,6 +192,8 @@ def _decode_one(name: str, tensors: dict[str, torch.Tensor], shape: tuple[int, .
     flat_shape = (shape[0], int(np.prod(shape[1:])))
     val = tensors[f"{name}::val"]
     _expect(val.dim() == 1 and val.is_floating_point(), f"values must be a 1-D float tensor, got {val.dtype} {tuple(val.shape)}.")
+    # decoding builds the dense tensor in the values' dtype: a wider one than the layout's would get past the size limit
+    _expect(val.dtype == dtype, f"values stored as {val.dtype}, layout says {dtype}.")
     if enc == "csr":
         raw_rowptr, raw_col = tensors[f"{name}::rowptr"], tensors[f"{name}::col"]
         _expect(raw_rowptr.dtype in _INDEX_DTYPES and raw_col.dtype in _INDEX_DTYPES,

@@ -143,6 +143,16 @@ def _hostile(kind: str) -> bytes:
         tensors = {"w::rowptr": torch.zeros(2, dtype=torch.int32), "w::col": torch.zeros(0, dtype=torch.int32),
                    "w::val": torch.zeros(0)}
         return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "values wider than the layout":  # 356 bytes whose layout passes the size limit as bool, decoded as float64
+        layout = {"w": {"shape": [1, 2**27], "dtype": "bool", "encoding": "csr"}}
+        tensors = {"w::rowptr": torch.tensor([0, 1], dtype=torch.int32), "w::col": torch.tensor([0], dtype=torch.int32),
+                   "w::val": torch.ones(1, dtype=torch.float64)}
+        return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "mask past the limit":  # 2**29 float16 entries are 1 GiB, and their stored-positions mask another 512 MiB
+        layout = {"w": {"shape": [1, 2**29 - 2**20], "dtype": "float16", "encoding": "csr"}}
+        tensors = {"w::rowptr": torch.zeros(2, dtype=torch.int32), "w::col": torch.zeros(0, dtype=torch.int32),
+                   "w::val": torch.zeros(0, dtype=torch.float16)}
+        return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
     if kind == "column out of range":
         layout = {"w": {"shape": [2, 2], "dtype": "float32", "encoding": "csr"}}
         tensors = {"w::rowptr": torch.tensor([0, 1, 1], dtype=torch.int32), "w::col": torch.tensor([7], dtype=torch.int32),
@@ -189,6 +199,7 @@ def _damaged(kind: str) -> bytes:
 DAMAGE = ["random", "truncated", "truncated header", "empty", "dense safetensors", "huge header length",
           "header not json", "header a list", "tensor past the end", "no layout", "layout not json",
           "layout names a missing tensor", "unknown dtype", "unknown encoding", "enormous shape",
+          "values wider than the layout", "mask past the limit",
           "column out of range", "bitmap too short", "repeated column", "float indices",
           "sign bitmap over stored values"]
 
