@@ -37,6 +37,7 @@ MAX_CLASSES = 100
 MIN_PER_CLASS = 5  # so the 20 % test split holds at least one sample of each class
 MAX_CHANNELS = 4
 TEST_FRACTION = 0.2
+MAX_ABS_FEATURE = 1e30  # beyond it the variance overflows or float32 training loses the feature (it rounds to inf)
 DATA_SUFFIXES = (".csv", ".npz")
 
 
@@ -175,6 +176,8 @@ def _read_npz(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{filename}: 'x' must be numeric, got dtype {x.dtype}.")
     if x.ndim not in (2, 3, 4):
         raise DataError(f"{filename}: 'x' has shape {x.shape}; expected (N, features), (N, H, W) or (N, C, H, W).")
+    if 0 in x.shape[1:]:
+        raise DataError(f"{filename}: 'x' has shape {x.shape}: a sample holds no values.")
     if x.ndim == 4 and x.shape[1] > MAX_CHANNELS:
         raise DataError(f"{filename}: 'x' has shape {x.shape}: {x.shape[1]} channels; images are channels first, "
                         f"(N, C, H, W) with C <= {MAX_CHANNELS} (is it (N, H, W, C)? use x.transpose(0, 3, 1, 2)).")
@@ -194,6 +197,12 @@ def _read_npz(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
     x = x.astype(np.float64) / scale
     if x.ndim == 3:
         x = x[:, None]  # (N, H, W) -> (N, 1, H, W)
+    if y.dtype.kind == "S":  # bytes: class names, if they are text
+        try:
+            y = np.array([v.decode("utf-8") for v in y.tolist()])
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{filename}: the labels in 'y' are bytes that are not UTF-8 text ({exc.reason} at "
+                            f"byte {exc.start}); store whole numbers or str class names.") from None
     labels = y.astype(str) if y.dtype.kind in "US" else y
     return x, labels
 
@@ -218,11 +227,11 @@ def _labels(labels: np.ndarray, filename: str) -> tuple[np.ndarray, tuple[str, .
             i = int(np.flatnonzero(labels != np.round(labels))[0])
             raise DataError(f"{filename}: labels must be whole numbers 0..C-1 or class names; sample {i} has "
                             f"{labels[i]:g}.")
+    if labels.min() < 0:  # compared in the labels' own dtype: a cast first would wrap 2**64 - 1 or 1e20 around
+        raise DataError(f"{filename}: labels must be 0..C-1; found {labels.min():g}.")
+    if labels.max() >= MAX_CLASSES:
+        raise DataError(f"{filename}: label {labels.max():g} means more than {MAX_CLASSES} classes, the limit.")
     y = labels.astype(np.int64)
-    if y.min() < 0:
-        raise DataError(f"{filename}: labels must be 0..C-1; found {int(y.min())}.")
-    if y.max() >= MAX_CLASSES:
-        raise DataError(f"{filename}: label {int(y.max())} means more than {MAX_CLASSES} classes, the limit.")
     missing = sorted(set(range(int(y.max()) + 1)) - set(np.unique(y).tolist()))
     if missing:
         raise DataError(f"{filename}: labels must be 0..C-1 with every class present; "
@@ -251,6 +260,11 @@ def _make_dataset(x: np.ndarray, y: np.ndarray, class_names: tuple[str, ...], na
         sample = int(np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))[0])
         raise DataError(f"{filename}: {int((~finite).sum()):,} NaN or infinite value(s) in the features "
                         f"(first in sample {sample}); fill or drop them before uploading.")
+    huge = np.abs(x) > MAX_ABS_FEATURE
+    if huge.any():
+        sample = int(np.flatnonzero(huge.reshape(len(x), -1).any(axis=1))[0])
+        raise DataError(f"{filename}: {int(huge.sum()):,} feature value(s) beyond ±{MAX_ABS_FEATURE:g} (first in "
+                        f"sample {sample}); rescale them before uploading.")
     tr, te = _split(len(y), test_fraction, y, seed)
     image = x.ndim == 4
     if image:  # x: (N, C, H, W); one mean / std over every training pixel

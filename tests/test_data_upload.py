@@ -134,6 +134,12 @@ BAD_CSV = {
     "few per class": (csv_bytes([(i, i, "a" if i < 8 else "b") for i in range(12)]),
                       r"each class needs at least 5 samples .*; too few: b \(4\)"),
     "suffix": (b"x", r"upload a \.csv or \.npz file \(got '\.txt'\)"),
+    # finite values whose variance overflows: the feature became NaN (or all zeros) without a word
+    "overflowing values": (csv_bytes([(1.5e308 if i % 2 else 1e308, i, i % 2) for i in range(12)]),
+                           r"12 feature value\(s\) beyond ±1e\+30 \(first in sample 0\); rescale them"),
+    "huge values": (csv_bytes([(i * 1e200, i, i % 2) for i in range(12)]), r"11 feature value\(s\) beyond ±1e\+30 "
+                                                                          r"\(first in sample 1\)"),
+    "label 1e20": (csv_bytes([(i, i, 1e20 if i else 0) for i in range(12)]), r"label 1e\+20 means more than 100 classes"),
 }
 
 
@@ -187,14 +193,22 @@ BAD_NPZ = {
                   r"40 NaN or infinite value\(s\) in the features \(first in sample 0\)"),
     "nan label": (npz_bytes(x=np.zeros((10, 2)), y=np.where(Y10 > 0, np.nan, 0)), r"labels hold NaN or infinity"),
     "bool y": (npz_bytes(x=np.random.rand(10, 2), y=Y10.astype(bool)), None),  # True/False are labels 1/0
+    "no features": (npz_bytes(x=np.zeros((10, 0)), y=Y10), r"'x' has shape \(10, 0\): a sample holds no values"),
+    "zero-width images": (npz_bytes(x=np.zeros((10, 5, 0)), y=Y10), r"shape \(10, 5, 0\): a sample holds no values"),
+    "x beyond float32": (npz_bytes(x=np.full((10, 2), 1e308), y=Y10), r"20 feature value\(s\) beyond ±1e\+30"),
+    "uint64 label": (npz_bytes(x=np.zeros((10, 2)), y=np.where(Y10 > 0, np.uint64(2**64 - 1), np.uint64(0))),
+                     r"label 1\.84467e\+19 means more than 100 classes"),  # was "found -1": the cast wrapped around
+    "bytes labels not text": (npz_bytes(x=np.zeros((10, 2)), y=np.array([b"\xff" if i % 2 else b"a" for i in range(10)])),
+                              r"the labels in 'y' are bytes that are not UTF-8 text"),
+    "bytes class names": (npz_bytes(x=np.random.rand(10, 2), y=np.array([b"cat", b"dog"] * 5)), ("cat", "dog")),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_NPZ))
 def test_each_bad_npz_has_its_message(case):
     data, message = BAD_NPZ[case]
-    if message is None:
-        assert U.read_dataset(data, "ok.npz").class_names == ("0", "1")
+    if message is None or isinstance(message, tuple):
+        assert U.read_dataset(data, "ok.npz").class_names == (message or ("0", "1"))
         return
     with pytest.raises(U.DataError, match=message):
         U.read_dataset(data, "bad.npz")
