@@ -168,6 +168,21 @@ def output_arg(text: str) -> str:
     return str(path)  # "~" expanded: the writers open it as given
 
 
+def directory_arg(text: str) -> str:
+    """A folder to write into: not empty, an existing writable folder or a new one in a writable folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got ''")
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    existing = path if path.is_dir() else path.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {existing} does not exist (or is not a folder); create it first")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"the folder {existing} is not writable")
+    return str(path)
+
+
 def safetensors_output_arg(text: str) -> str:
     """An ``output_arg`` that is a .safetensors file (a name without a suffix gets it; any other suffix is refused)."""
     path = Path(output_arg(text))
@@ -212,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-samples", help="train every bundled sample model (seeded) into sample_models/")
     p.add_argument("--only", type=names_arg, default=None, help="comma-separated model names")
-    p.add_argument("--dir", default=None, help="output directory (default: sample_models/)")
+    p.add_argument("--dir", type=directory_arg, default=None, help="output directory (default: sample_models/)")
     p.add_argument("--threads", type=threads_arg, default=None)
 
     p = sub.add_parser("prune", help="prune a bundled model; print accuracy and the per-layer report")

@@ -79,7 +79,7 @@ def train_sample(
         "seed": INIT_SEED,
         "train_seconds": round(seconds, 1),
     }
-    save_model(result.model.cpu(), Path(directory or SAMPLE_DIR) / f"{name}.safetensors", card)
+    save_model(result.model.cpu(), output_dir(directory) / f"{name}.safetensors", card)
     return card
 
 
@@ -120,8 +120,17 @@ def train_moe_sample(name: str, directory: str | Path | None = None,
         "torch_version": torch.__version__,
         "train_seconds": round(seconds, 1),
     }
-    save_model(trained, Path(directory or SAMPLE_DIR) / f"{name}.safetensors", card)
+    save_model(trained, output_dir(directory) / f"{name}.safetensors", card)
     return card
+
+
+def output_dir(directory: str | Path | None) -> Path:
+    """Where trained samples go: ``SAMPLE_DIR`` for None only (an empty name must not mean the bundled folder)."""
+    if directory is None:
+        return Path(SAMPLE_DIR)
+    if not str(directory).strip():
+        raise ValueError("The output directory is an empty name; give a folder (None means sample_models/).")
+    return Path(directory)
 
 
 def train_samples(
@@ -133,6 +142,7 @@ def train_samples(
     each. An empty list is refused: it must never mean "all" (that retrains and overwrites every bundled model)."""
     if names is not None and not list(names):
         raise ValueError("No sample model named: give at least one name (None trains them all).")
+    output_dir(directory)  # an empty name fails here, before any training
     cards = []
     for name in SAMPLE_NAMES if names is None else names:
         card = train_moe_sample(name, directory) if name in MOE_RECIPES else train_sample(name, directory)

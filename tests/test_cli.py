@@ -130,6 +130,12 @@ def test_sweep_scheduled_strategies_need_a_budget_and_show_it():
          "add --finetune-epochs N"),
         # found by an audit: each of these used to give a traceback, an empty result or a silent surprise
         (("train-samples", "--only", ""), "expected at least one comma-separated value"),  # had retrained them all
+        (("train-samples", "--dir", ""), "expected a folder, got ''"),  # had written into the bundled sample_models/
+        (("train-samples", "--dir", str(Path(__file__).resolve())), "is a file, not a folder"),  # had trained first, then failed
+        (("train-samples", "--dir", "/nonexist/deeper"), "the folder /nonexist does not exist"),
+        (("sparse-save", "--model", "moons_mlp", "--out", ""), "expected an output file name"),
+        (("sparse-save", "--model", "moons_mlp", "--out", "/tmp"), "is a directory; give a file name"),
+        (("sparse-save", "--model", "moons_mlp", "--out", "x.txt"), "name the file .safetensors, not .txt"),
         (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", ""), "at least one"),
         (("sweep", "--model", "moons_mlp", "--strategies", " , ", "--levels", "0.5"), "at least one"),
         (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--seeds", ""), "at least one"),

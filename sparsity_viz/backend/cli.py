@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..devices import configure_threads
@@ -115,14 +116,15 @@ def run_bench(args) -> int:
 
 def add_sparse_save_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``sparse-save``: prune a model and write a sparse checkpoint, with sizes."""
-    from ..cli import seed_arg
+    from ..cli import safetensors_output_arg, seed_arg
 
     p = subparsers.add_parser("sparse-save", help="save a pruned model as a compact sparse safetensors file")
     p.add_argument("--model", default="lenet300")
     p.add_argument("--strategy", default="global_magnitude")
     p.add_argument("--sparsity", type=float, default=0.9)
     p.add_argument("--seed", type=seed_arg, default=0)
-    p.add_argument("--out", required=True, help="output .safetensors path")
+    p.add_argument("--out", required=True, type=safetensors_output_arg,
+                   help="output .safetensors path (checked before any work)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_sparse_save)
     return p
@@ -134,12 +136,16 @@ def run_sparse_save(args) -> int:
         model = _pruned(args)
         from .sparse_checkpoint import load_sparse, save_sparse
 
-        saved = save_sparse(model, args.out, metadata={"model": args.model, "strategy": args.strategy,
-                                                       "sparsity": args.sparsity})
-        load_sparse(args.out)  # proves it reads back
-    except Exception as exc:  # noqa: BLE001
+        saved = save_sparse(model, metadata={"model": args.model, "strategy": args.strategy, "sparsity": args.sparsity})
+    except Exception as exc:  # noqa: BLE001 - bad arguments found while pruning: one clear line
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        Path(args.out).write_bytes(saved.data)
+        load_sparse(args.out)  # proves it reads back
+    except Exception as exc:  # noqa: BLE001 - the write failed after the work: status 1, as the CLI's other writes
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({"path": args.out, "bytes": saved.nbytes, "dense_bytes": saved.dense_nbytes,
                           "tensors": saved.tensors}, indent=1))
