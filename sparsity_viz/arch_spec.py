@@ -98,7 +98,7 @@ _SIZE_FIELDS = {"in", "out", "kernel", "features", "stride"}
 _NUMBER_FIELDS = {"p": (0.0, 1.0, "in [0, 1)"), "slope": (-1e3, 1e3, "in [-1000, 1000]")}
 _TOP_FIELDS = {"name", "description", "input", "dataset", "layers", "version"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_RESERVED = set(dir(nn.Module)) | {"order", "arch_spec"}
+_RESERVED = set(dir(nn.Module)) | set(vars(nn.Module())) | {"order", "arch_spec"}  # + per-instance ones: training, _modules
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,8 @@ BAD_SPECS = {
     "bad name": (spec([{**LIN, "name": "fc.1"}]), r"name 'fc\.1' must be letters, digits and _"),
     "reserved name": (spec([{**LIN, "name": "forward"}]), r"name 'forward' is reserved"),
     "dunder name": (spec([{**LIN, "name": "__class__"}]), r"name '__class__' is reserved"),
+    "instance attribute name": (spec([{**LIN, "name": "training"}]), r"name 'training' is reserved"),  # was a KeyError
+    "module table name": (spec([{**LIN, "name": "_modules"}]), r"name '_modules' is reserved"),
     "duplicate name": (spec([{"name": "a", "type": "relu"}, {"name": "a", "type": "tanh"}, LIN]),
                        r"layer name 'a' is used 2 times"),
     "layer not object": (spec(["relu", LIN]), r"layer 1: expected an object like"),
