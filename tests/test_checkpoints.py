@@ -248,6 +248,22 @@ def test_float64_at_float32_limit_still_loads():
     assert loaded.fc1.weight[0, 0] == torch.finfo(torch.float32).max and loaded.fc1.weight[0, 1] == 0
 
 
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.bool])
+def test_complex_or_bool_weights_are_refused(dtype):
+    """A complex weight loaded with its imaginary part dropped (only a UserWarning), a bool one as 0 / 1."""
+    state = {k: v.to(dtype) for k, v in build_model("moons_mlp", seed=0).state_dict().items()}
+    state["fc1.weight"] = state["fc1.weight"].contiguous()
+    with pytest.raises(CheckpointError, match=rf"complex or bool values where the model has real weights: "
+                                              rf"fc1\.weight \({str(dtype).removeprefix('torch.')}\)"):
+        load_checkpoint_bytes(st_save(state), "moons_mlp")
+
+
+def test_integer_weights_still_load():
+    state = {k: v.round().to(torch.int32) for k, v in build_model("moons_mlp", seed=0).state_dict().items()}
+    loaded = load_checkpoint_bytes(st_save(state), "moons_mlp")
+    assert loaded.fc1.weight.dtype == torch.float32 and torch.equal(loaded.fc1.weight, state["fc1.weight"].float())
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_weights_in_a_pt_raise(bad):
     state = {k: v.double() for k, v in build_model("moons_mlp", seed=0).state_dict().items()}
