@@ -65,7 +65,6 @@ def train_fraction_arg(text: str) -> float:
     return value
 
 
-MAX_SEED = 2**32 - 1  # what numpy and torch generators take
 MAX_EPOCHS = 10_000  # a typo guard: 10**12 epochs would run until killed
 MAX_NAME_BYTES = 255  # one file name (Linux NAME_MAX)
 
@@ -106,6 +105,8 @@ def epochs_arg(text: str) -> int:
 
 
 def seed_arg(text: str) -> int:
+    from .pruning.base import MAX_SEED
+
     return bounded_int_arg(text, 0, MAX_SEED, "a seed")
 
 

@@ -242,6 +242,31 @@ def test_unknown_strategy_raises_with_the_list(tiny_mlp):
         get_strategy("nope")
 
 
+@pytest.mark.parametrize("strategy", [None, 3, ["magnitude"]])
+def test_a_strategy_of_the_wrong_type_says_what_is_expected(strategy, tiny_mlp):
+    with pytest.raises(TypeError, match=rf"strategy must be a registry name .* or a Strategy, got {type(strategy).__name__}"):
+        prune(tiny_mlp, strategy, 0.5)  # was AttributeError: 'NoneType' object has no attribute 'compute_masks'
+
+
+@pytest.mark.parametrize("seed", [-1, 2**70, float("nan"), 1.5, True, "3"])
+def test_a_seed_outside_what_generators_take_is_refused(seed, tiny_mlp):
+    with pytest.raises(ValueError, match="A seed is a whole number from 0 to 4294967295"):
+        prune(tiny_mlp, "random", 0.5, seed=seed)  # 2**70 was "Overflow when unpacking long long", -1 accepted
+
+
+def test_a_batch_that_does_not_fit_says_so(tiny_mlp, batch_for):
+    x, y = batch_for(tiny_mlp)
+    with pytest.raises(ValueError, match=r"batch inputs of shape \(\d+, 9\) do not fit the model \(mat1 and mat2"):
+        prune(tiny_mlp, "snip", 0.5, batch=(torch.randn(len(y), 9), y))
+    with pytest.raises(ValueError, match=r"batch labels must be 0\.\.2 for this model's 3 class scores, found 0\.\.7"):
+        prune(tiny_mlp, "snip", 0.5, batch=(x, torch.where(y > 0, 7, 0)))
+    with pytest.raises(ValueError, match=r"N whole-number labels, got inputs .* float32"):
+        prune(tiny_mlp, "grasp", 0.5, batch=(x, y.float()))
+    with pytest.raises(ValueError, match=r"batch must be \(inputs, labels\), two tensors"):
+        prune(tiny_mlp, "snip", 0.5, batch=x)
+    assert prune(tiny_mlp, "snip", 0.5, batch=(x, y)).masks  # the right batch still prunes
+
+
 def test_unsupported_scope_raises(tiny_mlp):
     with pytest.raises(ValueError, match="scope"):
         prune(tiny_mlp, "structured", 0.5, scope="global")

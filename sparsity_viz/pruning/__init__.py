@@ -64,8 +64,13 @@ def prune(
     """
     if isinstance(strategy, str):
         strategy = get_strategy(strategy, scope=scope, seed=seed, include_bias=include_bias, **params)
+    elif not isinstance(strategy, Strategy):
+        raise TypeError(f"strategy must be a registry name ({', '.join(STRATEGIES)}) or a Strategy, "
+                        f"got {type(strategy).__name__}.")
     if current is not None:
         validate_masks(model, current)
+    if batch is not None:
+        check_batch(model, batch)
     require_finite(model, "prune")  # NaN scores have no rank, and a pruned NaN would stay NaN (NaN * 0)
     work = copy.deepcopy(model)
     if device is not None:
@@ -76,6 +81,33 @@ def prune(
     masks = strategy.compute_masks(work, sparsity, current=current, batch=batch)
     apply_masks(work, masks)  # validates them
     return Pruned(work, masks)
+
+
+def check_batch(model: nn.Module, batch: Batch) -> None:
+    """Raise one clear ``ValueError`` unless ``batch`` is ``(inputs, labels)`` that ``model`` can score.
+
+    One sample goes through a copy of the model first, so a batch of the wrong shape says so here
+    instead of as a matrix-size error deep inside a data-driven strategy.
+    """
+    import torch
+
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, torch.Tensor) for t in batch)):
+        raise ValueError("batch must be (inputs, labels), two tensors.")
+    x, y = batch
+    if len(x) == 0 or len(x) != len(y) or y.dim() != 1 or y.is_floating_point() or y.is_complex():
+        raise ValueError(f"batch must hold N >= 1 inputs and N whole-number labels, got inputs {tuple(x.shape)} and "
+                         f"labels {tuple(y.shape)} {str(y.dtype).removeprefix('torch.')}.")
+    work = copy.deepcopy(model).eval()
+    device = next((q.device for q in work.parameters()), torch.device("cpu"))
+    try:
+        with torch.no_grad():
+            logits = work(x[:1].to(device))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"batch inputs of shape {tuple(x.shape)} do not fit the model ({first}).") from None
+    if logits.dim() != 2 or int(y.min()) < 0 or int(y.max()) >= logits.shape[1]:
+        raise ValueError(f"batch labels must be 0..{logits.shape[-1] - 1} for this model's {logits.shape[-1]} class "
+                         f"scores, found {int(y.min())}..{int(y.max())}.")
 
 
 __all__ = [

@@ -61,6 +61,20 @@ def check_sparsity(sparsity: float) -> None:
         raise ValueError(f"Sparsity must be a fraction in [0, 1], got {sparsity!r}.")
 
 
+MAX_SEED = 2**32 - 1  # what numpy and torch generators take
+
+
+def checked_seed(seed) -> int:
+    """``seed`` as an int in 0..MAX_SEED; anything else raises one clear ``ValueError``."""
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"A seed is a whole number from 0 to {MAX_SEED}, got {seed!r} ({type(seed).__name__}).")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"A seed is a whole number from 0 to {MAX_SEED}, got {seed}.")
+    return int(seed)
+
+
 class Strategy(ABC):
     """Base class of every pruning strategy.
 
@@ -92,7 +106,7 @@ class Strategy(ABC):
         if scope not in self.scopes:
             raise ValueError(f"Strategy {self.name!r} supports scope {' / '.join(self.scopes)}, not {scope!r}.")
         self.scope = scope
-        self.seed = seed
+        self.seed = checked_seed(seed)
         self.include_bias = include_bias
 
     @abstractmethod
