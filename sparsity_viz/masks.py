@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -183,7 +184,15 @@ def masks_to_bytes(masks: Mapping[str, torch.Tensor]) -> bytes:
 
 
 def load_masks(path) -> Masks:
-    """Read masks written by ``save_masks`` (no unpickling)."""
-    from safetensors.torch import load_file
+    """Read masks written by ``save_masks`` (no unpickling).
 
-    return {n: t.to(torch.bool) for n, t in load_file(str(path)).items()}
+    Raises:
+        CheckpointError: not a readable file of at most 64 MiB, not safetensors, or values other than 0 / 1.
+    """
+    from .checkpoints import CheckpointError, read_checkpoint_file, read_safetensors
+
+    tensors, _ = read_safetensors(read_checkpoint_file(path), Path(path).name)
+    not_masks = [n for n, t in tensors.items() if t.is_complex() or not bool(((t == 0) | (t == 1)).all())]
+    if not_masks:
+        raise CheckpointError(f"{Path(path).name}: not masks, values other than 0 / 1 in {', '.join(not_masks[:5])}.")
+    return {n: t.to(torch.bool) for n, t in tensors.items()}

@@ -222,3 +222,21 @@ def test_prune_refuses_non_finite_weights(value):
             prune(model, strategy, 0.5)
     with pytest.raises(ValueError, match="A live pruner needs finite weights: fc2.weight"):
         live_pruner(model, "global_magnitude")
+
+
+def test_load_masks_round_trip_and_bad_files(tmp_path):
+    from safetensors.torch import save_file
+
+    from sparsity_viz.checkpoints import CheckpointError
+    from sparsity_viz.masks import load_masks, save_masks
+
+    masks = {"fc1.weight": torch.rand(4, 3) > 0.5, "fc2.weight": torch.zeros(2, 4, dtype=torch.bool)}
+    save_masks(masks, tmp_path / "m.safetensors")
+    back = load_masks(tmp_path / "m.safetensors")
+    assert back.keys() == masks.keys() and all(torch.equal(back[n], masks[n]) for n in masks)
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors at all")
+    save_file({"fc1.weight": torch.rand(4, 3)}, str(tmp_path / "weights.safetensors"))  # weights, not masks
+    for name, message in (("missing.safetensors", "cannot read it"), ("junk.safetensors", "not a valid safetensors file"),
+                          ("weights.safetensors", r"not masks, values other than 0 / 1 in fc1\.weight")):
+        with pytest.raises(CheckpointError, match=message):  # were SafetensorError / FileNotFoundError
+            load_masks(tmp_path / name)
