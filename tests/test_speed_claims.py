@@ -140,9 +140,18 @@ def test_sparse_layer_claims():
     assert f"kernel runs at {min(big):.1f}–{max(big):.1f}× the FLOP limit for batch ≥ 256 and up to {max(small):.1f}×" in PROSE
     dense_rates = [float(r["dense GFLOP/s"]) for r in rows if int(r["batch"]) >= 32]
     assert f"dense at {min(dense_rates):.0f}–{max(dense_rates):.0f} GFLOP/s" in PROSE
-    every = [float(r["x limit"]) for r in rows if int(r["batch"]) >= 32 and int(r["sparsity"].rstrip("%")) >= 90]
-    geo = math.exp(sum(map(math.log, every)) / len(every))
-    assert f"(geometric mean {geo:.1f} with the 95 %" in PROSE
+    every = [(int(r["sparsity"].rstrip("%")), float(r["x limit"])) for r in rows
+             if int(r["batch"]) >= 32 and int(r["sparsity"].rstrip("%")) >= 90]
+
+    def geo(values):
+        return math.exp(sum(map(math.log, values)) / len(values))
+
+    all_rows, below_99 = geo([x for _, x in every]), geo([x for s, x in every if s < 99])
+    summary = DOC.split("<!-- sparse-layer:end -->")[0].rsplit("Geometric mean", 1)[1]
+    assert f": {all_rows:.2f} (target <= 1.3, one thread); without the 99 % rows: {below_99:.2f}." in summary
+    ninety_nine = [x for s, x in every if s == 99]
+    assert (f"(geometric mean {all_rows:.2f} over every row at batch ≥ 32 and sparsity ≥ 90 %, {below_99:.2f} without "
+            f"the 99 % rows, which run at {min(ninety_nine):.1f}–{max(ninety_nine):.1f}× the limit") in PROSE
     fc1 = {r["batch"]: r for r in ninety if r["layer"] == "300x784"}
     ratios = " / ".join(f"{float(fc1[b]['csr-native']):.2f}×" for b in ("32", "256"))
     faster = " / ".join(f"{float(fc1[b]['native vs csr-torch'].split('x')[0]):.1f}×" for b in ("32", "256"))
