@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -96,8 +98,12 @@ class Busy:
 
     def __enter__(self):
         cpu = (os.cpu_count() or 1) - 1
-        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"],
-                                     preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+
+        def pinned_and_tied():  # in the child: the last core, and killed with this process (a killed run left one)
+            os.sched_setaffinity(0, {cpu})
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pinned_and_tied)
         time.sleep(0.3)
         return self
 

@@ -16,7 +16,8 @@ MLP at 90 % (``backend_speed.models``), batch 256 and 1,024:
    threads) against one right after a 1-thread call, alternating, 30 of each, the ratio of their medians; in
    ``--processes`` child processes (the cost shows in some processes and not in others, probably by where the
    scheduler puts the OpenMP worker), then in as many with ``GOMP_SPINCOUNT=1000`` (libgomp's idle workers
-   stop spinning after ~1,000 spins instead of its default 300,000).
+   stop spinning after ~1,000 spins instead of its default 300,000); with the default, also with the workers
+   released between the region and the call (``kernels.release_openmp_threads``, what the ThreadGuard does).
 
 ``--write`` puts the tables into docs/backend.md (blocks ``guard-busy`` and ``gomp-spin``).
 """
@@ -41,6 +42,7 @@ from backend_speed import DOC, Busy, batch_of, models  # noqa: E402 (this script
 from doc_block import INTERLEAVED, cpu_line, publish  # noqa: E402
 from sparsity_viz.backend import compile_model  # noqa: E402
 from sparsity_viz.backend.bench import interleaved_ratios  # noqa: E402
+from sparsity_viz.backend.kernels import release_openmp_threads  # noqa: E402
 from sparsity_viz.backend.thread_guard import ThreadGuard  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
 from sparsity_viz.devices import torch_threads  # noqa: E402
@@ -82,7 +84,8 @@ def guard_vs_one(model, x, calib, guards: dict, reps: int, rounds: int) -> dict[
 
 
 def after_cost(name: str, batch: int, calls: int = 30) -> dict[str, float]:
-    """Median ms of a 1-thread chain call right after a 2-thread region and right after a 1-thread call, busy."""
+    """Median ms of a 1-thread chain call right after a 2-thread region (its workers left spinning, or released as the
+    ThreadGuard releases them) and right after a 1-thread call, busy."""
     model = models()[name]
     x = batch_of(load_dataset("mnist5k").x_test.flatten(1), batch)  # (B, 784)
     with torch_threads(2):
@@ -90,11 +93,17 @@ def after_cost(name: str, batch: int, calls: int = 30) -> dict[str, float]:
         chain, single = compiled.one_call(), compiled.one_call(single=True)
         if chain is None:
             raise SystemExit(f"{name} did not compile to one native chain (native kernels unavailable?)")
-        after: dict[str, list[float]] = {"after 2 threads": [], "after 1 thread": []}
+        after: dict[str, list[float]] = {"after 2 threads": [], "after 2 threads, released": [], "after 1 thread": []}
+        keys = list(after)
         with Busy(), torch.no_grad():
-            for i in range(2 * calls):
-                key = "after 2 threads" if i % 2 == 0 else "after 1 thread"
-                (chain.forward(x, True, True, 2) if i % 2 == 0 else single.forward(x, True, True, 1))
+            for i in range(len(keys) * calls):
+                key = keys[i % len(keys)]
+                if key == "after 1 thread":
+                    single.forward(x, True, True, 1)
+                else:
+                    chain.forward(x, True, True, 2)
+                    if key.endswith("released"):
+                        release_openmp_threads()  # what the ThreadGuard does before a 1-thread call
                 t0 = time.perf_counter()
                 single.forward(x, True, True, 1)
                 after[key].append(time.perf_counter() - t0)
@@ -126,24 +135,30 @@ def guard_table(args) -> str:
 
 
 def spin_table(args) -> str:
-    """Table 2: the after-cost per child process, with libgomp's default spin count and with GOMP_SPINCOUNT=1000."""
+    """Table 2: the after-cost per child process, with libgomp's default spin count (workers left spinning, and
+    released as the ThreadGuard releases them) and with GOMP_SPINCOUNT=1000."""
     rows = ["| libgomp | model, batch | 1-thread call after a 2-thread region / after a 1-thread call, per process "
             "| processes with ≥ 1.10 |", "|---|---|---|---|"]
     for env in ({}, {"GOMP_SPINCOUNT": "1000"}):
-        ratios: dict[str, list[float]] = {}
+        ratios: dict[tuple[str, str], list[float]] = {}  # (model and batch, how) -> one ratio per process
         for _ in range(args.processes):  # the cost differs from process to process
             run = subprocess.run([sys.executable, __file__, "--after-cost-only"], env={**os.environ, **env},
                                  capture_output=True, text=True, check=True)
             for case, ms in json.loads(run.stdout.splitlines()[-1]).items():
-                ratios.setdefault(case, []).append(ms["after 2 threads"] / ms["after 1 thread"])
+                ratios.setdefault((case, ""), []).append(ms["after 2 threads"] / ms["after 1 thread"])
+                if not env:
+                    ratios.setdefault((case, ", workers released"), []).append(
+                        ms["after 2 threads, released"] / ms["after 1 thread"])
         label = " ".join(f"{k}={v}" for k, v in env.items()) or "default"
-        for case, v in ratios.items():
-            rows.append(f"| {label} | {case} | {' '.join(f'{r:.2f}' for r in v)} | "
+        for (case, how), v in sorted(ratios.items(), key=lambda kv: kv[0][1]):
+            label_how = label + how
+            rows.append(f"| {label_how} | {case} | {' '.join(f'{r:.2f}' for r in v)} | "
                         f"{sum(r >= 1.10 for r in v)} of {len(v)} |")
             print(rows[-1], flush=True)
     head = (f"`python benchmarks/guard_busy.py --reps 0 --processes {args.processes}` — torch {torch.__version__}, "
             f"{cpu_line()}, {os.cpu_count()} cores, a busy loop on the last core; per child process, the median of 30 "
-            "1-thread calls right after a 2-thread region over the median of 30 right after a 1-thread call.")
+            "1-thread calls right after a 2-thread region over the median of 30 right after a 1-thread call; 'workers "
+            "released': `kernels.release_openmp_threads()` between the region and the call, as the ThreadGuard does.")
     return head + "\n\n" + "\n".join(rows)
 
 

@@ -111,11 +111,15 @@ def test_backend_speed_claims():
     assert f"a layer that takes under {MIN_PARALLEL_US:.0f} µs on one thread is not split at all" in PROSE
     busy_excess = {(m, b): excess(m, b, "busy") for m in (lenet, wide) for b in batches}
     (m, b) = busy_worst = max(busy_excess, key=busy_excess.get)
-    assert busy_excess[busy_worst] > 0.05  # "not met": else the prose must say it holds under load
-    n = ours[(m, str(b), "2", "busy")]["backend threads"]
-    how = "both on one thread" if n == "1" else f"the guard running {n} threads"
-    assert (f"{names[m]} at batch {b:,} read {ratio(m, b, 2, 'busy'):.2f}× against "
-            f"{ratio(m, b, 2, 'busy', '1-thread backend'):.2f}×, {how}") in PROSE
+    assert all(busy_excess[("LeNet-300-100", b)] < -0.2 for b in (256, 1024))  # "well ahead for LeNet-300-100"
+    if busy_excess[busy_worst] <= 0.005:
+        assert 'Busy, "never worse than the 1-thread path" held in this run, to the table\'s two decimals' in PROSE
+    else:
+        assert busy_excess[busy_worst] > 0.05, "a few % behind: say how the rounding and guard_busy read it"
+        n = ours[(m, str(b), "2", "busy")]["backend threads"]
+        how = "both on one thread" if n == "1" else f"the guard running {n} threads"
+        assert (f"{names[m]} at batch {b:,} read {ratio(m, b, 2, 'busy'):.2f}× against "
+                f"{ratio(m, b, 2, 'busy', '1-thread backend'):.2f}×, {how}") in PROSE
     guarded = max(busy_excess[(m, b)] for m in (lenet, wide) for b in (256, 1024))  # the guard chooses there
     phrase = "never behind it" if guarded <= 0 else f"at most {100 * guarded:.0f} % behind it"
     assert f"At batch 256 and 1,024, where the guard chooses for both models, the busy 2-thread backend was {phrase}" in PROSE
@@ -239,23 +243,34 @@ def test_panel_widths_claims():
             f"{min(layers):.2f}–{max(layers):.2f}×") in PROSE
 
 
+def _span(values: list[float]) -> str:
+    """``median 0.58`` for one value (as rounded), else ``medians 0.52–0.81``."""
+    lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
+    return f"median {lo}" if lo == hi else f"medians {lo}–{hi}"
+
+
 def test_guard_busy_claims():
     rows = _rows("guard-busy")
     this = {(r["model"], int(r["batch"])): r["this guard: median (range)"] for r in rows}
-    other = {(r["model"], int(r["batch"])): r["steady_windows: median (range)"] for r in rows}
+    other = {(r["model"], int(r["batch"])): r["no_release: median (range)"] for r in rows}
     med = {k: float(v.split()[0]) for k, v in this.items()}
+    old = {k: float(v.split()[0]) for k, v in other.items()}
     names = {"LeNet-300-100": "LeNet-300-100", "784-2048-2048-10": "the 2048-wide MLP"}
     ahead = [v for v in med.values() if v < 1]
     (m, b) = worst = max(med, key=med.get)
     behind = "never behind it" if med[worst] <= 1 else (
         f"{100 * (med[worst] - 1):.1f} % behind it at worst ({names[m]} at batch {b:,}: {this[worst]})")
-    assert (f"the busy 2-thread backend was ahead of the 1-thread path in {len(ahead)} of the four cases (medians "
-            f"{min(ahead):.2f}–{max(ahead):.2f}) and {behind}") in PROSE
-    wide = "784-2048-2048-10"
-    mine = {b: float(other[(wide, b)].split()[0]) for b in (256, 1024)}
-    assert (f"In the run below it read the 2048-wide MLP at batch 1,024 at {mine[1024]:.3f} against this guard's "
-            f"{med[(wide, 1024)]:.3f}, and at batch 256 at {mine[256]:.3f} against {med[(wide, 256)]:.3f}") in PROSE
-    assert "--other steady_windows.py" in DOC.split("<!-- guard-busy:begin -->")[1].split("\n")[1]
+    count = {1: "one", 2: "two", 3: "three", 4: "all"}.get(len(ahead), str(len(ahead)))
+    assert (f"the busy 2-thread backend was ahead of the 1-thread path in {count} of the four cases ({_span(ahead)}) "
+            f"and {behind}") in PROSE
+    wide, lenet = "784-2048-2048-10", "LeNet-300-100"
+    assert (f"the 2048-wide MLP at batch 1,024 read {med[(wide, 1024)]:.3f} against {old[(wide, 1024)]:.3f} without it, "
+            f"LeNet-300-100 at batch 1,024 {med[(lenet, 1024)]:.3f} against {old[(lenet, 1024)]:.3f}; at batch 256, "
+            f"{med[(lenet, 256)]:.3f} against {old[(lenet, 256)]:.3f} (LeNet-300-100) and {med[(wide, 256)]:.3f} against "
+            f"{old[(wide, 256)]:.3f} (2048-wide)") in PROSE
+    spread = [this[(wide, 256)].split()[1].strip("()"), other[(wide, 256)].split()[1].strip("()")]
+    assert f"(ranges {spread[0]} and {spread[1]})" in PROSE
+    assert "--other no_release.py" in DOC.split("<!-- guard-busy:begin -->")[1].split("\n")[1]
 
 
 def test_gomp_spin_claims():
@@ -270,6 +285,9 @@ def test_gomp_spin_claims():
     assert (f"in {len(slow)} of {len(default)} processes of the run below, a 1-thread call of the 2048-wide MLP at "
             f"batch 1,024 right after a 2-thread region took {_range(slow)} one after a 1-thread call") in PROSE
     assert max(spin) < 1.10 and f"with `GOMP_SPINCOUNT=1000` in none ({_range(spin)})" in PROSE
+    released = [float(v) for v in rows[("default, workers released", wide)][key].split()]
+    assert max(released) < 1.10  # what the ThreadGuard does: else the prose may not say it removes the cost
+    assert f"and with the workers released between the region and the call, as the guard now does, in none ({_range(released)})" in PROSE
 
 
 def test_int8_claims():

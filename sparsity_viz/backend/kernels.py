@@ -206,6 +206,34 @@ def openmp_runtimes() -> list[str]:
     return sorted({ln.split()[-1] for ln in lines if any(n in ln.rsplit("/", 1)[-1] for n in names)})
 
 
+_PAUSE: object = None  # omp_pause_resource_all of the process's OpenMP runtime; False when it has none
+
+
+def release_openmp_threads() -> bool:
+    """Let the calling thread's OpenMP workers go now (``omp_pause_resource_all(omp_pause_soft)``, OpenMP 5).
+
+    After a parallel region libgomp's idle workers spin for a while (300,000 spins by default) before they
+    sleep; with the other core busy, that spinning worker takes turns with the next 1-thread call, which then
+    runs up to 1.5x slower ("The guard under load" in docs/backend.md). Releasing them costs tens of
+    microseconds now and as much again when the next parallel region starts them. False when the runtime
+    has no such call (or refused: inside a parallel region).
+    """
+    global _PAUSE
+    if _PAUSE is None:
+        import ctypes
+
+        _PAUSE = False
+        for path in openmp_runtimes():
+            try:
+                fn = ctypes.CDLL(path).omp_pause_resource_all
+            except (OSError, AttributeError):
+                continue
+            fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+            _PAUSE = fn
+            break
+    return bool(_PAUSE) and _PAUSE(1) == 0  # 1: omp_pause_soft
+
+
 def origin() -> str | None:
     """How this process got the kernel: ``"built"``, ``"cached"`` (finished build imported), or None."""
     return _origin

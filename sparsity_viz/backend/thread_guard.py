@@ -50,12 +50,26 @@ class _State:
         self.probing = 0  # calls left in the probe under way
 
 
-class ThreadGuard:
-    """Choose between 1 and ``threads`` threads per batch size by the recent medians of real calls."""
+def _release_openmp_threads() -> bool:
+    from sparsity_viz.backend.kernels import release_openmp_threads  # absolute: benchmarks load variants of this file
 
-    def __init__(self, threads: int):
+    return release_openmp_threads()
+
+
+class ThreadGuard:
+    """Choose between 1 and ``threads`` threads per batch size by the recent medians of real calls.
+
+    A 1-thread call right after one of its multi-thread calls first lets the OpenMP workers go
+    (``release``, default ``kernels.release_openmp_threads``): a worker still spinning after the
+    region would share a core with that call when the other core is busy, and the 1-thread times
+    the choice is made on would read slower than they are.
+    """
+
+    def __init__(self, threads: int, release: Callable[[], object] | None = _release_openmp_threads):
         self.threads = max(1, int(threads))
+        self.release = release
         self._states: dict[int, _State] = {}
+        self._last = 1  # the thread count of this guard's last call
 
     def counts(self) -> tuple[int, ...]:
         """The thread counts it chooses between now (capped by torch's intra-op threads)."""
@@ -82,6 +96,9 @@ class ThreadGuard:
             # a probe is a fresh look at the other count: its older times describe another load
             state.probing, state.times[other] = PROBE_CALLS, deque(maxlen=WINDOW)
         n = other if state.probing else state.current
+        if n == 1 and self._last > 1 and self.release is not None:
+            self.release()  # untimed: the workers left spinning by the last call are not this call's cost
+        self._last = n
         t0 = time.perf_counter()
         y = fn(n)
         self._record(state, n, other, time.perf_counter() - t0)

@@ -8,6 +8,7 @@ measurements (``CompiledModel.timing``) for every shape and batch of the issue's
 from __future__ import annotations
 
 import copy
+import os
 import pickle
 import subprocess
 import sys
@@ -211,6 +212,45 @@ def test_thread_guard_follows_the_measured_times(monkeypatch):
         used.clear()
         guard.run(fn, batch=256)
         assert used == [1]
+
+
+def test_the_guard_releases_the_openmp_workers_before_a_one_thread_call_after_a_parallel_one(monkeypatch):
+    """Only then, and untimed: a worker left spinning would slow that call when the other core is busy."""
+    cost = {1: 1.0, 2: 0.5}
+    fn, used = _costed_calls(monkeypatch, cost)
+    released = []
+
+    def release():  # takes 100 s on the fake clock: it must not count as the 1-thread call's time
+        released.append(len(used))
+        thread_guard.time.perf_counter.now += 100.0
+
+    guard = ThreadGuard(2, release=release)
+    with torch_threads(2):
+        for _ in range(300):
+            guard.run(fn, batch=256)
+            if len(used) == 150:
+                cost[2] = 30.0  # the other core gets busy: 1 thread wins, 2 threads are only probed
+    after_parallel = [i for i in range(1, len(used)) if used[i] == 1 and used[i - 1] > 1]
+    assert after_parallel and released == after_parallel  # before each such call, never otherwise
+    assert guard.summary()[256]["median_us"][1] == pytest.approx(1e6 * cost[1])
+    quiet = ThreadGuard(2, release=None)  # no release at all
+    with torch_threads(2):
+        for _ in range(50):
+            quiet.run(fn, batch=256)
+
+
+@needs_native
+def test_releasing_the_openmp_workers_keeps_torch_and_the_kernels_working():
+    from sparsity_viz.backend import kernels
+
+    kernels.load()
+    a = torch.randn(256, 256)
+    with torch_threads(2):
+        before = a @ a
+        tasks = len(os.listdir("/proc/self/task"))
+        assert kernels.release_openmp_threads()  # torch's libgomp has omp_pause_resource_all (OpenMP 5)
+        assert len(os.listdir("/proc/self/task")) <= tasks  # its workers gone, not more
+        torch.testing.assert_close(a @ a, before)  # the next parallel region starts them again
 
 
 def test_one_lucky_call_does_not_flip_the_thread_guard(monkeypatch):
