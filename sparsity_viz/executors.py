@@ -28,6 +28,7 @@ This module knows nothing about sweeps; ``experiments`` imports it, never the re
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import pickle
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -56,8 +57,6 @@ class Executor(Protocol):
 
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask where the OS has one, else the CPU count)."""
-    import os
-
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
