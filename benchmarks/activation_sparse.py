@@ -196,7 +196,8 @@ def markdown(df: pd.DataFrame, synth: pd.DataFrame, rounds: int,
                      f"| {_best_act(r, 'act-dense')} | {_best_act(r, 'act-csc')} |")
     lines.append("")
     lines.append(f"Ratios are to dense `F.linear` (whole model: the torch model) in the same run; medians of {rounds} "
-                 f"interleaved rounds over {SLICES} input slices, 1 torch thread. act columns: the better of per-sample and union (union named when it won). "
+                 f"interleaved rounds over {SLICES} input slices, 1 torch thread. act columns: the better of per-sample "
+                 "and union (union named when it won). "
                  "Every contender equals F.linear / the model (`assert_close`, checked before timing).")
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 
@@ -36,8 +37,6 @@ def rounds_args(description: str, argv: list[str] | None = None, default_rounds:
 
 def command(script: str, argv: list[str] | None = None) -> str:
     """The command line that produced a table, as its header quotes it: ``python benchmarks/<script> <args>``."""
-    import sys
-
     args = sys.argv[1:] if argv is None else argv
     return " ".join(["python", f"benchmarks/{script}", *args])
 

@@ -154,7 +154,8 @@ def check_fits(model: nn.Module, state: dict[str, torch.Tensor], source: str = "
     kinds = [f"{k} ({str(state[k].dtype).removeprefix('torch.')})" for k, v in expected.items()
              if k in state and v.is_floating_point() and (state[k].is_complex() or state[k].dtype == torch.bool)]
     if kinds:  # a complex value would lose its imaginary part on loading, a bool is no weight at all
-        problems.append(f"complex or bool values where the model has real weights: {', '.join(kinds[:8])}{' ...' if len(kinds) > 8 else ''}")
+        more = " ..." if len(kinds) > 8 else ""
+        problems.append(f"complex or bool values where the model has real weights: {', '.join(kinds[:8])}{more}")
     if problems:
         raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + " | ".join(problems) + ".")
     problems = []
