@@ -130,10 +130,13 @@ def test_call_overhead_claims():
     guard = [float(r["no-op guard us"]) for r in rows]
     layer = [float(r["model − chain us"]) for r in rows]
     chain = [float(r["chain us"]) for r in rows]
-    lo, hi = f"{min(guard):.1f}", f"{max(guard):.1f}"
-    assert (f"The guard itself costs {lo if lo == hi else f'{lo}–{hi}'} µs a call, the compiled model's Python layer "
-            f"around the native chain {min(layer):.1f}–{max(layer):.1f} µs (table below), against native calls of "
-            f"{min(chain):.0f}–{max(chain):.0f} µs at batch 1 to 8") in PROSE
+    def span(values, digits):  # "1.6" when both ends round alike, else "1.5–1.6"
+        lo, hi = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+        return lo if lo == hi else f"{lo}–{hi}"
+
+    assert (f"The guard itself costs {span(guard, 1)} µs a call, the compiled model's Python layer "
+            f"around the native chain {span(layer, 1)} µs (table below), against native calls of "
+            f"{span(chain, 0)} µs at batch 1 to 8") in PROSE
 
 
 def test_sparse_layer_claims():
