@@ -15,7 +15,6 @@ import streamlit as st
 
 from sparsity_viz.model_recipe import ModelRecipe, Rebuilt, rebuild
 from sparsity_viz.session import Workbench, replace_current
-from sparsity_viz.training import TrainingDiverged
 
 from . import keys
 from .cache import REBUILT, shared_cache
@@ -95,7 +94,7 @@ def rebuild_from_link(recipe: ModelRecipe) -> None:
         try:
             return rebuild(recipe, wb.dense, dataset(wb), device=device(), progress=progress, stop=stop,
                            prune_masks=lambda cfg: prune_masks(wb, cfg))
-        except (TrainingDiverged, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a link is anyone's input: whatever it makes fail is a message
             return exc
 
     def keep(result) -> None:

@@ -94,6 +94,8 @@ def read_state_dict(data: bytes, filename: str = "checkpoint.safetensors") -> di
             obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, zip errors...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "Weights only load failed" in first:  # torch goes on to suggest weights_only=False: not to a student
+                first = "it holds Python objects besides tensors, and this app never runs a pickle"
             raise CheckpointError(
                 f"{filename}: not a weights-only PyTorch state dict (refused or corrupt: {first[:200]})."
             ) from None

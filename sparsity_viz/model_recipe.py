@@ -23,12 +23,15 @@ from torch import nn
 from .data import Dataset, data_batch
 from .masks import Masks, full_masks, masked_copy, masks_from_zeros
 from .pruning import STRATEGIES, prune
+from .pruning.base import MAX_SEED
 from .regularizers import REGULARIZERS
 from .session import PruneConfig
 from .training import TrainConfig, train
 
 MAX_STEPS = 6  # training steps a link may ask for (the app's history is short anyway)
 MAX_EPOCHS = 200  # per step: a link must not be able to keep the server busy for an hour
+BATCH_RANGE = (16, 4096)  # the app trains at 32-64; a link of batch 1 would cost 64x the steps per epoch
+RANGES = {"lr": (0.0, 1e4), "weight_decay": (0.0, 1e3), "strength": (0.0, 1e3), "zero_threshold": (0.0, 1e3)}  # the pages' own
 STARTS = ("dense", "current")
 # TrainConfig fields a recipe carries (device and eval_train do not change the weights)
 TRAIN_FIELDS = ("epochs", "lr", "batch_size", "optimizer", "momentum", "weight_decay", "regularizer", "strength",
@@ -229,8 +232,8 @@ def _prune_config(values: dict[str, str]) -> PruneConfig:
     if not 0 <= level <= 100:
         raise ValueError(f"Sparsity is a percentage in [0, 100], got {level:g}.")
     seed = _number("seed", values.get("seed", "0"), int)
-    if seed < 0:
-        raise ValueError(f"A seed is >= 0, got {seed}.")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"A seed is a whole number from 0 to {MAX_SEED}, got {seed}.")
     return PruneConfig(strategy=strategy, scope=scope, sparsity=round(level, 4) / 100, seed=seed)
 
 
@@ -252,6 +255,12 @@ def _train_step(values: dict[str, str]) -> TrainStep:
             kwargs[name] = _number(name, text, int if isinstance(default, int) else float)
     if not 0 < kwargs.get("epochs", 1) <= MAX_EPOCHS:
         raise ValueError(f"A training step of a link has 1 to {MAX_EPOCHS} epochs.")
-    if kwargs.get("seed", 0) < 0 or min(kwargs.get(n, 0) for n in ("strength", "zero_threshold", "weight_decay")) < 0:
-        raise ValueError("seed, strength, zero_threshold and weight_decay must be >= 0.")
-    return TrainStep(TrainConfig(**kwargs), start=start)  # TrainConfig checks lr, optimizer, rates, share
+    if not 0 <= kwargs.get("seed", 0) <= MAX_SEED:
+        raise ValueError(f"A training seed is a whole number from 0 to {MAX_SEED}, got {kwargs['seed']}.")
+    config = TrainConfig(**kwargs)  # checks lr, optimizer, rates, share
+    for name, (low, high) in RANGES.items():
+        if not low <= getattr(config, name) <= high:
+            raise ValueError(f"Recipe field {name} must be in [{low:g}, {high:g}], got {getattr(config, name):g}.")
+    if not BATCH_RANGE[0] <= config.batch_size <= BATCH_RANGE[1]:
+        raise ValueError(f"A link's batch size is {BATCH_RANGE[0]} to {BATCH_RANGE[1]}, got {config.batch_size}.")
+    return TrainStep(config, start=start)

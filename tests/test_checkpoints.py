@@ -194,9 +194,10 @@ def _malicious(kind: str, marker) -> bytes:
 def test_code_running_pickle_is_refused_and_never_runs(tmp_path, kind, filename):
     marker = tmp_path / "pwned"
     data = _malicious(kind, marker)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError) as info:
         load_checkpoint_bytes(data, "moons_mlp", filename)
     assert not marker.exists(), "the checkpoint ran code while loading"
+    assert "weights_only` set to `False" not in str(info.value)  # torch's advice to load it unsafely is not passed on
 
 
 @pytest.mark.parametrize("kind", ["system-zip", "exec-legacy"])

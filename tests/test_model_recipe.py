@@ -68,6 +68,13 @@ def test_training_from_dense_starts_over_and_pruning_drops_training():
     ("train:device=cuda", "Unknown training field"),
     ("train:epochs", "has no value"),
     (";".join(["train:epochs=1"] * 8), "at most"),
+    # from a link anyone can send: each of these reached training (an uncaught overflow, or hours of work)
+    ("prune:strategy=random,sparsity=50,seed=99999999999999999999999", "seed is a whole number from 0 to 4294967295"),
+    ("train:seed=4294967296", "training seed is a whole number from 0 to 4294967295"),
+    ("train:lr=1e300", r"lr must be in \[0, 10000\], got 1e\+300"),
+    ("train:weight_decay=1e300", r"weight_decay must be in \[0, 1000\]"),
+    ("train:strength=-1", r"strength must be in \[0, 1000\], got -1"),
+    ("train:batch_size=1", "batch size is 16 to 4096, got 1"),
 ])
 def test_bad_text_raises_a_clear_value_error(text, reason):
     with pytest.raises(ValueError, match=reason):
