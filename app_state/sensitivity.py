@@ -43,7 +43,8 @@ class ScanConfig:
 
 
 def stored_sensitivity() -> dict:
-    return stored(keys.STORED_SENSITIVITY, SENS_DEFAULTS, {"seeds": (1, 5), "target": (10, 99)})  # the widgets' ranges
+    return stored(keys.STORED_SENSITIVITY, SENS_DEFAULTS, {"seeds": (1, 5), "target": (10, 99)},  # the widgets' ranges
+                  {"strategy": scan_strategies(), "levels": LEVEL_OPTIONS})  # and choices: others are said, not dropped
 
 
 def store_sensitivity(**settings: Any) -> None:

@@ -164,7 +164,12 @@ def keep_page_settings(page: str, defaults: dict, **settings: Any) -> None:
 
 
 def stored_speed() -> dict:
-    return stored(keys.STORED_SPEED, SPEED_DEFAULTS, {"repeats": (3, 50), "time_cap_s": (1, 60)}, {"batches": SPEED_BATCHES})
+    from sparsity_viz.backend.bench import MODEL_FORMATS
+    from sparsity_viz.backend.speed_report import INT8_FORMATS
+
+    formats = (*MODEL_FORMATS, *INT8_FORMATS, "csr-cuda", "2:4-cuda")  # every option the page may show
+    return stored(keys.STORED_SPEED, SPEED_DEFAULTS, {"repeats": (3, 50), "time_cap_s": (1, 60)},
+                  {"batches": SPEED_BATCHES, "formats": formats})
 
 
 def store_speed(**settings: Any) -> None:

@@ -201,3 +201,17 @@ def test_bad_page_settings_and_foreign_parameters():
         at.run()  # said once: the next rerun of the page is quiet
         assert not any("not understood" in w.value for w in at.warning), page
     assert _query(at).get("pg_layers") == "4-4"  # the playground's own parameters are left alone
+
+
+def test_unknown_choices_in_a_link_are_said_not_dropped_silently():
+    """Levels, strategies and formats the page does not offer were once filtered out without a word."""
+    at = open_app(query={"model": "moons_mlp", "sensitivity.levels": "100,0", "sensitivity.strategy": "evil",
+                         "speed.formats": "evil"})
+    at.switch_page("views/16_sensitivity.py").run()
+    check(at)
+    said = " ".join(w.value for w in at.warning)
+    assert "sensitivity.levels '100,0'" in said and "sensitivity.strategy 'evil'" in said and "not understood" in said
+    assert at.multiselect(key="sens_levels").value == [50, 70, 90, 95, 99]  # the page's defaults
+    at.switch_page("views/12_speed.py").run()
+    check(at)
+    assert any("This link's speed.formats 'evil' was not understood" in w.value for w in at.warning)
