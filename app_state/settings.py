@@ -163,11 +163,16 @@ def keep_page_settings(page: str, defaults: dict, **settings: Any) -> None:
     store(keys.stored_page(page), defaults, **settings)
 
 
-def stored_speed() -> dict:
+def speed_format_options(cuda: bool) -> list[str]:
+    """The formats the Speed page offers: every model format, then the GPU ones on CUDA, the int8 ones on the CPU."""
     from sparsity_viz.backend.bench import MODEL_FORMATS
     from sparsity_viz.backend.speed_report import INT8_FORMATS
 
-    formats = (*MODEL_FORMATS, *INT8_FORMATS, "csr-cuda", "2:4-cuda")  # every option the page may show
+    return [*MODEL_FORMATS, *(["csr-cuda", "2:4-cuda"] if cuda else INT8_FORMATS)]
+
+
+def stored_speed() -> dict:
+    formats = {*speed_format_options(cuda=True), *speed_format_options(cuda=False)}  # a link may come from either
     return stored(keys.STORED_SPEED, SPEED_DEFAULTS, {"repeats": (3, 50), "time_cap_s": (1, 60)},
                   {"batches": SPEED_BATCHES, "formats": formats})
 

@@ -23,7 +23,7 @@ from torch import nn
 from .data import Dataset, data_batch
 from .masks import Masks, full_masks, masked_copy, masks_from_zeros
 from .pruning import STRATEGIES, prune
-from .pruning.base import MAX_SEED
+from .pruning.base import checked_seed
 from .regularizers import REGULARIZERS
 from .session import PruneConfig
 from .training import TrainConfig, train
@@ -231,9 +231,7 @@ def _prune_config(values: dict[str, str]) -> PruneConfig:
     level = _number("sparsity", values.get("sparsity", "0"), float)
     if not 0 <= level <= 100:
         raise ValueError(f"Sparsity is a percentage in [0, 100], got {level:g}.")
-    seed = _number("seed", values.get("seed", "0"), int)
-    if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"A seed is a whole number from 0 to {MAX_SEED}, got {seed}.")
+    seed = checked_seed(_number("seed", values.get("seed", "0"), int))
     return PruneConfig(strategy=strategy, scope=scope, sparsity=round(level, 4) / 100, seed=seed)
 
 
@@ -255,8 +253,7 @@ def _train_step(values: dict[str, str]) -> TrainStep:
             kwargs[name] = _number(name, text, int if isinstance(default, int) else float)
     if not 0 < kwargs.get("epochs", 1) <= MAX_EPOCHS:
         raise ValueError(f"A training step of a link has 1 to {MAX_EPOCHS} epochs.")
-    if not 0 <= kwargs.get("seed", 0) <= MAX_SEED:
-        raise ValueError(f"A training seed is a whole number from 0 to {MAX_SEED}, got {kwargs['seed']}.")
+    checked_seed(kwargs.get("seed", 0), "A training seed")
     config = TrainConfig(**kwargs)  # checks lr, optimizer, rates, share
     for name, (low, high) in RANGES.items():
         if not low <= getattr(config, name) <= high:

@@ -130,13 +130,9 @@ def test_call_overhead_claims():
     guard = [float(r["no-op guard us"]) for r in rows]
     layer = [float(r["model − chain us"]) for r in rows]
     chain = [float(r["chain us"]) for r in rows]
-    def span(values, digits):  # "1.6" when both ends round alike, else "1.5–1.6"
-        lo, hi = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
-        return lo if lo == hi else f"{lo}–{hi}"
-
-    assert (f"The guard itself costs {span(guard, 1)} µs a call, the compiled model's Python layer "
-            f"around the native chain {span(layer, 1)} µs (table below), against native calls of "
-            f"{span(chain, 0)} µs at batch 1 to 8") in PROSE
+    assert (f"The guard itself costs {_ends(guard, 1)} µs a call, the compiled model's Python layer "
+            f"around the native chain {_ends(layer, 1)} µs (table below), against native calls of "
+            f"{_ends(chain, 0)} µs at batch 1 to 8") in PROSE
 
 
 def test_sparse_layer_claims():
@@ -246,10 +242,16 @@ def test_panel_widths_claims():
             f"{min(layers):.2f}–{max(layers):.2f}×") in PROSE
 
 
+def _ends(values: list[float], digits: int = 2) -> str:
+    """``1.6`` when the smallest and largest value round alike, else ``1.5–1.6``."""
+    lo, hi = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 def _span(values: list[float]) -> str:
     """``median 0.58`` for one value (as rounded), else ``medians 0.52–0.81``."""
-    lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
-    return f"median {lo}" if lo == hi else f"medians {lo}–{hi}"
+    ends = _ends(values)
+    return f"median{'s' if '–' in ends else ''} {ends}"
 
 
 def test_guard_busy_claims():

@@ -5,9 +5,8 @@ import streamlit as st
 import app_state
 from sparsity_viz import figures
 from sparsity_viz.backend import speed_findings
-from sparsity_viz.backend.bench import MODEL_FORMATS, STABLE_IQR
-from sparsity_viz.backend.speed_report import (INT8_FORMATS, SpeedSettings, ratio_intervals, unsettled,
-                                               unsettled_points)
+from sparsity_viz.backend.bench import STABLE_IQR
+from sparsity_viz.backend.speed_report import SpeedSettings, ratio_intervals, unsettled, unsettled_points
 from sparsity_viz.models import prunable_layers
 
 app_state.sidebar()
@@ -25,7 +24,7 @@ for level, text in app_state.backend_notices():
 wb = app_state.bench()
 dev = app_state.device()
 cuda = dev.startswith("cuda")
-format_options = list(MODEL_FORMATS) + (["csr-cuda", "2:4-cuda"] if cuda else list(INT8_FORMATS))
+format_options = app_state.speed_format_options(cuda)
 linear = [(n, m) for n, m in prunable_layers(wb.current) if hasattr(m, "in_features")]
 
 stored = app_state.stored_speed()

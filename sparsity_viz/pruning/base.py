@@ -64,14 +64,12 @@ def check_sparsity(sparsity: float) -> None:
 MAX_SEED = 2**32 - 1  # what numpy and torch generators take
 
 
-def checked_seed(seed) -> int:
-    """``seed`` as an int in 0..MAX_SEED; anything else raises one clear ``ValueError``."""
-    import numbers
-
+def checked_seed(seed, what: str = "A seed") -> int:
+    """``seed`` as an int in 0..MAX_SEED; anything else raises one clear ``ValueError`` (``what`` names it)."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"A seed is a whole number from 0 to {MAX_SEED}, got {seed!r} ({type(seed).__name__}).")
+        raise ValueError(f"{what} is a whole number from 0 to {MAX_SEED}, got {seed!r} ({type(seed).__name__}).")
     if not 0 <= int(seed) <= MAX_SEED:
-        raise ValueError(f"A seed is a whole number from 0 to {MAX_SEED}, got {seed}.")
+        raise ValueError(f"{what} is a whole number from 0 to {MAX_SEED}, got {seed}.")
     return int(seed)
 
 
