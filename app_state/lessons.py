@@ -46,7 +46,8 @@ def page_path(page: str) -> str:
 
 def stored_lesson() -> dict:
     """``{"lesson", "step"}`` last chosen on the Lessons page (an unknown lesson falls back to the first)."""
-    s = stored(keys.STORED_LESSON, LESSON_DEFAULTS, choices={"lesson": tuple(LESSONS)})
+    steps = max(len(lesson.steps) for lesson in LESSONS.values())
+    s = stored(keys.STORED_LESSON, LESSON_DEFAULTS, {"step": (0, steps - 1)}, {"lesson": tuple(LESSONS)})
     return s if s["lesson"] in LESSONS else dict(LESSON_DEFAULTS)
 
 

@@ -12,7 +12,7 @@ is the library's: ``sparsity_viz.quantization``, ``sparsity_viz.compression``,
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -93,13 +93,14 @@ class QuantizeResult:
 # Settings that survive page changes
 
 
-def stored_quant() -> dict:
-    """The page's settings; a link's bits outside every quantizer's range, or an unknown method, strategy or grid
-    row, are left out (and said)."""
+def stored_quant(layers: Collection[str] = ()) -> dict:
+    """The page's settings; a link's bits outside every quantizer's range, or an unknown method, strategy, grid
+    row or layer (one of ``layers``, the current model's weight names), are left out (and said)."""
     q = quantizers()
     bits = (min(c.min_bits for c in q.values()), max(c.max_bits for c in q.values()))
     return stored(keys.STORED_QUANT, QUANT_DEFAULTS, {"bits": bits, "grid_bits": bits},
-                  {"method": tuple(q), "grid_sparsities": GRID_SPARSITY_OPTIONS, "grid_strategy": tuple(grid_strategies())})
+                  {"method": tuple(q), "grid_sparsities": GRID_SPARSITY_OPTIONS, "grid_strategy": tuple(grid_strategies()),
+                   "layer": tuple(layers)})
 
 
 def store_quant(**settings: Any) -> None:

@@ -4,6 +4,7 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
+from sparsity_viz.models import prunable_parameters
 
 app_state.sidebar()
 st.title("Quantize")
@@ -16,7 +17,7 @@ st.markdown(
 )
 
 wb = app_state.bench()
-stored = app_state.stored_quant()
+stored = app_state.stored_quant(list(prunable_parameters(wb.current)))
 methods = app_state.quantizers()
 names = list(methods)
 

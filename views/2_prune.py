@@ -49,7 +49,7 @@ if wb.masks:  # layer collapse; effective sparsity: weights on no input -> outpu
     for warning in model_report.warnings:
         numbers.warning(warning)
 layers = [n for n, _ in prunable_layers(wb.current)]
-view = app_state.page_settings("prune_view", {"layer": None})  # kept, and in the URL as prune_view.layer
+view = app_state.page_settings("prune_view", {"layer": None}, choices={"layer": layers})  # in the URL as prune_view.layer
 preview = numbers.selectbox("Heatmap preview of layer", layers, key="prune_preview_layer",
                             index=layers.index(view["layer"]) if view["layer"] in layers else 0)
 app_state.keep_page_settings("prune_view", {"layer": None}, layer=preview)

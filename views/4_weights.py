@@ -20,7 +20,7 @@ st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % pruned")
 params = prunable_parameters(wb.current)
 layers = [k.removesuffix(".weight") for k in params]
 SETTINGS = {"layer": None, "logy": False, "hist": "this layer"}  # this page's settings (kept, and in the URL)
-s = app_state.page_settings("weights", SETTINGS, choices={"hist": ("this layer", "all layers")})
+s = app_state.page_settings("weights", SETTINGS, choices={"hist": ("this layer", "all layers"), "layer": layers})
 c1, c2 = st.columns([1, 1])
 layer = c1.selectbox("Layer", layers, index=layers.index(s["layer"]) if s["layer"] in layers else 0,
                      key="weights_layer")

@@ -215,3 +215,30 @@ def test_unknown_choices_in_a_link_are_said_not_dropped_silently():
     at.switch_page("views/12_speed.py").run()
     check(at)
     assert any("This link's speed.formats 'evil' was not understood" in w.value for w in at.warning)
+
+
+def test_unknown_layers_and_lesson_steps_in_a_link_are_said():
+    """A layer the model does not have, or a lesson step no lesson has, fell back without a word."""
+    at = open_app(query={"model": "moons_mlp", "weights.layer": "evil", "prune_view.layer": "fc9",
+                         "quant.layer": "nope.weight", "lesson.step": "999"})
+    for page, name, value in (("views/4_weights.py", "weights.layer", "evil"), ("views/2_prune.py", "prune_view.layer", "fc9"),
+                              ("views/13_quantize.py", "quant.layer", "nope.weight"),
+                              ("views/17_lessons.py", "lesson.step", "999")):
+        at.switch_page(page).run()
+        check(at)
+        assert any(f"{name} '{value}'" in w.value and "not understood" in w.value for w in at.warning), page
+        assert _query(at).get(name) != value, page  # dropped from the address bar (or replaced by what the page shows)
+    at.switch_page("views/4_weights.py").run()
+    assert at.selectbox(key="weights_layer").value == at.selectbox(key="weights_layer").options[0]
+
+
+def test_known_layers_in_a_link_are_taken():
+    at = open_app(query={"model": "lenet300", "weights.layer": "fc2", "prune_view.layer": "fc3", "quant.layer": "fc2.weight"})
+    at.switch_page("views/4_weights.py").run()
+    check(at)
+    assert at.selectbox(key="weights_layer").value == "fc2" and not any("not understood" in w.value for w in at.warning)
+    at.switch_page("views/2_prune.py").run()
+    assert at.selectbox(key="prune_preview_layer").value == "fc3"
+    at.switch_page("views/13_quantize.py").run()
+    check(at)
+    assert at.selectbox(key="quant_layer").value == "fc2.weight"
