@@ -93,7 +93,7 @@ class QuantizeResult:
 # Settings that survive page changes
 
 
-def stored_quant(layers: Collection[str] = ()) -> dict:
+def stored_quant(layers: Collection[str]) -> dict:
     """The page's settings; a link's bits outside every quantizer's range, or an unknown method, strategy, grid
     row or layer (one of ``layers``, the current model's weight names), are left out (and said)."""
     q = quantizers()
