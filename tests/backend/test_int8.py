@@ -125,7 +125,7 @@ def test_whole_mlp_equals_the_fake_quantized_model(force_fallback):
             getattr(fq, name).weight.copy_(int8.fake_quantize_rows(getattr(model, name).weight))
     q8 = int8.Int8SparseMLP(model, force_fallback=force_fallback)
     assert q8.native is not force_fallback
-    for batch in (1, 7, 64):
+    for batch in (1, 7, 64, 100, 300):  # above 64: 64-sample chunks through every layer, and a remainder
         x = torch.randn(batch, 20)
         with torch.no_grad():
             torch.testing.assert_close(q8(x), fq(x))

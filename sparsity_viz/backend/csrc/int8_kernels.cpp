@@ -132,6 +132,7 @@ inline float row_one(const WT* w, const IT* c, int64_t n, const float* xb, int64
   return (s0 + s1) + (s2 + s3);
 }
 
+constexpr int64_t CHUNK = 64;  // samples per chunk of a chained batch (Int8Chain::forward)
 constexpr int64_t DECODE_FLOATS = 4096;  // decoded values per block of rows: 16 KB, stays in L1
 
 // Rows [r0, r1) (already decoded into w, offset p0 = rowptr[r0]) for every sample.
@@ -272,12 +273,38 @@ struct Int8Chain {
   }
 
   // X feature-major (in, B), or batch-major (B, in) when batch_major; returns (out_last, B).
+  // Batches above CHUNK samples run CHUNK samples at a time through every layer, the activations
+  // between layers in two contiguous (widest, CHUNK) buffers that stay in L2 (layer after layer over
+  // the whole batch sent them through L3, and a fresh output per layer cost page faults).
   torch::Tensor forward(torch::Tensor X, bool batch_major) const {
     TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
     torch::Tensor cur = batch_major ? X.t().contiguous() : X.contiguous();
     TORCH_CHECK(cur.size(0) == in0, "expected ", in0, " input features, got ", cur.size(0));
     const int64_t B = cur.size(1);
     thread_local std::vector<float> buf;  // the decoded block, reused across calls
+    if (B > CHUNK && !layers.empty()) {
+      int64_t widest = 0;
+      for (const QLayer& L : layers) widest = std::max(widest, L.out);
+      thread_local std::vector<float> acts;
+      if (static_cast<int64_t>(acts.size()) < 2 * widest * CHUNK) acts.resize(2 * widest * CHUNK);
+      float* const ping[2] = {acts.data(), acts.data() + widest * CHUNK};  // (widest, CHUNK) each
+      torch::Tensor Y = torch::empty({layers.back().out, B}, cur.options());
+      for (int64_t b0 = 0; b0 < B; b0 += CHUNK) {
+        const int64_t nb = std::min(CHUNK, B - b0);
+        const float* in = cur.data_ptr<float>() + b0;
+        int64_t ldi = B, k = 0;
+        for (size_t i = 0; i < layers.size(); ++i) {
+          const bool last = i + 1 == layers.size();
+          float* y = last ? Y.data_ptr<float>() + b0 : ping[k];
+          const int64_t ldy = last ? B : CHUNK;
+          if (layers[i].out > 0) run_layer(layers[i], in, ldi, y, ldy, nb, tile, buf);
+          in = y;
+          ldi = ldy;
+          k ^= 1;
+        }
+      }
+      return Y;
+    }
     for (const QLayer& L : layers) {
       torch::Tensor out = torch::empty({L.out, B}, cur.options());
       if (B > 0 && L.out > 0) run_layer(L, cur.data_ptr<float>(), B, out.data_ptr<float>(), B, B, tile, buf);
