@@ -266,9 +266,6 @@ class Int8SparseMLP(nn.Module):
         if chain is not None or self.native:
             if chain is None:
                 chain = self._chains[tile] = make_chain([op.layer() for op in self.ops], self.in_features, tile)
-            fp32 = kernels.loaded()  # the fp32 extension's blocked transpose, when this process has it (never builds):
-            if fp32 is not None and x.shape[0] > 1:  # torch's x.t().contiguous() took 12 / 74 us at batch 32 / 256
-                return chain.forward(fp32.transpose(x, 1), False).t()
             return chain.forward(x, True).t()
         y = x.t()
         for op in self.ops:

@@ -76,11 +76,20 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def headers() -> list[Path]:
+    """The shared headers of the native sources (``csrc/*.h``), which every build copies beside its source and
+    hashes with it (also a variant's source outside ``csrc``, as ``benchmarks/kernel_ab.py`` builds them)."""
+    return sorted(SOURCE.parent.glob("*.h"))
+
+
 def build_key(source: Path | None = None) -> str:
-    """Hash of everything that makes a build reusable: source, flags, torch, Python, CPU."""
+    """Hash of everything that makes a build reusable: source and headers, flags, torch, Python, CPU."""
     source = SOURCE if source is None else Path(source)
     h = hashlib.sha256()
     h.update(source.read_bytes())
+    for header in headers():
+        h.update(header.name.encode())
+        h.update(header.read_bytes())
     h.update(" ".join(CFLAGS + LDFLAGS).encode())
     h.update(torch.__version__.encode())
     h.update(platform.python_version().encode())
@@ -132,12 +141,14 @@ def _compile(build: Path, origin_source: Path | None = None, prefix: str = MAIN_
     origin_source = SOURCE if origin_source is None else Path(origin_source)
     (build / MARKER).unlink(missing_ok=True)
     library_path(build, prefix).unlink(missing_ok=True)  # maybe half-written by a killed link: relink (about 1 s)
+    for original in [*headers(), origin_source]:  # the headers first: the source includes them
+        copy = build / original.name
+        code = original.read_bytes()
+        if not copy.exists() or copy.read_bytes() != code:
+            staged = copy.with_name(copy.name + ".tmp")
+            staged.write_bytes(code)
+            staged.replace(copy)
     source = build / origin_source.name
-    code = origin_source.read_bytes()
-    if not source.exists() or source.read_bytes() != code:
-        staged = source.with_suffix(".tmp")
-        staged.write_bytes(code)
-        staged.replace(source)
     module = cpp_extension.load(
         name=_name(build, prefix),
         sources=[str(source)],

@@ -201,3 +201,22 @@ print(first, second, live.kernel_building(), round(asked, 2), "being built" in r
     first, second, building, asked, being_built, failed = proc.stdout.split()
     assert (first, second, being_built, failed) == ("True", "True", "True", "True"), proc.stderr[-2000:]
     assert float(asked) < 2.5  # 0.6 s of sleeps (more on a loaded machine); waiting for the fake build takes 3 s
+
+
+def test_a_shared_header_is_part_of_every_build(tmp_path, monkeypatch):
+    """csrc/*.h (the blocked transposes both the fp32 and the int8 extension include) is copied beside each source and
+    hashed into its build key, so editing it rebuilds both, and a build never compiles against a stale copy."""
+    from sparsity_viz.backend import int8
+
+    assert "transpose.h" in [h.name for h in kernels.headers()]
+    keys = kernels.build_key(), kernels.build_key(int8.SOURCE)
+    csrc = tmp_path / "csrc"
+    shutil.copytree(kernels.SOURCE.parent, csrc)
+    monkeypatch.setattr(kernels, "SOURCE", csrc / kernels.SOURCE.name)
+    assert (kernels.build_key(), kernels.build_key(csrc / int8.SOURCE.name)) == keys  # the same text: the same builds
+    (csrc / "transpose.h").write_text((csrc / "transpose.h").read_text() + "\n// edited\n")
+    edited = kernels.build_key(), kernels.build_key(csrc / int8.SOURCE.name)
+    assert edited[0] != keys[0] and edited[1] != keys[1]
+    monkeypatch.undo()
+    if kernels.available():
+        assert (kernels.cache_dir() / "transpose.h").read_bytes() == (kernels.SOURCE.parent / "transpose.h").read_bytes()

@@ -34,6 +34,8 @@
 #include <cstring>
 #include <vector>
 
+#include "transpose.h"
+
 namespace {
 
 struct Layer {
@@ -364,80 +366,6 @@ void run_rows(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy
   if (!L.rowptr) rows_all<true, int32_t>(L, X, ldx, Y, ldy, B, r0, r1, tile);
   else if (L.col16) rows_all<false, int16_t>(L, X, ldx, Y, ldy, B, r0, r1, tile);
   else rows_all<false, int32_t>(L, X, ldx, Y, ldy, B, r0, r1, tile);
-}
-
-#if defined(__AVX__)
-// 8 x 8 block transpose in AVX registers: src rows of stride ls -> the 8 rows d[0..7]
-inline void transpose8(const float* src, int64_t ls, float* const* d) {
-  __m256 r0 = _mm256_loadu_ps(src + 0 * ls), r1 = _mm256_loadu_ps(src + 1 * ls);
-  __m256 r2 = _mm256_loadu_ps(src + 2 * ls), r3 = _mm256_loadu_ps(src + 3 * ls);
-  __m256 r4 = _mm256_loadu_ps(src + 4 * ls), r5 = _mm256_loadu_ps(src + 5 * ls);
-  __m256 r6 = _mm256_loadu_ps(src + 6 * ls), r7 = _mm256_loadu_ps(src + 7 * ls);
-  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-  __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-  __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-  __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-  __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_storeu_ps(d[0], _mm256_permute2f128_ps(s0, s4, 0x20));
-  _mm256_storeu_ps(d[1], _mm256_permute2f128_ps(s1, s5, 0x20));
-  _mm256_storeu_ps(d[2], _mm256_permute2f128_ps(s2, s6, 0x20));
-  _mm256_storeu_ps(d[3], _mm256_permute2f128_ps(s3, s7, 0x20));
-  _mm256_storeu_ps(d[4], _mm256_permute2f128_ps(s0, s4, 0x31));
-  _mm256_storeu_ps(d[5], _mm256_permute2f128_ps(s1, s5, 0x31));
-  _mm256_storeu_ps(d[6], _mm256_permute2f128_ps(s2, s6, 0x31));
-  _mm256_storeu_ps(d[7], _mm256_permute2f128_ps(s3, s7, 0x31));
-}
-#endif
-
-// (B, Fx) row-major (row stride ls) -> feature-major rows (stride ld), source features [f0, f1), 8 x 8 blocks:
-// feature f goes to row f of dst (pos null), or to row pos[f], or nowhere when f >= npos or pos[f] < 0
-// (a dead input compacted away: one pass over X, where torch's index_select of the kept columns and a
-// transpose after it were about a third of LeNet-300-100's whole call).
-constexpr int64_t TRANSPOSE_FEATURES = 64;
-
-void transpose_range(const float* src, int64_t ls, int64_t B, const int64_t* pos, int64_t npos, float* dst,
-                     int64_t ld, int64_t f0, int64_t f1) {
-  auto row = [&](int64_t f) -> float* {
-    return !pos ? dst + f * ld : f < npos && pos[f] >= 0 ? dst + pos[f] * ld : nullptr;
-  };
-  int64_t b8 = 0;  // samples [0, b8) in blocks of 8
-#if defined(__AVX__)
-  b8 = B / 8 * 8;
-  float sink[8];  // where a dead feature's 8 values go
-  // TRANSPOSE_FEATURES features at a time down every sample: the block's destination rows fill up
-  // front to back (a few pages at a time); all features for 8 samples at a time instead wrote into
-  // every destination row (and page) per block, 4x slower at batch 1,024. Into a chain chunk's compact
-  // block (rows of <= 64 samples) it is the other way round: all features for 8 samples at a time read
-  // 8 source rows front to back, which the hardware prefetcher follows from L3, while the destination
-  // (features x 256 B) stays in L2; LeNet-300-100's chain at batch 1,024 ran in 0.88-0.93x the time
-  // (inputs out of L2, as a new batch is; benchmarks/kernel_ab.py --chains)
-  const int64_t fstep = ld <= 64 ? std::max<int64_t>(f1 - f0, 1) : TRANSPOSE_FEATURES;
-  for (int64_t fb = f0; fb < f1; fb += fstep) {
-    const int64_t fe = std::min(f1, fb + fstep);
-    for (int64_t b = 0; b < b8; b += 8) {
-      int64_t f = fb;
-      for (; f + 8 <= fe; f += 8) {
-        float* d[8];
-        bool any = false;
-        for (int j = 0; j < 8; ++j) {
-          float* r = row(f + j);
-          any |= r != nullptr;
-          d[j] = r ? r + b : sink;
-        }
-        if (any) transpose8(src + b * ls + f, ls, d);
-      }
-      for (; f < fe; ++f)
-        if (float* r = row(f))
-          for (int64_t i = 0; i < 8; ++i) r[b + i] = src[(b + i) * ls + f];
-    }
-  }
-#endif
-  for (int64_t b = b8; b < B; ++b)
-    for (int64_t f = f0; f < f1; ++f)
-      if (float* r = row(f)) r[b] = src[b * ls + f];
 }
 
 int64_t clamp_threads(int64_t threads);
