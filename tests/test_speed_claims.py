@@ -313,7 +313,8 @@ def test_int8_claims():
     cpus = {"AMD EPYC (family 25, model 17": "Zen 4", "AMD EPYC (family 26, model 2": "Zen 5"}  # as the README names them
     cpu = next(name for line, name in cpus.items() if line in body)
     assert (f"| half the weight bytes ({q8 / 1000:.0f} KB vs {fp32 / 1000:.0f} KB), no speed gain on an AMD {cpu}: "
-            f"{_range(small)[:-1]}× fp32 CSR's time per layer at batch 1 and 32, {_range(large)} at 256") in README
+            f"{_range(small)[:-1]}× fp32 CSR's time per layer at batch 1 and 32, {_range(large)} at 256; whole model "
+            f"{whole.replace(', ', ' / ')} at batch 1 / 32 / 256") in README
     l2 = re.search(r"L2 (\d+)KB", body).group(1)
     assert f"At {fp32 / 1000:.0f} KB the fp32 CSR already fits in L2 ({int(l2) // 1024} MB per core here)" in PROSE
     weightonly = [_x(r["int8 dense weight-only"]) for r in rows.values()]
