@@ -187,6 +187,12 @@ def _device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def _dtype(model: nn.Module) -> torch.dtype:
+    """The dtype inputs are cast to: the model's floating dtype (a float64 model takes float64), else float32."""
+    p = next(model.parameters(), None)
+    return p.dtype if p is not None and p.dtype.is_floating_point else torch.float32
+
+
 def _prepare(model: nn.Module, method: str) -> nn.Module:
     work = unshare_modules(model) if get_method(method).needs_module else copy.deepcopy(model)
     work.eval()
@@ -239,7 +245,7 @@ def attribute(
     work = _prepare(model, method)
     if device is not None:
         work = work.to(resolve_device(device))
-    x = inputs.detach().to(_device(work), torch.float32).clone().requires_grad_(True)
+    x = inputs.detach().to(_device(work), _dtype(work)).clone().requires_grad_(True)
     if method == "integrated_gradients":
         kw.setdefault("baselines", torch.zeros_like(x))
         kw.setdefault("n_steps", DEFAULT_IG_STEPS)

@@ -324,3 +324,14 @@ def test_target_by_keyword_is_the_same_as_by_position():
                                attribute(model, x, None, "integrated_gradients", target=1, method="riemann_trapezoid"))
     with pytest.raises(TypeError, match="both"):
         attribute(model, x, 1, target=1)
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "input_x_gradient"])
+def test_a_float64_model_is_explained_in_float64_as_captum_does(method):
+    """Found by an audit: inputs were cast to float32, so a float64 model failed (Float and Double) where Captum works."""
+    model = build_model("moons_mlp", seed=2).double().eval()
+    x = torch.randn(6, 2, dtype=torch.float64)
+    ours = attribute(model, x, 1, method)
+    reference = _captum(build_model("moons_mlp", seed=2).double().eval(), method, x.clone().requires_grad_(True), 1)
+    assert ours.dtype == torch.float64
+    torch.testing.assert_close(ours, reference.detach())

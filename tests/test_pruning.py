@@ -458,3 +458,29 @@ def test_odd_inputs_get_clear_answers():
     assert int(prune(model, "magnitude", np.float64(0.5)).masks["fc1.weight"].sum()) == 6  # numpy floats are numbers
     for strategy in ("magnitude", "global_magnitude"):
         assert prune(torch.nn.Sequential(), strategy, 0.5).masks == {}
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_a_float64_model_is_ranked_in_float64(scope):
+    """Found by an audit: scores were ranked in float32, where 1 + 1e-12 and 1 tie and 1e300 overflows to inf, so a
+    float64 model lost its largest weights; torch.nn.utils.prune ranks the doubles themselves."""
+    if scope == "layer":  # 2 of 4 per layer: the smaller doubles go
+        first, second, sparsity = [1 + 3e-12, 1.0, 1 + 2e-12, 1 + 1e-12], [1e300, 1e39, 2e300, 5.0], 0.5
+        expected = [[True, False, True, False], [[True], [False], [True], [False]]]
+    else:  # 2 of 8 over both layers: in float32 the four near-1 weights tie and the first layer's two went
+        first, second, sparsity = [1 + 4e-12, 1 + 1e-12, 3.0, 3.0], [1 + 3e-12, 1 + 2e-12, 3.0, 3.0], 0.25
+        expected = [[True, False, True, True], [[True], [False], [True], [True]]]
+    model = torch.nn.Sequential(torch.nn.Linear(4, 1, bias=False), torch.nn.Linear(1, 4, bias=False)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([first], dtype=torch.float64))
+        model[1].weight.copy_(torch.tensor(second, dtype=torch.float64)[:, None])
+    masks = prune(model, "magnitude" if scope == "layer" else "global_magnitude", sparsity).masks
+    reference = copy.deepcopy(model)
+    if scope == "layer":
+        for module in reference:
+            torch_prune.l1_unstructured(module, "weight", amount=sparsity)
+    else:
+        torch_prune.global_unstructured([(m, "weight") for m in reference], torch_prune.L1Unstructured, amount=sparsity)
+    for i, module in enumerate(reference):
+        assert torch.equal(masks[f"{i}.weight"], module.weight_mask.bool()), i
+    assert [masks["0.weight"][0].tolist(), masks["1.weight"].tolist()] == expected

@@ -180,11 +180,14 @@ class NM:
         return out
 
     def to_csr(self) -> CSR:
-        """Regular-row CSR over all slots (padding zeros kept) for the CSR kernel."""
-        out, slots = self.val.shape
-        rowptr = torch.arange(out + 1, dtype=torch.int32) * slots
+        """CSR of the slots' nonzero values, for the CSR kernel: the padding zeros are left out, so a NaN or inf input
+        reaches only the outputs a kept weight connects it to, as with ``csr-native`` (the padding used to multiply it:
+        ``0 × NaN``; found by an audit)."""
+        keep = self.val != 0  # (out, slots)
+        rowptr = torch.zeros(self.shape[0] + 1, dtype=torch.int32)
+        rowptr[1:] = keep.sum(1).cumsum(0)
         col_dtype = torch.int16 if self.shape[1] <= INT16_MAX_COLS else torch.int32
-        return CSR(rowptr, self.columns().reshape(-1).to(col_dtype), self.val.reshape(-1).contiguous(), self.shape)
+        return CSR(rowptr, self.columns()[keep].to(col_dtype), self.val[keep].contiguous(), self.shape)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from . import kernels
+from ..quantization.base import MIN_SCALE, grid_scale  # noqa: F401 (MIN_SCALE: the bound row_scales keeps)
 from .formats import INT16_MAX_COLS, quiet_sparse, tensor_bytes
 from .ops import LinearOp
 
@@ -78,7 +79,6 @@ def _check(weight: torch.Tensor) -> torch.Tensor:
     return w.contiguous()
 
 
-MIN_SCALE = torch.finfo(torch.float32).tiny  # the smallest normal float32: 1 / scale stays finite
 
 
 def row_scales(weight: torch.Tensor) -> torch.Tensor:
@@ -90,7 +90,7 @@ def row_scales(weight: torch.Tensor) -> torch.Tensor:
     """
     w = _check(weight)
     amax = w.abs().amax(dim=1) if w.shape[1] else torch.zeros(w.shape[0])
-    return torch.where(amax > 0, (amax / QMAX).clamp(min=MIN_SCALE), torch.ones_like(amax)).to(torch.float32)
+    return grid_scale(amax, QMAX)
 
 
 def quantize_rows(weight: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

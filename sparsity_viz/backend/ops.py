@@ -243,7 +243,7 @@ class NativeDenseOp(NativeOp):
 
 
 class NativeNMOp(NativeCSROp):
-    """N:M compressed weights; computed by the CSR kernel over the regular slots."""
+    """N:M compressed weights; computed by the CSR kernel over the slots' nonzero values (``NM.to_csr``)."""
 
     format = "nm-native"
 

@@ -28,7 +28,7 @@ import copy
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 import torch
@@ -202,6 +202,13 @@ class ScoreStrategy(Strategy):
         return Ranking(self.scores(model, batch), self.scope)
 
 
+def score_dtype(scores: Iterable[torch.Tensor]) -> torch.dtype:
+    """The dtype scores are ranked in: float64 when any of them is float64 (in float32, distinct doubles such as
+    1 + 1e-12 and 1 tie, and 1e300 overflows to inf: a float64 model's smallest weights were misranked), else
+    float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in scores) else torch.float32
+
+
 class Ranking:
     """Prunable entries sorted lowest score first, once; ``masks(s)`` cuts any sparsity from it.
 
@@ -223,8 +230,9 @@ class Ranking:
         self.shapes = {n: s.shape for n, s in scores.items()}
         self.devices = {n: s.device for n, s in scores.items()}
         ranked: dict[str, torch.Tensor] = {}
+        dtype = score_dtype(scores.values())
         for name, t in scores.items():
-            t = torch.nan_to_num(t.detach().float().flatten().clone(), nan=float("-inf"))
+            t = torch.nan_to_num(t.detach().to(dtype).flatten().clone(), nan=float("-inf"))
             if current is not None and name in current:
                 t[~current[name].flatten().to(t.device)] = float("-inf")
             ranked[name] = t

@@ -37,7 +37,7 @@ from ..masks import Masks, apply_masks
 from ..models import prunable_parameters
 from ..training import TrainConfig, TrainHook, TrainState, train
 from ._gradients import loss_gradients
-from .base import check_sparsity, select_lowest
+from .base import check_sparsity, score_dtype, select_lowest
 from .erdos_renyi import keep_lowest_count
 from .magnitude import MagnitudeStrategy
 from .schedule import MaskTimeline, ScheduleResult
@@ -65,7 +65,7 @@ def drop_and_grow(weights: torch.Tensor, mask: torch.Tensor, grow_scores: torch.
     after_drop = keep_lowest_count(weights.abs(), dead + k, mask)  # the k smallest survivors go
     dropped = mask & ~after_drop
     candidates = ~mask  # dead before this update
-    s = grow_scores.detach().float().flatten().clone()
+    s = grow_scores.detach().to(score_dtype([grow_scores])).flatten().clone()
     s[~candidates.flatten()] = float("-inf")
     order = torch.argsort(-s, stable=True)[:k]  # highest score first, earlier on ties
     grown = after_drop.clone().flatten()

@@ -23,7 +23,7 @@ import math
 import torch
 
 from ..models import prunable_parameters
-from .base import Strategy, check_sparsity, zeros_to_prune
+from .base import Strategy, check_sparsity, score_dtype, zeros_to_prune
 
 
 def er_raw(shape: tuple[int, ...]) -> float:
@@ -92,7 +92,7 @@ def rebalance(target: dict[str, int], floor: dict[str, int], numel: dict[str, in
 
 def keep_lowest_count(scores: torch.Tensor, k: int, current: torch.Tensor | None) -> torch.Tensor:
     """Keep-mask pruning exactly ``k`` entries: the already-pruned first, then the lowest scores."""
-    s = scores.detach().float().flatten().clone()
+    s = scores.detach().to(score_dtype([scores])).flatten().clone()
     if current is not None:
         s[~current.flatten()] = float("-inf")
     keep = torch.ones(s.numel(), dtype=torch.bool)

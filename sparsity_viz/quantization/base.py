@@ -35,6 +35,19 @@ from typing import ClassVar
 
 import torch
 
+MIN_SCALE = torch.finfo(torch.float32).tiny  # the smallest normal float32: 1 / scale stays finite
+
+
+def grid_scale(extent: torch.Tensor, steps: int) -> torch.Tensor:
+    """The float32 step of a uniform grid that spans ``extent`` (``(groups,)``, >= 0) in ``steps`` steps.
+
+    ``extent / steps``; 1 where the extent is 0 (an all-zero tensor or channel), and at least ``MIN_SCALE``: a weight
+    whose largest entry is below ~1.5e-36 would get a subnormal step whose reciprocal overflows, and
+    ``0 * inf`` made an exact zero's code NaN (found by an audit; torch's fake quantization with that step turns
+    the zero into a nonzero). Such a weight's tiny entries round to the zero level or the first ones instead.
+    """
+    return torch.where(extent > 0, (extent / steps).clamp(min=MIN_SCALE), torch.ones_like(extent)).to(torch.float32)
+
 
 @dataclass(frozen=True, eq=False)
 class QuantizedTensor:

@@ -5,7 +5,8 @@ contains 0; ``scale = (hi - lo) / (2**bits - 1)`` and
 ``zero_point = clamp(round(-lo / scale), 0, 2**bits - 1)`` (an integer, so 0 is
 exactly the level of code ``zero_point``). Codes are
 ``clamp(round(w / scale) + zero_point, 0, 2**bits - 1)``, per tensor or per output
-channel (dim 0); an all-zero tensor or channel gets ``scale = 1``, ``zero_point = 0``.
+channel (dim 0); an all-zero tensor or channel gets ``scale = 1``, ``zero_point = 0``; ``scale`` is at least
+``base.MIN_SCALE``, and where ``hi - lo`` overflows float32 it is ``hi / (2**bits - 1) - lo / (2**bits - 1)``.
 This is ``torch.fake_quantize_per_{tensor,channel}_affine(w, scale, zero_point, 0,
 2**bits - 1)`` exactly (torch's ``quint8`` observer convention with a range that
 includes 0).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import QuantizedTensor, Quantizer
+from .base import QuantizedTensor, Quantizer, grid_scale
 
 
 class UniformAffineQuantizer(Quantizer):
@@ -37,7 +38,8 @@ class UniformAffineQuantizer(Quantizer):
             hi = rows.amax(dim=1).clamp(min=0.0)
         else:
             lo = hi = torch.zeros(rows.shape[0], device=w.device)
-        span = hi - lo
-        scale = torch.where(span > 0, span / code_max, torch.ones_like(span)).to(torch.float32)
+        span = hi - lo  # (groups,); inf where hi - lo overflows float32 (3e38 and -3e38): the step from its parts there
+        step = torch.where(torch.isfinite(span), span / code_max, hi / code_max - lo / code_max)
+        scale = grid_scale(step, 1)
         zero_point = torch.round(-lo / scale).clamp(0, code_max).to(torch.int64)
         return self._uniform(w.shape, rows, scale, zero_point, 0, code_max)

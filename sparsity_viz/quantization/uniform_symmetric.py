@@ -4,7 +4,8 @@
 (as torch's ``qint8`` weights with ``quant_min=-127``): the grid is symmetric
 around 0, so 0 is exact and ``+w`` and ``-w`` quantize to opposite values.
 ``scale = max|w| / qmax``, per tensor or per output channel (dim 0); a tensor or
-channel that is all zero gets ``scale = 1`` and every code the zero level.
+channel that is all zero gets ``scale = 1`` and every code the zero level; ``scale`` is at least
+``base.MIN_SCALE`` (``grid_scale``).
 
 Codes are unsigned indices: ``code = q + 2**(bits-1)`` and the stored
 ``zero_point`` is ``2**(bits-1)``, so ``dequantize() == (code - zero_point) * scale``
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import QuantizedTensor, Quantizer
+from .base import QuantizedTensor, Quantizer, grid_scale
 
 
 class UniformSymmetricQuantizer(Quantizer):
@@ -39,7 +40,7 @@ class UniformSymmetricQuantizer(Quantizer):
         w = self._prepare(weight, mask)
         rows = self._rows(w)
         peak = self._row_peaks(rows)
-        scale = torch.where(peak > 0, peak / self.qmax, torch.ones_like(peak)).to(torch.float32)
+        scale = grid_scale(peak, self.qmax)
         offset = 2 ** (self.bits - 1)
         zero_point = torch.full_like(scale, offset, dtype=torch.int64)
         return self._uniform(w.shape, rows, scale, zero_point, offset - self.qmax, offset + self.qmax)

@@ -147,3 +147,20 @@ def test_nan_input_stays_nan_through_relu(fmt):
                 assert bool(y[batch // 2].isnan().all()), (fmt, relu, tile, batch)
                 keep = torch.arange(batch) != batch // 2
                 torch.testing.assert_close(y[keep], ref[keep])
+
+
+@pytest.mark.parametrize("fmt", ["csr-native", "csr-torch", "nm-native"])
+def test_a_nan_input_on_a_pruned_weight_only_stays_out(fmt):
+    """Outputs connected to a NaN input only through pruned weights stay finite in every sparse format (docs/backend.md,
+    "Non-finite values"); found by an audit: nm-native's padding slots multiplied it (0 x NaN)."""
+    w = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0],  # 2:4, the first group with one padding slot
+                      [0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]])  # row 1 uses input 1
+    for batch in (1, 5, 64, 100):
+        x = torch.randn(batch, 8)
+        x[:, 1] = float("nan")  # an input only row 1 keeps a weight on
+        for relu in (False, True):
+            y = make_op(fmt, w, None, relu).forward(x.t().contiguous()).t()  # (batch, 2)
+            assert bool(y[:, 1].isnan().all()), (fmt, batch, relu)
+            x0 = x.clone()
+            x0[:, 1] = 0.0
+            torch.testing.assert_close(y[:, 0], reference(w, None, x0, relu)[:, 0])

@@ -384,3 +384,38 @@ def test_empty_weights_quantize_to_empty_codes(name, shape):
             continue  # a quantizer without per-channel grids
         out = q.quantize(torch.empty(shape))
         assert out.dequantize().shape == torch.Size(shape)
+
+
+@pytest.mark.parametrize("name", ["uniform_symmetric", "uniform_affine"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_a_weight_below_the_smallest_normal_float_keeps_its_zeros(name, per_channel):
+    """Found by an audit: a peak below ~1.5e-38 gave a subnormal scale, 1 / scale = inf, and an exact zero's code
+    0 * inf = NaN (cast to INT64_MIN: IndexError in dequantize). The scale is now at least the smallest normal float."""
+    from sparsity_viz.quantization.base import MIN_SCALE
+
+    w = torch.tensor([[0.5, -0.25, 0.0, 0.1], [0.0, 1e-39, 0.0, -5e-40]])  # the second row: tiny survivors only
+    for weight in (w, w[1:]):
+        qt = get_quantizer(name, 8, per_channel=per_channel).quantize(weight)
+        assert bool((qt.scale >= MIN_SCALE).all()) and bool(torch.isfinite(1.0 / qt.scale).all())
+        deq = qt.dequantize()
+        assert bool(torch.isfinite(deq).all()) and bool((deq[weight == 0] == 0).all())
+        assert int(qt.codes.min()) >= 0 and int(qt.codes.max()) < qt.levels.shape[-1]
+        assert float((deq - weight).abs().max()) <= float(qt.scale.max()) / 2 + 1e-45  # within half a step
+    full = get_quantizer(name, 8, per_channel=True).quantize(w)  # the ordinary row is as torch quantizes it
+    torch.testing.assert_close(full.dequantize()[0], get_quantizer(name, 8).quantize(w[:1]).dequantize()[0])
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_affine_range_wider_than_float32_stays_finite(per_channel):
+    """Found by an audit: hi - lo = 6e38 overflowed to inf, the scale was inf and every level NaN (zeros included)."""
+    w = torch.tensor([[3e38, -3e38, 1.0, 0.0], [2.0, -1.0, 0.0, 0.5]])
+    qt = get_quantizer("uniform_affine", 8, per_channel=per_channel).quantize(w, w != 1.0)  # 1.0 masked out
+    deq = qt.dequantize()
+    assert bool(torch.isfinite(qt.scale).all()) and bool(torch.isfinite(deq).all())
+    assert float(deq[0, 2]) == 0.0 and float(deq[0, 3]) == 0.0  # masked and zero entries stay exactly zero
+    step = float(qt.scale[0])
+    assert abs(float(deq[0, 0]) - 3e38) <= step and abs(float(deq[0, 1]) + 3e38) <= step
+    if per_channel:  # the other channel is untouched: the same as torch
+        scale, zp = qt.scale[1:], qt.zero_point[1:]
+        ref = torch.fake_quantize_per_channel_affine(w[1:], scale, zp.int(), 0, 0, 255)
+        torch.testing.assert_close(deq[1:], ref, rtol=0, atol=0)
