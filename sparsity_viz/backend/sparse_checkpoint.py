@@ -16,6 +16,7 @@ safetensors to a layout that does not match its tensors, is one ``CheckpointErro
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,9 +138,9 @@ def decode_state(tensors: dict[str, torch.Tensor], layout: dict) -> tuple[dict[s
         try:
             shape, dtype, enc = _entry(entry)
             per_entry = torch.empty((), dtype=dtype).element_size() + (enc != "dense")  # + the bool stored-positions mask
-            total += int(np.prod(shape, dtype=np.float64)) * per_entry
+            total += math.prod(shape) * per_entry  # exact: a float64 product overflowed for huge shapes
             if total > MAX_DECODED_BYTES:
-                raise CheckpointError(f"decodes to more than {MAX_DECODED_BYTES // 2**20} MiB (shape {list(shape)}).")
+                raise CheckpointError(f"decodes to more than {MAX_DECODED_BYTES // 2**20} MiB (shape {str(list(shape))[:80]}).")
             w, keep = _decode_one(name, tensors, shape, dtype, enc)
         except CheckpointError as exc:
             raise CheckpointError(f"tensor {name!r}: {exc}") from None

@@ -18,9 +18,9 @@ count, positions or codes out of range: each is one ``CheckpointError`` (a
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save as st_save
 from torch import nn
@@ -98,7 +98,7 @@ def _decode_weight(name: str, entry, tensors: dict[str, torch.Tensor]) -> torch.
     _expect(isinstance(shape, list) and len(shape) >= 1
             and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape),
             f"shape {shape!r} is not a list of positive integers.")
-    numel = int(np.prod(shape, dtype=np.float64))
+    numel = math.prod(shape)  # exact: float64 overflowed to inf for shapes like [10**200, 10**200] (OverflowError)
     _expect(numel <= MAX_DECODED_ENTRIES, f"shape {shape} has more than {MAX_DECODED_ENTRIES} entries.")
     _expect(isinstance(entries, int) and not isinstance(entries, bool) and 0 <= entries <= numel,
             f"{entries!r} stored entries for {numel} weights.")
@@ -155,6 +155,12 @@ def load_compressed(data: bytes | str | Path) -> nn.Module:
     state = {k: v for k, v in tensors.items() if "::" not in k}
     extra = sorted(k for k in tensors if "::" in k and k not in expected)
     _expect(not extra, f"{name}: stored tensors not in the layout: {', '.join(extra[:5])}.")
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    for weight, entry in layout.items():  # names and shapes checked before anything is decoded or allocated
+        _expect(weight in shapes, f"{name}: weight {weight!r} is not in the {type(model).__name__} it describes.")
+        _expect(isinstance(entry, dict) and entry.get("shape") == shapes[weight],
+                f"{name}: weight {weight!r} has shape {str(entry.get('shape') if isinstance(entry, dict) else entry)[:80]}, "
+                f"the model's is {shapes[weight]}.")
     for weight, entry in layout.items():
         try:
             state[weight] = _decode_weight(weight, entry, tensors)

@@ -201,6 +201,9 @@ def decode(data: bytes, table: CodeTable, count: int) -> np.ndarray:
     if syms.size == 0:
         raise HuffmanError("an empty code table cannot decode symbols.")
     bits = np.unpackbits(np.frombuffer(bytes(data), dtype=np.uint8))
+    if count > len(bits) // int(lens.min()):  # every symbol takes at least the shortest code's bits
+        # checked before the output is allocated: a 2 KB file claiming 2**28 symbols made 2 GiB of it (an audit)
+        raise HuffmanError(f"the stream ends before {count} symbols: {len(data)} bytes cannot hold them.")
     top = int(lens.max())
     if top <= _TABLE_DECODE_MAX:
         out, used = _decode_table(bits, syms, lens, codes, top, count)

@@ -143,6 +143,11 @@ def _hostile(kind: str) -> bytes:
         tensors = {"w::rowptr": torch.zeros(2, dtype=torch.int32), "w::col": torch.zeros(0, dtype=torch.int32),
                    "w::val": torch.zeros(0)}
         return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
+    if kind == "shape beyond float64":  # np.prod in float64 was inf: an OverflowError, not a CheckpointError (an audit)
+        layout = {"w": {"shape": [10**200, 10**200], "dtype": "float32", "encoding": "csr"}}
+        tensors = {"w::rowptr": torch.zeros(2, dtype=torch.int32), "w::col": torch.zeros(0, dtype=torch.int32),
+                   "w::val": torch.zeros(0)}
+        return save(tensors, metadata=meta | {"layout": json.dumps(layout)})
     if kind == "values wider than the layout":  # 356 bytes whose layout passes the size limit as bool, decoded as float64
         layout = {"w": {"shape": [1, 2**27], "dtype": "bool", "encoding": "csr"}}
         tensors = {"w::rowptr": torch.tensor([0, 1], dtype=torch.int32), "w::col": torch.tensor([0], dtype=torch.int32),
@@ -198,7 +203,7 @@ def _damaged(kind: str) -> bytes:
 
 DAMAGE = ["random", "truncated", "truncated header", "empty", "dense safetensors", "huge header length",
           "header not json", "header a list", "tensor past the end", "no layout", "layout not json",
-          "layout names a missing tensor", "unknown dtype", "unknown encoding", "enormous shape",
+          "layout names a missing tensor", "unknown dtype", "unknown encoding", "enormous shape", "shape beyond float64",
           "values wider than the layout", "mask past the limit",
           "column out of range", "bitmap too short", "repeated column", "float indices",
           "sign bitmap over stored values"]

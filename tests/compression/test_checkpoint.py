@@ -82,6 +82,9 @@ def test_hostile_bytes_are_one_checkpoint_error(lenet300_compressed):
         "wrong dtype stream": _tamper(data, replace={"fc3.weight::gaps": torch.zeros(3, dtype=torch.int32)}),
         "codebook too short": _tamper(data, replace={"fc1.weight::levels": torch.zeros(2)}),
         "stray tensor": _tamper(data, replace={"fc9.weight::codes": torch.zeros(1, dtype=torch.uint8)}),
+        "shape beyond float64": _tamper(data, layout=lambda lay: lay["fc2.weight"].update(shape=[10**200, 10**200])),
+        "shape not the model's": _tamper(data, layout=lambda lay: lay["fc2.weight"].update(shape=[2**14, 2**14])),
+        "weight the model lacks": _tamper(data, layout=lambda lay: lay.update(bogus=dict(lay["fc2.weight"]))),
     }
     for what, blob in cases.items():
         with pytest.raises(CheckpointError) as info:
@@ -95,3 +98,46 @@ def test_uniform_scale_must_be_positive(tiny_mlp):
     bad = _tamper(save_compressed(quantized), replace={"fc1.weight::scale": torch.tensor([-1.0])})
     with pytest.raises(CheckpointError, match="scale"):
         load_compressed(bad)
+
+
+def test_a_small_file_never_decodes_gigabytes(lenet300_compressed, tmp_path):
+    """Found by an audit: a small file claiming 2**28 Huffman symbols made the decoder allocate 2 GiB before it found
+    the stream too short, and bogus weights of 2**26 entries each were decoded before their names were checked.
+    Loaded in a fresh process, whose peak memory before and after the loads is this test's alone."""
+    import subprocess
+    import sys
+
+    _, _, _, data = lenet300_compressed
+    claims = _tamper(data, layout=lambda lay: lay["fc3.weight"].update(shape=[2**14, 2**14], entries=2**28))
+    bogus = _tamper(data, layout=lambda lay: lay.update({f"bogus{i}.weight": dict(lay["fc3.weight"], shape=[2**13, 2**13])
+                                                          for i in range(4)}))
+    paths = []
+    for i, blob in enumerate((claims, bogus)):
+        paths.append(tmp_path / f"hostile{i}.safetensors")
+        paths[-1].write_bytes(blob)
+    code = (
+        "import resource, sys\n"
+        "from sparsity_viz.checkpoints import CheckpointError\n"
+        "from sparsity_viz.compression.checkpoint import load_compressed\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        load_compressed(path)\n"
+        "    except CheckpointError as exc:\n"
+        "        print('refused:', exc)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    assert sum(line.startswith("refused:") for line in lines) == 2, lines
+    assert int(lines[-1]) < 128 * 1024, lines  # KB: under 128 MB more at the peak (the old code: 2 GiB and 1 GiB)
+
+
+def test_the_huffman_decoder_refuses_more_symbols_than_the_bytes_hold():
+    from sparsity_viz.compression import huffman
+
+    data, table = huffman.encode([0, 1, 0, 0, 2, 0])
+    assert huffman.decode(data, table, 6).tolist() == [0, 1, 0, 0, 2, 0]
+    with pytest.raises(huffman.HuffmanError, match="cannot hold"):  # every symbol takes at least one bit
+        huffman.decode(data, table, 8 * len(data) + 1)
