@@ -484,3 +484,34 @@ def test_a_float64_model_is_ranked_in_float64(scope):
     for i, module in enumerate(reference):
         assert torch.equal(masks[f"{i}.weight"], module.weight_mask.bool()), i
     assert [masks["0.weight"][0].tolist(), masks["1.weight"].tolist()] == expected
+
+
+def test_structured_over_unstructured_masks_removes_the_rows_ln_structured_removes(distinct_lenet300):
+    """Found by an audit: a row counted as removed once any of its weights was pruned, so every partly pruned row went
+    whatever its norm (and 1 % unstructured made structured 50 % raise). Now a row is gone only when wholly pruned and
+    the others rank by the norm of what is left, as torch's ln_structured over the masked weight."""
+    for unstructured in (0.0003, 0.01, 0.5):
+        current = prune(distinct_lenet300, "magnitude", unstructured).masks
+        masks = prune(distinct_lenet300, "structured", 0.5, current=current).masks
+        reference = copy.deepcopy(distinct_lenet300)
+        for name, module in prunable_layers(reference):
+            torch_prune.custom_from_mask(module, "weight", current[f"{name}.weight"])
+            if name != "fc3":  # the classifier stays whole
+                torch_prune.ln_structured(module, "weight", amount=0.5, n=2, dim=0)
+            assert torch.equal(masks[f"{name}.weight"], module.weight_mask.bool()), (unstructured, name)
+
+
+def test_data_driven_strategies_score_the_masked_network():
+    """Found by an audit: with ``current``, RigL regrew by gradients of the model whose pruned weights still held their
+    old values; the copy is now scored with ``current`` applied, as if the masked model had been passed."""
+    from sparsity_viz.data import data_batch, load_dataset
+    from sparsity_viz.masks import masked_copy
+    from sparsity_viz.models import build_model
+
+    batch = data_batch(load_dataset("digits"), seed=0)
+    model = build_model("digits_mlp", seed=0)
+    current = prune(model, "magnitude", 0.7).masks
+    for strategy in ("rigl", "snip"):
+        given = prune(model, strategy, 0.7, current=current, batch=batch, seed=1).masks
+        masked = prune(masked_copy(model, current), strategy, 0.7, current=current, batch=batch, seed=1).masks
+        assert all(torch.equal(given[k], masked[k]) for k in given), strategy

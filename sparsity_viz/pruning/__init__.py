@@ -55,7 +55,7 @@ def prune(
             all prunable weights for global scope).
         scope: ``"layer"`` or ``"global"`` where the strategy supports both.
         seed: seeds random strategies.
-        current: masks already in force; pruned weights stay pruned.
+        current: masks already in force; pruned weights stay pruned, and the copy is scored with them applied.
         batch: ``(inputs, labels)`` for data-driven strategies.
         include_bias: prune biases too.
         device: ``"cpu" | "cuda" | "auto"``: where the copy is pruned (and returned);
@@ -73,6 +73,8 @@ def prune(
         check_batch(model, batch)
     require_finite(model, "prune")  # NaN scores have no rank, and a pruned NaN would stay NaN (NaN * 0)
     work = copy.deepcopy(model)
+    if current is not None:  # scored as the sparse network it is: data-driven scores (RigL's gradients) saw the
+        apply_masks(work, current)  # pruned weights' old values (an audit)
     if device is not None:
         dev = resolve_device(device)
         work = work.to(dev)

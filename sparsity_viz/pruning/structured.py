@@ -6,7 +6,9 @@ unstructured masks, this gives real speed-ups with plain dense kernels: the
 layer can be physically shrunk. The output layer is left whole (its rows are the
 classes; for a model that is not a chain, the last prunable parameter in
 registration order: register the classifier last). The sparsity target counts rows: ``round(sparsity * rows)`` rows are
-removed per hidden layer, so element sparsity moves in steps of one row.
+removed per hidden layer, so element sparsity moves in steps of one row. With masks already in force
+(``current``), a row counts as removed only when all of it is pruned, the others rank by the L2 norm of their
+surviving weights, and the pruned weights stay pruned (the total, not a fraction of what is left, is the target).
 """
 
 from __future__ import annotations
@@ -37,13 +39,19 @@ class StructuredStrategy(Strategy):
             if i == len(layers) - 1:
                 masks[key] = torch.ones_like(w, dtype=torch.bool) if current is None else current[key].clone()
                 continue
-            row_norms = w.flatten(1).norm(p=2, dim=1)  # (out,)
             row_current = None
             if current is not None:
-                row_current = {key: current[key].flatten(1).all(dim=1)}  # a row is alive only if whole
+                # as ln_structured over a pruned weight: a row is gone only when all of it is pruned, and the
+                # others rank by the norm of what is left of them (a row used to count as gone once any weight was)
+                w = w * current[key].to(w.dtype)
+                alive = current[key].flatten(1).any(dim=1)  # (out,)
+                gone, k = int((~alive).sum()), zeros_to_prune(sparsity, w.shape[0])
+                if gone > k:
+                    raise ValueError(f"{key}: {gone} rows are already pruned (wholly), more than the {k} rows the target "
+                                     "sparsity removes; masks never revive weights, so prune from the dense model.")
+                row_current = {key: alive}
+            row_norms = w.flatten(1).norm(p=2, dim=1)  # (out,)
             row_keep = select_lowest({key: row_norms}, sparsity, "layer", row_current)[key]
-            if current is not None:
-                row_keep &= current[key].flatten(1).any(dim=1)
             mask = row_keep.view(-1, *([1] * (w.dim() - 1))).expand_as(w).clone()
             if current is not None:
                 mask &= current[key]
