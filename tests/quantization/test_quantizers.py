@@ -116,6 +116,16 @@ def test_kmeans_max_iter_stops_early():
     assert q.levels.tolist() == [0.0, 3.0, 6.5, 20.0]  # one update from [1, 10.5, 20]
 
 
+def test_kmeans_cluster_means_survive_an_extreme_range():
+    """Found by an audit: cluster sums as differences of one prefix sum cancelled next to a huge weight, so 1, 2
+    and 3 beside -1e20 averaged to 0 (and dequantized to exact zeros); Lloyd's mean of the three is 2."""
+    q = get_quantizer("kmeans", 2).quantize(torch.tensor([[-1e20, 1.0, 2.0, 3.0]]))
+    assert q.dequantize()[0, 1:].tolist() == [2.0, 2.0, 2.0]
+    w = torch.cat([torch.full((1000,), -1e12), 1 + torch.arange(1000) * 6e-8])[None]  # (1, 2000)
+    near_one = float(w[0, 1000:].double().mean())
+    assert abs(float(get_quantizer("kmeans", 2).quantize(w).dequantize()[0, -1]) - near_one) < 1e-6
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("bits", [1, 3, 5])
 def test_kmeans_equals_brute_force_lloyd(seed, bits):
