@@ -45,9 +45,7 @@ class KWinners(nn.Module):
 
     def __init__(self, k: int):
         super().__init__()
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a whole number >= 1, got {k!r}.")
-        self.k = k
+        self.k = _checked_k(k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return kwinners(x, self.k)
@@ -56,12 +54,19 @@ class KWinners(nn.Module):
         return f"k={self.k}"
 
 
+def _checked_k(k) -> int:
+    """``k`` as given when it is a whole number >= 1 (not a bool); else one ``ValueError``."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1, got {k!r}.")
+    return k
+
+
 def kwinners(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the ``k`` largest values of every sample (dims 1..), zero the rest; k is capped at the layer's size."""
+    """Keep the ``k`` largest values of every sample (dims 1..), the rest exactly +0.0; k is capped at the layer's size."""
     flat = x.flatten(1)  # (N, features)
-    k = min(k, flat.shape[1])
+    k = min(_checked_k(k), flat.shape[1])
     keep = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, flat.topk(k, dim=1).indices, True)
-    return (flat * keep).view_as(x)
+    return torch.where(keep, flat, torch.zeros((), dtype=flat.dtype, device=flat.device)).view_as(x)  # not flat * keep: -0.0
 
 
 def with_kwinners(model: nn.Module, k: int) -> nn.Module:

@@ -289,3 +289,17 @@ def test_cli_prune_finetunes_with_dropconnect():
     one_shot = json.loads(_cli("prune", "--model", "digits_mlp", "--strategy", "magnitude", "--sparsity", "0.8",
                                "--json").stdout)
     assert out["achieved_sparsity"] >= one_shot["achieved_sparsity"]  # pruned weights stayed exactly 0
+
+
+def test_kwinners_checks_k_and_zeros_losers_with_plus_zero():
+    """Found by an audit: KWinners(True) was taken as k = 1, kwinners(x, -1) raised a RuntimeError from topk, and a
+    losing negative activation became -0.0 (x * False)."""
+    for bad in (True, False, 0, -1, 2.5, "3"):
+        with pytest.raises(ValueError, match="whole number >= 1"):
+            KWinners(bad)
+        with pytest.raises(ValueError, match="whole number >= 1"):
+            kwinners(torch.randn(2, 5), bad)
+    x = -torch.arange(1.0, 7.0).view(1, 6)  # all negative: -1 wins at k = 1
+    out = kwinners(x, 1)
+    assert out.tolist() == [[-1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
+    assert not bool(torch.signbit(out[0, 1:]).any())  # +0.0, not -0.0

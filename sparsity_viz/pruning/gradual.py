@@ -2,10 +2,13 @@
 
 Zhu & Gupta 2017, "To prune, or not to prune: exploring the efficacy of pruning
 for model compression". Instead of pruning once, sparsity rises during training
-from ``s_i`` to the target ``s_f`` over ``n`` pruning events spaced ``dt``
-steps apart, following
+from ``s_i`` to the target ``s_f`` at pruning steps ``t = t0, t0 + dt, ..., t0 + n * dt``, following
 
     s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt))**3
+
+Here ``events`` counts those steps including ``t0``: they run from ``t0`` to the end step, so the paper's
+``n = events - 1`` and ``dt = (end - t0) / (events - 1)``; the event at ``t0`` prunes to ``s_i``, which changes
+nothing when ``s_i = 0`` (the default).
 
 fast at first, when there are many redundant weights, then slowly, so the
 network can recover between events. At every event the smallest-|w| survivors

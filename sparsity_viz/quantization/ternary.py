@@ -7,7 +7,8 @@ go to 0, the extreme where most weights become zero. ``Wp`` is the mean of the
 weights above ``t`` and ``Wn`` the mean ``|w|`` of those below ``-t`` (the
 closed-form starting point of TTQ's two trained scales; the QAT fine-tuning trains
 them further). A side with no weight beyond the threshold keeps an unused level at
-``t`` (or 1 for an all-zero tensor/channel) so that 0 stays the only zero level.
+``t``, or at 1 where ``t`` is 0 (an all-zero tensor or channel, or ``delta = 0``), so that 0 stays the only
+zero level.
 Masked-out and zero weights get code 1 (zero).
 """
 
