@@ -79,8 +79,6 @@ def _check(weight: torch.Tensor) -> torch.Tensor:
     return w.contiguous()
 
 
-
-
 def row_scales(weight: torch.Tensor) -> torch.Tensor:
     """Symmetric per-row scales ``max|w_row| / 127`` (1.0 for all-zero rows), float32 ``(out,)``.
 
