@@ -42,11 +42,11 @@ from .devices import resolve_device
 from .executors import Executor, get_executor
 from .layers import is_chain
 from .results_store import ResultsStore, point_key
-from .masks import Masks, apply_masks, full_masks
+from .masks import Masks, apply_masks, full_masks, require_finite
 from .pruning import get_strategy
 from .pruning.base import Strategy
 from .run_config import read_header, run_id, sweep_config, with_header
-from .training import TrainConfig, evaluate, is_stopped, train
+from .training import TrainConfig, TrainingDiverged, evaluate, is_stopped, train
 
 SWEEP_COLUMNS = [
     "strategy", "kind", "sparsity", "seed", "finetune_epochs", "train_epochs", "achieved_sparsity",
@@ -166,6 +166,7 @@ def sweep(
     False, at a point that does not train) is computed for the first seed only; the other
     seeds get copies with ``replicated`` True and ``seconds`` 0.
     """
+    require_finite(model, "A sweep")  # NaN weights gave rows of chance accuracy instead of the error prune gives
     dev = str(resolve_device(device))
     names = list(dict.fromkeys(list(strategies) + (["random"] if baselines else [])))
     instances = {name: get_strategy(name) for name in names}  # fail fast on unknown names, before any work
@@ -310,6 +311,13 @@ def run_point(point: SweepPoint, shared: Mapping[str, Any], stop: Any = None) ->
     """
     if isinstance(point, SweepGroup):
         return _run_group(point, shared, stop)
+    try:
+        return _run_one(point, shared, stop)
+    except TrainingDiverged as exc:  # say which point: a sweep of many stopped on it without naming it (an audit)
+        raise TrainingDiverged(f"{point.label}: {exc}", exc.result, exc.epoch, exc.reason) from None
+
+
+def _run_one(point: SweepPoint, shared: Mapping[str, Any], stop: Any = None) -> dict | None:
     if is_stopped(stop):
         return None
     t0 = time.perf_counter()

@@ -254,10 +254,11 @@ def _train_step(values: dict[str, str]) -> TrainStep:
     if not 0 < kwargs.get("epochs", 1) <= MAX_EPOCHS:
         raise ValueError(f"A training step of a link has 1 to {MAX_EPOCHS} epochs.")
     checked_seed(kwargs.get("seed", 0), "A training seed")
+    for name, (low, high) in RANGES.items():  # the pages' ranges first: their message names the range
+        value = kwargs.get(name, _TRAIN_DEFAULTS[name])
+        if not low <= value <= high:
+            raise ValueError(f"Recipe field {name} must be in [{low:g}, {high:g}], got {value:g}.")
     config = TrainConfig(**kwargs)  # checks lr, optimizer, rates, share
-    for name, (low, high) in RANGES.items():
-        if not low <= getattr(config, name) <= high:
-            raise ValueError(f"Recipe field {name} must be in [{low:g}, {high:g}], got {getattr(config, name):g}.")
     if not BATCH_RANGE[0] <= config.batch_size <= BATCH_RANGE[1]:
         raise ValueError(f"A link's batch size is {BATCH_RANGE[0]} to {BATCH_RANGE[1]}, got {config.batch_size}.")
     return TrainStep(config, start=start)

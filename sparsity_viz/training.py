@@ -32,8 +32,8 @@ from torch import nn
 from .data import Dataset, check_train_fraction, train_subset
 from .devices import resolve_device
 from .divergence import DIVERGENCE_FACTOR, DivergenceMonitor, TrainingDiverged, chance_accuracy  # noqa: F401 (re-exported)
-from .masks import Masks, apply_masks, masks_from_zeros, sparsity, to_device
-from .regularizers import Regularizer, get_regularizer
+from .masks import Masks, apply_masks, masks_from_zeros, require_finite, sparsity, to_device
+from .regularizers import REGULARIZERS, Regularizer, get_regularizer
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,26 @@ class TrainConfig:
     eval_train: bool = False  # after each epoch also evaluate the training split in eval mode (the overfitting gap)
 
     def __post_init__(self):
+        whole = [name for name in ("epochs", "batch_size")
+                 if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int)]
+        if whole:  # 2.5 epochs failed inside range(), True counted as 1 (an audit)
+            raise ValueError(f"{' and '.join(whole)} must be whole numbers, got "
+                             f"{', '.join(repr(getattr(self, n)) for n in whole)}.")
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError("epochs must be >= 0 and batch_size >= 1.")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"Learning rate must be a positive number, got {self.lr!r}.")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"Unknown optimizer {self.optimizer!r}; choose adam or sgd.")
+        # one clear message here rather than a raw one from inside torch, or a penalty silently left out (an audit)
+        for name in ("weight_decay", "strength", "zero_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+        if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}.")
+        if self.regularizer is not None and self.regularizer not in REGULARIZERS:
+            raise ValueError(f"Unknown regularizer {self.regularizer!r}; choose one of {', '.join(REGULARIZERS)}.")
         for name in ("dropout", "dropconnect"):
             rate = getattr(self, name)
             if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
@@ -295,6 +309,7 @@ def train(
         TrainingDiverged: a rule of ``divergence.py`` tripped; ``.result`` holds the last
             good state, ``.epoch`` and ``.reason`` say when and why.
     """
+    require_finite(model, "training")  # NaN weights were returned at 0 epochs, or blamed on the learning rate (an audit)
     dev = resolve_device(config.device)
     dataset = train_subset(dataset, config.train_fraction, seed=config.seed)  # the same object when 1.0
     work = copy.deepcopy(model).to(dev)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+import copy
+
 import pandas as pd
 import pytest
 import torch
@@ -329,3 +331,23 @@ def test_sweep_csv_bad_input(tmp_path, digits, digits_model):
         rerun(frame.attrs["config"], model=MLP(64, (32,), 10), dataset=digits)
     with pytest.raises(ValueError, match="distinct"):
         sweep(digits_model, digits, ["magnitude"], [0.5], seeds=[0, 0])
+
+
+def test_a_sweep_refuses_nan_weights_and_names_a_diverged_point():
+    """Found by an audit: a sweep of a NaN model returned rows of chance accuracy, and a diverged point stopped a
+    sweep without saying which point."""
+    import pytest
+
+    from sparsity_viz.data import load_dataset
+    from sparsity_viz.models import build_model
+    from sparsity_viz.training import TrainConfig, TrainingDiverged
+
+    moons = load_dataset("moons")
+    model = build_model("moons_mlp", seed=0)
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.fc1.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="A sweep needs finite weights"):
+        sweep(broken, moons, ["magnitude"], [0.5])
+    with pytest.raises(TrainingDiverged, match=r"^gradual \(seed 0\) at 50 %: "):
+        sweep(model, moons, ["gradual"], [0.5], schedule=TrainConfig(epochs=2, lr=1e4, optimizer="sgd"))

@@ -452,3 +452,51 @@ def test_gradual_pruning_schedules_over_the_steps_of_the_subset(moons):
     config = TrainConfig(epochs=2, train_fraction=0.1)  # 80 samples: 2 steps an epoch, not 13
     run = get_strategy("gradual").run(build_model("moons_mlp", seed=0), moons, 0.5, config)
     assert run.history[-1].sparsity == pytest.approx(0.5, abs=0.02)  # the last pruning event still fired
+
+
+@pytest.mark.parametrize("strategy", ["gradual", "set", "rigl"])
+def test_a_diverging_scheduled_run_raises_instead_of_returning(moons, strategy):
+    """Found by an audit: each mask change restarted the loss reference at the next (already exploded) batch, so AGP,
+    SET and RigL at lr 1e4 returned runs with batch losses of 1e11-1e12 and chance accuracy as ordinary results."""
+    from sparsity_viz.pruning import get_strategy
+
+    model = build_model("moons_mlp", seed=0)
+    params = {"every": 1} if strategy != "gradual" else {}
+    with pytest.raises(TrainingDiverged) as info:
+        get_strategy(strategy, **params).run(model, moons, 0.5, TrainConfig(epochs=2, lr=1e4, optimizer="sgd"))
+    assert all(bool(torch.isfinite(p).all()) for p in info.value.result.model.parameters())
+
+
+@pytest.mark.parametrize("strategy", ["gradual", "set", "rigl", "iterative"])
+def test_healthy_scheduled_runs_on_a_trained_model_trip_no_rule(strategy):
+    """The loss reference now survives mask changes: pruning a trained model on a schedule must still pass."""
+    from sparsity_viz.pruning import get_strategy
+
+    model, card, data = _sample("moons_mlp")
+    recipe = card["recipe"]
+    for sparsity in (0.5, 0.9):
+        result = get_strategy(strategy).run(model, data, sparsity,
+                                            TrainConfig(epochs=2, lr=recipe["lr"] / 10, batch_size=recipe["batch_size"]))
+        assert result.history, (strategy, sparsity)
+
+
+@pytest.mark.parametrize("bad", [
+    {"strength": -1.0}, {"strength": float("nan")}, {"weight_decay": -1.0}, {"weight_decay": float("inf")},
+    {"zero_threshold": float("nan")}, {"zero_threshold": -5.0}, {"momentum": -0.5}, {"momentum": float("nan")},
+    {"regularizer": "no_such_reg"}, {"epochs": 2.5}, {"epochs": True}, {"batch_size": 1.5},
+])
+def test_train_config_refuses_what_training_would_ignore_or_fail_on_deep_inside(bad):
+    """Found by an audit: a negative or NaN strength trained with no penalty, weight decay -1 failed inside torch,
+    NaN momentum was blamed on the learning rate, 2.5 epochs failed inside range()."""
+    with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
+        TrainConfig(**bad)
+
+
+def test_training_refuses_a_model_with_nan_weights(moons):
+    """Found by an audit: at 0 epochs the NaN model came back as a result; at 1 the error blamed the learning rate."""
+    model = build_model("moons_mlp", seed=0)
+    with torch.no_grad():
+        model.fc1.weight[0, 0] = float("nan")
+    for epochs in (0, 1):
+        with pytest.raises(ValueError, match="training needs finite weights: fc1.weight"):
+            train(model, moons, TrainConfig(epochs=epochs))

@@ -8,6 +8,7 @@ loop's ``train_loss`` stays the task loss; the hook keeps the balance loss per e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from ..data import Dataset
@@ -26,8 +27,8 @@ class MoEAuxLossHook(TrainHook):
     """
 
     def __init__(self, weight: float = DEFAULT_BALANCE_WEIGHT):
-        if not weight >= 0:
-            raise ValueError(f"balance_weight must be >= 0, got {weight!r}.")
+        if not (weight >= 0 and math.isfinite(weight)):  # inf passed and then diverged, blamed on the lr (an audit)
+            raise ValueError(f"balance_weight must be a finite number >= 0, got {weight!r}.")
         self.weight = float(weight)
         self.history: list[float] = []
         self._sum, self._steps = 0.0, 0

@@ -43,5 +43,6 @@ def test_balance_weight_changes_the_trajectory():
 def test_hook_rejects_other_models_and_negative_weights():
     with pytest.raises(ValueError, match="MoEMLP"):
         train(MLP(2, (4,), 2), load_dataset("moons"), TrainConfig(epochs=1, device="cpu"), hooks=[MoEAuxLossHook()])
-    with pytest.raises(ValueError, match="balance_weight"):
-        MoEAuxLossHook(-1.0)
+    for bad in (-1.0, float("nan"), float("inf")):  # inf used to pass, then diverge blamed on the lr (an audit)
+        with pytest.raises(ValueError, match="balance_weight"):
+            MoEAuxLossHook(bad)
