@@ -515,3 +515,16 @@ def test_data_driven_strategies_score_the_masked_network():
         given = prune(model, strategy, 0.7, current=current, batch=batch, seed=1).masks
         masked = prune(masked_copy(model, current), strategy, 0.7, current=current, batch=batch, seed=1).masks
         assert all(torch.equal(given[k], masked[k]) for k in given), strategy
+
+
+@pytest.mark.parametrize(("name", "bad"), [
+    ("set", {"drop_fraction": float("nan")}), ("set", {"drop_fraction": 5.0}), ("rigl", {"drop_fraction": -1.0}),
+    ("rigl", {"end": float("nan")}), ("set", {"end": 2.0}), ("iterative", {"output_rate": float("nan")}),
+    ("iterative", {"output_rate": 2.0}), ("iterative", {"rewind_step": -5}), ("iterative", {"rewind_step": 1.5}),
+    ("gradual", {"initial": -1.0}), ("gradual", {"initial": float("nan")}),
+])
+def test_scheduled_strategy_parameters_are_checked_up_front(name, bad):
+    """Found by an audit: NaN failed mid-run inside int(), and out-of-range values (drop_fraction 5, output_rate 2,
+    rewind_step -5, initial -1) ran anyway."""
+    with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0] if name != "gradual" else "initial"):
+        get_strategy(name, **bad)

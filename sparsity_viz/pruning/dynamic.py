@@ -92,6 +92,11 @@ class DynamicSparseStrategy(MagnitudeStrategy):
         self.drop_fraction = float(drop_fraction if drop_fraction is not None else type(self).drop_fraction)
         self.every = max(1, int(every if every is not None else type(self).every))
         self.end = float(end if end is not None else type(self).end)
+        # NaN failed mid-run inside int(), 5.0 or -1.0 ran anyway (an audit)
+        if not 0.0 <= self.drop_fraction <= 1.0:
+            raise ValueError(f"drop_fraction must be in [0, 1], got {drop_fraction!r}.")
+        if not 0.0 <= self.end <= 1.0:
+            raise ValueError(f"end must be a fraction of training in [0, 1], got {end!r}.")
         if init not in ("magnitude", "random", "erdos_renyi"):
             raise ValueError("init must be 'magnitude', 'random' or 'erdos_renyi'.")
         self.init = init

@@ -63,6 +63,8 @@ class GradualStrategy(MagnitudeStrategy):
         self.initial = float(initial)
         if not 0.0 <= self.begin <= self.end <= 1.0:
             raise ValueError("AGP needs 0 <= begin <= end <= 1 (fractions of training).")
+        if not 0.0 <= self.initial < 1.0:  # -1.0 ran anyway (an audit)
+            raise ValueError(f"AGP's initial sparsity must be in [0, 1), got {initial!r}.")
 
     def event_steps(self, total_steps: int) -> list[int]:
         """The training steps (1-based) at which pruning happens: ``n`` events from t0 to the end step."""

@@ -208,6 +208,10 @@ class IterativeStrategy(MagnitudeStrategy):
             raise ValueError(f"Unknown control {control!r}; choose one of {', '.join(CONTROLS)}.")
         if not 0.0 < rate < 1.0:
             raise ValueError(f"Per-round rate must be in (0, 1), got {rate!r}.")
+        if output_rate is not None and not 0.0 <= output_rate < 1.0:  # NaN failed mid-run, 2.0 ran (an audit)
+            raise ValueError(f"The output layer's per-round rate must be in [0, 1), got {output_rate!r}.")
+        if isinstance(rewind_step, bool) or not isinstance(rewind_step, int) or rewind_step < 0:
+            raise ValueError(f"rewind_step must be a whole number >= 0, got {rewind_step!r}.")
         self.rate, self.output_rate, self.rewind_step, self.control = rate, output_rate, int(rewind_step), control
 
     def rounds_for(self, sparsity: float) -> int:
