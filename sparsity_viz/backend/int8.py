@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from . import kernels
-from ..quantization.base import MIN_SCALE, grid_scale  # noqa: F401 (MIN_SCALE: the bound row_scales keeps)
+from ..quantization.base import grid_scale
 from .formats import INT16_MAX_COLS, quiet_sparse, tensor_bytes
 from .ops import LinearOp
 
@@ -82,7 +82,7 @@ def _check(weight: torch.Tensor) -> torch.Tensor:
 def row_scales(weight: torch.Tensor) -> torch.Tensor:
     """Symmetric per-row scales ``max|w_row| / 127`` (1.0 for all-zero rows), float32 ``(out,)``.
 
-    At least ``MIN_SCALE``: a row whose largest weight is below ~1.5e-36 would otherwise get a subnormal scale whose
+    At least ``quantization.base.MIN_SCALE`` (``grid_scale``): a row whose largest weight is below ~1.5e-36 would otherwise get a subnormal scale whose
     reciprocal overflows (every code saturating to +-127) or a scale of 0; such a row's tiny weights round to
     0 or +-1 instead.
     """

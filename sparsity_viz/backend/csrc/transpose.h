@@ -44,7 +44,7 @@ inline void transpose8(const float* src, int64_t ls, float* const* d) {
 constexpr int64_t TRANSPOSE_FEATURES = 64;
 
 inline void transpose_range(const float* src, int64_t ls, int64_t B, const int64_t* pos, int64_t npos, float* dst,
-                     int64_t ld, int64_t f0, int64_t f1) {
+                            int64_t ld, int64_t f0, int64_t f1) {
   auto row = [&](int64_t f) -> float* {
     return !pos ? dst + f * ld : f < npos && pos[f] >= 0 ? dst + pos[f] * ld : nullptr;
   };
