@@ -47,13 +47,14 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "backend.md"
 SPARSITY = 0.9
 
 
-def models() -> dict[str, torch.nn.Module]:
+def models(sparsity: float = SPARSITY) -> dict[str, torch.nn.Module]:
+    """The two MLPs pruned to ``sparsity``: LeNet-300-100 by global magnitude, the wide one layer by layer."""
     lenet, _card = load_sample("lenet300")
     torch.manual_seed(0)
     wide = MLP(784, (2048, 2048), 10)
     # layer-wise for the wide MLP: global magnitude on its random init would empty layers 2-3
-    return {"LeNet-300-100": prune(lenet.eval(), "global_magnitude", SPARSITY).model.eval(),
-            "784-2048-2048-10": prune(wide.eval(), "magnitude", SPARSITY).model.eval()}
+    return {"LeNet-300-100": prune(lenet.eval(), "global_magnitude", sparsity).model.eval(),
+            "784-2048-2048-10": prune(wide.eval(), "magnitude", sparsity).model.eval()}
 
 
 def batch_of(data: torch.Tensor, batch: int) -> torch.Tensor:

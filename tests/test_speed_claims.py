@@ -452,3 +452,27 @@ def test_crossover_claims():
     head = (ROOT / "docs/backend_crossover.md").read_text().splitlines()[0]
     assert "family" in head and "L1d" in head  # the CPU it was measured on
 
+
+
+def test_mlp_limit_claims():
+    rows = _rows("mlp-limit")
+
+    def x_limit(model, sparsities, col="x limit"):
+        return [float(r[col]) for r in rows if r["model"] == model and r["sparsity"] in sparsities]
+
+    lenet, wide = "LeNet-300-100", "784-2048-2048-10"
+    assert len(rows) == 18  # 2 models x 3 sparsities x 3 batches
+    high = x_limit(wide, ("95%", "99%"))
+    assert max(high) < 1  # "stays below the limit"
+    assert f"**The 2048-wide MLP stays below the limit**: {_range(high)} at 95 and 99 % ({_range(x_limit(wide, ('90%',)))} at 90 %)" in PROSE
+    assert (f"**LeNet-300-100 stays near it at 95 %**: {_range(x_limit(lenet, ('95%',)))} "
+            f"({_range(x_limit(lenet, ('90%',)))} at 90 %)") in PROSE
+    ninety_nine = x_limit(lenet, ("99%",))
+    assert min(ninety_nine) > 1.3  # "does not", "missed": else reword it
+    copy = x_limit(lenet, ("99%",), "input copy x limit")
+    assert (f"**LeNet-300-100 at 99 % does not**: {_range(ninety_nine)[:-1]}× the limit, **missed**. Here the input is as "
+            f"large as the whole budget: copying it once costs {_range(copy)} the limit") in PROSE
+    batch32 = next(r for r in rows if r["model"] == lenet and r["sparsity"] == "99%" and r["batch"] == "32")
+    assert f"a few µs of the {float(batch32['backend us']):.1f} µs call" in PROSE
+    assert (f"the 2048-wide MLP {_range(high)} the FLOP limit at 95–99 %; LeNet-300-100 {_range(x_limit(lenet, ('95%',)))} "
+            f"at 95 %, {_range(ninety_nine)} at 99 %, where copying the input once costs {_range(copy)} the limit") in README
