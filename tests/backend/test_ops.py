@@ -56,6 +56,28 @@ def test_native_chain_fused_and_batch_major(tile, threads):
         torch.testing.assert_close(run_chain(ops, x.t().contiguous()).t(), ref, rtol=1e-5, atol=1e-4)
 
 
+def test_native_chain_rejects_a_hostile_csr():
+    """A chain built from caller tensors checks the CSR's structure (found in review: a column index past the input or
+    a row pointer past nnz was read out of bounds, giving garbage or NaN instead of an error)."""
+    good = {"rowptr": torch.tensor([0, 1, 2], dtype=torch.int32), "col": torch.tensor([0, 2], dtype=torch.int16),
+            "val": torch.ones(2), "bias": torch.empty(0), "relu": False, "threads": 1}
+    x = torch.randn(4, 3)  # batch-major (4 samples, 3 features)
+    torch.testing.assert_close(kernels.chain_forward(x, [good], batch_major=True), x[:, [0, 2]].t())
+    bad = {
+        "column index out of range": {"col": torch.tensor([0, 3], dtype=torch.int16)},
+        "column index out of range ": {"col": torch.tensor([-1, 0], dtype=torch.int32)},
+        "from 0 to nnz": {"rowptr": torch.tensor([0, 1, 100_000], dtype=torch.int32)},
+        "from 0 to nnz ": {"rowptr": torch.tensor([1, 1, 2], dtype=torch.int32)},
+        "non-decreasing": {"rowptr": torch.tensor([0, 3, 2], dtype=torch.int32), "col": torch.zeros(2, dtype=torch.int16)},
+    }
+    for message, change in bad.items():
+        layer = {**good, **change}
+        with pytest.raises(RuntimeError, match=message.strip()):
+            kernels.chain_forward(x, [layer], batch_major=True)
+        with pytest.raises(RuntimeError, match=message.strip()):
+            kernels.make_chain([layer], 3)
+
+
 def test_native_transpose():
     mod = kernels.load()
     x = torch.randn(37, 83)

@@ -526,6 +526,20 @@ std::vector<torch::Tensor> panelize(torch::Tensor rowptr, torch::Tensor col, tor
 
 namespace {
 
+// Check a CSR's structure against `in` input features: rowptr from 0 to nnz, never decreasing, every
+// column index in [0, in). Every route that runs a CSR from caller tensors checks it first, so hostile
+// tensors raise instead of reading out of bounds.
+void check_csr(const int32_t* rp, int64_t out, const void* col, bool col16, int64_t nnz, int64_t in) {
+  TORCH_CHECK(rp[0] == 0 && rp[out] == nnz, "rowptr must run from 0 to nnz");
+  for (int64_t r = 0; r < out; ++r) TORCH_CHECK(rp[r] <= rp[r + 1], "rowptr must be non-decreasing");
+  bool inside = true;
+  for (int64_t p = 0; p < nnz; ++p) {
+    const int64_t c = col16 ? static_cast<const int16_t*>(col)[p] : static_cast<const int32_t*>(col)[p];
+    inside &= c >= 0 && c < in;
+  }
+  TORCH_CHECK(inside, "column index out of range");
+}
+
 // Validate grouped panels (from `panelize`) for layer L and point L at them: a chain built from
 // any tensors can then never read or write out of bounds.
 void check_groups(Layer& L, const torch::Tensor& meta, const torch::Tensor& poff, const torch::Tensor& pval, int64_t pw,
@@ -617,11 +631,11 @@ ChainSpec make_spec(int64_t in0, const std::vector<torch::Tensor>& rowptrs, cons
       L.rowptr = rowptrs[i].data_ptr<int32_t>();
       L.col = cols[i].data_ptr();
       L.col16 = cols[i].scalar_type() == at::kShort;
+      check_csr(L.rowptr, L.out, L.col, L.col16, cols[i].numel(), L.in);
       if (!prows.empty() && prows[i].numel() > 0) {
         check_groups(L, prows[i], pcols[i], pvals[i], pws[i], vals[i].numel());
         s.keep.insert(s.keep.end(), {prows[i], pcols[i], pvals[i]});
       }
-      TORCH_CHECK(rowptrs[i].numel() >= 1, "rowptr must have out + 1 entries");
     }
     TORCH_CHECK(L.in == cur_in, "layer ", i, " expects ", L.in, " input features, got ", cur_in);
     L.val = vals[i].data_ptr<float>();
@@ -827,17 +841,8 @@ torch::Tensor csr_onto(torch::Tensor base, torch::Tensor rowptr, torch::Tensor c
   if (X.stride(1) != 1 || (X.size(0) > 1 && X.stride(0) < X.size(1))) X = X.contiguous();
   const int64_t out = base.size(0), in = X.size(0), B = X.size(1), nnz = col.numel();
   const int32_t* rp = rowptr.data_ptr<int32_t>();
-  TORCH_CHECK(rp[0] == 0 && rp[out] == nnz, "rowptr must run from 0 to nnz");
-  for (int64_t r = 0; r < out; ++r) TORCH_CHECK(rp[r] <= rp[r + 1], "rowptr must be non-decreasing");
   const bool c16 = col.scalar_type() == at::kShort;
-  const int16_t* col16 = c16 ? col.data_ptr<int16_t>() : nullptr;
-  const int32_t* col32 = c16 ? nullptr : col.data_ptr<int32_t>();
-  bool inside = true;
-  for (int64_t p = 0; p < nnz; ++p) {
-    const int64_t c = c16 ? col16[p] : col32[p];
-    inside &= c >= 0 && c < in;
-  }
-  TORCH_CHECK(inside, "column index out of range");
+  check_csr(rp, out, col.data_ptr(), c16, nnz, in);
   Layer L{};
   L.rowptr = rp;
   L.col = col.data_ptr();
