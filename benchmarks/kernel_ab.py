@@ -1,6 +1,7 @@
 """A/B of two builds of the CSR kernel source, timed interleaved in one process (for kernel work).
 
     python benchmarks/kernel_ab.py VARIANT.cpp [--base BASE.cpp] [--rounds 31] [--batch 32,256,1024] [--write]
+                                   [--block kernel-ab] [--chains [--threads 1,2] [--fresh]]
 
 Builds ``VARIANT.cpp`` (a modified ``sparsity_viz/backend/csrc/sparse_kernels.cpp``; default base: the
 checkout's own source) with the project's flags and cache (``kernels.Extension``), then for the
@@ -9,11 +10,11 @@ thread: checks that both builds give the same result and match dense ``addmm``, 
 variant and dense in interleaved rounds (``bench.interleaved_ratios``, exactly ``--rounds``).
 "variant / base" is the median of the per-round ratios with its interquartile range: on this shared
 machine two identical builds read within about ±7 % of 1.00, so smaller differences mean nothing.
-``--write`` puts the table into docs/backend.md (block ``kernel-ab``), for a change worth recording.
-``--chains --threads 1,2`` times whole one-call chains instead (``Chain.forward``, batch-major in and out, the
-way a compiled MLP runs): the bundled LeNet-300-100 pruned by global magnitude to 90 % and a 784-2048-2048-10
-MLP (seeded init) pruned layer by layer to 90 %, on 1 and 2 threads; ratios are to the dense model in the
-same rounds (printed, not written). ``--fresh`` gives every call of every contender the next of several
+``--write`` puts the table into docs/backend.md (block ``--block``, default ``kernel-ab``), for a change worth
+recording. ``--chains --threads 1,2`` times whole one-call chains instead (``Chain.forward``, batch-major in and
+out, the way a compiled MLP runs): the bundled LeNet-300-100 pruned by global magnitude to 90 % and a
+784-2048-2048-10 MLP (seeded init) pruned layer by layer to 90 %, on 1 and 2 threads; ratios are to the dense
+model in the same rounds. ``--fresh`` gives every call of every contender the next of several
 different inputs (at least 12 MB of them, more than the L2), as a new batch would arrive, instead of one input
 that stays in cache from call to call.
 Example, the previous commit's kernel against the working tree's:
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=31)
     ap.add_argument("--batch", default="32,256,1024")
     ap.add_argument("--write", action="store_true", help="write the table into docs/backend.md")
+    ap.add_argument("--block", default="kernel-ab", help="the docs/backend.md block --write replaces")
     ap.add_argument("--chains", action="store_true", help="whole MLP chains instead of single layers")
     ap.add_argument("--threads", default="1", help="thread counts for --chains, e.g. 1,2")
     ap.add_argument("--fresh", action="store_true", help="--chains: each call on another input (out of cache)")
@@ -79,11 +81,16 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--rounds must be >= 1")
     configure_threads(1)
     base, variant = build(args.base, "base"), build(args.variant, "variant")
+    command = f"`python benchmarks/kernel_ab.py {' '.join(sys.argv[1:] if argv is None else argv)}`"
     if args.chains:
-        chains_ab(base, variant, [int(b) for b in args.batch.split(",")], [int(t) for t in args.threads.split(",")],
-                  args.rounds, args.fresh)
+        lines = [f"{command} — torch {torch.__version__}, {cpu_line()}, whole one-call chains, medians of {args.rounds} "
+                 "interleaved rounds (dense model in the same rounds); variant / base = median of the per-round ratios", "",
+                 *chains_ab(base, variant, [int(b) for b in args.batch.split(",")],
+                            [int(t) for t in args.threads.split(",")], args.rounds, args.fresh)]
+        if args.write:
+            write_block(DOC, args.block, "\n".join(lines))
         return
-    lines = [f"`python benchmarks/kernel_ab.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, {cpu_line()}, one thread, "
+    lines = [f"{command} — torch {torch.__version__}, {cpu_line()}, one thread, "
              f"medians of {args.rounds} interleaved rounds; variant / base = median of the per-round ratios", "",
              "| layer | sparsity | batch | tile | base us | variant us | variant / base (IQR) | variant x limit |",
              "|---" * 8 + "|"]
@@ -113,16 +120,18 @@ def main(argv: list[str] | None = None) -> None:
                              f"({v['ratio_q25']:.3f}–{v['ratio_q75']:.3f}) | {x_limit:.2f} |")
                 print(lines[-1], flush=True)
     if args.write:
-        write_block(DOC, "kernel-ab", "\n".join(lines))
+        write_block(DOC, args.block, "\n".join(lines))
 
 
-def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int, fresh: bool = False) -> None:
-    """Both builds' one-call chains of each model (64-sample tiles, panels), batch-major in and out, vs dense.
+def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int, fresh: bool = False) -> list[str]:
+    """Both builds' one-call chains of each model (64-sample tiles, panels), batch-major in and out, vs dense: the
+    table's lines (also printed as they come).
 
     ``fresh``: each contender cycles through its own copy of enough distinct inputs to overflow the L2.
     """
-    print("| model | threads | batch | base us | variant us | base / dense | variant / dense | variant / base (IQR) |")
-    print("|---" * 8 + "|")
+    lines = ["| model | threads | batch | base us | variant us | base / dense | variant / dense | variant / base (IQR) |",
+             "|---" * 8 + "|"]
+    print("\n".join(lines))
     for name, model in chain_models().items():
         linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
         for n in threads:
@@ -144,8 +153,10 @@ def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int
                         "dense": lambda: model(next(inputs["dense"]))}, "base", rounds=rounds, rel_iqr=None)
                 b, v, d = (res[k]["median_s"] for k in ("base", "variant", "dense"))
                 r = res["variant"]
-                print(f"| {name} | {n} | {batch} | {b * 1e6:.0f} | {v * 1e6:.0f} | {b / d:.3f} | {v / d:.3f} | "
-                      f"{r['ratio']:.3f} ({r['ratio_q25']:.3f}–{r['ratio_q75']:.3f}) |", flush=True)
+                lines.append(f"| {name} | {n} | {batch} | {b * 1e6:.1f} | {v * 1e6:.1f} | {b / d:.3f} | {v / d:.3f} | "
+                             f"{r['ratio']:.3f} ({r['ratio_q25']:.3f}–{r['ratio_q75']:.3f}) |")
+                print(lines[-1], flush=True)
+    return lines
 
 
 if __name__ == "__main__":

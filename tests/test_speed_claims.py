@@ -476,3 +476,21 @@ def test_mlp_limit_claims():
     assert f"a few µs of the {float(batch32['backend us']):.1f} µs call" in PROSE
     assert (f"the 2048-wide MLP {_range(high)} the FLOP limit at 95–99 %; LeNet-300-100 {_range(x_limit(lenet, ('95%',)))} "
             f"at 95 %, {_range(ninety_nine)} at 99 %, where copying the input once costs {_range(copy)} the limit") in README
+
+
+def test_single_sample_claims():
+    layers = _rows("kernel-ab-single")
+
+    def ratios(layer, batches):
+        return [float(r["variant / base (IQR)"].split()[0]) for r in layers if r["layer"] == layer and r["batch"] in batches]
+
+    assert f"300×784 at 90 % takes {max(ratios('300x784', ('1',))):.2f}× the time at batch 1" in PROSE
+    assert f"and {_range(ratios('300x784', ('2', '3')))[:-1]}× at batch 2 and 3; 100×300 {_range(ratios('100x300', ('1',)))} at batch 1" in PROSE
+    wide = ratios("2048x784", ("1", "2", "3")) + ratios("2048x2048", ("1", "2", "3"))
+    assert all(0.95 <= r <= 1.05 for r in wide)  # "read 1.00 within noise": no slices for them
+    chains = {(r["model"], r["threads"], r["batch"]): r for r in _rows("kernel-ab-single-chains")}
+    lenet = [float(chains[("LeNet-300-100", "1", b)]["variant / base (IQR)"].split()[0]) for b in ("1", "2", "3")]
+    assert f"LeNet-300-100 on one thread takes {lenet[0]:.2f}× / {lenet[1]:.2f}× / {lenet[2]:.2f}× the time" in PROSE
+    assert f"and {float(chains[('LeNet-300-100', '1', '1')]['variant / dense']):.3f}× dense at batch 1" in PROSE
+    assert all(0.95 <= float(r["variant / base (IQR)"].split()[0]) <= 1.05
+               for k, r in chains.items() if k[0] == "784-2048-2048-10")
