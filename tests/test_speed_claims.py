@@ -494,3 +494,6 @@ def test_single_sample_claims():
     assert f"and {float(chains[('LeNet-300-100', '1', '1')]['variant / dense']):.3f}× dense at batch 1" in PROSE
     assert all(0.95 <= float(r["variant / base (IQR)"].split()[0]) <= 1.05
                for k, r in chains.items() if k[0] == "784-2048-2048-10")
+    whole = next(r for r in _rows("backend-speed")
+                 if (r["model"], r["batch"], r["threads"], r["state"]) == ("LeNet-300-100", "1", "1", "idle"))
+    assert f"(`backend_speed.py`, batch 1: LeNet-300-100 {float(whole['this backend']):.2f}× dense, 0.38× before)" in PROSE
