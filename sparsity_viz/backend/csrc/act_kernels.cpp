@@ -204,14 +204,20 @@ void run_per_sample(const ALayer& L, const View& x, int64_t B, const View& y) {
   }
 }
 
+// The first 64-byte boundary in v, which holds n floats from there (a vector's data is only 16-byte aligned, and a
+// 16-lane row that straddles two cache lines costs two: the int8 chain's activations read 1.5x slower that way).
+inline float* aligned64(std::vector<float>& v, int64_t n) {
+  v.resize(static_cast<size_t>(n + 16));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(v.data());
+  return v.data() + ((64 - a % 64) % 64) / sizeof(float);
+}
+
 void run_union(const ALayer& L, const View& x, int64_t B, const View& y) {
   t_idx.resize(static_cast<size_t>(L.in));
-  t_val.resize(static_cast<size_t>(L.in * LANES));
   const int64_t yrows = L.csc ? L.out : L.ldw;
-  t_y.resize(static_cast<size_t>(std::max<int64_t>(yrows, 1) * LANES));
   int32_t* idx = t_idx.data();
-  float* xp = t_val.data();
-  float* yl = t_y.data();
+  float* xp = aligned64(t_val, L.in * LANES);  // (in, 16) rows of 64 bytes
+  float* yl = aligned64(t_y, std::max<int64_t>(yrows, 1) * LANES);
   int64_t n = 0;
   for (int64_t i = 0; i < L.in; ++i) {  // pack the inputs nonzero in any sample, 16 lanes each
     float* dst = xp + n * LANES;

@@ -194,6 +194,12 @@ void rows_int8(const QLayer& L, const float* X, int64_t ldx, float* Y, int64_t l
     }
 }
 
+// The first 64-byte boundary at or after p (a buffer of n floats needs n + 16 to hold n from there).
+inline float* aligned64(float* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  return p + ((64 - a % 64) % 64) / sizeof(float);
+}
+
 // The whole layer: blocks of rows whose nonzeros fit DECODE_FLOATS (at least one row per
 // block), each decoded once and then run over every sample tile.
 void run_layer(const QLayer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t B, int64_t tile,
@@ -209,8 +215,8 @@ void run_layer(const QLayer& L, const float* X, int64_t ldx, float* Y, int64_t l
     int64_t r1 = r0 + 1;
     while (r1 < L.out && L.rowptr[r1 + 1] - p0 <= DECODE_FLOATS) ++r1;
     const int64_t n = L.rowptr[r1] - p0;
-    if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
-    float* w = buf.data();
+    if (static_cast<int64_t>(buf.size()) < n + 16) buf.resize(n + 16);
+    float* w = aligned64(buf.data());
     const int8_t* q = L.q + p0;
     for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>(q[i]);  // one vectorised pass per block
     if (L.col16) block_rows<int16_t>(L, w, p0, X, ldx, Y, ldy, B, r0, r1, tile);
@@ -292,8 +298,9 @@ struct Int8Chain {
     for (const QLayer& L : layers) widest = std::max(widest, L.out);
     const int64_t C = std::min(B, CHUNK);  // samples per chunk (the whole batch when it is smaller)
     thread_local std::vector<float> acts;
-    if (static_cast<int64_t>(acts.size()) < 2 * widest * C) acts.resize(2 * widest * C);
-    float* const ping[2] = {acts.data(), acts.data() + widest * C};  // (widest, C) each
+    if (static_cast<int64_t>(acts.size()) < 2 * widest * C + 16) acts.resize(2 * widest * C + 16);
+    float* const a0 = aligned64(acts.data());
+    float* const ping[2] = {a0, a0 + widest * C};  // (widest, C) each, 64-byte aligned (C is 64 or the batch)
     const float* x = X.data_ptr<float>();
     for (int64_t b0 = 0; b0 < B; b0 += C) {
       const int64_t nb = std::min(C, B - b0);

@@ -346,7 +346,8 @@ struct Slices {
   bool usable = false;
   int64_t nb = 0;              // 32-feature blocks
   std::vector<int32_t> start;  // (slices * nb + 1): block k of slice s holds steps start[s * nb + k] ..< start[... + 1]
-  std::vector<float> val;      // (steps, 16): lane l = row 16 s + l; 0 in padding
+  std::vector<float> store;    // holds val: (steps, 16) from a 64-byte boundary, lane l = row 16 s + l; 0 in padding
+  const float* val = nullptr;  // (a vector's data is only 16-byte aligned: every 64-byte step would split two lines)
   std::vector<uint8_t> idx;    // (steps, 16): 0x80 | feature within the block for a nonzero, 0 for padding
 };
 
@@ -372,14 +373,16 @@ void build_slices(const Layer& L, Slices& S) {
   S.nb = nb;
   if (16 * steps > SLICE_MAX_SLOTS * std::max<int64_t>(nnz, 1) || 16 * steps * 5 > SLICE_MAX_BYTES)
     return;  // not usable: row_one instead
-  S.val.assign(16 * steps, 0.0f);
+  S.store.assign(16 * steps + 16, 0.0f);
+  float* val = S.store.data() + ((64 - reinterpret_cast<uintptr_t>(S.store.data()) % 64) % 64) / sizeof(float);
+  S.val = val;
   S.idx.assign(16 * steps, 0);
   for (int64_t s = 0; s < nsl; ++s) {
     std::fill(cnt.begin(), cnt.end(), 0);
     for (int64_t l = 0; l < 16 && 16 * s + l < L.out; ++l)
       for (int32_t p = L.rowptr[16 * s + l]; p < L.rowptr[16 * s + l + 1]; ++p) {
         const int64_t k = col[p] / 32, t = start[s * nb + k] + cnt[l * nb + k]++;
-        S.val[16 * t + l] = L.val[p];
+        val[16 * t + l] = L.val[p];
         S.idx[16 * t + l] = static_cast<uint8_t>(0x80 | (col[p] % 32));
       }
   }
@@ -414,12 +417,12 @@ inline void slice_rows(const Layer& L, const Slices& S, const float* X, int64_t 
       const int32_t t0 = st[k], t1 = st[k + 1];
       if (t0 == t1) continue;
       const __m512 x0 = _mm512_load_ps(x + 32 * k), x1 = _mm512_load_ps(x + 32 * k + 16);  // (32,) inputs
-      const float* v = S.val.data() + 16 * static_cast<int64_t>(t0);
+      const float* v = S.val + 16 * static_cast<int64_t>(t0);
       const uint8_t* ix = S.idx.data() + 16 * static_cast<int64_t>(t0);
       auto step = [&](__m512& acc, int64_t o) {
         const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ix + 16 * o));  // (16,) bytes
         const __m512 xv = _mm512_permutex2var_ps(x0, _mm512_cvtepu8_epi32(b), x1);  // low 5 bits pick the input
-        acc = _mm512_mask3_fmadd_ps(_mm512_loadu_ps(v + 16 * o), xv, acc, _mm_movepi8_mask(b));  // padding: kept
+        acc = _mm512_mask3_fmadd_ps(_mm512_load_ps(v + 16 * o), xv, acc, _mm_movepi8_mask(b));  // padding: kept
       };
       int32_t t = t0;
       for (; t + 4 <= t1; t += 4, v += 64, ix += 64) {  // 4 sums in flight (FMA latency)
