@@ -346,11 +346,12 @@ def test_activation_sparse_claims():
     assert all(_x(r["act-dense"]) < _x(r["csr-native"]) for r in fc2)
     model = {(m, b): cell[(m, "model", b)] for m in (dense, pruned) for b in (1, 4, 16, 32)}
     assert (f"took {model[(dense, 1)]['act-dense']} the torch model at batch 1 and {model[(dense, 4)]['act-dense']} at batch 4, "
-            f"and `auto` picked it for fc1 and fc2 at batch 1, 4 and 16 (whole model "
-            f"{', '.join(model[(dense, b)]['auto'] for b in (1, 4, 16))})") in PROSE
+            f"and `auto` picked it for fc2 at batch 1, 4 and 16 and for fc1\nat batch 4 and 16 (whole model "
+            f"{', '.join(model[(dense, b)]['auto'] for b in (1, 4, 16))}; at batch 1 it took `dense-native` for fc1").replace("\n", " ") in PROSE
     picks = dict(re.findall(r"^- (.+?, batch \d+): (.+)$", body, flags=re.M))
     for b in (1, 4, 16):
-        assert {"fc1 act-dense-native", "fc2 act-dense-native"} <= set(picks[f"dense, batch {b}"].split(", "))
+        assert "fc2 act-dense-native" in picks[f"dense, batch {b}"].split(", ")
+        assert ("fc1 act-dense-native" if b > 1 else "fc1 dense-native") in picks[f"dense, batch {b}"].split(", ")
     assert all(set(p.split()[1] for p in picks[f"pruned 90 %, batch {b}"].split(", ")) == {"csr-native"}
                for b in (1, 4, 16, 32))
     fc1 = [syn[(dense, "fc1", z)]["act-dense"] for z in (0, 95)]
@@ -360,9 +361,10 @@ def test_activation_sparse_claims():
     def csc_over_dense(layer):
         return [_x(syn[(pruned, layer, z)]["act-csc"]) / _x(syn[(pruned, layer, z)]["act-dense"]) for z in shares]
 
-    assert (f"is level with it on the pruned fc1 (8.1 % of its weights left; {_range(csc_over_dense('fc1'))[:-1]}× "
-            f"act-dense's time over the four shares) but not on the pruned fc2 (23.7 % left; {_range(csc_over_dense('fc2'))})") in PROSE
-    assert max(csc_over_dense("fc1")) <= 1.05 and min(csc_over_dense("fc2")) > 1.05
+    assert (f"`act-csc-native`, which also skips zero weights, takes {_range(csc_over_dense('fc1'))[:-1]}× act-dense's time on "
+            f"the pruned fc1 (8.1 % of its weights left) over the four shares and {_range(csc_over_dense('fc2'))} on the "
+            "pruned fc2 (23.7 % left), so it never gets ahead") in PROSE
+    assert min(csc_over_dense("fc1") + csc_over_dense("fc2")) > 0.95  # "never gets ahead" (beyond noise)
     slower_up_to = {layer: max(z for z in shares if _x(syn[(dense, layer, z)]["act-csc"]) > 1) for layer in ("fc1", "fc2")}
     assert all(_x(syn[(dense, layer, z)]["act-csc"]) < 1 for layer in ("fc1", "fc2") for z in shares if z > slower_up_to[layer])
     assert (f"stays slower than dense `F.linear` up to {slower_up_to['fc2']} % zeros on fc2 and {slower_up_to['fc1']} % on "
