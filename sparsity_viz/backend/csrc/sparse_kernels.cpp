@@ -14,6 +14,7 @@
 // a group of rows with the same count runs a loop of one fixed trip count, three rows at a
 // time (12 accumulator chains; 32-sample tiles: 4 rows, 8 chains), with no indexed addressing in the FMAs,
 // and each nonzero's value broadcast by a lane permute of 16 values loaded at once (not a load of its own).
+// Calls of 1-3 samples through a kept Chain run a CSR layer by 16-row slices instead (Slices, slice_rows).
 // Work is split over chunks of output rows (or of sample tiles, for layers with few rows)
 // through at::parallel_for on torch's own OpenMP pool: the extension is compiled with
 // -fopenmp, and the loader reuses the libgomp.so.1 torch already loaded (one pool; see
