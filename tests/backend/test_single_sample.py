@@ -1,4 +1,4 @@
-"""Calls of 1-3 samples through a kept native chain: the CSR layers' 16-row slices (csrc ``Slices``, ``slice_rows``).
+"""Calls of 1-3 samples through a kept native chain: the CSR layers' 16-row slices (csrc ``slices.h``), fp32 and int8.
 
 Every result is checked against ``torch.addmm`` / ``F.linear``: odd row and feature counts (slice and block
 tails), every sparsity pattern, int32 columns, strided inputs, ReLU and bias, a split over two threads, the
@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from sparsity_viz.backend import kernels
+from sparsity_viz.backend import int8, kernels
 from sparsity_viz.backend.ops import NativeCSROp, run_chain
 from sparsity_viz.devices import torch_threads
 
@@ -120,3 +120,30 @@ def test_a_whole_chain_at_batch_one_matches_torch():
             ref = torch.nn.functional.linear(ref, w, b)
             ref = ref.relu() if i < 2 else ref
         torch.testing.assert_close(run_chain(ops, x, batch_major=True).t(), ref, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("pattern", ["0%", "50%", "90%", "99%", "100%", "empty-rows"])
+@pytest.mark.parametrize("shape", [(1, 4), (17, 44), (300, 784)])
+def test_int8_single_samples_equal_the_fake_quantized_layer(pattern, shape):
+    if not int8.available():
+        pytest.skip(f"int8 kernel unavailable: {int8.notice()}")
+    w, b = make_weight(pattern, shape, seed=7), torch.randn(shape[0])
+    wq = int8.fake_quantize_rows(w)  # what the int8 codes times the row scales are, exactly
+    op = int8.Int8CSROp(w, b, True)
+    for batch in (1, 2, 3):
+        x = torch.randn(shape[1], batch)
+        torch.testing.assert_close(op.forward(x), reference(wq, b, x, True), rtol=1e-4, atol=1e-4)
+
+
+def test_int8_padding_lanes_never_read_an_input():
+    if not int8.available():
+        pytest.skip(f"int8 kernel unavailable: {int8.notice()}")
+    w = torch.zeros(16, 64)
+    for r in range(16):
+        w[r, 1:2 + r] = 1.0  # as in the fp32 test: padding in block 0, feature 0 unused
+    op = int8.Int8CSROp(w, None, False)
+    x = torch.ones(64, 1)
+    x[0] = float("nan")
+    y = op.forward(x)
+    assert bool(y.isfinite().all()), y
+    torch.testing.assert_close(y, w @ x.nan_to_num(0.0))

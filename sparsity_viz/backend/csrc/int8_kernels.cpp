@@ -9,8 +9,8 @@
 // q * s up to fp32 rounding). For tiles of >= 4 samples a block of rows is first converted
 // int8 -> fp32 (one vectorised pass) into a small L1-resident buffer, then every sample tile of
 // those rows runs the same register-tiled FMA loop as the fp32 kernel (64/32/16/8/4 samples),
-// bias + ReLU fused into the store. Fewer than 4 samples: an AVX-512 gather dot product straight
-// from the int8 values (16 codes widened per step). What int8 changes is the bytes of weights
+// bias + ReLU fused into the store. Fewer than 4 samples: the layer's 16-row slices of int8 codes (slices.h),
+// or where it has none an AVX-512 gather dot product straight from the int8 values (16 codes widened per step). What int8 changes is the bytes of weights
 // read from memory (1 byte value + 2 byte column per nonzero instead of 4 + 2), not the
 // arithmetic. Serial (no at::parallel_for): the project runs one torch thread.
 #include <torch/extension.h>
@@ -21,8 +21,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
+#include "slices.h"
 #include "transpose.h"
 
 namespace {
@@ -49,6 +51,7 @@ struct QLayer {
   const float* bias;      // (out,) or nullptr
   int64_t out, in;
   bool relu;
+  Slices<int8_t>* slices = nullptr;  // calls of 1-3 samples (slices.h), built on first use
 };
 
 // One row (n nonzeros: decoded values w, columns c) for W = NV * lanes(V) samples of xb.
@@ -182,22 +185,48 @@ void block_rows(const QLayer& L, const float* w, int64_t p0, const float* X, int
     });
 }
 
-// Fewer than 4 samples: gather dot products straight from the int8 codes (no decode pass).
+// The first 64-byte boundary at or after p (a buffer of n floats needs n + 16 to hold n from there).
+inline float* aligned64(float* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  return p + ((64 - a % 64) % 64) / sizeof(float);
+}
+
+// Fewer than 4 samples: by the layer's 16-row slices of int8 codes (slices.h; the row scale applied to each sum)
+// where it has them, else gather dot products straight from the int8 codes (no decode pass).
 template <typename IT>
 void rows_int8(const QLayer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t B) {
   const IT* col = static_cast<const IT*>(L.col);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  if (L.slices) {
+    std::call_once(L.slices->once, [&] { build_slices(L.rowptr, col, L.q, L.out, L.in, *L.slices); });
+    if (L.slices->usable) {
+      const Slices<int8_t>& S = *L.slices;
+      thread_local std::vector<float> xbuf;
+      xbuf.resize(32 * S.nb + 16);
+      float* x = aligned64(xbuf.data());  // one sample's inputs, contiguous, zero-padded to whole blocks
+      for (int64_t b0 = 0; b0 < B; ++b0) {
+        for (int64_t f = 0; f < L.in; ++f) x[f] = X[f * ldx + b0];
+        std::fill(x + L.in, x + 32 * S.nb, 0.0f);
+        for (int64_t s = 0; 16 * s < L.out; ++s) {
+          alignas(64) float o[16];
+          _mm512_store_ps(o, slice_sums(S, x, s));
+          for (int64_t l = 0; l < 16 && 16 * s + l < L.out; ++l) {
+            const int64_t r = 16 * s + l;
+            const float v = o[l] * L.scale[r] + (L.bias ? L.bias[r] : 0.0f);
+            Y[r * ldy + b0] = (L.relu && v < 0.0f) ? 0.0f : v;
+          }
+        }
+      }
+      return;
+    }
+  }
+#endif
   for (int64_t b0 = 0; b0 < B; ++b0)
     for (int64_t r = 0; r < L.out; ++r) {
       const int64_t a = L.rowptr[r], n = L.rowptr[r + 1] - a;
       const float v = row_one<int8_t, IT>(L.q + a, col + a, n, X + b0, ldx) * L.scale[r] + (L.bias ? L.bias[r] : 0.0f);
       Y[r * ldy + b0] = (L.relu && v < 0.0f) ? 0.0f : v;
     }
-}
-
-// The first 64-byte boundary at or after p (a buffer of n floats needs n + 16 to hold n from there).
-inline float* aligned64(float* p) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  return p + ((64 - a % 64) % 64) / sizeof(float);
 }
 
 // The whole layer: blocks of rows whose nonzeros fit DECODE_FLOATS (at least one row per
@@ -231,6 +260,7 @@ void run_layer(const QLayer& L, const float* X, int64_t ldx, float* Y, int64_t l
 struct Int8Chain {
   std::vector<QLayer> layers;
   std::vector<torch::Tensor> keep;
+  std::vector<std::unique_ptr<Slices<int8_t>>> slices;  // each layer's, built on its first call of 1-3 samples
   int64_t in0, tile;
 
   Int8Chain(int64_t in, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols,
@@ -275,6 +305,8 @@ struct Int8Chain {
       }
       L.relu = relus[i];
       keep.insert(keep.end(), {rowptrs[i], cols[i], qvals[i], scales[i], biases[i]});
+      slices.push_back(std::make_unique<Slices<int8_t>>());
+      L.slices = slices.back().get();
       layers.push_back(L);
       cur = L.out;
     }

@@ -36,11 +36,10 @@
 #include <memory>
 #include <vector>
 
+#include "slices.h"
 #include "transpose.h"
 
 namespace {
-
-struct Slices;
 
 struct Layer {
   const int32_t* rowptr;  // (out + 1,) or nullptr for dense
@@ -67,8 +66,8 @@ struct Layer {
   const float* pval = nullptr;
   int64_t pw = 0, npan = 0;
   // single-sample calls (B < 4) of a CSR layer in a kept Chain: the same nonzeros by 16-row slices, built on first
-  // use (see Slices); nullptr elsewhere (one-shot calls, csr_onto), where single samples run row_one
-  Slices* slices = nullptr;
+  // use (slices.h); nullptr elsewhere (one-shot calls, csr_onto), where single samples run row_one
+  Slices<float>* slices = nullptr;
 };
 
 // GCC/Clang vector extensions: the accumulators of one tile live in registers
@@ -326,116 +325,30 @@ inline void row_one(const Layer& L, const float* X, int64_t ldx, float* Y, int64
   Y[r * ldy + b0] = (L.relu && s < 0.0f) ? 0.0f : s;
 }
 
-// A CSR layer for one sample at a time, by 16-row slices and 32-feature blocks (SELL-16 with the inputs in
-// registers): the 16 lanes of a step are the 16 rows of a slice, each holding its next nonzero in the block
-// (or padding); a step is one permute of the block's 32 inputs, held in two registers, by 16 byte indices and
-// one FMA into the slice's 16 sums. Row by row with a gather (row_one) cost 2-3 loads per nonzero, and the
-// loads bound it; here a step's 16 lanes cost two loads. Padding lanes (a row with fewer nonzeros in the block
-// than the slice's longest) are masked out of the FMA, so an input that only pruned weights touch never
-// reaches an output (0 x NaN). Built on a layer's first call with fewer than 4 samples (O(nnz)). Not used
-// where the padding would exceed SLICE_MAX_SLOTS slots per nonzero (very sparse, scattered rows), nor where the
-// slices would take more than SLICE_MAX_BYTES (half a 1 MB L2): a slot is 5 bytes and about half the slots are
-// padding at 90 %, so slices move ~10 bytes per nonzero where the CSR moves 6, and for layers that come from
-// L3 or memory the bytes decide. (The 784-2048-2048-10 MLP's layers, 1.6 and 2.7 MB of slices, each ran in
-// 0.44-0.49x the row-by-row time on its own, but the whole model at batch 1 in 1.15x, timed between dense calls
-// that evict it; LeNet-300-100's, at most 240 KB, in 0.56x. benchmarks/kernel_ab.py --chains, docs/backend.md.)
-constexpr int64_t SLICE_MAX_SLOTS = 8;
-constexpr int64_t SLICE_MAX_BYTES = 512 << 10;
-
-struct Slices {
-  std::once_flag once;
-  bool usable = false;
-  int64_t nb = 0;              // 32-feature blocks
-  std::vector<int32_t> start;  // (slices * nb + 1): block k of slice s holds steps start[s * nb + k] ..< start[... + 1]
-  std::vector<float> store;    // holds val: (steps, 16) from a 64-byte boundary, lane l = row 16 s + l; 0 in padding
-  const float* val = nullptr;  // (a vector's data is only 16-byte aligned: every 64-byte step would split two lines)
-  std::vector<uint8_t> idx;    // (steps, 16): 0x80 | feature within the block for a nonzero, 0 for padding
-};
-
-template <typename IT>
-void build_slices(const Layer& L, Slices& S) {
-  const IT* col = static_cast<const IT*>(L.col);
-  const int64_t nb = (L.in + 31) / 32, nsl = (L.out + 15) / 16, nnz = L.rowptr[L.out];
-  std::vector<int32_t> cnt(16 * nb);  // per (lane, block): nonzeros, then the next free step
-  std::vector<int32_t> start(nsl * nb + 1);
-  int64_t steps = 0;
-  for (int64_t s = 0; s < nsl; ++s) {
-    std::fill(cnt.begin(), cnt.end(), 0);
-    for (int64_t l = 0; l < 16 && 16 * s + l < L.out; ++l)
-      for (int32_t p = L.rowptr[16 * s + l]; p < L.rowptr[16 * s + l + 1]; ++p) ++cnt[l * nb + col[p] / 32];
-    for (int64_t k = 0; k < nb; ++k) {
-      int32_t most = 0;
-      for (int64_t l = 0; l < 16; ++l) most = std::max(most, cnt[l * nb + k]);
-      start[s * nb + k] = static_cast<int32_t>(steps);
-      steps += most;
-    }
-  }
-  start[nsl * nb] = static_cast<int32_t>(steps);  // steps <= nnz: every step holds a nonzero
-  S.nb = nb;
-  if (16 * steps > SLICE_MAX_SLOTS * std::max<int64_t>(nnz, 1) || 16 * steps * 5 > SLICE_MAX_BYTES)
-    return;  // not usable: row_one instead
-  S.store.assign(16 * steps + 16, 0.0f);
-  float* val = S.store.data() + ((64 - reinterpret_cast<uintptr_t>(S.store.data()) % 64) % 64) / sizeof(float);
-  S.val = val;
-  S.idx.assign(16 * steps, 0);
-  for (int64_t s = 0; s < nsl; ++s) {
-    std::fill(cnt.begin(), cnt.end(), 0);
-    for (int64_t l = 0; l < 16 && 16 * s + l < L.out; ++l)
-      for (int32_t p = L.rowptr[16 * s + l]; p < L.rowptr[16 * s + l + 1]; ++p) {
-        const int64_t k = col[p] / 32, t = start[s * nb + k] + cnt[l * nb + k]++;
-        val[16 * t + l] = L.val[p];
-        S.idx[16 * t + l] = static_cast<uint8_t>(0x80 | (col[p] % 32));
-      }
-  }
-  S.start = std::move(start);
-  S.usable = true;
-}
-
-// The layer's slices, built on first use (thread-safe); nullptr where they are not usable.
-inline const Slices* ready_slices(const Layer& L) {
+// The layer's slices (slices.h), built on first use (thread-safe); nullptr where they are not usable.
+inline const Slices<float>* ready_slices(const Layer& L) {
   if (!L.slices) return nullptr;
   std::call_once(L.slices->once, [&] {
-    if (L.col16) build_slices<int16_t>(L, *L.slices);
-    else build_slices<int32_t>(L, *L.slices);
+    if (L.col16)
+      build_slices(L.rowptr, static_cast<const int16_t*>(L.col), L.val, L.out, L.in, *L.slices);
+    else
+      build_slices(L.rowptr, static_cast<const int32_t*>(L.col), L.val, L.out, L.in, *L.slices);
   });
   return L.slices->usable ? L.slices : nullptr;
 }
 
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
-// Rows [r0, r1) for the one sample at column b0, through the slices (see Slices): the slices that overlap
+// Rows [r0, r1) for the one sample at column b0, through the slices (slices.h): the slices that overlap
 // [r0, r1) run whole, and only their rows inside it are written.
-inline void slice_rows(const Layer& L, const Slices& S, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t r0,
-                       int64_t r1, int64_t b0) {
-  const int64_t nb = S.nb;
-  float* x = scratch_floats<2>(32 * nb);  // the sample's inputs, contiguous, zero-padded to whole blocks
+inline void slice_rows(const Layer& L, const Slices<float>& S, const float* X, int64_t ldx, float* Y, int64_t ldy,
+                       int64_t r0, int64_t r1, int64_t b0) {
+  float* x = scratch_floats<2>(32 * S.nb);  // the sample's inputs, contiguous, zero-padded to whole blocks
   const float* xb = X + b0;
   for (int64_t f = 0; f < L.in; ++f) x[f] = xb[f * ldx];
-  std::fill(x + L.in, x + 32 * nb, 0.0f);
+  std::fill(x + L.in, x + 32 * S.nb, 0.0f);
   for (int64_t s = r0 / 16; 16 * s < r1; ++s) {
-    __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    const int32_t* st = S.start.data() + s * nb;
-    for (int64_t k = 0; k < nb; ++k) {
-      const int32_t t0 = st[k], t1 = st[k + 1];
-      if (t0 == t1) continue;
-      const __m512 x0 = _mm512_load_ps(x + 32 * k), x1 = _mm512_load_ps(x + 32 * k + 16);  // (32,) inputs
-      const float* v = S.val + 16 * static_cast<int64_t>(t0);
-      const uint8_t* ix = S.idx.data() + 16 * static_cast<int64_t>(t0);
-      auto step = [&](__m512& acc, int64_t o) {
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ix + 16 * o));  // (16,) bytes
-        const __m512 xv = _mm512_permutex2var_ps(x0, _mm512_cvtepu8_epi32(b), x1);  // low 5 bits pick the input
-        acc = _mm512_mask3_fmadd_ps(_mm512_load_ps(v + 16 * o), xv, acc, _mm_movepi8_mask(b));  // padding: kept
-      };
-      int32_t t = t0;
-      for (; t + 4 <= t1; t += 4, v += 64, ix += 64) {  // 4 sums in flight (FMA latency)
-        step(a[0], 0);
-        step(a[1], 1);
-        step(a[2], 2);
-        step(a[3], 3);
-      }
-      for (; t < t1; ++t, v += 16, ix += 16) step(a[0], 0);
-    }
     alignas(64) float o[16];
-    _mm512_store_ps(o, _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
+    _mm512_store_ps(o, slice_sums(S, x, s));
     for (int64_t l = 0; l < 16; ++l) {
       const int64_t r = 16 * s + l;
       if (r < r0 || r >= r1) continue;
@@ -488,7 +401,7 @@ void rows_all(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
   if constexpr (!DENSE) {  // a call of 1-3 samples: the slices, where the layer has them
     if (B < 4)
-      if (const Slices* S = ready_slices(L)) {
+      if (const Slices<float>* S = ready_slices(L)) {
         for (; b0 < B; ++b0) slice_rows(L, *S, X, ldx, Y, ldy, r0, r1, b0);
         return;
       }
@@ -732,7 +645,7 @@ struct ChainSpec {
   std::vector<Layer> layers;
   std::vector<int64_t> threads, tiles;
   std::vector<torch::Tensor> keep;  // every tensor the raw pointers point into
-  std::vector<std::unique_ptr<Slices>> slices;  // the CSR layers' single-sample slices (a kept Chain only)
+  std::vector<std::unique_ptr<Slices<float>>> slices;  // the CSR layers' single-sample slices (a kept Chain only)
 };
 
 ChainSpec make_spec(int64_t in0, const std::vector<torch::Tensor>& rowptrs, const std::vector<torch::Tensor>& cols,
@@ -771,7 +684,7 @@ ChainSpec make_spec(int64_t in0, const std::vector<torch::Tensor>& rowptrs, cons
       L.col16 = cols[i].scalar_type() == at::kShort;
       check_csr(L.rowptr, L.out, L.col, L.col16, cols[i].numel(), L.in);
       if (kept) {  // built on the first call of 1-3 samples: a one-shot call would pay O(nnz) for one product
-        s.slices.push_back(std::make_unique<Slices>());
+        s.slices.push_back(std::make_unique<Slices<float>>());
         L.slices = s.slices.back().get();
       }
       if (!prows.empty() && prows[i].numel() > 0) {
