@@ -7,9 +7,12 @@
 // slice's 16 sums. Row by row with a gather, every nonzero cost 2-3 loads (column, input, value), and the loads
 // bound it; here a step's 16 lanes cost two. Padding lanes (a row with fewer nonzeros in the block than the
 // slice's longest) are masked out of the FMA, so an input that only pruned weights touch never reaches an output
-// (0 x NaN). Built on a layer's first call with fewer than 4 samples (O(nnz)). Not used where the padding would
-// exceed SLICE_MAX_SLOTS slots per nonzero (very sparse, scattered rows), nor where the slices would take more than
-// SLICE_MAX_BYTES (half a 1 MB L2): an fp32 slot is 5 bytes and about half the slots are padding at 90 %, so fp32
+// (0 x NaN). Built on a layer's first call with fewer than 4 samples, from a copy of the values (as the column
+// panels are: a layer's tensors are not to be edited in place once a chain holds them). Not used where a call's
+// fixed work, one visit per 16 rows and 32 inputs plus a copy of the inputs, would exceed the nonzeros (wide layers
+// that use few of their inputs: the row path touches only the nonzeros; checked before anything is built), where
+// the padding would exceed SLICE_MAX_SLOTS slots per nonzero (very sparse, scattered rows), nor where the slices
+// would take more than SLICE_MAX_BYTES (half a 1 MB L2): an fp32 slot is 5 bytes and about half the slots are padding at 90 %, so fp32
 // slices move ~10 bytes per nonzero where the CSR moves 6, and for layers that come from L3 or memory the bytes
 // decide. (The 784-2048-2048-10 MLP's layers, 1.6 and 2.7 MB of fp32 slices, each ran faster on its own, but the
 // whole model at batch 1 ran slower, timed between dense calls that evict it; docs/backend.md.)
@@ -45,25 +48,29 @@ struct Slices {
 template <typename VT, typename IT>
 void build_slices(const int32_t* rowptr, const IT* col, const VT* vals, int64_t out, int64_t in, Slices<VT>& S) {
   const int64_t nb = (in + 31) / 32, nsl = (out + 15) / 16, nnz = rowptr[out];
+  S.nb = nb;
+  if (nsl * nb + in > nnz) return;  // the fixed work of a call would exceed the nonzeros: row by row instead
+  const int64_t slot_bytes = static_cast<int64_t>(sizeof(VT)) + 1;
+  const int64_t max_steps = std::min(SLICE_MAX_SLOTS * nnz, SLICE_MAX_BYTES / slot_bytes) / 16;
   std::vector<int32_t> cnt(16 * nb);  // per (lane, block): nonzeros, then the next free step
   std::vector<int32_t> start(nsl * nb + 1);
   int64_t steps = 0;
   for (int64_t s = 0; s < nsl; ++s) {
     std::fill(cnt.begin(), cnt.end(), 0);
     for (int64_t l = 0; l < 16 && 16 * s + l < out; ++l)
-      for (int32_t p = rowptr[16 * s + l]; p < rowptr[16 * s + l + 1]; ++p) ++cnt[l * nb + col[p] / 32];
+      for (int32_t p = rowptr[16 * s + l]; p < rowptr[16 * s + l + 1]; ++p) {
+        if (col[p] < 0 || col[p] >= in) return;  // edited after the chain checked it: never write out of bounds
+        ++cnt[l * nb + col[p] / 32];
+      }
     for (int64_t k = 0; k < nb; ++k) {
       int32_t most = 0;
       for (int64_t l = 0; l < 16; ++l) most = std::max(most, cnt[l * nb + k]);
       start[s * nb + k] = static_cast<int32_t>(steps);
       steps += most;
     }
+    if (steps > max_steps) return;  // over the slot or byte limit: row by row instead
   }
   start[nsl * nb] = static_cast<int32_t>(steps);  // steps <= nnz: every step holds a nonzero
-  S.nb = nb;
-  const int64_t slot_bytes = static_cast<int64_t>(sizeof(VT)) + 1;
-  if (16 * steps > SLICE_MAX_SLOTS * std::max<int64_t>(nnz, 1) || 16 * steps * slot_bytes > SLICE_MAX_BYTES)
-    return;  // not usable: row by row instead
   constexpr int64_t pad = 64 / sizeof(VT);
   S.store.assign(16 * steps + pad, VT(0));
   VT* val = S.store.data() + ((64 - reinterpret_cast<uintptr_t>(S.store.data()) % 64) % 64) / sizeof(VT);

@@ -677,6 +677,8 @@ ChainSpec make_spec(int64_t in0, const std::vector<torch::Tensor>& rowptrs, cons
       TORCH_CHECK(cols[i].is_contiguous() && (cols[i].scalar_type() == at::kShort || cols[i].scalar_type() == at::kInt),
                   "col indices must be contiguous int16 or int32");
       TORCH_CHECK(cols[i].numel() == vals[i].numel(), "cols and values must have the same length");
+      TORCH_CHECK(rowptrs[i].dim() == 1 && cols[i].dim() == 1 && vals[i].dim() == 1,
+                  "a CSR layer's rowptr, col indices and values must be 1-D");
       L.out = rowptrs[i].numel() - 1;
       L.in = cur_in;
       L.rowptr = rowptrs[i].data_ptr<int32_t>();
