@@ -69,6 +69,7 @@ def test_native_chain_rejects_a_hostile_csr():
         "from 0 to nnz": {"rowptr": torch.tensor([0, 1, 100_000], dtype=torch.int32)},
         "from 0 to nnz ": {"rowptr": torch.tensor([1, 1, 2], dtype=torch.int32)},
         "non-decreasing": {"rowptr": torch.tensor([0, 3, 2], dtype=torch.int32), "col": torch.zeros(2, dtype=torch.int16)},
+        "must be 1-D": {"col": torch.tensor([[0], [2]], dtype=torch.int16), "val": torch.ones(2, 1)},
     }
     for message, change in bad.items():
         layer = {**good, **change}

@@ -93,6 +93,19 @@ def test_a_nan_input_on_pruned_weights_stays_out_of_single_samples():
     assert torch.equal(y.isnan(), w[:, used] != 0)
 
 
+@pytest.mark.parametrize("shape, used", [((16, 100_000), 32), ((300, 40_000), 200)])
+def test_wide_layers_that_use_few_inputs(shape, used):
+    """Too wide for the slices' fixed work (a visit per 16 rows and 32 inputs): the row path, same results."""
+    g = torch.Generator().manual_seed(8)
+    w = torch.zeros(shape)
+    w[:, torch.randperm(shape[1], generator=g)[:used]] = torch.randn(shape[0], used, generator=g)
+    b = torch.randn(shape[0])
+    op = NativeCSROp(w, b, relu=True)
+    for batch in (1, 3):
+        x = torch.randn(shape[1], batch)
+        torch.testing.assert_close(op.forward(x), reference(w, b, x, True), rtol=1e-4, atol=1e-4)
+
+
 def test_padding_lanes_never_read_an_input():
     """Rows with fewer nonzeros in a block than the slice's longest row are padded; the padding points at the block's
     first feature, which no row uses here: a NaN there must reach no output."""
