@@ -309,10 +309,12 @@ def test_int8_claims():
     whole = ", ".join(f"{vs[('model', b)]:.2f}×" for b in (1, 32, 256))
     assert (f"per layer, int8 CSR took {_range(small)[:-1]}× the time of fp32 CSR at batch 1 and 32 and {_range(large)} at "
             f"batch 256 (whole model: {whole} at batch 1, 32, 256)") in PROSE
-    assert min(vs.values()) > 0.8  # "Speed, no": else say where it pays
+    gains = [(layer, b) for (layer, b), v in vs.items() if v < 0.95]
+    assert gains and all(b <= 32 for _, b in gains), gains  # "a little, at small batches": else reword it
+    assert [b for layer, b in gains if layer == "model"] == [1]  # the whole model gains at batch 1 only
     cpus = {"AMD EPYC (family 25, model 17": "Zen 4", "AMD EPYC (family 26, model 2": "Zen 5"}  # as the README names them
     cpu = next(name for line, name in cpus.items() if line in body)
-    assert (f"| half the weight bytes ({q8 / 1000:.0f} KB vs {fp32 / 1000:.0f} KB), no speed gain on an AMD {cpu}: "
+    assert (f"| half the weight bytes ({q8 / 1000:.0f} KB vs {fp32 / 1000:.0f} KB), a little faster at small batches, on an AMD {cpu}: "
             f"{_range(small)[:-1]}× fp32 CSR's time per layer at batch 1 and 32, {_range(large)} at 256; whole model "
             f"{whole.replace(', ', ' / ')} at batch 1 / 32 / 256") in README
     l2 = re.search(r"L2 (\d+)KB", body).group(1)
