@@ -100,15 +100,27 @@ def page():
         )
         pg = browser.new_page(viewport={"width": 1400, "height": 1800})
         pg.set_default_timeout(60_000)
+        pg.console_errors = []  # the browser's console errors: a failed wait reports them (see _settle)
+        pg.on("console", lambda msg: pg.console_errors.append(msg.text[:500]) if msg.type == "error" else None)
         yield pg
         browser.close()
 
 
 def _settle(pg) -> None:
-    """Wait until the script finished its run and the charts are drawn."""
+    """Wait until the script finished its run and the charts are drawn.
+
+    A run that never ends because the frontend gave up its connection (data-test-connection-state
+    DISCONNECTED_FOREVER, which Streamlit's frontend enters only on a fatal error, e.g. a websocket message it
+    could not process) fails with that state and the browser's console errors, which name the cause.
+    """
     pg.wait_for_timeout(400)  # the run-state flag can still read "notRunning" just after an interaction
-    expect(pg.locator('[data-testid="stApp"]')).to_have_attribute("data-test-script-state", "notRunning",
-                                                                   timeout=120_000)
+    try:
+        expect(pg.locator('[data-testid="stApp"]')).to_have_attribute("data-test-script-state", "notRunning",
+                                                                       timeout=120_000)
+    except AssertionError as err:
+        state = pg.locator('[data-testid="stApp"]').get_attribute("data-test-connection-state")
+        errors = [e for e in getattr(pg, "console_errors", []) if "ERR_NAME_NOT_RESOLVED" not in e]
+        raise AssertionError(f"connection state {state}; browser console errors: {errors[-10:]}") from err
     # Polled on the live DOM: a chart of the previous page may still be there when counted and gone a moment
     # later, so never wait on a chart by its index.
     pg.wait_for_function(
