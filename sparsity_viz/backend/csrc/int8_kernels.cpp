@@ -9,9 +9,10 @@
 // q * s up to fp32 rounding). For tiles of >= 4 samples a block of rows is first converted
 // int8 -> fp32 (one vectorised pass) into a small L1-resident buffer, then every sample tile of
 // those rows runs the same register-tiled FMA loop as the fp32 kernel (64/32/16/8/4 samples),
-// bias + ReLU fused into the store. Fewer than 4 samples: the layer's 16-row slices of int8 codes (slices.h),
-// or where it has none an AVX-512 gather dot product straight from the int8 values (16 codes widened per step). What int8 changes is the bytes of weights
-// read from memory (1 byte value + 2 byte column per nonzero instead of 4 + 2), not the
+// bias + ReLU fused into the store. Fewer than 4 samples: the layer's 16-row slices of int8 codes
+// (slices.h), or where it has none an AVX-512 gather dot product straight from the int8 values (16
+// codes widened per step). What int8 changes is the bytes of weights read from memory (1 byte value
+// + 2 byte column per nonzero instead of 4 + 2; a slice slot 1 + 1 instead of 4 + 1), not the
 // arithmetic. Serial (no at::parallel_for): the project runs one torch thread.
 #include <torch/extension.h>
 #if defined(__AVX512F__)
