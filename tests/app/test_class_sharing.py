@@ -167,3 +167,16 @@ def test_the_server_skips_the_full_collection_after_every_run():
 
     config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_the_server_sends_no_forward_message_references():
+    """The ForwardMsg cache is off (.streamlit/config.toml): a reference the frontend cannot resolve after fast
+    reruns is fatal to the page. The option must still be one Streamlit knows, and above any message."""
+    import tomllib
+    from pathlib import Path
+
+    from streamlit import config as st_config
+
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
+    assert "global.minCachedMessageSize" in st_config._config_options_template
+    assert config["global"]["minCachedMessageSize"] >= 1e12
