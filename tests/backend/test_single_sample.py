@@ -138,8 +138,6 @@ def test_a_whole_chain_at_batch_one_matches_torch():
 @pytest.mark.parametrize("pattern", ["0%", "50%", "90%", "99%", "100%", "empty-rows"])
 @pytest.mark.parametrize("shape", [(1, 4), (17, 44), (300, 784)])
 def test_int8_single_samples_equal_the_fake_quantized_layer(pattern, shape):
-    if not int8.available():
-        pytest.skip(f"int8 kernel unavailable: {int8.notice()}")
     w, b = make_weight(pattern, shape, seed=7), torch.randn(shape[0])
     wq = int8.fake_quantize_rows(w)  # what the int8 codes times the row scales are, exactly
     op = int8.Int8CSROp(w, b, True)
@@ -149,8 +147,6 @@ def test_int8_single_samples_equal_the_fake_quantized_layer(pattern, shape):
 
 
 def test_int8_padding_lanes_never_read_an_input():
-    if not int8.available():
-        pytest.skip(f"int8 kernel unavailable: {int8.notice()}")
     w = torch.zeros(16, 64)
     for r in range(16):
         w[r, 1:2 + r] = 1.0  # as in the fp32 test: padding in block 0, feature 0 unused

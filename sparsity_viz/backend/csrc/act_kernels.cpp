@@ -26,6 +26,8 @@
 #include <memory>
 #include <vector>
 
+#include "align.h"
+
 namespace {
 
 typedef float v16 __attribute__((vector_size(64)));
@@ -202,14 +204,6 @@ void run_per_sample(const ALayer& L, const View& x, int64_t B, const View& y) {
     float* out = y.p + b * y.sb;
     for (int64_t o = 0; o < L.out; ++o) out[o * y.sf] = relu_if(yb[o], L.relu);
   }
-}
-
-// The first 64-byte boundary in v, which holds n floats from there (a vector's data is only 16-byte aligned, and a
-// 16-lane row that straddles two cache lines costs two: the int8 chain's activations read 1.5x slower that way).
-inline float* aligned64(std::vector<float>& v, int64_t n) {
-  v.resize(static_cast<size_t>(n + 16));
-  const uintptr_t a = reinterpret_cast<uintptr_t>(v.data());
-  return v.data() + ((64 - a % 64) % 64) / sizeof(float);
 }
 
 void run_union(const ALayer& L, const View& x, int64_t B, const View& y) {

@@ -25,6 +25,7 @@
 #include <memory>
 #include <vector>
 
+#include "align.h"
 #include "slices.h"
 #include "transpose.h"
 
@@ -186,40 +187,26 @@ void block_rows(const QLayer& L, const float* w, int64_t p0, const float* X, int
     });
 }
 
-// The first 64-byte boundary at or after p (a buffer of n floats needs n + 16 to hold n from there).
-inline float* aligned64(float* p) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  return p + ((64 - a % 64) % 64) / sizeof(float);
-}
-
 // Fewer than 4 samples: by the layer's 16-row slices of int8 codes (slices.h; the row scale applied to each sum)
 // where it has them, else gather dot products straight from the int8 codes (no decode pass).
 template <typename IT>
 void rows_int8(const QLayer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t B) {
   const IT* col = static_cast<const IT*>(L.col);
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
-  if (L.slices) {
-    std::call_once(L.slices->once, [&] { build_slices(L.rowptr, col, L.q, L.out, L.in, *L.slices); });
-    if (L.slices->usable) {
-      const Slices<int8_t>& S = *L.slices;
-      thread_local std::vector<float> xbuf;
-      xbuf.resize(32 * S.nb + 16);
-      float* x = aligned64(xbuf.data());  // one sample's inputs, contiguous, zero-padded to whole blocks
-      for (int64_t b0 = 0; b0 < B; ++b0) {
-        for (int64_t f = 0; f < L.in; ++f) x[f] = X[f * ldx + b0];
-        std::fill(x + L.in, x + 32 * S.nb, 0.0f);
-        for (int64_t s = 0; 16 * s < L.out; ++s) {
-          alignas(64) float o[16];
-          _mm512_store_ps(o, slice_sums(S, x, s));
-          for (int64_t l = 0; l < 16 && 16 * s + l < L.out; ++l) {
-            const int64_t r = 16 * s + l;
-            const float v = o[l] * L.scale[r] + (L.bias ? L.bias[r] : 0.0f);
-            Y[r * ldy + b0] = (L.relu && v < 0.0f) ? 0.0f : v;
-          }
+  if (const Slices<int8_t>* S = ready_slices(L.slices, L.rowptr, col, L.q, L.out, L.in)) {
+    for (int64_t b0 = 0; b0 < B; ++b0) {
+      const float* x = slice_input(X + b0, ldx, L.in, S->nb);
+      for (int64_t s = 0; 16 * s < L.out; ++s) {
+        alignas(64) float o[16];
+        _mm512_store_ps(o, slice_sums(*S, x, s));
+        for (int64_t l = 0; l < 16 && 16 * s + l < L.out; ++l) {
+          const int64_t r = 16 * s + l;
+          const float v = o[l] * L.scale[r] + (L.bias ? L.bias[r] : 0.0f);
+          Y[r * ldy + b0] = (L.relu && v < 0.0f) ? 0.0f : v;
         }
       }
-      return;
     }
+    return;
   }
 #endif
   for (int64_t b0 = 0; b0 < B; ++b0)
@@ -245,8 +232,7 @@ void run_layer(const QLayer& L, const float* X, int64_t ldx, float* Y, int64_t l
     int64_t r1 = r0 + 1;
     while (r1 < L.out && L.rowptr[r1 + 1] - p0 <= DECODE_FLOATS) ++r1;
     const int64_t n = L.rowptr[r1] - p0;
-    if (static_cast<int64_t>(buf.size()) < n + 16) buf.resize(n + 16);
-    float* w = aligned64(buf.data());
+    float* w = aligned64(buf, n);
     const int8_t* q = L.q + p0;
     for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>(q[i]);  // one vectorised pass per block
     if (L.col16) block_rows<int16_t>(L, w, p0, X, ldx, Y, ldy, B, r0, r1, tile);
@@ -331,8 +317,7 @@ struct Int8Chain {
     for (const QLayer& L : layers) widest = std::max(widest, L.out);
     const int64_t C = std::min(B, CHUNK);  // samples per chunk (the whole batch when it is smaller)
     thread_local std::vector<float> acts;
-    if (static_cast<int64_t>(acts.size()) < 2 * widest * C + 16) acts.resize(2 * widest * C + 16);
-    float* const a0 = aligned64(acts.data());
+    float* const a0 = aligned64(acts, 2 * widest * C);
     float* const ping[2] = {a0, a0 + widest * C};  // (widest, C) each, 64-byte aligned (C is 64 or the batch)
     const float* x = X.data_ptr<float>();
     for (int64_t b0 = 0; b0 < B; b0 += C) {

@@ -26,6 +26,8 @@
 #include <mutex>
 #include <vector>
 
+#include "align.h"
+
 namespace {
 
 constexpr int64_t SLICE_MAX_SLOTS = 8;
@@ -71,9 +73,7 @@ void build_slices(const int32_t* rowptr, const IT* col, const VT* vals, int64_t 
     if (steps > max_steps) return;  // over the slot or byte limit: row by row instead
   }
   start[nsl * nb] = static_cast<int32_t>(steps);  // steps <= nnz: every step holds a nonzero
-  constexpr int64_t pad = 64 / sizeof(VT);
-  S.store.assign(16 * steps + pad, VT(0));
-  VT* val = S.store.data() + ((64 - reinterpret_cast<uintptr_t>(S.store.data()) % 64) % 64) / sizeof(VT);
+  VT* val = aligned64(S.store, 16 * steps);  // zeros: the padding
   S.val = val;
   S.idx.assign(16 * steps, 0);
   for (int64_t s = 0; s < nsl; ++s) {
@@ -87,6 +87,25 @@ void build_slices(const int32_t* rowptr, const IT* col, const VT* vals, int64_t 
   }
   S.start = std::move(start);
   S.usable = true;
+}
+
+// S built on first use (thread-safe) from the layer's CSR; nullptr where there is no S or it is not usable.
+template <typename VT, typename IT>
+inline const Slices<VT>* ready_slices(Slices<VT>* S, const int32_t* rowptr, const IT* col, const VT* vals, int64_t out,
+                                      int64_t in) {
+  if (!S) return nullptr;
+  std::call_once(S->once, [&] { build_slices(rowptr, col, vals, out, in, *S); });
+  return S->usable ? S : nullptr;
+}
+
+// One sample's inputs (feature f at xb[f * ldx]) in a thread's scratch: contiguous, 64-byte aligned, zero-padded to
+// nb whole blocks, as slice_sums reads them.
+inline const float* slice_input(const float* xb, int64_t ldx, int64_t in, int64_t nb) {
+  static thread_local std::vector<float> buf;
+  float* x = aligned64(buf, 32 * nb);
+  for (int64_t f = 0; f < in; ++f) x[f] = xb[f * ldx];
+  std::fill(x + in, x + 32 * nb, 0.0f);
+  return x;
 }
 
 #if defined(__AVX512BW__) && defined(__AVX512VL__)

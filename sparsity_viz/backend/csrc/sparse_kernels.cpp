@@ -36,6 +36,7 @@
 #include <memory>
 #include <vector>
 
+#include "align.h"
 #include "slices.h"
 #include "transpose.h"
 
@@ -206,13 +207,11 @@ inline void group_rows(const char* P, const int32_t* rows, const uint16_t* off, 
 }
 
 // A thread's 64-byte aligned scratch of at least n floats (kept between calls); one per TAG
-// (0: a tile's partial sums, 1: a chain chunk's activations, 2: one sample's inputs for slice_rows).
+// (0: a tile's partial sums, 1: a chain chunk's activations).
 template <int TAG = 0>
 inline float* scratch_floats(int64_t n) {
   static thread_local std::vector<float> buf;
-  if (static_cast<int64_t>(buf.size()) < n + 16) buf.resize(n + 16);
-  const uintptr_t a = reinterpret_cast<uintptr_t>(buf.data());
-  return buf.data() + ((64 - a % 64) % 64) / sizeof(float);
+  return aligned64(buf, n);
 }
 
 // Every row for the 16 * NV (64 or 32) samples at b0 through the grouped panels: just before its
@@ -325,16 +324,10 @@ inline void row_one(const Layer& L, const float* X, int64_t ldx, float* Y, int64
   Y[r * ldy + b0] = (L.relu && s < 0.0f) ? 0.0f : s;
 }
 
-// The layer's slices (slices.h), built on first use (thread-safe); nullptr where they are not usable.
+// The layer's slices (slices.h), built on first use; nullptr where it has none or they are not usable.
 inline const Slices<float>* ready_slices(const Layer& L) {
-  if (!L.slices) return nullptr;
-  std::call_once(L.slices->once, [&] {
-    if (L.col16)
-      build_slices(L.rowptr, static_cast<const int16_t*>(L.col), L.val, L.out, L.in, *L.slices);
-    else
-      build_slices(L.rowptr, static_cast<const int32_t*>(L.col), L.val, L.out, L.in, *L.slices);
-  });
-  return L.slices->usable ? L.slices : nullptr;
+  return L.col16 ? ready_slices(L.slices, L.rowptr, static_cast<const int16_t*>(L.col), L.val, L.out, L.in)
+                 : ready_slices(L.slices, L.rowptr, static_cast<const int32_t*>(L.col), L.val, L.out, L.in);
 }
 
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
@@ -342,10 +335,7 @@ inline const Slices<float>* ready_slices(const Layer& L) {
 // [r0, r1) run whole, and only their rows inside it are written.
 inline void slice_rows(const Layer& L, const Slices<float>& S, const float* X, int64_t ldx, float* Y, int64_t ldy,
                        int64_t r0, int64_t r1, int64_t b0) {
-  float* x = scratch_floats<2>(32 * S.nb);  // the sample's inputs, contiguous, zero-padded to whole blocks
-  const float* xb = X + b0;
-  for (int64_t f = 0; f < L.in; ++f) x[f] = xb[f * ldx];
-  std::fill(x + L.in, x + 32 * S.nb, 0.0f);
+  const float* x = slice_input(X + b0, ldx, L.in, S.nb);
   for (int64_t s = r0 / 16; 16 * s < r1; ++s) {
     alignas(64) float o[16];
     _mm512_store_ps(o, slice_sums(S, x, s));
