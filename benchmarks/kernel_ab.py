@@ -1,7 +1,7 @@
 """A/B of two builds of the CSR kernel source, timed interleaved in one process (for kernel work).
 
     python benchmarks/kernel_ab.py VARIANT.cpp [--base BASE.cpp] [--rounds 31] [--batch 32,256,1024] [--write]
-                                   [--block kernel-ab] [--chains [--threads 1,2] [--fresh]]
+                                   [--block kernel-ab] [--chains [--threads 1,2] [--fresh] [--compiled 0.9,0.99]]
 
 Builds ``VARIANT.cpp`` (a modified ``sparsity_viz/backend/csrc/sparse_kernels.cpp``; default base: the
 checkout's own source) with the project's flags and cache (``kernels.Extension``), then for the
@@ -16,7 +16,9 @@ out, the way a compiled MLP runs): the bundled LeNet-300-100 pruned by global ma
 784-2048-2048-10 MLP (seeded init) pruned layer by layer to 90 %, on 1 and 2 threads; ratios are to the dense
 model in the same rounds. ``--fresh`` gives every call of every contender the next of several
 different inputs (at least 12 MB of them, more than the L2), as a new batch would arrive, instead of one input
-that stays in cache from call to call.
+that stays in cache from call to call. ``--compiled 0.9,0.99`` builds each model's chain the way ``compile_model``
+runs it on one thread (pruned to each sparsity, compacted, its plan's layers, the first layer reading only the
+kept input columns: the gathering transpose) instead of the uncompacted 90 % chain.
 Example, the previous commit's kernel against the working tree's:
 
     git show HEAD~1:sparsity_viz/backend/csrc/sparse_kernels.cpp > /tmp/old.cpp
@@ -34,9 +36,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from sparsity_viz.backend import kernels
+from sparsity_viz.backend import compile_model, kernels
 from sparsity_viz.backend.bench import interleaved_ratios, random_sparse
 from sparsity_viz.backend.ops import NativeCSROp
+from sparsity_viz.data import load_dataset
 from sparsity_viz.devices import configure_threads, torch_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chains", action="store_true", help="whole MLP chains instead of single layers")
     ap.add_argument("--threads", default="1", help="thread counts for --chains, e.g. 1,2")
     ap.add_argument("--fresh", action="store_true", help="--chains: each call on another input (out of cache)")
+    ap.add_argument("--compiled", default="", help="--chains: the compiled (compacted) chains at these sparsities")
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be >= 1")
@@ -86,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         lines = [f"{command} — torch {torch.__version__}, {cpu_line()}, whole one-call chains, medians of {args.rounds} "
                  "interleaved rounds (dense model in the same rounds); variant / base = median of the per-round ratios", "",
                  *chains_ab(base, variant, [int(b) for b in args.batch.split(",")],
-                            [int(t) for t in args.threads.split(",")], args.rounds, args.fresh)]
+                            [int(t) for t in args.threads.split(",")], args.rounds, args.fresh,
+                            [float(p) for p in args.compiled.split(",") if p])]
         if args.write:
             write_block(DOC, args.block, "\n".join(lines))
         return
@@ -123,8 +128,31 @@ def main(argv: list[str] | None = None) -> None:
         write_block(DOC, args.block, "\n".join(lines))
 
 
-def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int, fresh: bool = False) -> list[str]:
-    """Both builds' one-call chains of each model (64-sample tiles, panels), batch-major in and out, vs dense: the
+def chain_cases(threads: list[int], compiled: list[float]):
+    """(label, dense model, {"layers", "in", "keep"} per thread count) for ``chains_ab``: the uncompacted 90 % chains
+    (64-sample tiles, panels), or with ``compiled`` sparsities the chains ``compile_model`` builds on one thread."""
+    if not compiled:
+        for name, model in chain_models().items():
+            linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+            yield name, model, {n: {"layers": [NativeCSROp(m.weight.detach(), m.bias.detach(), relu=i < len(linears) - 1,
+                                                            threads=n, tile=64).layer() for i, m in enumerate(linears)],
+                                    "in": linears[0].in_features, "keep": None} for n in threads}
+        return
+    data = load_dataset("mnist5k").x_test.flatten(1)
+    for sparsity in compiled:
+        for name, model in chain_models(sparsity).items():
+            with torch_threads(1):
+                comp = compile_model(model, batch_size=256, device="cpu", calibration=data[:256])
+            if comp.one_call() is None:
+                print(f"{name} at {sparsity:.0%}: compiled to no native chain, skipped", flush=True)
+                continue
+            plan = {"layers": [op.layer() for op in comp.ops], "in": comp.ops[0].in_features, "keep": comp.input_keep}
+            yield f"{name} {sparsity:.0%} compiled", model, {n: plan for n in threads}
+
+
+def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int, fresh: bool = False,
+              compiled: list[float] = ()) -> list[str]:
+    """Both builds' one-call chains of each model (``chain_cases``), batch-major in and out, vs dense: the
     table's lines (also printed as they come).
 
     ``fresh``: each contender cycles through its own copy of enough distinct inputs to overflow the L2.
@@ -132,15 +160,16 @@ def chains_ab(base, variant, batches: list[int], threads: list[int], rounds: int
     lines = ["| model | threads | batch | base us | variant us | base / dense | variant / dense | variant / base (IQR) |",
              "|---" * 8 + "|"]
     print("\n".join(lines))
-    for name, model in chain_models().items():
-        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    for name, model, plans in chain_cases(threads, list(compiled)):
+        width = next(m for m in model.modules() if isinstance(m, torch.nn.Linear)).in_features
         for n in threads:
-            layers = [NativeCSROp(m.weight.detach(), m.bias.detach(), relu=i < len(linears) - 1, threads=n,
-                                  tile=64).layer() for i, m in enumerate(linears)]
-            chains = {k: kernels.make_chain(layers, linears[0].in_features, module=mod)
+            plan = plans[n]
+            chains = {k: kernels.make_chain(plan["layers"], plan["in"], module=mod)
                       for k, mod in (("base", base), ("variant", variant))}
+            if plan["keep"] is not None:
+                for chain in chains.values():
+                    chain.set_keep(plan["keep"].to(torch.int64))
             for batch in batches:
-                width = linears[0].in_features
                 xs = fresh_inputs(batch, width) if fresh else [torch.randn(batch, width)]  # (B, in) batch-major each
                 inputs = {k: itertools.cycle(xs) for k in ("base", "variant", "dense")}
                 with torch.no_grad(), torch_threads(n):

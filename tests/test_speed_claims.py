@@ -12,6 +12,8 @@ import re
 import statistics
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs/backend.md").read_text()
 README = (ROOT / "README.md").read_text()
@@ -482,6 +484,36 @@ def test_mlp_limit_claims():
     assert f"a few µs of the {float(batch32['backend us']):.1f} µs call" in PROSE
     assert (f"the 2048-wide MLP {_range(high)} the FLOP limit at 95–99 %; LeNet-300-100 {_range(x_limit(lenet, ('95%',)))} "
             f"at 95 %, {_range(ninety_nine)} at 99 %, where copying the input once costs {_range(copy)} the limit") in README
+
+
+def test_gather_claims():
+    rows = _rows("kernel-ab-gather")
+
+    def ratios(model, sparsity):
+        return [float(r["variant / base (IQR)"].split()[0]) for r in rows if r["model"] == f"{model} {sparsity} compiled"]
+
+    lenet, wide = "LeNet-300-100", "784-2048-2048-10"
+    assert len(rows) == 36  # 2 models x 3 sparsities x 2 thread counts x 3 batches
+    assert (f"LeNet-300-100's chain takes {_range(ratios(lenet, '99%'))[:-1]}× the time at 99 % (1 and 2 threads), "
+            f"{_range(ratios(lenet, '95%'))} at 95 % and {_range(ratios(lenet, '90%'))} at 90 %") in PROSE
+    assert f"moves within noise, {_range(ratios(wide, '99%'))} at 99 %" in PROSE
+    assert max(ratios(lenet, "99%")) < 0.9 and all(0.9 <= r <= 1.1 for r in ratios(wide, "90%") + ratios(wide, "95%"))
+
+
+def test_gather_block_counts():
+    """The kept 8-pixel source blocks of LeNet-300-100's compiled first layer, as the gather prose counts them."""
+    from sparsity_viz.backend import compile_model
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.pruning import prune
+
+    lenet, _card = load_sample("lenet300")
+    counts = {}
+    for sparsity in (0.9, 0.99):
+        compiled = compile_model(prune(lenet.eval(), "global_magnitude", sparsity).model, device="cpu", policy="heuristic")
+        live = torch.zeros(784, dtype=torch.bool)
+        live[compiled.input_keep] = True
+        counts[sparsity] = int(live.view(98, 8).any(1).sum())
+    assert f"({counts[0.9]} hold a kept pixel at 90 %, {counts[0.99]} at 99 %)" in PROSE
 
 
 def test_single_sample_claims():

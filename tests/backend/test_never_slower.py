@@ -116,6 +116,27 @@ def test_kept_input_columns_in_one_pass_at_every_batch(order, threads):
 
 @needs_native
 @pytest.mark.parametrize("threads", [1, 2])
+def test_kept_columns_of_a_wide_input_split_over_threads(threads):
+    """A wide batch-major input (2,003 columns, 1,311 kept in runs and gaps, as a first layer's live pixels are):
+    unchunked batches are large enough to split the gather over threads by column ranges, whose kept 8-column
+    blocks must each be read once; a run of dead columns longer than a block is skipped."""
+    g = torch.Generator().manual_seed(5)
+    live = torch.rand(2003, generator=g) < 0.8
+    live[100:180] = False  # ten whole dead blocks
+    live[1995:] = True  # a kept run up to the last (partial) block
+    keep = live.nonzero().flatten()[torch.randperm(int(live.sum()), generator=g)]
+    w = _sparse((30, keep.numel()), 0.9)
+    op = NativeCSROp(w, None, False)
+    chain = op.make_chain([op.layer()], keep.numel())
+    chain.set_keep(keep)
+    with torch_threads(threads):
+        for batch in (8, 13, 33, 64, 65, 130):
+            x = torch.randn(batch, 2003, generator=g)
+            torch.testing.assert_close(chain.forward(x, True, True, threads), x[:, keep] @ w.t(), rtol=1e-5, atol=1e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [1, 2])
 def test_chunked_chain_equals_the_layer_by_layer_chain(threads):
     """A three-layer chain (CSR with panels, dense, CSR) at batches that split into chunks, with a ragged last
     chunk, on strided feature-major input too: equal to torch, and to the same chain run in one piece."""

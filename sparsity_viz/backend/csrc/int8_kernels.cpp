@@ -325,7 +325,7 @@ struct Int8Chain {
       const float* in = x + b0;  // feature-major: the chunk's columns of X
       int64_t ldi = B, k = 0;
       if (batch_major) {
-        transpose_range(x + b0 * F, F, nb, nullptr, 0, ping[0], C, 0, F);  // (F, nb)
+        transpose_range(x + b0 * F, F, nb, nullptr, ping[0], C, 0, F);  // (F, nb)
         in = ping[0];
         ldi = C;
         k = 1;

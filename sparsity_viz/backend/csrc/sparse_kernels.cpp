@@ -412,15 +412,15 @@ int64_t clamp_threads(int64_t threads);
 
 // transpose_range over every source feature, split over threads for large copies
 void transpose_into(const float* src, float* dst, int64_t B, int64_t Fx, int64_t threads, int64_t ld,
-                    const int64_t* pos = nullptr, int64_t npos = 0) {
+                    const Scatter* sc = nullptr) {
   const int64_t n = clamp_threads(threads);
   if (n <= 1 || Fx < 64 || B * Fx < 16384) {  // small copies: a fork/join costs more
-    transpose_range(src, Fx, B, pos, npos, dst, ld, 0, Fx);
+    transpose_range(src, Fx, B, sc, dst, ld, 0, Fx);
     return;
   }
   const int64_t grain = ((Fx + n - 1) / n + 7) / 8 * 8;
   at::parallel_for(0, Fx, grain,
-                   [&](int64_t f0, int64_t f1) { transpose_range(src, Fx, B, pos, npos, dst, ld, f0, f1); });
+                   [&](int64_t f0, int64_t f1) { transpose_range(src, Fx, B, sc, dst, ld, f0, f1); });
 }
 
 int64_t clamp_threads(int64_t threads) {
@@ -733,10 +733,10 @@ constexpr int64_t CHUNK = 64;
 // The whole chain CHUNK samples at a time, each chunk on one thread through every layer (chunks claimed
 // from a counter, so no barrier between layers and a late thread finds less left): a chunk's
 // activations stay in L2, where layer after layer over the whole batch sent them through L3.
-// X: batch-major (rows of stride ldx; source feature f -> input row pos[f] as in transpose_range,
-// pos null: f -> f) or feature-major (F, ldx). Y: (B, O) if bm_out, else (O, B).
-void run_chunks(const ChainSpec& s, const float* X, bool bm_in, int64_t ldx, int64_t Fx, const int64_t* pos,
-                int64_t npos, int64_t F, int64_t B, float* Y, bool bm_out, int64_t n) {
+// X: batch-major (rows of stride ldx; source features gathered by sc as in transpose_range, sc null: f -> f)
+// or feature-major (F, ldx). Y: (B, O) if bm_out, else (O, B).
+void run_chunks(const ChainSpec& s, const float* X, bool bm_in, int64_t ldx, int64_t Fx, const Scatter* sc, int64_t F,
+                int64_t B, float* Y, bool bm_out, int64_t n) {
   int64_t widest = F;
   for (const Layer& L : s.layers) widest = std::max(widest, L.out);
   constexpr int64_t C = CHUNK, ldc = CHUNK;  // unpadded: a chunk's block is read whole, in panels
@@ -750,7 +750,7 @@ void run_chunks(const ChainSpec& s, const float* X, bool bm_in, int64_t ldx, int
       const float* in = X + b0;  // feature-major: the chunk's columns
       int64_t ldi = ldx, k = 0;
       if (bm_in) {
-        transpose_range(X + b0 * ldx, ldx, nb, pos, npos, ping[0], ldc, 0, Fx);  // (F, nb)
+        transpose_range(X + b0 * ldx, ldx, nb, sc, ping[0], ldc, 0, Fx);  // (F, nb)
         in = ping[0];
         ldi = ldc;
         k = 1;
@@ -764,7 +764,7 @@ void run_chunks(const ChainSpec& s, const float* X, bool bm_in, int64_t ldx, int
         in = y;
         ldi = ldy;
       }
-      if (bm_out) transpose_range(in, ldi, O, nullptr, 0, Y + b0 * O, O, 0, nb);  // (O, nb) -> rows b0.. of Y
+      if (bm_out) transpose_range(in, ldi, O, nullptr, Y + b0 * O, O, 0, nb);  // (O, nb) -> rows b0.. of Y
     }
   };
   if (n <= 1 || at::in_parallel_region()) work(0, 1);
@@ -779,7 +779,7 @@ void run_chunks(const ChainSpec& s, const float* X, bool bm_in, int64_t ldx, int
 // reused buffers).
 torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_input, bool batch_major_output = false,
                        int64_t max_threads = -1, const torch::Tensor* keep = nullptr, Buffers* bufs = nullptr,
-                       const std::vector<int64_t>* keep_pos = nullptr) {
+                       const Scatter* scatter_to = nullptr) {
   TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
   const bool gather = keep && keep->defined() && keep->numel() > 0;
   const int64_t B = batch_major_input ? X.size(0) : X.size(1);
@@ -790,7 +790,7 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
   auto th = [&](size_t i) { return max_threads < 1 ? s.threads[i] : std::min<int64_t>(s.threads[i], max_threads); };
   torch::Tensor cur;
   int64_t ldc = B;
-  const bool scatter = gather && batch_major_input && keep_pos && !keep_pos->empty();
+  const bool scatter = gather && batch_major_input && scatter_to && !scatter_to->empty();
   if (gather && !scatter) X = X.index_select(batch_major_input ? 1 : 0, *keep);  // (B, F) or (F, B)
   int64_t n = max_threads < 1 ? 1 : clamp_threads(max_threads);
   for (size_t i = 0; max_threads < 1 && i < s.layers.size(); ++i) n = std::max(n, clamp_threads(th(i)));
@@ -799,17 +799,14 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
     if (batch_major_input || X.stride(1) != 1 || (F > 1 && X.stride(0) < B)) X = X.contiguous();
     const int64_t O = s.layers.back().out;
     torch::Tensor Y = batch_major_output ? torch::empty({B, O}, opts) : torch::empty({O, B}, opts);
-    const int64_t* pos = scatter ? keep_pos->data() : nullptr;
     run_chunks(s, X.data_ptr<float>(), batch_major_input, batch_major_input ? X.size(1) : X.stride(0),
-               scatter ? Fx : F, pos, scatter ? static_cast<int64_t>(keep_pos->size()) : 0, F, B, Y.data_ptr<float>(),
-               batch_major_output, n);
+               scatter ? Fx : F, scatter ? scatter_to : nullptr, F, B, Y.data_ptr<float>(), batch_major_output, n);
     return Y;
   }
-  if (scatter) {  // gather and transpose in one pass: source feature f -> row keep_pos[f]
+  if (scatter) {  // gather and transpose in one pass: source feature f -> row scatter_to->pos[f]
     X = X.contiguous();
     cur = scratch(bufs, 0, F, ldp, opts);
-    transpose_into(X.data_ptr<float>(), cur.data_ptr<float>(), B, Fx, s.layers.empty() ? 1 : th(0), ldp,
-                   keep_pos->data(), static_cast<int64_t>(keep_pos->size()));
+    transpose_into(X.data_ptr<float>(), cur.data_ptr<float>(), B, Fx, s.layers.empty() ? 1 : th(0), ldp, scatter_to);
     ldc = ldp;
   } else if (!batch_major_input) {
     if (X.stride(1) != 1 || (F > 1 && X.stride(0) < B)) X = X.contiguous();
@@ -1034,7 +1031,7 @@ struct Chain {
   int64_t in0;
   torch::Tensor keep;  // optional int64 input columns (dead inputs compacted away)
   int64_t keep_max = -1;
-  std::vector<int64_t> pos;  // input column -> row of the kept input (-1: dead), or empty
+  Scatter scatter;  // input column -> row of the kept input (-1: dead), or empty
   mutable Buffers bufs;
   mutable std::mutex mu;
   Chain(int64_t in, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols, std::vector<torch::Tensor> vals,
@@ -1050,7 +1047,7 @@ struct Chain {
     keep_max = k.numel() ? k.max().item<int64_t>() : -1;
     // where each input column goes (-1: nowhere), for the one-pass gather + transpose; left empty
     // (index_select first) if a column is kept twice
-    pos.assign(keep_max + 1, -1);
+    std::vector<int64_t> pos(keep_max + 1, -1);
     const int64_t* kp = keep.data_ptr<int64_t>();
     for (int64_t i = 0; i < keep.numel(); ++i) {
       if (pos[kp[i]] >= 0) {
@@ -1059,6 +1056,7 @@ struct Chain {
       }
       pos[kp[i]] = i;
     }
+    scatter = Scatter(std::move(pos));
   }
   torch::Tensor forward(torch::Tensor X, bool batch_major_input, bool batch_major_output, int64_t max_threads) const {
     TORCH_CHECK(max_threads >= 1 || max_threads == -1, "max_threads must be >= 1 (or -1: each layer's own)");
@@ -1067,7 +1065,7 @@ struct Chain {
                 X.dim() == 2 ? X.size(batch_major_input ? 1 : 0) : -1, " input features; the chain reads feature ", keep_max);
     std::unique_lock<std::mutex> lock(mu, std::try_to_lock);
     return run_spec(spec, X, batch_major_input, batch_major_output, max_threads, k, lock.owns_lock() ? &bufs : nullptr,
-                    &pos);
+                    &scatter);
   }
 };
 

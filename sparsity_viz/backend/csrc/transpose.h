@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace {
 
@@ -37,52 +38,100 @@ inline void transpose8(const float* src, int64_t ls, float* const* d) {
 }
 #endif
 
-// (B, Fx) row-major (row stride ls) -> feature-major rows (stride ld), source features [f0, f1), 8 x 8 blocks:
-// feature f goes to row f of dst (pos null), or to row pos[f], or nowhere when f >= npos or pos[f] < 0
-// (a dead input compacted away: one pass over X, where torch's index_select of the kept columns and a
-// transpose after it were about a third of LeNet-300-100's whole call).
+// Where the source features of a gathering transpose go: pos[f] is feature f's destination row, or -1 (a dead
+// input compacted away; features from pos.size() on are dead too). The same map as the list of 8-feature source
+// blocks that hold a kept feature, each with its 8 destination rows (-1: nowhere), so a transpose visits only
+// those blocks and tests no feature: testing pos feature by feature mispredicted on the scattered kept pixels of a
+// pruned first layer, and LeNet-300-100 at 99 % spent more time gathering its input than in its three layers.
+struct Scatter {
+  std::vector<int64_t> pos;
+  std::vector<int64_t> block;  // first source feature of each block with a kept feature (multiples of 8, increasing)
+  std::vector<int32_t> rows;   // 8 per block: the destination row of each of its features, or -1
+  Scatter() = default;
+  explicit Scatter(std::vector<int64_t> p) : pos(std::move(p)) {
+    const int64_t n = static_cast<int64_t>(pos.size());
+    for (int64_t f0 = 0; f0 < n; f0 += 8) {
+      bool any = false;
+      for (int64_t f = f0; f < f0 + 8; ++f) any |= f < n && pos[f] >= 0;
+      if (!any) continue;
+      block.push_back(f0);
+      for (int64_t f = f0; f < f0 + 8; ++f) rows.push_back(f < n ? static_cast<int32_t>(pos[f]) : -1);
+    }
+  }
+  bool empty() const { return pos.empty(); }
+};
+
+// (B, Fx) row-major (row stride ls) -> feature-major rows (stride ld), source features [f0, f1) (f0 a multiple of
+// 8), 8 x 8 blocks: feature f goes to row f of dst (sc null), or to its row in sc, or nowhere (one pass over X,
+// where torch's index_select of the kept columns and a transpose after it were about a third of LeNet-300-100's
+// whole call).
 constexpr int64_t TRANSPOSE_FEATURES = 64;
 
-inline void transpose_range(const float* src, int64_t ls, int64_t B, const int64_t* pos, int64_t npos, float* dst,
-                            int64_t ld, int64_t f0, int64_t f1) {
-  auto row = [&](int64_t f) -> float* {
-    return !pos ? dst + f * ld : f < npos && pos[f] >= 0 ? dst + pos[f] * ld : nullptr;
+inline void transpose_range(const float* src, int64_t ls, int64_t B, const Scatter* sc, float* dst, int64_t ld,
+                            int64_t f0, int64_t f1) {
+  // the gathered source blocks overlapping [f0, f1): [k0, k1) of sc->block
+  int64_t k0 = 0, k1 = 0;
+  if (sc) {
+    k0 = std::lower_bound(sc->block.begin(), sc->block.end(), f0) - sc->block.begin();
+    k1 = std::lower_bound(sc->block.begin(), sc->block.end(), f1) - sc->block.begin();
+  }
+  auto one = [&](int64_t b, int64_t f, float* r) {  // one value: feature f of sample b into row r (or nowhere)
+    if (r) r[b] = src[b * ls + f];
   };
   int64_t b8 = 0;  // samples [0, b8) in blocks of 8
 #if defined(__AVX__)
   b8 = B / 8 * 8;
   float sink[8];  // where a dead feature's 8 values go
-  // TRANSPOSE_FEATURES features at a time down every sample: the block's destination rows fill up
-  // front to back (a few pages at a time); all features for 8 samples at a time instead wrote into
-  // every destination row (and page) per block, 4x slower at batch 1,024. Into a chain chunk's compact
-  // block (rows of <= 64 samples) it is the other way round: all features for 8 samples at a time read
-  // 8 source rows front to back, which the hardware prefetcher follows from L3, while the destination
-  // (features x 256 B) stays in L2; LeNet-300-100's chain at batch 1,024 ran in 0.88-0.93x the time
-  // (inputs out of L2, as a new batch is; benchmarks/kernel_ab.py --chains)
-  const int64_t fstep = ld <= 64 ? std::max<int64_t>(f1 - f0, 1) : TRANSPOSE_FEATURES;
-  for (int64_t fb = f0; fb < f1; fb += fstep) {
-    const int64_t fe = std::min(f1, fb + fstep);
-    for (int64_t b = 0; b < b8; b += 8) {
-      int64_t f = fb;
-      for (; f + 8 <= fe; f += 8) {
-        float* d[8];
-        bool any = false;
-        for (int j = 0; j < 8; ++j) {
-          float* r = row(f + j);
-          any |= r != nullptr;
-          d[j] = r ? r + b : sink;
+  if (sc) {
+    // every kept block for 8 samples at a time: 8 source rows read front to back (see below)
+    for (int64_t b = 0; b < b8; b += 8)
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t f = sc->block[k];
+        const int32_t* rw = sc->rows.data() + 8 * k;
+        if (f + 8 <= f1) {
+          float* d[8];
+          for (int j = 0; j < 8; ++j) d[j] = rw[j] >= 0 ? dst + rw[j] * ld + b : sink;
+          transpose8(src + b * ls + f, ls, d);
+        } else {
+          for (int64_t j = 0; f + j < f1; ++j)
+            for (int64_t i = 0; i < 8; ++i) one(b + i, f + j, rw[j] >= 0 ? dst + rw[j] * ld : nullptr);
         }
-        if (any) transpose8(src + b * ls + f, ls, d);
       }
-      for (; f < fe; ++f)
-        if (float* r = row(f))
-          for (int64_t i = 0; i < 8; ++i) r[b + i] = src[(b + i) * ls + f];
+  } else {
+    // TRANSPOSE_FEATURES features at a time down every sample: the block's destination rows fill up
+    // front to back (a few pages at a time); all features for 8 samples at a time instead wrote into
+    // every destination row (and page) per block, 4x slower at batch 1,024. Into a chain chunk's compact
+    // block (rows of <= 64 samples) it is the other way round: all features for 8 samples at a time read
+    // 8 source rows front to back, which the hardware prefetcher follows from L3, while the destination
+    // (features x 256 B) stays in L2; LeNet-300-100's chain at batch 1,024 ran in 0.88-0.93x the time
+    // (inputs out of L2, as a new batch is; benchmarks/kernel_ab.py --chains)
+    const int64_t fstep = ld <= 64 ? std::max<int64_t>(f1 - f0, 1) : TRANSPOSE_FEATURES;
+    for (int64_t fb = f0; fb < f1; fb += fstep) {
+      const int64_t fe = std::min(f1, fb + fstep);
+      for (int64_t b = 0; b < b8; b += 8) {
+        int64_t f = fb;
+        for (; f + 8 <= fe; f += 8) {
+          float* d[8];
+          for (int j = 0; j < 8; ++j) d[j] = dst + (f + j) * ld + b;
+          transpose8(src + b * ls + f, ls, d);
+        }
+        for (; f < fe; ++f)
+          for (int64_t i = 0; i < 8; ++i) dst[(f * ld) + b + i] = src[(b + i) * ls + f];
+      }
     }
   }
 #endif
-  for (int64_t b = b8; b < B; ++b)
-    for (int64_t f = f0; f < f1; ++f)
-      if (float* r = row(f)) r[b] = src[b * ls + f];
+  for (int64_t b = b8; b < B; ++b) {
+    if (!sc) {
+      for (int64_t f = f0; f < f1; ++f) one(b, f, dst + f * ld);
+      continue;
+    }
+    for (int64_t k = k0; k < k1; ++k)
+      for (int64_t j = 0; j < 8 && sc->block[k] + j < f1; ++j) {
+        const int32_t r = sc->rows[8 * k + j];
+        one(b, sc->block[k] + j, r >= 0 ? dst + r * ld : nullptr);
+      }
+  }
 }
 
 }  // namespace
