@@ -500,8 +500,9 @@ def test_gather_claims():
     assert max(ratios(lenet, "99%")) < 0.9 and all(0.9 <= r <= 1.1 for r in ratios(wide, "90%") + ratios(wide, "95%"))
 
 
-def test_gather_block_counts():
-    """The kept 8-pixel source blocks of LeNet-300-100's compiled first layer, as the gather prose counts them."""
+def test_compiled_lenet_counts():
+    """The kept 8-pixel source blocks of LeNet-300-100's compiled first layer, as the gather prose counts them, and
+    the nonzeros per row of its first two compiled layers at 99 %, as the whole-MLP prose quotes them."""
     from sparsity_viz.backend import compile_model
     from sparsity_viz.checkpoints import load_sample
     from sparsity_viz.pruning import prune
@@ -513,6 +514,8 @@ def test_gather_block_counts():
         live = torch.zeros(784, dtype=torch.bool)
         live[compiled.input_keep] = True
         counts[sparsity] = int(live.view(98, 8).any(1).sum())
+        per_row = [op.nnz / op.out_features for op in compiled.ops]
+    assert f"with {per_row[0]:.0f} nonzeros per row in the first layer and {per_row[1]:.0f} in the second" in PROSE
     assert f"({counts[0.9]} hold a kept pixel at 90 %, {counts[0.99]} at 99 %)" in PROSE
 
 
