@@ -31,6 +31,8 @@ the same config draws the same masks.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -135,8 +137,8 @@ class ActivationL1Hook(_ForwardHooks):
 
     def __init__(self, strength: float):
         super().__init__()
-        if not strength >= 0.0:
-            raise ValueError(f"activation L1 strength must be >= 0, got {strength!r}.")
+        if not (strength >= 0.0 and math.isfinite(strength)):
+            raise ValueError(f"activation L1 strength must be a finite number >= 0, got {strength!r}.")
         self.strength = float(strength)
         self._seen: list[torch.Tensor] = []
 
@@ -156,6 +158,9 @@ class ActivationL1Hook(_ForwardHooks):
         if not seen or self.strength == 0.0:
             return None
         return self.strength * sum(a.abs().flatten(1).sum(1).mean() for a in seen)
+
+    def loss_setting(self):
+        return ("activation L1 strength", self.strength) if self.strength > 0 else None
 
     def on_end(self, state: TrainState) -> None:
         super().on_end(state)

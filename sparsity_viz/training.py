@@ -190,6 +190,11 @@ class TrainHook:
         """
         return None
 
+    def loss_setting(self) -> tuple[str, float] | None:
+        """The name and value of what scales ``loss_term`` (``("balance weight", 0.1)``), or None: a run that
+        diverges names it beside the learning rate, since too large a value diverges just as a too large rate does."""
+        return None
+
     def after_step(self, state: TrainState) -> Masks | None:
         """After every optimizer step; new masks returned here are applied at once (pruned weights become 0)."""
         return None
@@ -357,7 +362,7 @@ def train(
                         loss = loss + term
                 verdict = monitor.check_loss(value, logits.shape[-1])
                 if verdict is not None:
-                    raise _diverged(result, good, state, verdict, regularizer)
+                    raise _diverged(result, good, state, verdict, regularizer, hooks)
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 state.optimizer.step()
@@ -383,11 +388,11 @@ def train(
                 threshold_zeros(work, config.zero_threshold)
                 state.masks = _final_masks(work, state.masks)
             if not all(torch.isfinite(p).all() for p in work.parameters()):
-                raise _diverged(result, good, state, ("non-finite weights", "a weight became NaN or infinite"), regularizer)
+                raise _diverged(result, good, state, ("non-finite weights", "a weight became NaN or infinite"), regularizer, hooks)
             test = evaluate(work, dataset.x_test, dataset.y_test, device=str(dev))
             verdict = monitor.check_accuracy(test.accuracy)
             if verdict is not None:
-                raise _diverged(result, good, state, verdict, regularizer)
+                raise _diverged(result, good, state, verdict, regularizer, hooks)
             fit = evaluate(work, dataset.x_train, dataset.y_train, device=str(dev)) if config.eval_train else None
             stats = EpochStats(
                 epoch=epoch,
@@ -431,17 +436,20 @@ def _monitor(model: nn.Module, dataset: Dataset, dev: torch.device) -> Divergenc
 
 
 def _diverged(result: TrainResult, good: tuple[dict, Masks | None], state: TrainState, verdict: tuple[str, str],
-              regularizer: Regularizer | None) -> TrainingDiverged:
-    """Restore the last good state into ``result`` and build the error (one line)."""
+              regularizer: Regularizer | None, hooks: Sequence[TrainHook] = ()) -> TrainingDiverged:
+    """Restore the last good state into ``result`` and build the error (one line), naming the learning rate and
+    every strength that scales a term of the loss (the regulariser's, the hooks' ``loss_setting``)."""
     reason, detail = verdict
     state.model.load_state_dict(good[0])
     state.masks = good[1]
     state.model.eval()
     result.masks = _final_masks(state.model, state.masks)
     where = f"the end of epoch {len(result.history)}" if result.history else "its state before training"
+    settings = [setting for hook in hooks if (setting := hook.loss_setting()) is not None]
+    knobs = ["learning rate", *(["penalty strength"] if regularizer is not None else []), *(n for n, _ in settings)]
     message = (f"Training diverged in epoch {state.epoch}: {reason} ({detail}; learning rate "
-               f"{state.config.lr:g}{_reg_text(regularizer)}). The model was restored to {where}; "
-               "try a smaller learning rate or penalty strength.")
+               f"{state.config.lr:g}{_reg_text(regularizer)}{''.join(f', {n} {v:g}' for n, v in settings)}). "
+               f"The model was restored to {where}; try a smaller {_either(knobs)}.")
     return TrainingDiverged(message, result, epoch=state.epoch, reason=reason)
 
 
@@ -458,6 +466,11 @@ def _final_masks(model: nn.Module, masks: Masks | None) -> Masks:
 @torch.no_grad()
 def _penalty_value(model: nn.Module, regularizer: Regularizer | None) -> float:
     return float(regularizer.penalty(model)) if regularizer is not None else 0.0
+
+
+def _either(words: list[str]) -> str:
+    """``["a"]`` -> "a", ``["a", "b", "c"]`` -> "a, b or c"."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def _reg_text(regularizer: Regularizer | None) -> str:

@@ -16,7 +16,7 @@ from sparsity_viz.masks import masks_from_zeros
 from sparsity_viz.models import MLP, build_model
 from sparsity_viz.pruning import prune
 from sparsity_viz.regularization_hooks import ActivationL1Hook, DropConnectHook, DropoutHook, config_hooks
-from sparsity_viz.training import TrainConfig, TrainHook, TrainState, train
+from sparsity_viz.training import TrainConfig, TrainHook, TrainingDiverged, TrainState, train
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +227,16 @@ def test_reproduction_doc_states_what_the_csv_holds():
     d = 100 * (wide["test_accuracy", "DropConnect 0.5"] - wide["test_accuracy", "plain"])
     higher = (d > 0).sum()
     assert f"*lowers* test accuracy by {-d.mean():.1f} ± {d.std():.1f} points ({higher} of 3 seeds higher)" in text
+
+
+def test_activation_l1_strength_is_finite_and_named_when_a_run_diverges(moons):
+    """inf passed the check (and a run with it was then blamed on the learning rate); a run that diverges with the
+    penalty on names its strength beside the learning rate."""
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="activation L1 strength"):
+            ActivationL1Hook(bad)
+    assert ActivationL1Hook(0.0).loss_setting() is None
+    with pytest.raises(TrainingDiverged) as info:
+        train(MLP(2, (16, 16), 2), moons, TrainConfig(epochs=2, seed=0, lr=1e6), hooks=(ActivationL1Hook(0.5),))
+    assert "learning rate 1e+06, activation L1 strength 0.5)" in str(info.value)
+    assert "try a smaller learning rate or activation L1 strength." in str(info.value)

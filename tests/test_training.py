@@ -179,6 +179,7 @@ def test_divergence_raises_with_last_good_state(digits):
     assert all(torch.isfinite(p).all() for p in good.parameters())
     # the model is at an epoch boundary: either the start or a finished epoch
     assert len(info.value.result.history) < 20
+    assert str(info.value).endswith("try a smaller learning rate.")  # nothing else scales the loss
 
 
 def test_same_seed_same_result(moons):
@@ -301,6 +302,8 @@ def test_reported_case_sgd_lr_1e4_with_l1_raises(name):
     assert err.epoch == 1 and err.reason == "loss exploded" and err.reason in REASONS
     assert err.result.history == [] and _same_weights(err.result.model, model)  # restored to the start
     assert "\n" not in str(err)
+    assert "learning rate 10000, l1 strength 0.03)" in str(err)
+    assert str(err).endswith("try a smaller learning rate or penalty strength.")
 
 
 def test_non_finite_loss(moons):

@@ -42,6 +42,9 @@ class MoEAuxLossHook(TrainHook):
         aux = state.model.aux_loss
         return self.weight * aux if self.weight > 0 and aux is not None else None
 
+    def loss_setting(self):
+        return ("balance weight", self.weight) if self.weight > 0 else None
+
     def after_step(self, state: TrainState):
         if state.model.aux_loss is not None:
             self._sum += float(state.model.aux_loss.detach())

@@ -154,6 +154,9 @@ class GlobalSteps(TrainHook):
     def loss_term(self, state):
         return self._shifted(state, self.inner.loss_term)
 
+    def loss_setting(self):
+        return self.inner.loss_setting()
+
     def after_step(self, state):
         return self._shifted(state, self.inner.after_step)
 

@@ -46,3 +46,17 @@ def test_hook_rejects_other_models_and_negative_weights():
     for bad in (-1.0, float("nan"), float("inf")):  # inf used to pass, then diverge blamed on the lr (an audit)
         with pytest.raises(ValueError, match="balance_weight"):
             MoEAuxLossHook(bad)
+
+
+def test_a_run_diverged_by_its_balance_weight_names_it():
+    """Too large a balance weight diverges as too large a learning rate does: the message names both (it had named
+    only the learning rate, which was the recipe's own)."""
+    from sparsity_viz.training import TrainingDiverged
+
+    data = load_dataset("moons")
+    with pytest.raises(TrainingDiverged) as info:
+        train_moe(get_moe_spec("moe_moons").build(0), data, TrainConfig(epochs=2, lr=1e-2, device="cpu"),
+                  balance_weight=1e300)
+    message = str(info.value)
+    assert "learning rate 0.01, balance weight 1e+300)" in message
+    assert message.endswith("try a smaller learning rate or balance weight.")
