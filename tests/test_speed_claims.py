@@ -496,7 +496,8 @@ def test_gather_claims():
     assert len(rows) == 36  # 2 models x 3 sparsities x 2 thread counts x 3 batches
     assert (f"LeNet-300-100's chain takes {_range(ratios(lenet, '99%'))[:-1]}× the time at 99 % (1 and 2 threads), "
             f"{_range(ratios(lenet, '95%'))} at 95 % and {_range(ratios(lenet, '90%'))} at 90 %") in PROSE
-    assert f"moves within noise, {_range(ratios(wide, '99%'))} at 99 %" in PROSE
+    assert f"moves by a few per cent at most, {_range(ratios(wide, '99%'))} at 99 %" in PROSE
+    assert min(ratios(wide, "90%") + ratios(wide, "95%") + ratios(wide, "99%")) > 0.9
     assert max(ratios(lenet, "99%")) < 0.9 and all(0.9 <= r <= 1.1 for r in ratios(wide, "90%") + ratios(wide, "95%"))
 
 
