@@ -115,24 +115,51 @@ def test_kept_input_columns_in_one_pass_at_every_batch(order, threads):
 
 
 @needs_native
+@pytest.mark.parametrize("width", [2003, 1001, 785])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_kept_columns_of_a_wide_input_split_over_threads(threads):
-    """A wide batch-major input (2,003 columns, 1,311 kept in runs and gaps, as a first layer's live pixels are):
-    unchunked batches are large enough to split the gather over threads by column ranges, whose kept 8-column
-    blocks must each be read once; a run of dead columns longer than a block is skipped."""
-    g = torch.Generator().manual_seed(5)
-    live = torch.rand(2003, generator=g) < 0.8
+def test_kept_columns_of_a_wide_input_split_over_threads(width, threads):
+    """A wide batch-major input (kept columns in runs and gaps, as a first layer's live pixels are) through a layer
+    on ``threads`` threads: unchunked batches are large enough to split the gather over threads by column ranges,
+    and every kept column must be written whatever the split (at::parallel_for cut 2,003 columns at 1,002, inside
+    an 8-column block whose tail then kept the reused buffer's stale values). Whole dead blocks are skipped."""
+    g = torch.Generator().manual_seed(width)
+    live = torch.rand(width, generator=g) < 0.8
     live[100:180] = False  # ten whole dead blocks
-    live[1995:] = True  # a kept run up to the last (partial) block
+    live[-5:] = True  # a kept run up to the last (partial) block
     keep = live.nonzero().flatten()[torch.randperm(int(live.sum()), generator=g)]
     w = _sparse((30, keep.numel()), 0.9)
-    op = NativeCSROp(w, None, False)
+    op = NativeCSROp(w, None, False, threads=threads)
     chain = op.make_chain([op.layer()], keep.numel())
     chain.set_keep(keep)
     with torch_threads(threads):
-        for batch in (8, 13, 33, 64, 65, 130):
-            x = torch.randn(batch, 2003, generator=g)
-            torch.testing.assert_close(chain.forward(x, True, True, threads), x[:, keep] @ w.t(), rtol=1e-5, atol=1e-5)
+        for batch in (8, 13, 21, 33, 64, 65, 130):
+            for _ in range(2):  # a second input: stale values from the first would show
+                x = torch.randn(batch, width, generator=g)
+                torch.testing.assert_close(chain.forward(x, True, True, threads), x[:, keep] @ w.t(),
+                                           rtol=1e-5, atol=1e-5)
+
+
+@needs_native
+def test_set_keep_copies_its_columns_and_needs_no_memory_for_the_largest_index():
+    """The chain keeps its own copy of the kept columns (a caller's later edit changes nothing), and a kept index of
+    2**40 costs memory in the number of kept columns, not in the index (a dense map of 2**40 entries raised
+    MemoryError); an input narrower than the largest kept index is refused."""
+    w = _sparse((6, 3), 0.0)
+    op = NativeCSROp(w, None, False)
+    chain = op.make_chain([op.layer()], 3)
+    keep = torch.tensor([4, 0, 2])
+    chain.set_keep(keep)
+    keep[0] = 1  # the caller's tensor, edited after the call
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(chain.forward(x, True, True, 1), x[:, [4, 0, 2]] @ w.t(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chain.forward(x.t().contiguous(), False, True, 1), x[:, [4, 0, 2]] @ w.t(),
+                               rtol=1e-5, atol=1e-5)
+    chain.set_keep(torch.tensor([2**40, 0, 2]))
+    with pytest.raises(RuntimeError, match="reads feature 1099511627776"):
+        chain.forward(x, True, True, 1)
+    for bad in (x[0], x[None]):  # 1-D and 3-D
+        with pytest.raises(RuntimeError, match=f"X must be 2-D, got {bad.dim()}-D"):
+            chain.forward(bad, True, True, 1)
 
 
 @needs_native

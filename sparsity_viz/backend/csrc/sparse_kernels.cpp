@@ -418,9 +418,11 @@ void transpose_into(const float* src, float* dst, int64_t B, int64_t Fx, int64_t
     transpose_range(src, Fx, B, sc, dst, ld, 0, Fx);
     return;
   }
-  const int64_t grain = ((Fx + n - 1) / n + 7) / 8 * 8;
-  at::parallel_for(0, Fx, grain,
-                   [&](int64_t f0, int64_t f1) { transpose_range(src, Fx, B, sc, dst, ld, f0, f1); });
+  // split by whole 8-feature blocks (at::parallel_for cuts its range where it likes, not at multiples of a grain)
+  const int64_t blocks = (Fx + 7) / 8;
+  at::parallel_for(0, blocks, (blocks + n - 1) / n, [&](int64_t k0, int64_t k1) {
+    transpose_range(src, Fx, B, sc, dst, ld, 8 * k0, std::min(Fx, 8 * k1));
+  });
 }
 
 int64_t clamp_threads(int64_t threads) {
@@ -803,7 +805,7 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
                scatter ? Fx : F, scatter ? scatter_to : nullptr, F, B, Y.data_ptr<float>(), batch_major_output, n);
     return Y;
   }
-  if (scatter) {  // gather and transpose in one pass: source feature f -> row scatter_to->pos[f]
+  if (scatter) {  // gather and transpose in one pass: kept input i -> row i
     X = X.contiguous();
     cur = scratch(bufs, 0, F, ldp, opts);
     transpose_into(X.data_ptr<float>(), cur.data_ptr<float>(), B, Fx, s.layers.empty() ? 1 : th(0), ldp, scatter_to);
@@ -1031,7 +1033,7 @@ struct Chain {
   int64_t in0;
   torch::Tensor keep;  // optional int64 input columns (dead inputs compacted away)
   int64_t keep_max = -1;
-  Scatter scatter;  // input column -> row of the kept input (-1: dead), or empty
+  Scatter scatter;  // the kept columns as source blocks for the one-pass gather (empty: index_select first)
   mutable Buffers bufs;
   mutable std::mutex mu;
   Chain(int64_t in, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols, std::vector<torch::Tensor> vals,
@@ -1040,29 +1042,23 @@ struct Chain {
         std::vector<torch::Tensor> pvals, std::vector<int64_t> pws)
       : spec(make_spec(in, rowptrs, cols, vals, biases, relus, threads, tiles, prows, pcols, pvals, pws, true)),
         in0(in) {}
+  // Not while another thread runs forward on this chain (a compiled model sets it once, before any call).
   void set_keep(torch::Tensor k) {
     TORCH_CHECK(k.scalar_type() == at::kLong && k.dim() == 1 && k.numel() == in0, "keep must be int64 of length ", in0);
     TORCH_CHECK(k.numel() == 0 || k.min().item<int64_t>() >= 0, "keep indices must be >= 0");
-    keep = k.contiguous();
-    keep_max = k.numel() ? k.max().item<int64_t>() : -1;
-    // where each input column goes (-1: nowhere), for the one-pass gather + transpose; left empty
-    // (index_select first) if a column is kept twice
-    std::vector<int64_t> pos(keep_max + 1, -1);
-    const int64_t* kp = keep.data_ptr<int64_t>();
-    for (int64_t i = 0; i < keep.numel(); ++i) {
-      if (pos[kp[i]] >= 0) {
-        pos.clear();
-        break;
-      }
-      pos[kp[i]] = i;
-    }
-    scatter = Scatter(std::move(pos));
+    torch::Tensor own = k.clone(at::MemoryFormat::Contiguous);  // the caller may edit theirs later
+    const int64_t own_max = own.numel() ? own.max().item<int64_t>() : -1;
+    Scatter map(own.data_ptr<int64_t>(), own.numel());  // may throw: nothing is replaced before it exists
+    keep = std::move(own);
+    keep_max = own_max;
+    scatter = std::move(map);
   }
   torch::Tensor forward(torch::Tensor X, bool batch_major_input, bool batch_major_output, int64_t max_threads) const {
     TORCH_CHECK(max_threads >= 1 || max_threads == -1, "max_threads must be >= 1 (or -1: each layer's own)");
     const torch::Tensor* k = keep.defined() ? &keep : nullptr;
-    TORCH_CHECK(X.dim() == 2 && (!k || X.size(batch_major_input ? 1 : 0) > keep_max), "X has ",
-                X.dim() == 2 ? X.size(batch_major_input ? 1 : 0) : -1, " input features; the chain reads feature ", keep_max);
+    TORCH_CHECK(X.dim() == 2, "X must be 2-D, got ", X.dim(), "-D");
+    TORCH_CHECK(!k || X.size(batch_major_input ? 1 : 0) > keep_max, "X has ", X.size(batch_major_input ? 1 : 0),
+                " input features; the chain reads feature ", keep_max);
     std::unique_lock<std::mutex> lock(mu, std::try_to_lock);
     return run_spec(spec, X, batch_major_input, batch_major_output, max_threads, k, lock.owns_lock() ? &bufs : nullptr,
                     &scatter);

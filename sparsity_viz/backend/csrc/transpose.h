@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -38,43 +39,53 @@ inline void transpose8(const float* src, int64_t ls, float* const* d) {
 }
 #endif
 
-// Where the source features of a gathering transpose go: pos[f] is feature f's destination row, or -1 (a dead
-// input compacted away; features from pos.size() on are dead too). The same map as the list of 8-feature source
-// blocks that hold a kept feature, each with its 8 destination rows (-1: nowhere), so a transpose visits only
-// those blocks and tests no feature: testing pos feature by feature mispredicted on the scattered kept pixels of a
-// pruned first layer, and LeNet-300-100 at 99 % spent more time gathering its input than in its three layers.
+// Where the source features of a gathering transpose go: kept input i reads source feature keep[i] into row i.
+// Held as the list of 8-feature source blocks that hold a kept feature, each with its 8 destination rows (-1:
+// nowhere), so a transpose visits only those blocks and tests no feature: testing a per-feature map mispredicted
+// on the scattered kept pixels of a pruned first layer, and LeNet-300-100 at 99 % spent more time gathering its
+// input than in its three layers. Built from the kept columns sorted (memory in the kept count, whatever the
+// largest index); a feature kept twice leaves it empty (the caller gathers with index_select instead).
 struct Scatter {
-  std::vector<int64_t> pos;
   std::vector<int64_t> block;  // first source feature of each block with a kept feature (multiples of 8, increasing)
   std::vector<int32_t> rows;   // 8 per block: the destination row of each of its features, or -1
   Scatter() = default;
-  explicit Scatter(std::vector<int64_t> p) : pos(std::move(p)) {
-    const int64_t n = static_cast<int64_t>(pos.size());
-    for (int64_t f0 = 0; f0 < n; f0 += 8) {
-      bool any = false;
-      for (int64_t f = f0; f < f0 + 8; ++f) any |= f < n && pos[f] >= 0;
-      if (!any) continue;
-      block.push_back(f0);
-      for (int64_t f = f0; f < f0 + 8; ++f) rows.push_back(f < n ? static_cast<int32_t>(pos[f]) : -1);
+  Scatter(const int64_t* keep, int64_t n) {
+    std::vector<std::pair<int64_t, int32_t>> by_col(n);  // (source feature, destination row)
+    for (int64_t i = 0; i < n; ++i) by_col[i] = {keep[i], static_cast<int32_t>(i)};
+    std::sort(by_col.begin(), by_col.end());
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t f = by_col[i].first;
+      if (i > 0 && f == by_col[i - 1].first) {  // kept twice
+        block.clear();
+        rows.clear();
+        return;
+      }
+      if (block.empty() || f / 8 * 8 != block.back()) {
+        block.push_back(f / 8 * 8);
+        rows.insert(rows.end(), 8, -1);
+      }
+      rows[rows.size() - 8 + f % 8] = by_col[i].second;
     }
   }
-  bool empty() const { return pos.empty(); }
+  bool empty() const { return block.empty(); }
 };
 
-// (B, Fx) row-major (row stride ls) -> feature-major rows (stride ld), source features [f0, f1) (f0 a multiple of
-// 8), 8 x 8 blocks: feature f goes to row f of dst (sc null), or to its row in sc, or nowhere (one pass over X,
-// where torch's index_select of the kept columns and a transpose after it were about a third of LeNet-300-100's
-// whole call).
+// (B, Fx) row-major (row stride ls) -> feature-major rows (stride ld), source features [f0, f1), 8 x 8 blocks:
+// feature f goes to row f of dst (sc null), or to its row in sc, or nowhere (one pass over X, where torch's
+// index_select of the kept columns and a transpose after it were about a third of LeNet-300-100's whole call).
+// Any f0 and f1 (a thread's share of the features): blocks cut by them run their features in range one by one.
 constexpr int64_t TRANSPOSE_FEATURES = 64;
 
 inline void transpose_range(const float* src, int64_t ls, int64_t B, const Scatter* sc, float* dst, int64_t ld,
                             int64_t f0, int64_t f1) {
-  // the gathered source blocks overlapping [f0, f1): [k0, k1) of sc->block
+  // the gathered source blocks overlapping [f0, f1): [k0, k1) of sc->block (the first may start before f0)
   int64_t k0 = 0, k1 = 0;
   if (sc) {
-    k0 = std::lower_bound(sc->block.begin(), sc->block.end(), f0) - sc->block.begin();
+    k0 = std::lower_bound(sc->block.begin(), sc->block.end(), f0 / 8 * 8) - sc->block.begin();
     k1 = std::lower_bound(sc->block.begin(), sc->block.end(), f1) - sc->block.begin();
   }
+  // the features of block k inside [f0, f1): [lo, hi)
+  auto span = [&](int64_t k) { return std::make_pair(std::max(f0, sc->block[k]), std::min(f1, sc->block[k] + 8)); };
   auto one = [&](int64_t b, int64_t f, float* r) {  // one value: feature f of sample b into row r (or nowhere)
     if (r) r[b] = src[b * ls + f];
   };
@@ -88,13 +99,14 @@ inline void transpose_range(const float* src, int64_t ls, int64_t B, const Scatt
       for (int64_t k = k0; k < k1; ++k) {
         const int64_t f = sc->block[k];
         const int32_t* rw = sc->rows.data() + 8 * k;
-        if (f + 8 <= f1) {
+        const auto [lo, hi] = span(k);
+        if (lo == f && hi == f + 8) {
           float* d[8];
           for (int j = 0; j < 8; ++j) d[j] = rw[j] >= 0 ? dst + rw[j] * ld + b : sink;
           transpose8(src + b * ls + f, ls, d);
         } else {
-          for (int64_t j = 0; f + j < f1; ++j)
-            for (int64_t i = 0; i < 8; ++i) one(b + i, f + j, rw[j] >= 0 ? dst + rw[j] * ld : nullptr);
+          for (int64_t g = lo; g < hi; ++g)
+            for (int64_t i = 0; i < 8; ++i) one(b + i, g, rw[g - f] >= 0 ? dst + rw[g - f] * ld : nullptr);
         }
       }
   } else {
@@ -127,9 +139,9 @@ inline void transpose_range(const float* src, int64_t ls, int64_t B, const Scatt
       continue;
     }
     for (int64_t k = k0; k < k1; ++k)
-      for (int64_t j = 0; j < 8 && sc->block[k] + j < f1; ++j) {
-        const int32_t r = sc->rows[8 * k + j];
-        one(b, sc->block[k] + j, r >= 0 ? dst + r * ld : nullptr);
+      for (auto [g, hi] = span(k); g < hi; ++g) {
+        const int32_t r = sc->rows[8 * k + g - sc->block[k]];
+        one(b, g, r >= 0 ? dst + r * ld : nullptr);
       }
   }
 }
