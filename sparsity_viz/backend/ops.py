@@ -17,6 +17,7 @@ CUDA formats live in ``cuda.py``; the activation-sparse ones (``act-dense-native
 from __future__ import annotations
 
 import copy
+import pickle
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +86,14 @@ class LinearOp:
         return self.bias.unsqueeze(1) if self.bias is not None else None
 
     nbytes: int = 0
+
+    def __deepcopy__(self, memo: dict) -> LinearOp:
+        """A deep copy by pickling: ``copy.deepcopy`` of a torch sparse CSR or BSR tensor raises (no storage to
+        copy) where pickling works, and every compiled model with a ``csr-torch`` or ``bsr-torch`` layer (or an
+        im2col one) was uncopyable. Native ops pickle without their chains, rebuilt on first use."""
+        other = pickle.loads(pickle.dumps(self))
+        memo[id(self)] = other
+        return other
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.out_features}x{self.in_features}, nnz={self.nnz}, relu={self.relu})"

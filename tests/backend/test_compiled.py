@@ -136,3 +136,24 @@ def test_bad_arguments_are_refused(kw, match):
     model = MLP(8, (6,), 3)
     with pytest.raises(ValueError, match=match):
         compile_model(model, device="cpu", **kw)
+
+
+@pytest.mark.parametrize("arch", ["lenet300", "lenet5"])
+@pytest.mark.parametrize("fmt", ["csr-torch", "bsr-torch", "csr-native"])
+def test_a_compiled_model_deep_copies_and_pickles_with_any_layer_format(arch, fmt):
+    """``copy.deepcopy`` of a torch sparse CSR/BSR tensor raises (no storage), so a compiled model with a csr-torch,
+    bsr-torch or im2col layer could be pickled but not deep-copied; both copies now run like the original, and
+    running a copy leaves the original's weights alone."""
+    import copy
+    import pickle
+
+    model = prune(build_model(arch, seed=0), "global_magnitude", 0.9).model.eval()
+    compiled = compile_model(model, batch_size=32, device="cpu", formats=(fmt,))
+    assert any(p.format.endswith(fmt) for p in compiled.plans)
+    x = torch.randn(7, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = compiled(x)
+        for clone in (copy.deepcopy(compiled), pickle.loads(pickle.dumps(compiled))):
+            torch.testing.assert_close(clone(x), want)
+            assert clone.plans is not compiled.plans
+        torch.testing.assert_close(compiled(x), want)
