@@ -3,7 +3,8 @@
 ``csrc/sparse_kernels.cpp`` is built with ``torch.utils.cpp_extension.load`` the first
 time a native kernel is needed (about 30-60 s), into a cache directory keyed by a hash
 of the source, the compiler flags, the torch version and the CPU model, so a build made
-with ``-march=native`` is never reused on another CPU. The extensions are built with
+with ``-march=native`` is never reused on another CPU (``SPARSITY_VIZ_MARCH=x86-64-v3`` builds for another target
+instead: AVX2 without AVX-512, the code paths such CPUs run, which a test builds and checks here). The extensions are built with
 ``-fopenmp`` so that ``at::parallel_for`` (header-inline ``#pragma omp parallel`` under
 torch's OpenMP backend) runs on torch's own intra-op pool: the library links against
 ``libgomp.so.1`` and the loader reuses the copy torch already loaded (same soname), so no
@@ -49,7 +50,19 @@ from types import ModuleType
 import torch
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "sparse_kernels.cpp"
-CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno", "-fopenmp"]
+ENV_MARCH = "SPARSITY_VIZ_MARCH"  # another -march than this CPU's (x86-64-v3: AVX2, no AVX-512), e.g. for a test
+
+
+def _march() -> str:
+    """The ``-march`` the extensions are built for: this CPU (``native``) unless ``SPARSITY_VIZ_MARCH`` names another
+    (letters, digits, ``-``, ``_`` and ``.`` only: it becomes a compiler flag)."""
+    march = os.environ.get(ENV_MARCH, "").strip() or "native"
+    if not all(c.isalnum() or c in "-_." for c in march):
+        raise ValueError(f"{ENV_MARCH}={march!r} is not a -march value")
+    return march
+
+
+CFLAGS = ["-O3", f"-march={_march()}", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]  # links libgomp.so.1: resolved to torch's already-loaded copy at import
 ENV_SWITCH = "SPARSITY_VIZ_NATIVE"  # "0" forces the pure-torch fallback
 ENV_CACHE = "SPARSITY_VIZ_EXT_DIR"  # overrides the build cache root

@@ -148,6 +148,14 @@ inline void row_tile(const Layer& L, const float* X, int64_t ldx, float* Y, int6
   }
 }
 
+// A thread's 64-byte aligned scratch of at least n floats (kept between calls); one per TAG
+// (0: a tile's partial sums, 1: a chain chunk's activations).
+template <int TAG = 0>
+inline float* scratch_floats(int64_t n) {
+  static thread_local std::vector<float> buf;
+  return aligned64(buf, n);
+}
+
 #if defined(__AVX512F__)
 // R rows of one group (the same count c in this panel) for the 16 * NV samples of a tile: NV * R
 // accumulator chains. The first panel starts from the bias, later ones from the partial sums at
@@ -204,14 +212,6 @@ inline void group_rows(const char* P, const int32_t* rows, const uint16_t* off, 
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
       _mm512_storeu_ps(y[i] + 16 * j, relu ? _mm512_max_ps(_mm512_setzero_ps(), a[i][j]) : a[i][j]);
-}
-
-// A thread's 64-byte aligned scratch of at least n floats (kept between calls); one per TAG
-// (0: a tile's partial sums, 1: a chain chunk's activations).
-template <int TAG = 0>
-inline float* scratch_floats(int64_t n) {
-  static thread_local std::vector<float> buf;
-  return aligned64(buf, n);
 }
 
 // Every row for the 16 * NV (64 or 32) samples at b0 through the grouped panels: just before its
