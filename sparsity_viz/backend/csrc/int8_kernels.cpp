@@ -26,23 +26,11 @@
 #include <vector>
 
 #include "align.h"
+#include "vec.h"
 #include "slices.h"
 #include "transpose.h"
 
 namespace {
-
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
-
-template <typename V>
-inline V load_v(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <typename V>
-inline void store_v(float* p, V v) { std::memcpy(p, &v, sizeof(V)); }
 
 struct QLayer {
   const int32_t* rowptr;  // (out + 1,)
@@ -91,6 +79,17 @@ inline void row_tile(const float* w, const IT* c, int64_t n, const float* xb, in
     a = a * s + b;
     if (relu) a = a < 0.0f ? V{} : a;  // NaN stays NaN, as in torch.relu
     store_v<V>(y + j * LANES, a);
+  }
+}
+
+// The same for the W samples at xb in this target's widest vectors (Tile<W>: one pass on AVX-512).
+template <int W, typename IT>
+inline void tile_row(const float* w, const IT* c, int64_t n, const float* xb, int64_t ldx, float s, float b, bool relu,
+                     float* y) {
+  using T = Tile<W>;
+  for (int h = 0; h < T::PASSES; ++h) {
+    const int64_t o = h * T::NV * T::LANES;
+    row_tile<typename T::V, T::NV, IT>(w, c, n, xb + o, ldx, s, b, relu, y + o);
   }
 }
 
@@ -157,26 +156,26 @@ void block_rows(const QLayer& L, const float* w, int64_t p0, const float* X, int
   if (tile >= 64)
     for (; b0 + 64 <= B; b0 += 64)
       each([&](int64_t r, const float* wr, const IT* cr, int64_t n, float s, float b) {
-        row_tile<v16, 4, IT>(wr, cr, n, X + b0, ldx, s, b, L.relu, Y + r * ldy + b0);
+        tile_row<64, IT>(wr, cr, n, X + b0, ldx, s, b, L.relu, Y + r * ldy + b0);
       });
   if (tile >= 32)
     for (; b0 + 32 <= B; b0 += 32)
       each([&](int64_t r, const float* wr, const IT* cr, int64_t n, float s, float b) {
-        row_tile<v16, 2, IT>(wr, cr, n, X + b0, ldx, s, b, L.relu, Y + r * ldy + b0);
+        tile_row<32, IT>(wr, cr, n, X + b0, ldx, s, b, L.relu, Y + r * ldy + b0);
       });
   for (; b0 + 16 <= B; b0 += 16)
     each([&](int64_t r, const float* wr, const IT* cr, int64_t n, float s, float b) {
-      row_tile<v16, 1, IT>(wr, cr, n, X + b0, ldx, s, b, L.relu, Y + r * ldy + b0);
+      tile_row<16, IT>(wr, cr, n, X + b0, ldx, s, b, L.relu, Y + r * ldy + b0);
     });
   if (b0 + 8 <= B) {
     each([&](int64_t r, const float* wr, const IT* cr, int64_t n, float s, float b) {
-      row_tile<v8, 1, IT>(wr, cr, n, X + b0, ldx, s, b, L.relu, Y + r * ldy + b0);
+      tile_row<8, IT>(wr, cr, n, X + b0, ldx, s, b, L.relu, Y + r * ldy + b0);
     });
     b0 += 8;
   }
   if (b0 + 4 <= B) {
     each([&](int64_t r, const float* wr, const IT* cr, int64_t n, float s, float b) {
-      row_tile<v4, 1, IT>(wr, cr, n, X + b0, ldx, s, b, L.relu, Y + r * ldy + b0);
+      tile_row<4, IT>(wr, cr, n, X + b0, ldx, s, b, L.relu, Y + r * ldy + b0);
     });
     b0 += 4;
   }

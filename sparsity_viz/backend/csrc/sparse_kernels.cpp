@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "align.h"
+#include "vec.h"
 #include "slices.h"
 #include "transpose.h"
 
@@ -70,22 +71,6 @@ struct Layer {
   // use (slices.h); nullptr elsewhere (one-shot calls, csr_onto), where single samples run row_one
   Slices<float>* slices = nullptr;
 };
-
-// GCC/Clang vector extensions: the accumulators of one tile live in registers
-// (AVX-512 zmm, or pairs of AVX2 ymm, or SSE, whatever -march gives).
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
-
-// unaligned loads / stores (memcpy compiles to vmovups)
-template <typename V>
-inline V load_v(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <typename V>
-inline void store_v(float* p, V v) { std::memcpy(p, &v, sizeof(V)); }
 
 // One output row r for the W = NV * lanes(V) samples starting at b0. U independent
 // accumulator sets take consecutive nonzeros, so U * NV FMA chains are in flight
@@ -154,6 +139,14 @@ template <int TAG = 0>
 inline float* scratch_floats(int64_t n) {
   static thread_local std::vector<float> buf;
   return aligned64(buf, n);
+}
+
+// Row r for the W samples at b0 in this target's widest vectors (Tile<W>: one pass on AVX-512).
+template <int W, bool DENSE, typename IT>
+inline void tile_row(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t r, int64_t b0) {
+  using T = Tile<W>;
+  for (int h = 0; h < T::PASSES; ++h)
+    row_tile<typename T::V, T::NV, DENSE, IT>(L, X, ldx, Y, ldy, r, b0 + h * T::NV * T::LANES);
 }
 
 #if defined(__AVX512F__)
@@ -266,17 +259,18 @@ inline void row_one(const Layer& L, const float* X, int64_t ldx, float* Y, int64
     const int64_t n = L.in;
     int64_t k = 0;
     if (ldx == 1) {  // contiguous: a vectorised dot product with 4 accumulators
-      v16 a0 = v16{}, a1 = v16{}, a2 = v16{}, a3 = v16{};
-      for (; k + 64 <= n; k += 64) {
-        a0 += load_v<v16>(w + k) * load_v<v16>(xb + k);
-        a1 += load_v<v16>(w + k + 16) * load_v<v16>(xb + k + 16);
-        a2 += load_v<v16>(w + k + 32) * load_v<v16>(xb + k + 32);
-        a3 += load_v<v16>(w + k + 48) * load_v<v16>(xb + k + 48);
+      constexpr int LN = sizeof(vn) / sizeof(float);  // this target's widest vector
+      vn a0 = vn{}, a1 = vn{}, a2 = vn{}, a3 = vn{};
+      for (; k + 4 * LN <= n; k += 4 * LN) {
+        a0 += load_v<vn>(w + k) * load_v<vn>(xb + k);
+        a1 += load_v<vn>(w + k + LN) * load_v<vn>(xb + k + LN);
+        a2 += load_v<vn>(w + k + 2 * LN) * load_v<vn>(xb + k + 2 * LN);
+        a3 += load_v<vn>(w + k + 3 * LN) * load_v<vn>(xb + k + 3 * LN);
       }
-      for (; k + 16 <= n; k += 16) a0 += load_v<v16>(w + k) * load_v<v16>(xb + k);
-      const v16 a = (a0 + a1) + (a2 + a3);
+      for (; k + LN <= n; k += LN) a0 += load_v<vn>(w + k) * load_v<vn>(xb + k);
+      const vn a = (a0 + a1) + (a2 + a3);
 #pragma GCC unroll 16
-      for (int j = 0; j < 16; ++j) s0 += a[j];
+      for (int j = 0; j < LN; ++j) s0 += a[j];
     }
     for (; k + 4 <= n; k += 4) {
       s0 += w[k] * xb[k * ldx];
@@ -371,21 +365,21 @@ void rows_all(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ldy
 #endif
   if (tile >= 128)
     for (; b0 + 128 <= B; b0 += 128)
-      for (int64_t r = r0; r < r1; ++r) row_tile<v16, 8, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
+      for (int64_t r = r0; r < r1; ++r) tile_row<128, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
   if (tile >= 64)
     for (; b0 + 64 <= B; b0 += 64)
-      for (int64_t r = r0; r < r1; ++r) row_tile<v16, 4, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
+      for (int64_t r = r0; r < r1; ++r) tile_row<64, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
   if (tile >= 32)
     for (; b0 + 32 <= B; b0 += 32)
-      for (int64_t r = r0; r < r1; ++r) row_tile<v16, 2, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
+      for (int64_t r = r0; r < r1; ++r) tile_row<32, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
   for (; b0 + 16 <= B; b0 += 16)
-    for (int64_t r = r0; r < r1; ++r) row_tile<v16, 1, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
+    for (int64_t r = r0; r < r1; ++r) tile_row<16, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
   if (b0 + 8 <= B) {
-    for (int64_t r = r0; r < r1; ++r) row_tile<v8, 1, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
+    for (int64_t r = r0; r < r1; ++r) tile_row<8, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
     b0 += 8;
   }
   if (b0 + 4 <= B) {
-    for (int64_t r = r0; r < r1; ++r) row_tile<v4, 1, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
+    for (int64_t r = r0; r < r1; ++r) tile_row<4, DENSE, IT>(L, X, ldx, Y, ldy, r, b0);
     b0 += 4;
   }
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
