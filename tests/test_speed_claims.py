@@ -520,6 +520,19 @@ def test_compiled_lenet_counts():
     assert f"({counts[0.9]} hold a kept pixel at 90 %, {counts[0.99]} at 99 %)" in PROSE
 
 
+def test_march_speed_claims():
+    rows = _rows("march-speed")
+
+    def col(build, name, op="csr-native"):
+        return [float(r[name]) for r in rows if r["build"] == build and r["op"] == op]
+
+    assert len(rows) == 18  # 3 builds x 3 ops x 2 batches
+    assert (f"The AVX2 build runs 90 % CSR in {_range(col('x86-64-v3', '/ native build'))[:-1]}× the native build's "
+            f"time (the same core with half-width vectors), still {_range(col('x86-64-v3', '/ torch dense'))[:-1]}× "
+            f"torch's dense product here; the SSE2 build in {_range(col('x86-64', '/ native build'))}") in PROSE
+    assert max(col("x86-64-v3", "/ native build") + col("x86-64-v3", "/ native build", "csr-int8-native")) < 2.5
+
+
 def test_single_sample_claims():
     layers = _rows("kernel-ab-single")
 

@@ -1,0 +1,96 @@
+"""The fp32 and int8 kernels built for CPUs without AVX-512, timed on this one: AVX2 (x86-64-v3) and SSE2 (x86-64)
+builds against the native build, one thread.
+
+    python benchmarks/march_speed.py [--rounds 21] [--no-write]
+
+Each build runs in its own process (``SPARSITY_VIZ_MARCH``, its own cache key; a first build takes a minute or two)
+and times, in interleaved rounds (``bench.interleaved_ratios``, exactly ``--rounds``), the 300x784 layer of
+``sparse_layer.py`` at 90 % as ``csr-native`` (64-sample tiles) and ``csr-int8-native``, the same layer dense as
+``dense-native``, and torch's dense ``addmm`` as the reference. torch's own kernels are the same in every process
+(its build picks AVX-512 at run time here), so "/ torch dense" says how a build's kernels compare with what this
+core can do, not what torch would do on an AVX2 machine; "/ native build" compares the builds' medians. Writes the
+table into docs/backend.md (block ``march-speed``) unless ``--no-write``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from doc_block import INTERLEAVED, command, cpu_line, publish, rounds_args  # noqa: E402
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "backend.md"
+TARGETS = ("native", "x86-64-v3", "x86-64")
+BATCHES = (64, 256)
+SHAPE, SPARSITY = (300, 784), 0.9
+
+
+def worker(rounds: int) -> list[dict]:
+    """In a process built for one target: each op at each batch against torch's dense addmm (rows as dicts)."""
+    from sparsity_viz.backend import int8, kernels
+    from sparsity_viz.backend.bench import interleaved_ratios, random_sparse
+    from sparsity_viz.backend.ops import NativeCSROp, NativeDenseOp
+    from sparsity_viz.devices import configure_threads
+
+    if kernels.load() is None or int8.EXTENSION.load() is None:
+        sys.exit(f"the native kernels did not build: {kernels.notice()} {int8.EXTENSION.notice()}")
+    configure_threads(1)
+    w = random_sparse(SHAPE, SPARSITY)
+    bias = torch.randn(SHAPE[0], generator=torch.Generator().manual_seed(1))
+    dense_w = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2))
+    ops = {"csr-native": NativeCSROp(w, bias, False, 1, 64).chain(),
+           "csr-int8-native": int8.make_chain([int8.Int8CSROp(w, bias, False).layer()], SHAPE[1], 64),
+           "dense-native": NativeDenseOp(dense_w, bias, False, 1, 64).chain()}
+    rows = []
+    for batch in BATCHES:
+        x = torch.randn(SHAPE[1], batch, generator=torch.Generator().manual_seed(batch))  # (in, B) feature-major
+        col = bias.unsqueeze(1)
+        torch.testing.assert_close(ops["csr-native"].forward(x, False), torch.addmm(col, w, x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ops["dense-native"].forward(x, False), torch.addmm(col, dense_w, x),
+                                   rtol=1e-4, atol=1e-4)
+        fns = {"torch dense": lambda: torch.addmm(col, dense_w, x),
+               **{name: (lambda op=op: op.forward(x, False)) for name, op in ops.items()}}
+        res = interleaved_ratios(fns, "torch dense", rounds=rounds, rel_iqr=None)
+        rows += [{"op": name, "batch": batch, "us": res[name]["median_s"] * 1e6, "ratio": res[name]["ratio"]}
+                 for name in ops]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--worker":
+        print(json.dumps(worker(int(argv[1]))))
+        return
+    args = rounds_args(__doc__.splitlines()[0], argv)
+    results = {}
+    for target in TARGETS:
+        env = dict(os.environ, SPARSITY_VIZ_MARCH="" if target == "native" else target)
+        run = subprocess.run([sys.executable, __file__, "--worker", str(args.rounds)], env=env, capture_output=True,
+                             text=True)
+        if run.returncode != 0:
+            sys.exit(f"{target}: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}")
+        results[target] = json.loads(run.stdout.strip().splitlines()[-1])
+        print(f"{target}: done", flush=True)
+    native = {(r["op"], r["batch"]): r["us"] for r in results["native"]}
+    lines = [f"`{command('march_speed.py', argv)}` — torch {torch.__version__}, {cpu_line()}, one thread, each build in "
+             f"its own process, medians of {args.rounds} interleaved rounds ({INTERLEAVED}); layer {SHAPE[0]}x"
+             f"{SHAPE[1]} at {SPARSITY:.0%} (dense-native: the same shape dense); / torch dense = median of the "
+             "per-round ratios to torch's addmm in the same process", "",
+             "| build | op | batch | us | / torch dense | / native build |", "|---" * 6 + "|"]
+    for target in TARGETS:
+        for r in results[target]:
+            lines.append(f"| {target} | {r['op']} | {r['batch']} | {r['us']:.1f} | {r['ratio']:.3f} | "
+                         f"{r['us'] / native[(r['op'], r['batch'])]:.2f} |")
+    publish(DOC, "march-speed", "\n".join(lines), not args.no_write)
+
+
+if __name__ == "__main__":
+    main()
