@@ -8,13 +8,13 @@
 //              each nonzero input walks only the nonzero weights of its column (sparse x sparse).
 // Small batches, two modes:
 //   per sample  every sample has its own list of nonzero inputs; y_b is accumulated in a
-//               contiguous buffer (dense: register blocks of up to 16 zmm of outputs, U
-//               accumulator sets over consecutive inputs so >= 8 FMA chains are in flight;
+//               contiguous buffer (dense: register blocks of up to 16 zmm of outputs, 8 ymm or xmm
+//               without AVX-512, U accumulator sets over consecutive inputs so >= 8 FMA chains are in flight;
 //               CSC: scalar scatter-add, 4 loads before 4 stores since the rows of one column
 //               are distinct; an AVX-512 gather/FMA/scatter version was measured no faster here);
 //   union       the inputs nonzero in ANY sample; each is a 16-lane vector of its B <= 16
-//               samples and updates R <= 16 output rows held in registers (dense) or the
-//               (out, 16) buffer rows of its nonzero weights (CSC).
+//               samples and updates R <= 16 output rows (4 with AVX2, 2 with SSE) held in registers (dense)
+//               or the (out, 16) buffer rows of its nonzero weights (CSC).
 // Activations: element (i, b) of X at X[i * sf + b * sb], so feature-major (in, B) and
 // batch-major (B, in) inputs are read in place. A chain keeps per-sample layers batch-major
 // between layers and returns feature-major (out, B). Serial: one thread, no thread pool.
@@ -27,18 +27,16 @@
 #include <vector>
 
 #include "align.h"
+#include "vec.h"
 
 namespace {
 
-typedef float v16 __attribute__((vector_size(64)));
-constexpr int64_t LANES = 16;
-
-inline v16 load16(const float* p) {
-  v16 v;
-  std::memcpy(&v, p, sizeof(v16));
-  return v;
-}
-inline void store16(float* p, v16 v) { std::memcpy(p, &v, sizeof(v16)); }
+constexpr int64_t LANES = 16;  // the layouts' group of floats: W^T rows padded to it, 16 samples in union mode
+// held as this target's widest vectors (vec.h): a 64-byte vector type has no register without AVX-512, and GCC kept
+// such accumulators on the stack
+constexpr int VL = sizeof(vn) / sizeof(float);  // floats per vector: 16, 8 or 4
+constexpr int PER16 = LANES / VL;                // vectors per 16-float group
+constexpr int MAX16 = VL == 16 ? 16 : 8 / PER16;  // 16-float groups of accumulators at once: 16 zmm, else 8 vectors
 
 struct ALayer {
   int64_t in = 0, out = 0, ldw = 0;  // ldw: padded row length of dense W^T
@@ -60,16 +58,17 @@ thread_local std::vector<int32_t> t_idx;
 thread_local std::vector<float> t_val, t_y;
 
 // ---- per sample, dense W^T: NV vectors of outputs starting at wt (already offset), y holds the start values.
-template <int NV>
+template <int NV16>
 void dense_chunk(const float* wt, int64_t ldw, const int32_t* idx, const float* val, int64_t n, float* y) {
+  constexpr int NV = NV16 * PER16;  // NV16 16-float groups as NV vectors
   constexpr int U = NV >= 8 ? 1 : (NV >= 4 ? 2 : (NV >= 2 ? 4 : 8));
-  v16 acc[U][NV];
+  vn acc[U][NV];
 #pragma GCC unroll 16
-  for (int k = 0; k < NV; ++k) acc[0][k] = load16(y + k * LANES);
+  for (int k = 0; k < NV; ++k) acc[0][k] = load_v<vn>(y + k * VL);
 #pragma GCC unroll 8
   for (int u = 1; u < U; ++u)
 #pragma GCC unroll 16
-    for (int k = 0; k < NV; ++k) acc[u][k] = v16{};
+    for (int k = 0; k < NV; ++k) acc[u][k] = vn{};
   int64_t q = 0;
   for (; q + U <= n; q += U) {
 #pragma GCC unroll 8
@@ -77,21 +76,21 @@ void dense_chunk(const float* wt, int64_t ldw, const int32_t* idx, const float* 
       const float* w = wt + static_cast<int64_t>(idx[q + u]) * ldw;
       const float v = val[q + u];
 #pragma GCC unroll 16
-      for (int k = 0; k < NV; ++k) acc[u][k] += v * load16(w + k * LANES);
+      for (int k = 0; k < NV; ++k) acc[u][k] += v * load_v<vn>(w + k * VL);
     }
   }
   for (; q < n; ++q) {
     const float* w = wt + static_cast<int64_t>(idx[q]) * ldw;
     const float v = val[q];
 #pragma GCC unroll 16
-    for (int k = 0; k < NV; ++k) acc[0][k] += v * load16(w + k * LANES);
+    for (int k = 0; k < NV; ++k) acc[0][k] += v * load_v<vn>(w + k * VL);
   }
 #pragma GCC unroll 16
   for (int k = 0; k < NV; ++k) {
-    v16 a = acc[0][k];
+    vn a = acc[0][k];
 #pragma GCC unroll 8
     for (int u = 1; u < U; ++u) a += acc[u][k];
-    store16(y + k * LANES, a);
+    store_v<vn>(y + k * VL, a);
   }
 }
 
@@ -105,7 +104,7 @@ const DenseChunk DENSE_CHUNKS[17] = {nullptr,          dense_chunk<1>,  dense_ch
 void dense_sample(const ALayer& L, const int32_t* idx, const float* val, int64_t n, float* y) {
   const int64_t nv = L.ldw / LANES;
   if (nv == 0) return;
-  const int64_t chunks = (nv + 15) / 16, base = nv / chunks, rem = nv % chunks;  // even split, <= 16 each
+  const int64_t chunks = (nv + MAX16 - 1) / MAX16, base = nv / chunks, rem = nv % chunks;  // even, <= MAX16 each
   int64_t v0 = 0;
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t len = base + (c < rem ? 1 : 0);
@@ -137,21 +136,29 @@ void csc_sample(const ALayer& L, const int32_t* idx, const float* val, int64_t n
   }
 }
 
-// ---- union, dense W^T: R output rows (each 16 samples) in registers, over all active inputs.
+// ---- union, dense W^T: R output rows (each 16 samples, PER16 vectors) in registers, over all active inputs.
 template <int R>
 void dense_union_block(const float* wt, int64_t ldw, const int32_t* idx, const float* xp, int64_t n,
                        const float* bias, float* yl) {
-  v16 acc[R];
+  vn acc[R][PER16];
 #pragma GCC unroll 16
-  for (int k = 0; k < R; ++k) acc[k] = v16{} + (bias ? bias[k] : 0.0f);
+  for (int k = 0; k < R; ++k)
+#pragma GCC unroll 4
+    for (int j = 0; j < PER16; ++j) acc[k][j] = vn{} + (bias ? bias[k] : 0.0f);
   for (int64_t q = 0; q < n; ++q) {
     const float* w = wt + static_cast<int64_t>(idx[q]) * ldw;
-    const v16 xv = load16(xp + q * LANES);
+    vn xv[PER16];
+#pragma GCC unroll 4
+    for (int j = 0; j < PER16; ++j) xv[j] = load_v<vn>(xp + q * LANES + j * VL);
 #pragma GCC unroll 16
-    for (int k = 0; k < R; ++k) acc[k] += w[k] * xv;
+    for (int k = 0; k < R; ++k)
+#pragma GCC unroll 4
+      for (int j = 0; j < PER16; ++j) acc[k][j] += w[k] * xv[j];
   }
 #pragma GCC unroll 16
-  for (int k = 0; k < R; ++k) store16(yl + k * LANES, acc[k]);
+  for (int k = 0; k < R; ++k)
+#pragma GCC unroll 4
+    for (int j = 0; j < PER16; ++j) store_v<vn>(yl + k * LANES + j * VL, acc[k][j]);
 }
 
 typedef void (*UnionBlock)(const float*, int64_t, const int32_t*, const float*, int64_t, const float*, float*);
@@ -168,10 +175,13 @@ void csc_union(const ALayer& L, const int32_t* idx, const float* xp, int64_t n, 
   const IT* rows = static_cast<const IT*>(L.row);
   for (int64_t q = 0; q < n; ++q) {
     const int64_t i = idx[q];
-    const v16 xv = load16(xp + q * LANES);
+    vn xv[PER16];
+#pragma GCC unroll 4
+    for (int j = 0; j < PER16; ++j) xv[j] = load_v<vn>(xp + q * LANES + j * VL);
     for (int64_t p = L.colptr[i]; p < L.colptr[i + 1]; ++p) {
       float* yr = yl + static_cast<int64_t>(rows[p]) * LANES;
-      store16(yr, load16(yr) + L.w[p] * xv);
+#pragma GCC unroll 4
+      for (int j = 0; j < PER16; ++j) store_v<vn>(yr + j * VL, load_v<vn>(yr + j * VL) + L.w[p] * xv[j]);
     }
   }
 }
@@ -225,12 +235,13 @@ void run_union(const ALayer& L, const View& x, int64_t B, const View& y) {
     n += any;
   }
   if (!L.csc) {
-    for (int64_t o0 = 0; o0 < L.out; o0 += 16) {
-      const int64_t R = std::min<int64_t>(16, L.out - o0);
+    for (int64_t o0 = 0; o0 < L.out; o0 += MAX16) {
+      const int64_t R = std::min<int64_t>(MAX16, L.out - o0);
       UNION_BLOCKS[R](L.w + o0, L.ldw, idx, xp, n, L.bias ? L.bias + o0 : nullptr, yl + o0 * LANES);
     }
   } else {
-    for (int64_t o = 0; o < L.out; ++o) store16(yl + o * LANES, v16{} + (L.bias ? L.bias[o] : 0.0f));
+    for (int64_t o = 0; o < L.out; ++o)
+      for (int j = 0; j < PER16; ++j) store_v<vn>(yl + o * LANES + j * VL, vn{} + (L.bias ? L.bias[o] : 0.0f));
     if (L.idx16) csc_union<int16_t>(L, idx, xp, n, yl);
     else csc_union<int32_t>(L, idx, xp, n, yl);
   }

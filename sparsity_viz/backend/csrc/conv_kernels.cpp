@@ -5,8 +5,9 @@
 // For one image n and output channel o the output plane is accumulated on the input's
 // width grid ("wide" plane): position p = y * W + x, so tap (c, ky, kx) adds
 //     w * X[n, c][p + ky * W + kx]      for every p in [0, P),  P = (Ho - 1) * W + Wo,
-// a contiguous run of inputs: 16-float vectors, one load and one FMA per tap and vector,
-// up to 8 vectors (128 positions) of accumulators in registers. The columns x >= Wo of the
+// a contiguous run of inputs: vectors of the target's widest width (16 floats on AVX-512, vec.h), one load
+// and one FMA per tap and vector, up to 8 vectors (128 positions on AVX-512) of accumulators in registers
+// (64-byte vectors built for AVX2 had no register and lived on the stack). The columns x >= Wo of the
 // wide plane are computed and dropped (W / Wo extra work: 1.17x for 28 -> 24, 1.5x for 12 -> 8).
 // The epilogue fuses the bias, ReLU and a 2x2 max pool (stride 2, floor), using
 // pool(relu(z + b)) == relu(pool(z) + b) (max commutes with monotone maps), so the
@@ -21,37 +22,31 @@
 #include <cstring>
 #include <vector>
 
+#include "vec.h"
+
 namespace {
 
-typedef float v16 __attribute__((vector_size(64)));
-constexpr int LANES = 16;
+constexpr int LANES = sizeof(vn) / sizeof(float);  // this target's widest vector (vec.h): 16, 8 or 4 floats
 
-inline v16 load16(const float* p) {
-  v16 v;
-  std::memcpy(&v, p, sizeof(v16));
-  return v;
-}
-inline void store16(float* p, v16 v) { std::memcpy(p, &v, sizeof(v16)); }
-
-// NV vectors of the wide plane starting at position p0: acc[j] = sum_t w[t] * x[off[t] + p0 + 16 j].
+// NV vectors of the wide plane starting at position p0: acc[j] = sum_t w[t] * x[off[t] + p0 + LANES j].
 template <int NV>
 inline void block(const float* x, const int32_t* off, const float* w, int64_t nt, float* acc_out, int64_t p0) {
-  v16 acc[NV];
+  vn acc[NV];
 #pragma GCC unroll 8
-  for (int j = 0; j < NV; ++j) acc[j] = v16{};
+  for (int j = 0; j < NV; ++j) acc[j] = vn{};
   const float* xp = x + p0;
   for (int64_t t = 0; t < nt; ++t) {
     const float v = w[t];
     const float* s = xp + off[t];
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) acc[j] += v * load16(s + j * LANES);
+    for (int j = 0; j < NV; ++j) acc[j] += v * load_v<vn>(s + j * LANES);
   }
 #pragma GCC unroll 8
-  for (int j = 0; j < NV; ++j) store16(acc_out + p0 + j * LANES, acc[j]);
+  for (int j = 0; j < NV; ++j) store_v<vn>(acc_out + p0 + j * LANES, acc[j]);
 }
 
 // The whole wide plane [0, P): blocks of 8 vectors, one block of the remaining whole vectors,
-// then one vector ending exactly at P (overlapping the one before; needs P >= 16, else scalar).
+// then one vector ending exactly at P (overlapping the one before; needs P >= LANES, else scalar).
 void plane(const float* x, const int32_t* off, const float* w, int64_t nt, float* acc, int64_t P) {
   if (P < LANES) {
     for (int64_t p = 0; p < P; ++p) {
