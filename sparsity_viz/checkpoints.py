@@ -30,6 +30,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from .atomic_write import write_atomically
 from .models import build_architecture, count_parameters, get_spec
 
 SAMPLE_DIR = Path(os.environ.get("SPARSITY_VIZ_SAMPLES", Path(__file__).resolve().parent.parent / "sample_models"))
@@ -252,9 +253,9 @@ def save_model(model: nn.Module, path: str | Path, card: dict[str, Any] | None =
     """Write ``path`` (.safetensors) and, when a card is given, its ``.json`` beside it."""
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(state_dict_to_bytes(model))
+    write_atomically(path, state_dict_to_bytes(model))
     if card is not None:
-        path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+        write_atomically(path.with_suffix(".json"), json.dumps(card, indent=2, sort_keys=True) + "\n")
     return path
 
 

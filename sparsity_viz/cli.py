@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .atomic_write import write_atomically
 from .checkpoints import CheckpointError
 from .devices import DEVICE_CHOICES, DeviceUnavailableError, configure_threads
 from .divergence import TrainingDiverged
@@ -161,6 +162,8 @@ def output_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(f"a file or folder name is longer than {MAX_NAME_BYTES} bytes")
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name")
+    if path.exists() and not path.is_file():  # a device or FIFO: a save would not be a file
+        raise argparse.ArgumentTypeError(f"{text} is not a regular file; give a file name")
     folder = path.parent
     if not folder.is_dir():
         raise argparse.ArgumentTypeError(f"the folder {folder} does not exist (or is not a folder); create it first")
@@ -383,6 +386,14 @@ def cmd_train_samples(args) -> int:
     return 0
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two output arguments name one file (the same path, or two names of one existing file)."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if pa.exists() and pb.exists():
+        return os.path.samefile(pa, pb)
+    return pa.resolve() == pb.resolve()
+
+
 def cmd_prune(args) -> int:
     from .masks import save_masks
     from .pruning import get_strategy, prune
@@ -392,6 +403,8 @@ def cmd_prune(args) -> int:
     from .data import data_batch, train_subset
 
     get_strategy(args.strategy)
+    if args.save and args.save_masks and _same_file(args.save, args.save_masks):  # the masks overwrote the model
+        raise CliError("--save and --save-masks name the same file; give two")
     if (args.dropout or args.dropconnect or args.train_fraction < 1) and args.finetune_epochs <= 0:
         raise CliError("--dropout / --dropconnect / --train-fraction act while fine-tuning; add --finetune-epochs N")
     model, card, dataset = load_bundled(args.model)
@@ -453,6 +466,8 @@ def cmd_sweep(args) -> int:
     executor = args.executor
     if args.address is not None and executor != "ray":
         raise CliError("--address is for --executor ray")
+    if args.store and args.csv and _same_file(args.store, args.csv):  # the CSV replaced the stored rows
+        raise CliError("--store and --csv name the same file; the CSV would replace the store's rows")
     if executor == "ray":
         from .executors import RayExecutor
 
@@ -472,8 +487,7 @@ def cmd_sweep(args) -> int:
     if args.csv:
         from .experiments import sweep_csv
 
-        with open(args.csv, "w", encoding="utf-8") as fh:
-            fh.write(sweep_csv(frame))
+        write_atomically(args.csv, sweep_csv(frame))
         print(f"wrote {len(frame)} rows to {args.csv} (run id {frame.attrs['run_id']})")
     elif args.json:
         print(frame.to_json(orient="records", indent=2))

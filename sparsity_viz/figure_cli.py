@@ -12,6 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
+from .atomic_write import write_atomically
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
     from torch import nn
@@ -130,7 +132,7 @@ def write_figure(fig: go.Figure, path: str | Path) -> Path:
         raise ValueError(f"Output must end in {', '.join(WRITABLE)}, got {path.name!r}.")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".html":
-        fig.write_html(path, include_plotlyjs=True)
+        write_atomically(path, fig.to_html(include_plotlyjs=True))
     else:
-        fig.write_image(path, width=1200, height=800)
+        write_atomically(path, fig.to_image(format=suffix[1:], width=1200, height=800))
     return path

@@ -170,10 +170,10 @@ def from_torch_prune(model: nn.Module) -> tuple[nn.Module, Masks]:
 
 
 def save_masks(masks: Mapping[str, torch.Tensor], path) -> None:
-    """Write masks as a safetensors file of bool tensors."""
-    from safetensors.torch import save_file
+    """Write masks as a safetensors file of bool tensors (whole or not at all: ``write_atomically``)."""
+    from .atomic_write import write_atomically
 
-    save_file({n: m.detach().cpu().contiguous() for n, m in masks.items()}, str(path))
+    write_atomically(path, masks_to_bytes(masks))
 
 
 def masks_to_bytes(masks: Mapping[str, torch.Tensor]) -> bytes:

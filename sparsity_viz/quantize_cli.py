@@ -21,6 +21,8 @@ import json
 import math
 from pathlib import Path
 
+from .atomic_write import write_atomically
+
 METHOD_ALIASES = {"uniform": "uniform_symmetric", "symmetric": "uniform_symmetric", "affine": "uniform_affine"}
 
 
@@ -218,7 +220,7 @@ def run_compress(args) -> int:
                       finetune_epochs=args.finetune_epochs, qat_epochs=args.qat_epochs, config=config,
                       seed=args.seed, progress=ProgressLine("compress"))
     if args.save:
-        Path(args.save).write_bytes(result.checkpoint)
+        write_atomically(args.save, result.checkpoint)
     out = {"model": args.model, **result.settings, "stages": _records(result.stages),
            "layers": _records(result.sizes), "checkpoint_bytes": len(result.checkpoint),
            "saved": str(Path(args.save)) if args.save else None}

@@ -55,6 +55,8 @@ class ResultsStore:
         self.run_id = run_id
         self.config = dict(config) if config is not None else None
         self.path = store_path(store, run_id)
+        if self.path.exists() and not self.path.is_file():  # a FIFO waited forever, /dev/full was read until OOM
+            raise ValueError(f"The results store {self.path} is not a regular file; give a .csv file or a folder.")
         self._columns: list[str] | None = None
         self._has_config = False
 

@@ -14,6 +14,8 @@ import json
 import math
 from pathlib import Path
 
+from .atomic_write import write_atomically
+
 
 def add_sensitivity_parser(subparsers) -> None:
     """Register ``sensitivity`` on the CLI's subparsers (sets ``func``)."""
@@ -65,7 +67,7 @@ def run_sensitivity(args) -> int:
                             progress=ProgressLine("sensitivity", enabled=not args.json))
     targets = suggest_targets(scan, args.target) if args.target is not None else None
     if args.csv is not None:
-        Path(args.csv).write_text(sweep_csv(scan))  # the rows after the `# key: <json>` configuration header
+        write_atomically(args.csv, sweep_csv(scan))  # the rows after the `# key: <json>` configuration header
     summary = scan_summary(scan)
     if args.json:
         out = {"model": args.model, "strategy": args.strategy, "levels": list(levels), "seeds": list(seeds),

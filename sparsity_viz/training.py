@@ -35,6 +35,8 @@ from .divergence import DIVERGENCE_FACTOR, DivergenceMonitor, TrainingDiverged, 
 from .masks import Masks, apply_masks, masks_from_zeros, require_finite, sparsity, to_device
 from .regularizers import REGULARIZERS, Regularizer, get_regularizer
 
+MAX_LR = 1e30  # learning rates near float32's range (4e37) overflowed inside torch's optimizers: a traceback
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -64,8 +66,8 @@ class TrainConfig:
                              f"{', '.join(repr(getattr(self, n)) for n in whole)}.")
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError("epochs must be >= 0 and batch_size >= 1.")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"Learning rate must be a positive number, got {self.lr!r}.")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):  # larger rates overflow float32 in torch's optimizers
+            raise ValueError(f"Learning rate must be a positive number up to {MAX_LR:g}, got {self.lr!r}.")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"Unknown optimizer {self.optimizer!r}; choose adam or sgd.")
         # one clear message here rather than a raw one from inside torch, or a penalty silently left out (an audit)

@@ -295,3 +295,44 @@ def test_prune_save_says_where_it_wrote_and_adds_the_suffix_only_when_there_is_n
     assert f"wrote the pruned model to {tmp_path / 'pruned.safetensors'}" in out.err
     assert f"wrote the masks to {tmp_path / 'm.safetensors'}" in out.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "pruned.safetensors"]
+
+
+def _one_error(capsys) -> str:
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_outputs_that_would_destroy_each_other_or_a_device_are_refused_before_any_work(tmp_path, capsys):
+    """From an audit of the CLI: --save-masks over --save left only the masks, --csv over --store replaced the
+    stored rows (both exit 0), a device named as a checkpoint became /dev/full.safetensors, and a FIFO or /dev/full
+    as a store hung or read until killed."""
+    import os
+
+    base = ["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--threads", "1"]
+    same = str(tmp_path / "m.safetensors")
+    assert main([*base, "--save", same, "--save-masks", str(tmp_path / "." / "m.safetensors")]) == 2
+    assert "--save and --save-masks name the same file" in _one_error(capsys) and not Path(same).exists()
+    assert main([*base, "--save", "/dev/null"]) == 2
+    assert "/dev/null is not a regular file" in _one_error(capsys) and Path("/dev/null").is_char_device()
+    sweep = ["sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--seeds", "0",
+             "--threads", "1"]
+    store = tmp_path / "store.csv"
+    assert main([*sweep, "--store", str(store)]) == 0
+    kept = store.read_text()
+    capsys.readouterr()
+    assert main([*sweep, "--store", str(store), "--csv", str(store)]) == 2
+    assert "--store and --csv name the same file" in _one_error(capsys) and store.read_text() == kept
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    assert main([*sweep, "--store", str(fifo)]) == 2
+    assert "is not a regular file" in _one_error(capsys)
+
+
+def test_a_learning_rate_past_float32s_range_is_one_line_not_a_traceback(capsys):
+    """lr 4e37 raised RuntimeError inside torch's Adam (overflow converting to float); it is refused up front."""
+    status = main(["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5",
+                   "--finetune-epochs", "1", "--finetune-lr", "4e37", "--threads", "1"])
+    assert status == 2
+    assert "Learning rate must be a positive number up to 1e+30, got 4e+37." in _one_error(capsys)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..atomic_write import write_atomically
 from ..devices import configure_threads
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def run_sparse_save(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        Path(args.out).write_bytes(saved.data)
+        write_atomically(args.out, saved.data)
         load_sparse(args.out)  # proves it reads back
     except Exception as exc:  # noqa: BLE001 - the write failed after the work: status 1, as the CLI's other writes
         print(f"error: {exc}", file=sys.stderr)

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
+from ..atomic_write import write_atomically
 from ..checkpoints import CheckpointError, load_into, read_checkpoint_file, read_safetensors
 from ..masks import masked_copy
 from ..models import ARCHITECTURES, build_architecture
@@ -266,7 +267,7 @@ def save_sparse(model: nn.Module, path: str | Path | None = None, masks: dict | 
     result = SparseSave(data, report)
     result._dense_overhead = dense_data_len - sum(r["dense_bytes"] for r in report)
     if path is not None:
-        Path(path).write_bytes(data)
+        write_atomically(path, data)
     return result
 
 

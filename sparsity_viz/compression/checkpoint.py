@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
+from ..atomic_write import write_atomically
 from ..backend.sparse_checkpoint import architecture_metadata
 from ..checkpoints import CheckpointError, load_into, read_checkpoint_file, read_safetensors
 from ..models import build_architecture
@@ -64,7 +65,7 @@ def save_compressed(quantized, path: str | Path | None = None, index_bits: int |
     meta = {"format": FORMAT, "layout": json.dumps(layout), **{k: json.dumps(v) for k, v in arch.items()}}
     data = st_save(tensors, metadata=meta)
     if path is not None:
-        Path(path).write_bytes(data)
+        write_atomically(path, data)
     return data
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..atomic_write import write_atomically
 from ..checkpoints import state_dict_to_bytes
 from ..models import MLP, LeNet5
 
@@ -140,7 +141,7 @@ def export_onnx(source, path: str | Path | None = None, *, example: torch.Tensor
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
     if path is not None:
-        Path(path).write_bytes(data)
+        write_atomically(path, data)
     return OnnxExport(data, kinds)
 
 
