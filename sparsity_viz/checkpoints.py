@@ -35,6 +35,7 @@ from .models import build_architecture, count_parameters, get_spec
 
 SAMPLE_DIR = Path(os.environ.get("SPARSITY_VIZ_SAMPLES", Path(__file__).resolve().parent.parent / "sample_models"))
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
+MAX_CARD_BYTES = 1024 * 1024  # a model card is a few KB of JSON
 
 
 class CheckpointError(ValueError):
@@ -267,6 +268,9 @@ def load_card(name: str, directory: str | Path | None = None) -> dict[str, Any]:
         raise CheckpointError(
             f"No sample model {name!r} in {directory}; run `python -m sparsity_viz train-samples` to create it."
         )
+    if not path.is_file() or path.stat().st_size > MAX_CARD_BYTES:  # a card linked to /dev/zero was read until OOM
+        raise CheckpointError(f"{path.name}: not a model card (a regular JSON file of at most "
+                              f"{MAX_CARD_BYTES // 2**20} MiB).")
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:

@@ -62,13 +62,29 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     raise ValueError(f"Unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}.")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one, else the CPU count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def configure_threads(num_threads: int | None = None) -> int:
     """Set torch's intra-op thread count (default: the measured best, 1) and return it.
 
-    ``SPARSITY_VIZ_THREADS`` in the environment overrides the default.
+    ``SPARSITY_VIZ_THREADS`` in the environment overrides the default: a whole number from 1 to the usable CPUs
+    (a million made the next OpenMP library fail to load, with a traceback; 0 and -3 passed silently).
     """
     if num_threads is None:
-        num_threads = int(os.environ.get("SPARSITY_VIZ_THREADS", DEFAULT_NUM_THREADS))
+        raw = os.environ.get("SPARSITY_VIZ_THREADS", "").strip()
+        if not raw:
+            num_threads = DEFAULT_NUM_THREADS
+        elif not raw.isdigit() or not 1 <= int(raw) <= usable_cpus():
+            raise ValueError(f"SPARSITY_VIZ_THREADS must be a whole number from 1 to {usable_cpus()} (the CPUs this "
+                             f"process may use), got {raw[:40]!r}.")
+        else:
+            num_threads = int(raw)
     num_threads = max(1, int(num_threads))
     if torch.get_num_threads() != num_threads:
         torch.set_num_threads(num_threads)

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import torch
 
+from .devices import usable_cpus  # noqa: F401 (part of this module's API)
 from .training import is_stopped
 
 PointFn = Callable[[Any, Mapping[str, Any], Any], Any]  # fn(point, shared, stop) -> result
@@ -53,14 +54,6 @@ class Executor(Protocol):
             stop: Any = None) -> Iterator[Any]:
         """Yield ``fn(point, shared, stop)`` for every point, as each finishes; start none once ``stop`` is set."""
         ...
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the OS has one, else the CPU count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 class SerialExecutor:

@@ -386,6 +386,18 @@ def test_a_malformed_model_card_is_one_clear_error(tmp_path, card, match):
         load_sample("moons_mlp", tmp_path)
 
 
+def test_a_card_that_is_not_a_regular_small_file_is_refused_without_reading_it(tmp_path):
+    """A card linked to /dev/zero was read until the process was killed for memory (an audit)."""
+    (tmp_path / "moons_mlp.safetensors").write_bytes(state_dict_to_bytes(build_model("moons_mlp", seed=0)))
+    (tmp_path / "moons_mlp.json").symlink_to("/dev/zero")
+    with pytest.raises(CheckpointError, match="moons_mlp.json: not a model card"):
+        load_sample("moons_mlp", tmp_path)
+    (tmp_path / "moons_mlp.json").unlink()
+    (tmp_path / "moons_mlp.json").write_text("{" + " " * (2 * 1024 * 1024) + "}")
+    with pytest.raises(CheckpointError, match="at most 1 MiB"):
+        load_sample("moons_mlp", tmp_path)
+
+
 def test_train_samples_never_reads_an_empty_list_as_all(tmp_path):
     from sparsity_viz.samples import train_samples
 

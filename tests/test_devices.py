@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sparsity_viz import DeviceUnavailableError, configure_threads, resolve_device
-from sparsity_viz.devices import DEVICE_CHOICES, torch_threads
+from sparsity_viz.devices import DEVICE_CHOICES, torch_threads, usable_cpus
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 
@@ -50,9 +50,16 @@ def test_configure_threads_and_restore(monkeypatch):
     try:
         monkeypatch.delenv("SPARSITY_VIZ_THREADS", raising=False)
         assert configure_threads() == 1 and torch.get_num_threads() == 1
-        monkeypatch.setenv("SPARSITY_VIZ_THREADS", "2")
-        assert configure_threads() == 2 and torch.get_num_threads() == 2
+        two = min(2, usable_cpus())
+        monkeypatch.setenv("SPARSITY_VIZ_THREADS", str(two))
+        assert configure_threads() == two and torch.get_num_threads() == two
         assert configure_threads(0) == 1  # never below one
+        for bad in ("0", "-3", "abc", "1e6", "1000000", "2.5"):  # one line naming the variable, before any work
+            monkeypatch.setenv("SPARSITY_VIZ_THREADS", bad)
+            with pytest.raises(ValueError, match="SPARSITY_VIZ_THREADS must be a whole number from 1 to"):
+                configure_threads()
+        monkeypatch.setenv("SPARSITY_VIZ_THREADS", " ")
+        assert configure_threads() == 1
         with torch_threads(2):
             assert torch.get_num_threads() == 2
         assert torch.get_num_threads() == 1
