@@ -20,10 +20,13 @@ os.umask(_UMASK)
 def write_atomically(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` (text as UTF-8) to ``path`` in one step; an OSError names the path."""
     path = Path(path)
-    if path.exists() and not path.is_file():
+    if path.is_symlink():  # the link keeps pointing at the file it names, which is what gets replaced
+        path = path.resolve()
+    exists = path.exists()
+    if exists and not path.is_file():
         raise OSError(f"cannot write {path}: it is not a regular file; give a file name")
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK  # as a plain open would leave it
+    mode = path.stat().st_mode & 0o777 if exists else 0o666 & ~_UMASK  # as a plain open would leave it
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:

@@ -122,7 +122,7 @@ def repeats_arg(text: str) -> int:
 
 def workers_arg(text: str) -> int:
     """Sweep worker processes: 1 to the CPUs this process may use (more only take turns on them)."""
-    from .executors import usable_cpus
+    from .devices import usable_cpus
 
     return bounded_int_arg(text, 1, usable_cpus(), "workers")
 

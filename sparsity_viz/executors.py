@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import torch
 
-from .devices import usable_cpus  # noqa: F401 (part of this module's API)
+from .devices import usable_cpus
 from .training import is_stopped
 
 PointFn = Callable[[Any, Mapping[str, Any], Any], Any]  # fn(point, shared, stop) -> result

@@ -66,7 +66,7 @@ class TrainConfig:
                              f"{', '.join(repr(getattr(self, n)) for n in whole)}.")
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError("epochs must be >= 0 and batch_size >= 1.")
-        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):  # larger rates overflow float32 in torch's optimizers
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):  # larger ones overflow in torch's optimizers
             raise ValueError(f"Learning rate must be a positive number up to {MAX_LR:g}, got {self.lr!r}.")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"Unknown optimizer {self.optimizer!r}; choose adam or sgd.")
@@ -390,7 +390,8 @@ def train(
                 threshold_zeros(work, config.zero_threshold)
                 state.masks = _final_masks(work, state.masks)
             if not all(torch.isfinite(p).all() for p in work.parameters()):
-                raise _diverged(result, good, state, ("non-finite weights", "a weight became NaN or infinite"), regularizer, hooks)
+                raise _diverged(result, good, state, ("non-finite weights", "a weight became NaN or infinite"),
+                                regularizer, hooks)
             test = evaluate(work, dataset.x_test, dataset.y_test, device=str(dev))
             verdict = monitor.check_accuracy(test.accuracy)
             if verdict is not None:

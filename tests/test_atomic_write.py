@@ -67,6 +67,13 @@ class _FailingFile:
         raise OSError(errno.ENOSPC, "No space left on device")
 
 
+def test_a_link_keeps_pointing_at_the_file_it_names(tmp_path):
+    (tmp_path / "real.csv").write_text("old")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "real.csv")
+    write_atomically(tmp_path / "link.csv", "new")
+    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "real.csv").read_text() == "new"
+
+
 def test_devices_and_folders_are_refused_not_replaced(tmp_path):
     for target in (tmp_path, Path("/dev/null")):
         with pytest.raises(OSError, match="not a regular file"):

@@ -4,8 +4,8 @@
 time a native kernel is needed (about 30-60 s), into a cache directory keyed by a hash
 of the source, the compiler flags, the torch version and the CPU model, so a build made
 with ``-march=native`` is never reused on another CPU (``SPARSITY_VIZ_MARCH=x86-64-v3`` builds for another target
-instead: AVX2 without AVX-512, the code paths such CPUs run, which a test builds and checks here). The extensions are built with
-``-fopenmp`` so that ``at::parallel_for`` (header-inline ``#pragma omp parallel`` under
+instead: AVX2 without AVX-512, the code paths such CPUs run, which a test builds and checks here). The extensions
+are built with ``-fopenmp`` so that ``at::parallel_for`` (header-inline ``#pragma omp parallel`` under
 torch's OpenMP backend) runs on torch's own intra-op pool: the library links against
 ``libgomp.so.1`` and the loader reuses the copy torch already loaded (same soname), so no
 second OpenMP runtime starts (``openmp_runtimes()`` lists them; see docs/backend.md#build).
