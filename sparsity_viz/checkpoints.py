@@ -31,6 +31,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from .atomic_write import write_atomically
+from .model_card import card_problems
 from .models import build_architecture, count_parameters, get_spec
 
 SAMPLE_DIR = Path(os.environ.get("SPARSITY_VIZ_SAMPLES", Path(__file__).resolve().parent.parent / "sample_models"))
@@ -275,8 +276,10 @@ def load_card(name: str, directory: str | Path | None = None) -> dict[str, Any]:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f"{path.name}: not a readable model card ({_one_line(exc)}).") from None
-    if not isinstance(card, dict):
-        raise CheckpointError(f"{path.name}: a model card is a JSON object, got {type(card).__name__}.")
+    problems = card_problems(card)
+    if problems:
+        raise CheckpointError(f"{path.name}: not a usable model card: {'; '.join(problems[:3])}"
+                              + (f" (and {len(problems) - 3} more)." if len(problems) > 3 else "."))
     return card
 
 
@@ -324,7 +327,7 @@ def base_card(name: str, model: nn.Module) -> dict[str, Any]:
         "name": name,
         "description": spec.description,
         "architecture": {"kind": spec.architecture, "kwargs": spec.kwargs},
-        "dataset": spec.dataset,
+        "dataset": {"name": spec.dataset},  # the shape every reader expects (samples add seed and sizes)
         "parameters": count_parameters(model),
         "torch_version": torch.__version__,
     }

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -404,3 +406,48 @@ def test_train_samples_never_reads_an_empty_list_as_all(tmp_path):
     with pytest.raises(ValueError, match="No sample model named"):
         train_samples([], tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_every_bundled_card_has_fields_of_the_right_types():
+    from sparsity_viz.checkpoints import SAMPLE_DIR, available_moe_samples, load_card
+    from sparsity_viz.model_card import card_problems
+
+    names = available_samples() + available_moe_samples()
+    assert len(names) >= 8
+    for name in names:
+        assert card_problems(load_card(name)) == [], name
+        assert card_problems(json.loads((SAMPLE_DIR / f"{name}.json").read_text())) == []
+
+
+@pytest.mark.parametrize("field,value,named", [
+    ("dataset", "mnist", "dataset must be a JSON object, got str"),
+    ("recipe", [1], "recipe must be a JSON object, got list"),
+    ("recipe", {"lr": "fast"}, "recipe.lr must be a finite number > 0, got 'fast'"),
+    ("recipe", {"lr": float("nan")}, "recipe.lr must be a finite number > 0"),
+    ("recipe", {"batch_size": 6.5}, "recipe.batch_size must be a whole number >= 1"),
+    ("recipe", {"batch_size": True}, "recipe.batch_size must be a whole number >= 1"),
+    ("dataset", {"name": "moons", "seed": "0"}, "dataset.seed must be an integer, got '0'"),
+    ("test_accuracy", "99 %", "test_accuracy must be a number in [0, 1]"),
+    ("test_accuracy", 1.5, "test_accuracy must be a number in [0, 1]"),
+    ("parameters", -1, "parameters must be a whole number >= 0"),
+    ("description", ["x" * 1000], "description must be a string, got ['xxx"),
+    ("load", [0.5, None], "load must be a list of finite numbers"),
+    ("architecture", {"kind": 3, "kwargs": {}}, "architecture must be a JSON object with a string kind"),
+])
+def test_a_card_field_of_the_wrong_type_is_named(tmp_path, field, value, named):
+    """A wrong type used to surface as a traceback in whichever command read the field (a CLI audit)."""
+    model = build_model("moons_mlp", seed=0)
+    card = json.loads((ckpt.SAMPLE_DIR / "moons_mlp.json").read_text()) | {field: value}
+    (tmp_path / "moons_mlp.json").write_text(json.dumps(card))  # NaN is written as the non-standard NaN
+    (tmp_path / "moons_mlp.safetensors").write_bytes(state_dict_to_bytes(model))
+    with pytest.raises(CheckpointError, match=re.escape(f"moons_mlp.json: not a usable model card: {named}")):
+        load_sample("moons_mlp", tmp_path)
+
+
+def test_a_card_with_many_wrong_fields_names_three_and_counts_the_rest(tmp_path):
+    card = json.loads((ckpt.SAMPLE_DIR / "moons_mlp.json").read_text())
+    card |= {"name": 1, "description": 2, "torch_version": 3, "seed": "x", "parameters": "y"}
+    (tmp_path / "moons_mlp.json").write_text(json.dumps(card))
+    (tmp_path / "moons_mlp.safetensors").write_bytes(state_dict_to_bytes(build_model("moons_mlp", seed=0)))
+    with pytest.raises(CheckpointError, match=r"card: name must be a string, got 1; [^;]*; [^;]* \(and 2 more\)\.$"):
+        load_sample("moons_mlp", tmp_path)

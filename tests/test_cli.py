@@ -194,6 +194,27 @@ def test_a_bad_argument_in_a_real_process_is_one_line():
     assert "Unknown model" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("command", [
+    ["prune", "--strategy", "magnitude", "--sparsity", "0.5"], ["quantize", "--bits", "4"], ["compress"],
+    ["activations"], ["sensitivity"], ["sweep", "--strategies", "magnitude", "--levels", "0.5"], ["models"],
+])
+def test_a_card_field_of_the_wrong_type_is_one_line_in_every_command(tmp_path, command):
+    """A card under SPARSITY_VIZ_SAMPLES whose dataset is a string raised AttributeError deep in each command."""
+    import os
+    import shutil
+
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(ROOT / "sample_models" / f"moons_mlp{suffix}", tmp_path)
+    card = json.loads((tmp_path / "moons_mlp.json").read_text()) | {"dataset": "moons"}
+    (tmp_path / "moons_mlp.json").write_text(json.dumps(card))
+    args = command if command == ["models"] else [command[0], "--model", "moons_mlp", *command[1:]]
+    proc = subprocess.run([sys.executable, "-m", "sparsity_viz", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=os.environ | {"SPARSITY_VIZ_SAMPLES": str(tmp_path)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("error: moons_mlp.json: not a usable model card: "
+                                   "dataset must be a JSON object, got str.")
+
+
 def test_cuda_request_on_cpu_machine_is_one_clear_line():
     import torch
 
