@@ -461,8 +461,11 @@ def cmd_sweep(args) -> int:
     from .experiments import summarize, sweep
     from .pruning import get_strategy
 
-    for s in args.strategies:
-        get_strategy(s)
+    scheduled = [s for s in args.strategies if get_strategy(s).scheduled]
+    if len(scheduled) == len(args.strategies) and not (args.schedule_epochs or args.finetune_epochs):
+        # every strategy would be skipped: an empty table read as a sweep that ran (exit 0)
+        raise CliError(f"nothing to sweep: {', '.join(scheduled)} prune while they train (scheduled strategies) "
+                       "and need a training budget; add --schedule-epochs N")
     executor = args.executor
     if args.address is not None and executor != "ray":
         raise CliError("--address is for --executor ray")
