@@ -71,21 +71,41 @@ MAX_NAME_BYTES = 255  # one file name (Linux NAME_MAX)
 
 
 def _listed(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected at least one comma-separated value, got {text!r}")
+    """The items of a comma-separated list: at least one, none empty (``0.5,,0.9`` is a typo, not two levels)."""
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
+        raise argparse.ArgumentTypeError(f"expected at least one comma-separated value, got {_clipped(text)}")
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"an empty item in the list {_clipped(text)}")
     return items
 
 
+def _distinct(values: list, text: str) -> list:
+    """``values`` when no two are equal (a repeated level or seed would be counted twice, or dropped silently)."""
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise argparse.ArgumentTypeError(f"{v} is listed twice in {_clipped(text)}")
+        seen.add(v)
+    return values
+
+
+def _clipped(text: str, limit: int = 80) -> str:
+    """``text`` quoted for a message, at most ``limit`` characters of it (a 100 kB argument is not echoed whole)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
 def fractions_arg(text: str) -> list[float]:
-    """A non-empty comma-separated list of fractions in [0, 1]."""
-    return [fraction_arg(t) for t in _listed(text)]
+    """A non-empty comma-separated list of distinct fractions in [0, 1]."""
+    return _distinct([fraction_arg(t) for t in _listed(text)], text)
 
 
 def ints_arg(text: str) -> list[int]:
     """Comma-separated integers (may be empty: ``--prune-experts ''``)."""
+    if not text.strip():
+        return []
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        return [int(t) for t in _listed(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
@@ -112,8 +132,8 @@ def seed_arg(text: str) -> int:
 
 
 def seeds_arg(text: str) -> list[int]:
-    """A non-empty comma-separated list of seeds."""
-    return [seed_arg(t) for t in _listed(text)]
+    """A non-empty comma-separated list of distinct seeds."""
+    return _distinct([seed_arg(t) for t in _listed(text)], text)
 
 
 def repeats_arg(text: str) -> int:
@@ -149,8 +169,8 @@ def nonempty_arg(text: str) -> str:
 
 
 def names_arg(text: str) -> list[str]:
-    """A non-empty comma-separated list of names."""
-    return _listed(text)
+    """A non-empty comma-separated list of distinct names."""
+    return _distinct(_listed(text), text)
 
 
 def output_arg(text: str) -> str:
@@ -529,22 +549,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[args.command](args)
         return args.func(args)
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc), 2)
     except (ValueError, CheckpointError, DeviceUnavailableError, KeyError) as exc:
-        message = exc.args[0] if exc.args else str(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        return _error(str(exc.args[0] if exc.args else exc), 2)
     except OSError as exc:  # a write that failed after all (disk full, permissions changed): one line
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except TrainingDiverged as exc:  # one line: the epoch, the reason, what to try
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except PointFailedError as exc:  # a sweep point failed in a Ray task: the point and its error, one line
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _error(f"{where}{exc.strerror or exc}", 1)
+    except (TrainingDiverged, PointFailedError) as exc:  # one line: the epoch (or the Ray point), the reason
+        return _error(str(exc), 1)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return _error("interrupted", 130)
+
+
+MAX_ERROR_CHARS = 1000  # an error echoes its input: a 100 kB strategy name is cut in the middle, not printed whole
+
+
+def _error(message: str, status: int) -> int:
+    """Print ``message`` as the one ``error:`` line (its middle cut past ``MAX_ERROR_CHARS``); return ``status``."""
+    if len(message) > MAX_ERROR_CHARS:
+        half = MAX_ERROR_CHARS // 2
+        message = f"{message[:half]} [... {len(message) - 2 * half:,} characters cut ...] {message[-half:]}"
+    print(f"error: {message}", file=sys.stderr)
+    return status

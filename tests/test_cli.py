@@ -119,6 +119,16 @@ def test_sweep_scheduled_strategies_need_a_budget_and_show_it():
         (("prune", "--model", "lenet300", "--strategy", "magnitude", "--sparsity", "lots"), "sparsity"),
         (("sweep", "--model", "lenet300", "--strategies", "magnitude", "--levels", "0,2"), "[0, 1]"),
         (("sweep", "--model", "moons_mlp", "--strategies", "gradual,set", "--levels", "0.5"), "nothing to sweep"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5,,0.9"), "an empty item"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.9,"), "an empty item"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5,5e-1"),
+         "0.5 is listed twice"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude,magnitude", "--levels", "0.5"),
+         "magnitude is listed twice"),
+        (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--seeds", "1,01"),
+         "1 is listed twice"),
+        (("sensitivity", "--model", "moons_mlp", "--levels", "0.5,0.9,0.5"), "0.5 is listed twice"),
+        (("experts", "--model", "moe_moons", "--prune-experts", "1,,2"), "an empty item"),
         (("sweep", "--model", "moons_mlp", "--strategies", "rigl", "--levels", "0.5", "--finetune-epochs", "0"),
          "add --schedule-epochs N"),
         (("figure", "boundary", "--model", "lenet300", "--out", "x.png"), "2-D toy"),
@@ -188,6 +198,19 @@ def test_bad_arguments_exit_nonzero_with_one_line(args, needle, capsys):
     assert len(lines) == 1, err
     assert lines[0].startswith("error:") and needle in lines[0]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [
+    ("prune", "--model", "moons_mlp", "--strategy", "x" * 100_000, "--sparsity", "0.5"),
+    ("prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "x" * 100_000),
+])
+def test_an_error_echoing_a_huge_argument_is_cut_in_the_middle(args, capsys):
+    from sparsity_viz.cli import MAX_ERROR_CHARS
+
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and len(err) < MAX_ERROR_CHARS + 100
+    assert "characters cut" in err and ("choose one of" in err or "sparsity must be" in err)
 
 
 def test_a_bad_argument_in_a_real_process_is_one_line():
