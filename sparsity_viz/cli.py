@@ -152,6 +152,19 @@ def threads_arg(text: str) -> int:
     return bounded_int_arg(text, 1, os.cpu_count() or 1, "threads")
 
 
+def lr_arg(text: str) -> float:
+    """A learning rate: a finite number in (0, ``training.MAX_LR``], checked even where no epoch would use it."""
+    from .training import MAX_LR
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a learning rate is a number, got {_clipped(text)}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_LR):
+        raise argparse.ArgumentTypeError(f"a learning rate is a positive number up to {MAX_LR:g}, got {text}")
+    return value
+
+
 def finite_nonnegative_arg(text: str) -> float:
     try:
         value = float(text)
@@ -261,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", choices=("layer", "global"), default=None)
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--finetune-epochs", type=epochs_arg, default=0)
-    p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
+    p.add_argument("--finetune-lr", type=lr_arg, default=None, help="default: 1/10 of the model's training lr")
     p.add_argument("--dropout", type=rate_arg, default=0.0, help="dropout rate on hidden activations while fine-tuning")
     p.add_argument("--dropconnect", type=rate_arg, default=0.0, help="DropConnect rate on weights while fine-tuning")
     p.add_argument("--train-fraction", type=train_fraction_arg, default=1.0,
@@ -277,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2],
                    help="comma-separated seeds (default 0,1,2: mean ± std; unseeded strategies cost one seed)")
     p.add_argument("--finetune-epochs", type=epochs_arg, default=0)
-    p.add_argument("--finetune-lr", type=float, default=None)
+    p.add_argument("--finetune-lr", type=lr_arg, default=None)
     p.add_argument("--schedule-epochs", type=epochs_arg, default=0,
                    help="training budget of scheduled strategies (gradual, iterative, set, rigl), at the fine-tuning "
                         "lr; default: --finetune-epochs; with neither they are skipped")

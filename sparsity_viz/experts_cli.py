@@ -18,7 +18,7 @@ import json
 
 def add_experts_parser(subparsers) -> None:
     """Register ``experts`` on the CLI's subparsers (sets ``func=run_experts``)."""
-    from .cli import epochs_arg, finite_nonnegative_arg, fraction_arg, ints_arg, seed_arg, threads_arg
+    from .cli import epochs_arg, finite_nonnegative_arg, fraction_arg, ints_arg, lr_arg, seed_arg, threads_arg
 
     p = subparsers.add_parser("experts", help="mixture-of-experts routing: class x expert table, load, balance "
                                               "loss, active parameters")
@@ -28,7 +28,7 @@ def add_experts_parser(subparsers) -> None:
     p.add_argument("--epochs", type=epochs_arg, default=None,
                    help="train this many epochs from the seeded init instead of loading the bundled checkpoint "
                         "(0: the untrained init)")
-    p.add_argument("--lr", type=float, default=None, help="with --epochs (default: the bundled recipe's)")
+    p.add_argument("--lr", type=lr_arg, default=None, help="with --epochs (default: the bundled recipe's)")
     p.add_argument("--balance-weight", type=finite_nonnegative_arg, default=None,
                    help="with --epochs: load-balancing loss weight (default: the bundled recipe's)")
     p.add_argument("--prune-experts", type=ints_arg, default=[], help="comma-separated experts whose weights are all "

@@ -37,6 +37,13 @@ def resolve_method(name: str) -> str:
     return method
 
 
+def _bits(given: int | None, method: str, default: int) -> int:
+    """The bits asked for, else ``default`` moved into the method's range (ternary's 2, never a default it refuses)."""
+    from .quantization.registry import default_bits
+
+    return given if given is not None else default_bits(method, default)
+
+
 def _sparsity_arg(text: str) -> float | str:
     """A fraction in [0, 1], or "paper" (Han et al.'s per-layer targets)."""
     from .cli import fraction_arg
@@ -46,14 +53,16 @@ def _sparsity_arg(text: str) -> float | str:
 
 def add_quantize_parsers(subparsers) -> None:
     """Register ``quantize`` and ``compress`` on the CLI's subparsers (each sets ``func``)."""
-    from .cli import add_common_args, epochs_arg, fraction_arg, safetensors_output_arg, seed_arg
+    from .cli import add_common_args, epochs_arg, fraction_arg, lr_arg, safetensors_output_arg, seed_arg
+    from .quantization.registry import bits_ranges
 
     p = subparsers.add_parser("quantize", help="quantize a bundled model (optionally pruned, optionally with QAT); "
                                                "accuracy, zeros created, size table")
     add_common_args(p)
     p.add_argument("--method", default="uniform_symmetric",
                    help="uniform_symmetric (alias: uniform), uniform_affine (alias: affine), kmeans, ternary")
-    p.add_argument("--bits", type=int, default=8, help="bits per weight, 1-8 (ternary: 2)")
+    p.add_argument("--bits", type=int, default=None,
+                   help=f"bits per weight ({bits_ranges()}); default: 8, ternary 2")
     p.add_argument("--per-channel", action="store_true", help="one scale per output channel (uniform, ternary)")
     p.add_argument("--sparsity", type=fraction_arg, default=None, help="prune to this sparsity first")
     p.add_argument("--strategy", default="global_magnitude", help="pruning strategy (with --sparsity)")
@@ -63,7 +72,7 @@ def add_quantize_parsers(subparsers) -> None:
     p.add_argument("--finetune-epochs", type=epochs_arg, default=0,
                    help="quantization-aware fine-tuning epochs (straight-through estimator; k-means: trained "
                         "centroids); 0 = post-training quantization")
-    p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
+    p.add_argument("--finetune-lr", type=lr_arg, default=None, help="default: 1/10 of the model's training lr")
     p.add_argument("--save", type=safetensors_output_arg, default=None, help="write the compressed checkpoint (.safetensors) here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_quantize)
@@ -75,11 +84,13 @@ def add_quantize_parsers(subparsers) -> None:
                    help="target sparsity, or 'paper' for Han et al.'s per-layer targets (lenet300, lenet5)")
     p.add_argument("--strategy", default="global_magnitude")
     p.add_argument("--method", default="kmeans")
-    p.add_argument("--bits-conv", type=int, default=8, help="bits per conv weight (paper: 8)")
-    p.add_argument("--bits-fc", type=int, default=5, help="bits per fully connected weight (paper, AlexNet: 5)")
+    p.add_argument("--bits-conv", type=int, default=None,
+                   help=f"bits per conv weight ({bits_ranges()}); default: the paper's 8, ternary 2")
+    p.add_argument("--bits-fc", type=int, default=None,
+                   help="bits per fully connected weight; default: the paper's 5 (AlexNet), ternary 2")
     p.add_argument("--finetune-epochs", type=epochs_arg, default=10, help="retraining after pruning")
     p.add_argument("--qat-epochs", type=epochs_arg, default=5, help="codebook training after quantizing")
-    p.add_argument("--finetune-lr", type=float, default=None, help="default: 1/10 of the model's training lr")
+    p.add_argument("--finetune-lr", type=lr_arg, default=None, help="default: 1/10 of the model's training lr")
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--save", type=safetensors_output_arg, default=None, help="write the compressed checkpoint (.safetensors) here")
     p.add_argument("--json", action="store_true")
@@ -119,6 +130,7 @@ def run_quantize(args) -> int:
     from .training import evaluate_dataset, train
 
     method = resolve_method(args.method)
+    args.bits = _bits(args.bits, method, 8)
     get_quantizer(method, args.bits, args.per_channel)  # 0 / 33 bits, per channel for k-means: one line, exit 2
     _check_model(args.model)
     get_strategy(args.strategy, seed=args.seed)  # a bad name is an error even when --sparsity does not use it
@@ -191,7 +203,7 @@ def run_quantize(args) -> int:
 def run_compress(args) -> int:
     """The ``compress`` command: the Deep Compression pipeline, one row per stage."""
     from .cli import ProgressLine, load_bundled
-    from .compression.pipeline import PAPER_SPARSITY, compress, finetune_config
+    from .compression.pipeline import DEFAULT_BITS, PAPER_SPARSITY, compress, finetune_config
     from .pruning import get_strategy
     from .quantization.qat import quantizers_for
     from .models import build_model
@@ -199,7 +211,8 @@ def run_compress(args) -> int:
     method = resolve_method(args.method)
     _check_model(args.model)
     get_strategy(args.strategy, seed=args.seed)
-    bits = {"conv": args.bits_conv, "fc": args.bits_fc}
+    bits = {kind: _bits(given, method, DEFAULT_BITS[kind]) for kind, given in (("conv", args.bits_conv),
+                                                                               ("fc", args.bits_fc))}
     quantizers_for(build_model(args.model, seed=0), method, bits)  # bad bits / method: one line, before loading
     if args.sparsity == "paper":
         if args.model not in PAPER_SPARSITY:

@@ -382,4 +382,12 @@ def test_a_learning_rate_past_float32s_range_is_one_line_not_a_traceback(capsys)
     status = main(["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5",
                    "--finetune-epochs", "1", "--finetune-lr", "4e37", "--threads", "1"])
     assert status == 2
-    assert "Learning rate must be a positive number up to 1e+30, got 4e+37." in _one_error(capsys)
+    assert "a learning rate is a positive number up to 1e+30, got 4e37" in _one_error(capsys)
+    for lr in ("nan", "inf", "0", "-1e-3", "fast"):  # refused even without the epochs that would use it
+        assert main(["quantize", "--model", "moons_mlp", f"--finetune-lr={lr}"]) == 2
+        assert "--finetune-lr: a learning rate is a" in _one_error(capsys)
+    for command in (["compress", "--model", "moons_mlp"], ["sweep", "--model", "moons_mlp", "--strategies",
+                    "magnitude", "--levels", "0.5"], ["experts", "--model", "moe_moons"]):
+        flag = "--lr" if command[0] == "experts" else "--finetune-lr"
+        assert main([*command, flag, "nan"]) == 2
+        assert f"{flag}: a learning rate is a positive number" in _one_error(capsys)

@@ -22,6 +22,18 @@ def quantizer_names() -> list[str]:
     return list(QUANTIZERS)
 
 
+def bits_ranges() -> str:
+    """Each quantizer's bits, for help texts: ``uniform_symmetric 2-8, ..., ternary 2``."""
+    return ", ".join(f"{n} {c.min_bits}" + (f"-{c.max_bits}" if c.max_bits > c.min_bits else "")
+                     for n, c in QUANTIZERS.items())
+
+
+def default_bits(name: str, wanted: int) -> int:
+    """``wanted`` bits (a paper's choice) moved into quantizer ``name``'s range (ternary: always 2)."""
+    cls = QUANTIZERS[name]
+    return min(max(wanted, cls.min_bits), cls.max_bits)
+
+
 def get_quantizer(name: str, bits: int, per_channel: bool = False, **params) -> Quantizer:
     """Instantiate a registered quantizer; unknown names, bad bits or params raise one ``ValueError``."""
     if name not in QUANTIZERS:

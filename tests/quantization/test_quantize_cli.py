@@ -99,3 +99,25 @@ def test_bad_input_is_one_line_exit_2(capsys, args, needle):
     assert code == 2
     assert err.startswith("error: ") and needle in err
     assert err.count("\n") == 1 and "Traceback" not in err and out == ""
+
+
+def test_default_bits_fit_the_method_and_the_help_lists_each_range(capsys):
+    """Ternary takes exactly 2 bits: compress refused its own default (`--bits-fc` 5) that the user never gave."""
+    from sparsity_viz.quantization import QUANTIZERS
+
+    code, out, err = run(capsys, "compress", "--model", "moons_mlp", "--method", "ternary", "--finetune-epochs", "0",
+                         "--qat-epochs", "0", "--json")
+    assert code == 0, err
+    assert set(json.loads(out)["bits"].values()) == {2}
+    code, out, err = run(capsys, "quantize", "--model", "moons_mlp", "--method", "ternary", "--json")
+    assert code == 0 and json.loads(out)["bits"] == 2, err
+    code, out, _ = run(capsys, "quantize", "--model", "moons_mlp", "--json")
+    assert code == 0 and json.loads(out)["bits"] == 8
+    code, _, err = run(capsys, "compress", "--model", "moons_mlp", "--method", "ternary", "--bits-fc", "5")
+    assert code == 2 and "'ternary' uses exactly 2 bits, got 5" in err  # given explicitly: still refused
+    with pytest.raises(SystemExit):
+        main(["quantize", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name, cls in QUANTIZERS.items():
+        span = f"{cls.min_bits}-{cls.max_bits}" if cls.max_bits > cls.min_bits else f"{cls.min_bits}"
+        assert f"{name} {span}" in help_text
