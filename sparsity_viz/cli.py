@@ -534,8 +534,9 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_figure(args) -> int:
-    from .figure_cli import make_figure, write_figure
+    from .figure_cli import check_figure_path, make_figure, write_figure
 
+    check_figure_path(args.out)  # a bad suffix before the figure's work (a curves sweep takes minutes)
     model, card, dataset = load_bundled(args.model)
     fig = make_figure(args.kind, model, dataset, args)
     path = write_figure(fig, args.out)

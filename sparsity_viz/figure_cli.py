@@ -124,12 +124,18 @@ def make_figure(kind: str, model: nn.Module, dataset: Dataset, opts) -> go.Figur
     return FIGURE_KINDS[kind](model, dataset, opts)
 
 
+def check_figure_path(path: str | Path) -> Path:
+    """``path`` when it ends in a suffix ``write_figure`` writes; ``ValueError`` otherwise (checked before any work)."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITABLE:
+        raise ValueError(f"Output must end in {', '.join(WRITABLE)}, got {path.name!r}.")
+    return path
+
+
 def write_figure(fig: go.Figure, path: str | Path) -> Path:
     """Write ``fig`` as HTML (self-contained) or an image through kaleido + chromium."""
-    path = Path(path)
+    path = check_figure_path(path)
     suffix = path.suffix.lower()
-    if suffix not in WRITABLE:
-        raise ValueError(f"Output must end in {', '.join(WRITABLE)}, got {path.name!r}.")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".html":
         write_atomically(path, fig.to_html(include_plotlyjs=True))

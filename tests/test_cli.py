@@ -391,3 +391,16 @@ def test_a_learning_rate_past_float32s_range_is_one_line_not_a_traceback(capsys)
         flag = "--lr" if command[0] == "experts" else "--finetune-lr"
         assert main([*command, flag, "nan"]) == 2
         assert f"{flag}: a learning rate is a positive number" in _one_error(capsys)
+
+
+def test_a_figure_output_with_a_bad_suffix_is_refused_before_any_work(monkeypatch, capsys, tmp_path):
+    import sparsity_viz.figure_cli as figure_cli
+
+    def fail(*_):
+        raise AssertionError("the figure was computed before the suffix was checked")
+
+    monkeypatch.setattr(figure_cli, "make_figure", fail)
+    monkeypatch.setattr("sparsity_viz.cli.load_bundled", fail)
+    assert main(["figure", "curves", "--model", "moons_mlp", "--out", str(tmp_path / "curves.bmp")]) == 2
+    assert "Output must end in .png, .svg, .pdf, .html, got 'curves.bmp'." in _one_error(capsys)
+    assert not list(tmp_path.iterdir())
