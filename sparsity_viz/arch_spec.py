@@ -33,9 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .models import MAX_PARAMETERS
+
 MAX_SPEC_BYTES = 1 << 20  # a spec file is a few hundred bytes; 1 MiB is generous
 MAX_LAYERS = 64
-MAX_PARAMETERS = 50_000_000
 MAX_SIZE = 1 << 20  # any single size field (features, channels, kernel)
 MAX_INPUT_VALUES = 1 << 22  # values in one input sample
 MAX_ACTIVATION = 1 << 24  # values in one sample's output of any layer

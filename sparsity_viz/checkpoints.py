@@ -21,6 +21,7 @@ import io
 import json
 import os
 import stat
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from torch import nn
 
 from .atomic_write import write_atomically
 from .model_card import card_problems
-from .models import build_architecture, count_parameters, get_spec
+from .models import build_from_metadata, count_parameters, get_spec
 
 SAMPLE_DIR = Path(os.environ.get("SPARSITY_VIZ_SAMPLES", Path(__file__).resolve().parent.parent / "sample_models"))
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
@@ -93,6 +94,7 @@ def read_state_dict(data: bytes, filename: str = "checkpoint.safetensors") -> di
         raise CheckpointError(f"{filename}: {len(data) / 2**20:.1f} MiB is larger than the {MAX_CHECKPOINT_BYTES // 2**20} MiB limit.")
     suffix = Path(filename).suffix.lower()
     if suffix in (".pt", ".pth", ".bin"):
+        _check_unpacked_size(data, filename)
         try:
             obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, zip errors...
@@ -113,6 +115,25 @@ def read_state_dict(data: bytes, filename: str = "checkpoint.safetensors") -> di
     if sparse_checkpoint.is_sparse_metadata(metadata):
         return sparse_checkpoint.decode_sparse(tensors, metadata, filename)[0]
     return tensors
+
+
+def _check_unpacked_size(data: bytes, filename: str) -> None:
+    """Refuse a ``.pt`` zip whose members unpack past ``MAX_CHECKPOINT_BYTES``, before ``torch.load`` inflates them.
+
+    ``torch.save`` stores its members uncompressed, but a zip may deflate them: a 262 KB file unpacked to a
+    256 MiB tensor (about 1,000x; an audit), so the file's own size bounds nothing. Legacy (non-zip) files are
+    not compressed.
+    """
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{filename}: a corrupt zip archive ({_one_line(exc)}).") from None
+    if unpacked > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{filename}: unpacks to {unpacked / 2**20:,.1f} MiB, larger than the "
+                              f"{MAX_CHECKPOINT_BYTES // 2**20} MiB limit.")
 
 
 def fold_torch_prune(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -289,9 +310,9 @@ def load_sample(name: str, directory: str | Path | None = None) -> tuple[nn.Modu
     card = load_card(name, directory)
     arch = card.get("architecture") if isinstance(card, dict) else None
     try:
-        model = build_architecture(arch["kind"], arch["kwargs"])
-    except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # a hostile or stale card: unknown kind, bad or
-        # impossible sizes (a negative width, 10**12 parameters: torch raises RuntimeError)
+        model = build_from_metadata(arch["kind"], arch["kwargs"])
+    except (TypeError, ValueError, KeyError) as exc:  # a hostile or stale card: unknown kind, bad or
+        # impossible sizes (a negative width, 10**12 parameters: refused before anything is allocated)
         raise CheckpointError(f"{name}.json: cannot build its architecture {arch!r} ({_one_line(exc)}).") from None
     path = directory / f"{name}.safetensors"
     state = read_state_dict(read_checkpoint_file(path), path.name)

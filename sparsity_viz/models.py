@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 import torch
@@ -128,6 +129,24 @@ def build_architecture(architecture: str, kwargs: dict) -> nn.Module:
         if isinstance(kw.get(key), list):  # JSON lists -> tuples; LeNet5's int ``hidden`` stays
             kw[key] = tuple(kw[key])
     return ARCHITECTURES[architecture](**kw)
+
+
+MAX_PARAMETERS = 50_000_000  # a model described by a file (card, checkpoint metadata, spec): 200 MB of float32
+
+
+def build_from_metadata(architecture: Any, kwargs: Any) -> nn.Module:
+    """``build_architecture`` for sizes read from a file: counted on the meta device first, so a file asking
+    for 5e8 inputs is refused without allocating 2 GB (an audit); every failure is one ``ValueError``."""
+    if not isinstance(architecture, str) or not isinstance(kwargs, dict):
+        raise ValueError(f"an architecture is a name and an object of arguments, got {architecture!r}")
+    try:
+        with torch.device("meta"):
+            params = count_parameters(build_architecture(architecture, kwargs))
+        if params > MAX_PARAMETERS:
+            raise ValueError(f"{params:,} parameters is more than the limit of {MAX_PARAMETERS:,}")
+        return build_architecture(architecture, kwargs)
+    except (TypeError, RuntimeError, OverflowError, NotImplementedError) as exc:  # negative or impossible sizes
+        raise ValueError(str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__) from None
 
 
 def get_spec(name: str) -> ModelSpec:

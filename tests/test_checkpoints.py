@@ -451,3 +451,50 @@ def test_a_card_with_many_wrong_fields_names_three_and_counts_the_rest(tmp_path)
     (tmp_path / "moons_mlp.safetensors").write_bytes(state_dict_to_bytes(build_model("moons_mlp", seed=0)))
     with pytest.raises(CheckpointError, match=r"card: name must be a string, got 1; [^;]*; [^;]* \(and 2 more\)\.$"):
         load_sample("moons_mlp", tmp_path)
+
+
+def test_a_deflated_pt_zip_is_refused_by_its_unpacked_size_before_torch_loads_it(monkeypatch):
+    """torch.save stores members uncompressed; a deflated 262 KB .pt unpacked to 256 MiB in memory (an audit)."""
+    import zipfile
+
+    monkeypatch.setattr(ckpt, "MAX_CHECKPOINT_BYTES", 2**20)
+    plain = _pt_bytes({"fc1.weight": torch.zeros(2**20)})  # 4 MiB of zeros
+    packed = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(plain)) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    assert len(packed.getvalue()) < 2**20 / 10
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load ran on the bomb"))
+    with pytest.raises(CheckpointError, match=r"bomb.pt: unpacks to 4\.0 MiB, larger than the 1 MiB limit"):
+        read_state_dict(packed.getvalue(), "bomb.pt")
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="bomb.pt: a corrupt zip archive|bomb.pt: not a weights-only"):
+        small = _pt_bytes({"fc1.weight": torch.zeros(4)})
+        read_state_dict(small[:-30] + b"\xff" * 30, "bomb.pt")  # its central directory broken
+
+
+@pytest.mark.parametrize("kwargs,named", [
+    ({"in_features": 4, "hidden": [-1], "num_classes": 2}, "negative dimension"),
+    ({"in_features": 5 * 10**8, "hidden": [1], "num_classes": 2}, "500,000,005 parameters is more than the limit"),
+    ({"in_features": 10**13, "hidden": [1], "num_classes": 2}, "parameters is more than the limit of 50,000,000"),
+])
+def test_architecture_metadata_is_sized_before_anything_is_allocated(kwargs, named):
+    """Sparse and compressed checkpoints built their model from the file's sizes as given: a 236-byte file asking
+    for 5e8 inputs allocated 2 GB before it was refused; a negative width raised RuntimeError (an audit)."""
+    import resource
+
+    from safetensors.torch import save as st_save
+
+    from sparsity_viz.backend import load_sparse
+    from sparsity_viz.compression import load_compressed
+
+    layout = json.dumps({"x": {"shape": [1], "dtype": "float32", "encoding": "dense"}})
+    arch = {"architecture": json.dumps("mlp"), "kwargs": json.dumps(kwargs)}
+    sparse = st_save({"x": torch.zeros(1)}, metadata={"format": "sparsity_viz-sparse/1", "layout": layout, **arch})
+    compressed = st_save({"x": torch.zeros(1)}, metadata={"format": "sparsity_viz-compressed/1", "layout": "{}", **arch})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=named):
+        load_sparse(sparse).build_model()
+    with pytest.raises(CheckpointError, match=named):
+        load_compressed(compressed)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: nothing near 2 GB

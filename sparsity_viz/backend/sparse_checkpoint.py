@@ -29,7 +29,7 @@ from torch import nn
 from ..atomic_write import write_atomically
 from ..checkpoints import CheckpointError, load_into, read_checkpoint_file, read_safetensors
 from ..masks import masked_copy
-from ..models import ARCHITECTURES, build_architecture
+from ..models import ARCHITECTURES, build_from_metadata
 from .formats import CSR, Bitmap
 
 FORMAT = "sparsity_viz-sparse/1"
@@ -289,7 +289,7 @@ class SparseLoad:
         if "architecture" not in self.metadata:
             raise CheckpointError("This sparse checkpoint does not record its architecture.")
         try:
-            model = build_architecture(json.loads(self.metadata["architecture"]), json.loads(self.metadata["kwargs"]))
+            model = build_from_metadata(json.loads(self.metadata["architecture"]), json.loads(self.metadata["kwargs"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"The sparse checkpoint's architecture cannot be built ({exc}).") from None
         return load_into(model, self.state_dict, "sparse checkpoint")

@@ -28,7 +28,7 @@ from torch import nn
 from ..atomic_write import write_atomically
 from ..backend.sparse_checkpoint import architecture_metadata
 from ..checkpoints import CheckpointError, load_into, read_checkpoint_file, read_safetensors
-from ..models import build_architecture
+from ..models import build_from_metadata
 from . import huffman
 from .size import codebook_tensors, encode_layer, positions_from_gaps, uniform_levels
 
@@ -147,7 +147,7 @@ def load_compressed(data: bytes | str | Path) -> nn.Module:
                               f"expected {FORMAT!r}).")
     try:
         layout = json.loads(meta["layout"])
-        model = build_architecture(json.loads(meta["architecture"]), json.loads(meta["kwargs"]))
+        model = build_from_metadata(json.loads(meta["architecture"]), json.loads(meta["kwargs"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name}: the layout or architecture metadata is missing or invalid "
                               f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}).") from None
