@@ -30,6 +30,7 @@ from torch import nn
 
 from .devices import resolve_device
 from .layers import once_per_architecture
+from .masks import require_finite
 
 
 @dataclass(frozen=True)
@@ -240,12 +241,17 @@ def attribute(
     target = _keyword_target(target, kwargs)
     info = get_method(method)
     init_kw, kw = info.split_kwargs(kwargs)
-    if inputs.dim() < 2:
-        raise ValueError(f"inputs must be a batch (N, ...), got shape {tuple(inputs.shape)}.")
+    if inputs.dim() < 2 or len(inputs) == 0:
+        raise ValueError(f"inputs must be a batch of at least one sample (N, ...), got shape {tuple(inputs.shape)}.")
+    require_finite(model, "Attribution")  # NaN weights gave NaN maps that compare_attributions scored as similar
     work = _prepare(model, method)
     if device is not None:
         work = work.to(resolve_device(device))
     x = inputs.detach().to(_device(work), _dtype(work)).clone().requires_grad_(True)
+    if target is not None:  # the class count from one sample, where the model needs no further arguments
+        with torch.no_grad():
+            classes = work(x[:1]).shape[-1] if "additional_forward_args" not in kw else None  # (1, classes)
+        target = _checked_target(target, len(x), classes)
     if method == "integrated_gradients":
         kw.setdefault("baselines", torch.zeros_like(x))
         kw.setdefault("n_steps", DEFAULT_IG_STEPS)
@@ -282,12 +288,15 @@ def _rankdata(x: np.ndarray) -> np.ndarray:
 def rank_correlation(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
     """Spearman rank correlation of two maps (flattened), ties given average ranks.
 
-    Returns ``nan`` when either map is constant (rank correlation is undefined).
+    Returns ``nan`` when either map is constant or holds NaN (rank correlation is undefined), as scipy's
+    ``spearmanr`` does.
     """
     x = np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a, dtype=np.float64).ravel()
     y = np.asarray(b.detach().cpu() if isinstance(b, torch.Tensor) else b, dtype=np.float64).ravel()
     if x.size != y.size:
         raise ValueError(f"Maps differ in size: {x.size} vs {y.size}.")
+    if np.isnan(x).any() or np.isnan(y).any():  # NaN has no rank: each got a distinct one, and NaN maps scored 1.0
+        return float("nan")
     rx, ry = _rankdata(x), _rankdata(y)
     rx -= rx.mean()
     ry -= ry.mean()
@@ -329,6 +338,33 @@ def compare_attributions(
     finite = sims[~torch.isnan(sims)]
     mean = float(finite.mean()) if finite.numel() else float("nan")
     return AttributionComparison(method, dense, pruned, pruned - dense, sims, mean)
+
+
+def _checked_target(target: Any, n: int, classes: int | None) -> int | torch.Tensor:
+    """``target`` as a class index in ``[0, classes)`` (an int, or one per sample): ``ValueError`` otherwise
+    (``classes`` None: only ``>= 0`` is checked).
+
+    Captum raised IndexError for 7 of 3 classes, an AssertionError for 1.5, and read -1 as the last class.
+    """
+    if isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise ValueError(f"target must hold class indices (integers), got a {target.dtype} tensor.")
+        if target.dim() > 1 or (target.dim() == 1 and len(target) != n):
+            raise ValueError(f"target must be one class or one per sample ({n}), got shape {tuple(target.shape)}.")
+        top = classes if classes is not None else math.inf
+        if target.numel() and not (0 <= int(target.min()) and int(target.max()) < top):
+            raise ValueError(f"target classes must lie in {_span(classes)}, got {target.min().item()} to "
+                             f"{target.max().item()}.")
+        return target
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
+        raise ValueError(f"target must be a class index (an integer), got {target!r}.")
+    if not 0 <= int(target) < (classes if classes is not None else math.inf):
+        raise ValueError(f"target must be a class in {_span(classes)}, got {int(target)}.")
+    return int(target)
+
+
+def _span(classes: int | None) -> str:
+    return f"[0, {classes})" if classes is not None else "[0, the model's classes)"
 
 
 def _keyword_target(target, kwargs: dict):

@@ -335,3 +335,34 @@ def test_a_float64_model_is_explained_in_float64_as_captum_does(method):
     reference = _captum(build_model("moons_mlp", seed=2).double().eval(), method, x.clone().requires_grad_(True), 1)
     assert ours.dtype == torch.float64
     torch.testing.assert_close(ours, reference.detach())
+
+
+@pytest.mark.parametrize("target,message", [
+    (12, r"target must be a class in \[0, 10\), got 12"),
+    (-1, r"target must be a class in \[0, 10\), got -1"),  # Captum read it as the last class
+    (1.5, "target must be a class index"),
+    (True, "target must be a class index"),
+    (torch.tensor([1.0, 2.0, 3.0]), "class indices"),
+    (torch.tensor([1, 2]), r"one per sample \(3\)"),
+    (torch.tensor([1, 2, 10]), r"must lie in \[0, 10\), got 1 to 10"),
+])
+def test_a_bad_target_is_one_clear_error(digits_mlp, target, message):
+    """Captum raised IndexError (12 of 10 classes) or AssertionError (1.5) from inside, or took -1 silently."""
+    with pytest.raises(ValueError, match=message):
+        attribute(digits_mlp, torch.randn(3, 1, 8, 8), target)
+
+
+def test_no_samples_or_nan_weights_are_refused_and_nan_maps_have_no_rank_correlation(digits_mlp):
+    import copy
+
+    with pytest.raises(ValueError, match="at least one sample"):
+        attribute(digits_mlp, torch.randn(0, 1, 8, 8), 0)
+    broken = copy.deepcopy(digits_mlp)
+    with torch.no_grad():
+        broken.fc1.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="Attribution needs finite weights: fc1.weight"):
+        attribute(broken, torch.randn(2, 1, 8, 8), 0)
+    # NaN had a rank each: an all-NaN map correlated 1.0 with 0..3 (scipy's spearmanr gives nan)
+    assert math.isnan(rank_correlation(torch.full((4,), float("nan")), torch.arange(4.0)))
+    assert math.isnan(rank_correlation(torch.tensor([0.0, 1.0, float("nan"), 3.0]), torch.arange(4.0)))
+    assert rank_correlation(torch.tensor([0.0, 1.0, float("inf"), 3.0]), torch.arange(4.0)) == pytest.approx(0.8)
