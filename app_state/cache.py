@@ -31,7 +31,7 @@ import streamlit as st
 import torch
 from torch import nn
 
-from sparsity_viz.session import architecture_fingerprint, fingerprint
+from sparsity_viz.session import model_key
 
 from . import keys
 
@@ -277,9 +277,8 @@ _CONTENT_LOCK = threading.Lock()
 
 
 def content_key(model: nn.Module) -> str:
-    """The fingerprint of ``model``'s weights and architecture (``session.fingerprint`` and
-    ``architecture_fingerprint``: equal weights under another activation are another model), computed once per model
-    object.
+    """``session.model_key`` of ``model`` (its weights and architecture: equal weights under another activation are
+    another model), computed once per model object.
 
     Models in the app are never changed in place (every change makes a new model), so equal keys
     mean equal weights, whichever session made them: the key of shared, content-addressed caches.
@@ -287,7 +286,7 @@ def content_key(model: nn.Module) -> str:
     with _CONTENT_LOCK:
         hit = _CONTENT.get(model)
     if hit is None:
-        hit = f"{fingerprint(model)}-{architecture_fingerprint(model)}"
+        hit = model_key(model)
         with _CONTENT_LOCK:
             _CONTENT[model] = hit
     return hit

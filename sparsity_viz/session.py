@@ -60,7 +60,7 @@ class Workbench:
     current: nn.Module  # the model every view shows
     masks: Masks
     origin: str  # human description of how ``current`` was made
-    fingerprint: str  # hash of the dense weights: part of every cache key
+    fingerprint: str  # ``model_key`` of the dense model (weights and architecture): part of every cache key
     dense_accuracy: float | None = None
     prune_config: PruneConfig | None = None  # the Prune settings that made ``current``, if any
     history: tuple[str, ...] = field(default=())  # earlier origins, oldest first
@@ -101,6 +101,15 @@ def fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def model_key(model: nn.Module) -> str:
+    """A model's identity for caches: its weights (``fingerprint``) and its architecture (``architecture_fingerprint``).
+
+    Weights alone named two models: an upload of moons_mlp's weights under tanh shared the bundled ReLU model's
+    pruned copy, masks and curves with another session (an audit).
+    """
+    return f"{fingerprint(model)}-{architecture_fingerprint(model)}"
+
+
 def new_workbench(
     name: str,
     dataset: str,
@@ -121,7 +130,7 @@ def new_workbench(
         current=own,  # shared until something replaces it; neither is ever modified in place
         masks=full_masks(own),
         origin=origin,
-        fingerprint=fingerprint(own),
+        fingerprint=model_key(own),
         dense_accuracy=dense_accuracy,
         card=dict(card or {}),
         recipe=ModelRecipe(),

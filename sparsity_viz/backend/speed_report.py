@@ -24,7 +24,7 @@ from torch import nn
 
 from ..masks import Masks, masks_to_bytes
 from ..models import prunable_layers
-from ..session import fingerprint
+from ..session import model_key
 from .bench import STABLE_IQR, benchmark_model, crossovers, speedup_curves
 from .compiled import compile_model
 from .int8 import INT8_FORMATS, benchmark_int8_model
@@ -80,8 +80,8 @@ def masks_digest(masks: Masks) -> str:
 
 
 def measurement_key(model: nn.Module, masks: Masks, settings: SpeedSettings) -> tuple[str, str, SpeedSettings]:
-    """The name of one report: the model's weights, its masks and every setting."""
-    return fingerprint(model), masks_digest(masks), settings
+    """The name of one report: the model (weights and architecture), its masks and every setting."""
+    return model_key(model), masks_digest(masks), settings
 
 
 def _int8_rows(model: nn.Module, frame: pd.DataFrame, batch: int, formats: tuple[str, ...], repeats: int,

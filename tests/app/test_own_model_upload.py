@@ -184,3 +184,38 @@ def test_own_model_walks_every_page_pruned_and_other_sessions_never_see_it(case)
     other = open_app()
     assert wb.name not in other.selectbox(key="sv_model").options
     assert app_state.keys.OWN_BENCH not in other.session_state
+
+
+def test_bundled_weights_under_another_activation_share_nothing_with_the_bundled_model():
+    """An upload of moons_mlp's own weights under tanh got the other session's pruned ReLU model, its masks and
+    its curves: every cache was keyed by the weights alone (an audit)."""
+    from sparsity_viz.arch_spec import spec_json
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.session import architecture_fingerprint
+
+    relu = open_app("moons_mlp", "2_prune")
+    relu.slider(key="prune_sparsity").set_value(50).run()
+    check(relu)
+    relu_current = _bench(relu).current
+    spec = json.loads(spec_json("moons_mlp")) | {"name": "moons_tanh"}
+    for layer in spec["layers"]:
+        layer["type"] = "tanh" if layer["type"] == "relu" else layer["type"]
+    weights = state_dict_to_bytes(load_sample("moons_mlp")[0])
+    tanh = open_app("moons_mlp")
+    for key, value, name in ((app_state.keys.OWN_SPEC_FILE, json.dumps(spec).encode(), "moons_tanh.spec.json"),
+                             (app_state.keys.OWN_CKPT_FILE, weights, "moons_tanh.safetensors")):
+        tanh.file_uploader(key=key).set_value((name, value, "application/octet-stream"))
+    tanh.run()
+    tanh.button(key="home_own_load").click().run()
+    check(tanh)
+    tanh.switch_page("views/2_prune.py").run()
+    tanh.slider(key="prune_sparsity").set_value(50).run()
+    check(tanh)
+    wb = _bench(tanh)
+    assert "Tanh" in repr(wb.dense) and "ReLU" in repr(relu_current)
+    assert architecture_fingerprint(wb.current) == architecture_fingerprint(wb.dense)
+    assert wb.current is not relu_current and "Tanh" in repr(wb.current)
+    expected = build_from_spec(spec, seed=0)  # the tanh model pruned by its own masks
+    expected.load_state_dict({k: v * wb.masks[k] if k in wb.masks else v for k, v in wb.dense.state_dict().items()})
+    x = torch.randn(64, 2)
+    torch.testing.assert_close(wb.current(x), expected(x))
