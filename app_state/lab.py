@@ -10,7 +10,7 @@ as copies. The experiments themselves are library calls (``sparsity_viz.strategy
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -69,15 +69,25 @@ def lab_batch(seed: int = 0):
     return data_batch(dataset(), seed=seed)
 
 
-def run_lab(config: Any, work: Callable[[Progress, StopFlag], Any], *, key: str, text: str = "Working...") -> NoReturn:
+def run_lab(config: Any, work: Callable[[Progress, StopFlag], Any], *, key: str, text: str = "Working...") -> None:
     """``work(progress, stop)`` under a progress bar and a Stop button; its (partial) result is kept for ``config``.
 
-    Never returns: the page is rerun and finds the result with ``lab_result``.
+    The page is rerun and finds the result with ``lab_result``. Returns only when training diverged: the message
+    is shown, and kept for ``lab_failure`` (a page that runs on its own then waits for a click).
     """
-    run_with_stop(work, lambda result: _lab_keep(config, result), key=key, text=text)
+    def failed(message: str) -> None:
+        session_cache(LAB)[("failed", _lab_key(config))] = message
+
+    session_cache(LAB).pop(("failed", _lab_key(config)), None)
+    run_with_stop(work, lambda result: _lab_keep(config, result), key=key, text=text, on_diverged=failed)
 
 
-def compare_sweep_run(config: CompareConfig, place: str = "local") -> NoReturn:
+def lab_failure(config: Any) -> str | None:
+    """Why the last run of ``config`` on the current dense model diverged (``None``: it did not, or never ran)."""
+    return session_cache(LAB).get(("failed", _lab_key(config)))
+
+
+def compare_sweep_run(config: CompareConfig, place: str = "local") -> None:
     """The Compare page's sweep (one-shot, and fine-tuned when asked) with progress and Stop, on ``place``
     (``sweep_runs.sweep_place``); points already in the results store are read back, new ones written there."""
     wb = bench()
@@ -126,7 +136,7 @@ def compare_run_config(config: CompareConfig) -> dict:
                         extra={"passes": ["one_shot", "finetuned"]} if finetune is not None else None)
 
 
-def schedule_run(config: ScheduleConfig) -> NoReturn:
+def schedule_run(config: ScheduleConfig) -> None:
     """Train with a schedule-driven strategy from the dense model; the page then finds its ``ScheduleResult``."""
     wb = bench()
     ds = dataset(wb)
@@ -139,7 +149,7 @@ def lottery_key(model_name: str, init_seed: int, config: LotteryConfig) -> tuple
     return (model_name, int(init_seed), config)
 
 
-def lottery_run(model_name: str, init_seed: int, config: LotteryConfig) -> NoReturn:
+def lottery_run(model_name: str, init_seed: int, config: LotteryConfig) -> None:
     """IMP with rewinding from a fresh initialisation of ``model_name`` against its controls."""
     ds = dataset()
     init = fresh_model(model_name, init_seed)  # read here: the session (an own model's spec) is not visible in work

@@ -185,14 +185,16 @@ def _recipe_after(wb, model: nn.Module, config: TrainConfig, masks: Masks | None
 
 
 def run_with_stop(work: Callable[[Progress, StopFlag], Any], keep: Callable[[Any], None], *, key: str,
-                  text: str = "Working...", rerun: bool = True) -> None:
+                  text: str = "Working...", rerun: bool = True,
+                  on_diverged: Callable[[str], None] | None = None) -> None:
     """Run ``work(progress, stop)`` with a progress bar and a Stop button, ``keep`` its result, rerun the page.
 
     ``progress(fraction, text)`` updates the bar; ``stop()`` turns True when the user
     clicks anything or when ``keys.STOP`` is set (tests). A partial result is kept too;
     the interruption then continues as Streamlit intended. Never returns, unless ``rerun`` is False:
     then the bar and the button vanish and the script goes on (a link's rebuild, before ``st.navigation``
-    has chosen the page a rerun would need).
+    has chosen the page a rerun would need), or unless training diverged (``TrainingDiverged``): then nothing
+    is kept, ``on_diverged(message)`` is called, the message is shown in the bar's place and the script goes on.
     """
     interruptions = Interruptions()
     slot = st.empty()
@@ -211,6 +213,14 @@ def run_with_stop(work: Callable[[Progress, StopFlag], Any], keep: Callable[[Any
 
     try:
         result = work(progress, interruptions.stop)
+    except TrainingDiverged as exc:  # a clear message where the bar was, not a traceback; nothing is kept
+        slot.empty()
+        message = diverged_message(exc)
+        if on_diverged is not None:
+            on_diverged(message)
+        st.error(message)
+        interruptions.resume()  # a click during the run still reruns the page
+        return
     finally:
         st.session_state[keys.STOP] = False
     keep(result)

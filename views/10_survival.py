@@ -104,7 +104,12 @@ slow = wb.name == "lenet5"
 if slow:
     st.warning("LeNet-5 trains slowly on these CPUs: about 5 s for SET / RigL / gradual, ~25 s for iterative.")
 if run is None:
-    if st.button("Train", key="surv_train", type="primary", icon=":material/play_arrow:") or not slow:
+    failed = app_state.lab_failure(scfg)  # diverged before: shown, and run again only on a click
+    note = st.empty()
+    if failed:
+        note.error(failed)
+    if st.button("Train", key="surv_train", type="primary", icon=":material/play_arrow:") or not (slow or failed):
+        note.empty()
         run = app_state.schedule_run(scfg)
 if run is not None:
     if run.stopped:
