@@ -95,8 +95,8 @@ def evaluation_model(model: nn.Module) -> nn.Module:
         step = _STEPS.get(model)
         if step is None or weights_token(model) != step.token:  # not a step's copy, or edited since
             return fast_plan(model) or model
-        if kernel_pending():
-            return model
+        if kernel_pending() or not kernels.available_now():  # the step's models run the native kernels only
+            return model  # (disabled or failed: the anchored model raised later, in its forward; an audit)
         if step.fast is _UNSET:
             fast = step.pruner.compiled(step.cut, model)
             step.fast = None if fast is model else fast  # never a reference back to the key

@@ -57,3 +57,19 @@ def test_sparse_mlp_is_compiled_with_the_same_predictions(lenet300_sample):
     x = torch.randn(64, 784, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(compiled(x).argmax(1), pruned(x).argmax(1))
+
+
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.95])
+def test_with_the_native_kernels_disabled_a_slider_step_evaluates_densely(monkeypatch, lenet300_sample, level):
+    """SPARSITY_VIZ_NATIVE=0 (or a failed build): kernel_pending() is False, and the step's anchored model was
+    handed out, to raise in its forward (the Prune slider at 50 % and above crashed; an audit)."""
+    from sparsity_viz.data import load_dataset
+    from sparsity_viz.training import evaluate_dataset
+
+    monkeypatch.setenv(kernels.ENV_SWITCH, "0")
+    step = live.live_step(lenet300_sample, "global_magnitude", level)
+    assert step is not None
+    assert live.evaluation_model(step.model) is step.model
+    data = load_dataset("mnist5k")
+    expected = evaluate_dataset(prune(lenet300_sample, "global_magnitude", level).model, data)
+    assert evaluate_dataset(live.evaluation_model(step.model), data).accuracy == expected.accuracy
