@@ -18,6 +18,7 @@ all pixels for images. Every problem raises ``DataError`` with one clear sentenc
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import math
@@ -85,49 +86,74 @@ def _is_number(text: str) -> bool:
 
 
 def _read_csv(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(x (N, F) float64, labels (N,) str)`` from CSV bytes."""
+    """``(x (N, F) float64, labels (N,) str)`` from CSV bytes.
+
+    Python's ``csv`` reader, not pandas: pandas builds a string array per column, 7 s for a 2.7 MB file of
+    100,000 columns (an audit), where this reads it in 0.1 s; the width is checked from the header before any row.
+    """
     import pandas as pd
 
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{filename}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8.") from None
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
-                            nrows=MAX_ROWS + 1, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{filename}: no rows.") from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"{filename}: not a readable CSV ({str(exc).splitlines()[0][:160]}).") from None
-    columns = [str(c) for c in frame.columns]
+    lines = _csv_rows(text, filename)
+    header = next(lines, None)
+    if header is None:
+        raise DataError(f"{filename}: no rows.")
+    columns = [c.strip() for c in header]
     if all(_is_number(c) for c in columns):
         raise DataError(f"{filename}: the first row is all numbers; the CSV needs a header row naming the columns "
                         "(the label column 'label', or the last one).")
     if len(columns) < 2:
         raise DataError(f"{filename}: needs at least one feature column and a label column; found {len(columns)} "
                         "column (is the separator a comma?).")
-    if len(frame) > MAX_ROWS:
-        raise DataError(f"{filename}: more than {MAX_ROWS:,} rows; the limit is {MAX_ROWS:,}.")
-    if len(frame) == 0:
+    if len(columns) - 1 > MAX_VALUES:
+        raise DataError(f"{filename}: {len(columns) - 1:,} features is more than {MAX_VALUES:,} values.")
+    rows: list[list[str]] = []
+    for line, row in lines:
+        if len(row) != len(columns):
+            raise DataError(f"{filename}: not a readable CSV (line {line} has {len(row)} fields, the header "
+                            f"{len(columns)}).")
+        if len(rows) == MAX_ROWS:
+            raise DataError(f"{filename}: more than {MAX_ROWS:,} rows; the limit is {MAX_ROWS:,}.")
+        if (len(rows) + 1) * (len(columns) - 1) > MAX_VALUES:
+            raise DataError(f"{filename}: more than {MAX_VALUES:,} values: {len(columns) - 1:,} features a row "
+                            f"pass the limit at row {len(rows) + 1:,}.")
+        rows.append(row)
+    if not rows:
         raise DataError(f"{filename}: a header but no rows.")
-    if len(frame) * (len(columns) - 1) > MAX_VALUES:
-        raise DataError(f"{filename}: {len(frame):,} rows x {len(columns) - 1:,} features is more than "
-                        f"{MAX_VALUES:,} values.")
-    lower = [c.strip().lower() for c in columns]
-    label_col = columns[lower.index("label")] if "label" in lower else columns[-1]
-    features = [c for c in columns if c != label_col]
-    x = np.empty((len(frame), len(features)), dtype=np.float64)
-    for j, col in enumerate(features):
-        cells = frame[col].str.strip()
-        values = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.isnan(values) & ~cells.str.lower().isin(["nan", "-nan", "+nan"]).to_numpy()
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            what = "an empty cell" if cells.iloc[i] == "" else f"{cells.iloc[i][:30]!r}"
-            raise DataError(f"{filename}: column {col!r} is not numeric: {what} in line {i + 2} "
-                            f"({int(bad.sum())} such cell{'s' if bad.sum() > 1 else ''}).")
-        x[:, j] = values
-    return x, frame[label_col].str.strip().to_numpy(dtype=str)
+    lower = [c.lower() for c in columns]
+    label = lower.index("label") if "label" in lower else len(columns) - 1
+    table = np.array(rows, dtype=str)  # (N, F + 1)
+    features = [j for j in range(len(columns)) if j != label]
+    cells = pd.Series(table[:, features].ravel()).str.strip()  # (N * F,) row by row: one conversion for all
+    x = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64).reshape(len(rows), len(features))
+    bad = np.isnan(x) & ~cells.str.lower().isin(["nan", "-nan", "+nan"]).to_numpy().reshape(x.shape)  # (N, F)
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])  # the first column with a bad cell, its first bad line
+        i = int(np.flatnonzero(bad[:, j])[0])
+        cell = cells.iloc[i * len(features) + j]
+        what = "an empty cell" if cell == "" else f"{cell[:30]!r}"
+        count = int(bad[:, j].sum())
+        raise DataError(f"{filename}: column {columns[features[j]]!r} is not numeric: {what} in line {i + 2} "
+                        f"({count} such cell{'s' if count > 1 else ''}).")
+    return x, np.char.strip(table[:, label])
+
+
+def _csv_rows(text: str, filename: str):
+    """The header, then ``(line number, cells)`` of each further row that is not blank; ``DataError`` for a
+    malformed one (an unclosed quote, a field past the csv module's limit)."""
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    first = True
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):  # blank lines are skipped, as pandas did
+                continue
+            yield row if first else (reader.line_num, row)
+            first = False
+    except csv.Error as exc:
+        raise DataError(f"{filename}: not a readable CSV (line {reader.line_num}: {exc}).") from None
 
 
 # ---------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def test_size_and_row_caps(monkeypatch):
         U.read_dataset(npz_bytes(x=np.zeros((10, 2)), y=np.arange(10) % 2), "bad.npz")
     monkeypatch.setattr(U, "MAX_ROWS", 1000)
     monkeypatch.setattr(U, "MAX_VALUES", 15)
-    with pytest.raises(U.DataError, match=r"10 rows x 2 features is more than 15 values"):
+    with pytest.raises(U.DataError, match=r"more than 15 values: 2 features a row pass the limit at row 8\."):
         U.read_dataset(csv_bytes(GOOD), "bad.csv")
     with pytest.raises(U.DataError, match=r"'x' holds 20 values; the limit is 15"):
         U.read_dataset(npz_bytes(x=np.zeros((10, 2)), y=np.arange(10) % 2), "bad.npz")
@@ -235,3 +235,33 @@ def test_object_array_is_refused_without_unpickling(tmp_path, member):
     with zipfile.ZipFile(io.BytesIO(data)) as z, z.open(f"{member}.npy") as f:
         np.lib.format.read_array(f, allow_pickle=True)
     assert marker.exists()
+
+
+def test_a_wide_csv_is_read_whole_and_a_too_wide_header_is_refused_before_its_rows(monkeypatch):
+    """pandas built a string array per column (7 s for 100,000 columns, an audit); the csv reader reads every cell."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3000)).round(4)  # (N, F)
+    lines = [",".join(f"p{j}" for j in range(3000)) + ",label"]
+    lines += [",".join(f"{v:.4f}" for v in row) + f",{i % 2}" for i, row in enumerate(x)]
+    ds = U.read_dataset(("\n".join(lines) + "\n").encode(), "wide.csv")
+    std, mean = (torch.tensor(ds.params[k], dtype=torch.float64) for k in ("feature_std", "feature_mean"))
+    both = torch.cat([ds.x_train, ds.x_test]).double() * std + mean  # (12, 3000), the values read back
+    assert ds.x_train.shape[1] == 3000 and len(both) == 12
+    torch.testing.assert_close(both.sort(0).values, torch.tensor(x).sort(0).values, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(U, "MAX_VALUES", 2999)
+    with pytest.raises(U.DataError, match=r"3,000 features is more than 2,999 values"):
+        U.read_dataset(("\n".join(lines[:1]) + "\n" + "garbage\n" * 3).encode(), "wide.csv")
+
+
+@pytest.mark.parametrize("text,message", [
+    (b"a,label\n1,0\n1,2,3,4\n", r"line 3 has 4 fields, the header 2"),
+    (b"a,label\n1,0\n\"1,0\n", r"not a readable CSV"),
+    (b"a,label\n\n1,0\n  \n2,1\n" + b"3,0\n4,1\n5,0\n6,1\n7,0\n8,1\n9,0\n10,1\n", None),  # blank lines skipped
+])
+def test_csv_rows_are_checked_line_by_line(text, message):
+    if message is None:
+        ds = U.read_dataset(text, "blank.csv")
+        assert len(ds.y_train) + len(ds.y_test) == 10
+        return
+    with pytest.raises(U.DataError, match=message):
+        U.read_dataset(text, "rows.csv")
