@@ -44,8 +44,9 @@ class TernaryQuantizer(Quantizer):
         neg = rows < -t
         fallback = torch.where(t[:, 0] > 0, t[:, 0], torch.ones_like(t[:, 0]))
         n_pos, n_neg = pos.sum(dim=1), neg.sum(dim=1)
-        wp = torch.where(n_pos > 0, (rows * pos).sum(dim=1) / n_pos.clamp(min=1), fallback)
-        wn = torch.where(n_neg > 0, (-rows * neg).sum(dim=1) / n_neg.clamp(min=1), fallback)
+        wide = rows.double()  # the sums in float64: two weights of 3e38 overflowed a float32 sum to an inf level
+        wp = torch.where(n_pos > 0, ((wide * pos).sum(dim=1) / n_pos.clamp(min=1)).to(rows.dtype), fallback)
+        wn = torch.where(n_neg > 0, ((-wide * neg).sum(dim=1) / n_neg.clamp(min=1)).to(rows.dtype), fallback)
         codes = torch.full(rows.shape, ZERO_CODE, dtype=torch.int64, device=w.device)
         codes[pos] = 2
         codes[neg] = 0

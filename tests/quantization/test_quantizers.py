@@ -169,6 +169,16 @@ def test_ternary_delta_and_per_channel_by_hand():
     assert q.zero_code.tolist() == [1, 1]
 
 
+def test_ternary_levels_of_huge_finite_weights_stay_finite():
+    """The means were float32 sums: two weights of 3e38 gave an inf level (an audit); the mean of equal values
+    is that value."""
+    w = torch.tensor([[3e38, 3e38, -3e38, -3e38, 1.0]])
+    for per_channel in (False, True):
+        q = get_quantizer("ternary", 2, per_channel=per_channel).quantize(w)
+        assert bool(torch.isfinite(q.levels).all())
+        torch.testing.assert_close(q.levels.flatten(), torch.tensor([-3e38, 0.0, 3e38]))
+
+
 # --- torch as the reference -------------------------------------------------------------
 
 
