@@ -8,6 +8,7 @@ against what it should compute.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -160,9 +161,26 @@ def test_synflow_scores_by_hand():
     model = _mlp([W1.tolist(), W2.tolist()], [b1.tolist(), [0.25]])
     s = synflow_scores(model, {}, (2,))
     # R = |W2| (|W1| 1 + |b1|) + |b2|: dR/dW1[i,j] = |W2|[0,i] * 1, dR/dW2[0,i] = (|W1| 1 + |b1|)_i
-    torch.testing.assert_close(s["fc1.weight"], (W1.abs() * W2.abs().T).float())
+    torch.testing.assert_close(s["fc1.weight"], (W1.abs() * W2.abs().T).double())  # float64, as ranked
     h = W1.abs().sum(1) + b1.abs()
-    torch.testing.assert_close(s["fc2.weight"], (W2.abs() * h[None, :]).float())
+    torch.testing.assert_close(s["fc2.weight"], (W2.abs() * h[None, :]).double())
+
+
+@pytest.mark.parametrize("scale", [1e14, 1e-18])
+def test_synflow_masks_do_not_depend_on_a_global_weight_scale(scale):
+    """Without biases every score scales by scale**3 (three layers), so the masks must not move. Cast to float32,
+    scores past 3.4e38 became inf (and tiny ones 0) and tied, ranked by position (an audit)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 30, bias=False), torch.nn.ReLU(),
+                                torch.nn.Linear(30, 30, bias=False), torch.nn.ReLU(), torch.nn.Linear(30, 5, bias=False))
+    batch = (torch.randn(4, 20), torch.arange(4))
+    reference = prune(model, get_strategy("synflow", iterations=1), 0.9, batch=batch).masks
+    big = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in big.parameters():
+            p.mul_(scale)
+    masks = prune(big, get_strategy("synflow", iterations=1), 0.9, batch=batch).masks
+    assert all(torch.equal(masks[k], reference[k]) for k in reference)
 
 
 def test_synflow_avoids_layer_collapse_where_global_magnitude_collapses():

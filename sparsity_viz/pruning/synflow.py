@@ -65,7 +65,9 @@ class _FlowNet:
                 p.copy_(self.abs[n] * masks[n].to(torch.float64) if n in masks else self.abs[n])
                 p.grad = None
         self.work(self.x).sum().backward()
-        return {n: (p.detach() * p.grad).abs().float() for n, p in self.prunable.items()}
+        # kept in float64 (ranked so, base.score_dtype): cast to float32, scores past 3.4e38 became inf and tiny
+        # ones 0, ties ranked by position, so a global weight scale changed the masks (an audit)
+        return {n: (p.detach() * p.grad).abs() for n, p in self.prunable.items()}
 
 
 def synflow_scores(model: nn.Module, masks, input_shape, include_bias: bool = False) -> dict[str, torch.Tensor]:
