@@ -35,6 +35,7 @@ from torch import nn
 
 from .masks import Masks, apply_masks
 from .models import prunable_layers
+from .training import check_batch_size
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -197,7 +198,7 @@ def activation_sparsity(model: nn.Module, x: torch.Tensor, y: torch.Tensor | Non
     elements: dict[str, int] = {}
     lows: dict[str, float] = {}
     highs: dict[str, float] = {}
-    for i in range(0, len(x), batch_size):
+    for i in range(0, len(x), check_batch_size(batch_size)):
         for name, a in collect_activations(model, x[i : i + batch_size].to(device)).items():
             lows[name] = min(lows.get(name, float("inf")), float(a.min()))
             highs[name] = max(highs.get(name, float("-inf")), float(a.max()))
@@ -269,7 +270,7 @@ def value_histogram(model: nn.Module, x: torch.Tensor, layer: str, *, bins: int 
         raise ValueError(f"bins must be >= 1, got {bins!r}.")
     device = next(model.parameters()).device
     chunks = []
-    for i in range(0, len(x), batch_size):
+    for i in range(0, len(x), check_batch_size(batch_size)):
         acts = collect_activations(model, x[i : i + batch_size].to(device))
         if layer not in acts:
             raise ValueError(f"No hidden layer {layer!r}; have {', '.join(acts)}.")

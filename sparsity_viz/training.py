@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -235,9 +236,19 @@ def label_stats(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
     return summed_cross_entropy(logits, y), int((logits.argmax(1) == y).sum())
 
 
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size`` when it is a whole number >= 1, else ``ValueError``."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"The batch size must be a whole number >= 1, got {batch_size!r}.")
+    return int(batch_size)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048, device: str = "auto") -> Evaluation:
     """Accuracy and mean cross-entropy of ``model`` on ``(x, y)``; restores the model's mode."""
+    check_batch_size(batch_size)  # -1 read no batch and reported accuracy 0 and loss 0 (an audit)
+    if len(x) != len(y):
+        raise ValueError(f"evaluate needs one label per sample: {len(x)} inputs, {len(y)} labels.")
     dev = resolve_device(device)
     was_training = model.training
     model.eval()

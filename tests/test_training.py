@@ -52,6 +52,24 @@ def test_evaluate_matches_manual_computation(digits):
     assert result.count == len(digits.y_test)
 
 
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, "64"])
+def test_a_bad_batch_size_or_unmatched_labels_are_refused(digits, batch_size):
+    """-1 read no batch: accuracy 0.0 and loss 0.0 for 359 samples (an audit); 0 raised range()'s own error."""
+    import numpy as np
+
+    from sparsity_viz.activations import activation_sparsity
+
+    model = build_model("digits_mlp", seed=0)
+    with pytest.raises(ValueError, match="The batch size must be a whole number >= 1"):
+        evaluate(model, digits.x_test, digits.y_test, batch_size=batch_size)
+    with pytest.raises(ValueError, match="The batch size must be a whole number >= 1"):
+        activation_sparsity(model, digits.x_test, batch_size=batch_size)
+    with pytest.raises(ValueError, match="one label per sample: 359 inputs, 358 labels"):
+        evaluate(model, digits.x_test, digits.y_test[:-1])
+    small, large = (evaluate(model, digits.x_test, digits.y_test, batch_size=b) for b in (np.int64(7), 50))
+    assert small.accuracy == large.accuracy and small.loss == pytest.approx(large.loss, rel=1e-6)
+
+
 @pytest.mark.parametrize("scale", [1.0, 1e3, 1e30])
 def test_summed_cross_entropy_equals_torch(scale):
     gen = torch.Generator().manual_seed(0)
