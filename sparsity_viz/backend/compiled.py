@@ -309,6 +309,12 @@ def _calibration(src: nn.Module, calibration: torch.Tensor | None, device: torch
         raise ValueError(f"calibration must be a batch of inputs (N, ...) with N >= 1, got shape {tuple(x.shape)}")
     if isinstance(src, MLP) and x[0].numel() != src.in_features:
         raise ValueError(f"calibration inputs have {x[0].numel()} features, the model takes {src.in_features}")
+    try:  # any other model: one sample through it (LeNet-5 on 20x20 inputs raised torch's matmul error; an audit)
+        with torch.no_grad():
+            src(x[:1].to(next((p.device for p in src.parameters()), x.device)))
+    except RuntimeError as exc:
+        raise ValueError(f"calibration inputs of shape {tuple(x.shape[1:])} do not fit the model "
+                         f"({str(exc).strip().splitlines()[0][:160]})") from None
     return x
 
 

@@ -197,3 +197,11 @@ def test_bad_calibration_is_a_clear_error(lenet):
     model, _ = lenet
     with pytest.raises(ValueError, match="784"):
         compile_model(model, batch_size=1, calibration=torch.zeros(4, 100))
+
+
+def test_calibration_of_the_wrong_shape_for_a_conv_model_is_a_clear_error():
+    """Only MLPs were checked: LeNet-5 with 20x20 calibration images raised torch's matmul RuntimeError."""
+    from sparsity_viz.models import LeNet5
+
+    with pytest.raises(ValueError, match=r"calibration inputs of shape \(1, 20, 20\) do not fit the model"):
+        compile_model(LeNet5(), batch_size=4, policy="heuristic", device="cpu", calibration=torch.randn(4, 1, 20, 20))
