@@ -59,7 +59,7 @@ def sparsity_report(model: nn.Module, masks: Masks | None = None) -> pd.DataFram
             "parameters": n,
             "nonzeros": nnz,
             "zeros": n - nnz,
-            "sparsity": (n - nnz) / n,
+            "sparsity": (n - nnz) / n if n else 0.0,  # a layer of width 0 has nothing to prune (the total's rule)
             "dense_bytes": n * FLOAT_BYTES,
             "csr_bytes": csr_bytes(keep.shape[0], nnz),
             "dead_inputs": unconnected[key][0],

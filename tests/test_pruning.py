@@ -460,6 +460,26 @@ def test_odd_inputs_get_clear_answers():
         assert prune(torch.nn.Sequential(), strategy, 0.5).masks == {}
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+def test_without_prunable_weights_every_strategy_prunes_nothing_and_width_0_is_refused():
+    """SNIP and Taylor raised StopIteration, SynFlow and GraSP a torch error; a layer of width 0 divided by zero
+    in N:M, ER and the report (an audit)."""
+    from sparsity_viz.pruning import one_shot_strategy_names
+    from sparsity_viz.reports import sparsity_report
+
+    batch = (torch.randn(2, 3), torch.tensor([0, 1]))
+    for strategy in one_shot_strategy_names():
+        assert prune(torch.nn.Sequential(torch.nn.ReLU()), strategy, 0.5, batch=batch).masks == {}, strategy
+    with pytest.raises(ValueError, match=r"Sparsity must be a fraction in \[0, 1\], got 1.5"):
+        prune(torch.nn.Sequential(), "snip", 1.5)
+    hollow = torch.nn.Sequential(torch.nn.Linear(4, 0), torch.nn.ReLU(), torch.nn.Linear(0, 3))
+    for strategy in ("magnitude", "n_m_2_4", "erdos_renyi", "global_magnitude"):
+        with pytest.raises(ValueError, match=r"Layers of width 0 cannot be pruned: 0.weight \(0, 4\), 2.weight \(3, 0\)"):
+            prune(hollow, strategy, 0.5)
+    report = sparsity_report(hollow)
+    assert report["sparsity"].tolist() == [0.0, 0.0, 0.0] and report["parameters"].tolist() == [0, 0, 0]
+
+
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_a_float64_model_is_ranked_in_float64(scope):
     """Found by an audit: scores were ranked in float32, where 1 + 1e-12 and 1 tie and 1e300 overflows to inf, so a

@@ -14,7 +14,8 @@ from torch import nn
 
 from ..devices import resolve_device
 from ..masks import Masks, apply_masks, require_finite, validate_masks
-from .base import KINDS, Batch, Ranking, ScoreStrategy, Strategy, select_lowest, zeros_to_prune
+from ..models import prunable_parameters
+from .base import KINDS, Batch, Ranking, ScoreStrategy, Strategy, check_sparsity, select_lowest, zeros_to_prune
 from .registry import (
     STRATEGIES,
     get_strategy,
@@ -72,6 +73,9 @@ def prune(
     if batch is not None:
         check_batch(model, batch)
     require_finite(model, "prune")  # NaN scores have no rank, and a pruned NaN would stay NaN (NaN * 0)
+    if not check_prunable(model):  # nothing to prune, by every strategy alike (the data-driven ones raised inside)
+        check_sparsity(sparsity)
+        return Pruned(copy.deepcopy(model), {})
     work = copy.deepcopy(model)
     if current is not None:  # scored as the sparse network it is: data-driven scores (RigL's gradients) saw the
         apply_masks(work, current)  # pruned weights' old values (an audit)
@@ -83,6 +87,19 @@ def prune(
     masks = strategy.compute_masks(work, sparsity, current=current, batch=batch)
     apply_masks(work, masks)  # validates them
     return Pruned(work, masks)
+
+
+def check_prunable(model: nn.Module) -> bool:
+    """Whether ``model`` has a Linear or Conv2d weight; ``ValueError`` for one of width 0.
+
+    A model without one prunes nothing (empty masks) under every strategy: SNIP and Taylor raised StopIteration and
+    SynFlow and GraSP a torch error. A layer of width 0 made N:M, ER and the report divide by zero (an audit).
+    """
+    weights = prunable_parameters(model)
+    empty = [f"{name} {tuple(w.shape)}" for name, w in weights.items() if w.numel() == 0]
+    if empty:
+        raise ValueError(f"Layers of width 0 cannot be pruned: {', '.join(empty)}.")
+    return bool(weights)
 
 
 def check_batch(model: nn.Module, batch: Batch) -> None:
