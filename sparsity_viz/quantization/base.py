@@ -148,6 +148,10 @@ class Quantizer(ABC):
         w = weight.detach().to(torch.float32)
         if w.numel() and not bool(torch.isfinite(w).all()):
             bad = "NaN" if bool(torch.isnan(w).any()) else "infinite"
+            if bool(torch.isfinite(weight.detach()).all()):  # a float64 1e300: finite, but not in float32
+                raise ValueError(f"Cannot quantize a weight with values beyond float32's range (±3.4e38): "
+                                 f"{int((~torch.isfinite(w)).sum())} of {w.numel()} entries of this "
+                                 f"{str(weight.dtype).removeprefix('torch.')} weight are.")
             raise ValueError(
                 f"Cannot quantize a weight with {bad} values "
                 f"({int((~torch.isfinite(w)).sum())} of {w.numel()} entries are not finite)."

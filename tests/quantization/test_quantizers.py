@@ -169,6 +169,16 @@ def test_ternary_delta_and_per_channel_by_hand():
     assert q.zero_code.tolist() == [1, 1]
 
 
+@pytest.mark.parametrize("name", ["uniform_affine", "kmeans", "ternary"])
+def test_a_finite_float64_weight_beyond_float32_is_named_as_such(name):
+    """A float64 weight of 1e300 was called 'infinite' (an audit): it is finite, only not in float32."""
+    w = torch.tensor([[1e300, 1.0, -2.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"beyond float32's range \(±3.4e38\): 1 of 3 entries of this float64"):
+        get_quantizer(name, 2).quantize(w)
+    with pytest.raises(ValueError, match="with infinite values"):
+        get_quantizer(name, 2).quantize(torch.tensor([float("inf"), 1.0]))
+
+
 def test_ternary_levels_of_huge_finite_weights_stay_finite():
     """The means were float32 sums: two weights of 3e38 gave an inf level (an audit); the mean of equal values
     is that value."""
