@@ -123,13 +123,18 @@ class TorchUnit(ConvUnit):
         return self._finish(self.conv(x))
 
 
+def im2col_format(fmt: str) -> str:
+    """The plan name of a conv layer run as im2col + the matrix format ``fmt`` (``im2col-csr-native``)."""
+    return f"im2col-{fmt}"
+
+
 class Im2colUnit(SparseConv2d):
     """``ops.SparseConv2d`` (unfold + a LinearOp on the im2col matrix), then ReLU / pool in torch."""
 
     def __init__(self, conv: nn.Conv2d, op, relu: bool = False, pool: int = 1):
         super().__init__(conv, op)
         self.relu, self.pool = bool(relu), int(pool)
-        self.format = f"im2col-{op.format}"
+        self.format = im2col_format(op.format)
         self.nbytes = op.nbytes
 
     def forward(self, x):
@@ -326,7 +331,7 @@ def choose_conv(conv: nn.Conv2d, relu: bool = False, pool: int = 1, *, example: 
             w2 = conv.weight.detach().flatten(1).cpu()  # (out, C*kh*kw) im2col view
             lin = choose(w2, conv.bias, False, batch=min(batch * positions, TIMING_COLUMNS), device=device,
                          policy=policy, formats=linear, force_fallback=force_fallback, repeats=repeats)
-            skipped.update({f"im2col-{k}": v for k, v in lin.skipped.items()})
+            skipped.update({im2col_format(k): v for k, v in lin.skipped.items()})
             if lin.format.startswith("dense") and not lin.format.endswith("native"):
                 skipped["im2col"] = f"dense matmul won on the im2col matrix ({lin.reason})"
             else:
