@@ -26,8 +26,10 @@ NATIVE_FALLBACK = "The native sparse kernel is unavailable: the pure-torch forma
 
 
 def speed_key(wb: Workbench, settings: SpeedSettings) -> tuple:
-    """The key of one measurement: the current model's weights, its masks and every setting."""
-    return measurement_key(wb.current, wb.masks, settings)
+    """The key of one measurement: the dataset it calibrates and times on, the current model's weights, its masks
+    and every setting (last: ``measure`` reads it there). Without the dataset, moons' result stayed on screen as
+    circles' (an audit)."""
+    return (wb.dataset, *measurement_key(wb.current, wb.masks, settings))
 
 
 def speed_result(key: tuple) -> SpeedReport | None:

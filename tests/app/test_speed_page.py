@@ -180,3 +180,17 @@ def test_a_ratio_that_never_settles_is_stopped_by_the_cap_and_the_page_says_so(m
     assert any("points hit the time cap before their ratio settled" in c.value for c in at.caption)
     at.number_input(key="speed_time_cap").set_value(2).run()  # a new cap is a new measurement
     assert not at.get("plotly_chart")
+
+
+def test_a_measurement_belongs_to_its_dataset():
+    """It was keyed by model, masks and settings: after a sidebar switch to circles, moons' timings and input
+    zeros stayed on screen as current (an audit)."""
+    at = open_app("moons_mlp", "2_prune")
+    at.slider(key="prune_sparsity").set_value(50).run()
+    at.switch_page("views/12_speed.py").run()
+    _measure(at, batches=(32,))
+    assert at.get("plotly_chart")
+    at.selectbox(key="sv_dataset").set_value("circles").run()
+    check(at)
+    assert at.session_state[app_state.KEY_BENCH].dataset == "circles"
+    assert not at.get("plotly_chart") and any("press **Measure**" in i.value for i in at.info)
