@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from sparsity_viz.backend.live import kernel_building
@@ -57,7 +59,9 @@ def sidebar() -> Workbench:
         if message is not None:
             show_message(*message)
     # Streamlit drops query parameters on page changes: write the whole shareable state every run.
-    cfg = stored_prune()
+    # the pruning of the model shown (the Prune page's settings apply only when it is visited): a switch of model
+    # rebuilt the workbench dense while the link still said sparsity=90 (an audit)
+    cfg = wb.prune_config or replace(stored_prune(), sparsity=0.0)
     set_url(model=wb.name, dataset=wb.dataset, strategy=cfg.strategy, scope=cfg.scope,
             sparsity=int(round(100 * cfg.sparsity)), seed=cfg.seed, lam=float(stored_reg(wb.name)["strength"]))
     set_recipe(wb.recipe)

@@ -242,3 +242,21 @@ def test_known_layers_in_a_link_are_taken():
     at.switch_page("views/13_quantize.py").run()
     check(at)
     assert at.selectbox(key="quant_layer").value == "fc2.weight"
+
+
+def test_the_link_carries_the_pruning_of_the_model_shown_after_a_model_switch():
+    """A switch of model rebuilds the workbench dense, but the link still said sparsity=90: the class opened a
+    90 %-pruned model while the sender's page showed a dense one (an audit)."""
+    at = open_app("lenet300", "2_prune")
+    at.slider(key="prune_sparsity").set_value(90).run()
+    at.switch_page("views/8_export.py").run()
+    assert at.query_params["sparsity"] == "90"
+    at.selectbox(key="sv_model").set_value("moons_mlp").run()
+    at.selectbox(key="sv_model").set_value("lenet300").run()
+    check(at)
+    assert at.session_state[app_state.KEY_BENCH].sparsity == 0.0
+    assert at.query_params["sparsity"] == "0"
+    at.switch_page("views/2_prune.py").run()  # the Prune page applies its settings: now the link says so
+    check(at)
+    assert at.session_state[app_state.KEY_BENCH].sparsity == pytest.approx(0.9, abs=0.01)
+    assert at.query_params["sparsity"] == "90"
