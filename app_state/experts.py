@@ -2,7 +2,7 @@
 
 The bundled MoE checkpoints are shared by every session (``st.cache_resource``) and
 read-only (``requires_grad`` off, never modified): every change is the library's copy
-(``moe.with_top_k``, ``moe.prune_moe``, ``moe.finetune_moe``). One ``ExpertsView`` per
+(``moe.with_top_k``, ``moe.prune_moe``, ``moe.finetune_moe_run``). One ``ExpertsView`` per
 ``ExpertsConfig`` is memoised in this session's ``EXPERTS`` cache. The page is independent
 of the sidebar's workbench: nothing here reads or writes it.
 """
@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from sparsity_viz.checkpoints import available_moe_samples, load_sample
-from sparsity_viz.moe import (ExpertMap, MoEMLP, compare_compute, expert_map, expert_report, finetune_moe,
+from sparsity_viz.moe import (ExpertMap, MoEMLP, compare_compute, expert_map, expert_report, finetune_moe_run,
                               get_moe_spec, moe_strategy_names, prune_moe, routing_frame, with_top_k)
 from sparsity_viz.figures import data_range
 from sparsity_viz.samples import MOE_RECIPES
@@ -59,13 +59,14 @@ class ExpertsConfig:
     pruned: tuple[int, ...] = ()
     sparsity: float = 0.0
     strategy: str = "global_magnitude"
-    finetune_epochs: int = 0
+    finetune_epochs: int = 0  # epochs run (the last one cut short when stopped_early)
     balance_weight: float = 0.0  # of the fine-tune
+    stopped_early: bool = False  # the fine-tune was stopped before its epochs were done
 
     @property
     def base(self) -> ExpertsConfig:
         """The same settings without the fine-tune."""
-        return replace(self, finetune_epochs=0, balance_weight=0.0)
+        return replace(self, finetune_epochs=0, balance_weight=0.0, stopped_early=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,7 +143,7 @@ def forget_finetune() -> None:
 
 def finetune_run(config: ExpertsConfig, epochs: int, balance_weight: float) -> NoReturn:
     """Fine-tune the pruned copy ``epochs`` epochs (masks held) under a progress bar and Stop; show it after."""
-    from sparsity_viz.training import TrainConfig  # only when training
+    from sparsity_viz.training import TrainConfig, TrainResult  # only when training
 
     if not 1 <= epochs <= 20:
         raise ValueError(f"epochs must be between 1 and 20, got {epochs}.")
@@ -153,12 +154,15 @@ def finetune_run(config: ExpertsConfig, epochs: int, balance_weight: float) -> N
     target = replace(config.base, finetune_epochs=epochs, balance_weight=balance_weight)
 
     def work(progress, stop):
-        return finetune_moe(base.model, data, base.masks, train_config, balance_weight=balance_weight,
-                            progress=lambda f: progress(f, "fine-tuning"), stop=stop)
+        return finetune_moe_run(base.model, data, base.masks, train_config, balance_weight=balance_weight,
+                                progress=lambda f: progress(f, "fine-tuning"), stop=stop)
 
-    def keep(model: MoEMLP) -> None:
-        session_cache(EXPERTS)[target] = _build(target, model, base.masks)
-        st.session_state[keys.STORED_EXPERTS_TUNED] = target
+    def keep(result: TrainResult) -> None:  # a Stop keeps what ran, labelled so (it was labelled `epochs` epochs)
+        if not result.history:
+            return  # stopped before the first epoch ended: nothing to show
+        done = replace(target, finetune_epochs=len(result.history), stopped_early=result.stopped)
+        session_cache(EXPERTS)[done] = _build(done, result.model, base.masks)
+        st.session_state[keys.STORED_EXPERTS_TUNED] = done
 
     run_with_stop(work, keep, key="experts_finetune", text="Fine-tuning...")
 

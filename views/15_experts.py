@@ -56,8 +56,9 @@ except ValueError as exc:
 report, bundled = view.report, view.bundled
 n, k = report["num_experts"], report["top_k"]
 if tuned is not None:
-    st.info(f"Showing the model fine-tuned {tuned.finetune_epochs} epochs after pruning (balance weight "
-            f"{tuned.balance_weight:g}).", icon=":material/model_training:")
+    stopped = ", stopped early (the last one may be cut short)" if tuned.stopped_early else ""
+    st.info(f"Showing the model fine-tuned {tuned.finetune_epochs} epoch{'s' if tuned.finetune_epochs != 1 else ''}"
+            f" after pruning (balance weight {tuned.balance_weight:g}){stopped}.", icon=":material/model_training:")
     if st.button("Show it without the fine-tune", key="moe_untune"):
         app_state.forget_finetune()
         st.rerun()

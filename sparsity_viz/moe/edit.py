@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from dataclasses import replace
 
 from ..data import Dataset
 from ..masks import Masks, apply_masks
-from ..training import TrainConfig
+from ..training import TrainConfig, TrainResult
 from .model import MoEMLP, expert_masks
 from .training import DEFAULT_BALANCE_WEIGHT, train_moe
 
@@ -88,8 +89,15 @@ def finetune_moe(model: MoEMLP, dataset: Dataset, masks: Masks | None, config: T
                  balance_weight: float = DEFAULT_BALANCE_WEIGHT, **kwargs) -> MoEMLP:
     """``model`` trained further with the balance loss, pruned weights held at zero; a new model (eval mode).
 
-    Keyword arguments (``callback``, ``progress``, ``stop``) go to ``training.train``.
+    Keyword arguments (``callback``, ``progress``, ``stop``) go to ``training.train``; ``finetune_moe_run`` also
+    says whether a ``stop`` ended it early.
     """
+    return finetune_moe_run(model, dataset, masks, config, balance_weight=balance_weight, **kwargs).model
+
+
+def finetune_moe_run(model: MoEMLP, dataset: Dataset, masks: Masks | None, config: TrainConfig, *,
+                     balance_weight: float = DEFAULT_BALANCE_WEIGHT, **kwargs) -> TrainResult:
+    """``finetune_moe``'s ``TrainResult``: the model (eval mode, CPU), its epochs (``history``) and ``stopped``."""
     result, _ = train_moe(with_top_k(model, model.top_k), dataset, config, balance_weight=balance_weight,
                           masks=masks, **kwargs)
-    return result.model.cpu().eval()
+    return replace(result, model=result.model.cpu().eval())

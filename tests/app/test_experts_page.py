@@ -125,3 +125,30 @@ def test_fine_tune_and_measure_then_switch_model_leave_the_workbench(at):
     assert not [f for f in charts(at) if "chosen expert" in (f["layout"].get("title") or {}).get("text", "")]
     bench = at.session_state[keys.BENCH]
     assert bench.name == "digits_mlp" and bench.sparsity == pytest.approx(0.8, abs=0.01)
+
+
+def test_a_fine_tune_stopped_before_an_epoch_ends_keeps_nothing():
+    """A stopped fine-tune was kept and labelled 'fine-tuned 5 epochs' though no epoch ran (an audit)."""
+    at = open_app(None, "15_experts")
+    check(at)
+    at.multiselect(key=f"moe_prune_{at.selectbox(key='moe_model').value}").set_value([0]).run()
+    at.number_input(key="moe_ft_epochs").set_value(5).run()
+    at.session_state[keys.STOP] = True  # what the Stop button sets: the run stops at its first step
+    at.button(key="moe_finetune").click().run(timeout=300)
+    check(at)
+    assert not any("fine-tuned" in i.value for i in at.info)
+    assert keys.STORED_EXPERTS_TUNED not in at.session_state
+
+
+def test_a_stopped_fine_tune_keeps_the_epochs_it_finished_and_says_so():
+    from sparsity_viz.data import load_dataset
+    from sparsity_viz.moe import finetune_moe_run, prune_moe
+    from sparsity_viz.training import TrainConfig
+
+    model, _ = load_sample("moe_moons")
+    data = load_dataset("moons")
+    pruned, masks = prune_moe(model, experts=[0], data=data)
+    calls = []
+    config = TrainConfig(epochs=5, lr=1e-2, batch_size=32, seed=0, device="cpu")
+    result = finetune_moe_run(pruned, data, masks, config, stop=lambda: calls.append(1) or len(calls) > 3)
+    assert result.stopped and len(result.history) == 1 and not result.model.training  # 3 steps of epoch 1
