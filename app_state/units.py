@@ -25,6 +25,7 @@ from .cache import UNITS, content_key, shared_cache
 from .settings import keep_page_settings, page_settings
 from .shared_figures import shared_figure
 from .workbench import dataset
+from .widgets import display_figure
 
 PER_PAGE = (16, 25, 49, 100)  # tiles per grid (25 float32 28x28 tiles: about 100 KB of figure JSON)
 DEFAULTS = {"layer": "", "per_page": 25, "first": 0, "unit": 0}  # "" layer: the first one
@@ -120,9 +121,10 @@ def selected_unit(units: int) -> int:
 
 
 def show_grid(fig: Any, name: str) -> Any:
-    """A receptive-field grid whose tiles can be clicked (returns the selection event)."""
-    return st.plotly_chart(fig, key=keys.figure(name), theme=None, on_select="rerun", selection_mode="points",
-                           config={"displaylogo": False})
+    """A receptive-field grid whose tiles can be clicked (returns the selection event), in projector mode too
+    (it skipped ``display_figure``: the grids kept their small fonts; an audit)."""
+    return st.plotly_chart(display_figure(fig), key=keys.figure(name), theme=None, on_select="rerun",
+                           selection_mode="points", config={"displaylogo": False})
 
 
 def unit_graph(wb: Workbench, view: UnitsView, layer: str, unit: int) -> Any:

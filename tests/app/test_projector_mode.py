@@ -72,3 +72,20 @@ def test_fully_pruned_attribution_says_why_instead_of_nan():
     assert any("zero at every input" in i.value for i in at.info)
     title = charts(at)[0]["layout"]["title"]["text"]
     assert "nan" not in title.lower() and "undefined" in title
+
+
+def test_projector_mode_reaches_every_figure_of_every_page():
+    """The two receptive-field grids of "What units see" kept their small fonts: they were drawn past the one
+    display path (an audit). Every figure a page draws at once must follow the toggle."""
+    from apptools import PAGES
+
+    at = open_app("digits_mlp")
+    at.toggle(key=keys.PROJECTOR).set_value(True).run()
+    seen = 0
+    for page in PAGES:
+        at.switch_page(f"views/{page}.py").run(timeout=120)
+        check(at)
+        fonts = _fonts(at)
+        assert set(fonts) <= {style.PROJECTOR_FONT_SIZE}, (page, fonts)
+        seen += len(fonts)
+    assert seen >= 15
