@@ -435,21 +435,31 @@ def cmd_prune(args) -> int:
     from .checkpoints import save_model
     from .data import data_batch, train_subset
 
-    get_strategy(args.strategy)
+    scheduled = get_strategy(args.strategy, scope=args.scope, seed=args.seed).scheduled
+    if scheduled and args.finetune_epochs <= 0:  # its one-shot masks are plain magnitude's: not the strategy
+        raise CliError(f"{args.strategy} prunes while it trains (a scheduled strategy); give it a training budget "
+                       "with --finetune-epochs N")
     if args.save and args.save_masks and _same_file(args.save, args.save_masks):  # the masks overwrote the model
         raise CliError("--save and --save-masks name the same file; give two")
     if (args.dropout or args.dropconnect or args.train_fraction < 1) and args.finetune_epochs <= 0:
         raise CliError("--dropout / --dropconnect / --train-fraction act while fine-tuning; add --finetune-epochs N")
     model, card, dataset = load_bundled(args.model)
     dense = evaluate_dataset(model, dataset, device=args.device)
-    pruned = prune(model, args.strategy, args.sparsity, scope=args.scope, seed=args.seed, batch=data_batch(dataset, seed=args.seed))
-    net = pruned.model
-    one_shot = evaluate_dataset(net, dataset, device=args.device)
+    config = bundled_finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device, args.dropout,
+                                     args.dropconnect, args.train_fraction) if args.finetune_epochs > 0 else None
+    if scheduled:  # pruned while trained for the budget, as sweep --schedule-epochs runs it
+        run = get_strategy(args.strategy, scope=args.scope, seed=args.seed).run(
+            model, dataset, args.sparsity, config, progress=ProgressLine(f"{args.strategy} (prunes while training)"))
+        pruned, net, one_shot = run, run.model, None
+    else:
+        pruned = prune(model, args.strategy, args.sparsity, scope=args.scope, seed=args.seed,
+                       batch=data_batch(dataset, seed=args.seed))
+        net = pruned.model
+        one_shot = evaluate_dataset(net, dataset, device=args.device)
     tuned, used = None, dataset
-    if args.finetune_epochs > 0:
-        config = bundled_finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device,
-                                  args.dropout, args.dropconnect, args.train_fraction)
-        net = train(net, dataset, config, masks=pruned.masks, progress=ProgressLine("fine-tuning")).model
+    if config is not None:
+        if not scheduled:
+            net = train(net, dataset, config, masks=pruned.masks, progress=ProgressLine("fine-tuning")).model
         tuned = evaluate_dataset(net, dataset, device=args.device)
         used = train_subset(dataset, config.train_fraction, seed=config.seed)  # the samples train() used
     final = tuned or one_shot
@@ -466,7 +476,8 @@ def cmd_prune(args) -> int:
         "target_sparsity": args.sparsity,
         "achieved_sparsity": float(report["sparsity"].iloc[-1]),
         "dense_accuracy": dense.accuracy,
-        "pruned_accuracy": one_shot.accuracy,
+        "kind": "scheduled" if scheduled else "one_shot",
+        "pruned_accuracy": one_shot.accuracy if one_shot else None,  # a scheduled strategy has no one-shot point
         "finetuned_accuracy": tuned.accuracy if tuned else None,
         "finetune_epochs": args.finetune_epochs,
         "dropout": args.dropout,
@@ -482,8 +493,12 @@ def cmd_prune(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{args.model}: {args.strategy} at {args.sparsity:.1%} target, {result['achieved_sparsity']:.2%} achieved")
-    print(f"accuracy: dense {dense.accuracy:.2%} -> pruned {one_shot.accuracy:.2%}", end="")
-    print(f" -> fine-tuned ({args.finetune_epochs} epochs) {tuned.accuracy:.2%}" if tuned else "")
+    if scheduled:
+        print(f"accuracy: dense {dense.accuracy:.2%} -> pruned while training ({args.finetune_epochs} epochs) "
+              f"{tuned.accuracy:.2%}")
+    else:
+        print(f"accuracy: dense {dense.accuracy:.2%} -> pruned {one_shot.accuracy:.2%}", end="")
+        print(f" -> fine-tuned ({args.finetune_epochs} epochs) {tuned.accuracy:.2%}" if tuned else "")
     print(f"final model (eval mode): train {fit.accuracy:.2%} on {len(used.y_train):,} samples, test "
           f"{final.accuracy:.2%}, gap {100 * (fit.accuracy - final.accuracy):+.1f} points")
     print(report.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

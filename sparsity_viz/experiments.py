@@ -146,7 +146,9 @@ def sweep(
         device: where training and evaluation run (ranking and one-shot masks: CPU).
         evaluator: maps each pruned model to the module that is evaluated (e.g. a compiled sparse
             model with the same predictions); identity when None. Must be picklable (a module-level
-            function) for the process executor.
+            function) for the process executor. It must not change the results: it is not part of the
+            run id (the app evaluates compiled locally and plainly on a cluster, one run), so a store's
+            rows are read back whichever evaluator measured them.
         model_name: recorded in the configuration (e.g. the bundled sample's name).
         store: a results store (``results_store``: a ``.csv`` file, or a directory with one file per
             run id): each finished point is written to it as it arrives, and points this run id
@@ -189,7 +191,7 @@ def sweep(
                           model_name=model_name)
     names = [n for n in names if n not in skipped]
     saved = ResultsStore(store, run_id(config), config) if store is not None else None
-    done = saved.rows() if saved is not None else {}  # {point key: row} finished earlier by this run id
+    done = _stored_points(saved, names, levels, seeds)  # {point key: row} finished earlier by this run id
     resumed = len(done)
     if done:  # measured when the stored points were
         dense = next(iter(done.values()))["dense_accuracy"]
@@ -261,6 +263,28 @@ def _replicas(row: dict, strategy: Strategy, seeds: Sequence[int], finetune: Tra
     if row["seed"] != seeds[0] or not seed_free(strategy, row["sparsity"], config):
         return []
     return [{**row, "seed": s, "seconds": 0.0, "replicated": True} for s in seeds[1:]]
+
+
+def _stored_points(saved: ResultsStore | None, names: Sequence[str], levels: Sequence[float],
+                   seeds: Sequence[int]) -> dict[str, dict]:
+    """The store's rows of this run that are points of this sweep, each under the key its own columns give.
+
+    A row edited into the store (a level the run never had, or a key that disagrees with its sparsity column) was
+    read back and shown as a result (an audit); such rows are left out, and their points computed.
+    """
+    if saved is None:
+        return {}
+    planned = {point_key(n, s, float(v)) for n in names for s in seeds for v in levels}
+    return {key: row for key, row in saved.rows().items()
+            if key in planned and _row_key(row) == key}
+
+
+def _row_key(row: Mapping[str, Any]) -> str | None:
+    """The point key a stored row's own columns name (None when they cannot)."""
+    try:
+        return point_key(str(row["strategy"]), int(row["seed"]), float(row["sparsity"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _plan(base: nn.Module, dataset: Dataset, names: Sequence[str], levels: Sequence[float], seeds: Sequence[int],

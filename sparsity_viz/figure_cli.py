@@ -32,9 +32,10 @@ def _figures():
 
 def _pruned(model: nn.Module, dataset: Dataset, opts):
     from .data import data_batch
-    from .pruning import prune
+    from .pruning import get_one_shot_strategy, prune
 
-    return prune(model, opts.strategy, opts.sparsity, batch=data_batch(dataset))
+    return prune(model, get_one_shot_strategy(opts.strategy, "a figure of one pruned model"), opts.sparsity,
+                 batch=data_batch(dataset))
 
 
 def _layer(model: nn.Module, opts) -> str:

@@ -124,7 +124,7 @@ def run_quantize(args) -> int:
     from .compression.size import size_table
     from .data import data_batch
     from .masks import masks_from_zeros
-    from .pruning import get_strategy, prune
+    from .pruning import get_one_shot_strategy, prune
     from .quantization import get_quantizer, quantize_model
     from .quantization.qat import quantize_aware_finetune
     from .training import evaluate_dataset, train
@@ -133,7 +133,8 @@ def run_quantize(args) -> int:
     args.bits = _bits(args.bits, method, 8)
     get_quantizer(method, args.bits, args.per_channel)  # 0 / 33 bits, per channel for k-means: one line, exit 2
     _check_model(args.model)
-    get_strategy(args.strategy, seed=args.seed)  # a bad name is an error even when --sparsity does not use it
+    get_one_shot_strategy(args.strategy, "quantize --sparsity (prune once, then quantize)", seed=args.seed)  # a
+    # bad name is an error even when --sparsity does not use it
     if args.sparsity is None and args.prune_finetune_epochs:
         raise ValueError("--prune-finetune-epochs needs --sparsity.")
     model, card, dataset = load_bundled(args.model)
@@ -204,13 +205,13 @@ def run_compress(args) -> int:
     """The ``compress`` command: the Deep Compression pipeline, one row per stage."""
     from .cli import ProgressLine, load_bundled
     from .compression.pipeline import DEFAULT_BITS, PAPER_SPARSITY, compress, finetune_config
-    from .pruning import get_strategy
+    from .pruning import get_one_shot_strategy
     from .quantization.qat import quantizers_for
     from .models import build_model
 
     method = resolve_method(args.method)
     _check_model(args.model)
-    get_strategy(args.strategy, seed=args.seed)
+    get_one_shot_strategy(args.strategy, "Deep Compression (prune once, then retrain)", seed=args.seed)
     bits = {kind: _bits(given, method, DEFAULT_BITS[kind]) for kind, given in (("conv", args.bits_conv),
                                                                                ("fc", args.bits_fc))}
     quantizers_for(build_model(args.model, seed=0), method, bits)  # bad bits / method: one line, before loading

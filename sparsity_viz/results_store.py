@@ -123,6 +123,8 @@ class ResultsStore:
         good, bad = [data[0]], 0
         for ln in data[1:]:
             fields = next(csv.reader([ln]), [])
+            if fields == header:  # the column row again (two stores joined with cat): every value was read as text
+                continue
             if len(fields) == len(header) and fields[0] and not fields[0].startswith("#"):
                 good.append(ln)
             else:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from sparsity_viz.checkpoints import load_sample
 from sparsity_viz.cli import main
@@ -119,6 +120,8 @@ def test_sweep_scheduled_strategies_need_a_budget_and_show_it():
         (("prune", "--model", "lenet300", "--strategy", "magnitude", "--sparsity", "lots"), "sparsity"),
         (("sweep", "--model", "lenet300", "--strategies", "magnitude", "--levels", "0,2"), "[0, 1]"),
         (("sweep", "--model", "moons_mlp", "--strategies", "gradual,set", "--levels", "0.5"), "nothing to sweep"),
+        (("figure", "heatmap", "--model", "moons_mlp", "--strategy", "set", "--out", "/tmp/never.html"),
+         "set prunes while it trains (a scheduled strategy), so it has no one-shot masks for a figure"),
         (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5,,0.9"), "an empty item"),
         (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.9,"), "an empty item"),
         (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5,5e-1"),
@@ -404,3 +407,23 @@ def test_a_figure_output_with_a_bad_suffix_is_refused_before_any_work(monkeypatc
     assert main(["figure", "curves", "--model", "moons_mlp", "--out", str(tmp_path / "curves.bmp")]) == 2
     assert "Output must end in .png, .svg, .pdf, .html, got 'curves.bmp'." in _one_error(capsys)
     assert not list(tmp_path.iterdir())
+
+
+def test_prune_runs_a_scheduled_strategy_as_scheduled_or_asks_for_its_budget(capsys):
+    """prune --strategy gradual gave plain magnitude masks under gradual's name (an audit): now it trains while
+    it prunes, for the --finetune-epochs budget, as the library's run does, or is refused without one."""
+    from sparsity_viz.cli import bundled_finetune_config
+    from sparsity_viz.pruning import get_strategy
+
+    assert main(["prune", "--model", "digits_mlp", "--strategy", "gradual", "--sparsity", "0.8"]) == 2
+    assert "gradual prunes while it trains (a scheduled strategy)" in _one_error(capsys)
+    assert main(["prune", "--model", "digits_mlp", "--strategy", "gradual", "--sparsity", "0.8",
+                 "--finetune-epochs", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    model, card = load_sample("digits_mlp")
+    data = load_dataset("digits")
+    run = get_strategy("gradual").run(model, data, 0.8, bundled_finetune_config(card, 2, None, "auto"))
+    assert out["kind"] == "scheduled" and out["pruned_accuracy"] is None
+    assert out["finetuned_accuracy"] == evaluate_dataset(run.model, data).accuracy
+    magnitude = prune(model, "magnitude", 0.8).masks
+    assert any(not torch.equal(run.masks[k], magnitude[k]) for k in magnitude)  # not magnitude's one-shot masks

@@ -27,6 +27,7 @@ fc by default (the paper's AlexNet setting).
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -36,7 +37,7 @@ from torch import nn
 from ..data import Dataset, data_batch
 from ..masks import Masks, apply_masks, validate_masks
 from ..models import prunable_parameters
-from ..pruning import get_strategy, prune
+from ..pruning import get_one_shot_strategy, get_strategy, prune
 from ..quantization.model import QuantizedModel
 from ..quantization.qat import Bits, layer_bits, quantize_aware_finetune, quantize_layers, quantizers_for
 from ..training import TrainConfig, evaluate_dataset, train
@@ -83,7 +84,7 @@ def prune_masks(model: nn.Module, dataset: Dataset, sparsity: Sparsity, strategy
     Per-layer targets prune each layer to its own sparsity with the strategy's layer scope
     (``global_magnitude`` becomes ``magnitude``). A layer the mapping leaves out stays dense.
     """
-    chosen = get_strategy(strategy, seed=seed)
+    chosen = get_one_shot_strategy(strategy, "Deep Compression (prune once, then retrain)", seed=seed)
     batch = data_batch(dataset, seed=seed) if chosen.needs_data else None
     if not isinstance(sparsity, Mapping):
         return prune(model, chosen, float(sparsity), batch=batch).masks
@@ -141,10 +142,11 @@ def compress(
         ValueError: bad sparsity, strategy, bits or method (before any training).
         TrainingDiverged: a retraining diverged.
     """
-    if finetune_epochs < 0 or qat_epochs < 0:
-        raise ValueError("finetune_epochs and qat_epochs must be >= 0.")
+    for epochs in (finetune_epochs, qat_epochs):  # nan passed the old `< 0` check and reached the settings
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"finetune_epochs and qat_epochs must be whole numbers >= 0, got {epochs!r}.")
     quantizers_for(model, method, bits, per_channel)  # bad method / bits / layer names fail before any training
-    get_strategy(strategy, seed=seed)
+    get_one_shot_strategy(strategy, "Deep Compression (prune once, then retrain)", seed=seed)
     base = config or finetune_config(seed=seed)
     total = finetune_epochs + qat_epochs + 2
     report = _Progress(progress, total)

@@ -18,6 +18,7 @@ from ..models import prunable_parameters
 from .base import KINDS, Batch, Ranking, ScoreStrategy, Strategy, check_sparsity, select_lowest, zeros_to_prune
 from .registry import (
     STRATEGIES,
+    get_one_shot_strategy,
     get_strategy,
     is_scheduled,
     one_shot_strategy_names,
@@ -139,6 +140,7 @@ __all__ = [
     "ScheduleResult",
     "ScoreStrategy",
     "Strategy",
+    "get_one_shot_strategy",
     "get_strategy",
     "is_scheduled",
     "one_shot_strategy_names",

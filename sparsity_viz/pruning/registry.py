@@ -45,6 +45,16 @@ def get_strategy(name: str, **params) -> Strategy:
     return STRATEGIES[name](**params)
 
 
+def get_one_shot_strategy(name: str, purpose: str, **params) -> Strategy:
+    """``get_strategy`` for a use that needs one-shot masks (``purpose``: "Deep Compression", "a figure"); a scheduled
+    strategy is refused by name: its ``compute_masks`` are plain magnitude's, which were used under its name."""
+    strategy = get_strategy(name, **params)
+    if strategy.scheduled:
+        raise ValueError(f"{name} prunes while it trains (a scheduled strategy), so it has no one-shot masks for "
+                         f"{purpose}; choose one of {', '.join(one_shot_strategy_names())}.")
+    return strategy
+
+
 def strategy_names() -> list[str]:
     return list(STRATEGIES)
 

@@ -96,6 +96,8 @@ def test_deep_compression_returns_the_stage_frame_and_refuses_bad_input(digits):
     assert stages.loc["quantized+QAT", "accuracy"] == stages.loc["quantized", "accuracy"]
     for kwargs, match in [({"bits": 0}, "bits"), ({"bits": 33}, "bits"), ({"method": "fp4"}, "Unknown"),
                           ({"bits": {"conv": 8}}, "no width"), ({"strategy": "nope"}, "nope"),
-                          ({"finetune_epochs": -1}, ">= 0")]:
+                          ({"finetune_epochs": -1}, ">= 0"), ({"finetune_epochs": float("nan")}, "whole numbers"),
+                          ({"qat_epochs": 1.5}, "whole numbers"),
+                          ({"strategy": "iterative"}, "iterative prunes while it trains")]:
         with pytest.raises(ValueError, match=match):
             deep_compression(model, data, **kwargs)

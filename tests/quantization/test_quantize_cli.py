@@ -93,6 +93,9 @@ def test_compress_json_runs_the_pipeline(capsys, tmp_path):
     (["compress", "--model", "nope"], "Unknown model 'nope'"),
     (["compress", "--model", "digits_mlp", "--sparsity", "paper"], "No per-layer targets"),
     (["compress", "--model", "lenet300", "--method", "fp4"], "Unknown quantization method"),
+    # a scheduled strategy's one-shot masks are magnitude's: they were used under its name (an audit)
+    (["compress", "--model", "moons_mlp", "--strategy", "gradual"], "gradual prunes while it trains"),
+    (["quantize", "--model", "moons_mlp", "--strategy", "rigl", "--sparsity", "0.5"], "rigl prunes while it trains"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, args, needle):
     code, out, err = run(capsys, *args)
