@@ -138,3 +138,35 @@ def test_a_csv_that_is_not_a_store_is_named_not_read_as_one(tmp_path, text):
     with pytest.raises(ValueError, match=r"other.csv is not a sparsity_viz results store: its columns start .*"
                                          r"a store's start run_id, point"):
         ResultsStore(path, "abc").rows()
+
+
+def test_two_stores_joined_read_back_as_numbers(digits, uninterrupted, tmp_path):
+    """`cat a.csv b.csv`: the second column row was read as a data row, so every value came back as text
+    ("False" is true in a notebook) and the table output failed (an audit)."""
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    counting_sweep(digits, first, levels=[0.5])
+    counting_sweep(digits, second, levels=[0.9])
+    joined = tmp_path / "joined.csv"
+    joined.write_text(first.read_text() + second.read_text())
+    frame, computed = counting_sweep(digits, joined, levels=[0.5])
+    assert computed == 0 and frame["accuracy"].dtype.kind == "f" and frame["collapsed"].dtype == bool
+    same_rows(frame, uninterrupted[uninterrupted.sparsity == 0.5].reset_index(drop=True))
+
+
+def test_only_rows_that_are_points_of_the_sweep_under_their_own_key_are_read_back(digits, uninterrupted, tmp_path):
+    """A row edited into the store for a level the run never had was shown as a result; one whose key and
+    sparsity column disagree was shown under the column's level and its own point counted as done (an audit)."""
+    store = tmp_path / "sweep.csv"
+    counting_sweep(digits, store)
+    lines = store.read_text().splitlines()
+    run = uninterrupted.attrs["run_id"]
+    row = next(ln for ln in lines if ln.startswith(f"{run},{point_key('random', 0, 0.9)},"))
+    foreign = row.replace(point_key("random", 0, 0.9), point_key("random", 0, 0.7)).replace(",0.9,", ",0.7,")
+    lying = lines.index(next(ln for ln in lines if ln.startswith(f"{run},{point_key('random', 1, 0.5)},")))
+    lines[lying] = lines[lying].replace(",0.5,", ",0.7,", 1)  # the key says 0.5, the sparsity column 0.7
+    store.write_text("\n".join(lines + [foreign]) + "\n")
+    frame, computed = counting_sweep(digits, store)
+    assert computed == 1, "the point whose row lied is computed again"
+    assert set(frame.sparsity) == {0.0, 0.5, 0.9}
+    same_rows(frame.sort_values(["strategy", "seed", "sparsity"]).reset_index(drop=True),
+              uninterrupted.sort_values(["strategy", "seed", "sparsity"]).reset_index(drop=True))
