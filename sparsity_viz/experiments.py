@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import io
 import itertools
+import numbers
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,7 +45,7 @@ from .layers import is_chain
 from .results_store import ResultsStore, point_key
 from .masks import Masks, apply_masks, full_masks, require_finite
 from .pruning import get_strategy
-from .pruning.base import Strategy
+from .pruning.base import SCOPES, Strategy
 from .run_config import read_header, run_id, sweep_config, with_header
 from .training import TrainConfig, TrainingDiverged, evaluate, is_stopped, train
 
@@ -172,12 +173,21 @@ def sweep(
     dev = str(resolve_device(device))
     names = list(dict.fromkeys(list(strategies) + (["random"] if baselines else [])))
     instances = {name: get_strategy(name) for name in names}  # fail fast on unknown names, before any work
+    if not names or not len(levels):  # an empty frame, not cancelled, read as a sweep that ran
+        raise ValueError("A sweep needs at least one strategy and one sparsity level.")
+    if scope is not None and scope not in SCOPES:  # "Global" was ignored (layer scope) yet recorded as given
+        raise ValueError(f"Unknown scope {scope!r}; choose one of {', '.join(SCOPES)} (or None: each strategy's own).")
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}.")
     for level in levels:
         if not 0.0 <= float(level) <= 1.0:
             raise ValueError(f"Sparsity levels must lie in [0, 1], got {level!r}.")
     if len({float(v) for v in levels}) < len(levels):  # a repeated point would be counted twice and never finish
         raise ValueError(f"Sparsity levels must be distinct, got {list(levels)!r}.")
-    seeds = [int(s) for s in seeds]
+    given = list(seeds)
+    if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in given):  # 0.9 ran as seed 0
+        raise ValueError(f"Seeds must be whole numbers, got {given!r}.")
+    seeds = [int(s) for s in given]
     if not seeds or len(set(seeds)) < len(seeds):
         raise ValueError(f"Seeds must be one or more distinct integers, got {seeds!r}.")
     training = schedule if schedule is not None else finetune

@@ -82,6 +82,15 @@ def test_bad_inputs_fail_before_work(digits_setup):
         sweep(model, data, ["magnitude"], [1.5])
     with pytest.raises(ValueError, match="Sparsity levels must be distinct"):  # counted twice, it never finished
         sweep(model, data, ["magnitude"], [0.5, 0.5, 0.9])
+    # an audit: each of these ran, silently, as something else
+    for kwargs, match in [({"scope": "Global"}, "Unknown scope 'Global'"), ({"seeds": [0.9, 1.2]}, "whole numbers"),
+                          ({"seeds": [True]}, "whole numbers"), ({"workers": 0}, "workers must be"),
+                          ({"workers": -3}, "workers must be")]:
+        with pytest.raises(ValueError, match=match):
+            sweep(model, data, ["magnitude"], [0.5], **kwargs)
+    for strategies, levels in (([], [0.5]), (["magnitude"], [])):
+        with pytest.raises(ValueError, match="at least one strategy and one sparsity level"):
+            sweep(model, data, strategies, levels)
 
 
 def test_a_store_never_serves_one_architecture_s_rows_to_another(tmp_path):
