@@ -19,6 +19,7 @@ from sparsity_viz.data import data_batch
 from sparsity_viz.experiments import read_back, sweep, sweep_csv
 from sparsity_viz.lottery import LotteryConfig, lottery_experiment
 from sparsity_viz.pruning import scheduled_strategy_names as _scheduled_names
+from sparsity_viz.pruning.iterative import first_training_steps
 from sparsity_viz.recipes import finetune_config
 from sparsity_viz.run_config import run_id, sweep_config
 from sparsity_viz.strategy_lab import CompareConfig, ScheduleConfig, compare_sweep, run_schedule
@@ -142,6 +143,16 @@ def schedule_run(config: ScheduleConfig) -> None:
     ds = dataset(wb)
     run_lab(config, lambda progress, stop: run_schedule(wb.dense, ds, config, progress=progress, stop=stop),
             key="survival_schedule", text="Training while pruning...")
+
+
+def lottery_problem(config: LotteryConfig) -> str | None:
+    """Why ``config`` cannot run on this session's dataset (None: it can): a rewind step past the first training."""
+    steps = first_training_steps(dataset(), config.train_config())
+    if config.rewind_step <= steps:
+        return None
+    return (f"Rewinding to step {config.rewind_step} needs a first training of at least that many steps; "
+            f"{config.epochs} epoch{'s' if config.epochs != 1 else ''} here take {steps}. Choose an earlier step "
+            "or more epochs per round.")
 
 
 def lottery_key(model_name: str, init_seed: int, config: LotteryConfig) -> tuple:

@@ -21,6 +21,7 @@ well under a minute on 2 cores with one torch thread.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from torch import nn
 from .data import Dataset
 from .masks import full_masks
 from .models import prunable_parameters
+from .pruning.base import MAX_SEED
 from .pruning.iterative import ImpTraining, imp_round_masks, imp_trainings, round_rates
 from .pruning.schedule import MaskTimeline
 from .training import TrainConfig
@@ -54,6 +56,20 @@ class LotteryConfig:
     rewind_step: int = 0  # 0 = rewind to initialisation; k = to the weights after k steps
     controls: tuple[str, ...] = ("reinit", "random_mask")
     seed: int = 0  # seeds shuffling, re-initialisation and random masks
+
+    def __post_init__(self):  # every setting checked (IterativeStrategy's rules): rate 1.5 pruned every hidden
+        # weight, -0.2 only the output layer, rounds -1 returned one row, seed 0.5 failed inside torch (an audit)
+        for name, low in (("rounds", 0), ("epochs", 1), ("batch_size", 1), ("rewind_step", 0), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"LotteryConfig.{name} must be a whole number >= {low}, got {value!r}.")
+        if self.seed > MAX_SEED:
+            raise ValueError(f"LotteryConfig.seed must be at most {MAX_SEED}, got {self.seed}.")
+        if not (isinstance(self.rate, numbers.Real) and 0.0 < self.rate < 1.0):
+            raise ValueError(f"LotteryConfig.rate (per round) must be in (0, 1), got {self.rate!r}.")
+        if not (isinstance(self.output_rate, numbers.Real) and 0.0 <= self.output_rate < 1.0):
+            raise ValueError(f"LotteryConfig.output_rate must be in [0, 1), got {self.output_rate!r}.")
+        self.train_config()  # the learning rate and batch size, by TrainConfig's own rules
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed, device="cpu")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -71,3 +72,31 @@ def test_ticket_advantage_table():
     })
     adv = ticket_advantage(frame)
     assert adv["round"].tolist() == [8] and adv.ticket_minus_reinit.iloc[0] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"rate": 1.5}, r"rate \(per round\) must be in \(0, 1\)"), ({"rate": -0.2}, r"rate \(per round\)"),
+    ({"rate": float("nan")}, r"rate \(per round\)"), ({"output_rate": 1.0}, "output_rate must be in"),
+    ({"rounds": -1}, "rounds must be a whole number >= 0"), ({"rewind_step": -5}, "rewind_step must be"),
+    ({"seed": -1}, "seed must be a whole number"), ({"seed": 0.5}, "seed must be a whole number"),
+    ({"epochs": 0}, "epochs must be a whole number >= 1"), ({"lr": float("nan")}, "Learning rate"),
+])
+def test_a_lottery_config_checks_every_setting(kwargs, match):
+    """rate 1.5 pruned every hidden weight, -0.2 only the output layer, rounds -1 returned a row (an audit)."""
+    with pytest.raises(ValueError, match=match):
+        LotteryConfig(**kwargs)
+
+
+def test_a_rewind_step_past_the_first_training_is_refused_before_any_training(digits, init):
+    """It fell back to theta_0 silently: rewind_step 500 gave the results of rewind_step 0 (an audit)."""
+    from sparsity_viz.pruning.iterative import first_training_steps
+
+    config = LotteryConfig(rounds=1, epochs=1, lr=3e-3, controls=())
+    steps = first_training_steps(digits, config.train_config())
+    assert steps == -(-len(digits.y_train) // config.batch_size)
+    calls = []
+    with pytest.raises(ValueError, match=f"rewind_step {steps + 1} is past the first training, which takes {steps}"):
+        lottery_experiment(init, digits, replace(config, rewind_step=steps + 1), progress=calls.append)
+    assert not calls
+    frame = lottery_experiment(init, digits, replace(config, rewind_step=steps))  # the last step: reachable
+    assert len(frame) == 2

@@ -51,14 +51,18 @@ app_state.keep_page_settings("lottery", SETTINGS, rounds=None if rounds == recip
 
 config = LotteryConfig(rounds=int(rounds), epochs=int(epochs), lr=recipe.lr, rewind_step=int(rewind), seed=int(seed))
 frame = app_state.lab_result(app_state.lottery_key(wb.name, int(seed), config))
-if frame is None or frame.attrs.get("cancelled"):
+problem = app_state.lottery_problem(config)
+if problem is not None and (frame is None or frame.attrs.get("cancelled")):
+    st.warning(problem)
+elif frame is None or frame.attrs.get("cancelled"):
     st.caption(f"{int(rounds)} rounds × 3 trainings of {int(epochs)} epochs each, plus the dense run.")
     if st.button("Run the experiment" if frame is None else "Run again to finish", key="lottery_run",
                  type="primary", icon=":material/play_arrow:"):
         frame = app_state.lottery_run(wb.name, int(seed), config)
 
 if frame is None:
-    st.info("Press **Run the experiment**: a progress bar follows the rounds; **Stop** keeps the finished rounds.")
+    if problem is None:
+        st.info("Press **Run the experiment**: a progress bar follows the rounds; **Stop** keeps the finished rounds.")
 elif len(frame) == 0:
     st.warning("Stopped before the first round finished.")
 else:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data import Dataset
+from ..data import Dataset, train_subset
 from ..masks import Masks, full_masks
 from ..models import prunable_parameters
 from ..training import TrainConfig, TrainHook, TrainResult, TrainState, evaluate, is_stopped, train
@@ -117,6 +117,12 @@ class ImpTraining:
     seconds: float
 
 
+def first_training_steps(dataset: Dataset, config: TrainConfig) -> int:
+    """Optimizer steps of one ``training.train`` run of ``config`` on ``dataset`` (its last batch may be short)."""
+    n = len(train_subset(dataset, config.train_fraction, seed=config.seed).y_train)
+    return config.epochs * math.ceil(n / config.batch_size)
+
+
 def imp_trainings(
     init: nn.Module,
     dataset: Dataset,
@@ -148,6 +154,10 @@ def imp_trainings(
     for c in controls:
         if c not in CONTROLS[1:]:
             raise ValueError(f"Unknown control {c!r}; choose from {', '.join(CONTROLS[1:])}.")
+    steps = first_training_steps(dataset, config)
+    if rewind_step > steps:  # the rewind point was never reached: it fell back to theta_0 without a word (an audit)
+        raise ValueError(f"rewind_step {rewind_step} is past the first training, which takes {steps} steps "
+                         f"({config.epochs} epochs of batch {config.batch_size}); use 0 to {steps}.")
     total = 1 + rounds * (1 + len(controls))
     done = 0
 
@@ -166,6 +176,8 @@ def imp_trainings(
     yield dense
     if dense.result.stopped:
         return
+    if rewind_step > 0 and rewind.state is None:
+        raise RuntimeError(f"the first training never reached rewind step {rewind_step}")  # checked above: a bug
     start_state = rewind.state if rewind.state is not None else init.state_dict()
     trained = dense.result.model
     for r in range(1, rounds + 1):

@@ -238,3 +238,17 @@ def test_survival_training_that_diverges_is_a_message_and_waits_for_a_click(monk
     at.button(key="surv_train").click().run()
     check(at)
     assert len(runs) == 2 and len(at.error) == 1 and "Training diverged" in at.error[0].value
+
+
+def test_lottery_rewind_past_the_first_training_is_said_not_run():
+    """digits_mlp, 1 epoch of batch 60: 24 steps. Rewinding to step 50 silently fell back to step 0 (an audit of
+    the library); the page says why it cannot run instead of offering the button."""
+    at = open_app("digits_mlp", "11_lottery")
+    at.number_input(key="lottery_epochs").set_value(1).run()
+    at.select_slider(key="lottery_rewind").set_value(50).run()
+    check(at)
+    assert any("Rewinding to step 50 needs a first training of at least that many steps" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.key == "lottery_run"]
+    at.select_slider(key="lottery_rewind").set_value(10).run()
+    check(at)
+    assert at.button(key="lottery_run") and not at.warning
