@@ -70,7 +70,7 @@ MAX_EPOCHS = 10_000  # a typo guard: 10**12 epochs would run until killed
 MAX_NAME_BYTES = 255  # one file name (Linux NAME_MAX)
 
 
-def _listed(text: str) -> list[str]:
+def listed_items(text: str) -> list[str]:
     """The items of a comma-separated list: at least one, none empty (``0.5,,0.9`` is a typo, not two levels)."""
     items = [t.strip() for t in text.split(",")]
     if not any(items):
@@ -80,7 +80,7 @@ def _listed(text: str) -> list[str]:
     return items
 
 
-def _distinct(values: list, text: str) -> list:
+def distinct_items(values: list, text: str) -> list:
     """``values`` when no two are equal (a repeated level or seed would be counted twice, or dropped silently)."""
     seen = set()
     for v in values:
@@ -97,7 +97,7 @@ def _clipped(text: str, limit: int = 80) -> str:
 
 def fractions_arg(text: str) -> list[float]:
     """A non-empty comma-separated list of distinct fractions in [0, 1]."""
-    return _distinct([fraction_arg(t) for t in _listed(text)], text)
+    return distinct_items([fraction_arg(t) for t in listed_items(text)], text)
 
 
 def ints_arg(text: str) -> list[int]:
@@ -105,7 +105,7 @@ def ints_arg(text: str) -> list[int]:
     if not text.strip():
         return []
     try:
-        return [int(t) for t in _listed(text)]
+        return [int(t) for t in listed_items(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
@@ -133,7 +133,7 @@ def seed_arg(text: str) -> int:
 
 def seeds_arg(text: str) -> list[int]:
     """A non-empty comma-separated list of distinct seeds."""
-    return _distinct([seed_arg(t) for t in _listed(text)], text)
+    return distinct_items([seed_arg(t) for t in listed_items(text)], text)
 
 
 def repeats_arg(text: str) -> int:
@@ -183,7 +183,7 @@ def nonempty_arg(text: str) -> str:
 
 def names_arg(text: str) -> list[str]:
     """A non-empty comma-separated list of distinct names."""
-    return _distinct(_listed(text), text)
+    return distinct_items(listed_items(text), text)
 
 
 def output_arg(text: str) -> str:
@@ -579,8 +579,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except CliError as exc:
         return _error(str(exc), 2)
-    except (ValueError, CheckpointError, DeviceUnavailableError, KeyError) as exc:
-        return _error(str(exc.args[0] if exc.args else exc), 2)
+    except (ValueError, CheckpointError, DeviceUnavailableError, KeyError) as exc:  # a KeyError's str() is quoted;
+        # any other's str() is its message (a UnicodeDecodeError's args[0] is only "utf-8")
+        return _error(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc), 2)
     except OSError as exc:  # a write that failed after all (disk full, permissions changed): one line
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         return _error(f"{where}{exc.strerror or exc}", 1)

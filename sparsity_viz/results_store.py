@@ -57,6 +57,9 @@ class ResultsStore:
         self.path = store_path(store, run_id)
         if self.path.exists() and not self.path.is_file():  # a FIFO waited forever, /dev/full was read until OOM
             raise ValueError(f"The results store {self.path} is not a regular file; give a .csv file or a folder.")
+        blocking = next((a for a in self.path.parents if a.exists()), None)  # its folder is made on the first row:
+        if blocking is not None and not blocking.is_dir():  # a file in the way failed only after the work
+            raise ValueError(f"The results store {self.path} cannot be made: {blocking} is a file, not a folder.")
         self._columns: list[str] | None = None
         self._has_config = False
 
@@ -100,7 +103,11 @@ class ResultsStore:
         """Every complete row in the file (a torn last line is dropped with a warning); None: no file or rows."""
         if not self.path.exists():
             return None
-        text = self.path.read_text(encoding="utf-8")
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:  # the CLI printed "error: utf-8"
+            raise ValueError(f"{self.path} is not a sparsity_viz results store: not UTF-8 text (byte {exc.start}). "
+                             "Give another store path.") from None
         lines = text.split("\n")
         if lines and lines[-1] != "":
             warnings.warn(f"{self.path}: the last line is incomplete (a sweep stopped while writing it); "

@@ -177,7 +177,7 @@ def test_sweep_scheduled_strategies_need_a_budget_and_show_it():
          "epochs must be from 0 to 10000"),
         (("sweep", "--model", "moons_mlp", "--strategies", "magnitude", "--levels", "0.5", "--schedule-epochs", "-1"),
          "epochs must be from 0 to 10000"),
-        (("bench", "--model", "moons_mlp", "--batch", "1000000000000"), "--batch sizes go up to 65,536"),
+        (("bench", "--model", "moons_mlp", "--batch", "1000000000000"), "a --batch size must be from 1 to 65536"),
         (("bench", "--model", "moons_mlp", "--repeats", "1000000000000"), "repeats must be from 1 to 10000"),
         (("experts", "--epochs", "1", "--balance-weight", "inf"), "expected a finite number >= 0"),
         (("quantize", "--model", "moons_mlp", "--strategy", "nosuch"), "Unknown strategy 'nosuch'"),

@@ -128,6 +128,13 @@ def test_store_paths_keys_and_bad_input(tmp_path):
     with pytest.raises(ValueError, match="has columns \\['accuracy'\\].*use another store file"):
         ResultsStore(tmp_path / "s.csv", "run2").append("k", {"loss": 1.0})
     assert os.path.getsize(tmp_path / "s.csv") > 0
+    # an audit: a file where the store's folder would go failed only after the work; non-UTF-8 said "utf-8"
+    (tmp_path / "run.sh").write_text("echo\n")
+    with pytest.raises(ValueError, match=r"cannot be made: .*run\.sh is a file, not a folder"):
+        ResultsStore(tmp_path / "run.sh" / "x.csv", "run1")
+    (tmp_path / "latin.csv").write_bytes(b"run_id,point\n\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"latin\.csv is not a sparsity_viz results store: not UTF-8 text \(byte 13\)"):
+        ResultsStore(tmp_path / "latin.csv", "run1").rows()
 
 
 @pytest.mark.parametrize("text", ["a,b\n1,2\n", "hello world\n", "point,run_id\nx,y\n"])

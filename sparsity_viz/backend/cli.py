@@ -21,15 +21,11 @@ MAX_BATCH = 65_536  # the inputs of one timed call: 784 x 65,536 floats is 205 M
 
 
 def _batches(text: str) -> list[int]:
-    try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--batch must be comma-separated integers, got {text!r}") from None
-    if not vals or any(v < 1 for v in vals):
-        raise ValueError(f"--batch needs positive integers, got {text!r}")
-    if max(vals) > MAX_BATCH:
-        raise ValueError(f"--batch sizes go up to {MAX_BATCH:,}, got {max(vals):,}")
-    return vals
+    """``--batch``: distinct whole numbers from 1 to ``MAX_BATCH``, by the CLI's list rules (no empty item, none
+    twice: ``1,1`` ran the whole benchmark, then failed on a duplicate index)."""
+    from ..cli import bounded_int_arg, distinct_items, listed_items
+
+    return distinct_items([bounded_int_arg(v, 1, MAX_BATCH, "a --batch size") for v in listed_items(text)], text)
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -40,7 +36,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", default="lenet300")
     p.add_argument("--strategy", default="global_magnitude")
     p.add_argument("--sparsity", type=float, default=0.9)
-    p.add_argument("--batch", default="1,32,256", help="comma-separated batch sizes")
+    p.add_argument("--batch", type=_batches, default=[1, 32, 256], help="comma-separated batch sizes")
     p.add_argument("--repeats", type=repeats_arg, default=30)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=threads_arg, default=None, help="torch intra-op threads (default: project policy)")
@@ -82,7 +78,7 @@ def _pruned(args) -> nn.Module:
 def run_bench(args) -> int:
     """Run the benchmark described by ``args``; 0 on success, 2 on bad input."""
     try:
-        batches = _batches(args.batch)
+        batches = args.batch
         threads = configure_threads(args.threads)
         from ..devices import resolve_device
 

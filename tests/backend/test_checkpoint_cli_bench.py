@@ -74,11 +74,19 @@ def test_cli_bench_table_and_bad_args(capsys):
     args = _parser().parse_args(["bench", "--model", "moons_mlp", "--batch", "4", "--repeats", "2"])
     assert args.func(args) == 0
     assert "ratio_dense" in capsys.readouterr().out
-    for bad in (["--batch", "1,x"], ["--model", "nope"], ["--sparsity", "1.5"], ["--batch", "0"]):
+    for bad in (["--model", "nope"], ["--sparsity", "1.5"]):
         args = _parser().parse_args(["bench", *bad])
         assert args.func(args) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
+    from sparsity_viz.cli import main
+
+    # parsed up front by the CLI's list rules: 1,1 ran the whole benchmark, then failed on a duplicate index
+    for batch, needle in (("1,x", "whole number"), ("0", "from 1 to 65536"), ("1,1", "1 is listed twice"),
+                          ("1,,2", "an empty item")):
+        assert main(["bench", "--model", "moons_mlp", "--batch", batch]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and needle in err and "\n" not in err
 
 
 def test_cli_sparse_save(tmp_path, capsys):
