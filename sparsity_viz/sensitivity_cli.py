@@ -31,8 +31,8 @@ def add_sensitivity_parser(subparsers) -> None:
     p.add_argument("--seeds", type=seeds_arg, default=[0], help="comma-separated seeds of the strategy")
     p.add_argument("--layers", type=names_arg, default=None, help="comma-separated layer names (default: all)")
     p.add_argument("--target", type=fraction_arg, default=None,
-                   help="also print the per-layer targets the sensitivity-guided strategy picks for this overall "
-                        "sparsity")
+                   help="also print the per-layer targets the sensitivity-guided strategy picks for this sparsity "
+                        "of the scanned layers (every layer unless --layers)")
     p.add_argument("--csv", type=output_arg, default=None, help="write the scan (one row per layer, level, seed) to this CSV file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_sensitivity)
@@ -92,7 +92,8 @@ def run_sensitivity(args) -> int:
         tol = targets.attrs["tolerance"]
         reached = (f"met at a tolerance of {100 * tol:.2f} points of drop per layer" if math.isfinite(tol)
                    else "beyond the scanned levels")
-        print(f"sensitivity-guided targets for {args.target:.1%} overall ({targets.attrs['target_zeros']:,} weights "
+        over = "of the scanned layers" if args.layers else "overall"  # --layers: their weights only (an audit)
+        print(f"sensitivity-guided targets for {args.target:.1%} {over} ({targets.attrs['target_zeros']:,} weights "
               f"pruned; {reached}):")
         for r in targets.itertuples():
             print(f"{r.layer:<12}{r.weights:>10,}  {r.level:>8.2%}  ({r.zeros:,} zeros)")

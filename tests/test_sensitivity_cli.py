@@ -52,6 +52,8 @@ def test_text_table_and_targets(capsys):
     assert f"sensitivity-guided targets for 90.0% overall ({targets.attrs['target_zeros']:,} weights pruned" in out
     for r in targets.itertuples():
         assert f"({r.zeros:,} zeros)" in out
+    assert main([*ARGS, "--target", "0.9", "--layers", "fc1"]) == 0  # "overall" named the scanned layers only
+    assert "sensitivity-guided targets for 90.0% of the scanned layers (" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("argv", "needle"), [

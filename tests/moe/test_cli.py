@@ -75,6 +75,9 @@ def test_text_output(capsys):
     (["experts", "--sparsity", "2"], "sparsity must be in [0, 1]"),
     (["experts", "--sparsity", "0.5", "--strategy", "synflow"], "--strategy must be one of"),
     (["experts", "--sparsity", "0.5", "--strategy", "nope"], "--strategy must be one of"),
+    # ignored without --epochs, and the JSON said balance_weight null (an audit)
+    (["experts", "--lr", "5", "--balance-weight", "1000"], "--lr and --balance-weight act while training"),
+    (["experts", "--balance-weight", "0.1"], "--balance-weight act while training; add --epochs N"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
     assert main(argv) == 2
