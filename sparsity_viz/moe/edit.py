@@ -25,7 +25,7 @@ from .training import DEFAULT_BALANCE_WEIGHT, train_moe
 
 def with_top_k(model: MoEMLP, k: int) -> MoEMLP:
     """A copy of ``model`` that routes each input to ``k`` experts (``1 <= k <= N``)."""
-    if not isinstance(k, int) or not 1 <= k <= model.num_experts:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= model.num_experts:  # True ran as k=1
         raise ValueError(f"top_k must be between 1 and {model.num_experts}, got {k!r}.")
     out = copy.deepcopy(model)
     out.top_k = k
@@ -47,7 +47,11 @@ def moe_strategy_names() -> list[str]:
 
 def check_experts(model: MoEMLP, experts: Iterable[int]) -> tuple[int, ...]:
     """Sorted, unique expert indices; ``ValueError`` naming the valid range for a bad one."""
-    out = sorted({int(e) for e in experts})
+    given = list(experts)
+    odd = [e for e in given if isinstance(e, bool) or int(e) != e]  # 1.7 was truncated to expert 1 (an audit)
+    if odd:
+        raise ValueError(f"expert indices are whole numbers, got {odd[0]!r}.")
+    out = sorted({int(e) for e in given})
     bad = [e for e in out if not 0 <= e < model.num_experts]
     if bad:
         raise ValueError(f"expert {bad[0]} does not exist; this MoE has experts 0..{model.num_experts - 1}.")

@@ -26,6 +26,12 @@ def expert_report(model: MoEMLP, dataset: Dataset, split: str = "test") -> dict:
     if split not in ("test", "train"):
         raise ValueError("split must be 'test' or 'train'.")
     x, y = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
+    if len(x) and x[0].numel() != model.in_features:
+        raise ValueError(f"{dataset.name} has samples of {x[0].numel()} values; this MoE takes {model.in_features}.")
+    if len(dataset.class_names) > model.num_classes or (len(y) and int(y.max()) >= model.num_classes):
+        # labels the model cannot output: its accuracy read 0.0 without a word (an audit)
+        raise ValueError(f"{dataset.name} has {len(dataset.class_names)} classes; this MoE gives "
+                         f"{model.num_classes} class scores.")
     was_training = model.training
     model.eval()
     try:

@@ -109,3 +109,23 @@ def test_expert_map_is_the_router_argmax_on_the_grid(toy):
     assert emap.shares().sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="needs 2-D inputs"):
         expert_map(MoEMLP(3, (4,), 2), (0, 1), (0, 1))
+
+
+def test_odd_experts_top_k_and_labels_are_refused(toy):
+    """An audit: with_top_k(True) ran as k=1, expert 1.7 as expert 1, and a report on labels the model cannot
+    output said accuracy 0.0."""
+    from dataclasses import replace
+
+    from sparsity_viz.moe import check_experts, with_top_k
+
+    model, data = toy, load_dataset("moons")
+    with pytest.raises(ValueError, match="top_k must be between 1 and"):
+        with_top_k(model, True)
+    with pytest.raises(ValueError, match="expert indices are whole numbers, got 1.7"):
+        check_experts(model, [1.7])
+    assert check_experts(model, [2.0, 1, np.int64(0)]) == (0, 1, 2)
+    three = replace(data, class_names=(*data.class_names, "extra"), y_test=torch.full_like(data.y_test, 2))
+    with pytest.raises(ValueError, match="moons has 3 classes; this MoE gives 2 class scores"):
+        expert_report(model, three)
+    with pytest.raises(ValueError, match="digits has samples of 64 values; this MoE takes 2"):
+        expert_report(model, load_dataset("digits"))
