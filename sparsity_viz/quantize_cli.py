@@ -206,8 +206,9 @@ def run_compress(args) -> int:
     from .cli import ProgressLine, load_bundled
     from .compression.pipeline import DEFAULT_BITS, PAPER_SPARSITY, compress, finetune_config
     from .pruning import get_one_shot_strategy
-    from .quantization.qat import quantizers_for
     from .models import build_model
+    from .quantization import get_quantizer
+    from .quantization.qat import quantizers_for
 
     method = resolve_method(args.method)
     _check_model(args.model)
@@ -215,6 +216,8 @@ def run_compress(args) -> int:
     bits = {kind: _bits(given, method, DEFAULT_BITS[kind]) for kind, given in (("conv", args.bits_conv),
                                                                                ("fc", args.bits_fc))}
     quantizers_for(build_model(args.model, seed=0), method, bits)  # bad bits / method: one line, before loading
+    for kind, given in bits.items():  # bits for a kind the model lacks too (--bits-conv 99 on an MLP passed)
+        get_quantizer(method, given)
     if args.sparsity == "paper":
         if args.model not in PAPER_SPARSITY:
             raise ValueError(f"No per-layer targets from the paper for {args.model!r} "

@@ -89,6 +89,12 @@ def prune_masks(model: nn.Module, dataset: Dataset, sparsity: Sparsity, strategy
     if not isinstance(sparsity, Mapping):
         return prune(model, chosen, float(sparsity), batch=batch).masks
     params = prunable_parameters(model)
+    if not sparsity:  # every layer stayed dense, said nowhere (an audit)
+        raise ValueError("Per-layer sparsity names no layer: give {layer: sparsity} for at least one.")
+    named = [(k if k in params else f"{k}.weight") for k in sparsity]
+    twice = sorted({k for k in named if named.count(k) > 1})
+    if twice:  # 'fc1' and 'fc1.weight': one of the two was used
+        raise ValueError(f"Per-layer sparsity names {', '.join(twice)} twice (as 'fc1' and 'fc1.weight'?).")
     targets = {(k if k in params else f"{k}.weight"): float(v) for k, v in sparsity.items()}
     unknown = sorted(k for k in targets if k not in params)
     if unknown:

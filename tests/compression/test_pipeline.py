@@ -98,6 +98,8 @@ def test_deep_compression_returns_the_stage_frame_and_refuses_bad_input(digits):
                           ({"bits": {"conv": 8}}, "no width"), ({"strategy": "nope"}, "nope"),
                           ({"finetune_epochs": -1}, ">= 0"), ({"finetune_epochs": float("nan")}, "whole numbers"),
                           ({"qat_epochs": 1.5}, "whole numbers"),
-                          ({"strategy": "iterative"}, "iterative prunes while it trains")]:
+                          ({"strategy": "iterative"}, "iterative prunes while it trains"),
+                          ({"sparsity": {}}, "names no layer"),
+                          ({"sparsity": {"fc1": 0.5, "fc1.weight": 0.9}}, "names fc1.weight twice")]:
         with pytest.raises(ValueError, match=match):
             deep_compression(model, data, **kwargs)

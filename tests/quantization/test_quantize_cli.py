@@ -90,6 +90,7 @@ def test_compress_json_runs_the_pipeline(capsys, tmp_path):
     (["quantize", "--model", "lenet300", "--sparsity", "1.5"], "sparsity must be in [0, 1]"),
     (["quantize", "--model", "lenet300", "--strategy", "nope", "--sparsity", "0.5"], "Unknown strategy"),
     (["compress", "--model", "lenet300", "--bits-fc", "33"], "bits, got 33"),
+    (["compress", "--model", "lenet300", "--bits-conv", "99"], "bits, got 99"),  # no conv layer: it passed
     (["compress", "--model", "nope"], "Unknown model 'nope'"),
     (["compress", "--model", "digits_mlp", "--sparsity", "paper"], "No per-layer targets"),
     (["compress", "--model", "lenet300", "--method", "fp4"], "Unknown quantization method"),
