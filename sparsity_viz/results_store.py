@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from .run_config import header_lines, read_header
+from .run_config import header_lines, read_header, run_id
 
 KEY_COLUMNS = ["run_id", "point"]
 
@@ -114,9 +114,9 @@ class ResultsStore:
                           "ignoring it.", stacklevel=3)
         lines = lines[:-1]
         comments = [ln for ln in lines if ln.startswith("#")]
-        for start in (i for i, ln in enumerate(comments) if ln.startswith("# run_id:")):
-            _, stated = read_header(comments[start:start + 1])
-            if stated == self.run_id:
+        starts = [i for i, ln in enumerate(comments) if ln.startswith("# run_id:")]
+        for start, end in zip(starts, [*starts[1:], len(comments)]):
+            if self._complete_header(comments[start:end]):
                 self._has_config = True
         data = [ln for ln in lines if ln and not ln.startswith("#")]
         if not data:
@@ -142,6 +142,17 @@ class ResultsStore:
         frame = pd.read_csv(io.StringIO("\n".join(good) + "\n"),  # pandas >= 3: floats round-trip
                             dtype={"run_id": str, "point": str})
         return frame.drop_duplicates(KEY_COLUMNS, keep="first")
+
+
+    def _complete_header(self, block: list[str]) -> bool:
+        """Whether ``block`` (one ``# run_id:`` line and the comments after it) states this run's whole configuration:
+        its lines hash to the run id. A store cut inside the header kept the run id line only, and the missing
+        configuration was never written again (an audit)."""
+        try:
+            config, stated = read_header(block)
+        except ValueError:
+            return False
+        return stated == self.run_id and bool(config) and run_id(config) == self.run_id
 
 
 def _drop_torn_line(path: Path) -> None:

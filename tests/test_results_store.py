@@ -177,3 +177,21 @@ def test_only_rows_that_are_points_of_the_sweep_under_their_own_key_are_read_bac
     assert set(frame.sparsity) == {0.0, 0.5, 0.9}
     same_rows(frame.sort_values(["strategy", "seed", "sparsity"]).reset_index(drop=True),
               uninterrupted.sort_values(["strategy", "seed", "sparsity"]).reset_index(drop=True))
+
+
+def test_a_store_cut_inside_its_configuration_gets_the_whole_configuration_again(digits, tmp_path):
+    """Only the '# run_id:' line was looked for: a store cut inside the header kept 3 of its 10 lines for good."""
+    from sparsity_viz.run_config import read_header, run_id
+
+    store = tmp_path / "sweep.csv"
+    counting_sweep(digits, store, levels=[0.5])
+    lines = store.read_text().splitlines()
+    header = [ln for ln in lines if ln.startswith("#")]
+    assert len(header) > 4
+    store.write_text("\n".join(header[:3]) + "\n")  # cut inside the configuration, before any row
+    frame, computed = counting_sweep(digits, store, levels=[0.5])
+    assert computed == 3
+    again = store.read_text().splitlines()
+    block = again[again.index(header[0], 1):] if again.count(header[0]) > 1 else again
+    config, stated = read_header(block)
+    assert stated == frame.attrs["run_id"] == run_id(config)
