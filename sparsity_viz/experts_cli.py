@@ -101,7 +101,8 @@ def experts_result(model_name: str, *, top_k: int | None = None, seed: int = 0, 
 
 def run_experts(args) -> int:
     """The ``experts`` command; returns the exit status (bad input raises ``ValueError``)."""
-    unused = [flag for flag, value in (("--lr", args.lr), ("--balance-weight", args.balance_weight)) if value is not None]
+    unused = [flag for flag, value in (("--lr", args.lr), ("--balance-weight", args.balance_weight))
+              if value is not None]
     if unused and args.epochs is None:  # they were ignored without a word (an audit), as prune refuses --dropout
         raise ValueError(f"{' and '.join(unused)} act while training; add --epochs N (or drop them: the bundled "
                          "checkpoint is used as it is).")

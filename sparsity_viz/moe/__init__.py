@@ -21,7 +21,8 @@ from .training import DEFAULT_BALANCE_WEIGHT, MoEAuxLossHook, train_moe
 
 __all__ = [
     "DEFAULT_BALANCE_WEIGHT", "ExpertMap", "MOE_ARCHITECTURES", "check_experts", "expert_map", "finetune_moe",
-    "finetune_moe_run",    "moe_strategy_names", "prune_moe", "with_top_k", "MoEAuxLossHook", "MoEMLP", "MoESpec", "Router", "Routing",
+    "finetune_moe_run", "moe_strategy_names", "prune_moe", "with_top_k", "MoEAuxLossHook", "MoEMLP", "MoESpec",
+    "Router", "Routing",
     "active_parameters", "balance_loss", "compare_compute", "conditional_forward", "dense_counterpart",
     "dense_gated_forward", "expert_masks", "expert_parameter_names", "expert_parameters", "expert_report",
     "flops_per_input", "get_moe_spec", "mlp_flops_per_input", "route", "routing", "routing_frame", "routing_table",
