@@ -11,7 +11,11 @@ Four reasons, each a ``TrainingDiverged.reason``:
   healthy runs stay far below it (fine-tuning and training from scratch alike),
   while a learning rate that is too large drives batch losses to 1e2 to 1e12
   within an epoch, often to fall back to finite values later (SGD at lr 1e4 with
-  L1: 2.6e12, then 7e3), which is why the bound is checked at every step. A hook that
+  L1: 2.6e12, then 7e3), which is why the bound is checked at every step. The bound is
+  at least ``SPREAD_FACTOR`` x the first batch's largest logit range: a sample's loss is at
+  most its logit range + ln C, so a confident model (weights x 10: logits 1e4 apart) loses
+  hundreds on one wrong sample, which is not divergence (a Survival run of such an upload
+  and L1 at its default settings were stopped as diverged; an audit). A hook that
   changes the masks keeps the reference: the bound leaves a pruned model room (its loss
   stays near or below ln C), and restarting the reference at the batch after each change
   let AGP, SET and RigL runs at lr 1e4, whose masks change at almost every step, return
@@ -39,6 +43,7 @@ from typing import Any
 import torch
 
 DIVERGENCE_FACTOR = 100.0  # a batch loss beyond 100 x max(first loss, ln C) has diverged
+SPREAD_FACTOR = 2.0  # ... and beyond twice the first batch's largest logit range (max - min of a sample's logits)
 CHANCE_MARGIN = 0.05  # accuracy within 5 points of a constant guess counts as chance
 START_MARGIN = 0.2  # the accuracy rule applies only to a model that was 20 points above chance
 
@@ -81,15 +86,21 @@ class DivergenceMonitor:
         self.chance = chance
         self.reference_accuracy = start_accuracy
         self.reference_loss: float | None = None
+        self.reference_spread = 0.0  # the first batch's largest logit range
         self.masks_changed = False
 
-    def check_loss(self, loss: float, num_classes: int) -> tuple[str, str] | None:
+    def check_loss(self, loss: float, logits: torch.Tensor) -> tuple[str, str] | None:
+        """``loss`` of a batch whose ``logits`` are ``(B, classes)``."""
         if not math.isfinite(loss):
             return "non-finite loss", f"the loss became {loss}"
         if self.reference_loss is None:
             self.reference_loss = loss
+            spread = (logits.detach().amax(-1) - logits.detach().amin(-1)).max() if logits.numel() else 0.0
+            self.reference_spread = float(spread)
             return None
-        bound = DIVERGENCE_FACTOR * max(self.reference_loss, math.log(max(num_classes, 2)))
+        num_classes = logits.shape[-1]
+        bound = max(DIVERGENCE_FACTOR * max(self.reference_loss, math.log(max(num_classes, 2))),
+                    SPREAD_FACTOR * self.reference_spread)
         if loss > bound:
             return "loss exploded", f"a batch loss of {loss:.3g} exceeds {bound:.3g}"
         return None

@@ -373,7 +373,7 @@ def train(
                     term = hook.loss_term(state)
                     if term is not None:
                         loss = loss + term
-                verdict = monitor.check_loss(value, logits.shape[-1])
+                verdict = monitor.check_loss(value, logits)
                 if verdict is not None:
                     raise _diverged(result, good, state, verdict, regularizer, hooks)
                 state.optimizer.zero_grad(set_to_none=True)

@@ -324,6 +324,23 @@ def test_reported_case_sgd_lr_1e4_with_l1_raises(name):
     assert str(err).endswith("try a smaller learning rate or penalty strength.")
 
 
+def test_a_confident_model_losing_hundreds_on_a_wrong_sample_has_not_diverged():
+    """moons_mlp with its weights x 10 (logits ~1e4 apart, 100 % accurate): one wrong sample in a batch costs
+    hundreds, over the bound of 69 for two classes, so pruning it while training (gradual) was stopped as
+    diverged in epoch 2 (an audit). The bound now allows twice the first batch's logit range."""
+    from sparsity_viz.divergence import SPREAD_FACTOR, DivergenceMonitor
+    from sparsity_viz.pruning import get_strategy
+
+    model, _, data = _sample("moons_mlp")
+    model.load_state_dict({k: v * 10 for k, v in model.state_dict().items()})
+    run = get_strategy("gradual").run(model, data, 0.8, TrainConfig(epochs=8, lr=1e-4))
+    assert len(run.history) == 8 and not run.stopped
+    monitor = DivergenceMonitor(1.0, 0.5)
+    assert monitor.check_loss(0.01, torch.tensor([[0.0, 1e4], [5e3, 0.0]])) is None  # the first batch: range 1e4
+    assert monitor.check_loss(SPREAD_FACTOR * 1e4 - 1, torch.zeros(2, 2)) is None
+    assert monitor.check_loss(SPREAD_FACTOR * 1e4 + 1, torch.zeros(2, 2))[0] == "loss exploded"
+
+
 def test_non_finite_loss(moons):
     bad = dataclasses.replace(moons, x_train=torch.full_like(moons.x_train, float("nan")))
     with pytest.raises(TrainingDiverged) as info:

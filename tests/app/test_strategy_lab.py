@@ -214,21 +214,19 @@ def test_scheduled_strategies_are_run_as_scheduled_or_left_out_with_a_reason():
 
 
 def test_survival_training_that_diverges_is_a_message_and_waits_for_a_click(monkeypatch):
-    """A legal upload (moons_mlp's weights x10: finite, 100 % accurate) made the page's own training diverge: the
-    TrainingDiverged traceback came back on every visit, since the page trains by itself (an audit)."""
+    """A run that diverged raised TrainingDiverged as a traceback, again on every visit, since the page trains by
+    itself (an audit found it with an upload of moons_mlp's weights x10, since no longer a divergence)."""
     import app_state.lab
-    from sparsity_viz.checkpoints import load_sample, state_dict_to_bytes
+    from sparsity_viz.training import TrainingDiverged, TrainResult
 
     runs = []
-    real = app_state.lab.run_schedule
-    monkeypatch.setattr(app_state.lab, "run_schedule", lambda *a, **k: runs.append(1) or real(*a, **k))
-    model, _ = load_sample("moons_mlp")
-    model.load_state_dict({k: v * 10 for k, v in model.state_dict().items()})
-    at = open_app("moons_mlp")
-    at.file_uploader(key="home_upload").set_value(("scaled.safetensors", state_dict_to_bytes(model),
-                                                  "application/octet-stream")).run()
-    check(at)
-    at.switch_page("views/10_survival.py").run()
+
+    def diverging(model, *args, **kwargs):
+        runs.append(1)
+        raise TrainingDiverged("Training diverged in epoch 4: loss exploded.", TrainResult(model), 4, "loss exploded")
+
+    monkeypatch.setattr(app_state.lab, "run_schedule", diverging)
+    at = open_app("moons_mlp", "10_survival")
     check(at)  # no exception
     assert len(runs) == 1 and [e.value.split(":")[0] for e in at.error] == ["Training diverged in epoch 4"]
     assert "The current model was left unchanged" in at.error[0].value
