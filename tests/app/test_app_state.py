@@ -215,3 +215,18 @@ def test_upload_the_apps_own_sparse_checkpoint_counts_stored_zeros_as_pruned():
     at.switch_page("views/2_prune.py").run()  # the Prune page keeps the uploaded model, pruned as it is
     check(at)
     assert at.metric[1].value == "90.0 %"
+
+
+def test_the_cache_table_in_docs_lists_every_cache_with_its_bounds():
+    """docs/app.md said "Every cache is one CacheSpec" over a table of 13 of the 19 (an audit)."""
+    from pathlib import Path
+
+    from app_state.cache import SPECS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "app.md").read_text()
+    table = text[text.index("| Cache | Scope | Key | Bounds |"):].split("\n\n")[0].splitlines()[2:]
+    rows = [[cell.strip() for cell in row.strip("|").split("|")] for row in table]
+    bounds = sorted((scope, b) for _, scope, _, b in rows)
+    expected = sorted(("shared" if s.shared else "session", f"{s.max_entries} entries, {s.max_bytes // 2**20} MiB")
+                      for s in SPECS.values())
+    assert bounds == expected
