@@ -201,3 +201,15 @@ def test_readme_measured_rows_quote_their_docs():
         for number in re.findall(r"\d{4}-\d\d-\d\d|\d+(?:[.,]\d+)*", result):
             assert re.search(rf"(?<![\d.,]){re.escape(number)}", text), f"{what}: {number} is not in {source}"
     assert len(seen) == len(README_ROW_SOURCES)
+
+
+def test_moe_balance_weight_rows_for_moons_are_what_the_script_computes():
+    """docs/moe.md's "Effect of the weight" table (the MNIST rows take a minute; moons' three are checked here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("moe_balance", ROOT / "benchmarks" / "moe_balance.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    doc = (ROOT / "docs" / "moe.md").read_text()
+    for row in script.rows("moe_moons"):
+        assert row in doc, row
