@@ -29,7 +29,7 @@ from captum.attr import DeepLift, InputXGradient, IntegratedGradients, Occlusion
 from torch import nn
 
 from .devices import resolve_device
-from .layers import once_per_architecture
+from .layers import fx_trace, once_per_architecture
 from .masks import require_finite
 
 
@@ -165,7 +165,7 @@ def unshare_modules(model: nn.Module) -> nn.Module:
 def _unshare_plan(model: nn.Module) -> tuple[torch.fx.Graph, tuple[tuple[str, str], ...]] | None:
     """The traced graph with every further use of a module renamed, and ``(new name, module)`` per rename."""
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        graph = fx_trace(model).graph
     except Exception:  # data-dependent control flow etc.
         return None
     uses = Counter(n.target for n in graph.nodes if n.op == "call_module")

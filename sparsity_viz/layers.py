@@ -205,6 +205,37 @@ def once_per_architecture(model: nn.Module, what: str, trace: Callable[[nn.Modul
 _MISSING = object()
 
 
+class _OwnThreadTracer(torch.fx.Tracer):
+    """``torch.fx``'s tracer, confined to the thread that traces.
+
+    A trace patches ``nn.Module.__call__`` and ``__getattr__`` for the whole process; the lock above keeps traces
+    apart, but another thread's forward pass during a trace ran into the tracer ("module is not installed as a
+    submodule": 116 of 417 evaluations failed while another thread traced new layouts; an audit). Calls from any
+    other thread go straight through to the module.
+    """
+
+    def trace(self, root, concrete_args=None):
+        self._owner = threading.get_ident()
+        return super().trace(root, concrete_args)
+
+    def call_module(self, m, forward, args, kwargs):
+        if threading.get_ident() != self._owner:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if threading.get_ident() != self._owner:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+
+def fx_trace(model: nn.Module) -> torch.fx.GraphModule:
+    """``torch.fx.symbolic_trace(model)``, harmless to other threads' forward passes (``_OwnThreadTracer``)."""
+    tracer = _OwnThreadTracer()
+    graph = tracer.trace(model)
+    return torch.fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
 def _structure(model: nn.Module) -> tuple:
     """What the traced chain depends on: the model's class, every module's name, type and forward, and its
     parameters' names, shapes and sharing (tied weights), never their values or identities."""
@@ -229,7 +260,7 @@ def _chain(model: nn.Module) -> list[ChainLayer]:
         if isinstance(w.module, (nn.Conv1d, nn.Conv2d)) and w.module.groups != 1:
             raise ValueError(f"Grouped convolution {w.module_name!r} is not supported by connectivity.")
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        graph = fx_trace(model).graph
     except Exception as e:  # data-dependent control flow etc.
         raise ValueError(f"{prefix} could not be traced with torch.fx to check that it is one "
                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None

@@ -156,8 +156,9 @@ def test_unshare_modules_traces_once_per_architecture(monkeypatch):
     from sparsity_viz import layers
 
     traces = []
-    real = torch.fx.symbolic_trace
-    monkeypatch.setattr(torch.fx, "symbolic_trace", lambda m, *a, **k: traces.append(type(m)) or real(m, *a, **k))
+    real = layers._OwnThreadTracer.trace  # every trace in the project (layers.fx_trace)
+    monkeypatch.setattr(layers._OwnThreadTracer, "trace",
+                        lambda self, m, *a, **k: traces.append(type(m)) or real(self, m, *a, **k))
     monkeypatch.setattr(layers, "_TRACED", {})
     first, second = build_model("lenet5", seed=0), build_model("lenet5", seed=1)  # same architecture, other weights
     x = torch.randn(4, 1, 28, 28)

@@ -375,3 +375,36 @@ def test_compare_masks_fanout_is_connectivity_fanout(lenet300, tiny_conv):
     conv = comparison.compare_masks(tiny_conv, ("random", 0), ("random", 1), 0.5, input_shape=(1, 28, 28))
     assert conv["fanout"]["b"].equal(input_fanout(tiny_conv, conv["masks_b"], (1, 28, 28)))
     assert "fanout" not in comparison.compare_masks(tiny_conv, ("random", 0), ("random", 1), 0.5)
+
+
+def test_a_trace_in_one_thread_leaves_other_threads_forward_passes_alone():
+    """torch.fx patches nn.Module for the whole process while it traces: another thread's forward pass ran into the
+    tracer ("module is not installed as a submodule": 116 of 417 evaluations failed while new layouts were traced;
+    an audit). The tracer now lets other threads' calls through."""
+    import threading
+
+    from sparsity_viz.data import load_dataset
+    from sparsity_viz.layers import chain_layers
+    from sparsity_viz.models import MLP, build_model
+    from sparsity_viz.training import evaluate_dataset
+
+    model, data = build_model("digits_mlp", seed=0), load_dataset("digits")
+    expected = evaluate_dataset(model, data, device="cpu").accuracy
+    errors, done = [], threading.Event()
+
+    def evaluate():  # a student's evaluation, over and over (what a Prune slider step does)
+        while not done.is_set():
+            try:
+                assert evaluate_dataset(model, data, device="cpu").accuracy == expected
+            except Exception as exc:  # noqa: BLE001 - counted, the assertion below names them
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    worker = threading.Thread(target=evaluate)
+    worker.start()
+    try:
+        for hidden in itertools.product(range(1, 9), repeat=3):  # another student's 512 new layouts: 512 traces
+            assert len(chain_layers(MLP(2, hidden, 2))) == 4
+    finally:
+        done.set()
+        worker.join()
+    assert errors == [], errors[:3]

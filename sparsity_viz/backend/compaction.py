@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import once_per_architecture
+from ..layers import fx_trace, once_per_architecture
 
 
 @dataclass
@@ -102,7 +102,7 @@ def _between(model: nn.Module, names: list[str]) -> list[list[Callable] | None]:
 
 
 def _trace_between(model: nn.Module, names: list[str]) -> list[list[Callable] | None]:
-    gm = torch.fx.symbolic_trace(model)
+    gm = fx_trace(model)
     modules = dict(gm.named_modules())
     node_of = {n.target: n for n in gm.graph.nodes if n.op == "call_module" and n.target in names}
     out: list[list[Callable] | None] = []

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import once_per_architecture
+from ..layers import fx_trace, once_per_architecture
 from . import kernels
 from .dispatch import MARGIN, choose
 from .layer_inputs import recorded_inputs
@@ -226,7 +226,7 @@ def _fusion_plan(model: nn.Module) -> tuple[torch.fx.Graph, dict[str, tuple[bool
     """The traced graph with ReLU / pool folded into the convs before them, and the flags per conv; None when
     the model cannot be traced or nothing fuses."""
     try:
-        gm = torch.fx.symbolic_trace(model)
+        gm = fx_trace(model)
     except Exception:  # data-dependent control flow etc.: no fusion
         return None
     modules = dict(gm.named_modules())
