@@ -14,7 +14,6 @@ measured on the model loaded back from the compressed checkpoint.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from doc_block import cpu_line  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.compression.pipeline import PAPER_SPARSITY, compress  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
@@ -87,7 +88,7 @@ def render(results: dict[str, tuple[object, float]]) -> str:
         "indices, then both streams Huffman-coded, code tables and codebooks included); the last row's",
         "accuracy is measured on the model *loaded back* from the compressed checkpoint.",
         "",
-        "Reproduce (about a minute on the 2-core CPU machine, 1 torch thread: 61 s measured, 89 s while other jobs ran):",
+        f"Reproduce (1 torch thread; the run below took {sum(t for _, t in results.values()):.0f} s on {cpu_line()}):",
         "",
         "```",
         ".venv/bin/python benchmarks/deep_compression.py",
@@ -171,7 +172,7 @@ def render(results: dict[str, tuple[object, float]]) -> str:
         "  sharing takes it to about 30×, and Huffman coding adds the rest, with the paper's per-layer",
         "  budgets, and no accuracy lost to quantization itself (the quantized row against the fine-tuned one).",
         "",
-        f"Measured on {platform.machine()} with torch {torch.__version__}, {torch.get_num_threads()} thread(s).",
+        f"Measured on {cpu_line()} with torch {torch.__version__}, {torch.get_num_threads()} thread(s).",
         "",
     ]
     return "\n".join(out)
