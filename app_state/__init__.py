@@ -48,6 +48,7 @@ from .evaluation import accuracy, curves_evaluator, dense_accuracy, eval_model
 from .experts import (
     ExpertsConfig,
     experts_view,
+    finetune_kept_nothing,
     finetune_run,
     forget_finetune,
     measure_timing,
@@ -175,7 +176,7 @@ KEY_SPEED = keys.SPEED
 KEY_SPARSE_CKPT = keys.SPARSE_CKPT
 
 __all__ = [
-    "ExpertsConfig", "experts_view", "finetune_run", "forget_finetune", "measure_timing", "moe_dataset", "moe_names",
+    "ExpertsConfig", "experts_view", "finetune_kept_nothing", "finetune_run", "forget_finetune", "measure_timing", "moe_dataset", "moe_names",
     "moe_strategies", "spec_of", "timing", "tuned_config",
     "ActivationsResult", "activation_result", "class_table", "input_activations", "input_info", "kwinners_available",
     "layer_histograms", "split_points", "split_size", "store_activations", "stored_activations",

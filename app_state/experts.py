@@ -136,6 +136,11 @@ def tuned_config(config: ExpertsConfig) -> ExpertsConfig | None:
     return None
 
 
+def finetune_kept_nothing() -> bool:
+    """Whether the last fine-tune was stopped before its first epoch ended (read once: the next run forgets it)."""
+    return bool(st.session_state.pop(keys.EXPERTS_NOTHING_KEPT, False))
+
+
 def forget_finetune() -> None:
     """Show the settings without the fine-tune again."""
     st.session_state.pop(keys.STORED_EXPERTS_TUNED, None)
@@ -158,8 +163,9 @@ def finetune_run(config: ExpertsConfig, epochs: int, balance_weight: float) -> N
                                 progress=lambda f: progress(f, "fine-tuning"), stop=stop)
 
     def keep(result: TrainResult) -> None:  # a Stop keeps what ran, labelled so (it was labelled `epochs` epochs)
-        if not result.history:
-            return  # stopped before the first epoch ended: nothing to show
+        if not result.history:  # stopped before the first epoch ended: nothing to show, and the page says so
+            st.session_state[keys.EXPERTS_NOTHING_KEPT] = True
+            return
         done = replace(target, finetune_epochs=len(result.history), stopped_early=result.stopped)
         session_cache(EXPERTS)[done] = _build(done, result.model, base.masks)
         st.session_state[keys.STORED_EXPERTS_TUNED] = done

@@ -29,6 +29,7 @@ STORED_FINETUNE = "sv_stored_finetune"  # fine-tune epochs on the Prune page
 STORED_SPEED = "sv_stored_speed"  # Speed page settings (so a cached measurement shows again)
 STORED_QUANT = "sv_stored_quant"  # Quantize page settings (method, granularity, bits, grid)
 STORED_ACTIVATIONS = "sv_stored_activations"  # Activations page settings (input index, layer, k-WTA)
+EXPERTS_NOTHING_KEPT = "sv_experts_nothing_kept"  # set when a fine-tune was stopped before its first epoch ended
 STORED_EXPERTS_TUNED = "sv_stored_experts_tuned"  # ExpertsConfig of the Experts page's last fine-tune (shown while it applies)
 STORED_SENSITIVITY = "sv_stored_sensitivity"  # Layer sensitivity page settings (strategy, levels, seeds, target)
 PLAYGROUND = "sv_playground"  # the Playground page's PlaygroundRun (spec, network, masks, history, hand cuts)

@@ -117,6 +117,8 @@ st.markdown("Trains this pruned copy a few epochs with the pruned weights held a
 f1, f2, f3 = st.columns([2, 2, 3])
 epochs = f1.number_input("Epochs", 1, 10, 2, key="moe_ft_epochs")
 weight = f2.selectbox("Balance weight", [0.0, 0.01, 0.1], key="moe_ft_weight")
+if app_state.finetune_kept_nothing():
+    st.info("The fine-tune was stopped before its first epoch ended: nothing was kept.")
 if f3.button(f"Fine-tune {int(epochs)} epochs", key="moe_finetune", icon=":material/model_training:"):
     try:
         app_state.finetune_run(config, int(epochs), float(weight))

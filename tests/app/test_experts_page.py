@@ -138,6 +138,9 @@ def test_a_fine_tune_stopped_before_an_epoch_ends_keeps_nothing():
     check(at)
     assert not any("fine-tuned" in i.value for i in at.info)
     assert keys.STORED_EXPERTS_TUNED not in at.session_state
+    assert any("stopped before its first epoch ended: nothing was kept" in i.value for i in at.info)
+    at.run()  # said once
+    assert not any("nothing was kept" in i.value for i in at.info)
 
 
 def test_a_stopped_fine_tune_keeps_the_epochs_it_finished_and_says_so():
