@@ -10,7 +10,7 @@ of the sidebar's workbench: nothing here reads or writes it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, NoReturn
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -146,7 +146,7 @@ def forget_finetune() -> None:
     st.session_state.pop(keys.STORED_EXPERTS_TUNED, None)
 
 
-def finetune_run(config: ExpertsConfig, epochs: int, balance_weight: float) -> NoReturn:
+def finetune_run(config: ExpertsConfig, epochs: int, balance_weight: float) -> None:  # returns only when training diverged (run_with_stop)
     """Fine-tune the pruned copy ``epochs`` epochs (masks held) under a progress bar and Stop; show it after."""
     from sparsity_viz.training import TrainConfig, TrainResult  # only when training
 

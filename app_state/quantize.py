@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import pandas as pd
 from torch import nn
@@ -174,7 +174,7 @@ def grid_result(cfg: QuantGridConfig) -> pd.DataFrame | None:
     return session_cache(QUANT_GRID).get(_grid_key(cfg, bench()))
 
 
-def grid_run(cfg: QuantGridConfig) -> NoReturn:
+def grid_run(cfg: QuantGridConfig) -> None:  # returns only when training diverged (run_with_stop)
     """Compute the grid under a progress bar and a Stop button; the page is rerun and finds it with ``grid_result``."""
     wb = bench()
     ds = dataset(wb)

@@ -10,7 +10,7 @@ sentence under the figure is ``sensitivity.describe_scan``. The workbench is lef
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import pandas as pd
 
@@ -66,7 +66,7 @@ def scan_result(cfg: ScanConfig) -> pd.DataFrame | None:
     return session_cache(SENSITIVITY).get(_key(cfg))
 
 
-def scan_run(cfg: ScanConfig) -> NoReturn:
+def scan_run(cfg: ScanConfig) -> None:  # returns only when training diverged (run_with_stop)
     """Run the scan under a progress bar and a Stop button; the page reruns and finds it with ``scan_result``."""
     wb = bench()
     ds = dataset(wb)
