@@ -14,7 +14,7 @@ import json
 
 def add_activations_parser(subparsers) -> None:
     """Register ``activations`` on the CLI's subparsers (sets ``func``)."""
-    from .cli import add_common_args, fraction_arg, seed_arg
+    from .cli_args import add_common_args, fraction_arg, seed_arg
 
     p = subparsers.add_parser("activations", help="per-layer activation sparsity on the test split "
                                                   "(dense, and pruned with --strategy/--sparsity)")
@@ -29,7 +29,7 @@ def add_activations_parser(subparsers) -> None:
 
 def run_activations(args) -> int:
     from .activations import activation_sparsity
-    from .cli import load_bundled
+    from .cli_shared import load_bundled
     from .data import data_batch
     from .devices import resolve_device
     from .models import get_spec

@@ -1,9 +1,8 @@
 """Command line: ``python -m sparsity_viz models | train-samples | prune | sweep | figure | bench | sparse-save
 | quantize | compress | activations | experts | sensitivity``.
 
-Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback: output
-files are checked before any work (the folder exists and is writable, the name is a file), lists
-are never empty, seeds, epochs and threads are bounded. Training that diverges (``prune
+Bad arguments exit with status 2 and one ``error:`` line on stderr, never a traceback (the argument
+types are in ``cli_args``; what the subcommands share to run in ``cli_shared``). Training that diverges (``prune
 --finetune-epochs``, ``sweep``, ``train-samples``) and a write that fails after all exit with
 status 1 and one ``error:`` line.
 """
@@ -12,244 +11,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from . import __version__
 from .atomic_write import write_atomically
 from .checkpoints import CheckpointError
-from .devices import DEVICE_CHOICES, DeviceUnavailableError, configure_threads
+from .cli_args import (CliError, add_common_args, directory_arg, epochs_arg, fraction_arg, fractions_arg, lr_arg,
+                       names_arg, nonempty_arg, output_arg, rate_arg, safetensors_output_arg, same_file, seed_arg,
+                       seeds_arg, threads_arg, train_fraction_arg, workers_arg)
+from .cli_shared import ProgressLine, bundled_finetune_config, load_bundled
+from .devices import DeviceUnavailableError, configure_threads
 from .divergence import TrainingDiverged
 from .executors import PointFailedError
-
-
-class CliError(Exception):
-    """A user mistake; printed as one line."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, no usage dump
         raise CliError(f"{self.prog}: {message}")
-
-
-def fraction_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sparsity must be a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1], got {text}")
-    return value
-
-
-def rate_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"rate must be a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"rate must be in [0, 1), got {text}")
-    return value
-
-
-def train_fraction_arg(text: str) -> float:
-    """A share of the training split, in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"train fraction must be a number in (0, 1], got {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"train fraction must be in (0, 1], got {text}")
-    return value
-
-
-MAX_EPOCHS = 10_000  # a typo guard: 10**12 epochs would run until killed
-MAX_NAME_BYTES = 255  # one file name (Linux NAME_MAX)
-
-
-def listed_items(text: str) -> list[str]:
-    """The items of a comma-separated list: at least one, none empty (``0.5,,0.9`` is a typo, not two levels)."""
-    items = [t.strip() for t in text.split(",")]
-    if not any(items):
-        raise argparse.ArgumentTypeError(f"expected at least one comma-separated value, got {_clipped(text)}")
-    if not all(items):
-        raise argparse.ArgumentTypeError(f"an empty item in the list {_clipped(text)}")
-    return items
-
-
-def distinct_items(values: list, text: str) -> list:
-    """``values`` when no two are equal (a repeated level or seed would be counted twice, or dropped silently)."""
-    seen = set()
-    for v in values:
-        if v in seen:
-            raise argparse.ArgumentTypeError(f"{v} is listed twice in {_clipped(text)}")
-        seen.add(v)
-    return values
-
-
-def _clipped(text: str, limit: int = 80) -> str:
-    """``text`` quoted for a message, at most ``limit`` characters of it (a 100 kB argument is not echoed whole)."""
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
-
-
-def fractions_arg(text: str) -> list[float]:
-    """A non-empty comma-separated list of distinct fractions in [0, 1]."""
-    return distinct_items([fraction_arg(t) for t in listed_items(text)], text)
-
-
-def ints_arg(text: str) -> list[int]:
-    """Comma-separated integers (may be empty: ``--prune-experts ''``)."""
-    if not text.strip():
-        return []
-    try:
-        return [int(t) for t in listed_items(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def bounded_int_arg(text: str, low: int, high: int, what: str) -> int:
-    """A whole number in [low, high]; the message names ``what``."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{what} must be a whole number from {low} to {high}, got {text!r}") from None
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"{what} must be from {low} to {high}, got {value}")
-    return value
-
-
-def epochs_arg(text: str) -> int:
-    return bounded_int_arg(text, 0, MAX_EPOCHS, "epochs")
-
-
-def seed_arg(text: str) -> int:
-    from .pruning.base import MAX_SEED
-
-    return bounded_int_arg(text, 0, MAX_SEED, "a seed")
-
-
-def seeds_arg(text: str) -> list[int]:
-    """A non-empty comma-separated list of distinct seeds."""
-    return distinct_items([seed_arg(t) for t in listed_items(text)], text)
-
-
-def repeats_arg(text: str) -> int:
-    return bounded_int_arg(text, 1, 10_000, "repeats")
-
-
-def workers_arg(text: str) -> int:
-    """Sweep worker processes: 1 to the CPUs this process may use (more only take turns on them)."""
-    from .devices import usable_cpus
-
-    return bounded_int_arg(text, 1, usable_cpus(), "workers")
-
-
-def threads_arg(text: str) -> int:
-    """Torch threads: 1 to this machine's CPU count (more never helps, and 10**5 threads crash library imports)."""
-    return bounded_int_arg(text, 1, os.cpu_count() or 1, "threads")
-
-
-def lr_arg(text: str) -> float:
-    """A learning rate: a finite number in (0, ``training.MAX_LR``], checked even where no epoch would use it."""
-    from .training import MAX_LR
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a learning rate is a number, got {_clipped(text)}") from None
-    if not (math.isfinite(value) and 0 < value <= MAX_LR):
-        raise argparse.ArgumentTypeError(f"a learning rate is a positive number up to {MAX_LR:g}, got {text}")
-    return value
-
-
-def finite_nonnegative_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def nonempty_arg(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a path, got ''")
-    return text
-
-
-def names_arg(text: str) -> list[str]:
-    """A non-empty comma-separated list of distinct names."""
-    return distinct_items(listed_items(text), text)
-
-
-def output_arg(text: str) -> str:
-    """A file to write: not empty, not a directory, in a writable directory that exists (checked before any work)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected an output file name, got ''")
-    path = Path(text).expanduser()
-    if any(len(part.encode()) > MAX_NAME_BYTES for part in path.parts):  # stat() itself would fail on it
-        raise argparse.ArgumentTypeError(f"a file or folder name is longer than {MAX_NAME_BYTES} bytes")
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name")
-    if path.exists() and not path.is_file():  # a device or FIFO: a save would not be a file
-        raise argparse.ArgumentTypeError(f"{text} is not a regular file; give a file name")
-    folder = path.parent
-    if not folder.is_dir():
-        raise argparse.ArgumentTypeError(f"the folder {folder} does not exist (or is not a folder); create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"the folder {folder} is not writable")
-    return str(path)  # "~" expanded: the writers open it as given
-
-
-def directory_arg(text: str) -> str:
-    """A folder to write into: not empty, an existing writable folder or a new one in a writable folder."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a folder, got ''")
-    path = Path(text).expanduser()
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
-    existing = path if path.is_dir() else path.parent
-    if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"the folder {existing} does not exist (or is not a folder); create it first")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"the folder {existing} is not writable")
-    return str(path)
-
-
-def safetensors_output_arg(text: str) -> str:
-    """An ``output_arg`` that is a .safetensors file (a name without a suffix gets it; any other suffix is refused)."""
-    path = Path(output_arg(text))
-    if path.suffix == "":
-        return str(path.with_suffix(".safetensors"))
-    if path.suffix != ".safetensors":
-        raise argparse.ArgumentTypeError(f"this writes safetensors: name the file .safetensors, not {path.suffix}")
-    return str(path)
-
-
-class ProgressLine:
-    """A one-line text progress bar on stderr."""
-
-    def __init__(self, label: str, enabled: bool = True):
-        self.label, self.enabled = label, enabled and sys.stderr.isatty()
-
-    def __call__(self, fraction: float, *_):
-        if self.enabled:
-            filled = int(30 * fraction)
-            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%}")
-            sys.stderr.flush()
-            if fraction >= 1.0:
-                sys.stderr.write("\n")
-
-
-def add_common_args(p: argparse.ArgumentParser, model: bool = True) -> None:
-    if model:
-        p.add_argument("--model", required=True, help="bundled model name (see `python -m sparsity_viz models`)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    p.add_argument("--threads", type=threads_arg, default=None, help="torch threads (default: 1, measured fastest here)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -349,32 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_bundled(model_name: str):
-    from .checkpoints import load_sample
-    from .data import load_dataset
-    from .models import get_spec
-
-    spec = get_spec(model_name)
-    model, card = load_sample(model_name)
-    return model, card, load_dataset(spec.dataset, seed=card.get("dataset", {}).get("seed", 0))
-
-
-def bundled_finetune_config(card: dict, epochs: int, lr: float | None, device: str, dropout: float = 0.0,
-                     dropconnect: float = 0.0, train_fraction: float = 1.0):
-    from .training import TrainConfig
-
-    recipe = card.get("recipe", {})
-    return TrainConfig(
-        epochs=epochs,
-        lr=lr if lr is not None else recipe.get("lr", 1e-3) / 10,  # Han et al.: retrain at 1/10 of the lr
-        batch_size=recipe.get("batch_size", 64),
-        device=device,
-        dropout=dropout,
-        dropconnect=dropconnect,
-        train_fraction=train_fraction,
-    )
-
-
 def cmd_models(args) -> int:
     from .checkpoints import available_moe_samples, available_samples, load_card
 
@@ -419,14 +172,6 @@ def cmd_train_samples(args) -> int:
     return 0
 
 
-def _same_file(a: str, b: str) -> bool:
-    """Whether two output arguments name one file (the same path, or two names of one existing file)."""
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    if pa.exists() and pb.exists():
-        return os.path.samefile(pa, pb)
-    return pa.resolve() == pb.resolve()
-
-
 def cmd_prune(args) -> int:
     from .masks import save_masks
     from .pruning import get_strategy, prune
@@ -435,11 +180,12 @@ def cmd_prune(args) -> int:
     from .checkpoints import save_model
     from .data import data_batch, train_subset
 
-    scheduled = get_strategy(args.strategy, scope=args.scope, seed=args.seed).scheduled
+    strategy = get_strategy(args.strategy, scope=args.scope, seed=args.seed)
+    scheduled = strategy.scheduled
     if scheduled and args.finetune_epochs <= 0:  # its one-shot masks are plain magnitude's: not the strategy
         raise CliError(f"{args.strategy} prunes while it trains (a scheduled strategy); give it a training budget "
                        "with --finetune-epochs N")
-    if args.save and args.save_masks and _same_file(args.save, args.save_masks):  # the masks overwrote the model
+    if args.save and args.save_masks and same_file(args.save, args.save_masks):  # the masks overwrote the model
         raise CliError("--save and --save-masks name the same file; give two")
     if (args.dropout or args.dropconnect or args.train_fraction < 1) and args.finetune_epochs <= 0:
         raise CliError("--dropout / --dropconnect / --train-fraction act while fine-tuning; add --finetune-epochs N")
@@ -448,12 +194,11 @@ def cmd_prune(args) -> int:
     config = bundled_finetune_config(card, args.finetune_epochs, args.finetune_lr, args.device, args.dropout,
                                      args.dropconnect, args.train_fraction) if args.finetune_epochs > 0 else None
     if scheduled:  # pruned while trained for the budget, as sweep --schedule-epochs runs it
-        run = get_strategy(args.strategy, scope=args.scope, seed=args.seed).run(
-            model, dataset, args.sparsity, config, progress=ProgressLine(f"{args.strategy} (prunes while training)"))
+        run = strategy.run(model, dataset, args.sparsity, config,
+                           progress=ProgressLine(f"{args.strategy} (prunes while training)"))
         pruned, net, one_shot = run, run.model, None
     else:
-        pruned = prune(model, args.strategy, args.sparsity, scope=args.scope, seed=args.seed,
-                       batch=data_batch(dataset, seed=args.seed))
+        pruned = prune(model, strategy, args.sparsity, batch=data_batch(dataset, seed=args.seed))
         net = pruned.model
         one_shot = evaluate_dataset(net, dataset, device=args.device)
     tuned, used = None, dataset
@@ -507,9 +252,9 @@ def cmd_prune(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .experiments import summarize, sweep
-    from .pruning import get_strategy
+    from .pruning import is_scheduled
 
-    scheduled = [s for s in args.strategies if get_strategy(s).scheduled]
+    scheduled = [s for s in args.strategies if is_scheduled(s)]
     if len(scheduled) == len(args.strategies) and not (args.schedule_epochs or args.finetune_epochs):
         # every strategy would be skipped: an empty table read as a sweep that ran (exit 0)
         raise CliError(f"nothing to sweep: {', '.join(scheduled)} prune while they train (scheduled strategies) "
@@ -517,7 +262,7 @@ def cmd_sweep(args) -> int:
     executor = args.executor
     if args.address is not None and executor != "ray":
         raise CliError("--address is for --executor ray")
-    if args.store and args.csv and _same_file(args.store, args.csv):  # the CSV replaced the stored rows
+    if args.store and args.csv and same_file(args.store, args.csv):  # the CSV replaced the stored rows
         raise CliError("--store and --csv name the same file; the CSV would replace the store's rows")
     if executor == "ray":
         from .executors import RayExecutor

@@ -98,7 +98,7 @@ def _read_csv(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
     except UnicodeDecodeError as exc:
         raise DataError(f"{filename}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8.") from None
     lines = _csv_rows(text, filename)
-    header = next(lines, None)
+    _, header = next(lines, (0, None))
     if header is None:
         raise DataError(f"{filename}: no rows.")
     columns = [c.strip() for c in header]
@@ -142,16 +142,13 @@ def _read_csv(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _csv_rows(text: str, filename: str):
-    """The header, then ``(line number, cells)`` of each further row that is not blank; ``DataError`` for a
-    malformed one (an unclosed quote, a field past the csv module's limit)."""
+    """``(line number, cells)`` of each row that is not blank, the header first; ``DataError`` for a malformed
+    one (an unclosed quote, a field past the csv module's limit)."""
     reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
-    first = True
     try:
         for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):  # blank lines are skipped, as pandas did
-                continue
-            yield row if first else (reader.line_num, row)
-            first = False
+            if row and (len(row) > 1 or row[0].strip()):  # blank lines are skipped, as pandas did
+                yield reader.line_num, row
     except csv.Error as exc:
         raise DataError(f"{filename}: not a readable CSV (line {reader.line_num}: {exc}).") from None
 

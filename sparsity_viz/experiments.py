@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import io
 import itertools
-import numbers
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +47,7 @@ from .pruning import get_strategy
 from .pruning.base import SCOPES, Strategy
 from .run_config import read_header, run_id, sweep_config, with_header
 from .training import TrainConfig, TrainingDiverged, evaluate, is_stopped, train
+from .whole_numbers import is_whole
 
 SWEEP_COLUMNS = [
     "strategy", "kind", "sparsity", "seed", "finetune_epochs", "train_epochs", "achieved_sparsity",
@@ -177,7 +177,7 @@ def sweep(
         raise ValueError("A sweep needs at least one strategy and one sparsity level.")
     if scope is not None and scope not in SCOPES:  # "Global" was ignored (layer scope) yet recorded as given
         raise ValueError(f"Unknown scope {scope!r}; choose one of {', '.join(SCOPES)} (or None: each strategy's own).")
-    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+    if not is_whole(workers) or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}.")
     for level in levels:
         if not 0.0 <= float(level) <= 1.0:
@@ -185,7 +185,7 @@ def sweep(
     if len({float(v) for v in levels}) < len(levels):  # a repeated point would be counted twice and never finish
         raise ValueError(f"Sparsity levels must be distinct, got {list(levels)!r}.")
     given = list(seeds)
-    if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in given):  # 0.9 ran as seed 0
+    if not all(is_whole(s) for s in given):  # 0.9 ran as seed 0
         raise ValueError(f"Seeds must be whole numbers, got {given!r}.")
     seeds = [int(s) for s in given]
     if not seeds or len(set(seeds)) < len(seeds):

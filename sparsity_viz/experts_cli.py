@@ -18,7 +18,7 @@ import json
 
 def add_experts_parser(subparsers) -> None:
     """Register ``experts`` on the CLI's subparsers (sets ``func=run_experts``)."""
-    from .cli import epochs_arg, finite_nonnegative_arg, fraction_arg, ints_arg, lr_arg, seed_arg, threads_arg
+    from .cli_args import epochs_arg, finite_nonnegative_arg, fraction_arg, ints_arg, lr_arg, seed_arg, threads_arg
 
     p = subparsers.add_parser("experts", help="mixture-of-experts routing: class x expert table, load, balance "
                                               "loss, active parameters")

@@ -35,6 +35,7 @@ from .pruning.base import MAX_SEED
 from .pruning.iterative import ImpTraining, imp_round_masks, imp_trainings, round_rates
 from .pruning.schedule import MaskTimeline
 from .training import TrainConfig
+from .whole_numbers import is_whole
 
 METHODS = ("imp_rewind", "reinit", "random_mask")
 METHOD_LABELS = {"imp_rewind": "IMP + rewinding (ticket)", "reinit": "same mask, random re-init",
@@ -61,7 +62,7 @@ class LotteryConfig:
         # weight, -0.2 only the output layer, rounds -1 returned one row, seed 0.5 failed inside torch (an audit)
         for name, low in (("rounds", 0), ("epochs", 1), ("batch_size", 1), ("rewind_step", 0), ("seed", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            if not is_whole(value) or value < low:
                 raise ValueError(f"LotteryConfig.{name} must be a whole number >= {low}, got {value!r}.")
         if self.seed > MAX_SEED:
             raise ValueError(f"LotteryConfig.seed must be at most {MAX_SEED}, got {self.seed}.")

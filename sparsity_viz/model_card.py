@@ -12,11 +12,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .whole_numbers import is_whole
+
 Check = Callable[[Any], bool]
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_number(v: Any) -> bool:
@@ -24,7 +22,7 @@ def _is_number(v: Any) -> bool:
 
 
 def _count(v: Any) -> bool:
-    return _is_int(v) and v >= 0
+    return is_whole(v) and v >= 0
 
 
 def _fraction(v: Any) -> bool:
@@ -57,7 +55,7 @@ TOP: dict[str, tuple[Check, str]] = {
     "description": (_text, "a string"),
     "torch_version": (_text, "a string"),
     "balance_weight_reason": (_text, "a string"),
-    "seed": (_is_int, "an integer"),
+    "seed": (is_whole, "an integer"),
     "parameters": (_count, "a whole number >= 0"),
     "active_parameters": (_count, "a whole number >= 0"),
     "test_accuracy": (_fraction, "a number in [0, 1]"),
@@ -70,15 +68,15 @@ TOP: dict[str, tuple[Check, str]] = {
 }
 DATASET: dict[str, tuple[Check, str]] = {
     "name": (_text, "a string"),
-    "seed": (_is_int, "an integer"),
+    "seed": (is_whole, "an integer"),
     "test_size": (_count, "a whole number >= 0"),
     "train_size": (_count, "a whole number >= 0"),
 }
 RECIPE: dict[str, tuple[Check, str]] = {
     "lr": (_positive, "a finite number > 0"),
-    "batch_size": (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    "batch_size": (lambda v: is_whole(v) and v >= 1, "a whole number >= 1"),
     "epochs": (_count, "a whole number >= 0"),
-    "seed": (_is_int, "an integer"),
+    "seed": (is_whole, "an integer"),
     "momentum": (_non_negative, "a finite number >= 0"),
     "weight_decay": (_non_negative, "a finite number >= 0"),
     "strength": (_non_negative, "a finite number >= 0"),

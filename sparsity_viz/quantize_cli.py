@@ -46,14 +46,14 @@ def _bits(given: int | None, method: str, default: int) -> int:
 
 def _sparsity_arg(text: str) -> float | str:
     """A fraction in [0, 1], or "paper" (Han et al.'s per-layer targets)."""
-    from .cli import fraction_arg
+    from .cli_args import fraction_arg
 
     return text if text == "paper" else fraction_arg(text)
 
 
 def add_quantize_parsers(subparsers) -> None:
     """Register ``quantize`` and ``compress`` on the CLI's subparsers (each sets ``func``)."""
-    from .cli import add_common_args, epochs_arg, fraction_arg, lr_arg, safetensors_output_arg, seed_arg
+    from .cli_args import add_common_args, epochs_arg, fraction_arg, lr_arg, safetensors_output_arg, seed_arg
     from .quantization.registry import bits_ranges
 
     p = subparsers.add_parser("quantize", help="quantize a bundled model (optionally pruned, optionally with QAT); "
@@ -119,7 +119,7 @@ def _records(frame) -> list[dict]:
 
 def run_quantize(args) -> int:
     """The ``quantize`` command; returns the exit status (bad input raises ``ValueError``)."""
-    from .cli import ProgressLine, bundled_finetune_config, load_bundled
+    from .cli_shared import ProgressLine, bundled_finetune_config, load_bundled
     from .compression.checkpoint import save_compressed
     from .compression.size import size_table
     from .data import data_batch
@@ -203,7 +203,7 @@ def run_quantize(args) -> int:
 
 def run_compress(args) -> int:
     """The ``compress`` command: the Deep Compression pipeline, one row per stage."""
-    from .cli import ProgressLine, load_bundled
+    from .cli_shared import ProgressLine, load_bundled
     from .compression.pipeline import DEFAULT_BITS, PAPER_SPARSITY, compress, finetune_config
     from .pruning import get_one_shot_strategy
     from .models import build_model

@@ -19,7 +19,7 @@ from .atomic_write import write_atomically
 
 def add_sensitivity_parser(subparsers) -> None:
     """Register ``sensitivity`` on the CLI's subparsers (sets ``func``)."""
-    from .cli import add_common_args, fraction_arg, fractions_arg, names_arg, output_arg, seeds_arg
+    from .cli_args import add_common_args, fraction_arg, fractions_arg, names_arg, output_arg, seeds_arg
     from .sensitivity import DEFAULT_LEVELS
 
     p = subparsers.add_parser("sensitivity", help="per-layer sensitivity: prune one layer at a time to each level "
@@ -49,7 +49,7 @@ def _records(frame) -> list[dict]:
 
 
 def run_sensitivity(args) -> int:
-    from .cli import ProgressLine, load_bundled
+    from .cli_shared import ProgressLine, load_bundled
     from .experiments import sweep_csv
     from .models import get_spec
     from .pruning.sensitivity_guided import suggest_targets

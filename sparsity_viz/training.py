@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from .devices import resolve_device
 from .divergence import DIVERGENCE_FACTOR, DivergenceMonitor, TrainingDiverged, chance_accuracy  # noqa: F401 (re-exported)
 from .masks import Masks, apply_masks, masks_from_zeros, require_finite, sparsity, to_device
 from .regularizers import REGULARIZERS, Regularizer, get_regularizer
+from .whole_numbers import is_whole
 
 MAX_LR = 1e30  # learning rates near float32's range (4e37) overflowed inside torch's optimizers: a traceback
 
@@ -238,7 +238,7 @@ def label_stats(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
 
 def check_batch_size(batch_size: int) -> int:
     """``batch_size`` when it is a whole number >= 1, else ``ValueError``."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    if not is_whole(batch_size) or batch_size < 1:
         raise ValueError(f"The batch size must be a whole number >= 1, got {batch_size!r}.")
     return int(batch_size)
 

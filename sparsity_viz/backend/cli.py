@@ -23,14 +23,14 @@ MAX_BATCH = 65_536  # the inputs of one timed call: 784 x 65,536 floats is 205 M
 def _batches(text: str) -> list[int]:
     """``--batch``: distinct whole numbers from 1 to ``MAX_BATCH``, by the CLI's list rules (no empty item, none
     twice: ``1,1`` ran the whole benchmark, then failed on a duplicate index)."""
-    from ..cli import bounded_int_arg, distinct_items, listed_items
+    from ..cli_args import bounded_int_arg, distinct_items, listed_items
 
     return distinct_items([bounded_int_arg(v, 1, MAX_BATCH, "a --batch size") for v in listed_items(text)], text)
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``bench`` on an argparse subparsers object."""
-    from ..cli import repeats_arg, seed_arg, threads_arg
+    from ..cli_args import repeats_arg, seed_arg, threads_arg
 
     p = subparsers.add_parser("bench", help="latency of every sparse format vs dense for a pruned model")
     p.add_argument("--model", default="lenet300")
@@ -112,7 +112,7 @@ def run_bench(args) -> int:
 
 def add_sparse_save_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``sparse-save``: prune a model and write a sparse checkpoint, with sizes."""
-    from ..cli import safetensors_output_arg, seed_arg
+    from ..cli_args import safetensors_output_arg, seed_arg
 
     p = subparsers.add_parser("sparse-save", help="save a pruned model as a compact sparse safetensors file")
     p.add_argument("--model", default="lenet300")

@@ -27,7 +27,6 @@ fc by default (the paper's AlexNet setting).
 from __future__ import annotations
 
 import copy
-import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -43,6 +42,7 @@ from ..quantization.qat import Bits, layer_bits, quantize_aware_finetune, quanti
 from ..training import TrainConfig, evaluate_dataset, train
 from .checkpoint import load_compressed, save_compressed
 from .size import size_table
+from ..whole_numbers import is_whole
 
 STAGES = ("dense", "pruned", "pruned+finetuned", "quantized", "quantized+QAT", "huffman")
 STAGE_COLUMNS = ["stage", "accuracy", "error_pct", "bytes", "ratio_vs_dense", "format", "nonzeros", "sparsity"]
@@ -149,7 +149,7 @@ def compress(
         TrainingDiverged: a retraining diverged.
     """
     for epochs in (finetune_epochs, qat_epochs):  # nan passed the old `< 0` check and reached the settings
-        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        if not is_whole(epochs) or epochs < 0:
             raise ValueError(f"finetune_epochs and qat_epochs must be whole numbers >= 0, got {epochs!r}.")
     quantizers_for(model, method, bits, per_channel)  # bad method / bits / layer names fail before any training
     get_one_shot_strategy(strategy, "Deep Compression (prune once, then retrain)", seed=seed)

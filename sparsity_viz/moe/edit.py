@@ -19,16 +19,17 @@ from dataclasses import replace
 from ..data import Dataset
 from ..masks import Masks, apply_masks
 from ..training import TrainConfig, TrainResult
+from ..whole_numbers import is_whole
 from .model import MoEMLP, expert_masks
 from .training import DEFAULT_BALANCE_WEIGHT, train_moe
 
 
 def with_top_k(model: MoEMLP, k: int) -> MoEMLP:
     """A copy of ``model`` that routes each input to ``k`` experts (``1 <= k <= N``)."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= model.num_experts:  # True ran as k=1
+    if not is_whole(k) or not 1 <= k <= model.num_experts:  # True ran as k=1
         raise ValueError(f"top_k must be between 1 and {model.num_experts}, got {k!r}.")
     out = copy.deepcopy(model)
-    out.top_k = k
+    out.top_k = int(k)
     for p in out.parameters():
         p.requires_grad_(True)  # a copy of a frozen shared model becomes an ordinary, trainable one
     return out

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data import Dataset, train_subset
+from ..data import Dataset, train_subset_size
 from ..masks import Masks, full_masks
 from ..models import prunable_parameters
 from ..training import TrainConfig, TrainHook, TrainResult, TrainState, evaluate, is_stopped, train
@@ -119,8 +119,7 @@ class ImpTraining:
 
 def first_training_steps(dataset: Dataset, config: TrainConfig) -> int:
     """Optimizer steps of one ``training.train`` run of ``config`` on ``dataset`` (its last batch may be short)."""
-    n = len(train_subset(dataset, config.train_fraction, seed=config.seed).y_train)
-    return config.epochs * math.ceil(n / config.batch_size)
+    return config.epochs * math.ceil(train_subset_size(dataset, config.train_fraction) / config.batch_size)
 
 
 def imp_trainings(
