@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_SYMBOL = 2**16 - 1  # code tables are dense over 0..max_symbol; larger alphabets are refused
+MAX_SYMBOL = 2**16 - 2  # code tables are dense over 0..max_symbol, whose size (max_symbol + 1) the header's uint16 holds
 MAX_CODE_LENGTH = 56  # codes are built in int64; no real histogram gets near (it needs ~Fibonacci(56) symbols)
 _TABLE_DECODE_MAX = 20  # decode through a 2**L lookup table up to this longest code, bit by bit beyond
 _HEADER = 3  # bytes: the alphabet size (max_symbol + 1) as uint16 little-endian + 1 reserved/version byte

@@ -45,6 +45,7 @@ from . import huffman
 
 FC_INDEX_BITS = 5  # Han et al. 2016: "8 bits for conv layer and 5 bits for fc layer"
 CONV_INDEX_BITS = 8
+MAX_INDEX_BITS = 15  # a filler's gap (2**bits - 1) must be a symbol the Huffman table can hold (huffman.MAX_SYMBOL)
 FLOAT_BYTES = 4
 
 SIZE_COLUMNS = [
@@ -89,8 +90,8 @@ class RelativeIndex:
 
 def relative_index(keep: torch.Tensor | np.ndarray, index_bits: int) -> RelativeIndex:
     """Han et al.'s relative index of the True entries of ``keep`` (row-major over the whole tensor)."""
-    if not 1 <= index_bits <= 16:
-        raise ValueError(f"index_bits must be 1..16, got {index_bits}.")
+    if not 1 <= index_bits <= MAX_INDEX_BITS:
+        raise ValueError(f"index_bits must be 1..{MAX_INDEX_BITS}, got {index_bits}.")
     flat = np.asarray(keep.detach().cpu() if isinstance(keep, torch.Tensor) else keep, dtype=bool).reshape(-1)
     pos = np.flatnonzero(flat).astype(np.int64)
     raw = np.diff(pos, prepend=-1) - 1  # zeros skipped before each kept entry

@@ -67,8 +67,16 @@ def test_single_symbol_and_empty():
     assert huffman.huffman_bits({}) == 0
 
 
+def test_largest_symbol_round_trips_through_its_table():
+    data, table = huffman.encode([huffman.MAX_SYMBOL, 1, 1])
+    back = huffman.CodeTable.from_bytes(table.to_bytes())  # the header holds the alphabet size MAX_SYMBOL + 1
+    assert back == table and huffman.decode(data, back, 3).tolist() == [huffman.MAX_SYMBOL, 1, 1]
+    with pytest.raises(HuffmanError, match="0..65534"):
+        huffman.encode([huffman.MAX_SYMBOL + 1])
+
+
 def test_bad_input_raises_one_error():
-    with pytest.raises(HuffmanError, match="0..65535"):
+    with pytest.raises(HuffmanError, match="0..65534"):
         huffman.encode([-1, 2])
     with pytest.raises(HuffmanError, match="integers"):
         huffman.encode(np.array([0.5, 1.0]))

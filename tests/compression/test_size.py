@@ -9,10 +9,10 @@ from torch import nn
 
 from sparsity_viz.compression import huffman
 from sparsity_viz.compression.size import (
-    CONV_INDEX_BITS, FC_INDEX_BITS, encode_layer, pack_bits, positions_from_gaps, relative_index, size_table,
+    CONV_INDEX_BITS, FC_INDEX_BITS, MAX_INDEX_BITS, encode_layer, pack_bits, positions_from_gaps, relative_index, size_table,
     unpack_bits,
 )
-from sparsity_viz.quantization import QuantizedModel, QuantizedTensor, quantize_model
+from sparsity_viz.quantization import QuantizedModel, QuantizedTensor, get_quantizer, quantize_model
 
 
 def test_pack_bits_exact():
@@ -21,6 +21,16 @@ def test_pack_bits_exact():
     assert pack_bits(np.array([], dtype=np.int64), 5) == b""
     with pytest.raises(ValueError, match="fit"):
         pack_bits(np.array([4]), 2)
+
+
+def test_widest_index_encodes_a_long_zero_run():
+    weight = torch.zeros(1, 70_000)
+    weight[0, -1] = 1.0  # 69,999 zeros before it: two fillers of the widest gap
+    enc = encode_layer(get_quantizer("uniform_symmetric", 4).quantize(weight), index_bits=MAX_INDEX_BITS)
+    assert enc.fillers == 69_999 // 2**MAX_INDEX_BITS
+    assert huffman.CodeTable.from_bytes(enc.gaps_table.to_bytes()) == enc.gaps_table
+    with pytest.raises(ValueError, match="index_bits must be 1..15"):
+        relative_index(np.ones(4, dtype=bool), MAX_INDEX_BITS + 1)
 
 
 def test_relative_index_with_fillers():
