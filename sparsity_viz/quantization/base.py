@@ -182,6 +182,11 @@ class Quantizer(ABC):
                  code_min: int, code_max: int) -> QuantizedTensor:
         """The ``QuantizedTensor`` of a uniform grid (``uniform_quantize``) over ``rows`` of a weight of ``shape``."""
         codes, levels = uniform_quantize(rows, scale, zero_point, code_min, code_max, self.bits)
+        if not bool(torch.isfinite(levels.gather(1, codes)).all()):  # a range near ±3e38 on a coarse grid
+            raise ValueError(
+                f"{self.label} on a {self.bits}-bit grid cannot hold these weights: their range "
+                f"[{rows.min().item():.3g}, {rows.max().item():.3g}] puts a level beyond float32's ±3.4e38. "
+                "Scale the weights down or use more bits.")
         return QuantizedTensor(codes=codes.reshape(shape), levels=levels if self.per_channel else levels[0],
                                bits=self.bits, method=self.name, per_channel=self.per_channel, scale=scale,
                                zero_point=zero_point, code_range=(code_min, code_max))

@@ -6,7 +6,8 @@ contains 0; ``scale = (hi - lo) / (2**bits - 1)`` and
 exactly the level of code ``zero_point``). Codes are
 ``clamp(round(w / scale) + zero_point, 0, 2**bits - 1)``, per tensor or per output
 channel (dim 0); an all-zero tensor or channel gets ``scale = 1``, ``zero_point = 0``; ``scale`` is at least
-``base.MIN_SCALE``, and where ``hi - lo`` overflows float32 it is ``hi / (2**bits - 1) - lo / (2**bits - 1)``.
+``base.MIN_SCALE``, and where ``hi - lo`` overflows float32 it is ``hi / (2**bits - 1) - lo / (2**bits - 1)``
+(a grid too coarse for such a range, whose used levels would pass ±3.4e38, is refused with a ``ValueError``).
 This is ``torch.fake_quantize_per_{tensor,channel}_affine(w, scale, zero_point, 0,
 2**bits - 1)`` exactly (torch's ``quint8`` observer convention with a range that
 includes 0).

@@ -449,3 +449,18 @@ def test_affine_range_wider_than_float32_stays_finite(per_channel):
         scale, zp = qt.scale[1:], qt.zero_point[1:]
         ref = torch.fake_quantize_per_channel_affine(w[1:], scale, zp.int(), 0, 0, 255)
         torch.testing.assert_close(deq[1:], ref, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bits", [1, 3])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_affine_range_beyond_a_coarse_grid_is_refused(bits, per_channel):
+    """Found by an audit: at 1-3 bits a 6e38 range puts a used level past float32 (1 bit: NaN everywhere, 0 included)."""
+    w = torch.tensor([[3e38, -3e38, 1.0, 0.0], [2.0, -1.0, 0.0, 0.5]])
+    with pytest.raises(ValueError, match=rf"on a {bits}-bit grid cannot hold these weights.*more bits"):
+        get_quantizer("uniform_affine", bits, per_channel=per_channel).quantize(w)
+    for wider in range(1, 9):  # wherever a grid is accepted, every dequantized weight is finite
+        try:
+            deq = get_quantizer("uniform_affine", wider, per_channel=per_channel).quantize(w).dequantize()
+        except ValueError:
+            continue
+        assert bool(torch.isfinite(deq).all())
