@@ -188,7 +188,7 @@ def compress(
 
     dense_size = size_table(model)
     sizes_tuned = size_table(tuned, masks)
-    sizes_ptq = size_table(tuned, masks, quantized=ptq)
+    sizes_ptq = size_table(ptq.model, quantized=ptq)  # nonzeros of the quantized weights, as for QAT
     sizes_qat = size_table(qat.model, quantized=qat)
     dense_bytes = _total(dense_size, "dense_fp32_bytes")
     rows = [

@@ -18,7 +18,7 @@ from sparsity_viz.compression.pipeline import (
 )
 from sparsity_viz.compression.size import size_table
 from sparsity_viz.data import load_dataset
-from sparsity_viz.models import build_model, prunable_parameters
+from sparsity_viz.models import MLP, build_model, prunable_parameters
 from sparsity_viz.pruning import prune
 from sparsity_viz.training import evaluate_dataset
 
@@ -103,3 +103,16 @@ def test_deep_compression_returns_the_stage_frame_and_refuses_bad_input(digits):
                           ({"sparsity": {"fc1": 0.5, "fc1.weight": 0.9}}, "names fc1.weight twice")]:
         with pytest.raises(ValueError, match=match):
             deep_compression(model, data, **kwargs)
+
+
+def test_quantized_stage_counts_the_zeros_quantization_made():
+    """Found by an audit: the PTQ row counted the fp32 model's nonzeros (179) where its codes held 122."""
+    torch.manual_seed(0)
+    data = load_dataset("moons", n=200)
+    model = MLP(2, (64,), 2)
+    result = compress(model, data, sparsity=0.3, bits=2, method="uniform_symmetric", finetune_epochs=0,
+                      qat_epochs=0, config=finetune_config(device="cpu"))  # no QAT: its codes are the PTQ codes
+    stages = result.stages.set_index("stage")
+    nonzeros = sum(int((t.dequantize() != 0).sum()) for t in result.quantized.tensors.values())
+    assert nonzeros < stages.loc["pruned+finetuned", "nonzeros"]  # a 2-bit grid rounds small weights to zero
+    assert stages.loc["quantized", "nonzeros"] == stages.loc["quantized+QAT", "nonzeros"] == nonzeros
