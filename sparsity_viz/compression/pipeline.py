@@ -136,7 +136,8 @@ def compress(
         bits: an int, or per layer / kind (``{"conv": 8, "fc": 5}``, see ``qat.layer_bits``).
         method: the quantizer (``kmeans`` is the paper's weight sharing).
         finetune_epochs, qat_epochs: retraining after pruning, codebook training after quantizing.
-        config: lr, batch size, optimizer and device of both trainings (its ``epochs`` is ignored);
+        config: lr, batch size, optimizer and device of both trainings (its ``epochs`` is ignored; its
+            ``zero_threshold`` applies to the retraining only);
             default ``finetune_config()`` (Adam at 1e-4).
         qat_lr: learning rate of the codebook training (default: ``config.lr``).
         per_channel: per-channel levels (uniform methods).
@@ -175,7 +176,8 @@ def compress(
     ptq = quantize_layers(tuned, method, bits, per_channel=per_channel, masks=masks)
     ptq_eval = evaluate_dataset(ptq.model, dataset, device=base.device)
     report.step(1)
-    qat_config = _with_epochs(base, qat_epochs if not stopped else 0)
+    # the grid decides the zeros of codebook training (quantize_aware_finetune takes no zero_threshold)
+    qat_config = replace(_with_epochs(base, qat_epochs if not stopped else 0), zero_threshold=0.0)
     if qat_lr is not None:
         qat_config = replace(qat_config, lr=qat_lr)
     qat = quantize_aware_finetune(tuned, dataset, method, bits, qat_config,

@@ -301,9 +301,13 @@ def quantize_aware_finetune(
         A ``QuantizedModel`` on the CPU whose model runs exactly on its tensors' levels.
 
     Raises:
-        ValueError: bad method, bits, params, masks, or non-finite weights.
+        ValueError: bad method, bits, params, masks, non-finite weights, or a ``zero_threshold`` in
+            ``config`` (the grid decides which weights are zero; a threshold would be undone by it).
         TrainingDiverged: the fine-tuning diverged.
     """
+    if config.zero_threshold > 0:  # training would zero small weights, then the hook writes the levels back
+        raise ValueError(f"Quantization-aware fine-tuning takes no zero_threshold (got {config.zero_threshold}): "
+                         "the quantizer's grid decides which weights are zero. Prune first, or set it to 0.")
     masks = _check_masks(model, masks)
     quantizers_for(model, method, bits, per_channel, **params)  # fail before training on bad input
     hook = QuantizationHook(method, bits, per_channel=per_channel, mode=mode, **params)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -116,3 +118,11 @@ def test_quantized_stage_counts_the_zeros_quantization_made():
     nonzeros = sum(int((t.dequantize() != 0).sum()) for t in result.quantized.tensors.values())
     assert nonzeros < stages.loc["pruned+finetuned", "nonzeros"]  # a 2-bit grid rounds small weights to zero
     assert stages.loc["quantized", "nonzeros"] == stages.loc["quantized+QAT", "nonzeros"] == nonzeros
+
+
+def test_zero_threshold_applies_to_retraining_only():
+    torch.manual_seed(0)
+    data = load_dataset("moons", n=200)
+    config = dataclasses.replace(finetune_config(device="cpu"), zero_threshold=1e-3)
+    result = compress(MLP(2, (16,), 2), data, sparsity=0.5, bits=4, finetune_epochs=1, qat_epochs=1, config=config)
+    assert tuple(result.stages["stage"]) == STAGES  # codebook training ran; it takes no threshold of its own
