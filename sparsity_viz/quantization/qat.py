@@ -23,7 +23,9 @@ Two ways a step changes a quantized weight, chosen per method (``MODES``):
   exactly the paper's update.
 * ``"ttq"`` (ternary, Zhu et al. 2017): both: the shadow weights move by STE and are
   re-thresholded into codes every step, and the two scales ``Wp``/``Wn`` are trained
-  by the summed gradients of the weights assigned to them.
+  by the summed gradients of the weights assigned to them. As in the paper's eq. 8, a
+  shadow weight's update is scaled by ``Wp`` (code +), ``Wn`` (code -) or 1 (code 0);
+  with plain SGD that is ``-lr * scale * dL/dw_t`` exactly.
 
 The zero level is never trained (its gradient is dropped) and the pruning masks are
 held: a pruned weight has the zero code and its shadow stays 0, so it is exactly 0
@@ -241,7 +243,11 @@ class QuantizationHook(TrainHook):
             mask = masks.get(name)
             if self.requantizes:
                 # STE: the optimizer's update to the quantized weight moves the shadow weight
-                self.shadow[name].add_(p.detach() - qt.dequantize().to(p.dtype))
+                quantized = qt.dequantize().to(p.dtype)
+                update = p.detach() - quantized
+                if self.mode == "ttq":  # Zhu et al. 2017, eq. 8: scaled by Wp / Wn where the code is nonzero, else 1
+                    update.mul_(torch.where(quantized != 0, quantized.abs(), torch.ones_like(quantized)))
+                self.shadow[name].add_(update)
                 if mask is not None:
                     self.shadow[name].mul_(mask.to(p.dtype))
                 qt = _quantize(self.quantizers[name], name, self.shadow[name], mask)

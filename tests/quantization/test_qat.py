@@ -22,7 +22,7 @@ from sparsity_viz.quantization.qat import (
     quantize_layers,
     summed_level_gradient,
 )
-from sparsity_viz.training import TrainConfig, evaluate_dataset, train
+from sparsity_viz.training import TrainConfig, TrainState, evaluate_dataset, train
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +184,29 @@ def test_zero_threshold_is_refused_before_training(digits):
     config = dataclasses.replace(_config(card, 1), zero_threshold=0.3)
     with pytest.raises(ValueError, match="no zero_threshold .got 0.3.*grid decides"):
         quantize_aware_finetune(model, data, "uniform_symmetric", 4, config)
+
+
+def test_ttq_scales_the_latent_update_by_its_level():
+    """Zhu et al. 2017, eq. 8: dL/dw~ = Wp * dL/dw_t (code +), 1 * (code 0), Wn * (code -); found missing by an audit."""
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    model = MLP(6, (5,), 3)
+    with torch.no_grad():
+        model.fc1.weight.mul_(20)  # Wp and Wn far from 1
+    lr = 0.1
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    state = TrainState(model, None, optimizer, TrainConfig(epochs=1, lr=lr, optimizer="sgd", momentum=0.0))
+    hook = QuantizationHook("ternary", 2)
+    hook.on_start(state)
+    start, shadow = hook.tensors["fc1.weight"], hook.shadow["fc1.weight"].clone()
+    hook.before_step(state)
+    optimizer.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    grad = model.fc1.weight.grad.clone()
+    optimizer.step()
+    hook.after_step(state)
+    wn, wp = -float(start.levels[0]), float(start.levels[2])
+    assert wn > 2 and wp > 2
+    factor = torch.where(start.codes == 2, wp, torch.where(start.codes == 0, wn, 1.0))
+    torch.testing.assert_close(hook.shadow["fc1.weight"] - shadow, -lr * factor * grad)
+    assert bool((start.codes == 1).any() & (start.codes != 1).any())  # both kinds of weight were checked
