@@ -223,7 +223,8 @@ def attribute(
         model: the model (dense or pruned); it is not modified, not even its
             train/eval mode: an eval-mode copy is used.
         inputs: a batch ``(N, *sample_shape)``.
-        target: the class index (int, or ``(N,)`` tensor of per-sample classes).
+        target: the class index (int, or ``(N,)`` tensor or list of per-sample classes); needed unless the
+            model has one output.
         method: a key of ``METHODS``.
         device: ``"cpu" | "cuda" | "auto"`` to compute on; ``None``: the model's device.
         kwargs: Captum keywords, routed by its signatures: the constructor's
@@ -235,8 +236,8 @@ def attribute(
             ``default_occlusion_window`` and ``baselines=0``.
 
     Raises:
-        ValueError: an unknown method, or a keyword the method does not accept
-            (the message lists the ones it does).
+        ValueError: an unknown method, a keyword the method does not accept
+            (the message lists the ones it does), or a missing or out-of-range target.
     """
     target = _keyword_target(target, kwargs)
     info = get_method(method)
@@ -248,10 +249,16 @@ def attribute(
     if device is not None:
         work = work.to(resolve_device(device))
     x = inputs.detach().to(_device(work), _dtype(work)).clone().requires_grad_(True)
-    if target is not None:  # the class count from one sample, where the model needs no further arguments
+    classes = None  # the class count from one sample, where the model needs no further arguments
+    if "additional_forward_args" not in kw:
         with torch.no_grad():
-            classes = work(x[:1]).shape[-1] if "additional_forward_args" not in kw else None  # (1, classes)
+            out = work(x[:1])  # (1, classes), or (1,) for one score
+        classes = out.shape[-1] if out.dim() > 1 else None
+    if target is not None:
         target = _checked_target(target, len(x), classes)
+    elif classes is not None and classes > 1:  # Captum's own AssertionError named no class
+        raise ValueError(f"target is needed: the model has {classes} outputs; pass the class to explain "
+                         "(an int, or one per sample).")
     if method == "integrated_gradients":
         kw.setdefault("baselines", torch.zeros_like(x))
         kw.setdefault("n_steps", DEFAULT_IG_STEPS)
@@ -346,6 +353,10 @@ def _checked_target(target: Any, n: int, classes: int | None) -> int | torch.Ten
 
     Captum raised IndexError for 7 of 3 classes, an AssertionError for 1.5, and read -1 as the last class.
     """
+    if isinstance(target, (list, tuple)):  # one class per sample, as Captum takes it
+        if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in target):
+            raise ValueError(f"target must hold class indices (integers), got {list(target)[:8]!r}.")
+        target = torch.tensor(target, dtype=torch.int64)
     if isinstance(target, torch.Tensor):
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise ValueError(f"target must hold class indices (integers), got a {target.dtype} tensor.")

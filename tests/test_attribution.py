@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -346,11 +347,21 @@ def test_a_float64_model_is_explained_in_float64_as_captum_does(method):
     (torch.tensor([1.0, 2.0, 3.0]), "class indices"),
     (torch.tensor([1, 2]), r"one per sample \(3\)"),
     (torch.tensor([1, 2, 10]), r"must lie in \[0, 10\), got 1 to 10"),
+    (None, "target is needed: the model has 10 outputs"),  # Captum's AssertionError named no class
+    ([1, 2.5, 3], r"class indices \(integers\), got \[1, 2.5, 3\]"),
+    ([1, 2], r"one per sample \(3\)"),
 ])
 def test_a_bad_target_is_one_clear_error(digits_mlp, target, message):
     """Captum raised IndexError (12 of 10 classes) or AssertionError (1.5) from inside, or took -1 silently."""
     with pytest.raises(ValueError, match=message):
         attribute(digits_mlp, torch.randn(3, 1, 8, 8), target)
+
+
+def test_a_list_target_is_one_class_per_sample_as_in_captum(digits_mlp):
+    x = torch.randn(3, 1, 8, 8)
+    torch.testing.assert_close(attribute(digits_mlp, x, [4, 0, 9]), attribute(digits_mlp, x, torch.tensor([4, 0, 9])))
+    reference = Saliency(copy.deepcopy(digits_mlp).eval()).attribute(x.clone().requires_grad_(True), target=[4, 0, 9])
+    torch.testing.assert_close(attribute(digits_mlp, x, [4, 0, 9]), reference)
 
 
 def test_no_samples_or_nan_weights_are_refused_and_nan_maps_have_no_rank_correlation(digits_mlp):
