@@ -29,6 +29,14 @@ def _fraction(v: Any) -> bool:
     return _is_number(v) and 0 <= v <= 1
 
 
+def _rate(v: Any) -> bool:
+    return _is_number(v) and 0 <= v < 1  # TrainConfig's dropout / DropConnect range
+
+
+def _share(v: Any) -> bool:
+    return _is_number(v) and 0 < v <= 1  # TrainConfig's train_fraction range
+
+
 def _non_negative(v: Any) -> bool:
     return _is_number(v) and v >= 0
 
@@ -82,9 +90,9 @@ RECIPE: dict[str, tuple[Check, str]] = {
     "strength": (_non_negative, "a finite number >= 0"),
     "balance_weight": (_non_negative, "a finite number >= 0"),
     "zero_threshold": (_non_negative, "a finite number >= 0"),
-    "dropout": (_fraction, "a number in [0, 1]"),
-    "dropconnect": (_fraction, "a number in [0, 1]"),
-    "train_fraction": (_fraction, "a number in [0, 1]"),
+    "dropout": (_rate, "a number in [0, 1)"),
+    "dropconnect": (_rate, "a number in [0, 1)"),
+    "train_fraction": (_share, "a number in (0, 1]"),
     "eval_train": (lambda v: isinstance(v, bool), "true or false"),
     "device": (_text, "a string"),
     "optimizer": (_text, "a string"),

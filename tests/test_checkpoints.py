@@ -426,6 +426,8 @@ def test_every_bundled_card_has_fields_of_the_right_types():
     ("recipe", {"lr": float("nan")}, "recipe.lr must be a finite number > 0"),
     ("recipe", {"batch_size": 6.5}, "recipe.batch_size must be a whole number >= 1"),
     ("recipe", {"batch_size": True}, "recipe.batch_size must be a whole number >= 1"),
+    ("recipe", {"dropout": 1.0}, "recipe.dropout must be a number in [0, 1)"),  # TrainConfig's range (an audit)
+    ("recipe", {"train_fraction": 0.0}, "recipe.train_fraction must be a number in (0, 1]"),
     ("dataset", {"name": "moons", "seed": "0"}, "dataset.seed must be an integer, got '0'"),
     ("test_accuracy", "99 %", "test_accuracy must be a number in [0, 1]"),
     ("test_accuracy", 1.5, "test_accuracy must be a number in [0, 1]"),
