@@ -33,6 +33,7 @@ the activation-sparse formats (``act_sparse.py``) win or lose on it.
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import statistics
 import time
@@ -82,7 +83,7 @@ class CompiledModel(nn.Module):
     def __init__(self, plans: list[LayerPlan], *, device: torch.device, batch_size: int, policy: str,
                  ops: list[LinearOp] | None = None, act: str = "relu", input_keep: torch.Tensor | None = None,
                  module: nn.Module | None = None, notices: list[str] | None = None,
-                 single_ops: list[LinearOp] | None = None):
+                 single_ops: list[LinearOp] | None = None, in_features: int | None = None):
         super().__init__()
         self.plans = plans
         self.device = device
@@ -91,6 +92,7 @@ class CompiledModel(nn.Module):
         self.ops = ops
         self.act = act
         self.input_keep = input_keep.to(device) if input_keep is not None else None
+        self.in_features = in_features  # the MLP's input width (None: ``module`` checks its own input)
         self.module = module
         self.notices = notices or []
         self.timing: dict | None = None  # the final whole-call measurement (``_guard_against_dense``)
@@ -144,8 +146,16 @@ class CompiledModel(nn.Module):
         if chain is not None and self.module is None and x.dtype == torch.float32 and x.device.type == "cpu":
             # the one-call path once built: nothing else on the way (a small call is ~20 us; the general path's
             # checks and no_grad context cost several us more), and the native chain records no autograd graph
-            return self._native_forward(chain, x if x.dim() == 2 else x.flatten(1))
+            x2 = x if x.dim() == 2 else x.flatten(1) if x.dim() > 2 else None
+            if x2 is None or x2.shape[1] != self.in_features:
+                self._wrong_width(x)
+            return self._native_forward(chain, x2)
         return self._forward(x)
+
+    def _wrong_width(self, x: torch.Tensor) -> None:
+        """The original raised for a wrong width, but dropped inputs let a wider one through (an audit)."""
+        raise ValueError(f"the model takes {self.in_features} input features per sample, got "
+                         f"{math.prod(x.shape[1:]) if x.dim() > 1 else x.numel()} (input shape {tuple(x.shape)}).")
 
     def _native_forward(self, chain, x2: torch.Tensor) -> torch.Tensor:  # (B, in) -> (B, classes)
         if not self._guarded(x2.shape[0]):
@@ -157,6 +167,8 @@ class CompiledModel(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.module is not None:
             return self.module(x.to(self.device))
+        if x.dim() < 2 or math.prod(x.shape[1:]) != self.in_features:
+            self._wrong_width(x)
         chain = self.one_call() if x.dtype == torch.float32 and x.device.type == "cpu" else None
         if chain is not None:
             self.one_call(single=True)  # built now too, for the guard's 1-thread calls
@@ -348,7 +360,8 @@ def _compile_mlp(src: MLP, compact: bool, kw: dict, notices: list[str], calib: t
             h = ACT[src.activation_name](F.linear(h.t(), cw.to(h.device), None if cb is None else cb.to(h.device)))
             h = h.t().contiguous()  # (out, N)
     return CompiledModel(plans, device=kw["device"], batch_size=kw["batch"], policy=kw["policy"], ops=ops,
-                         act=src.activation_name, input_keep=input_keep, notices=notices, single_ops=single_ops)
+                         act=src.activation_name, input_keep=input_keep, notices=notices, single_ops=single_ops,
+                         in_features=ws[0].shape[1])
 
 
 SWAPPABLE = (nn.Linear, nn.Conv2d)  # exact types compiled per layer; everything else stays as it is

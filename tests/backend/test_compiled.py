@@ -5,6 +5,7 @@ import torch
 
 from sparsity_viz.backend import compile_model, kernels
 from sparsity_viz.backend.compaction import compact_chain
+from sparsity_viz.checkpoints import load_sample
 from sparsity_viz.models import MLP, MODELS, build_model
 from sparsity_viz.pruning import prune
 
@@ -37,6 +38,21 @@ def test_every_model_and_sparsity(name, sparsity):
         compiled = compile_model(pruned.model, batch_size=8, device="cpu", policy="heuristic", formats=fmt)
         for batch in (1, 8, 33):
             _check(compiled, pruned.model, batch)
+
+
+@pytest.mark.parametrize("fmt", [("csr-native",), ("csr-torch",), ("dense",)])
+def test_a_wrong_input_width_is_refused_as_by_the_original(fmt):
+    """Found by an audit: with unused inputs dropped, a 783- or 1000-wide input gave logits (the chain only
+    checked the widest kept column) and a 700-wide one an index error from inside."""
+    pruned = prune(load_sample("lenet300")[0], "global_magnitude", 0.9)  # trained: border pixels lose every weight
+    compiled = compile_model(pruned.model, batch_size=8, device="cpu", policy="heuristic", formats=fmt)
+    assert compiled.input_keep is not None and int(compiled.input_keep.max()) < 783  # the last input is dropped
+    for _ in range(2):  # the first call builds the native chain, the second takes its fast path
+        _check(compiled, pruned.model, 4)
+        for shape in [(4, 783), (4, 700), (4, 1000), (4, 28, 29), (0, 783), (784,)]:
+            with pytest.raises(ValueError, match="the model takes 784 input features per sample"):
+                compiled(torch.randn(shape))
+    assert compiled(torch.randn(4, 28, 28)).shape == (4, 10) and compiled(torch.randn(0, 784)).shape == (0, 10)
 
 
 def test_masks_argument_and_measured_policy():
