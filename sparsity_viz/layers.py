@@ -189,7 +189,11 @@ def once_per_architecture(model: nn.Module, what: str, trace: Callable[[nn.Modul
     """``trace(model)`` (anything that runs ``torch.fx``), run once per architecture (``_structure``) and
     ``what`` in this process, under one lock; later models of the same architecture get the cached result.
     ``trace`` must not depend on the weights' values, and its result is shared: never change it."""
-    key = (what, _structure(model))
+    structure = _structure(model)
+    if structure is None:  # an attribute the key cannot describe: this model gets its own trace
+        with _TRACE_LOCK:
+            return trace(model)
+    key = (what, structure)
     cached = _TRACED.get(key, _MISSING)
     if cached is _MISSING:
         with _TRACE_LOCK:  # torch.fx patches nn.Module.__call__ for every thread while it traces: one at a time
@@ -236,15 +240,34 @@ def fx_trace(model: nn.Module) -> torch.fx.GraphModule:
     return torch.fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 
-def _structure(model: nn.Module) -> tuple:
-    """What the traced chain depends on: the model's class, every module's name, type and forward, and its
-    parameters' names, shapes and sharing (tied weights), never their values or identities."""
+_PLAIN = (bool, int, float, str, bytes, type(None), torch.dtype, torch.device)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as a hashable constant (lists as tuples), or ``_MISSING`` where it is not a plain constant."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (tuple, list)):
+        items = tuple(_plain(v) for v in value)
+        return _MISSING if any(v is _MISSING for v in items) else items
+    return _MISSING
+
+
+def _structure(model: nn.Module) -> tuple | None:
+    """What the traced chain depends on: the model's class, every module's name, type, forward and plain
+    attributes (a forward may branch on a flag or scale by a constant: an audit found a second model of one class
+    running the first one's graph), and its parameters' names, shapes and sharing (tied weights), never their
+    values or identities. None where a module holds a public attribute that is not a plain constant (a tensor,
+    an object): a trace may have baked it in, so such a model is not shared."""
     first: dict[int, int] = {}
     parts = []
     for name, m in model.named_modules():
         params = tuple((pn, tuple(p.shape), first.setdefault(id(p), len(first)))
                        for pn, p in m._parameters.items() if p is not None)
-        parts.append((name, type(m), getattr(m.forward, "__func__", m.forward), params))
+        attrs = tuple(sorted((k, _plain(v)) for k, v in vars(m).items() if not k.startswith("_")))
+        if any(v is _MISSING for _, v in attrs):
+            return None
+        parts.append((name, type(m), getattr(m.forward, "__func__", m.forward), params, attrs))
     return (type(model), tuple(parts))
 
 

@@ -34,7 +34,7 @@ from ..layers import fx_trace, once_per_architecture
 from . import kernels
 from .dispatch import MARGIN, choose
 from .layer_inputs import recorded_inputs
-from .ops import SparseConv2d
+from .ops import SparseConv2d, check_conv_input
 from .thread_guard import ThreadGuard
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "conv_kernels.cpp"
@@ -100,7 +100,7 @@ class ConvUnit(nn.Module):
     def __init__(self, conv: nn.Conv2d, relu: bool = False, pool: int = 1):
         super().__init__()
         self.relu, self.pool = bool(relu), int(pool)
-        self.out_channels = conv.out_channels
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.nbytes = conv.weight.numel() * 4
 
     def _finish(self, y: torch.Tensor) -> torch.Tensor:
@@ -161,6 +161,7 @@ class DirectConv2d(ConvUnit):
         mod = EXTENSION.load()
         if mod is None:
             raise RuntimeError(EXTENSION.notice() or "the sparse convolution kernel is not available")
+        check_conv_input(x, self.in_channels)
         x = x.float()
         if any(self.padding):
             x = F.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))

@@ -322,6 +322,13 @@ class SparseLinear(nn.Module):
         return f"{self.op.format}, {self.op.out_features}x{self.op.in_features}, nnz={self.op.nnz}"
 
 
+def check_conv_input(x: torch.Tensor, channels: int) -> None:
+    """``ValueError`` unless ``x`` is ``(N, channels, H, W)``, as ``nn.Conv2d`` refuses it (the sparse paths read
+    only the channels their taps name, so a wider input ran)."""
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"the convolution takes input (N, {channels}, H, W), got shape {tuple(x.shape)}.")
+
+
 class SparseConv2d(nn.Module):
     """``nn.Conv2d`` through im2col: unfold -> (C*kh*kw, N*L) -> LinearOp -> (N, out, Ho, Wo)."""
 
@@ -331,9 +338,11 @@ class SparseConv2d(nn.Module):
             raise ValueError("im2col path supports groups=1 and numeric padding only")
         self.kernel_size, self.stride = conv.kernel_size, conv.stride
         self.padding, self.dilation = conv.padding, conv.dilation
+        self.in_channels = conv.in_channels
         self.op = op
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_conv_input(x, self.in_channels)
         n, _, h, w = x.shape
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (N, K, L)
         k, L = cols.shape[1], cols.shape[2]
@@ -341,7 +350,8 @@ class SparseConv2d(nn.Module):
         y = run_chain([self.op], xf)  # (out, N*L)
         ho = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
         wo = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
-        return y.view(-1, n, L).transpose(0, 1).reshape(n, -1, ho, wo)
+        out = self.op.out_features  # not -1: at batch 0 the view is ambiguous
+        return y.view(out, n, L).transpose(0, 1).reshape(n, out, ho, wo)
 
     def extra_repr(self) -> str:
         return f"im2col {self.op.format}, {self.op.out_features}x{self.op.in_features}, nnz={self.op.nnz}"

@@ -119,6 +119,40 @@ def test_fuse_units_traces_once_per_architecture(monkeypatch):
     assert len(traces) == 1
 
 
+class _Flagged(nn.Module):
+    """A forward that branches on a flag and scales by a constant: plain attributes, not parameters."""
+
+    def __init__(self, use_relu: bool, scale: float | torch.Tensor):
+        super().__init__()
+        self.use_relu, self.scale = use_relu, scale
+        self.conv, self.fc = nn.Conv2d(1, 4, 5), nn.Linear(4 * 12 * 12, 3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.use_relu:
+            x = torch.relu(x)
+        return self.fc(F.max_pool2d(x, 2).flatten(1)) * self.scale
+
+
+def test_models_of_one_class_with_other_attributes_get_their_own_graph(monkeypatch):
+    """Found by an audit: the graph cached per architecture ran a second model of the class with the first one's
+    flag and constant (0.5 % off, under the compile's own logits check, or unchecked with every layer dense)."""
+    from sparsity_viz import layers
+
+    monkeypatch.setattr(layers, "_TRACED", {})
+    x = torch.randn(2, 1, 28, 28)
+    torch.manual_seed(0)
+    models = [_Flagged(True, 1.0), _Flagged(True, 1.005), _Flagged(False, 1.0), _Flagged(True, torch.tensor(2.0)),
+              _Flagged(True, torch.tensor(3.0))]
+    for model in models:
+        model.eval()
+        for formats in (None, ("dense",)):
+            compiled = compile_model(model, batch_size=2, policy="heuristic", formats=formats)
+            with torch.no_grad():
+                torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-6)
+    assert layers._structure(models[3]) is None  # a tensor attribute: traced for each model, never shared
+
+
 @pytest.fixture(scope="module")
 def lenet5_90():
     return prune(build_model("lenet5", seed=0), "global_magnitude", 0.9).model.eval()
@@ -175,3 +209,27 @@ def test_direct_conv_on_one_and_two_threads_equals_torch():
         for _ in range(4):  # the guard runs both thread counts (the other one as a probe)
             torch.testing.assert_close(unit(x), want, rtol=1e-5, atol=1e-5)
         assert set(unit.guard.summary()[8]["median_us"]) == {1, 2}
+
+
+def test_nan_reaches_the_fused_pool_as_in_torch():
+    """Found by an audit: the fused 2x2 pool took std::max, which drops a NaN in its second argument."""
+    conv = nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.zero_()
+    for where in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        x = torch.full((1, 1, 2, 2), 5.0)
+        x[0, 0][where] = float("nan")
+        for relu in (False, True):
+            got = conv_sparse.DirectConv2d(conv, relu, 2)(x)
+            assert torch.isnan(got).all(), (where, relu)
+
+
+def test_wrong_channels_and_empty_batches_behave_as_nn_conv2d(lenet5_90):
+    """Found by an audit: a 3-channel input ran on channel 0 alone; an im2col unit failed to reshape a batch of 0."""
+    x = torch.randn(2, 3, 28, 28)
+    for formats in (("direct-native",), ("csr-native",), ("csr-torch",)):
+        compiled = compile_model(lenet5_90, batch_size=8, device="cpu", policy="heuristic", formats=formats)
+        with pytest.raises(ValueError, match=r"takes input \(N, 1, H, W\), got shape \(2, 3, 28, 28\)"):
+            compiled(x)
+        assert compiled(torch.randn(0, 1, 28, 28)).shape == (0, 10)

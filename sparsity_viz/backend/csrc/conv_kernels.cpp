@@ -73,6 +73,9 @@ void plane(const float* x, const int32_t* off, const float* w, int64_t nt, float
 
 }  // namespace
 
+// max that keeps a NaN from either side, as torch's max_pool2d does (std::max drops a NaN in its second argument)
+inline float nan_max(float a, float b) { return (a > b || a != a) ? a : b; }
+
 // x (N, C, H, W) float32 contiguous; tap_ptr (OC + 1,) int32; tap_chan, tap_k (nnz,) int32
 // (input channel, ky * KW + kx); tap_val (nnz,) float32; bias (OC,) or empty.
 // pool: 1 (none) or 2 (2x2 max pool, stride 2, floor); threads: 1 (serial) or more (torch's pool).
@@ -128,7 +131,7 @@ torch::Tensor conv_forward(torch::Tensor x, torch::Tensor tap_ptr, torch::Tensor
           const float* r1 = r0 + W;
           float* out = yo + py * Wq;
           for (int64_t px = 0; px < Wq; ++px) {
-            float m = std::max(std::max(r0[2 * px], r0[2 * px + 1]), std::max(r1[2 * px], r1[2 * px + 1])) + bo;
+            float m = nan_max(nan_max(r0[2 * px], r0[2 * px + 1]), nan_max(r1[2 * px], r1[2 * px + 1])) + bo;
             out[px] = relu ? std::max(m, 0.0f) : m;
           }
         }
