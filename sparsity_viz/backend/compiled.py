@@ -315,18 +315,22 @@ def _check_arguments(batch_size, policy: str, formats: tuple[str, ...] | None) -
 def _calibration(src: nn.Module, calibration: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
     """The calibration inputs on ``device``: the given ones (checked) or random ones; None if unknown."""
     if calibration is None:
-        return _input_example(src, CALIBRATION_SAMPLES, device)
-    x = torch.as_tensor(calibration).detach().to(device, torch.float32)
-    if x.dim() < 2 or x.shape[0] == 0:
-        raise ValueError(f"calibration must be a batch of inputs (N, ...) with N >= 1, got shape {tuple(x.shape)}")
-    if isinstance(src, MLP) and x[0].numel() != src.in_features:
-        raise ValueError(f"calibration inputs have {x[0].numel()} features, the model takes {src.in_features}")
+        x = _input_example(src, CALIBRATION_SAMPLES, device)
+        if x is None or isinstance(src, MLP):
+            return x
+        what, hint = f"guessed inputs of shape {tuple(x.shape[1:])}", "; pass calibration= a few real inputs (N, ...)"
+    else:
+        x = torch.as_tensor(calibration).detach().to(device, torch.float32)
+        if x.dim() < 2 or x.shape[0] == 0:
+            raise ValueError(f"calibration must be a batch of inputs (N, ...) with N >= 1, got shape {tuple(x.shape)}")
+        if isinstance(src, MLP) and x[0].numel() != src.in_features:
+            raise ValueError(f"calibration inputs have {x[0].numel()} features, the model takes {src.in_features}")
+        what, hint = f"calibration inputs of shape {tuple(x.shape[1:])}", ""
     try:  # any other model: one sample through it (LeNet-5 on 20x20 inputs raised torch's matmul error; an audit)
         with torch.no_grad():
             src(x[:1].to(next((p.device for p in src.parameters()), x.device)))
-    except RuntimeError as exc:
-        raise ValueError(f"calibration inputs of shape {tuple(x.shape[1:])} do not fit the model "
-                         f"({str(exc).strip().splitlines()[0][:160]})") from None
+    except RuntimeError as exc:  # the guess: a conv model of 3x32x32 inputs raised that error from deep inside
+        raise ValueError(f"{what} do not fit the model ({str(exc).strip().splitlines()[0][:160]}){hint}") from None
     return x
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from sparsity_viz.backend import act_sparse, kernels
 from sparsity_viz.backend.compiled import compile_model
@@ -205,3 +206,15 @@ def test_calibration_of_the_wrong_shape_for_a_conv_model_is_a_clear_error():
 
     with pytest.raises(ValueError, match=r"calibration inputs of shape \(1, 20, 20\) do not fit the model"):
         compile_model(LeNet5(), batch_size=4, policy="heuristic", device="cpu", calibration=torch.randn(4, 1, 20, 20))
+
+
+def test_a_conv_model_of_other_than_28x28_inputs_asks_for_calibration():
+    """Found by an audit: without calibration= the guess of 28x28 inputs raised torch's matmul error from inside."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 15 * 15, 10))
+    with pytest.raises(ValueError, match=r"guessed inputs of shape \(3, 28, 28\) do not fit the model .*"
+                                         r"pass calibration= a few real inputs"):
+        compile_model(model, batch_size=4, policy="heuristic", device="cpu")
+    x = torch.randn(4, 3, 32, 32)
+    compiled = compile_model(model, batch_size=4, policy="heuristic", device="cpu", calibration=x)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
