@@ -166,6 +166,20 @@ def test_new_mask_never_revives_a_pruned_weight(name, scope, s1, s2, small_model
 
 
 @pytest.mark.parametrize(("name", "scope"), STRATEGY_SCOPES, ids=IDS)
+def test_masks_of_another_strategy_with_biases_are_held(name, scope, small_model, batch_for):
+    """Found by an audit: structured pruning with biases over magnitude masks revived 3 pruned biases and dropped
+    the classifier's bias mask."""
+    strategy = _strategy(name, scope, include_bias=True)
+    first = prune(small_model, "magnitude", 0.3, include_bias=True).masks
+    assert any(n.endswith(".bias") and not m.all() for n, m in first.items())
+    second = _prune(small_model, strategy, 0.6, batch_for, current=first).masks
+    assert set(second) >= set(first)
+    if not strategy.regrows:
+        for n in first:
+            assert not (second[n] & ~first[n]).any(), n
+
+
+@pytest.mark.parametrize(("name", "scope"), STRATEGY_SCOPES, ids=IDS)
 def test_current_more_pruned_than_target_raises(name, scope, small_model, batch_for):
     strategy = _strategy(name, scope)
     current = _prune(small_model, strategy, 0.9, batch_for).masks

@@ -38,6 +38,8 @@ class StructuredStrategy(Strategy):
             key = entry.key
             if i == len(layers) - 1:
                 masks[key] = torch.ones_like(w, dtype=torch.bool) if current is None else current[key].clone()
+                if self.include_bias and current is not None and entry.bias_key in current:  # held, not dropped
+                    masks[entry.bias_key] = current[entry.bias_key].clone()
                 continue
             row_current = None
             if current is not None:
@@ -57,7 +59,10 @@ class StructuredStrategy(Strategy):
                 mask &= current[key]
             masks[key] = mask
             if self.include_bias and entry.bias_key is not None:
-                masks[entry.bias_key] = row_keep.clone()
+                bias_keep = row_keep.clone()
+                if current is not None and entry.bias_key in current:  # a pruned bias stays pruned
+                    bias_keep &= current[entry.bias_key]
+                masks[entry.bias_key] = bias_keep
         return masks
 
     def expected_zeros(self, model, sparsity):
