@@ -278,6 +278,16 @@ def test_gradual_run_reaches_the_target_monotonically(digits):
     assert all(p.eq(0)[~result.masks[n]].all() for n, p in result.model.named_parameters() if n in result.masks)
 
 
+def test_gradual_initial_above_the_target_is_refused(digits):
+    """Found by an audit: initial 0.6 with target 0.3 ended at 60 % while the schedule recorded 30 %."""
+    strategy = get_strategy("gradual", initial=0.6)
+    for epochs in (0, 1):
+        with pytest.raises(ValueError, match=r"initial sparsity \(0.6\) is above the target \(0.3\)"):
+            strategy.run(MLP(64, (32,), 10), digits, 0.3, TrainConfig(epochs=epochs))
+    result = strategy.run(MLP(64, (32,), 10), digits, 0.6, TrainConfig(epochs=0))  # equal: allowed
+    assert all(int((~m).sum()) == round(0.6 * m.numel()) for m in result.masks.values())
+
+
 # --- SET / RigL --------------------------------------------------------------------------
 
 

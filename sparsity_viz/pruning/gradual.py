@@ -82,9 +82,13 @@ class GradualStrategy(MagnitudeStrategy):
         target at once (one-shot magnitude).
 
         Raises:
+            ValueError: a target below the strategy's ``initial`` sparsity.
             TrainingDiverged: the training diverged.
         """
         check_sparsity(sparsity)
+        if self.initial > sparsity:  # it ended at the initial level while its schedule recorded the target
+            raise ValueError(f"AGP's initial sparsity ({self.initial:g}) is above the target ({sparsity:g}); "
+                             "the schedule only rises, so set initial <= the target.")
         steps_per_epoch = -(-train_subset_size(dataset, config.train_fraction) // config.batch_size)  # as train() does
         hook = AGPHook(self, sparsity, self.event_steps(steps_per_epoch * max(1, config.epochs)),
                        MaskTimeline.dense(model, self.include_bias), full_masks(model, self.include_bias))
