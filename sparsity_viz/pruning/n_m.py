@@ -7,6 +7,12 @@ tensor cores accelerate (Mishra et al. 2021, "Accelerating Sparse Deep Neural
 Networks"; Zhou et al. 2021, "Learning N:M Fine-grained Structured Sparse
 Neural Networks"). 1:4 is the more aggressive variant (75 %).
 
+For a conv the groups run along the fan-in flattened as ``(in_channels, kh, kw)``:
+the columns of the im2col matrix that this project's backend multiplies (its 2:4
+and N:M paths run a conv through im2col). NVIDIA's ASP groups M consecutive
+*input channels* at each filter tap instead (the layout of cuDNN's NHWC kernels),
+so a conv mask from here is N:M for im2col, not for ASP; Linear layers agree.
+
 The pattern's natural element sparsity is ``1 - N/M`` (``natural_sparsity``).
 To keep the shared contract (any target in [0, 1], exact count, never revive),
 the ``sparsity`` argument is honoured exactly: weights are ranked first by
