@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .connectivity import effective_masks, input_fanout, weight_masks
-from .pruning import get_strategy, prune
+from .pruning import get_strategy, prune, wants_batch
 
 NEITHER, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
 CATEGORY_NAMES = {NEITHER: "neither", ONLY_A: "only A", ONLY_B: "only B", BOTH: "both"}
@@ -91,7 +91,7 @@ def compare_masks(model: nn.Module, a: tuple[str, int], b: tuple[str, int], spar
 
 def _prune_for(model, name, sparsity, seed, batch, scope):
     strategy = get_strategy(name, seed=seed, scope=scope if scope in get_strategy(name).scopes else None)
-    return prune(model, strategy, sparsity, batch=batch if strategy.needs_data else None).masks
+    return prune(model, strategy, sparsity, batch=batch if wants_batch(strategy) else None).masks
 
 
 # --- per-layer profiles ------------------------------------------------------------------

@@ -44,7 +44,7 @@ from .layers import is_chain
 from .results_store import ResultsStore, point_key
 from .masks import Masks, apply_masks, full_masks, require_finite
 from .pruning import get_strategy
-from .pruning.base import SCOPES, Strategy
+from .pruning.base import SCOPES, Strategy, wants_batch
 from .run_config import read_header, run_id, sweep_config, with_header
 from .training import TrainConfig, TrainingDiverged, evaluate, is_stopped, train
 from .whole_numbers import is_whole
@@ -322,7 +322,7 @@ def _plan(base: nn.Module, dataset: Dataset, names: Sequence[str], levels: Seque
                     yield SweepPoint(name, int(seed), level, own_scope, schedule)
                 continue
             t0 = time.perf_counter()
-            batch = data_batch(dataset, seed=seed) if strat.needs_data else None
+            batch = data_batch(dataset, seed=seed) if wants_batch(strat) else None
             ranking = strat.ranking(base, batch)
             if ranking is None:  # masks that are not a cut of fixed scores: each point computes its own
                 for level in levels_here:
@@ -370,7 +370,7 @@ def _run_one(point: SweepPoint, shared: Mapping[str, Any], stop: Any = None) -> 
     else:
         masks = point.masks
         if masks is None:
-            batch = data_batch(dataset, seed=point.seed) if strat.needs_data else None
+            batch = data_batch(dataset, seed=point.seed) if wants_batch(strat) else None
             masks = strat.compute_masks(copy.deepcopy(base), point.level, batch=batch)
         net = apply_masks(copy.deepcopy(base), masks).to(dev)
         if config is not None and config.epochs > 0 and point.level > 0:
@@ -388,7 +388,7 @@ def _run_group(group: SweepGroup, shared: Mapping[str, Any], stop: Any = None) -
     """The group's ranking (once), cut and evaluated at each level: what planning + ``run_point`` do per point."""
     t0 = time.perf_counter()
     strat = get_strategy(group.strategy, seed=group.seed, scope=group.scope)
-    batch = data_batch(shared["dataset"], seed=group.seed) if strat.needs_data else None
+    batch = data_batch(shared["dataset"], seed=group.seed) if wants_batch(strat) else None
     ranking = strat.ranking(shared["model"], batch)
     share = (time.perf_counter() - t0) / len(group.levels)
     rows = []

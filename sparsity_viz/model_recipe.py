@@ -22,7 +22,7 @@ from torch import nn
 
 from .data import Dataset, data_batch
 from .masks import Masks, full_masks, masked_copy, masks_from_zeros
-from .pruning import STRATEGIES, prune
+from .pruning import STRATEGIES, prune, wants_batch
 from .pruning.base import checked_seed
 from .regularizers import REGULARIZERS
 from .session import PruneConfig
@@ -162,7 +162,7 @@ def rebuild(recipe: ModelRecipe, dense: nn.Module, dataset: Dataset, *, device: 
         if prune_masks is not None:
             masks = prune_masks(cfg)
         else:
-            batch = data_batch(dataset, seed=cfg.seed) if STRATEGIES[cfg.strategy].needs_data else None
+            batch = data_batch(dataset, seed=cfg.seed) if wants_batch(STRATEGIES[cfg.strategy]) else None
             masks = prune(dense, cfg.strategy, cfg.sparsity, scope=cfg.scope, seed=cfg.seed, batch=batch).masks
         model = masked_copy(dense, masks)
     total, done = max(1, recipe.epochs), 0

@@ -33,7 +33,7 @@ from .data import Dataset, data_batch
 from .devices import resolve_device
 from .models import prunable_parameters
 from .pruning import STRATEGIES, get_strategy
-from .pruning.base import Batch, Strategy, check_sparsity
+from .pruning.base import Batch, Strategy, check_sparsity, wants_batch
 from .training import evaluate, is_stopped
 
 SCAN_COLUMNS = ["layer", "parameter", "level", "seed", "accuracy", "accuracy_drop", "weights", "zeros"]
@@ -224,11 +224,9 @@ def _masks_per_level(base: nn.Module, strategy: str, seed: int, levels: Sequence
                      batch_for: Callable[[int], Batch] | None) -> dict[float, dict[str, torch.Tensor]]:
     """``{level: masks}`` of the strategy on the dense model: one ranking per seed, cut at every level."""
     strat = scan_strategy(strategy, seed)
-    batch = None
-    if strat.needs_data:
-        if batch_for is None:
-            raise ValueError(f"Strategy {strategy!r} needs a batch of data (inputs, labels).")
-        batch = batch_for(seed)
+    if strat.needs_data and batch_for is None:
+        raise ValueError(f"Strategy {strategy!r} needs a batch of data (inputs, labels).")
+    batch = batch_for(seed) if wants_batch(strat) and batch_for is not None else None
     ranking = strat.ranking(base, batch)
     if ranking is not None:
         return {level: ranking.masks(level) for level in levels}

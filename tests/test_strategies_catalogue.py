@@ -15,13 +15,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from sparsity_viz import STRATEGIES, get_strategy, prune
 from sparsity_viz.checkpoints import load_sample
 from sparsity_viz.data import data_batch, load_dataset
 from sparsity_viz.masks import full_masks
 from sparsity_viz.models import MLP, build_model
-from sparsity_viz.pruning import one_shot_strategy_names, scheduled_strategy_names
+from sparsity_viz.pruning import one_shot_strategy_names, scheduled_strategy_names, wants_batch
 from sparsity_viz.pruning.dynamic import cosine_drop_fraction, drop_and_grow
 from sparsity_viz.pruning.erdos_renyi import er_densities, er_zero_counts
 from sparsity_viz.pruning.gradual import agp_sparsity
@@ -181,6 +182,30 @@ def test_synflow_masks_do_not_depend_on_a_global_weight_scale(scale):
             p.mul_(scale)
     masks = prune(big, get_strategy("synflow", iterations=1), 0.9, batch=batch).masks
     assert all(torch.equal(masks[k], reference[k]) for k in reference)
+
+
+def test_synflow_reads_the_input_shape_off_the_data_it_is_run_on():
+    """Found by an audit: run() passed no batch to SynFlow, which guessed 28x28 images: a 3x32x32 conv model
+    raised torch's matmul error, and a pooled one got masks scored on the wrong input."""
+    from sparsity_viz.data import Dataset
+
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2, self.fc = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 6, 3), nn.Linear(6, 10)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv2(torch.relu(self.conv1(x)))).mean(dim=(2, 3)))
+
+    x, y = torch.randn(40, 3, 32, 32), torch.arange(40) % 10
+    data = Dataset("toy", x, y, x[:10], y[:10], (3, 32, 32), tuple(str(i) for i in range(10)), "image")
+    torch.manual_seed(0)
+    for model in (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 30 * 30, 10)), Pooled()):
+        strategy = get_strategy("synflow")
+        assert wants_batch(strategy) and not strategy.needs_data
+        result = strategy.run(model, data, 0.5, TrainConfig(epochs=0, device="cpu"))
+        reference = prune(model, get_strategy("synflow"), 0.5, batch=(x[:2], y[:2])).masks  # the right shape
+        assert all(torch.equal(result.masks[n], reference[n]) for n in reference)
 
 
 def test_synflow_avoids_layer_collapse_where_global_magnitude_collapses():

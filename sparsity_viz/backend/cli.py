@@ -56,7 +56,7 @@ def prune_sample(model_name: str, strategy: str, sparsity: float, seed: int = 0)
     from ..checkpoints import available_samples, load_sample
     from ..data import data_batch, load_dataset
     from ..models import build_model, get_spec
-    from ..pruning import get_strategy, prune
+    from ..pruning import get_strategy, prune, wants_batch
 
     chosen = get_strategy(strategy, seed=seed)
     card: dict = {}
@@ -65,7 +65,7 @@ def prune_sample(model_name: str, strategy: str, sparsity: float, seed: int = 0)
     else:
         model = build_model(model_name, seed=seed)
     batch = None
-    if chosen.needs_data:
+    if wants_batch(chosen):  # SynFlow reads the input shape off it
         dataset = load_dataset(get_spec(model_name).dataset, seed=card.get("dataset", {}).get("seed", 0))
         batch = data_batch(dataset, seed=seed)
     return prune(model, chosen, sparsity, batch=batch).model

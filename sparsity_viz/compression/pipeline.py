@@ -36,7 +36,7 @@ from torch import nn
 from ..data import Dataset, data_batch
 from ..masks import Masks, apply_masks, validate_masks
 from ..models import prunable_parameters
-from ..pruning import get_one_shot_strategy, get_strategy, prune
+from ..pruning import get_one_shot_strategy, get_strategy, prune, wants_batch
 from ..quantization.model import QuantizedModel
 from ..quantization.qat import Bits, layer_bits, quantize_aware_finetune, quantize_layers, quantizers_for
 from ..training import TrainConfig, evaluate_dataset, train
@@ -85,7 +85,7 @@ def prune_masks(model: nn.Module, dataset: Dataset, sparsity: Sparsity, strategy
     (``global_magnitude`` becomes ``magnitude``). A layer the mapping leaves out stays dense.
     """
     chosen = get_one_shot_strategy(strategy, "Deep Compression (prune once, then retrain)", seed=seed)
-    batch = data_batch(dataset, seed=seed) if chosen.needs_data else None
+    batch = data_batch(dataset, seed=seed) if wants_batch(chosen) else None
     if not isinstance(sparsity, Mapping):
         return prune(model, chosen, float(sparsity), batch=batch).masks
     params = prunable_parameters(model)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..data import data_batch
 from ..masks import Masks, layer_sparsity
-from ..pruning import STRATEGIES, prune
+from ..pruning import STRATEGIES, prune, wants_batch
 from ..session import PruneConfig
 from ..training import evaluate_dataset
 from .base import LessonContext
@@ -20,7 +20,7 @@ from .base import LessonContext
 
 def pruned(ctx: LessonContext, cfg: PruneConfig):
     """``prune`` of the dense model as the Prune page does it (``Pruned``: a copy and its masks)."""
-    batch = data_batch(ctx.dataset, seed=cfg.seed) if STRATEGIES[cfg.strategy].needs_data else None
+    batch = data_batch(ctx.dataset, seed=cfg.seed) if wants_batch(STRATEGIES[cfg.strategy]) else None
     return prune(ctx.model, cfg.strategy, cfg.sparsity, scope=cfg.scope, seed=cfg.seed, batch=batch)
 
 

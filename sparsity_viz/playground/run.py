@@ -32,6 +32,7 @@ from ..masks import Masks, apply_masks, full_masks
 from ..models import MLP
 from ..pruning.dynamic import DropAndGrowHook, RigLStrategy, SETStrategy
 from ..pruning.gradual import AGPHook, GradualStrategy
+from ..pruning.base import wants_batch
 from ..pruning.registry import get_strategy
 from ..pruning.schedule import MaskTimeline
 from ..training import EpochStats, TrainConfig, TrainHook, TrainState, train
@@ -104,7 +105,7 @@ def initial_masks(spec: PlaygroundSpec, model: MLP) -> Masks:
         return full_masks(model)
     strategy = get_strategy(spec.init if spec.init != "dense" else "erdos_renyi", seed=spec.seed)
     ds = playground_dataset(spec)
-    batch = data_batch(ds, seed=spec.seed) if strategy.needs_data else None
+    batch = data_batch(ds, seed=spec.seed) if wants_batch(strategy) else None
     return {n: m.cpu() for n, m in strategy.compute_masks(model, spec.sparsity, batch=batch).items()}
 
 

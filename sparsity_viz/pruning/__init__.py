@@ -15,7 +15,9 @@ from torch import nn
 from ..devices import resolve_device
 from ..masks import Masks, apply_masks, require_finite, validate_masks
 from ..models import prunable_parameters
-from .base import KINDS, Batch, Ranking, ScoreStrategy, Strategy, check_sparsity, select_lowest, zeros_to_prune
+from .base import (
+    KINDS, Batch, Ranking, ScoreStrategy, Strategy, check_sparsity, select_lowest, wants_batch, zeros_to_prune,
+)
 from .registry import (
     STRATEGIES,
     get_one_shot_strategy,
@@ -148,5 +150,6 @@ __all__ = [
     "scheduled_strategy_names",
     "select_lowest",
     "strategy_names",
+    "wants_batch",
     "zeros_to_prune",
 ]

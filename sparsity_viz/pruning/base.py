@@ -61,6 +61,12 @@ def check_sparsity(sparsity: float) -> None:
         raise ValueError(f"Sparsity must be a fraction in [0, 1], got {sparsity!r}.")
 
 
+def wants_batch(strategy) -> bool:
+    """Whether a caller that has data should pass a ``batch`` to this strategy (an instance or its class): it
+    needs one, or reads the input shape off it (SynFlow guessed 28x28 images for a conv model without one)."""
+    return bool(strategy.needs_data or strategy.reads_input_shape)
+
+
 MAX_SEED = 2**32 - 1  # what numpy and torch generators take
 
 
@@ -81,6 +87,8 @@ class Strategy(ABC):
         name: registry key.
         label: human name for menus.
         needs_data: ``compute_masks`` requires a ``batch``.
+        reads_input_shape: ``compute_masks`` reads the input shape off a ``batch`` when given one (SynFlow's
+            all-ones input); callers with data pass one (``wants_batch``).
         regrows: may revive weights that ``current`` pruned (dynamic sparse training).
         granularity: ``"weight"`` or ``"row"`` (whole output neurons / filters).
         kind: ``"one_shot"`` (prunes once) or ``"scheduled"`` (prunes while training;
@@ -94,6 +102,7 @@ class Strategy(ABC):
     label: ClassVar[str]
     kind: ClassVar[str] = "one_shot"
     needs_data: ClassVar[bool] = False
+    reads_input_shape: ClassVar[bool] = False
     seeded: ClassVar[bool] = True
     regrows: ClassVar[bool] = False
     granularity: ClassVar[str] = "weight"
@@ -153,7 +162,7 @@ class Strategy(ABC):
         Raises:
             TrainingDiverged: the fine-tuning diverged.
         """
-        batch = data_batch(dataset, seed=self.seed) if self.needs_data else None
+        batch = data_batch(dataset, seed=self.seed) if wants_batch(self) else None
         work = copy.deepcopy(model)
         masks = self.compute_masks(work, sparsity, batch=batch)
         validate_masks(work, masks)

@@ -78,6 +78,7 @@ def synflow_scores(model: nn.Module, masks, input_shape, include_bias: bool = Fa
 class SynFlowStrategy(ScoreStrategy):
     name = "synflow"
     label = "SynFlow (data-free, at initialisation)"
+    reads_input_shape = True  # a batch's shape only: its values are never used
     scopes = ("global", "layer")
     seeded = False  # data-free and deterministic: every seed gives the same masks
     iterations = 100  # Tanaka et al. use 100 rounds

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..data import Dataset, data_batch
 from ..masks import Masks
-from ..pruning import STRATEGIES, prune
+from ..pruning import STRATEGIES, prune, wants_batch
 from ..training import evaluate_dataset, is_stopped
 from .model import quantize_model
 
@@ -44,7 +44,7 @@ def accuracy_grid(model: nn.Module, dataset: Dataset, config: QuantGridConfig, *
     """
     if STRATEGIES[config.strategy].kind != "one_shot":
         raise ValueError(f"The grid prunes one-shot; {config.strategy!r} prunes while training.")
-    batch = data_batch(dataset) if STRATEGIES[config.strategy].needs_data else None
+    batch = data_batch(dataset) if wants_batch(STRATEGIES[config.strategy]) else None
     total = len(config.sparsities) * (len(config.bits) + 1)
     rows: list[dict] = []
 
