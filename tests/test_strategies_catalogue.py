@@ -355,6 +355,36 @@ def test_rigl_regrows_where_the_gradient_is_largest(lenet300):
     assert torch.equal(g[n].abs()[grown].sort().values, dead_g.topk(k).values.sort().values)
 
 
+@pytest.mark.parametrize("name", ["set", "rigl"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_regrown_weight_starts_with_no_optimizer_history(name, optimizer, digits, monkeypatch):
+    """Found by an audit: a regrown weight kept the momentum its gradients had built while it was pruned
+    (mean |buffer| 0.12 where the surviving weights had 0.05); RigL's reference code zeroes it."""
+    from sparsity_viz.pruning import dynamic
+
+    seen = []
+    update = dynamic.DropAndGrowHook.after_step
+
+    def spy(self, state):
+        before = {n: m.cpu().clone() for n, m in state.masks.items()}
+        new = update(self, state)
+        if new is not None:
+            p = state.model.fc1.weight
+            grown = new["fc1.weight"] & ~before["fc1.weight"]
+            history = [v for v in state.optimizer.state[p].values() if torch.is_tensor(v) and v.shape == p.shape]
+            seen.append((int(grown.sum()), [float(v[grown].abs().max()) for v in history],
+                         [float(v[new["fc1.weight"] & before["fc1.weight"]].abs().max()) for v in history]))
+        return new
+
+    monkeypatch.setattr(dynamic.DropAndGrowHook, "after_step", spy)
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=1, lr=0.01, optimizer=optimizer, momentum=0.9, batch_size=32, device="cpu")
+    get_strategy(name, every=10, drop_fraction=0.3).run(MLP(64, (32,), 10), digits, 0.8, config)
+    assert seen and all(grown > 0 for grown, _, _ in seen)
+    for _, at_grown, at_kept in seen:
+        assert at_grown and all(v == 0 for v in at_grown) and all(v > 0 for v in at_kept)
+
+
 def test_cosine_drop_fraction():
     assert cosine_drop_fraction(0, 100, 0.3) == pytest.approx(0.3)
     assert cosine_drop_fraction(37, 100, 0.3, end=0.75) == pytest.approx(0.15 * (1 + math.cos(math.pi * 37 / 75)))

@@ -172,8 +172,25 @@ class DropAndGrowHook(TrainHook):
         current = state.masks
         new = s.update(state.model, {n: m.cpu() for n, m in current.items()}, fraction, state.batch, self.generator)
         self.timeline.record(state.step, current, new)
+        _reset_optimizer_state(state, current, new)
         self.masks = new
         return new
+
+
+@torch.no_grad()
+def _reset_optimizer_state(state: TrainState, current: Masks, new: Masks) -> None:
+    """A regrown weight starts from zero with no history: zero its momentum / Adam moments, as RigL's reference
+    code (``reset_momentum``) does. They had built up from the gradients it kept getting while pruned (an audit)."""
+    params = dict(state.model.named_parameters())
+    for name, mask in new.items():
+        p = params.get(name)
+        if p is None:
+            continue
+        grown = (mask & ~current[name].cpu()).to(p.device)
+        if grown.any():
+            for value in state.optimizer.state.get(p, {}).values():
+                if torch.is_tensor(value) and value.shape == p.shape:  # per-weight state, not Adam's step count
+                    value[grown] = 0
 
 
 class SETStrategy(DynamicSparseStrategy):
