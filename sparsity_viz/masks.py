@@ -144,7 +144,7 @@ def to_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Mo
 
 
 def from_torch_prune(model: nn.Module) -> tuple[nn.Module, Masks]:
-    """Read ``*_mask`` buffers of a ``torch.nn.utils.prune`` model.
+    """Read the ``<p>_mask`` buffers (next to a ``<p>_orig`` parameter) of a ``torch.nn.utils.prune`` model.
 
     Returns a plain copy (pruning made permanent, hooks removed) and its masks.
     """
@@ -153,16 +153,17 @@ def from_torch_prune(model: nn.Module) -> tuple[nn.Module, Masks]:
     memo: dict[int, object] = {}
     for module in model.modules():
         for buffer_name, _ in module.named_buffers(recurse=False):
-            value = getattr(module, buffer_name[: -len("_mask")], None) if buffer_name.endswith("_mask") else None
+            pruned = buffer_name.endswith("_mask") and f"{buffer_name[: -len('_mask')]}_orig" in module._parameters
+            value = getattr(module, buffer_name[: -len("_mask")], None) if pruned else None
             if isinstance(value, torch.Tensor) and not value.is_leaf:
                 memo[id(value)] = value.detach().clone()
     out = copy.deepcopy(model, memo)
     masks: Masks = {}
     for module_name, module in list(out.named_modules()):
         for buffer_name, buffer in list(module.named_buffers(recurse=False)):
-            if not buffer_name.endswith("_mask"):
-                continue
             param = buffer_name[: -len("_mask")]
+            if not buffer_name.endswith("_mask") or f"{param}_orig" not in module._parameters:
+                continue  # torch's prune pairs <p>_mask with <p>_orig: a causal_mask buffer is the model's own
             key = f"{module_name}.{param}" if module_name else param
             masks[key] = buffer.detach().to(torch.bool).clone()
             torch_prune.remove(module, param)

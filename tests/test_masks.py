@@ -194,6 +194,16 @@ def test_from_torch_prune_of_unpruned_model_has_no_masks(tiny_mlp):
     _assert_same_state(_state(tiny_mlp), _state(plain))
 
 
+def test_a_model_buffer_named_like_a_mask_is_left_alone(tiny_mlp):
+    """Found by an audit: a causal_mask buffer was read as torch-prune's mask of a parameter 'causal'."""
+    model = copy.deepcopy(tiny_mlp)
+    model.register_buffer("causal_mask", torch.ones(3, 3).tril())
+    torch_prune.l1_unstructured(model.fc1, "weight", amount=0.5)
+    plain, masks = from_torch_prune(model)
+    assert list(masks) == ["fc1.weight"] and int((~masks["fc1.weight"]).sum()) == round(0.5 * 35)
+    assert torch.equal(plain.causal_mask, torch.ones(3, 3).tril())
+
+
 def test_apply_masks_refuses_masks_that_do_not_fit():
     """A (4,) mask on a (3, 4) weight would broadcast and zero a column; a float mask would scale the weights."""
     from sparsity_viz.models import MLP
