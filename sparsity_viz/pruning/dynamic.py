@@ -62,6 +62,7 @@ def drop_and_grow(weights: torch.Tensor, mask: torch.Tensor, grow_scores: torch.
     k = max(0, min(k, alive, dead))
     if k == 0:
         return mask.clone()
+    weights, grow_scores = weights.to(mask.device), grow_scores.to(mask.device)  # a CUDA model's, CPU masks
     after_drop = keep_lowest_count(weights.abs(), dead + k, mask)  # the k smallest survivors go
     dropped = mask & ~after_drop
     candidates = ~mask  # dead before this update

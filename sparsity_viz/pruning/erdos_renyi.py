@@ -94,8 +94,8 @@ def keep_lowest_count(scores: torch.Tensor, k: int, current: torch.Tensor | None
     """Keep-mask pruning exactly ``k`` entries: the already-pruned first, then the lowest scores."""
     s = scores.detach().to(score_dtype([scores])).flatten().clone()
     if current is not None:
-        s[~current.flatten()] = float("-inf")
-    keep = torch.ones(s.numel(), dtype=torch.bool)
+        s[~current.flatten().to(s.device)] = float("-inf")
+    keep = torch.ones(s.numel(), dtype=torch.bool, device=s.device)  # on the scores' device: a CUDA argsort indexes it
     if k > 0:
         keep[torch.argsort(s, stable=True)[:k]] = False
     return keep.view(scores.shape)

@@ -53,11 +53,11 @@ def n_m_keep(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
     pad = (-fan_in) % m
     # pad with +inf scores? no: padded slots must never be kept, so use -inf and
     # make the partial group keep min(len, n) by capping below
-    padded = torch.cat([rows, torch.full((out, pad), float("-inf"), dtype=rows.dtype)], dim=1)
+    padded = torch.cat([rows, torch.full((out, pad), float("-inf"), dtype=rows.dtype, device=rows.device)], dim=1)
     groups = padded.view(out, -1, m)  # (out, G, m)
     order = torch.argsort(-groups, dim=-1, stable=True)  # descending |w|, earlier first on ties
     ranks = torch.empty_like(order)
-    ranks.scatter_(-1, order, torch.arange(m).expand_as(order).contiguous())
+    ranks.scatter_(-1, order, torch.arange(m, device=order.device).expand_as(order).contiguous())
     keep = (ranks < n).view(out, -1)[:, :fan_in]
     return keep.reshape(weight.shape)
 
@@ -89,8 +89,8 @@ class NMStrategy(ScoreStrategy):
             w = p.detach()
             flat = w.abs().flatten()
             # rank by |w| inside each tier: integer ranks keep float32 exact (numel < 2**23)
-            rank = torch.empty(flat.numel(), dtype=torch.float64)
-            rank[torch.argsort(flat, stable=True)] = torch.arange(flat.numel(), dtype=torch.float64)
+            rank = torch.empty(flat.numel(), dtype=torch.float64, device=w.device)
+            rank[torch.argsort(flat, stable=True)] = torch.arange(flat.numel(), dtype=torch.float64, device=w.device)
             if w.dim() >= 2:
                 tier = n_m_keep(w, self.n, self.m).flatten().to(torch.float64)  # 1 = the pattern keeps it
             else:
@@ -106,7 +106,7 @@ class NMStrategy(ScoreStrategy):
                 continue
             rows = mask.reshape(mask.shape[0], -1)
             pad = (-rows.shape[1]) % self.m
-            rows = torch.cat([rows, torch.zeros(rows.shape[0], pad, dtype=torch.bool)], dim=1)
+            rows = torch.cat([rows, torch.zeros(rows.shape[0], pad, dtype=torch.bool, device=rows.device)], dim=1)
             result[name] = bool((rows.view(rows.shape[0], -1, self.m).sum(-1) <= self.n).all())
         return result
 

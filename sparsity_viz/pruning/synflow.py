@@ -57,12 +57,13 @@ class _FlowNet:
         self.abs = {n: p.detach().clone() for n, p in self.work.named_parameters()}
         self.params = dict(self.work.named_parameters())
         self.prunable = prunable_parameters(self.work, include_bias)
-        self.x = torch.ones((1, *input_shape), dtype=torch.float64)
+        device = next((p.device for p in self.work.parameters()), torch.device("cpu"))
+        self.x = torch.ones((1, *input_shape), dtype=torch.float64, device=device)
 
     def scores(self, masks) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             for n, p in self.params.items():
-                p.copy_(self.abs[n] * masks[n].to(torch.float64) if n in masks else self.abs[n])
+                p.copy_(self.abs[n] * masks[n].to(p.device, torch.float64) if n in masks else self.abs[n])
                 p.grad = None
         self.work(self.x).sum().backward()
         # kept in float64 (ranked so, base.score_dtype): cast to float32, scores past 3.4e38 became inf and tiny
