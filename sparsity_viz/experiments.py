@@ -200,7 +200,7 @@ def sweep(
     config = sweep_config(base, dataset, names, levels, seeds, finetune=finetune, schedule=schedule, scope=scope,
                           model_name=model_name)
     names = [n for n in names if n not in skipped]
-    saved = ResultsStore(store, run_id(config), config) if store is not None else None
+    saved = ResultsStore(store, run_id(config), config, SWEEP_COLUMNS) if store is not None else None
     done = _stored_points(saved, names, levels, seeds)  # {point key: row} finished earlier by this run id
     resumed = len(done)
     if done:  # measured when the stored points were

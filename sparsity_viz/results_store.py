@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,9 +34,10 @@ def point_key(strategy: str, seed: int, level: float) -> str:
 
 def store_path(store: str | Path, run_id: str) -> Path:
     """The file a run is stored in: ``store`` itself, or ``store/<run_id>.csv`` when it is a directory
-    (an existing one, or a path without a suffix)."""
+    (an existing one, a path ending in a slash, or a path without a suffix)."""
     path = Path(store).expanduser()
-    if path.is_dir() or (not path.exists() and not path.suffix):
+    named_folder = str(store).endswith(("/", os.sep))  # pathlib drops the slash: runs.v2/ became a file runs.v2
+    if path.is_dir() or named_folder or (not path.exists() and not path.suffix):
         return path / f"{run_id}.csv"
     return path
 
@@ -43,12 +45,15 @@ def store_path(store: str | Path, run_id: str) -> Path:
 class ResultsStore:
     """The rows of one run in a store file: read what is there, append finished points one by one."""
 
-    def __init__(self, store: str | Path, run_id: str, config: Mapping[str, Any] | None = None):
+    def __init__(self, store: str | Path, run_id: str, config: Mapping[str, Any] | None = None,
+                 columns: list[str] | None = None):
         """
         Args:
             store: a ``.csv`` file, or a directory (one file per run id); created on the first row.
             run_id: the run's id (``run_config.run_id``); rows of other runs are never read back.
             config: the run's configuration, written once before its first row.
+            columns: the columns this run's rows have (after the key columns); a file with others is refused when
+                it is read, before any work.
         """
         if not run_id or any(c in run_id for c in "/,\n#"):
             raise ValueError(f"A run id is a short plain name (no '/', ',', '#' or newline), got {run_id!r}.")
@@ -60,6 +65,11 @@ class ResultsStore:
         blocking = next((a for a in self.path.parents if a.exists()), None)  # its folder is made on the first row:
         if blocking is not None and not blocking.is_dir():  # a file in the way failed only after the work
             raise ValueError(f"The results store {self.path} cannot be made: {blocking} is a file, not a folder.")
+        writable = os.access(self.path, os.W_OK) if self.path.exists() else (
+            blocking is not None and os.access(blocking, os.W_OK | os.X_OK))
+        if not writable:  # a read-only folder failed on the first row, after its work
+            raise ValueError(f"The results store {self.path} is not writable here; give another store path.")
+        self._expected = KEY_COLUMNS + list(columns) if columns is not None else None
         self._columns: list[str] | None = None
         self._has_config = False
 
@@ -126,6 +136,9 @@ class ResultsStore:
             shown = ", ".join(header[:4]) + (", ..." if len(header) > 4 else "")
             raise ValueError(f"{self.path} is not a sparsity_viz results store: its columns start {shown or '(none)'}, "
                              f"a store's start {', '.join(KEY_COLUMNS)}. Give another store path.")
+        if self._expected is not None and header != self._expected:  # an edited header read values as other columns
+            raise ValueError(f"The results store {self.path} has columns {header[len(KEY_COLUMNS):]}, "
+                             f"this sweep writes {self._expected[len(KEY_COLUMNS):]}: use another store file.")
         self._columns = header
         good, bad = [data[0]], 0
         for ln in data[1:]:

@@ -195,3 +195,38 @@ def test_a_store_cut_inside_its_configuration_gets_the_whole_configuration_again
     block = again[again.index(header[0], 1):] if again.count(header[0]) > 1 else again
     config, stated = read_header(block)
     assert stated == frame.attrs["run_id"] == run_id(config)
+
+
+def test_a_store_with_other_columns_is_refused_before_any_work(digits, uninterrupted, tmp_path):
+    """Found by an audit: with accuracy and loss swapped in the header a resumed sweep returned 171 % accuracy,
+    and a store with other columns failed only after computing a point."""
+    store = tmp_path / "sweep.csv"
+    counting_sweep(digits, store, levels=[0.5])
+    text = store.read_text()
+    swapped = text.replace(",accuracy,loss,", ",loss,accuracy,", 1)
+    assert swapped != text
+    store.write_text(swapped)
+    calls = []
+    with pytest.raises(ValueError, match=r"has columns .*'loss', 'accuracy'.*this sweep writes .*use another store"):
+        sweep(*digits, store=store, evaluator=lambda m: calls.append(1) or m, **SWEEP)
+    assert calls == []  # refused when read, before the dense model was even evaluated
+
+
+def test_a_store_path_ending_in_a_slash_is_a_folder(tmp_path):
+    """Found by an audit: pathlib dropped the slash of `--store runs.v2/`, and two runs shared a file runs.v2."""
+    assert store_path(f"{tmp_path / 'runs.v2'}/", "abc") == tmp_path / "runs.v2" / "abc.csv"
+    ResultsStore(f"{tmp_path / 'runs.v2'}/", "abc").append("k", {"accuracy": 0.5})
+    assert (tmp_path / "runs.v2").is_dir() and (tmp_path / "runs.v2" / "abc.csv").is_file()
+
+
+def test_a_store_that_cannot_be_written_is_refused_up_front(tmp_path, monkeypatch):
+    """Found by an audit: a read-only folder failed on the first row, after its work. (os.access stands in for a
+    read-only folder: as root every folder is writable.)"""
+    from sparsity_viz import results_store
+
+    monkeypatch.setattr(results_store.os, "access", lambda path, mode: Path(path) != tmp_path / "ro")
+    (tmp_path / "ro").mkdir()
+    for path in (tmp_path / "ro", tmp_path / "ro" / "new" / "s.csv"):
+        with pytest.raises(ValueError, match=r"is not writable here; give another store path"):
+            ResultsStore(path, "run1")
+    ResultsStore(tmp_path / "ok.csv", "run1")
