@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import bounded_json
 from .models import MAX_PARAMETERS
 
 MAX_SPEC_BYTES = 1 << 20  # a spec file is a few hundred bytes; 1 MiB is generous
@@ -184,9 +185,7 @@ def parse_spec(data: bytes | str, filename: str = "spec.json") -> Any:
         obj = _parse_yaml(text, filename)
     else:
         try:
-            obj = json.loads(text)
-        except RecursionError:
-            raise SpecError(f"{filename}: nested too deeply (a spec is at most {MAX_DEPTH} levels).") from None
+            obj = bounded_json.loads(text)
         except ValueError as exc:
             raise SpecError(f"{filename}: not valid JSON ({str(exc).splitlines()[0][:160]}).") from None
     _check_size(obj, filename)

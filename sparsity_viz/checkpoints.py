@@ -31,6 +31,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from . import bounded_json
 from .atomic_write import write_atomically
 from .model_card import card_problems
 from .models import build_from_metadata, count_parameters, get_spec
@@ -69,7 +70,7 @@ def read_safetensors(data: bytes, filename: str = "checkpoint.safetensors") -> t
         raise CheckpointError(f"{filename}: not a valid safetensors file ({_one_line(exc)}).") from None
     header_len = int.from_bytes(data[:8], "little")  # the parser has checked the header already
     try:
-        header = json.loads(bytes(data[8 : 8 + header_len]))
+        header = bounded_json.loads(bytes(data[8 : 8 + header_len]))
         metadata = header.get("__metadata__") or {}
     except (ValueError, AttributeError) as exc:
         raise CheckpointError(f"{filename}: unreadable safetensors header ({_one_line(exc)}).") from None
@@ -294,7 +295,7 @@ def load_card(name: str, directory: str | Path | None = None) -> dict[str, Any]:
         raise CheckpointError(f"{path.name}: not a model card (a regular JSON file of at most "
                               f"{MAX_CARD_BYTES // 2**20} MiB).")
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
+        card = bounded_json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f"{path.name}: not a readable model card ({_one_line(exc)}).") from None
     problems = card_problems(card)

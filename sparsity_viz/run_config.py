@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import bounded_json
 from .data import Dataset
 from .pruning import get_strategy
 from .session import architecture_fingerprint, fingerprint
@@ -181,7 +182,7 @@ def read_header(lines: Iterable[str]) -> tuple[dict[str, Any], str | None]:
             stated = text.strip()
             continue
         try:
-            config[key] = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"Header line for {key!r} is not valid JSON: {exc.msg}.") from None
+            config[key] = bounded_json.loads(text)
+        except ValueError as exc:  # JSONDecodeError, or nesting too deep
+            raise ValueError(f"Header line for {key!r} is not valid JSON: {getattr(exc, 'msg', exc)}.") from None
     return config, stated

@@ -378,6 +378,7 @@ def test_a_torch_prune_mask_must_be_zeros_and_ones():
 @pytest.mark.parametrize("card,match", [
     ("[]", "a model card is a JSON object, got list"),
     ("{not json", "not a readable model card"),
+    ("[" * 100_000 + "]" * 100_000, r"not a readable model card \(JSON nested too deeply to read\)"),  # RecursionError
     ('{"architecture": {"kind": "mlp", "kwargs": {"in_features": 2, "hidden": [-5], "num_classes": 2}}}',
      "cannot build its architecture"),
 ])
@@ -500,3 +501,28 @@ def test_architecture_metadata_is_sized_before_anything_is_allocated(kwargs, nam
     with pytest.raises(CheckpointError, match=named):
         load_compressed(compressed)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: nothing near 2 GB
+
+
+def test_checkpoint_metadata_nested_too_deeply_is_one_clear_error():
+    """Found by an audit: JSON nested 100,000 deep in a checkpoint's metadata raised RecursionError from every
+    loader (their except clauses took ValueError only)."""
+    from sparsity_viz.backend import load_sparse
+    from sparsity_viz.compression import load_compressed
+    from sparsity_viz.run_config import read_header
+
+    deep = "[" * 100_000 + "]" * 100_000
+    layout = json.dumps({"x": {"shape": [1], "dtype": "float32", "encoding": "dense"}})
+    arch = {"architecture": json.dumps("mlp"), "kwargs": json.dumps({"in_features": 2, "hidden": [2], "num_classes": 2})}
+    files = [
+        (st_save({"x": torch.zeros(1)}, metadata={"format": "sparsity_viz-sparse/1", "layout": deep, **arch}),
+         lambda b: load_sparse(b)),
+        (st_save({"x": torch.zeros(1)}, metadata={"format": "sparsity_viz-sparse/1", "layout": layout,
+                                                  **arch, "kwargs": deep}), lambda b: load_sparse(b).build_model()),
+        (st_save({"x": torch.zeros(1)}, metadata={"format": "sparsity_viz-compressed/1", "layout": deep, **arch}),
+         load_compressed),
+    ]
+    for data, load in files:
+        with pytest.raises(CheckpointError, match="nested too deeply|not JSON"):
+            load(data)
+    with pytest.raises(ValueError, match="Header line for 'model' is not valid JSON: JSON nested too deeply"):
+        read_header(["# run_id: abc", f"# model: {deep}"])

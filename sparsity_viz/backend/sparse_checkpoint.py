@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
+from .. import bounded_json
 from ..atomic_write import write_atomically
 from ..checkpoints import CheckpointError, load_into, read_checkpoint_file, read_safetensors
 from ..masks import masked_copy
@@ -245,7 +246,7 @@ def decode_sparse(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
             "(a dense state dict loads with sparsity_viz.load_checkpoint_bytes)."
         )
     try:
-        layout = json.loads(metadata["layout"])
+        layout = bounded_json.loads(metadata["layout"])
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{name}: the sparse layout is missing or not JSON ({type(exc).__name__}).") from None
     try:
@@ -289,7 +290,8 @@ class SparseLoad:
         if "architecture" not in self.metadata:
             raise CheckpointError("This sparse checkpoint does not record its architecture.")
         try:
-            model = build_from_metadata(json.loads(self.metadata["architecture"]), json.loads(self.metadata["kwargs"]))
+            model = build_from_metadata(bounded_json.loads(self.metadata["architecture"]),
+                                        bounded_json.loads(self.metadata["kwargs"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"The sparse checkpoint's architecture cannot be built ({exc}).") from None
         return load_into(model, self.state_dict, "sparse checkpoint")

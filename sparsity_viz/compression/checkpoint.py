@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
+from .. import bounded_json
 from ..atomic_write import write_atomically
 from ..backend.sparse_checkpoint import architecture_metadata
 from ..checkpoints import CheckpointError, load_into, read_checkpoint_file, read_safetensors
@@ -146,8 +147,8 @@ def load_compressed(data: bytes | str | Path) -> nn.Module:
         raise CheckpointError(f"{name}: not a sparsity_viz compressed checkpoint (format {meta.get('format')!r}, "
                               f"expected {FORMAT!r}).")
     try:
-        layout = json.loads(meta["layout"])
-        model = build_from_metadata(json.loads(meta["architecture"]), json.loads(meta["kwargs"]))
+        layout = bounded_json.loads(meta["layout"])
+        model = build_from_metadata(bounded_json.loads(meta["architecture"]), bounded_json.loads(meta["kwargs"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name}: the layout or architecture metadata is missing or invalid "
                               f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}).") from None
