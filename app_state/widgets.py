@@ -11,6 +11,7 @@ import streamlit as st
 
 from sparsity_viz import figures
 from sparsity_viz.pruning import STRATEGIES
+from sparsity_viz.table_csv import table_csv
 
 from . import keys
 from .cache import PNG, shared_cache
@@ -72,9 +73,9 @@ def show_figure(fig: go.Figure, name: str, *, png: bool = True, height: int | No
 
 def show_table(df: pd.DataFrame, name: str, *, column_config: dict | None = None, height: int | str = "auto",
                csv_text: str | None = None) -> None:
-    """A table with a CSV download beside it (``csv_text``: what to download instead of the plain table)."""
+    """A table with a CSV download beside it (``table_csv``; ``csv_text``: what to download instead)."""
     st.dataframe(df, hide_index=True, column_config=column_config, height=height)
-    data = (csv_text if csv_text is not None else df.to_csv(index=False)).encode()
+    data = (csv_text if csv_text is not None else table_csv(df)).encode()  # formula-like text cells defused
     st.download_button("Download CSV", data, file_name=f"{name}.csv", mime="text/csv",
                        key=keys.csv_download(name), on_click="ignore", type="tertiary", icon=":material/download:")
 
