@@ -77,7 +77,8 @@ def read_dataset(data: bytes, filename: str, *, seed: int = 0, test_fraction: fl
 # CSV
 
 
-def _is_number(text: str) -> bool:
+def is_number_text(text: str) -> bool:
+    """Whether ``text`` reads as a float (Python's ``float``: "1e-3", "-2", "nan", "inf")."""
     try:
         float(text)
     except ValueError:
@@ -102,7 +103,7 @@ def _read_csv(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
     if header is None:
         raise DataError(f"{filename}: no rows.")
     columns = [c.strip() for c in header]
-    if all(_is_number(c) for c in columns):
+    if all(is_number_text(c) for c in columns):
         raise DataError(f"{filename}: the first row is all numbers; the CSV needs a header row naming the columns "
                         "(the label column 'label', or the last one).")
     if len(columns) < 2:
@@ -237,7 +238,7 @@ def _read_npz(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
 def _labels(labels: np.ndarray, filename: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """``(y int64 0..C-1, class names)`` from whole-number labels or class names."""
     if labels.dtype.kind in "US":
-        numeric = all(_is_number(v) for v in np.unique(labels))
+        numeric = all(is_number_text(v) for v in np.unique(labels))
         if not numeric:
             names, y = np.unique(labels, return_inverse=True)
             return _check_classes(y, tuple(str(n) for n in names), filename)

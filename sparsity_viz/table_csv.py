@@ -13,20 +13,14 @@ from typing import Any
 
 import pandas as pd
 
+from .data_upload import is_number_text
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def spreadsheet_safe(value: Any) -> Any:
     """``value``, with an apostrophe in front when it is text a spreadsheet would run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _is_number(value):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not is_number_text(value):
         return "'" + value
     return value
 
