@@ -92,6 +92,8 @@ class CompiledModel(nn.Module):
         self.ops = ops
         self.act = act
         self.input_keep = input_keep.to(device) if input_keep is not None else None
+        if in_features is None and ops and input_keep is None:  # no input dropped: the first op's width
+            in_features = ops[0].in_features
         self.in_features = in_features  # the MLP's input width (None: ``module`` checks its own input)
         self.module = module
         self.notices = notices or []
