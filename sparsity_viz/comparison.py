@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .connectivity import effective_masks, input_fanout, weight_masks
+from .connectivity import effective_masks, input_fanout, layer_masks, weight_masks
 from .pruning import get_strategy, prune, wants_batch
 
 NEITHER, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
@@ -97,11 +97,16 @@ def _prune_for(model, name, sparsity, seed, batch, scope):
 # --- per-layer profiles ------------------------------------------------------------------
 
 
-def sparsity_profile(masks_by_strategy: Mapping[str, Mapping[str, torch.Tensor]]) -> pd.DataFrame:
-    """Long table: strategy, layer, total, kept, sparsity, effective_sparsity (one row per layer)."""
+def sparsity_profile(masks_by_strategy: Mapping[str, Mapping[str, torch.Tensor]],
+                     model: nn.Module | None = None) -> pd.DataFrame:
+    """Long table: strategy, layer, total, kept, sparsity, effective_sparsity (one row per layer).
+
+    ``model``: the chain the masks prune; its traced forward order connects the layers (without it, the masks'
+    own order is taken as forward order, as for the bundled models).
+    """
     rows = []
     for strategy, masks in masks_by_strategy.items():
-        eff = effective_masks(masks)
+        eff = effective_masks(layer_masks(model, masks) if model is not None else masks)
         for name, m in masks.items():
             kept = int(m.sum())
             e = eff.get(name)
@@ -114,4 +119,4 @@ def sparsity_profile(masks_by_strategy: Mapping[str, Mapping[str, torch.Tensor]]
 def strategy_profiles(model: nn.Module, strategies: Sequence[str], sparsity: float, batch=None,
                       seed: int = 0) -> pd.DataFrame:
     """``sparsity_profile`` of each named strategy pruning ``model`` at ``sparsity``."""
-    return sparsity_profile({s: _prune_for(model, s, sparsity, seed, batch, None) for s in strategies})
+    return sparsity_profile({s: _prune_for(model, s, sparsity, seed, batch, None) for s in strategies}, model)

@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from .connectivity import effective_sparsity, weight_masks
+from .connectivity import effective_sparsity, layer_masks, weight_masks
 from .data import Dataset, data_batch
 from .devices import resolve_device
 from .executors import Executor, get_executor
@@ -381,7 +381,7 @@ def _run_one(point: SweepPoint, shared: Mapping[str, Any], stop: Any = None) -> 
     evaluator = shared.get("evaluator")
     ev = evaluate(evaluator(net) if evaluator is not None else net, dataset.x_test, dataset.y_test, device=dev)
     return _row(point, strat, masks, ev, epochs, shared["dense_accuracy"], point.seconds + time.perf_counter() - t0,
-                shared.get("chain", True))
+                base if shared.get("chain", True) else None)
 
 
 def _run_group(group: SweepGroup, shared: Mapping[str, Any], stop: Any = None) -> list[dict]:
@@ -404,14 +404,16 @@ def _run_group(group: SweepGroup, shared: Mapping[str, Any], stop: Any = None) -
 
 
 def _row(point: SweepPoint, strat: Strategy, masks: Masks, ev, epochs: int, dense_accuracy: float,
-         seconds: float, chain: bool = True) -> dict:
+         seconds: float, chain: nn.Module | None = None) -> dict:
+    """One point's row; ``chain``: the model when it is a chain (effective sparsity needs its forward order)."""
     weights = weight_masks(masks)
     alive = sum(int(m.sum()) for _, m in weights)
     size = sum(m.numel() for _, m in weights)
     return {
         "strategy": point.strategy, "kind": strat.kind, "sparsity": point.level,
         "seed": point.seed, "finetune_epochs": 0 if strat.scheduled else epochs, "train_epochs": epochs,
-        "achieved_sparsity": 1.0 - alive / size if size else 0.0, "effective_sparsity": effective_sparsity(masks) if chain else float("nan"),
+        "achieved_sparsity": 1.0 - alive / size if size else 0.0, "effective_sparsity": (effective_sparsity(layer_masks(chain, masks)) if chain is not None
+                               else float("nan")),  # forward order: registration order read a head-first chain wrong
         "compression": size / alive if alive else float("inf"),
         "accuracy": ev.accuracy, "loss": ev.loss, "dense_accuracy": dense_accuracy,
         "collapsed": any(not m.any() for _, m in weights), "seconds": seconds, "replicated": False,

@@ -360,3 +360,33 @@ def test_a_sweep_refuses_nan_weights_and_names_a_diverged_point():
         sweep(broken, moons, ["magnitude"], [0.5])
     with pytest.raises(TrainingDiverged, match=r"^gradual \(seed 0\) at 50 %: "):
         sweep(model, moons, ["gradual"], [0.5], schedule=TrainConfig(epochs=2, lr=1e4, optimizer="sgd"))
+
+
+class _HeadFirst(torch.nn.Module):
+    """A chain whose classifier is registered first: registration order is not forward order."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.body, self.mid = torch.nn.Linear(8, 2), torch.nn.Linear(2, 8), torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.mid(torch.relu(self.body(x)))))
+
+
+def test_effective_sparsity_follows_the_forward_order_of_a_chain():
+    """Found by an audit: the sweep and the strategy profiles connected the layers in registration order, so a
+    head-first chain raised 'Cannot connect a layer of 8 units to one of 2 inputs' (or, all 8 wide, read wrong)."""
+    from sparsity_viz.comparison import strategy_profiles
+    from sparsity_viz.connectivity import effective_masks, effective_sparsity, layer_masks
+
+    torch.manual_seed(0)
+    model = _HeadFirst()
+    frame = sweep(model, load_dataset("moons"), ["magnitude"], [0.0, 0.9], device="cpu")
+    pruned = prune(model, "magnitude", 0.9)
+    expected = effective_sparsity(layer_masks(model, pruned.masks))
+    assert expected > 0.9  # the 90 % cut leaves weights on no path: effective sparsity is above nominal
+    assert frame.set_index("sparsity").loc[0.9, "effective_sparsity"] == pytest.approx(expected)
+    profile = strategy_profiles(model, ["magnitude"], 0.9).set_index("layer")
+    eff = effective_masks(layer_masks(model, pruned.masks))
+    for name, mask in eff.items():
+        assert profile.loc[name, "effective_sparsity"] == pytest.approx(1 - int(mask.sum()) / mask.numel())
