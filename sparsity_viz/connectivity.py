@@ -323,8 +323,8 @@ def input_fanout(
     """Surviving connections leaving every input feature / pixel into the first layer, int64.
 
     Linear first layer: the surviving weights in each input column, shaped
-    ``(H, W)`` for image inputs (from ``input_shape``, or a square number of
-    features >= 16) and ``(features,)`` otherwise. Conv2d first layer
+    ``(H, W)`` for image inputs (from ``input_shape``, channels summed, or a square
+    number of features >= 16) and ``(features,)`` otherwise. Conv2d first layer
     (``input_shape`` required): per pixel, the (filter, output position, kernel
     tap) triples with a surviving weight that read it, summed over input
     channels, shaped ``(H, W)``: the fan-out of the conv unrolled into a Linear
@@ -373,7 +373,8 @@ def _shaped(fan: torch.Tensor, input_shape: Sequence[int] | None) -> torch.Tenso
         shape = tuple(int(s) for s in input_shape)
         if math.prod(shape) != fan.numel():
             raise ValueError(f"input_shape {shape} does not match {fan.numel()} input features.")
-        spatial = tuple(s for s in shape if s != 1) if len(shape) == 3 and shape[0] == 1 else shape
-        return fan.reshape(spatial if len(spatial) > 0 else shape)
+        if len(shape) == 3:  # (C, H, W): summed over channels, as the conv path does (an RGB upload got (3, H, W))
+            return fan.reshape(shape).sum(0)
+        return fan.reshape(shape)
     side = image_side(fan.numel())
     return fan.reshape(side, side) if side else fan

@@ -233,6 +233,22 @@ def test_input_fanout_of_pruned_masks(lenet300):  # was comparison.pixel_fanout
         input_fanout(lenet300, masks, input_shape=(3, 5))
 
 
+def test_a_linear_first_layer_on_colour_images_sums_its_channels():
+    """Found by an audit: an MLP on (3, 8, 8) uploads got a (3, 8, 8) fan-out, which the fan-out map refused."""
+    from sparsity_viz.models import MLP
+
+    torch.manual_seed(0)
+    model = MLP(3 * 8 * 8, (5,), 2)
+    masks = prune(model, "magnitude", 0.5).masks
+    fan = connectivity.input_fanout(model, masks, (3, 8, 8))
+    per_feature = masks["fc1.weight"].sum(0).reshape(3, 8, 8)
+    assert torch.equal(fan, per_feature.sum(0))  # (H, W), as a conv first layer gives
+    from sparsity_viz import figures
+
+    figures.fanout_map(fan)
+    assert connectivity.input_fanout(model, masks, (1, 8, 24)).shape == (8, 24)
+
+
 def test_mlp_fanout_by_hand():
     # 4 inputs (a 2x2 image) -> 3 hidden -> 2 classes
     model = MLP(4, (3,), 2)
