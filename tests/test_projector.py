@@ -65,11 +65,13 @@ def test_projector_enlarges_fonts_lines_and_markers():
     assert fig.layout.font.size == style.PROJECTOR_FONT_SIZE > before["layout"]["font"]["size"]
     assert fig.layout.title.font.size == style.PROJECTOR_TITLE_FONT_SIZE
     assert fig.layout.legend.font.size == style.PROJECTOR_FONT_SIZE
+    widths = [t["line"].get("width", 2) for t in before["data"] if t["line"].get("width") != 0]
+    shift = max(0.0, style.PROJECTOR_MIN_LINE_WIDTH - min(widths))  # one shift: the thinnest becomes the minimum
     for old, new in zip(before["data"], fig.data):
         if old["line"].get("width") == 0:  # the band's invisible edges stay invisible
             assert new.line.width == 0
             continue
-        assert new.line.width == max(old["line"].get("width", 2), style.PROJECTOR_MIN_LINE_WIDTH)
+        assert new.line.width == old["line"].get("width", 2) + shift >= style.PROJECTOR_MIN_LINE_WIDTH
         if "size" in old.get("marker", {}):
             assert new.marker.size == pytest.approx(old["marker"]["size"] * style.PROJECTOR_MARKER_SCALE)
 
@@ -160,3 +162,17 @@ def test_live_cost_table_in_the_docs_is_the_record():
     text = (ROOT / "docs" / "app.md").read_text()
     block = text.split("<!-- live-prune:begin -->\n")[1].split("\n<!-- live-prune:end -->")[0]
     assert block == live_cost.markdown_table(live_cost.load())
+
+
+def test_projector_keeps_line_widths_that_encode_data_apart_and_grows_trace_text():
+    """Found by an audit: a 4 px floor drew the graph's 1.6, 2.6 and 3.6 px |w| classes as one width, and bar
+    labels and heatmap cells (text sized per trace) stayed small."""
+    fig = go.Figure([go.Scatter(x=[0, 1], y=[i, i], line=dict(width=w)) for i, w in enumerate((1.59, 2.57, 3.56))])
+    fig.add_bar(x=["a"], y=[1], text=["0.50x"], textfont=dict(size=13))
+    fig.add_heatmap(z=[[1, 2]], texttemplate="%{z}", textfont=dict(size=16))
+    F.projector(F.apply_style(fig, "t"))
+    widths = [t.line.width for t in fig.data[:3]]
+    assert widths[0] == style.PROJECTOR_MIN_LINE_WIDTH and widths == sorted(widths)
+    assert [round(b - a, 6) for a, b in zip(widths, widths[1:])] == [0.98, 0.99]  # the gaps between classes kept
+    assert fig.data[3].textfont.size == pytest.approx(13 * style.PROJECTOR_SCALE, abs=0.1)
+    assert fig.data[4].textfont.size == pytest.approx(16 * style.PROJECTOR_SCALE, abs=0.1)
