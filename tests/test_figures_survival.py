@@ -120,3 +120,9 @@ def test_lottery_curves_three_methods_log_axis():
     np.testing.assert_allclose(fig.data[0].x, [100, 80, 64])
     np.testing.assert_allclose(fig.data[1].y, [92, 90, 88])
     assert "remaining" in fig.layout.xaxis.title.text
+    # one colour per strategy everywhere (an audit: IMP was drawn in magnitude's colour, the random mask in SNIP's)
+    from sparsity_viz.figures.style import STRATEGY_COLORS, strategy_color
+
+    imp, reinit, random_mask = (t.line.color for t in fig.data[:3])
+    assert imp == strategy_color("iterative") and random_mask == strategy_color("random")
+    assert reinit not in STRATEGY_COLORS  # a control, not a strategy

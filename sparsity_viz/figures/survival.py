@@ -197,11 +197,19 @@ def death_time_heatmap(state: Mapping[str, torch.Tensor], *, step: int, last_ste
     return _weight_axes(fig, conv)
 
 
-LOTTERY_STYLE = {  # method -> (label, colour, dash, marker)
-    "imp_rewind": ("IMP + rewinding (winning ticket)", OKABE_ITO[0], "solid", "circle"),
-    "reinit": ("same mask, random re-init", OKABE_ITO[1], "dash", "square"),
-    "random_mask": ("random mask, same init", OKABE_ITO[2], "dot", "diamond"),
-}
+REINIT_COLOR = "#8C8C8C"  # the re-init control is no registry strategy: a grey of its own, not a strategy's colour
+
+
+def lottery_style(method: str) -> tuple[str, str, str, str]:
+    """``(label, colour, dash, marker)`` of a ``lottery_experiment`` method. One colour per strategy everywhere:
+    IMP is the ``iterative`` strategy and the random mask the ``random`` one (the page had drawn them in
+    magnitude's and SNIP's colours, an audit)."""
+    styles = {
+        "imp_rewind": ("IMP + rewinding (winning ticket)", strategy_color("iterative"), "solid", "circle"),
+        "reinit": ("same mask, random re-init", REINIT_COLOR, "dash", "square"),
+        "random_mask": ("random mask, same init", strategy_color("random"), "dot", "diamond"),
+    }
+    return styles.get(method, (str(method), BASELINE_COLOR, "solid", "circle"))
 
 
 def lottery_curves(frame: pd.DataFrame, *, metric: str = "best_accuracy",
@@ -209,7 +217,7 @@ def lottery_curves(frame: pd.DataFrame, *, metric: str = "best_accuracy",
     """Accuracy (%) vs remaining weights (%, log axis, 100 % on the left) per method of ``lottery_experiment``."""
     fig = go.Figure()
     for method, grp in frame.groupby("method", sort=False):
-        label, color, dash, symbol = LOTTERY_STYLE.get(method, (str(method), BASELINE_COLOR, "solid", "circle"))
+        label, color, dash, symbol = lottery_style(method)
         g = grp.groupby("round", as_index=False).agg(remaining=("remaining", "mean"), acc=(metric, "mean"))
         fig.add_trace(go.Scatter(
             x=100 * g["remaining"], y=100 * g["acc"], mode="lines+markers", name=label,
