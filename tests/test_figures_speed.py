@@ -95,3 +95,15 @@ def test_activation_sparse_formats_have_labels_and_colours_distinct_from_their_s
     assert len(set(colours)) == len(colours)  # every format timed at batch 1 gets its own colour
     assert figures.format_label("act-csc-native") != figures.format_label("act-dense-native")
     assert "skip zero inputs" in figures.format_label("act-dense-native")
+
+
+def test_latency_bars_without_a_finite_time_and_an_empty_speedup_frame_say_so():
+    """Found by an audit: all-NaN or infinite medians raised 'cannot convert float NaN to integer' from the tick
+    maker, and an empty speed-up frame the same from int(NaN)."""
+    for value in (float("nan"), float("inf")):
+        bench = pd.DataFrame(dict(format=["dense", "csr-torch"], batch=[1, 1], median_us=[value, value],
+                                  ratio_dense=[1.0, 0.5], weight_bytes=[100, 50]))
+        assert isinstance(figures.latency_bars(bench), go.Figure)
+    assert figures.speed.log_ticks(float("nan"), 10.0) == ([], [])
+    with pytest.raises(ValueError, match="needs at least one measured row"):
+        figures.speedup_curve_figure(pd.DataFrame(columns=["format", "sparsity", "batch", "speedup_vs_dense"]))

@@ -63,7 +63,10 @@ def _ordered(formats) -> list[str]:
 
 
 def log_ticks(lo: float, hi: float, unit: str = "") -> tuple[list[float], list[str]]:
-    """1-2-5 tick values covering ``[lo, hi]`` for a log axis, with short labels (no crowded minor labels)."""
+    """1-2-5 tick values covering ``[lo, hi]`` for a log axis, with short labels (no crowded minor labels); none
+    when a bound is not finite (no timing, or all NaN: plotly's own ticks then)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return [], []
     lo, hi = max(lo, 1e-12), max(hi, lo * 1.0001)
     vals = []
     for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
@@ -184,6 +187,8 @@ def speedup_curve_figure(curves: pd.DataFrame, crossings: pd.DataFrame | None = 
     """
     from ..backend.bench import crossovers
 
+    if not len(curves):
+        raise ValueError("speedup_curve_figure needs at least one measured row (the frame is empty).")
     batch = int(curves["batch"].max()) if batch is None else int(batch)
     df = curves[curves["batch"] == batch].dropna(subset=["speedup_vs_dense"])
     crossings = crossovers(curves) if crossings is None else crossings
