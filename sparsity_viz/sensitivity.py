@@ -58,15 +58,22 @@ def scan_strategy(name: str, seed: int = 0) -> Strategy:
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(scan_strategy_names())}.")
     cls = STRATEGIES[name]
-    if cls.kind != "one_shot" or "layer" not in cls.scopes:
-        raise ValueError(f"Strategy {name!r} cannot prune one layer on its own (a scan needs a one-shot strategy with "
-                         f"a per-layer scope); choose one of {', '.join(scan_strategy_names())}.")
+    if not _scannable(cls):
+        raise ValueError(f"Strategy {name!r} cannot prune one layer on its own to an exact level (a scan needs a "
+                         "one-shot strategy with a per-layer scope that prunes single weights; structured pruning "
+                         "removes whole rows and never the classifier); choose one of "
+                         f"{', '.join(scan_strategy_names())}.")
     return get_strategy(name, seed=seed, scope="layer")
 
 
+def _scannable(cls) -> bool:
+    return cls.kind == "one_shot" and "layer" in cls.scopes and cls.granularity == "weight"
+
+
 def scan_strategy_names() -> list[str]:
-    """Registry strategies a scan can use: one-shot, with a per-layer scope (registry order)."""
-    return [n for n, c in STRATEGIES.items() if c.kind == "one_shot" and "layer" in c.scopes]
+    """Registry strategies a scan can use: one-shot, with a per-layer scope, pruning single weights, so every
+    layer is cut to exactly ``round(level * weights)`` (registry order)."""
+    return [n for n, c in STRATEGIES.items() if _scannable(c)]
 
 
 def check_levels(levels: Sequence[float]) -> tuple[float, ...]:

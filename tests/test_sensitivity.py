@@ -20,7 +20,9 @@ from sparsity_viz.models import prunable_parameters
 from sparsity_viz.pruning import get_strategy, zeros_to_prune
 from sparsity_viz.pruning.magnitude import MagnitudeStrategy
 from sparsity_viz.pruning.sensitivity_guided import allocate_zeros, cost_curves, suggest_targets
-from sparsity_viz.sensitivity import SCAN_COLUMNS, describe_scan, scan_summary, sensitivity_scan, tolerated_level
+from sparsity_viz.sensitivity import (
+    SCAN_COLUMNS, describe_scan, scan_arrays, scan_summary, sensitivity_scan, tolerated_level,
+)
 from sparsity_viz.training import evaluate_dataset
 
 LEVELS = (0.0, 0.5, 0.9, 0.99)
@@ -223,7 +225,7 @@ def test_guided_strategy_without_a_scan_scans_its_batch(digits):
     assert all(torch.equal(a[n], b[n]) for n in a)
     with pytest.raises(ValueError, match="needs a batch of data"):
         prune(model, "sensitivity_guided", 0.7)
-    with pytest.raises(ValueError, match="must score weights"):
+    with pytest.raises(ValueError, match="cannot prune one layer on its own to an exact level"):
         get_strategy("sensitivity_guided", base="structured")
     with pytest.raises(ValueError, match="needs the columns"):
         prune(model, "sensitivity_guided", 0.7, scan=pd.DataFrame({"layer": ["fc1"]}))
@@ -310,3 +312,14 @@ def test_a_scan_carries_its_configuration_and_run_id(digits, digits_scan):
     other = sensitivity_scan(digits[0], digits[1], [0.5], seeds=config["seeds"])
     assert run_id(other.attrs["config"]) != run_id(config)
 
+
+
+def test_structured_pruning_is_not_offered_to_a_scan(digits):
+    """Found by an audit: a structured scan labelled fc3 '99 %, no drop' with no weight pruned (it never prunes
+    the classifier, and cuts whole rows elsewhere), and the guided targets then took 99 % of fc3 as free."""
+    from sparsity_viz.sensitivity import scan_strategy_names
+
+    model, ds = digits
+    assert "structured" not in scan_strategy_names() and "magnitude" in scan_strategy_names()
+    with pytest.raises(ValueError, match="cannot prune one layer on its own to an exact level.*structured"):
+        scan_arrays(model, *data_batch(ds, seed=0), (0.5,), strategy="structured")
