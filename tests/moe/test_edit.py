@@ -72,13 +72,14 @@ def test_prune_weights_hits_the_sparsity_over_expert_layers_and_leaves_the_route
     ({"sparsity": 1.0}, "sparsity must be in [0, 1)"),
     ({"sparsity": 0.5, "strategy": "synflow"}, "strategy must be one of"),
     ({"sparsity": 0.5, "strategy": "gradual"}, "strategy must be one of"),
+    ({"sparsity": 0.5, "strategy": "structured"}, "strategy must be one of"),  # it cut whole classes (an audit)
     ({"sparsity": 0.5, "strategy": "snip"}, "snip scores weights on data"),
 ])
 def test_prune_moe_bad_input(toy, kwargs, needle):
     with pytest.raises(ValueError) as info:
         prune_moe(toy, **kwargs)
     assert needle in str(info.value)
-    assert "synflow" not in moe_strategy_names() and "global_magnitude" in moe_strategy_names()
+    assert {"synflow", "structured"}.isdisjoint(moe_strategy_names()) and "global_magnitude" in moe_strategy_names()
 
 
 def test_finetune_holds_the_masks_and_leaves_the_input():
