@@ -68,9 +68,18 @@ def test_url_round_trip_and_bad_values_fall_back():
            "pg_cuts": "0e1x2x1,junk,3e1x99x0,50u2x0,5u3x5"}
     got, at, got_cuts = from_params(bad)
     assert got == replace(spec, noise=PlaygroundSpec().noise, hidden=PlaygroundSpec().hidden, lr=PlaygroundSpec().lr)
-    assert at == spec.epochs  # clamped to the budget
+    assert at == 0  # past the budget: ignored, as every out-of-range value (an audit: it was clamped to the budget)
     assert got_cuts == [Cut(0, "edge", 1, 2, 1)]  # 3e1x99x0: no unit 99; 50u2x0: after the budget; 5u3x5: no layer 3
     assert from_params({}) == (PlaygroundSpec(), 0, [])
+
+
+def test_a_link_keeps_what_the_page_keeps():
+    """Found by an audit: noise 0.123 was replayed, then the page (two-decimal sliders) rounded it and started anew;
+    a learning rate of 0.0123456789 came back as 0.0123457 (':g'), a different run."""
+    spec, at, _ = from_params({"pg_noise": "0.123", "pg_drop": "0.071", "pg_at": "3"})
+    assert spec.noise == 0.12 and spec.dropout == 0.07 and at == 3
+    precise = replace(PlaygroundSpec(), lr=0.0123456789, l1=1.23456789e-4)
+    assert from_params(to_params(precise))[0] == precise
 
 
 def test_dataset_has_the_noise_and_split_asked_for():
@@ -207,6 +216,19 @@ def test_cutting_a_unit_equals_removing_it_from_the_network():
     assert cut.cuts == [Cut(2, "unit", 1, 2)] and run.cuts == []
     back = toggle(cut, "unit", 1, 2)  # a second cut restores the connections (weights start again from 0)
     assert all(m.all() for m in back.masks.values()) and (back.model.fc1.weight[2] == 0).all()
+
+
+def test_restoring_a_unit_gives_back_only_the_connections_it_had():
+    """Found by an audit: restoring set the unit's whole row and column, so a sparse SET run grew from 13 to 18
+    connections in fc2 for good."""
+    spec = PlaygroundSpec(dynamics="set", sparsity=0.5, epochs=20, seed=0)
+    run = start(spec)
+    back = toggle(toggle(run, "unit", 1, 0), "unit", 1, 0)
+    assert all(torch.equal(back.masks[n], run.masks[n]) for n in run.masks) and back.held == {}
+    later = train_epochs(back, 3)  # the budget SET holds stays the sparse start's
+    assert {n: int(m.sum()) for n, m in later.masks.items()} == {n: int(m.sum()) for n, m in run.masks.items()}
+    assert replay(spec, 0, back.cuts).masks.keys() == back.masks.keys()
+    assert all(torch.equal(replay(spec, 0, back.cuts).masks[n], back.masks[n]) for n in back.masks)
 
 
 def test_cutting_an_edge_zeros_one_weight_and_toggles():

@@ -73,6 +73,9 @@ class PlaygroundRun:
     cuts: list[Cut] = field(default_factory=list)
     optimizer_state: dict | None = None
     before: Masks | None = None  # connections alive before the last train_epochs / toggle call
+    # a hand-cut unit's incoming row and outgoing column as they were when it was cut: restoring puts back exactly
+    # those (setting every entry True revived connections the sparse start or SET / RigL had removed, an audit)
+    held: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def epoch(self) -> int:
@@ -211,8 +214,8 @@ def train_epochs(run: PlaygroundRun, epochs: int, *, stop: Callable[[], bool] | 
         masks = {n: m.cpu() for n, m in (inner.masks if inner is not None else masks).items()}
         history.append(replace(result.history[0], epoch=e + 1))
         if after_epoch is not None:
-            after_epoch(PlaygroundRun(spec, model, masks, list(history), list(run.cuts), opt, before))
-    return PlaygroundRun(spec, model, masks, history, list(run.cuts), opt, before)
+            after_epoch(PlaygroundRun(spec, model, masks, list(history), list(run.cuts), opt, before, dict(run.held)))
+    return PlaygroundRun(spec, model, masks, history, list(run.cuts), opt, before, dict(run.held))
 
 
 def is_cut(run: PlaygroundRun, cut: Cut) -> bool:
@@ -227,7 +230,8 @@ def is_cut(run: PlaygroundRun, cut: Cut) -> bool:
 def toggle(run: PlaygroundRun, kind: str, layer: int, a: int, b: int = 0) -> PlaygroundRun:
     """Cut a connection / hidden unit by hand, or restore it if it is cut; a new run (the cut is recorded).
 
-    A restored weight starts from 0 and learns again (SET / RigL start regrown weights the same way).
+    A restored weight starts from 0 and learns again (SET / RigL start regrown weights the same way). A restored
+    unit gets back the connections it had when it was cut by hand (every one, for a unit the schedule emptied).
 
     Raises:
         ValueError: no such connection or unit.
@@ -236,14 +240,21 @@ def toggle(run: PlaygroundRun, kind: str, layer: int, a: int, b: int = 0) -> Pla
     check_cut(run.spec, cut)
     value = is_cut(run, cut)  # restore what is cut, cut what is not
     masks = {n: m.clone() for n, m in run.masks.items()}
+    held = dict(run.held)
     if kind == "edge":
         masks[f"fc{layer}.weight"][a, b] = value
     else:
-        masks[f"fc{layer}.weight"][a] = value
-        masks[f"fc{layer + 1}.weight"][:, a] = value
+        incoming, outgoing = masks[f"fc{layer}.weight"], masks[f"fc{layer + 1}.weight"]
+        if value:  # restore: what the cut removed, or every connection of a unit no hand cut emptied
+            row, column = held.pop((layer, a), (torch.ones_like(incoming[a]), torch.ones_like(outgoing[:, a])))
+        else:
+            held[(layer, a)] = (incoming[a].clone(), outgoing[:, a].clone())
+            row, column = torch.zeros_like(incoming[a]), torch.zeros_like(outgoing[:, a])
+        incoming[a], outgoing[:, a] = row, column
     model = copy.deepcopy(run.model)
     apply_masks(model, masks)
-    return PlaygroundRun(run.spec, model, masks, list(run.history), [*run.cuts, cut], run.optimizer_state, run.alive())
+    return PlaygroundRun(run.spec, model, masks, list(run.history), [*run.cuts, cut], run.optimizer_state,
+                         run.alive(), held)
 
 
 def replay(spec: PlaygroundSpec, epochs: int, cuts: Sequence[Cut] = (), *,

@@ -192,6 +192,7 @@ _NAMES = {"dataset": "data", "noise": "noise", "test_fraction": "test", "hidden"
           "lr": "lr", "batch_size": "batch", "epochs": "epochs", "init": "init", "sparsity": "s",
           "dynamics": "dyn", "target": "target", "l1": "l1", "dropout": "drop", "seed": "seed"}
 PERCENT = ("test_fraction", "sparsity", "target")  # shown and linked in %
+HUNDREDTHS = ("noise", "dropout")  # the page's sliders hold two decimals: a link's 0.123 made the page start anew
 
 
 def _text(name: str, value) -> str:
@@ -199,7 +200,7 @@ def _text(name: str, value) -> str:
         return "-".join(str(u) for u in value)
     if name in PERCENT:
         return str(round(100 * value))
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return repr(value) if isinstance(value, float) else str(value)  # shortest exact: ":g" cut lr 0.0123456789
 
 
 def _value(name: str, text: str, default):
@@ -212,7 +213,9 @@ def _value(name: str, text: str, default):
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(text)
-    return round(value) / 100 if name in PERCENT else value  # whole percent, as the page's sliders
+    if name in PERCENT:
+        return round(value) / 100  # whole percent, as the page's sliders
+    return round(value, 2) if name in HUNDREDTHS else value
 
 
 def to_params(spec: PlaygroundSpec, epochs_done: int = 0, cuts: list[Cut] | tuple[Cut, ...] = ()) -> dict[str, str]:
@@ -238,6 +241,7 @@ def from_params(params: Mapping[str, str]) -> tuple[PlaygroundSpec, int, list[Cu
         at = int(params.get(PREFIX + "at", 0))
     except (TypeError, ValueError):
         at = 0
-    at = min(max(at, 0), spec.epochs)
+    if not 0 <= at <= spec.epochs:  # out of range: the default, as for every other field (it was clamped)
+        at = 0
     cuts = [c for c in parse_cuts(str(params.get(PREFIX + "cuts", "")), spec) if c.epoch <= at]
     return spec, at, cuts
