@@ -309,3 +309,11 @@ def test_unit_map_figure_tiles_every_unit_and_greys_dead_ones():
     assert [s.name for s in fig.layout.shapes] == ["dead h2.4"]
     names = [f"h1.{u}" for u in range(1, 6)] + [f"h2.{u}" for u in range(1, 5)]
     assert [a.text for a in fig.layout.annotations] == names
+
+
+@pytest.mark.parametrize("field,value", [("hidden", (True,)), ("hidden", [4, 4]), ("epochs", True), ("lr", True),
+                                         ("seed", 1.0), ("noise", False)])
+def test_a_spec_refuses_bools_and_lists(field, value):
+    """Found by an audit: bools passed as numbers, and a list of widths made the frozen cache key unhashable."""
+    with pytest.raises(ValueError, match="Invalid playground settings"):
+        replace(PlaygroundSpec(), **{field: value})

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 
 from ..data import TOY_DATASETS
 from ..models import ACTIVATIONS
+from ..whole_numbers import is_whole
 
 INITS = ("dense", "erdos_renyi", "snip", "synflow")  # dense, or sparse at initialisation (registry strategies)
 DYNAMICS = ("none", "gradual", "set", "rigl")  # none, AGP during training, or dynamic sparse training
@@ -24,6 +25,11 @@ MAX_UNITS = 8
 MAX_EPOCHS = 300
 POINTS = 500  # points of the toy (train + test)
 PREFIX = "pg_"
+
+
+def _real(value) -> bool:
+    """A plain number (True is not a learning rate; an audit found bools accepted)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -50,20 +56,20 @@ class PlaygroundSpec:
         problems = []
         if self.dataset not in TOY_DATASETS:
             problems.append(f"dataset must be one of {', '.join(TOY_DATASETS)}, not {self.dataset!r}")
-        if not (isinstance(self.noise, (int, float)) and 0.0 <= self.noise <= 0.5):
+        if not (_real(self.noise) and 0.0 <= self.noise <= 0.5):
             problems.append(f"noise must be in [0, 0.5], got {self.noise!r}")
-        if not (isinstance(self.test_fraction, (int, float)) and 0.1 <= self.test_fraction <= 0.9):
+        if not (_real(self.test_fraction) and 0.1 <= self.test_fraction <= 0.9):
             problems.append(f"test share must be in [0.1, 0.9], got {self.test_fraction!r}")
-        if not (1 <= len(self.hidden) <= MAX_LAYERS and all(isinstance(u, int) and 1 <= u <= MAX_UNITS
-                                                            for u in self.hidden)):
+        if not (isinstance(self.hidden, tuple) and 1 <= len(self.hidden) <= MAX_LAYERS
+                and all(is_whole(u) and 1 <= u <= MAX_UNITS for u in self.hidden)):
             problems.append(f"hidden layers: 1 to {MAX_LAYERS} layers of 1 to {MAX_UNITS} units, got {self.hidden!r}")
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 1):
+        if not (_real(self.lr) and math.isfinite(self.lr) and 0 < self.lr <= 1):
             problems.append(f"learning rate must be in (0, 1], got {self.lr!r}")
-        if not (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 256):
+        if not (is_whole(self.batch_size) and 1 <= self.batch_size <= 256):
             problems.append(f"batch size must be in [1, 256], got {self.batch_size!r}")
-        if not (isinstance(self.epochs, int) and 1 <= self.epochs <= MAX_EPOCHS):
+        if not (is_whole(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS):
             problems.append(f"epochs must be in [1, {MAX_EPOCHS}], got {self.epochs!r}")
         if self.init not in INITS:
             problems.append(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
@@ -71,13 +77,13 @@ class PlaygroundSpec:
             problems.append(f"training regime must be one of {', '.join(DYNAMICS)}, not {self.dynamics!r}")
         for name in ("sparsity", "target"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0.0 <= v <= 0.99):
+            if not (_real(v) and 0.0 <= v <= 0.99):
                 problems.append(f"{name} must be in [0, 0.99], got {v!r}")
-        if not (isinstance(self.l1, (int, float)) and math.isfinite(self.l1) and 0.0 <= self.l1 <= 1.0):
+        if not (_real(self.l1) and math.isfinite(self.l1) and 0.0 <= self.l1 <= 1.0):
             problems.append(f"L1 strength must be in [0, 1], got {self.l1!r}")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout <= 0.9):
+        if not (_real(self.dropout) and 0.0 <= self.dropout <= 0.9):
             problems.append(f"dropout must be in [0, 0.9], got {self.dropout!r}")
-        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**31):
+        if not (is_whole(self.seed) and 0 <= self.seed < 2**31):
             problems.append(f"seed must be a non-negative integer, got {self.seed!r}")
         if problems:
             raise ValueError("Invalid playground settings: " + "; ".join(problems) + ".")
