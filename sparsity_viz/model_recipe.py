@@ -122,6 +122,8 @@ class ModelRecipe:
             raise ValueError(f"A recipe has at most one prune step and {MAX_STEPS} training steps.")
         for i, part in enumerate(parts):
             kind, _, body = part.partition(":")
+            if kind not in ("prune", "train"):  # named before its fields are read ('foo:bar' blamed the field)
+                raise ValueError(f"Unknown recipe step {kind!r}; a step is 'prune:...' or 'train:...'.")
             values = _pairs(body)
             if kind == "prune":
                 if i != 0:
@@ -201,9 +203,14 @@ def _pairs(body: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for item in (b for b in body.split(",") if b):
         name, eq, value = item.partition("=")
+        name = name.strip()
         if not eq:
             raise ValueError(f"Recipe field {item!r} has no value (write name=value).")
-        values[name.strip()] = value.strip()
+        if not name:
+            raise ValueError(f"Recipe field {item!r} has no name (write name=value).")
+        if name in values:  # the last one won silently
+            raise ValueError(f"Recipe field {name!r} is given twice in one step.")
+        values[name] = value.strip()
     return values
 
 

@@ -76,6 +76,11 @@ def test_training_from_dense_starts_over_and_pruning_drops_training():
     ("train:weight_decay=1e300", r"weight_decay must be in \[0, 1000\]"),
     ("train:strength=-1", r"strength must be in \[0, 1000\], got -1"),
     ("train:batch_size=1", "batch size is 16 to 4096, got 1"),
+    # an audit: the unknown step was blamed on its field, an empty name read "Unknown training field(s) .", and a
+    # field given twice kept the last silently
+    ("foo:bar", "Unknown recipe step 'foo'"),
+    ("train:=3", "has no name"),
+    ("train:epochs=1,epochs=2", "'epochs' is given twice"),
 ])
 def test_bad_text_raises_a_clear_value_error(text, reason):
     with pytest.raises(ValueError, match=reason):
