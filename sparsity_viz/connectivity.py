@@ -378,3 +378,50 @@ def _shaped(fan: torch.Tensor, input_shape: Sequence[int] | None) -> torch.Tenso
         return fan.reshape(shape)
     side = image_side(fan.numel())
     return fan.reshape(side, side) if side else fan
+
+
+FANOUT_BORDER = 4  # pixels from an image's edge that count as its border ring (MNIST's never carry ink)
+
+
+def border_ring(side_h: int, side_w: int, width: int = FANOUT_BORDER) -> torch.Tensor:
+    """``(H, W)`` bool: True on the ``width`` pixels next to each edge."""
+    ring = torch.ones(side_h, side_w, dtype=torch.bool)
+    ring[width:side_h - width, width:side_w - width] = False
+    return ring
+
+
+@dataclass(frozen=True)
+class FanoutRings:
+    """An ``(H, W)`` fan-out (``input_fanout``) split into its border ring and its centre."""
+
+    border_mean: float  # surviving connections of a border pixel, on average
+    centre_mean: float
+    empty: int  # pixels that lost every connection
+    empty_border: int  # of them, on the border ring
+    pixels: int
+
+    @property
+    def where(self) -> str:
+        """Which part keeps more, in words."""
+        if self.centre_mean > self.border_mean:
+            return "the centre keeps more"
+        return "the border keeps more" if self.border_mean > self.centre_mean else "both keep as many"
+
+
+def fanout_rings(fan: torch.Tensor, width: int = FANOUT_BORDER) -> FanoutRings | None:
+    """The border / centre split of an image's fan-out; None for one too small to have a centre (or not 2-D)."""
+    if fan.dim() != 2 or min(fan.shape) <= 2 * width:
+        return None
+    ring, empty = border_ring(*fan.shape, width), fan == 0
+    return FanoutRings(float(fan[ring].double().mean()), float(fan[~ring].double().mean()), int(empty.sum()),
+                       int((empty & ring).sum()), fan.numel())
+
+
+def describe_fanout(fan: torch.Tensor, width: int = FANOUT_BORDER) -> str:
+    """One measured sentence on an image's fan-out (Markdown), or "" when it has no border ring and centre."""
+    rings = fanout_rings(fan, width)
+    if rings is None:
+        return ""
+    return (f"A pixel of the {width}-pixel border ring keeps **{rings.border_mean:.1f}** connections on average, a "
+            f"centre pixel **{rings.centre_mean:.1f}**: {rings.where}. **{rings.empty}** of {rings.pixels} pixels "
+            f"lost every connection, {rings.empty_border} of them on the border ring.")

@@ -4,7 +4,9 @@ import streamlit as st
 
 import app_state
 from sparsity_viz import figures
-from sparsity_viz.connectivity import collapse_warnings, effective_sparsity, input_fanout, layer_collapse
+from sparsity_viz.connectivity import (
+    collapse_warnings, describe_fanout, effective_sparsity, input_fanout, layer_collapse,
+)
 
 app_state.sidebar()
 st.title("Connections")
@@ -42,9 +44,8 @@ graph_fig = figures.model_graph(wb.current, wb.masks, max_edges_per_layer=int(ma
 if ds.is_image:
     app_state.show_figure(graph_fig, "connections_graph")
     st.subheader("Input fan-out")
-    st.markdown("How many surviving connections leave each input pixel. After magnitude pruning the centre pixels keep "
-                "their connections and the border, which never carries ink, goes grey.")
     fan = input_fanout(wb.current, wb.masks, input_shape=ds.input_shape)
+    st.markdown(f"How many surviving connections leave each input pixel. {describe_fanout(fan)}".strip())
     fan_fig = figures.fanout_map(fan)
     fan_fig.update_layout(height=560, width=620)
     app_state.show_figure(fan_fig, "connections_fanout")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
-import torch
 
 from ..comparison import compare_masks
-from ..connectivity import input_fanout
+from ..connectivity import FANOUT_BORDER, describe_fanout, fanout_rings, input_fanout
 from ..data import data_batch
 from ..session import PruneConfig
 from .base import AppState, Lesson, LessonContext, Reveal, Step, pct
@@ -14,20 +13,13 @@ from .measure import pruned
 
 MODEL = "lenet300"
 CONFIG = PruneConfig("magnitude", "layer", 0.9)
-BORDER = 4  # pixels from the image's edge that count as its border ring
+BORDER = FANOUT_BORDER  # pixels from the image's edge that count as its border ring
 # What the Survival maps page is set to (tests/app/test_lessons_page.py reads its widgets)
 SURVIVAL_A = ("magnitude", 0)
 SURVIVAL_B = ("snip", 0)
 SURVIVAL_LEVEL = 0.9
 SURVIVAL_SETTINGS = {"a": SURVIVAL_A[0], "seed_a": SURVIVAL_A[1], "b": SURVIVAL_B[0], "seed_b": SURVIVAL_B[1],
                      "level": round(100 * SURVIVAL_LEVEL)}  # the Survival maps page's settings
-
-
-def border_ring(side_h: int, side_w: int, width: int = BORDER) -> torch.Tensor:
-    """``(H, W)`` bool: True on the ``width`` pixels next to each edge."""
-    ring = torch.ones(side_h, side_w, dtype=torch.bool)
-    ring[width:side_h - width, width:side_w - width] = False
-    return ring
 
 
 def chance_jaccard(table: pd.DataFrame) -> pd.Series:
@@ -42,18 +34,13 @@ def fanout_reveal(ctx: LessonContext) -> Reveal:
     p = pruned(ctx, CONFIG)
     fan = input_fanout(p.model, p.masks, input_shape=ctx.dataset.input_shape)  # (H, W) surviving connections
     dense = input_fanout(ctx.model, None, input_shape=ctx.dataset.input_shape)
-    ring = border_ring(*fan.shape)
-    border, centre = float(fan[ring].double().mean()), float(fan[~ring].double().mean())
-    empty = fan == 0
-    empty_border = int((empty & ring).sum())
-    where = ("the centre keeps more" if centre > border else "the border keeps more" if border > centre
-             else "both keep as many")
+    rings = fanout_rings(fan)
+    sentence = describe_fanout(fan)
     text = (f"Dense, every pixel feeds **{int(dense.max()):,}** first-layer units. After {CONFIG.describe()}: "
-            f"a pixel of the {BORDER}-pixel border ring keeps **{border:.1f}** connections on average, a centre pixel "
-            f"**{centre:.1f}**: {where}. **{int(empty.sum())}** of {fan.numel()} pixels lost every connection, "
-            f"{empty_border} of them on the border ring.")
-    return Reveal(text, {"dense_fanout": float(dense.max()), "border_mean": border, "centre_mean": centre,
-                         "empty_pixels": float(empty.sum()), "empty_border": float(empty_border)})
+            f"{sentence[0].lower()}{sentence[1:]}")
+    return Reveal(text, {"dense_fanout": float(dense.max()), "border_mean": rings.border_mean,
+                         "centre_mean": rings.centre_mean, "empty_pixels": float(rings.empty),
+                         "empty_border": float(rings.empty_border)})
 
 
 def _overlap(ctx: LessonContext) -> Reveal:

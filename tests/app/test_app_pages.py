@@ -99,6 +99,16 @@ def test_connections_graph_and_side_view(model):
     at.slider(key="conn_max_edges").set_value(20).run()
     check(at)
     assert chart_specs(at)[0] != specs[0]
+    if image:  # the fan-out's words are measured on the model shown (a fixed sentence claimed the centre survives)
+        from sparsity_viz.connectivity import describe_fanout, input_fanout
+        from sparsity_viz.data import load_dataset
+
+        wb = _bench(at)
+        fan = input_fanout(wb.current, wb.masks, input_shape=load_dataset(wb.dataset).input_shape)
+        sentence = describe_fanout(fan)  # "" for 8x8 digits: no centre inside a 4-pixel border
+        assert bool(sentence) == (min(fan.shape) > 8)
+        assert any(m.value == f"How many surviving connections leave each input pixel. {sentence}".strip()
+                   for m in at.markdown)
 
 
 @pytest.mark.parametrize("model", MODELS)
