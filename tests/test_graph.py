@@ -92,3 +92,17 @@ def test_real_models_shapes_and_speed():
     g5 = build_graph(build_model("lenet5", seed=0), None)
     assert g5.column_sizes == (1, 20, 50, 500, 10)
     assert g5.layers[2].connections == 50 * 500  # fc1 connects conv2's 50 channels to 500 units
+
+
+def test_layer_notes_stay_two_short_lines():
+    """Found by an audit: four-line notes ("... weights kept (7,850 weak links not drawn)") ran into the legend
+    at 1280x720 in projector mode."""
+    from sparsity_viz import figures
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.pruning import prune
+
+    pruned = prune(load_sample("lenet300")[0], "magnitude", 0.9)
+    fig = figures.model_graph(pruned.model, pruned.masks, max_edges_per_layer=150, input_shape=(1, 28, 28))
+    notes = [a.text for a in fig.layout.annotations if "kept" in a.text]
+    assert notes[0].startswith(f"{235_200 // 10:,} of 235,200 kept<br>(") and notes[0].endswith(" weakest hidden)")
+    assert all(n.count("<br>") <= 1 and max(len(p) for p in n.split("<br>")) <= 24 for n in notes)

@@ -91,9 +91,9 @@ def graph_layout(graph: ConnectionGraph, title: str | None, height: int) -> dict
                         yanchor="bottom", font=dict(size=16))
                    for c, name in enumerate(graph.columns)]
     for i, s in enumerate(graph.layers):
-        note = f"{s.surviving:,} of {s.weights:,}<br>weights kept"
-        if s.edges_hidden:
-            note += f"<br>({s.edges_hidden:,} weak links<br>not drawn)"
+        note = f"{s.surviving:,} of {s.weights:,} kept"
+        if s.edges_hidden:  # two short lines: four ran into the legend below at projector size (an audit)
+            note += f"<br>({s.edges_hidden:,} weakest hidden)"
         if s.fully_pruned:
             note += "<br><b>layer collapsed</b>"
         annotations.append(dict(x=i + 0.5, y=-0.04, text=note, showarrow=False, yanchor="top",
