@@ -87,6 +87,18 @@ def test_fixed_rounds_without_a_target(clock):
     assert out["csr"]["rounds"] == 4 and not out["csr"]["capped"]
 
 
+def test_the_asked_rounds_all_run_whatever_the_cap(clock):
+    """Found by an audit: the 10 s cap stopped "exactly 21 rounds" at 7 for a slow layer, unflagged, and on the
+    Speed page it stopped short of "at least this many rounds"."""
+    slow = {"dense": clock.costs(0.4), "csr": clock.costs(0.1)}  # a round costs ~1 s, the cap is 2 s
+    assert bench.interleaved_ratios(slow, "dense", rounds=21, rel_iqr=None, time_cap_s=2)["csr"]["rounds"] == 21
+    out = bench.interleaved_ratios(slow, "dense", rounds=9, time_cap_s=2)["csr"]
+    assert out["rounds"] == 9 and out["stable"] and not out["capped"]
+    noisy = {"dense": clock.costs(0.4), "csr": clock.costs(0.2, 0.2, 0.3, 0.3)}  # never settles
+    out = bench.interleaved_ratios(noisy, "dense", rounds=6, time_cap_s=2)["csr"]
+    assert out["rounds"] == 6 and out["capped"] and not out["stable"]  # the cap had passed: no round past the asked
+
+
 @pytest.mark.parametrize("kw,match", [({"rounds": 0}, "rounds"), ({"time_cap_s": 0}, "time_cap_s"),
                                       ({"rel_iqr": -0.1}, "rel_iqr")])
 def test_bad_settings_are_refused(kw, match):
