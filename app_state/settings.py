@@ -166,7 +166,7 @@ def keep_page_settings(page: str, defaults: dict, **settings: Any) -> None:
 def speed_format_options(cuda: bool) -> list[str]:
     """The formats the Speed page offers: every model format, then the GPU ones on CUDA, the int8 ones on the CPU."""
     from sparsity_viz.backend.bench import MODEL_FORMATS
-    from sparsity_viz.backend.speed_report import INT8_FORMATS
+    from sparsity_viz.backend.int8 import INT8_FORMATS
 
     return [*MODEL_FORMATS, *(["csr-cuda", "2:4-cuda"] if cuda else INT8_FORMATS)]
 

@@ -8,6 +8,7 @@ ratio is nnz / numel, the byte ratio nnz * 4 / dense bytes (values only).
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
@@ -19,7 +20,7 @@ from torch import nn
 
 from ..devices import resolve_device
 from ..models import prunable_layers
-from . import conv_sparse
+from . import conv_sparse, int8
 from .compiled import compile_model
 from .dispatch import FormatUnavailable, default_formats, make_op
 
@@ -190,7 +191,9 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
     them; without them, random normal inputs (whose activations are not a real model's).
 
     The formats of one batch size are timed interleaved (``interleaved_ratios``, ``repeats``
-    rounds; with ``rel_iqr`` more, until every ratio to dense is stable or ``time_cap_s``).
+    rounds; with ``rel_iqr`` more, until every ratio to dense is stable or ``time_cap_s``), the int8
+    formats (``int8.INT8_FORMATS``, CPU MLPs) among them. Every format's output is checked against the
+    model's before it is timed (``output_problem``); one that differs is skipped and says by how much.
 
     Columns: batch, format, median_us, ratio_dense, ratio_q25, ratio_q75, rounds, stable, capped,
     ratio_torch_csr, speedup_vs_dense, weight_bytes, bytes_ratio, ideal_flop_ratio,
@@ -205,12 +208,16 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
     rows = []
     for batch in batch_sizes:
         x = _input(model, batch, device, calibration)
+        with torch.no_grad():
+            want = model(x)
         fns, meta = {}, {}
         for fmt in formats:
             note = ""
             try:
                 if fmt == "dense":
                     fn, nbytes, note = model, dense_bytes, "torch nn.Module as is"
+                elif fmt in int8.INT8_FORMATS:
+                    fn, nbytes, note = _int8_contender(model, fmt, device)
                 else:
                     if fmt == "auto":
                         compiled = compile_model(model, batch_size=batch, device=device, calibration=calibration)
@@ -226,6 +233,11 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
                         if bad:
                             raise FormatUnavailable("; ".join(bad))
                     fn, nbytes = compiled, compiled.nbytes
+                if fmt != "dense":
+                    with torch.no_grad():
+                        problem = output_problem(fn(x), want, int8.INT8_FORMATS if fmt in int8.INT8_FORMATS else ())
+                    if problem:
+                        raise FormatUnavailable(f"not timed: {problem}")
             except FormatUnavailable as exc:
                 meta[fmt] = (float("nan"), f"skipped: {exc}")
                 continue
@@ -244,6 +256,32 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
             "ratio_torch_csr", "speedup_vs_dense", "weight_bytes", "bytes_ratio", "ideal_flop_ratio",
             "ideal_bytes_ratio", "note"]
     return df[cols]
+
+
+def _int8_contender(model: nn.Module, fmt: str, device: torch.device):
+    """An int8 format's ``(runner, bytes, note)``; ``FormatUnavailable`` with the reason it cannot run here."""
+    if device.type != "cpu":
+        raise FormatUnavailable("the int8 kernels run on the CPU only")
+    try:
+        return int8.int8_contender(model, fmt)
+    except (ValueError, RuntimeError) as exc:
+        raise FormatUnavailable(str(exc)) from None
+
+
+INT8_TOLERANCE = 0.1  # of the reference's largest |logit|: 8-bit weights (and inputs, for dynamic) move logits
+
+
+def output_problem(got: torch.Tensor, want: torch.Tensor, approximate: tuple = ()) -> str:
+    """Why ``got`` is not the model's output ``want`` (""): the shape, or the largest difference beyond 1e-3 of the
+    largest |logit| (``INT8_TOLERANCE`` of it for an 8-bit format, passed as a non-empty ``approximate``)."""
+    if tuple(got.shape) != tuple(want.shape):
+        return f"its output has shape {tuple(got.shape)}, the model's {tuple(want.shape)}"
+    if not want.numel():
+        return ""
+    scale = float(want.abs().max()) if bool(torch.isfinite(want).all()) else 1.0
+    err = float((got.float() - want.float()).abs().nan_to_num(nan=math.inf).max())
+    limit = (INT8_TOLERANCE if approximate else 1e-3) * max(scale, 1.0)
+    return "" if err <= limit else f"its output differs from the model's by up to {err:.3g} (limit {limit:.3g})"
 
 
 def _time_all(fns: dict[str, Callable[[], object]], repeats: int, rel_iqr: float | None, time_cap_s: float,

@@ -27,11 +27,9 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -328,48 +326,25 @@ def int8_weight_bytes(model: nn.Module, fmt: str) -> int:
     return sum(m.weight.numel() + 4 * m.out_features for m in layers)
 
 
-def benchmark_int8_model(model: nn.Module, batch_sizes: Iterable[int], formats: Iterable[str], repeats: int = 10,
-                         wait_for_build: bool = False) -> pd.DataFrame:
-    """Whole-model rows in ``bench.benchmark_model``'s form (batch, format, median_us, weight_bytes, note).
+def int8_contender(model: nn.Module, fmt: str, wait_for_build: bool = False) -> tuple[nn.Module, int, str]:
+    """``(runner, weight bytes, note)`` of ``model`` in ``fmt`` for ``bench.benchmark_model``, which times it in the
+    same interleaved rounds as the other formats (it had been timed on its own, its ratio taken to another run's
+    dense median, an audit).
 
-    Never waits for the int8 kernel's first build unless ``wait_for_build``: while it is not
-    ready the sparse row is ``skipped`` with a note and the build starts in the background.
+    Never waits for the int8 kernel's first build unless ``wait_for_build``: while it is not ready this raises
+    ``ValueError`` saying so, and the build starts in the background.
+
+    Raises:
+        ValueError: not an MLP of Linear layers, an unknown format, or the kernel still being built.
     """
-    from .bench import median_time
-
-    rows = []
-    formats = [f for f in formats if f in INT8_FORMATS]
-    try:
-        _mlp_layers(model)
-    except ValueError as exc:
-        return pd.DataFrame([{"batch": b, "format": f, "median_us": float("nan"), "weight_bytes": float("nan"),
-                              "note": f"skipped: {exc}"} for f in formats for b in batch_sizes],
-                            columns=["batch", "format", "median_us", "weight_bytes", "note"])
-    for fmt in formats:
-        note = ""
-        if fmt == SPARSE_FORMAT and not (wait_for_build or ready()):
-            build_in_background()
-            for b in batch_sizes:
-                rows.append({"batch": b, "format": fmt, "median_us": float("nan"), "weight_bytes": float("nan"),
-                             "note": "skipped: the int8 kernel is being built (once per machine, about a minute); "
-                                     "measure again when it is ready"})
-            continue
-        try:
-            runner = int8_model(model, fmt)
-        except (ValueError, RuntimeError) as exc:
-            for b in batch_sizes:
-                rows.append({"batch": b, "format": fmt, "median_us": float("nan"), "weight_bytes": float("nan"),
-                             "note": f"skipped: {exc}"})
-            continue
-        if fmt == SPARSE_FORMAT and not runner.native:
-            note = notice() or "pure-torch fallback"
-        nbytes = int8_weight_bytes(model, fmt)
-        first = next(m for m in model.modules() if isinstance(m, nn.Linear))
-        for b in batch_sizes:
-            x = torch.randn(b, first.in_features)
-            t = median_time(lambda: runner(x), repeats)
-            rows.append({"batch": b, "format": fmt, "median_us": t * 1e6, "weight_bytes": nbytes, "note": note})
-    return pd.DataFrame(rows, columns=["batch", "format", "median_us", "weight_bytes", "note"])
+    _mlp_layers(model)
+    if fmt == SPARSE_FORMAT and not (wait_for_build or ready()):
+        build_in_background()
+        raise ValueError("the int8 kernel is being built (once per machine, about a minute); measure again when "
+                         "it is ready")
+    runner = int8_model(model, fmt)
+    note = (notice() or "pure-torch fallback") if fmt == SPARSE_FORMAT and not runner.native else ""
+    return runner, int8_weight_bytes(model, fmt), note
 
 
 def interleaved_medians(fns: dict[str, callable], rounds: int = 21, target_s: float = 2e-3) -> dict[str, float]:

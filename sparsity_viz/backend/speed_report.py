@@ -6,9 +6,9 @@ names one report (the model's weights, its masks and every setting), so a caller
 keep reports and show one again without measuring.
 
 The int8 formats (``int8.INT8_FORMATS``: int8 sparse kernel, dense int8 weight-only and
-dynamic) are timed by ``int8.benchmark_int8_model`` in the same batch step as the others and
-get the same ratio columns; while the int8 kernel is not built yet its row is ``skipped`` and
-the build starts in the background (a page never waits for it).
+dynamic) are timed in the same interleaved rounds as the others (``bench.benchmark_model``) and
+get the same ratio columns and intervals; while the int8 kernel is not built yet its row is
+``skipped`` and the build starts in the background (a page never waits for it).
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ import torch
 from torch import nn
 
 from ..masks import Masks, masks_to_bytes
-from ..models import prunable_layers
 from ..session import model_key
 from .bench import STABLE_IQR, benchmark_model, crossovers, speedup_curves
 from .compiled import compile_model
-from .int8 import INT8_FORMATS, benchmark_int8_model
 
 CURVE_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)  # the crossover sweep of one random layer
 CPU_CURVE_FORMATS = ("dense", "csr-torch", "csr-native")
@@ -84,27 +82,6 @@ def measurement_key(model: nn.Module, masks: Masks, settings: SpeedSettings) -> 
     return model_key(model), masks_digest(masks), settings
 
 
-def _int8_rows(model: nn.Module, frame: pd.DataFrame, batch: int, formats: tuple[str, ...], repeats: int,
-               device: str) -> pd.DataFrame:
-    """The int8 formats at ``batch`` with ``frame``'s ratio and ideal columns (dense of ``frame`` is the reference)."""
-    if device.startswith("cuda"):
-        rows = pd.DataFrame({"batch": batch, "format": list(formats), "median_us": float("nan"),
-                             "weight_bytes": float("nan"), "note": "skipped: the int8 kernels run on the CPU only"})
-    else:
-        rows = benchmark_int8_model(model, [batch], formats, repeats=repeats)
-    ref = frame.set_index("format")
-    dense_us = ref["median_us"].get("dense", float("nan"))
-    csr_us = ref["median_us"].get("csr-torch", float("nan"))
-    dense_bytes = sum(m.weight.numel() * 4 for _, m in prunable_layers(model))
-    rows["ratio_dense"] = rows["median_us"] / dense_us
-    rows["ratio_torch_csr"] = rows["median_us"] / csr_us
-    rows["speedup_vs_dense"] = 1.0 / rows["ratio_dense"]
-    rows["bytes_ratio"] = rows["weight_bytes"] / dense_bytes
-    for col in ("ideal_flop_ratio", "ideal_bytes_ratio"):
-        rows[col] = frame[col].iloc[0] if len(frame) else float("nan")
-    return rows[[c for c in frame.columns if c in rows.columns]] if len(frame) else rows
-
-
 def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress | None = None,
                   calibration: torch.Tensor | None = None) -> SpeedReport:
     """Time ``model`` in every format per batch size, plan it per batch size, and sweep one layer's speed-up.
@@ -128,16 +105,10 @@ def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress 
             progress(min(1.0, done / steps), f"{text} ({done}/{steps})")
 
     frames, plans = [], {}
-    int8_formats = tuple(f for f in settings.formats if f in INT8_FORMATS)
-    other_formats = tuple(f for f in settings.formats if f not in INT8_FORMATS)
     for b in batches:
-        frame = benchmark_model(model, [b], device=settings.device, formats=other_formats, repeats=settings.repeats,
-                                calibration=calibration, rel_iqr=settings.rel_iqr, time_cap_s=settings.time_cap_s)
-        if int8_formats:
-            with torch.no_grad():
-                frame = pd.concat([frame, _int8_rows(model, frame, b, int8_formats, settings.repeats,
-                                                     str(settings.device))], ignore_index=True)
-        frames.append(frame)
+        frames.append(benchmark_model(model, [b], device=settings.device, formats=settings.formats,
+                                      repeats=settings.repeats, calibration=calibration, rel_iqr=settings.rel_iqr,
+                                      time_cap_s=settings.time_cap_s))
         tick(f"Timed every format at batch {b}")
         compiled = compile_model(model, batch_size=b, device=settings.device, policy="measure",
                                  calibration=calibration)
@@ -156,6 +127,9 @@ def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress 
                        crossovers=crossovers(curves), layer=settings.layer, shape=shape)
 
 
+REFERENCE_FORMATS = ("dense", "dense-cuda")  # what the ratios divide by (dense-native is a contender)
+
+
 def ratio_intervals(bench: pd.DataFrame) -> pd.DataFrame:
     """Each timed format's ratio to dense with its interquartile interval, rounds and whether it settled.
 
@@ -165,7 +139,7 @@ def ratio_intervals(bench: pd.DataFrame) -> pd.DataFrame:
     cols = ["batch", "format", "ratio_dense", "ratio_q25", "ratio_q75", "rounds", "stable", "capped"]
     if "ratio_q25" not in bench:
         return pd.DataFrame(columns=cols)
-    rows = bench[~bench["format"].str.startswith("dense") & bench["ratio_q25"].notna()]
+    rows = bench[~bench["format"].isin(REFERENCE_FORMATS) & bench["ratio_q25"].notna()]
     return rows[cols].reset_index(drop=True)
 
 
@@ -189,5 +163,5 @@ def unsettled_points(curves: pd.DataFrame, batch: int) -> tuple[int, int]:
     """(points that did not settle before the time cap, points with an interval) of the crossover sweep at ``batch``."""
     if "stable" not in curves:
         return 0, 0
-    rows = curves[(curves["batch"] == batch) & ~curves["format"].str.startswith("dense") & curves["ratio_q25"].notna()]
+    rows = curves[(curves["batch"] == batch) & ~curves["format"].isin(REFERENCE_FORMATS) & curves["ratio_q25"].notna()]
     return int((~rows["stable"].astype(bool)).sum()), len(rows)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsity_viz.backend import int8, kernels
+from sparsity_viz.backend.bench import benchmark_model
 from sparsity_viz.backend.speed_report import SpeedSettings, measure_speed
 from sparsity_viz.models import MLP
 from sparsity_viz.quantization.base import MIN_SCALE
@@ -175,13 +176,13 @@ def test_an_extension_on_an_empty_cache_is_not_ready_and_a_page_never_waits(tmp_
     monkeypatch.setattr(int8, "EXTENSION", fresh)
     monkeypatch.setattr(fresh, "build_in_background", lambda: started.append(True))
     model = MLP(6, (5,), 3).eval()
-    rows = int8.benchmark_int8_model(model, [1, 4], int8.INT8_FORMATS, repeats=2)
+    rows = benchmark_model(model, [1, 4], device="cpu", formats=("dense", *int8.INT8_FORMATS), repeats=2)
     sparse = rows[rows.format == int8.SPARSE_FORMAT]
     assert len(sparse) == 2 and sparse["median_us"].isna().all()
     assert sparse["note"].str.startswith("skipped: the int8 kernel is being built").all()
     assert started  # the build was started in the background, not waited for
-    dense = rows[rows.format != int8.SPARSE_FORMAT]
-    assert len(dense) == 4 and (dense["median_us"] > 0).all()
+    dense = rows[~rows.format.isin([int8.SPARSE_FORMAT, "dense"])]
+    assert len(dense) == 4 and (dense["median_us"] > 0).all() and (dense["rounds"] == 2).all()
 
 
 def test_speed_report_lists_the_int8_rows_with_ratios():
@@ -199,6 +200,31 @@ def test_speed_report_lists_the_int8_rows_with_ratios():
     expected = int8.Int8CSR.from_dense(model.fc1.weight).nbytes + int8.Int8CSR.from_dense(model.fc2.weight).nbytes
     assert (q8["weight_bytes"] == expected).all()
     assert (q8["bytes_ratio"] == expected / (4 * (20 * 30 + 5 * 20))).all()
+    # timed in the interleaved rounds with the others (an audit: their own loop, a ratio to another run's dense)
+    for fmt in int8.INT8_FORMATS:
+        rows = bench[bench.format == fmt]
+        assert (rows["rounds"] >= 3).all() and rows["ratio_q25"].notna().all() and rows["ratio_q75"].notna().all()
+
+
+def test_a_format_whose_output_is_wrong_is_not_timed(monkeypatch):
+    """Found by an audit: forced formats and the int8 rows were timed without comparing their output."""
+    from sparsity_viz.backend import bench
+
+    torch.manual_seed(0)
+    model = MLP(30, (20,), 5).eval()
+    real = bench.compile_model
+
+    def broken(*args, **kwargs):  # a compiled model that answers zeros
+        compiled = real(*args, **kwargs)
+        compiled.forward = lambda x: torch.zeros(x.shape[0], 5)
+        return compiled
+
+    monkeypatch.setattr(bench, "compile_model", broken)
+    rows = benchmark_model(model, [4], device="cpu", formats=("dense", "csr-torch"), repeats=3).set_index("format")
+    assert rows.loc["csr-torch", "median_us"] != rows.loc["csr-torch", "median_us"]  # NaN: not timed
+    assert rows.loc["csr-torch", "note"].startswith("skipped: not timed: its output differs from the model's by up to")
+    assert bench.output_problem(torch.ones(2, 3), torch.ones(2, 4)).startswith("its output has shape (2, 3)")
+    assert bench.output_problem(torch.ones(2) * 1.05, torch.ones(2), int8.INT8_FORMATS) == ""  # within 8-bit room
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64, 100])
