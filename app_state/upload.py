@@ -61,12 +61,20 @@ def load_upload(data: bytes, filename: str) -> tuple[str, str]:
 
 
 def upload_token(data: bytes, filename: str) -> tuple:
-    """Which file this is (name, size, content hash) for which model."""
-    return (filename, len(data), hashlib.sha1(data).hexdigest()[:12], selected_model())
+    """Which file this is (name, size, content hash)."""
+    return (filename, len(data), hashlib.sha1(data).hexdigest()[:12])
 
 
-def load_upload_once(data: bytes, filename: str) -> None:
-    """``load_upload`` unless this very file was already loaded (the uploader keeps its file across reruns)."""
+def load_upload_once(data: bytes | None, filename: str | None = None) -> None:
+    """``load_upload`` when a file arrives in Home's checkpoint box; ``data`` None: the box was emptied.
+
+    A file is loaded once, for the model selected when it arrived: the box keeps it across reruns and model
+    changes, and it had been loaded again into every model picked next (a moons checkpoint gave circles 39 %, an
+    audit). Emptying the box forgets it, so the same file put back loads again (it had been ignored).
+    """
+    if data is None:
+        st.session_state.pop(keys.UPLOAD_TOKEN, None)
+        return
     token = upload_token(data, filename)
     if st.session_state.get(keys.UPLOAD_TOKEN) != token:
         load_upload(data, filename)

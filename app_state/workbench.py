@@ -19,7 +19,7 @@ from sparsity_viz.devices import DeviceUnavailableError, resolve_device
 from sparsity_viz.masks import Masks, masked_copy
 from sparsity_viz.model_recipe import ModelRecipe
 from sparsity_viz.models import build_model, get_spec
-from sparsity_viz.pruning import STRATEGIES, prune
+from sparsity_viz.pruning import STRATEGIES, prune, wants_batch
 from sparsity_viz.session import PruneConfig, Workbench, new_workbench, replace_current, reset
 
 from . import keys
@@ -159,7 +159,7 @@ def prune_masks(wb: Workbench, cfg: PruneConfig) -> Masks:
     key = (wb.fingerprint, wb.dataset, cfg)
     masks = cache.get(key)
     if masks is None:
-        batch = data_batch(dataset(wb), seed=cfg.seed) if STRATEGIES[cfg.strategy].needs_data else None
+        batch = data_batch(dataset(wb), seed=cfg.seed) if wants_batch(STRATEGIES[cfg.strategy]) else None
         with st.spinner(prune_spinner_text(cfg.strategy, wb.name), show_time=True):  # slow ones say how slow
             masks = prune(wb.dense, cfg.strategy, cfg.sparsity, scope=cfg.scope, seed=cfg.seed, batch=batch,
                           current=wb.dense_masks).masks  # an upload's stored zeros stay pruned

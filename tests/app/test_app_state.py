@@ -93,6 +93,27 @@ def _upload(at, name, data):
     check(at)
 
 
+def test_a_checkpoint_left_in_the_box_is_not_loaded_into_the_next_model():
+    """Found by an audit: the box keeps its file, and each model picked next loaded it again (a moons checkpoint
+    gave circles_mlp 39 %); emptying the box and putting the same file back was then ignored."""
+    from safetensors.torch import save
+
+    at = open_app("moons_mlp", "1_home")
+    model = app_state.shared_model("moons_mlp")
+    data = save({k: v * 0.5 for k, v in model.state_dict().items()})
+    _upload(at, "mine.safetensors", data)
+    assert "uploaded" in at.session_state[app_state.KEY_BENCH].origin
+    at.selectbox(key=app_state.keys.MODEL).set_value("circles_mlp").run()
+    check(at)
+    wb = at.session_state[app_state.KEY_BENCH]
+    assert wb.name == "circles_mlp" and "uploaded" not in wb.origin
+    at.selectbox(key=app_state.keys.MODEL).set_value("moons_mlp").run()
+    assert "uploaded" not in at.session_state[app_state.KEY_BENCH].origin  # still the bundled model
+    at.file_uploader(key="home_upload").set_value(None).run()  # emptied, then the same file again: loaded
+    _upload(at, "mine.safetensors", data)
+    assert "uploaded" in at.session_state[app_state.KEY_BENCH].origin
+
+
 def test_upload_valid_checkpoint_replaces_the_dense_model():
     at = open_app("moons_mlp", "1_home")
     model = app_state.shared_model("moons_mlp")
