@@ -222,10 +222,12 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
                     if fmt == "auto":
                         compiled = compile_model(model, batch_size=batch, device=device, calibration=calibration)
                         note = "; ".join(f"{p.name}:{p.format}" for p in compiled.plans)
-                    elif fmt == "compact+dense":
-                        compiled = compile_model(model, batch_size=batch, device=device, formats=("dense",), compact=True)
+                    elif fmt == "compact+dense":  # every format gets the real inputs: a guess of 28x28 images failed
+                        compiled = compile_model(model, batch_size=batch, device=device, formats=("dense",),
+                                                 compact=True, calibration=calibration)  # an 8x8 conv model (audit)
                     else:
-                        compiled = compile_model(model, batch_size=batch, device=device, formats=(fmt,), compact=False)
+                        compiled = compile_model(model, batch_size=batch, device=device, formats=(fmt,), compact=False,
+                                                 calibration=calibration)
                         # a conv layer runs the format on its im2col matrix: lenet5's CSR rows read "skipped:
                         # forced im2col-csr-torch" though the format ran (an audit)
                         bad = [f"{p.name}: {p.reason}" for p in compiled.plans

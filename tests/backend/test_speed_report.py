@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from sparsity_viz.backend.speed_report import (
     CURVE_SPARSITIES,
@@ -81,3 +82,18 @@ def test_the_compiled_model_sentence_follows_its_ratio(ratio, formats, expected)
     lines = findings(_synthetic(ratio, formats), (8,))
     assert lines[0] == expected
     assert not any("never meaningfully slower" in line for line in lines)
+
+
+def test_a_conv_model_of_small_images_is_timed_in_every_format_on_its_inputs():
+    """Found by an audit: only 'auto' got the real inputs; the other formats compiled on a guess of 28x28 images
+    and Measure raised for an own conv model of 8x8 digits."""
+    from torch import nn
+
+    from sparsity_viz.backend.bench import benchmark_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10)).eval()
+    x = torch.randn(16, 1, 8, 8)
+    rows = benchmark_model(model, [4], device="cpu", formats=("dense", "csr-torch", "compact+dense", "auto"),
+                           repeats=3, calibration=x).set_index("format")
+    assert rows["median_us"].notna().all(), rows["note"].to_dict()
