@@ -155,10 +155,16 @@ def size_table_of(result: QuantizeResult, wb: Workbench | None = None) -> pd.Dat
     return _memo(wb, (result.config, "sizes"), lambda: size_table(wb.current, wb.masks, quantized=result.quantized))
 
 
-def compressed_checkpoint(result: QuantizeResult, wb: Workbench | None = None) -> bytes:
-    """The quantized current model as a compressed checkpoint (``compression.save_compressed``; memoised)."""
+def compressed_checkpoint(result: QuantizeResult, wb: Workbench | None = None) -> tuple[bytes | None, str]:
+    """``(bytes, "")``: the quantized current model as a compressed checkpoint (``compression.save_compressed``;
+    memoised), or ``(None, why not)``: it records a bundled architecture, and an own model's spec is none (the
+    button raised for every own model, an audit)."""
     wb = wb or bench()
-    return _memo(wb, (result.config, "checkpoint"), lambda: save_compressed(result.quantized))
+    try:
+        return _memo(wb, (result.config, "checkpoint"), lambda: save_compressed(result.quantized)), ""
+    except ValueError as exc:
+        return None, (f"No compressed checkpoint for this model: {exc} The size table above still counts its "
+                      "bytes; the Export page saves its weights.")
 
 
 # ---------------------------------------------------------------------------

@@ -181,6 +181,11 @@ def test_own_model_walks_every_page_pruned_and_other_sessions_never_see_it(case)
         assert at.title and at.markdown, page
         assert _bench(at).name == wb.name, f"{page} lost the own model"
         assert _bench(at).sparsity == pytest.approx(0.8, abs=0.02), f"{page} lost the pruned model"
+    at.switch_page("views/13_quantize.py").run()  # an audit: the compressed checkpoint raised for every own model
+    at.button(key="quant_ckpt").click().run()
+    check(at)
+    assert any(i.value.startswith("No compressed checkpoint for this model: cannot record the architecture")
+               for i in at.info)
     other = open_app()
     assert wb.name not in other.selectbox(key="sv_model").options
     assert app_state.keys.OWN_BENCH not in other.session_state
