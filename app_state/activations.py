@@ -150,10 +150,11 @@ def input_info(result: ActivationsResult, index: int, wb: Workbench | None = Non
     dense_pred = predict_classes(wb.dense, x)[0]
     current_pred = predict_classes(_compared(result.k, wb), x)[0]
     image = point = None
-    if ds.is_image:
-        image = ds.denormalize(x[0]).reshape(ds.input_shape[-2:]).clamp(0, 1).numpy()
+    if ds.is_image:  # (C, H, W): channels averaged to one grey picture (C = 2..4 raised on a reshape, an audit)
+        pixels = ds.denormalize(x[0]).reshape(ds.input_shape)
+        image = (pixels.mean(0) if pixels.dim() == 3 else pixels).clamp(0, 1).numpy()
     else:
-        point = tuple(float(v) for v in x[0])
+        point = tuple(float(v) for v in x[0].flatten())  # a (1, L) sequence too
     return InputInfo(i, names[int(ds.y_test[i])], names[dense_pred], names[current_pred], image, point)
 
 

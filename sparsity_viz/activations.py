@@ -188,6 +188,9 @@ def activation_sparsity(model: nn.Module, x: torch.Tensor, y: torch.Tensor | Non
         x: inputs, ``(N, ...)``; run in batches of ``batch_size`` on the model's device.
         y: labels ``(N,)``; with them, ``per_class`` holds the zero share per class.
         masks: measure a copy of ``model`` with these masks applied.
+
+    Raises:
+        ValueError: the model has no hidden activation to measure (one linear layer, or none between its layers).
     """
     if masks is not None:
         model = copy.deepcopy(model)
@@ -207,6 +210,9 @@ def activation_sparsity(model: nn.Module, x: torch.Tensor, y: torch.Tensor | Non
             zeros.setdefault(name, []).append((~nonzero).flatten(1).sum(1).cpu())
             per_unit = nonzero.flatten(2).any(2) if nonzero.dim() > 2 else nonzero  # conv: channel active anywhere
             active.setdefault(name, []).append(per_unit.cpu())
+    if not zeros and len(x):  # the page raised "argmax of an empty sequence" (an audit)
+        raise ValueError(f"{type(model).__name__} has no hidden activation module (ReLU, tanh, ...) after a layer: "
+                         "there are no hidden activations to measure.")
     layers = []
     for name in zeros:
         counts = torch.cat(zeros[name])  # (N,)

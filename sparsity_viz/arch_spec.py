@@ -96,6 +96,7 @@ LAYER_TYPES: dict[str, LayerType] = {
     "sigmoid": LayerType(lambda **f: nn.Sigmoid()),
     "gelu": LayerType(lambda **f: nn.GELU()),
 }
+WEIGHTED_TYPES = ("linear", "conv1d", "conv2d")  # the layers pruning works on (a spec needs at least one)
 _SIZE_FIELDS = {"in", "out", "kernel", "features", "stride"}
 _NUMBER_FIELDS = {"p": (0.0, 1.0, "in [0, 1)"), "slope": (-1e3, 1e3, "in [-1000, 1000]")}
 _TOP_FIELDS = {"name", "description", "input", "dataset", "layers", "version"}
@@ -342,6 +343,8 @@ def validate_spec(obj: Any, source: str = "spec") -> ArchSpec:
         for ly in layers:
             seen[ly.name] = seen.get(ly.name, 0) + 1
         problems += [f"layer name {n!r} is used {c} times; names must be unique." for n, c in seen.items() if c > 1]
+        if layers and not any(ly.type in WEIGHTED_TYPES for ly in layers):  # 8 pages raised on such a model
+            problems.append(f"the model has no layer with weights to prune; add one of {', '.join(WEIGHTED_TYPES)}.")
     if problems:
         raise SpecError(f"{source}: " + "\n".join(problems) if len(problems) == 1 else
                         f"{source} has {len(problems)} problems:\n" + "\n".join(f"- {p}" for p in problems))

@@ -284,3 +284,9 @@ def test_a_checkpoint_pickle_never_runs_for_a_spec_model(tmp_path):
     with pytest.raises(CheckpointError, match=r"not a weights-only PyTorch state dict"):
         A.load_spec_checkpoint(A.spec_of("digits_mlp"), buf.getvalue(), "evil.pt")
     assert not marker.exists()
+
+
+def test_a_spec_with_no_layer_to_prune_is_refused():
+    """Found by an audit: {"layers": [{"type": "relu"}]} loaded with 0 parameters, then eight pages raised."""
+    with pytest.raises(A.SpecError, match="no layer with weights to prune; add one of linear, conv1d, conv2d"):
+        A.validate_spec({"name": "nothing", "input": [2], "layers": [{"type": "relu"}]})

@@ -59,6 +59,7 @@ def activation_mosaic(act: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.nd
     """``(z, ids)`` of one layer's activations for one input, as drawn by ``activation_heatmaps``.
 
     ``(units,)``: ``z`` is the ``unit_grid_shape`` grid (NaN where the grid is padded), ``ids[r, c] = [unit]``.
+    ``(channels, L)`` is drawn as ``(channels, 1, L)``.
     ``(channels, H, W)``: the channel maps tiled ``unit_grid_shape(channels)`` with a NaN gap of one pixel,
     ``ids[r, c] = [channel, row, col]``. ``ids`` is -1 on padding.
     """
@@ -70,8 +71,10 @@ def activation_mosaic(act: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.nd
         ids = np.full(rows * cols, -1)
         ids[: a.size] = np.arange(a.size)
         return z.reshape(rows, cols), ids.reshape(rows, cols, 1)
+    if a.ndim == 2:  # a Conv1d layer's (channels, L): each channel a row of L (it raised, an audit)
+        a = a[:, None, :]
     if a.ndim != 3:
-        raise ValueError(f"expected (units,) or (channels, H, W) activations, got shape {a.shape}.")
+        raise ValueError(f"expected (units,), (channels, L) or (channels, H, W) activations, got shape {a.shape}.")
     channels, h, w = a.shape
     rows, cols = unit_grid_shape(channels)
     z = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)

@@ -45,12 +45,14 @@ def heatmap_matrix(
     """
     w = _np(weight)
     m = np.ones_like(w, dtype=bool) if mask is None else mask.detach().to("cpu", torch.bool).numpy()
+    if w.ndim == 3:  # Conv1d (out, in, k): one row of taps per kernel
+        w, m = w[:, :, None, :], m[:, :, None, :]
     if w.ndim == 2:
         values = np.where(m, w, np.nan).astype(np.float32)
         pruned = np.where(m, np.nan, 1.0).astype(np.float32)
         return values, pruned, None
     if w.ndim != 4:
-        raise ValueError(f"Expected a 2-D (Linear) or 4-D (Conv2d) weight, got shape {tuple(w.shape)}.")
+        raise ValueError(f"Expected a 2-D (Linear), 3-D (Conv1d) or 4-D (Conv2d) weight, got shape {tuple(w.shape)}.")
     c_out, c_in, kh, kw = w.shape
     if c_in == 1:
         ncols = math.ceil(math.sqrt(c_out))
@@ -118,8 +120,12 @@ def weight_heatmap(
             ``preview_stride``); ``None`` draws every weight.
         height: figure height in px (default plotly's).
     """
+    if weight.dim() == 3:  # Conv1d (out, in, k): drawn as a conv of 1 x k kernels (the pages raised on it, an audit)
+        weight = weight.unsqueeze(2)
+        mask = mask.unsqueeze(2) if mask is not None else None
     if weight.dim() not in (2, 4):
-        raise ValueError(f"Expected a 2-D (Linear) or 4-D (Conv2d) weight, got shape {tuple(weight.shape)}.")
+        raise ValueError(f"Expected a 2-D (Linear), 3-D (Conv1d) or 4-D (Conv2d) weight, got shape "
+                         f"{tuple(weight.shape)}.")
     full_mask, full_shape = mask, tuple(weight.shape)
     if zmax is None:
         alive = weight.detach().abs() if mask is None else weight.detach().abs()[mask.to(torch.bool)]

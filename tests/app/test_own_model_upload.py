@@ -161,8 +161,31 @@ def _npz(**arrays) -> bytes:
     return buf.getvalue()
 
 
+def _sequence_case():  # an audit: conv1d weights and activations raised on four pages
+    spec = {"name": "seq", "input": [1, 8], "layers": [
+        {"name": "c1", "type": "conv1d", "in": 1, "out": 4, "kernel": 3}, {"type": "gelu"},
+        {"type": "maxpool1d", "kernel": 2}, {"type": "flatten"}, {"name": "fc", "type": "linear", "in": 12, "out": 3}]}
+    x = np.random.default_rng(2).normal(size=(60, 1, 8)).astype(np.float32)
+    return spec, _npz(x=x, y=np.arange(60) % 3), "seq.npz", []
+
+
+def _rgba_case():  # an audit: the Activations page reshaped a 4-channel image to (H, W)
+    spec = {"name": "rgba", "input": [4, 6, 6], "layers": [
+        {"name": "c", "type": "conv2d", "in": 4, "out": 2, "kernel": 3}, {"type": "relu"}, {"type": "flatten"},
+        {"name": "fc", "type": "linear", "in": 32, "out": 2}]}
+    x = np.random.default_rng(3).normal(size=(60, 4, 6, 6)).astype(np.float32)
+    return spec, _npz(x=x, y=np.arange(60) % 2), "rgba.npz", []
+
+
+def _single_layer_case():  # an audit: no hidden activation made the Activations page raise
+    spec = {"name": "one", "input": [10], "layers": [{"name": "fc", "type": "linear", "in": 10, "out": 2}]}
+    x = np.random.default_rng(4).normal(size=(60, 10))
+    return spec, _npz(x=x, y=(x[:, 1] > 0).astype(np.int64)), "one.npz", []
+
+
 CASES = {"2-D points (npz)": _points_case, "4 features (csv)": lambda: (SPEC, _csv(), "blobs.csv", []),
-         "8x8 images, conv + batchnorm (npz)": _image_case}
+         "8x8 images, conv + batchnorm (npz)": _image_case, "sequences, conv1d (npz)": _sequence_case,
+         "4-channel images (npz)": _rgba_case, "one linear layer (npz)": _single_layer_case}
 
 
 @pytest.mark.parametrize("case", list(CASES))
