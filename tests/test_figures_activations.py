@@ -34,8 +34,14 @@ def test_mosaic_of_channel_maps_tiles_each_map_with_a_gap():
     ch = 4  # grid row 1, col 1 -> top-left pixel at (3, 4)
     np.testing.assert_array_equal(z[3:5, 4:7], a[ch].numpy())
     assert ids[4, 6].tolist() == [4, 1, 2] and np.isnan(z[2, 0]) and ids[2, 0].tolist() == [-1, -1, -1]
-    with pytest.raises(ValueError):
-        figures.activation_mosaic(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="got shape"):
+        figures.activation_mosaic(torch.zeros(2, 3, 4, 5))
+    # a Conv1d layer's (channels, L) is drawn as (channels, 1, L) (it raised on the Activations page, an audit)
+    seq = torch.arange(6.0).reshape(2, 3)
+    z, ids = figures.activation_mosaic(seq)
+    z3, ids3 = figures.activation_mosaic(seq[:, None, :])
+    np.testing.assert_array_equal(z, z3)
+    np.testing.assert_array_equal(ids, ids3)
 
 
 def _traces(fig, row: str, layer: str) -> dict:
