@@ -114,7 +114,9 @@ def read_state_dict(data: bytes, filename: str = "checkpoint.safetensors") -> di
     from .backend import sparse_checkpoint  # only when needed: the backend package is heavier
 
     if sparse_checkpoint.is_sparse_metadata(metadata):
-        return sparse_checkpoint.decode_sparse(tensors, metadata, filename)[0]
+        # decoded, a checkpoint's weights get the same bound as a .pt's unpacked ones: a 14 KB file declaring a
+        # 14000x14000 weight was decoded (1 GiB) before its shape met the model's (an audit)
+        return sparse_checkpoint.decode_sparse(tensors, metadata, filename, MAX_CHECKPOINT_BYTES)[0]
     return tensors
 
 

@@ -526,3 +526,20 @@ def test_checkpoint_metadata_nested_too_deeply_is_one_clear_error():
             load(data)
     with pytest.raises(ValueError, match="Header line for 'model' is not valid JSON: JSON nested too deeply"):
         read_header(["# run_id: abc", f"# model: {deep}"])
+
+
+def test_a_tiny_sparse_checkpoint_is_bounded_when_decoded_as_a_pt_is_unpacked():
+    """Found by an audit: 14 KB declaring a 14000x14000 CSR weight was decoded (1 GiB) before its shape met the
+    model's; a .pt gets a 64 MiB bound on what it unpacks to, and now so does a sparse checkpoint."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rows = cols = 14_000
+    layout = {"fc1.weight": {"shape": [rows, cols], "dtype": "float32", "encoding": "csr"}}
+    data = st_save({"fc1.weight::rowptr": torch.zeros(rows + 1, dtype=torch.int8),
+                    "fc1.weight::col": torch.zeros(0, dtype=torch.int8), "fc1.weight::val": torch.zeros(0)},
+                   metadata={"format": "sparsity_viz-sparse/1", "layout": json.dumps(layout)})
+    assert len(data) < 20_000
+    with pytest.raises(CheckpointError, match=r"decodes to more than 64 MiB \(shape \[14000, 14000\]\)"):
+        load_checkpoint_bytes(data, "moons_mlp", "bomb.safetensors")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: no 1 GiB decode

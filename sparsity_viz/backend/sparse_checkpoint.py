@@ -123,8 +123,9 @@ def encode_state(state: dict[str, torch.Tensor], keep_zero_signs: bool = True) -
     return out, layout, report
 
 
-def decode_state(tensors: dict[str, torch.Tensor], layout: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The state dict and the stored-position masks of sparse-encoded tensors.
+def decode_state(tensors: dict[str, torch.Tensor], layout: dict,
+                 max_bytes: int = MAX_DECODED_BYTES) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The state dict and the stored-position masks of sparse-encoded tensors, refused past ``max_bytes`` decoded.
 
     Raises:
         CheckpointError: the layout does not describe the stored tensors (names the tensor).
@@ -141,8 +142,8 @@ def decode_state(tensors: dict[str, torch.Tensor], layout: dict) -> tuple[dict[s
             shape, dtype, enc = _entry(entry)
             per_entry = torch.empty((), dtype=dtype).element_size() + (enc != "dense")  # + the bool stored-positions mask
             total += math.prod(shape) * per_entry  # exact: a float64 product overflowed for huge shapes
-            if total > MAX_DECODED_BYTES:
-                raise CheckpointError(f"decodes to more than {MAX_DECODED_BYTES // 2**20} MiB (shape {str(list(shape))[:80]}).")
+            if total > max_bytes:
+                raise CheckpointError(f"decodes to more than {max_bytes // 2**20} MiB (shape {str(list(shape))[:80]}).")
             w, keep = _decode_one(name, tensors, shape, dtype, enc)
         except CheckpointError as exc:
             raise CheckpointError(f"tensor {name!r}: {exc}") from None
@@ -233,9 +234,9 @@ def is_sparse_metadata(metadata: dict[str, str]) -> bool:
     return metadata.get("format") == FORMAT
 
 
-def decode_sparse(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
-                  name: str = "sparse checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """``decode_state`` of a read safetensors file: its tensors and its metadata's layout.
+def decode_sparse(tensors: dict[str, torch.Tensor], metadata: dict[str, str], name: str = "sparse checkpoint",
+                  max_bytes: int = MAX_DECODED_BYTES) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``decode_state`` of a read safetensors file: its tensors and its metadata's layout (at most ``max_bytes``).
 
     Raises:
         CheckpointError: not a sparse checkpoint, or a layout that does not fit (names ``name``).
@@ -250,7 +251,7 @@ def decode_sparse(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{name}: the sparse layout is missing or not JSON ({type(exc).__name__}).") from None
     try:
-        return decode_state(tensors, layout)
+        return decode_state(tensors, layout, max_bytes)
     except CheckpointError as exc:
         raise CheckpointError(f"{name}: not a valid sparse checkpoint: {exc}") from None
 
