@@ -202,7 +202,7 @@ def _parse_yaml(text: str, filename: str) -> Any:
         return yaml.safe_load(text)  # plain data only: no python/ tags, nothing constructed from names
     except RecursionError:
         raise SpecError(f"{filename}: nested too deeply (a spec is at most {MAX_DEPTH} levels).") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer of more than 4,300 digits
         raise SpecError(f"{filename}: not valid YAML ({str(exc).splitlines()[0][:160]}).") from None
 
 
@@ -238,7 +238,8 @@ def _check_field(where: str, key: str, value: Any, kind: str) -> str | None:
         return None if isinstance(value, bool) else f"{where}: 'bias' must be true or false, got {value!r:.40}."
     if key in _NUMBER_FIELDS:
         lo, hi, text = _NUMBER_FIELDS[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (  # 10**400: isfinite overflowed
+            isinstance(value, int) or math.isfinite(value))
         ok = ok and lo <= value < hi if key == "p" else ok and lo <= value <= hi
         return None if ok else f"{where}: '{key}' must be a number {text}, got {value!r:.40}."
     if key == "padding":

@@ -39,6 +39,8 @@ from .models import build_from_metadata, count_parameters, get_spec
 SAMPLE_DIR = Path(os.environ.get("SPARSITY_VIZ_SAMPLES", Path(__file__).resolve().parent.parent / "sample_models"))
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
 MAX_CARD_BYTES = 1024 * 1024  # a model card is a few KB of JSON
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64,  # what a real weight loads from
+                 torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
 
 class CheckpointError(ValueError):
@@ -181,10 +183,12 @@ def check_fits(model: nn.Module, state: dict[str, torch.Tensor], source: str = "
     if wrong:
         problems.append("shape mismatch " + "; ".join(wrong))
     kinds = [f"{k} ({str(state[k].dtype).removeprefix('torch.')})" for k, v in expected.items()
-             if k in state and v.is_floating_point() and (state[k].is_complex() or state[k].dtype == torch.bool)]
-    if kinds:  # a complex value would lose its imaginary part on loading, a bool is no weight at all
-        more = " ..." if len(kinds) > 8 else ""
-        problems.append(f"complex or bool values where the model has real weights: {', '.join(kinds[:8])}{more}")
+             if k in state and v.is_floating_point() and state[k].dtype not in WEIGHT_DTYPES]
+    if kinds:  # a complex value would lose its imaginary part on loading, a bool is no weight at all, and float8
+        more = " ..." if len(kinds) > 8 else ""  # has no isfinite (NotImplementedError, an audit)
+        problems.append(f"complex, bool or other values where the model has real weights (it takes "
+                        f"{', '.join(str(d).removeprefix('torch.') for d in WEIGHT_DTYPES)}): "
+                        f"{', '.join(kinds[:8])}{more}")
     if problems:
         raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + " | ".join(problems) + ".")
     problems = []

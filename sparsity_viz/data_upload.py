@@ -213,6 +213,8 @@ def _read_npz(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{filename}: 'x' has {len(x):,} samples but 'y' has {len(y):,} labels.")
     if len(x) > MAX_ROWS:
         raise DataError(f"{filename}: {len(x):,} samples is more than the limit of {MAX_ROWS:,}.")
+    if len(x) == 0:  # a ValueError from a reduction on nothing (an audit)
+        raise DataError(f"{filename}: 'x' holds no samples.")
     if x.size > MAX_VALUES:
         raise DataError(f"{filename}: 'x' holds {x.size:,} values; the limit is {MAX_VALUES:,}.")
     if y.dtype.kind not in "biufUS":

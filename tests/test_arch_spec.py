@@ -290,3 +290,15 @@ def test_a_spec_with_no_layer_to_prune_is_refused():
     """Found by an audit: {"layers": [{"type": "relu"}]} loaded with 0 parameters, then eight pages raised."""
     with pytest.raises(A.SpecError, match="no layer with weights to prune; add one of linear, conv1d, conv2d"):
         A.validate_spec({"name": "nothing", "input": [2], "layers": [{"type": "relu"}]})
+
+
+def test_numbers_too_large_for_a_float_are_one_spec_error():
+    """Found by an audit: a slope of 10**400 raised OverflowError, and a YAML integer of 5,000 digits numbers'
+    own ValueError, instead of a SpecError."""
+    spec = {"name": "big", "input": [2], "layers": [{"name": "fc", "type": "linear", "in": 2, "out": 2},
+                                                    {"type": "leaky_relu", "slope": 10**400}]}
+    with pytest.raises(A.SpecError, match="'slope' must be a number in"):
+        A.validate_spec(spec)
+    yaml_text = "name: big\ninput: [2]\nlayers:\n  - {name: fc, type: linear, in: 2, out: " + "9" * 5000 + "}\n"
+    with pytest.raises(A.SpecError, match="not valid YAML"):
+        A.read_spec(yaml_text.encode(), "big.yaml")

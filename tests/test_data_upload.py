@@ -194,6 +194,7 @@ BAD_NPZ = {
     "nan label": (npz_bytes(x=np.zeros((10, 2)), y=np.where(Y10 > 0, np.nan, 0)), r"labels hold NaN or infinity"),
     "bool y": (npz_bytes(x=np.random.rand(10, 2), y=Y10.astype(bool)), None),  # True/False are labels 1/0
     "no features": (npz_bytes(x=np.zeros((10, 0)), y=Y10), r"'x' has shape \(10, 0\): a sample holds no values"),
+    "no samples": (npz_bytes(x=np.zeros((0, 4)), y=np.zeros(0, dtype=np.int64)), r"'x' holds no samples"),  # audit
     "zero-width images": (npz_bytes(x=np.zeros((10, 5, 0)), y=Y10), r"shape \(10, 5, 0\): a sample holds no values"),
     "x beyond float32": (npz_bytes(x=np.full((10, 2), 1e308), y=Y10), r"20 feature value\(s\) beyond ±1e\+30"),
     "uint64 label": (npz_bytes(x=np.zeros((10, 2)), y=np.where(Y10 > 0, np.uint64(2**64 - 1), np.uint64(0))),
