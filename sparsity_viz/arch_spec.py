@@ -41,6 +41,9 @@ MAX_LAYERS = 64
 MAX_SIZE = 1 << 20  # any single size field (features, channels, kernel)
 MAX_INPUT_VALUES = 1 << 22  # values in one input sample
 MAX_ACTIVATION = 1 << 24  # values in one sample's output of any layer
+# multiply-adds of one sample's forward (LeNet-5: 2.3 M). Memory limits alone let a 64-layer conv spec cost ~32 s a
+# sample on one core, and loading it hours (an audit); a class server runs every page on the uploaded model
+MAX_MACS = 200_000_000
 MAX_NODES = 10_000  # JSON / YAML values in the whole document (bounds YAML alias expansion too)
 MAX_DEPTH = 6  # nesting of the document (a spec needs 4)
 SPEC_SUFFIXES = (".json", ".yaml", ".yml")
@@ -364,7 +367,7 @@ def _dry_forward(spec: ArchSpec, source: str) -> tuple[int, int]:
     if params > MAX_PARAMETERS:
         raise SpecError(f"{source}: {params:,} parameters is more than the limit of {MAX_PARAMETERS:,}.")
     x = torch.zeros((1, *spec.input_shape), device="meta")
-    prev = "the input"
+    prev, macs = "the input", 0
     for i, ly in enumerate(spec.layers):
         where = f"layer {i + 1} ({ly.name}, {ly.type})"
         shape = tuple(x.shape[1:])  # one sample
@@ -387,6 +390,12 @@ def _dry_forward(spec: ArchSpec, source: str) -> tuple[int, int]:
             raise SpecError(f"{source}: {where} cannot take shape {shape} from {prev} ({first}).") from None
         if x.numel() > MAX_ACTIVATION:
             raise SpecError(f"{source}: {where} outputs {x.numel():,} values per sample; the limit is {MAX_ACTIVATION:,}.")
+        if ly.type in WEIGHTED_TYPES:  # each output value took one row of the weight: weight / outputs-per-position
+            out_units = x.shape[-1] if ly.type == "linear" else x.shape[1]
+            macs += getattr(model, ly.name).weight.numel() * (x.numel() // max(out_units, 1))
+            if macs > MAX_MACS:
+                raise SpecError(f"{source}: by {where} a sample takes {macs:,} multiply-adds; the limit is "
+                                f"{MAX_MACS:,} (every page runs the model on a shared server).")
         prev = f"layer {i + 1} ({ly.name})"
     if x.dim() != 2 or x.shape[1] < 2:
         raise SpecError(f"{source}: the last layer gives shape {tuple(x.shape[1:])} per sample; a classifier ends in "

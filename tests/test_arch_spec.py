@@ -302,3 +302,19 @@ def test_numbers_too_large_for_a_float_are_one_spec_error():
     yaml_text = "name: big\ninput: [2]\nlayers:\n  - {name: fc, type: linear, in: 2, out: " + "9" * 5000 + "}\n"
     with pytest.raises(A.SpecError, match="not valid YAML"):
         A.read_spec(yaml_text.encode(), "big.yaml")
+
+
+def test_a_spec_is_bounded_in_compute_not_only_in_memory():
+    """Found by an audit: 64 conv layers inside every memory limit cost ~32 s a sample on one core, and loading it
+    (the overflow check on 512 samples) hours, all inside one click."""
+    def spec(convs: int) -> dict:  # each 64 -> 64 conv: 64 * 64 * 9 weights at 784 positions, 28.9 M multiply-adds
+        layers = [{"name": "c0", "type": "conv2d", "in": 1, "out": 64, "kernel": 3, "padding": 1}]
+        layers += [{"name": f"c{i}", "type": "conv2d", "in": 64, "out": 64, "kernel": 3, "padding": 1}
+                   for i in range(1, convs + 1)]
+        layers += [{"type": "flatten"}, {"name": "fc", "type": "linear", "in": 64 * 28 * 28, "out": 10}]
+        return {"name": "heavy", "input": [1, 28, 28], "layers": layers}
+
+    with pytest.raises(A.SpecError, match=r"by layer 8 \(c7, conv2d\) a sample takes 202,\d{3},\d{3} multiply-adds; "
+                                          r"the limit is 200,000,000"):
+        A.validate_spec(spec(7))
+    assert A.validate_spec(spec(6)).parameters > 0  # 174 M: allowed
