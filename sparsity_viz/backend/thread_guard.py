@@ -12,7 +12,8 @@ few tens of microseconds is too noisy to decide on (a single lucky or unlucky ca
 choice until the next probe). A probe whose first call already takes ``ABANDON`` times the current
 count's median ends there: the other count is clearly slower, and the two calls it would still make
 are what probing costs (at batch 1,024 on LeNet-300-100 a 1-thread call takes twice a 2-thread one,
-and full probes cost a short benchmark ~15 % of its median). Probes back off (``PROBE_FIRST`` calls, doubled up to
+and full probes cost a short benchmark ~15 % of its median). A probe of more threads after the workers were
+released starts with one untimed call, which restarts them. Probes back off (``PROBE_FIRST`` calls, doubled up to
 ``PROBE_MAX``) while they confirm the choice and restart when the choice flips. With one
 torch thread (the app's default) there is nothing to choose and it costs one comparison.
 """
@@ -40,7 +41,7 @@ def _median(times: deque) -> float:
 
 
 class _State:
-    __slots__ = ("times", "current", "calls", "interval", "probing")
+    __slots__ = ("times", "current", "calls", "interval", "probing", "warmup")
 
     def __init__(self, current: int):
         self.times: dict[int, deque] = {}
@@ -48,6 +49,7 @@ class _State:
         self.calls = 0
         self.interval = PROBE_FIRST
         self.probing = 0  # calls left in the probe under way
+        self.warmup = 0  # untimed calls before the probe's timed ones
 
 
 def _release_openmp_threads() -> bool:
@@ -95,10 +97,16 @@ class ThreadGuard:
         if not state.probing and (other not in state.times or state.calls >= state.interval):
             # a probe is a fresh look at the other count: its older times describe another load
             state.probing, state.times[other] = PROBE_CALLS, deque(maxlen=WINDOW)
+            # a probe of more threads after released workers: the first call restarts them (~50 us), which no later
+            # call pays; timed, it alone ended the probe and the guard stayed on 1 thread for good (an audit)
+            state.warmup = 1 if other > 1 and self.release is not None else 0
         n = other if state.probing else state.current
         if n == 1 and self._last > 1 and self.release is not None:
             self.release()  # untimed: the workers left spinning by the last call are not this call's cost
         self._last = n
+        if state.probing and state.warmup:
+            state.warmup -= 1
+            return fn(n)  # untimed
         t0 = time.perf_counter()
         y = fn(n)
         self._record(state, n, other, time.perf_counter() - t0)
