@@ -275,7 +275,7 @@ INT8_TOLERANCE = 0.1  # of the reference's largest |logit|: 8-bit weights (and i
 
 def output_problem(got: torch.Tensor, want: torch.Tensor, approximate: tuple = ()) -> str:
     """Why ``got`` is not the model's output ``want`` (""): the shape, or the largest difference beyond 1e-3 of the
-    largest |logit| (``INT8_TOLERANCE`` of it for an 8-bit format, passed as a non-empty ``approximate``)."""
+    largest |logit| (``INT8_TOLERANCE`` of it for an 8-bit or fp16 format, passed as a non-empty ``approximate``)."""
     if tuple(got.shape) != tuple(want.shape):
         return f"its output has shape {tuple(got.shape)}, the model's {tuple(want.shape)}"
     if not want.numel():
@@ -310,17 +310,24 @@ def benchmark_layer(weight: torch.Tensor, bias: torch.Tensor | None, batch_sizes
                     time_cap_s: float = TIME_CAP_S) -> pd.DataFrame:
     """One layer's latency per format x batch size (feature-major activations, as compiled).
 
-    The formats of one batch size are timed interleaved, as in ``benchmark_model``.
+    The formats of one batch size are timed interleaved, as in ``benchmark_model``, each after its output is
+    checked against ``weight @ x + bias`` (``output_problem``; they were timed unchecked, an audit).
     """
     device = resolve_device(device)
     rows = []
     numel, nnz = weight.numel(), int((weight != 0).sum())
     for batch in batch_sizes:
         x = torch.randn(weight.shape[1], batch, device=device)
+        w = weight.to(device, torch.float32)
+        want = w @ x + (bias.to(device, torch.float32)[:, None] if bias is not None else 0.0)  # (out, B)
         fns, meta = {}, {}
         for fmt in formats:
             try:
                 op = make_op(fmt, weight, bias, False, device=device, threads=threads)
+                with torch.no_grad():
+                    problem = output_problem(op.forward(x).float(), want, ("fp16",) if fmt == "2:4-cuda" else ())
+                if problem:
+                    raise FormatUnavailable(f"not timed: {problem}")
             except FormatUnavailable as exc:
                 meta[fmt] = (float("nan"), f"skipped: {exc}")
                 continue

@@ -97,3 +97,23 @@ def test_a_conv_model_of_small_images_is_timed_in_every_format_on_its_inputs():
     rows = benchmark_model(model, [4], device="cpu", formats=("dense", "csr-torch", "compact+dense", "auto"),
                            repeats=3, calibration=x).set_index("format")
     assert rows["median_us"].notna().all(), rows["note"].to_dict()
+
+
+def test_a_layer_format_whose_output_is_wrong_is_not_timed(monkeypatch):
+    """Found by an audit: benchmark_layer (sparse_layer.py, sparse_crossover.py, the crossover curve) timed every
+    format without comparing its output."""
+    from sparsity_viz.backend import bench
+
+    real = bench.make_op
+
+    def broken(fmt, *args, **kwargs):
+        op = real(fmt, *args, **kwargs)
+        if fmt == "csr-torch":
+            op.forward = lambda x: torch.zeros(args[0].shape[0], x.shape[1])
+        return op
+
+    monkeypatch.setattr(bench, "make_op", broken)
+    w = bench.random_sparse((20, 30), 0.9)
+    rows = bench.benchmark_layer(w, torch.randn(20), [4], formats=("dense", "csr-torch"), repeats=3).set_index("format")
+    assert rows.loc["csr-torch", "note"].startswith("skipped: not timed: its output differs from the model's")
+    assert rows.loc["dense", "median_us"] > 0
