@@ -66,6 +66,9 @@ def guard_vs_one(model, x, calib, guards: dict, reps: int, rounds: int) -> dict[
     batch = len(x)
     with torch_threads(1):
         one = compile_model(model, batch_size=batch, device="cpu", calibration=calib)
+    with torch.no_grad():
+        want = model(x)
+        torch.testing.assert_close(one(x), want, rtol=1e-4, atol=1e-4)  # checked before it is timed
     out: dict[str, list[float]] = {name: [] for name in guards}
     with torch_threads(2):
         for rep in range(reps):
@@ -74,6 +77,7 @@ def guard_vs_one(model, x, calib, guards: dict, reps: int, rounds: int) -> dict[
                 ours = compile_model(model, batch_size=batch, device="cpu", calibration=calib)
                 ours.thread_guard = guards[name](2)
                 with torch.no_grad():
+                    torch.testing.assert_close(ours(x), want, rtol=1e-4, atol=1e-4)
                     for _ in range(IDLE_CALLS):
                         ours(x)
                 fns = {"dense": lambda: model(x), "ours": lambda: ours(x), "one": lambda: one(x)}

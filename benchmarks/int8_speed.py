@@ -67,6 +67,7 @@ def _layer_fns(w, b, relu, batch):
     ref = act(F.linear(x_bm, int8.fake_quantize_rows(w), b))
     torch.testing.assert_close(q8.forward(x_fm).t(), ref)
     torch.testing.assert_close(act(wo(x_bm)), ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fp32.forward(x_fm).t(), act(F.linear(x_bm, w, b)), rtol=1e-4, atol=1e-4)  # fp32 too
     dyn_err = float((act(dyn(x_bm)) - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
     fns = {
         "fp32-dense": lambda: act(F.linear(x_bm, w, b)),
@@ -91,6 +92,7 @@ def _model_fns(model, batch):
         ref = model.__class__.forward(_fake_quantized(model), x)
         torch.testing.assert_close(q8(x), ref)
         torch.testing.assert_close(fq(x), ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fp32(x), model(x), rtol=1e-4, atol=1e-4)  # the fp32 CSR contender too
         dyn_err = float((dyn(x) - ref).abs().max() / ref.abs().max())
     fns = {"fp32-dense": lambda: model(x), "fp32-csr-native": lambda: fp32(x), "int8-csr-native": lambda: q8(x),
            "int8-dense-weightonly": lambda: wo(x), "int8-dense-dynamic": lambda: dyn(x)}

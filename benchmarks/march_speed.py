@@ -61,6 +61,9 @@ def worker(rounds: int) -> list[dict]:
         x = x * (torch.rand(x.shape, generator=torch.Generator().manual_seed(batch + 1)) < 0.5)  # half zeros
         col = bias.unsqueeze(1)
         torch.testing.assert_close(ops["csr-native"].forward(x, False), torch.addmm(col, w, x), rtol=1e-4, atol=1e-4)
+        wq = int8.fake_quantize_rows(w)  # the int8 kernel computes with the per-row quantized weight
+        torch.testing.assert_close(ops["csr-int8-native"].forward(x, False), torch.addmm(col, wq, x), rtol=1e-4,
+                                   atol=1e-4)
         for name in ("dense-native", "act-dense-native"):
             torch.testing.assert_close(ops[name].forward(x, False), torch.addmm(col, dense_w, x), rtol=1e-4, atol=1e-4)
         fns = {"torch dense": lambda: torch.addmm(col, dense_w, x),
