@@ -1027,6 +1027,7 @@ struct Chain {
   int64_t in0;
   torch::Tensor keep;  // optional int64 input columns (dead inputs compacted away)
   int64_t keep_max = -1;
+  int64_t source = -1;  // with keep: the width of the input it is gathered from (-1: any wider than keep_max)
   Scatter scatter;  // the kept columns as source blocks for the one-pass gather (empty: index_select first)
   mutable Buffers bufs;
   mutable std::mutex mu;
@@ -1037,7 +1038,7 @@ struct Chain {
       : spec(make_spec(in, rowptrs, cols, vals, biases, relus, threads, tiles, prows, pcols, pvals, pws, true)),
         in0(in) {}
   // Not while another thread runs forward on this chain (a compiled model sets it once, before any call).
-  void set_keep(torch::Tensor k) {
+  void set_keep(torch::Tensor k, int64_t source_features) {
     TORCH_CHECK(k.scalar_type() == at::kLong && k.dim() == 1 && k.numel() == in0, "keep must be int64 of length ", in0);
     TORCH_CHECK(k.numel() == 0 || k.min().item<int64_t>() >= 0, "keep indices must be >= 0");
     torch::Tensor own = k.clone(at::MemoryFormat::Contiguous);  // the caller may edit theirs later
@@ -1045,6 +1046,7 @@ struct Chain {
     Scatter map(own.data_ptr<int64_t>(), own.numel());  // may throw: nothing is replaced before it exists
     keep = std::move(own);
     keep_max = own_max;
+    source = source_features;
     scatter = std::move(map);
   }
   torch::Tensor forward(torch::Tensor X, bool batch_major_input, bool batch_major_output, int64_t max_threads) const {
@@ -1053,6 +1055,8 @@ struct Chain {
     TORCH_CHECK(X.dim() == 2, "X must be 2-D, got ", X.dim(), "-D");
     TORCH_CHECK(!k || X.size(batch_major_input ? 1 : 0) > keep_max, "X has ", X.size(batch_major_input ? 1 : 0),
                 " input features; the chain reads feature ", keep_max);
+    TORCH_CHECK(!k || source < 0 || X.size(batch_major_input ? 1 : 0) == source, "X has ",
+                X.size(batch_major_input ? 1 : 0), " input features; the chain takes ", source);
     std::unique_lock<std::mutex> lock(mu, std::try_to_lock);
     return run_spec(spec, X, batch_major_input, batch_major_output, max_threads, k, lock.owns_lock() ? &bufs : nullptr,
                     &scatter);
@@ -1072,7 +1076,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                           std::vector<torch::Tensor>, std::vector<bool>, std::vector<int64_t>, std::vector<int64_t>,
                           std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
                           std::vector<int64_t>>())
-      .def("set_keep", &Chain::set_keep, "input columns (int64) the first layer reads")
+      .def("set_keep", &Chain::set_keep, "input columns (int64) the first layer reads, of an input this wide (-1: any)",
+           pybind11::arg("keep"), pybind11::arg("source_features") = -1)
       .def("forward", &Chain::forward, pybind11::arg("x"), pybind11::arg("batch_major_input"),
            pybind11::arg("batch_major_output") = false, pybind11::arg("max_threads") = -1,
            pybind11::call_guard<pybind11::gil_scoped_release>());
