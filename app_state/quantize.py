@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import streamlit as st
 from torch import nn
 
 from sparsity_viz.compression.checkpoint import save_compressed
@@ -153,6 +154,17 @@ def size_table_of(result: QuantizeResult, wb: Workbench | None = None) -> pd.Dat
     """``compression.size_table`` of the current model quantized by ``result`` (memoised: Huffman-codes every layer)."""
     wb = wb or bench()
     return _memo(wb, (result.config, "sizes"), lambda: size_table(wb.current, wb.masks, quantized=result.quantized))
+
+
+def compressed_checkpoint_download(result: QuantizeResult, file_name: str, wb: Workbench | None = None) -> None:
+    """The compressed checkpoint's download button, or why there is none (an own model)."""
+    data, problem = compressed_checkpoint(result, wb)
+    if data is None:
+        st.info(problem)
+        return
+    st.download_button(f"Download the compressed checkpoint ({human_bytes(len(data))})", data, file_name=file_name,
+                       mime="application/octet-stream", key="quant_ckpt_download", on_click="ignore",
+                       icon=":material/download:")
 
 
 def compressed_checkpoint(result: QuantizeResult, wb: Workbench | None = None) -> tuple[bytes | None, str]:

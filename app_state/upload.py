@@ -65,16 +65,18 @@ def upload_token(data: bytes, filename: str) -> tuple:
     return (filename, len(data), hashlib.sha1(data).hexdigest()[:12])
 
 
-def load_upload_once(data: bytes | None, filename: str | None = None) -> None:
-    """``load_upload`` when a file arrives in Home's checkpoint box; ``data`` None: the box was emptied.
+def load_upload_once(upload) -> None:
+    """``load_upload`` when a file arrives in Home's checkpoint box (``upload``: the uploader's value, None when
+    the box is empty).
 
     A file is loaded once, for the model selected when it arrived: the box keeps it across reruns and model
     changes, and it had been loaded again into every model picked next (a moons checkpoint gave circles 39 %, an
     audit). Emptying the box forgets it, so the same file put back loads again (it had been ignored).
     """
-    if data is None:
+    if upload is None:
         st.session_state.pop(keys.UPLOAD_TOKEN, None)
         return
+    data, filename = upload.getvalue(), upload.name
     token = upload_token(data, filename)
     if st.session_state.get(keys.UPLOAD_TOKEN) != token:
         load_upload(data, filename)

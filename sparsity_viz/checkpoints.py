@@ -185,7 +185,7 @@ def check_fits(model: nn.Module, state: dict[str, torch.Tensor], source: str = "
     kinds = [f"{k} ({str(state[k].dtype).removeprefix('torch.')})" for k, v in expected.items()
              if k in state and v.is_floating_point() and state[k].dtype not in WEIGHT_DTYPES]
     if kinds:  # a complex value would lose its imaginary part on loading, a bool is no weight at all, and float8
-        more = " ..." if len(kinds) > 8 else ""  # has no isfinite (NotImplementedError, an audit)
+        more = " ..." if len(kinds) > 8 else ""  # has no isfinite in torch (an audit)
         problems.append(f"complex, bool or other values where the model has real weights (it takes "
                         f"{', '.join(str(d).removeprefix('torch.') for d in WEIGHT_DTYPES)}): "
                         f"{', '.join(kinds[:8])}{more}")

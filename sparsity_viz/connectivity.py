@@ -399,6 +399,7 @@ class FanoutRings:
     empty: int  # pixels that lost every connection
     empty_border: int  # of them, on the border ring
     pixels: int
+    width: int = FANOUT_BORDER
 
     @property
     def where(self) -> str:
@@ -407,6 +408,12 @@ class FanoutRings:
             return "the centre keeps more"
         return "the border keeps more" if self.border_mean > self.centre_mean else "both keep as many"
 
+    def sentence(self) -> str:
+        """The split in one measured sentence (Markdown)."""
+        return (f"A pixel of the {self.width}-pixel border ring keeps **{self.border_mean:.1f}** connections on "
+                f"average, a centre pixel **{self.centre_mean:.1f}**: {self.where}. **{self.empty}** of {self.pixels} "
+                f"pixels lost every connection, {self.empty_border} of them on the border ring.")
+
 
 def fanout_rings(fan: torch.Tensor, width: int = FANOUT_BORDER) -> FanoutRings | None:
     """The border / centre split of an image's fan-out; None for one too small to have a centre (or not 2-D)."""
@@ -414,14 +421,10 @@ def fanout_rings(fan: torch.Tensor, width: int = FANOUT_BORDER) -> FanoutRings |
         return None
     ring, empty = border_ring(*fan.shape, width), fan == 0
     return FanoutRings(float(fan[ring].double().mean()), float(fan[~ring].double().mean()), int(empty.sum()),
-                       int((empty & ring).sum()), fan.numel())
+                       int((empty & ring).sum()), fan.numel(), width)
 
 
 def describe_fanout(fan: torch.Tensor, width: int = FANOUT_BORDER) -> str:
     """One measured sentence on an image's fan-out (Markdown), or "" when it has no border ring and centre."""
     rings = fanout_rings(fan, width)
-    if rings is None:
-        return ""
-    return (f"A pixel of the {width}-pixel border ring keeps **{rings.border_mean:.1f}** connections on average, a "
-            f"centre pixel **{rings.centre_mean:.1f}**: {rings.where}. **{rings.empty}** of {rings.pixels} pixels "
-            f"lost every connection, {rings.empty_border} of them on the border ring.")
+    return rings.sentence() if rings is not None else ""

@@ -254,7 +254,7 @@ def test_float64_at_float32_limit_still_loads():
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.bool, torch.float8_e4m3fn])
 def test_complex_or_bool_weights_are_refused(dtype):
     """A complex weight loaded with its imaginary part dropped (only a UserWarning), a bool one as 0 / 1; float8
-    raised NotImplementedError from isfinite (an audit)."""
+    raised from isfinite, which torch lacks for it (an audit)."""
     state = {k: v.to(dtype) for k, v in build_model("moons_mlp", seed=0).state_dict().items()}
     state["fc1.weight"] = state["fc1.weight"].contiguous()
     with pytest.raises(CheckpointError, match=rf"complex, bool or other values where the model has real weights "

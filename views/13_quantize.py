@@ -100,14 +100,7 @@ with st.expander("Bytes per layer"):
 if st.button("Prepare the compressed checkpoint", key="quant_ckpt", icon=":material/compress:",
              help="Huffman-coded codes, codebooks and relative indices in one file; "
                   "sparsity_viz.compression.load_compressed reads it back."):
-    data, problem = app_state.compressed_checkpoint(result)
-    if data is None:
-        st.info(problem)
-    else:
-        st.download_button(f"Download the compressed checkpoint ({figures.human_bytes(len(data))})", data,
-                           file_name=f"{wb.name}_{method}_{bits}bit_compressed.safetensors",
-                           mime="application/octet-stream",
-                           key="quant_ckpt_download", on_click="ignore", icon=":material/download:")
+    app_state.compressed_checkpoint_download(result, f"{wb.name}_{method}_{bits}bit_compressed.safetensors")
 
 st.subheader("Accuracy over sparsity × bits")
 st.markdown("Each cell prunes the **dense** model afresh to a sparsity, quantizes it with the method above and "

@@ -50,7 +50,7 @@ st.markdown(
     "(at most 64 MiB)."
 )
 upload = st.file_uploader("Checkpoint", type=["safetensors", "pt", "pth", "bin"], key="home_upload")
-app_state.load_upload_once(*((upload.getvalue(), upload.name) if upload is not None else (None,)))
+app_state.load_upload_once(upload)
 msg = app_state.upload_message()
 if msg:
     app_state.show_message(*msg)

@@ -237,7 +237,7 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
                     fn, nbytes = compiled, compiled.nbytes
                 if fmt != "dense":
                     with torch.no_grad():
-                        problem = output_problem(fn(x), want, int8.INT8_FORMATS if fmt in int8.INT8_FORMATS else ())
+                        problem = output_problem(fn(x), want, approximate=fmt in int8.INT8_FORMATS)
                     if problem:
                         raise FormatUnavailable(f"not timed: {problem}")
             except FormatUnavailable as exc:
@@ -270,12 +270,13 @@ def _int8_contender(model: nn.Module, fmt: str, device: torch.device):
         raise FormatUnavailable(str(exc)) from None
 
 
+REFERENCE_FORMATS = ("dense", "dense-cuda")  # what every ratio divides by (dense-native is a contender)
 INT8_TOLERANCE = 0.1  # of the reference's largest |logit|: 8-bit weights (and inputs, for dynamic) move logits
 
 
-def output_problem(got: torch.Tensor, want: torch.Tensor, approximate: tuple = ()) -> str:
+def output_problem(got: torch.Tensor, want: torch.Tensor, approximate: bool = False) -> str:
     """Why ``got`` is not the model's output ``want`` (""): the shape, or the largest difference beyond 1e-3 of the
-    largest |logit| (``INT8_TOLERANCE`` of it for an 8-bit or fp16 format, passed as a non-empty ``approximate``)."""
+    largest |logit| (``INT8_TOLERANCE`` of it for an ``approximate`` format: 8-bit or fp16)."""
     if tuple(got.shape) != tuple(want.shape):
         return f"its output has shape {tuple(got.shape)}, the model's {tuple(want.shape)}"
     if not want.numel():
@@ -289,7 +290,7 @@ def output_problem(got: torch.Tensor, want: torch.Tensor, approximate: tuple = (
 def _time_all(fns: dict[str, Callable[[], object]], repeats: int, rel_iqr: float | None, time_cap_s: float,
               cuda: bool) -> dict[str, dict]:
     """Per name: median_us and the interval of its ratio to ``dense`` (NaN without a dense contender)."""
-    ref = next((k for k in ("dense", "dense-cuda") if k in fns), None)
+    ref = next((k for k in REFERENCE_FORMATS if k in fns), None)
     if not fns:
         return {}
     res = interleaved_ratios(fns, ref or next(iter(fns)), rounds=max(1, repeats), rel_iqr=rel_iqr if ref else None,
@@ -325,7 +326,7 @@ def benchmark_layer(weight: torch.Tensor, bias: torch.Tensor | None, batch_sizes
             try:
                 op = make_op(fmt, weight, bias, False, device=device, threads=threads)
                 with torch.no_grad():
-                    problem = output_problem(op.forward(x).float(), want, ("fp16",) if fmt == "2:4-cuda" else ())
+                    problem = output_problem(op.forward(x).float(), want, approximate=fmt == "2:4-cuda")  # fp16
                 if problem:
                     raise FormatUnavailable(f"not timed: {problem}")
             except FormatUnavailable as exc:

@@ -326,19 +326,19 @@ def int8_weight_bytes(model: nn.Module, fmt: str) -> int:
     return sum(m.weight.numel() + 4 * m.out_features for m in layers)
 
 
-def int8_contender(model: nn.Module, fmt: str, wait_for_build: bool = False) -> tuple[nn.Module, int, str]:
+def int8_contender(model: nn.Module, fmt: str) -> tuple[nn.Module, int, str]:
     """``(runner, weight bytes, note)`` of ``model`` in ``fmt`` for ``bench.benchmark_model``, which times it in the
     same interleaved rounds as the other formats (it had been timed on its own, its ratio taken to another run's
     dense median, an audit).
 
-    Never waits for the int8 kernel's first build unless ``wait_for_build``: while it is not ready this raises
+    Never waits for the int8 kernel's first build: while it is not ready this raises
     ``ValueError`` saying so, and the build starts in the background.
 
     Raises:
         ValueError: not an MLP of Linear layers, an unknown format, or the kernel still being built.
     """
     _mlp_layers(model)
-    if fmt == SPARSE_FORMAT and not (wait_for_build or ready()):
+    if fmt == SPARSE_FORMAT and not ready():
         build_in_background()
         raise ValueError("the int8 kernel is being built (once per machine, about a minute); measure again when "
                          "it is ready")

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..masks import Masks, masks_to_bytes
 from ..session import model_key
-from .bench import STABLE_IQR, benchmark_model, crossovers, speedup_curves
+from .bench import REFERENCE_FORMATS, STABLE_IQR, benchmark_model, crossovers, speedup_curves
 from .compiled import compile_model
 
 CURVE_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)  # the crossover sweep of one random layer
@@ -125,9 +125,6 @@ def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress 
     curves = pd.concat(curve_frames, ignore_index=True)
     return SpeedReport(bench=pd.concat(frames, ignore_index=True), plans=plans, curves=curves,
                        crossovers=crossovers(curves), layer=settings.layer, shape=shape)
-
-
-REFERENCE_FORMATS = ("dense", "dense-cuda")  # what the ratios divide by (dense-native is a contender)
 
 
 def ratio_intervals(bench: pd.DataFrame) -> pd.DataFrame:

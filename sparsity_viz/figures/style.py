@@ -201,8 +201,9 @@ def projector(fig: go.Figure) -> go.Figure:
     # (the graph's |w| classes) stay apart: a floor at 4 px made 1.6, 2.6 and 3.6 px edges one width (an audit)
     thinnest = min((t.line.width if t.line.width is not None else 2.0 for t in lines), default=0.0)
     shift = max(0.0, PROJECTOR_MIN_LINE_WIDTH - thinnest)
+    widened = {id(t) for t in lines}  # by identity: `in lines` compared traces by plotly's deep __eq__
     for trace in fig.data:
-        if trace in lines:  # zero-width band edges stay invisible
+        if id(trace) in widened:  # zero-width band edges stay invisible
             trace.line.width = (trace.line.width if trace.line.width is not None else 2.0) + shift
         if trace.type in ("scatter", "scattergl") and isinstance(trace.marker.size, (int, float)):
             trace.marker.size = trace.marker.size * PROJECTOR_MARKER_SCALE

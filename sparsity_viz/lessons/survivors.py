@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..comparison import compare_masks
-from ..connectivity import FANOUT_BORDER, describe_fanout, fanout_rings, input_fanout
+from ..connectivity import FANOUT_BORDER, fanout_rings, input_fanout
 from ..data import data_batch
 from ..session import PruneConfig
 from .base import AppState, Lesson, LessonContext, Reveal, Step, pct
@@ -35,7 +35,7 @@ def fanout_reveal(ctx: LessonContext) -> Reveal:
     fan = input_fanout(p.model, p.masks, input_shape=ctx.dataset.input_shape)  # (H, W) surviving connections
     dense = input_fanout(ctx.model, None, input_shape=ctx.dataset.input_shape)
     rings = fanout_rings(fan)
-    sentence = describe_fanout(fan)
+    sentence = rings.sentence()
     text = (f"Dense, every pixel feeds **{int(dense.max()):,}** first-layer units. After {CONFIG.describe()}: "
             f"{sentence[0].lower()}{sentence[1:]}")
     return Reveal(text, {"dense_fanout": float(dense.max()), "border_mean": rings.border_mean,
