@@ -170,6 +170,9 @@ class CompiledModel(nn.Module):
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:  # the original raised for these; a silent cast hid it (an audit)
+            raise TypeError(f"the compiled model computes in float32 and takes float32 inputs, got {x.dtype} "
+                            f"(convert with x.float()).")
         if self.module is not None:
             return self.module(x.to(self.device))
         if x.dim() < 2 or math.prod(x.shape[1:]) != self.in_features:
@@ -178,7 +181,7 @@ class CompiledModel(nn.Module):
         if chain is not None:
             self.one_call(single=True)  # built now too, for the guard's 1-thread calls
             return self._native_forward(chain, x.flatten(1))
-        x = x.to(self.device, torch.float32).flatten(1)  # (B, in)
+        x = x.to(self.device).flatten(1)  # (B, in)
         if self.input_keep is not None:
             x = x.index_select(1, self.input_keep)
         if self.act == "relu":
@@ -277,9 +280,11 @@ def compile_model(model: nn.Module, masks: dict | None = None, batch_size: int =
     _check_arguments(batch_size, policy, formats)
     device = resolve_device(device)
     src = masked_copy(model, masks) if masks is not None else model
+    dtype = next((p.dtype for p in src.parameters() if p.is_floating_point()), torch.float32)
     src = copy.deepcopy(src).eval().float()
     require_finite(src, "compile_model")  # a sparse kernel skips pruned weights: 0 * inf would not be dense's NaN
-    notices = []
+    notices = [] if dtype == torch.float32 else [
+        f"weights converted from {dtype} to float32: the compiled model computes in float32 and takes float32 inputs"]
     if not force_fallback and not kernels.available():
         notices.append(kernels.notice() or "native kernels unavailable")
     elif force_fallback:

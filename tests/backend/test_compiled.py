@@ -55,6 +55,27 @@ def test_a_wrong_input_width_is_refused_as_by_the_original(fmt):
     assert compiled(torch.randn(4, 28, 28)).shape == (4, 10) and compiled(torch.randn(0, 784)).shape == (0, 10)
 
 
+@pytest.mark.parametrize("name", ["lenet300", "lenet5"])
+def test_inputs_of_another_dtype_are_refused_as_by_the_original(name):
+    """Found by an audit: float64, float16 and integer inputs were cast to float32 and gave logits, where
+    the original raises; a float64 model's outputs came back float32 without a word."""
+    model = build_model(name, seed=0)
+    pruned = prune(model, "global_magnitude", 0.9).model
+    compiled = compile_model(pruned, batch_size=8, device="cpu", policy="heuristic")
+    x = _input(pruned, 4)
+    for _ in range(2):  # the first call builds the native chain, the second takes its fast path
+        _check(compiled, pruned, 4)
+        for bad in (x.double(), x.half(), x.long()):
+            with pytest.raises(RuntimeError):
+                pruned(bad)
+            with pytest.raises(TypeError, match=f"takes float32 inputs, got {bad.dtype}"):
+                compiled(bad)
+    double = compile_model(pruned.double(), batch_size=8, device="cpu", policy="heuristic")
+    assert any("converted from torch.float64 to float32" in n for n in double.notices)
+    assert not any("converted" in n for n in compiled.notices)
+    torch.testing.assert_close(double(x), compiled(x))
+
+
 def test_masks_argument_and_measured_policy():
     model = build_model("lenet300", seed=0)
     masks = prune(model, "magnitude", 0.9).masks

@@ -557,7 +557,8 @@ def test_one_call_path_on_images_and_copies():
     torch.testing.assert_close(compiled(x), want, rtol=1e-4, atol=1e-4)
     for clone in (copy.deepcopy(compiled), pickle.loads(pickle.dumps(compiled))):  # the C++ chain is rebuilt
         torch.testing.assert_close(clone(x), want, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(compiled(x.double()), want, rtol=1e-4, atol=1e-4)  # other dtypes: the op path
+    with pytest.raises(TypeError, match="takes float32 inputs"):  # as the original raises (no silent cast)
+        compiled(x.double())
 
 
 def test_guard_busy_benchmark_runs_another_guard_file(benchmark_script, tmp_path):
