@@ -108,9 +108,19 @@ def dense_gated_forward(model: MoEMLP, x: torch.Tensor, r: Routing | None = None
 
 
 def routing(model: MoEMLP, x: torch.Tensor) -> Routing:
-    """The routing of ``x`` by ``model`` (no gradient; the model's mode is untouched)."""
+    """The routing of ``x`` by ``model`` (no gradient; the model's mode is untouched).
+
+    ``ValueError`` when an input gets a NaN or infinite router logit: top-k then picks an arbitrary
+    expert (NaN sorts above every number), and a report would count it as routed (an audit).
+    """
     with torch.no_grad():
-        return model.route(x)
+        r = model.route(x)
+    broken = ~torch.isfinite(r.logits).all(dim=1)  # (B,)
+    if bool(broken.any()):
+        first = int(broken.nonzero()[0])
+        raise ValueError(f"{int(broken.sum())} of {len(broken)} inputs get NaN or infinite router logits (first: "
+                         f"input {first}); check the inputs and the router's weights for NaN or infinity.")
+    return r
 
 
 def expert_parameter_names(model: MoEMLP, expert: int, include_bias: bool = False) -> list[str]:

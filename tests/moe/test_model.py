@@ -137,3 +137,18 @@ def test_conditional_forward_function_is_the_forward():
     model = _moe(2)
     x = torch.randn(7, 12)
     torch.testing.assert_close(conditional_forward(model, x, routing(model, x)), model(x))
+
+
+def test_routing_refuses_non_finite_router_logits():
+    """Found by an audit: a NaN input was counted as routed to an arbitrary expert (top-k sorts NaN first),
+    so the class x expert table and the load counted inputs no expert could have been chosen for."""
+    model = _moe(top_k=2)
+    x = torch.randn(6, 12)
+    assert routing(model, x).load.sum() == 12
+    x[4, 3] = float("nan")
+    with pytest.raises(ValueError, match="1 of 6 inputs get NaN or infinite router logits .first: input 4."):
+        routing(model, x)
+    with torch.no_grad():
+        model.router.bias[1] = float("inf")
+    with pytest.raises(ValueError, match="6 of 6 inputs"):
+        routing(model, torch.randn(6, 12))
