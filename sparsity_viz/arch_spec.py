@@ -201,12 +201,35 @@ def _parse_yaml(text: str, filename: str) -> Any:
         import yaml
     except ImportError:  # PyYAML is a pinned dependency; a trimmed install may lack it
         raise SpecError(f"{filename}: YAML specs need PyYAML (pip install pyyaml); JSON works without it.") from None
-    try:
-        return yaml.safe_load(text)  # plain data only: no python/ tags, nothing constructed from names
+    try:  # plain data only (SafeLoader): no python/ tags, nothing constructed from names
+        return yaml.load(text, Loader=_unique_key_loader(yaml))
     except RecursionError:
         raise SpecError(f"{filename}: nested too deeply (a spec is at most {MAX_DEPTH} levels).") from None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer of more than 4,300 digits
         raise SpecError(f"{filename}: not valid YAML ({str(exc).splitlines()[0][:160]}).") from None
+
+
+def _unique_key_loader(yaml):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (SafeLoader keeps the last, as JSON does)."""
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # ``<<: *base``: keys written next to it override the base's, as YAML means
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    repeated = key in seen
+                except TypeError:  # an unhashable key: SafeLoader refuses it itself
+                    continue
+                if repeated:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key {str(key)[:80]!r} appears twice in "
+                                                            f"one mapping", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def _check_size(obj: Any, filename: str) -> None:

@@ -248,6 +248,27 @@ def test_yaml_alias_bomb_is_refused_by_the_value_count():
         A.parse_spec("\n".join(lines), "bomb.yaml")
 
 
+@pytest.mark.parametrize("text, filename", [
+    ('{"input": [4], "layers": [{"type": "linear", "in": 4, "out": 3}], '
+     '"layers": [{"type": "linear", "in": 4, "out": 2}]}', "s.json"),
+    ('{"input": [4], "layers": [{"type": "linear", "in": 4, "out": 3, "out": 2}]}', "s.json"),
+    ("input: [4]\nlayers:\n  - {type: linear, in: 4, out: 3}\nlayers:\n  - {type: linear, in: 4, out: 2}\n",
+     "s.yaml"),
+    ("input: [4]\nlayers:\n  - {type: linear, in: 4, out: 3, out: 2}\n", "s.yml"),
+])
+def test_a_key_given_twice_is_refused(text, filename):
+    """Found by an audit: JSON and YAML keep the last of two equal keys without a word, so a spec with two
+    "layers" lists (or a layer with two "out") built a model its author did not read."""
+    with pytest.raises(A.SpecError, match=r"the key '(layers|out)' appears twice"):
+        A.read_spec(text, filename)
+
+
+def test_yaml_merge_keys_still_override_their_base():
+    text = ("base: &b {type: linear, in: 4, out: 3}\ninput: [4]\n"
+            "layers:\n  - {<<: *b, out: 2}\n")
+    assert A.parse_spec(text, "s.yaml")["layers"] == [{"type": "linear", "in": 4, "out": 2}]
+
+
 def test_deep_nesting_is_refused():
     with pytest.raises(A.SpecError, match=r"nested too deeply"):
         A.parse_spec("[" * 200_000 + "]" * 200_000)

@@ -138,6 +138,17 @@ def test_truncated_or_corrupt_bytes_raise(filename, damage):
     assert filename in str(info.value)
 
 
+def test_a_header_key_given_twice_is_refused():
+    """The safetensors header is JSON: of two equal keys the last won without a word (an audit)."""
+    data = st_save(dict(build_model("moons_mlp", seed=0).state_dict()), metadata={"format": "pt"})
+    header_len = int.from_bytes(data[:8], "little")
+    header = data[8 : 8 + header_len].replace(b'{"format":"pt"}', b'{"format":"pt","format":"np"}')
+    data = len(header).to_bytes(8, "little") + header + data[8 + header_len :]
+    with pytest.raises(CheckpointError, match=r"m\.safetensors: unreadable safetensors header \(the key 'format' "
+                                              r"appears twice"):
+        load_checkpoint_bytes(data, "moons_mlp", "m.safetensors")
+
+
 def test_too_large_is_refused_before_parsing(monkeypatch):
     monkeypatch.setattr(ckpt, "MAX_CHECKPOINT_BYTES", 100)
     with pytest.raises(CheckpointError, match="limit"):
