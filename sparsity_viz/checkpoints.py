@@ -6,7 +6,7 @@ dataset, test accuracy, training recipe, seed, torch version). User uploads may
 also be ``.pt`` state dicts, read with ``torch.load(weights_only=True)``, which
 refuses any pickled object that is not a tensor or plain container (the
 ``torch.nn.utils.prune`` form, ``weight_orig`` + ``weight_mask``, is folded back
-into ``weight``), or the app's own sparse checkpoints (``backend.save_sparse``,
+into ``weight``, in a ``.safetensors`` too), or the app's own sparse checkpoints (``backend.save_sparse``,
 recognised by their metadata), which load as the dense state dict they encode.
 
 Values policy: a checkpoint whose weights hold NaN or infinity, or finite values
@@ -119,7 +119,7 @@ def read_state_dict(data: bytes, filename: str = "checkpoint.safetensors") -> di
         # decoded, a checkpoint's weights get the same bound as a .pt's unpacked ones: a 14 KB file declaring a
         # 14000x14000 weight was decoded (1 GiB) before its shape met the model's (an audit)
         return sparse_checkpoint.decode_sparse(tensors, metadata, filename, MAX_CHECKPOINT_BYTES)[0]
-    return tensors
+    return fold_torch_prune(tensors)  # a torch-pruned model saved with safetensors has the same pairs (an audit)
 
 
 def _check_unpacked_size(data: bytes, filename: str) -> None:

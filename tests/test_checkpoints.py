@@ -363,6 +363,19 @@ def test_torch_prune_export_uploads_as_the_pruned_model():
         assert torch.equal(m, pruned.masks[n] & (pruned.model.state_dict()[n] != 0)), n
 
 
+def test_a_torch_pruned_model_saved_as_safetensors_uploads_pruned():
+    """Found by an audit: only a ``.pt`` had its ``weight_orig`` / ``weight_mask`` pairs folded; the same state
+    dict saved with safetensors was refused as the wrong architecture."""
+    from torch.nn.utils import prune as torch_prune
+
+    model = build_model("digits_mlp", seed=0)
+    torch_prune.l1_unstructured(model.fc1, "weight", amount=0.7)
+    data = st_save({k: v.contiguous() for k, v in model.state_dict().items()})
+    loaded = load_checkpoint_bytes(data, "digits_mlp", "pruned.safetensors")
+    assert torch.equal(loaded.fc1.weight, model.fc1.weight)  # weight_orig * weight_mask
+    assert int((loaded.fc1.weight == 0).sum()) == round(0.7 * model.fc1.weight.numel())
+
+
 def test_outputs_that_overflow_are_refused_and_finite_ones_pass():
     """Finite weights can still overflow in use: 1e30 * 1e30 is inf in float32."""
     model = build_model("moons_mlp", seed=0).eval()
