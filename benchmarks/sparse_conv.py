@@ -13,7 +13,7 @@ Contenders:
   * im2col + torch CSR: ``compile_model(formats=("csr-torch",))`` (unfold + torch.sparse CSR per conv);
   * fusion only: the *unpruned* model compiled with every conv forced to ``direct-native`` and its
     Linear layers dense: every tap is run, so this is what fusing ReLU + pool into the conv saves
-    without any sparsity (ratio to the unpruned dense model, timed in the same rounds);
+    without any sparsity (median of the per-round ratios to the unpruned dense model, timed in the same rounds);
   * this backend: ``compile_model`` (measure policy) on the pruned model, calibrated on test digits.
 "limit" is the FLOP limit: the share of multiply-adds left (convs counted per output position).
 ``--write`` puts the table into docs/backend.md (block ``sparse-conv``).
@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from backend_speed import batch_of, deepsparse_runner, timed  # noqa: E402 (this script's folder)
 from doc_block import INTERLEAVED, cpu_line, write_block  # noqa: E402
 from sparsity_viz.backend import compile_model  # noqa: E402
+from sparsity_viz.backend.bench import ratio_between  # noqa: E402
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
 from sparsity_viz.devices import torch_threads  # noqa: E402
@@ -105,7 +106,7 @@ def main() -> None:
                     t = timed(fns, "dense", args.rounds, state)
                     r = {k: v["ratio"] for k, v in t.items()}
                     ds_cell = f"{r['ds']:.2f}" if "ds" in r else "–"
-                    fusion = t["fused"]["median_s"] / t["full"]["median_s"]
+                    fusion = ratio_between(t, "fused", "full")  # round by round, as every other ratio
                     line = (f"| {batch} | {threads} | {state} | {t['dense']['median_s'] * 1e3:.2f} | {r['csr']:.2f} "
                             f"| {ds_cell} | {fusion:.2f} | **{r['ours']:.2f}** | {limit:.2f} |")
                     rows.append(line)
@@ -117,7 +118,8 @@ def main() -> None:
             + f"); ratios = time / dense model (same rounds, state and threads), medians of the per-round ratios over "
             f"{args.rounds} interleaved rounds ({INTERLEAVED}); busy = a Python busy loop pinned to "
             "the last core; 'fusion only' = the unpruned model with "
-            "every conv on the direct kernel (all taps) over the unpruned dense model; 1-minute load average "
+            "every conv on the direct kernel (all taps) over the unpruned dense model (median of the per-round "
+            "ratios too); 1-minute load average "
             f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes).")
     tail = "\n".join(f"- {k}: {v}." for k, v in notes.items())
     table = head + "\n\n" + "\n".join(rows) + ("\n\n" + tail if tail else "")

@@ -94,7 +94,8 @@ def interleaved_ratios(fns: dict[str, Callable[[], object]], reference: str, *, 
 
     Returns per name: ``median_s`` (seconds per call), ``ratio`` (median of the per-round ratios),
     ``ratio_q25``, ``ratio_q75``, ``rounds``, ``stable`` (the interval is within ``±rel_iqr``; always
-    True for the reference) and ``capped`` (stopped by the time cap while some ratio was not stable).
+    True for the reference), ``capped`` (stopped by the time cap while some ratio was not stable) and
+    ``round_s`` (seconds per call in each round, for ratios to another contender: ``ratio_between``).
     """
     if reference not in fns:
         raise ValueError(f"The reference {reference!r} is not among the functions timed ({', '.join(fns)}).")
@@ -137,8 +138,13 @@ def interleaved_ratios(fns: dict[str, Callable[[], object]], reference: str, *, 
         q25, med, q75 = _quartiles(ratios)
         out[k] = {"median_s": statistics.median(times[k]), "ratio": med, "ratio_q25": q25, "ratio_q75": q75,
                   "rounds": len(ratios), "stable": k == reference or _within(ratios, rel_iqr or STABLE_IQR),
-                  "capped": capped}
+                  "capped": capped, "round_s": list(times[k])}
     return out
+
+
+def ratio_between(timings: dict[str, dict], name: str, reference: str) -> float:
+    """The median of the per-round ratios ``name / reference`` from one ``interleaved_ratios`` result."""
+    return _quartiles(_ratios({k: v["round_s"] for k, v in timings.items()}, name, reference))[1]
 
 
 def _ratios(times: dict[str, list[float]], name: str, reference: str) -> list[float]:

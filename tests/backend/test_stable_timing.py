@@ -99,6 +99,17 @@ def test_the_asked_rounds_all_run_whatever_the_cap(clock):
     assert out["rounds"] == 6 and out["capped"] and not out["stable"]  # the cap had passed: no round past the asked
 
 
+def test_ratio_between_two_contenders_is_taken_round_by_round(clock):
+    """Found by an audit: sparse_conv.py's "fusion only" divided two medians, where every other ratio is the median
+    of the per-round ratios; paired rounds give another answer when load moves between rounds."""
+    out = bench.interleaved_ratios({"dense": clock.costs(0.004), "a": clock.costs(0.002), "b": clock.costs(0.001)},
+                                   "dense", rounds=5, rel_iqr=None)
+    assert [len(v["round_s"]) for v in out.values()] == [5, 5, 5]
+    assert bench.ratio_between(out, "a", "b") == pytest.approx(2.0)
+    rounds = {"full": [1, 2, 3, 4, 5], "fused": [5, 4, 3, 2, 6]}  # medians 3 and 4; per-round 5, 2, 1, 0.5, 1.2
+    assert bench.ratio_between({k: {"round_s": v} for k, v in rounds.items()}, "fused", "full") == pytest.approx(1.2)
+
+
 @pytest.mark.parametrize("kw,match", [({"rounds": 0}, "rounds"), ({"time_cap_s": 0}, "time_cap_s"),
                                       ({"rel_iqr": -0.1}, "rel_iqr")])
 def test_bad_settings_are_refused(kw, match):
