@@ -12,8 +12,8 @@ while the module is in training mode: ``evaluate`` (eval mode) sees the plain ne
   multiplied by a fresh Bernoulli(1 - p) keep-mask per element and scaled by 1 / (1 - p)
   ("inverted" dropout), so the expected activation is unchanged and evaluation needs no
   rescaling.
-- ``DropConnectHook(p)`` -- DropConnect (Wan et al. 2013) on the weight of every prunable
-  layer (Linear, Conv2d; biases are not dropped): one fresh Bernoulli(1 - p) keep-mask per
+- ``DropConnectHook(p)`` -- DropConnect (Wan et al. 2013) on every prunable weight
+  (``layers.prunable_weights``; biases are not dropped): one fresh Bernoulli(1 - p) keep-mask per
   weight per *batch* (shared by the batch's samples; the paper draws one per sample, which
   costs a weight copy per sample), kept weights scaled by 1 / (1 - p). Scaling choice:
   the paper evaluates with a Gaussian moment-matching approximation of the dropped
@@ -34,11 +34,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .activations import activation_modules
-from .models import prunable_layers
+from .layers import prunable_weights
 from .training import TrainConfig, TrainHook, TrainState
 
 
@@ -59,6 +58,17 @@ def _check_rate(p: float, name: str) -> float:
     if not 0.0 <= p < 1.0:
         raise ValueError(f"{name} rate must be in [0, 1), got {p!r}.")
     return float(p)
+
+
+def _activations_or_refuse(model: nn.Module, what: str) -> list[nn.Module]:
+    """The model's activation modules; ``ValueError`` when it has none (a model applying ``torch.relu`` in its
+    ``forward`` trained with dropout 0.9 exactly as with none, without a word: an audit)."""
+    modules = activation_modules(model)
+    if not modules:
+        raise ValueError(f"{what} acts on the outputs of activation modules (nn.ReLU, nn.Tanh, ...), and this "
+                         f"{type(model).__name__} has none (a function such as torch.relu in forward() cannot be "
+                         "hooked); use activation modules, or train without it.")
+    return modules
 
 
 class _ForwardHooks(TrainHook):
@@ -82,7 +92,7 @@ class DropoutHook(_ForwardHooks):
         self._rng = _Seeded(seed)
 
     def on_start(self, state: TrainState) -> None:
-        for module in activation_modules(state.model):
+        for module in _activations_or_refuse(state.model, "dropout"):
             self._handles.append(module.register_forward_hook(self._drop))
 
     def _drop(self, module: nn.Module, inputs, output: torch.Tensor):
@@ -93,10 +103,15 @@ class DropoutHook(_ForwardHooks):
 
 
 class DropConnectHook(_ForwardHooks):
-    """DropConnect at rate ``p`` on every prunable layer's weight: a fresh keep-mask per batch (training mode only).
+    """DropConnect at rate ``p`` on every prunable weight: a fresh keep-mask per batch (training mode only).
 
-    ``keep`` holds the keep-masks of the current batch (``{"fc1": bool tensor}``), drawn in
-    ``before_step``; the layers' forward passes use ``weight * keep / (1 - p)``.
+    ``keep`` holds the keep-masks of the current batch (``{"fc1.weight": bool tensor}``, keyed as masks
+    are), drawn in ``before_step``. For the length of a training-mode forward pass of the model, each
+    prunable parameter is swapped for ``weight * keep / (1 - p)`` wherever a module holds it (a tied weight
+    in each place; gradients reach the kept weights through the product), and put back after it. So every
+    layer drops alike, however it uses its weight: Linear, conv 1-D / 2-D, a declared custom layer with or
+    without a bias, ``nn.MultiheadAttention``'s ``in_proj_weight`` and the ``out_proj`` it reads without
+    calling (re-running layers by type had made Conv1d and bias-free custom layers raise, an audit).
     """
 
     def __init__(self, p: float, seed: int = 0):
@@ -104,32 +119,46 @@ class DropConnectHook(_ForwardHooks):
         self.p = _check_rate(p, "dropconnect")
         self._rng = _Seeded(seed)
         self.keep: dict[str, torch.Tensor] = {}
+        self._slots: list[tuple[nn.Module, str, str]] = []  # (module, attribute, mask key) of every prunable weight
+        self._swapped: list[tuple[nn.Module, str, nn.Parameter]] = []  # what a forward pass has swapped out
 
     def sample(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """Fresh keep-masks, one per prunable layer, each element kept with probability 1 - p."""
-        return {name: self._rng.rand(m.weight.shape, m.weight.device) >= self.p for name, m in prunable_layers(model)}
+        """Fresh keep-masks, one per prunable weight, each element kept with probability 1 - p."""
+        return {w.key: self._rng.rand(w.param.shape, w.param.device) >= self.p for w in prunable_weights(model)}
 
     def on_start(self, state: TrainState) -> None:
-        for name, module in prunable_layers(state.model):
-            self._handles.append(module.register_forward_hook(self._forward_for(name)))
+        model = state.model
+        keys = {id(w.param): w.key for w in prunable_weights(model)}
+        self._slots = [(m, attr, keys[id(p)]) for m in model.modules() for attr, p in m._parameters.items()
+                       if p is not None and id(p) in keys]
+        self._handles.append(model.register_forward_pre_hook(self._swap_in))
+        self._handles.append(model.register_forward_hook(self._swap_out))
 
     def before_step(self, state: TrainState) -> None:
         self.keep = self.sample(state.model)
 
     def on_end(self, state: TrainState) -> None:
+        self._swap_out()  # a forward pass that raised left its weights swapped
         super().on_end(state)
-        self.keep = {}
+        self.keep, self._slots = {}, []
 
-    def _forward_for(self, name: str):
-        def forward(module: nn.Module, inputs, output: torch.Tensor):
-            if not module.training or self.p == 0.0 or name not in self.keep:
-                return None
-            weight = module.weight * self.keep[name] / (1.0 - self.p)  # gradients reach the kept weights only
-            if isinstance(module, nn.Conv2d):
-                return module._conv_forward(inputs[0], weight, module.bias)
-            return F.linear(inputs[0], weight, module.bias)
+    def _swap_in(self, model: nn.Module, args) -> None:
+        if not model.training or self.p == 0.0 or not self.keep or self._swapped:
+            return
+        dropped: dict[str, torch.Tensor] = {}
+        for module, attr, key in self._slots:
+            param = module._parameters[attr]
+            if key not in dropped:
+                dropped[key] = param * self.keep[key] / (1.0 - self.p)
+            del module._parameters[attr]
+            setattr(module, attr, dropped[key])  # a plain attribute for this pass: the layer reads it as its weight
+            self._swapped.append((module, attr, param))
 
-        return forward
+    def _swap_out(self, *_) -> None:
+        for module, attr, param in reversed(self._swapped):
+            delattr(module, attr)
+            module._parameters[attr] = param
+        self._swapped.clear()
 
 
 class ActivationL1Hook(_ForwardHooks):
@@ -143,7 +172,7 @@ class ActivationL1Hook(_ForwardHooks):
         self._seen: list[torch.Tensor] = []
 
     def on_start(self, state: TrainState) -> None:
-        for module in activation_modules(state.model):
+        for module in _activations_or_refuse(state.model, "an activation L1 penalty") if self.strength else ():
             self._handles.append(module.register_forward_hook(self._record))
 
     def _record(self, module: nn.Module, inputs, output: torch.Tensor):

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsity_viz.data import load_dataset
+from sparsity_viz.data import Dataset, load_dataset
 from sparsity_viz.masks import masks_from_zeros
-from sparsity_viz.models import MLP, build_model
+from sparsity_viz.models import MLP, build_model, prunable_parameters
 from sparsity_viz.pruning import prune
 from sparsity_viz.regularization_hooks import ActivationL1Hook, DropConnectHook, DropoutHook, config_hooks
 from sparsity_viz.training import TrainConfig, TrainHook, TrainingDiverged, TrainState, train
@@ -69,7 +69,7 @@ def test_dropconnect_masks_are_exact_on_a_fixed_seed(tiny_mlp):
         masks = hook.sample(tiny_mlp)
         for name in ("fc1", "fc2", "fc3"):
             expected = torch.rand(getattr(tiny_mlp, name).weight.shape, generator=g) >= 0.4
-            assert torch.equal(masks[name], expected)
+            assert torch.equal(masks[f"{name}.weight"], expected)
 
 
 def test_dropconnect_forward_uses_scaled_kept_weights_in_training_and_plain_weights_at_eval(tiny_mlp):
@@ -83,7 +83,7 @@ def test_dropconnect_forward_uses_scaled_kept_weights_in_training_and_plain_weig
     h = x
     for i, name in enumerate(("fc1", "fc2", "fc3")):
         layer = getattr(plain, name)
-        h = F.linear(h, layer.weight * hook.keep[name] * 2.0, layer.bias)  # 1 / (1 - 0.5) = 2
+        h = F.linear(h, layer.weight * hook.keep[f"{name}.weight"] * 2.0, layer.bias)  # 1 / (1 - 0.5) = 2
         if i < 2:
             h = torch.relu(h)
     torch.testing.assert_close(out, h)
@@ -240,3 +240,92 @@ def test_activation_l1_strength_is_finite_and_named_when_a_run_diverges(moons):
         train(MLP(2, (16, 16), 2), moons, TrainConfig(epochs=2, seed=0, lr=1e6), hooks=(ActivationL1Hook(0.5),))
     assert "learning rate 1e+06, activation L1 strength 0.5)" in str(info.value)
     assert "try a smaller learning rate or activation L1 strength." in str(info.value)
+
+
+class _Conv1dNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 3, 3)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(3 * 4, 2)
+
+    def forward(self, x):  # (B, 6) -> (B, 2)
+        return self.fc(self.act(self.conv(x[:, None])).flatten(1))
+
+
+class _NoBias(nn.Module):
+    sparsity_viz_prunable = ("weight",)
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(2, 6))
+
+    def forward(self, x):
+        return x @ self.weight.t()
+
+
+class _CustomNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.act = nn.ReLU()
+        self.layer = _NoBias()
+
+    def forward(self, x):
+        return self.layer(self.act(x))
+
+
+class _AttentionNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(6, 2, batch_first=True)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):  # (B, 6): one token per sample
+        t = x[:, None]
+        return self.fc(self.act(self.attn(t, t, t, need_weights=False)[0][:, 0]))
+
+
+@pytest.mark.parametrize("net", [_Conv1dNet, _CustomNet, _AttentionNet])
+def test_dropconnect_runs_on_every_layer_with_a_prunable_weight(net):
+    """Found by an audit: a Conv1d raised "t() expects a tensor with <= 2 dimensions" and a declared custom layer
+    without a bias raised AttributeError; MultiheadAttention's in_proj_weight was never dropped."""
+    torch.manual_seed(0)
+    model = net()
+    plain = copy.deepcopy(model)
+    x = torch.randn(5, 6)
+    hook, state = DropConnectHook(0.5, seed=3), _state(model)
+    hook.on_start(state)
+    hook.before_step(state)
+    assert set(hook.keep) == set(prunable_parameters(model))
+    model.train()
+    out = model(x)
+    dropped = {k: v * hook.keep[k] * 2.0 if k in hook.keep else v for k, v in plain.state_dict().items()}
+    torch.testing.assert_close(out, torch.func.functional_call(plain.train(), dropped, (x,)))
+    assert not torch.allclose(out, plain(x))
+    hook.on_end(state)
+    assert _no_forward_hooks(model)
+    data = Dataset("toy", x, torch.tensor([0, 1, 0, 1, 0]), x, torch.tensor([0, 1, 0, 1, 0]), (6,), ("a", "b"),
+                   "points")
+    assert len(train(net(), data, TrainConfig(epochs=2, dropconnect=0.3)).history) == 2
+
+
+class _FunctionalRelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(2, 8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+@pytest.mark.parametrize("config", [TrainConfig(epochs=1, dropout=0.9)])
+def test_dropout_on_a_model_without_activation_modules_is_refused(moons, config):
+    """Found by an audit: torch.relu in forward() cannot be hooked, and dropout 0.9 trained bit-identically to none."""
+    with pytest.raises(ValueError, match="dropout acts on the outputs of activation modules .* _FunctionalRelu has "
+                                         "none"):
+        train(_FunctionalRelu(), moons, config)
+    hook = ActivationL1Hook(0.1)
+    with pytest.raises(ValueError, match="an activation L1 penalty acts on"):
+        hook.on_start(_state(_FunctionalRelu()))
+    ActivationL1Hook(0.0).on_start(_state(_FunctionalRelu()))  # strength 0: nothing to hook, nothing to say
