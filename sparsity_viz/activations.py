@@ -35,7 +35,7 @@ from torch import nn
 
 from .masks import Masks, apply_masks
 from .models import prunable_layers
-from .training import check_batch_size
+from .training import as_inputs, as_labels, check_batch_size
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -195,6 +195,8 @@ def activation_sparsity(model: nn.Module, x: torch.Tensor, y: torch.Tensor | Non
     if masks is not None:
         model = copy.deepcopy(model)
         apply_masks(model, masks)
+    x = as_inputs(model, x)  # numpy arrays raised "no attribute 'to'" (an audit)
+    y = as_labels(y) if y is not None else None
     device = next(model.parameters()).device
     zeros: dict[str, list[torch.Tensor]] = {}  # per layer: (B,) zero counts per input
     active: dict[str, list[torch.Tensor]] = {}  # per layer: (B, units) bool, unit active on the input

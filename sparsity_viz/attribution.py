@@ -241,7 +241,12 @@ def attribute(
     """
     target = _keyword_target(target, kwargs)
     info = get_method(method)
+    if kwargs.get("method") in METHODS and "method" not in info.attribute_keywords + info.init_keywords:
+        # method= by keyword reached Captum, and saliency said it "does not accept 'method'" (an audit)
+        raise ValueError(f"pass the attribution method positionally, after the target: attribute(model, inputs, "
+                         f"target, {kwargs['method']!r}); the keyword method= goes to Captum.")
     init_kw, kw = info.split_kwargs(kwargs)
+    inputs = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
     if inputs.dim() < 2 or len(inputs) == 0:
         raise ValueError(f"inputs must be a batch of at least one sample (N, ...), got shape {tuple(inputs.shape)}.")
     require_finite(model, "Attribution")  # NaN weights gave NaN maps that compare_attributions scored as similar

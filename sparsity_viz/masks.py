@@ -42,8 +42,9 @@ def validate_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
             raise ValueError(
                 f"Mask {name!r} has shape {tuple(mask.shape)} but the parameter has {tuple(params[name].shape)}."
             )
-        if mask.dtype != torch.bool:
-            raise ValueError(f"Mask {name!r} must be a bool tensor, got {mask.dtype}.")
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:  # a numpy bool array read "got bool"
+            raise ValueError(f"Mask {name!r} must be a torch bool tensor, got {type(mask).__name__} of "
+                             f"{getattr(mask, 'dtype', '?')}.")
 
 
 def require_finite(model: nn.Module, what: str) -> None:

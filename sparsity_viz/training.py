@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -247,6 +248,7 @@ def check_batch_size(batch_size: int) -> int:
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048, device: str = "auto") -> Evaluation:
     """Accuracy and mean cross-entropy of ``model`` on ``(x, y)``; restores the model's mode."""
     check_batch_size(batch_size)  # -1 read no batch and reported accuracy 0 and loss 0 (an audit)
+    x, y = as_inputs(model, x), as_labels(y)
     if len(x) != len(y):
         raise ValueError(f"evaluate needs one label per sample: {len(x)} inputs, {len(y)} labels.")
     dev = resolve_device(device)
@@ -257,7 +259,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         for i in range(0, len(y), batch_size):
             xb = x[i : i + batch_size].to(dev)
             yb = y[i : i + batch_size].to(dev)
-            logits = model(xb)  # (B, classes)
+            logits = forward_checked(model, xb) if i == 0 else model(xb)  # (B, classes)
             loss, hits = label_stats(logits, yb)
             loss_sum += loss
             correct += hits
@@ -265,6 +267,36 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         model.train(was_training)
     n = len(y)
     return Evaluation(accuracy=correct / n if n else float("nan"), loss=loss_sum / n if n else float("nan"), count=n)
+
+
+def as_inputs(model: nn.Module, x) -> torch.Tensor:
+    """``x`` as a tensor (numpy arrays welcome); floating inputs in the model's floating dtype, so a
+    ``model.double()`` takes the float32 data it was built from (torch's "mat1 and mat2 must have the
+    same dtype" from deep inside the model had been the answer, an audit)."""
+    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    return x.to(dtype) if dtype is not None and x.is_floating_point() and x.dtype != dtype else x
+
+
+def as_labels(y) -> torch.Tensor:
+    """``y`` as an int64 tensor of class labels; ``ValueError`` for float, bool or multi-dimensional labels."""
+    y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
+    if y.dim() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"labels must be one whole-number class per sample (a 1-D integer tensor), got {y.dtype} "
+                         f"of shape {tuple(y.shape)}.")
+    return y.long()
+
+
+def forward_checked(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    """``model(xb)``; a model that cannot take inputs of this shape is a ``ValueError`` that says so."""
+    try:
+        return model(xb)
+    except RuntimeError as exc:
+        if "shape" not in str(exc) and "size" not in str(exc) and "channels" not in str(exc):
+            raise
+        first = str(exc).strip().splitlines()[0][:200]
+        raise ValueError(f"the model does not take inputs of shape {tuple(xb.shape[1:])} (one sample): {first}. "
+                         "Is this the dataset the model was built for?") from None
 
 
 def evaluate_dataset(model: nn.Module, dataset: Dataset, split: str = "test", device: str = "auto") -> Evaluation:
@@ -336,7 +368,9 @@ def train(
     masks = to_device(masks, dev) if masks is not None else None
     if masks is not None:
         apply_masks(work, masks)
-    x, y = dataset.x_train.to(dev), dataset.y_train.to(dev)
+    x, y = as_inputs(work, dataset.x_train).to(dev), dataset.y_train.to(dev)
+    if config.epochs > 0 and len(y) == 0:
+        raise ValueError(f"{dataset.name} has no training samples to train on.")
     steps_per_epoch = max(1, math.ceil(len(y) / config.batch_size))
     state = TrainState(work, masks, make_optimizer(work, config), config,
                        total_steps=steps_per_epoch * max(config.epochs, 1))

@@ -66,6 +66,10 @@ def prune(
             ``None`` keeps the model's own device.
         params: extra strategy parameters.
     """
+    if not isinstance(model, nn.Module):  # a state dict raised "no attribute 'named_parameters'" (an audit)
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}"
+                        + ("; load a state dict into its model first (model.load_state_dict)."
+                           if isinstance(model, dict) else "."))
     if isinstance(strategy, str):
         strategy = get_strategy(strategy, scope=scope, seed=seed, include_bias=include_bias, **params)
     elif not isinstance(strategy, Strategy):

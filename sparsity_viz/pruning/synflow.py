@@ -41,9 +41,17 @@ def model_input_shape(model: nn.Module, batch=None) -> tuple[int, ...]:
         raise ValueError(f"SynFlow cannot read the input shape off {type(model).__name__} ({problem}); "
                          "pass batch=(inputs, labels): only its shape is used.")
     first = next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
-    if isinstance(first, nn.Conv2d):
-        return (first.in_channels, 28, 28)
-    return (first.in_features,)
+    if not isinstance(first, nn.Conv2d):
+        return (first.in_features,)
+    guess = (first.in_channels, 28, 28)  # MNIST's size: a conv's input size is not in its weights
+    try:
+        with torch.no_grad():
+            private_copy(model).eval()(torch.zeros(1, *guess, dtype=first.weight.dtype))
+    except RuntimeError as exc:  # torch's shape error from inside the flow pass was the message (an audit)
+        raise ValueError(f"SynFlow guessed {guess[1]}x{guess[2]} images for {type(model).__name__}, and it does not "
+                         f"take them ({str(exc).strip().splitlines()[0][:120]}); pass batch=(inputs, labels): only "
+                         "its shape is used.") from None
+    return guess
 
 
 class _FlowNet:
