@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparsity", required=True, type=fraction_arg)
     p.add_argument("--scope", choices=("layer", "global"), default=None)
     p.add_argument("--seed", type=seed_arg, default=0)
-    p.add_argument("--finetune-epochs", type=epochs_arg, default=0)
+    p.add_argument("--finetune-epochs", type=epochs_arg, default=0,
+                   help="fine-tuning epochs after pruning; a scheduled strategy prunes while it trains them "
+                        "(iterative: once per round; the JSON's train_epochs counts all)")
     p.add_argument("--finetune-lr", type=lr_arg, default=None, help="default: 1/10 of the model's training lr")
     p.add_argument("--dropout", type=rate_arg, default=0.0, help="dropout rate on hidden activations while fine-tuning")
     p.add_argument("--dropconnect", type=rate_arg, default=0.0, help="DropConnect rate on weights while fine-tuning")
@@ -71,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-epochs", type=epochs_arg, default=0)
     p.add_argument("--finetune-lr", type=lr_arg, default=None)
     p.add_argument("--schedule-epochs", type=epochs_arg, default=0,
-                   help="training budget of scheduled strategies (gradual, iterative, set, rigl), at the fine-tuning "
-                        "lr; default: --finetune-epochs; with neither they are skipped")
+                   help="training epochs of scheduled strategies (gradual, iterative, set, rigl), at the fine-tuning "
+                        "lr; iterative trains them once per round (its rows' train_epochs count all); default: "
+                        "--finetune-epochs; with neither they are skipped")
     from .executors import EXECUTORS
 
     p.add_argument("--executor", choices=sorted(EXECUTORS), default=None,
@@ -208,6 +211,8 @@ def cmd_prune(args) -> int:
         tuned = evaluate_dataset(net, dataset, device=args.device)
         used = train_subset(dataset, config.train_fraction, seed=config.seed)  # the samples train() used
     final = tuned or one_shot
+    # what the run trained: iterative pruning trains its budget once per round, (1 + rounds) x (an audit)
+    train_epochs = strategy.training_epochs(args.sparsity, config) if config is not None else 0
     fit = evaluate_dataset(net, used, split="train", device=args.device)  # eval mode: dropout / DropConnect off
     report = sparsity_report(net, pruned.masks)
     if args.save:
@@ -225,6 +230,7 @@ def cmd_prune(args) -> int:
         "pruned_accuracy": one_shot.accuracy if one_shot else None,  # a scheduled strategy has no one-shot point
         "finetuned_accuracy": tuned.accuracy if tuned else None,
         "finetune_epochs": args.finetune_epochs,
+        "train_epochs": train_epochs,
         "dropout": args.dropout,
         "dropconnect": args.dropconnect,
         "train_fraction": args.train_fraction,
@@ -239,7 +245,7 @@ def cmd_prune(args) -> int:
         return 0
     print(f"{args.model}: {args.strategy} at {args.sparsity:.1%} target, {result['achieved_sparsity']:.2%} achieved")
     if scheduled:
-        print(f"accuracy: dense {dense.accuracy:.2%} -> pruned while training ({args.finetune_epochs} epochs) "
+        print(f"accuracy: dense {dense.accuracy:.2%} -> pruned while training ({train_epochs} epochs) "
               f"{tuned.accuracy:.2%}")
     else:
         print(f"accuracy: dense {dense.accuracy:.2%} -> pruned {one_shot.accuracy:.2%}", end="")

@@ -427,3 +427,20 @@ def test_prune_runs_a_scheduled_strategy_as_scheduled_or_asks_for_its_budget(cap
     assert out["finetuned_accuracy"] == evaluate_dataset(run.model, data).accuracy
     magnitude = prune(model, "magnitude", 0.8).masks
     assert any(not torch.equal(run.masks[k], magnitude[k]) for k in magnitude)  # not magnitude's one-shot masks
+    assert out["finetune_epochs"] == out["train_epochs"] == 2
+
+
+def test_prune_reports_the_epochs_iterative_pruning_trained(capsys):
+    """Found by an audit: iterative pruning trains its --finetune-epochs once per round, 12 epochs for 1 asked at
+    90 %, and the JSON said only "finetune_epochs": 1."""
+    from sparsity_viz.pruning import get_strategy
+    from sparsity_viz.training import TrainConfig
+
+    assert main(["prune", "--model", "moons_mlp", "--strategy", "iterative", "--sparsity", "0.5",
+                 "--finetune-epochs", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rounds = get_strategy("iterative").rounds_for(0.5)
+    assert rounds >= 2 and out["train_epochs"] == 1 + rounds == get_strategy("iterative").training_epochs(
+        0.5, TrainConfig(epochs=1))
+    assert main(["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["train_epochs"] == 0
