@@ -20,6 +20,7 @@ from torch import nn
 
 from sparsity_viz import figures
 from sparsity_viz.devices import DeviceUnavailableError
+from sparsity_viz.executors import PointFailedError
 from sparsity_viz.figures.training import accuracy_gap
 from sparsity_viz.masks import Masks
 from sparsity_viz.model_recipe import ModelRecipe, TrainStep
@@ -193,8 +194,9 @@ def run_with_stop(work: Callable[[Progress, StopFlag], Any], keep: Callable[[Any
     clicks anything or when ``keys.STOP`` is set (tests). A partial result is kept too;
     the interruption then continues as Streamlit intended. Never returns, unless ``rerun`` is False:
     then the bar and the button vanish and the script goes on (a link's rebuild, before ``st.navigation``
-    has chosen the page a rerun would need), or unless training diverged (``TrainingDiverged``): then nothing
-    is kept, ``on_diverged(message)`` is called, the message is shown in the bar's place and the script goes on.
+    has chosen the page a rerun would need), or unless training diverged (``TrainingDiverged``) or a Ray worker
+    running a point died (``PointFailedError``): then nothing is kept, ``on_diverged(message)`` is called, the
+    message is shown in the bar's place and the script goes on.
     """
     interruptions = Interruptions()
     slot = st.empty()
@@ -213,9 +215,9 @@ def run_with_stop(work: Callable[[Progress, StopFlag], Any], keep: Callable[[Any
 
     try:
         result = work(progress, interruptions.stop)
-    except TrainingDiverged as exc:  # a clear message where the bar was, not a traceback; nothing is kept
+    except (TrainingDiverged, PointFailedError) as exc:  # a message where the bar was, not a traceback
         slot.empty()
-        message = diverged_message(exc)
+        message = diverged_message(exc) if isinstance(exc, TrainingDiverged) else str(exc)  # a Ray worker died
         if on_diverged is not None:
             on_diverged(message)
         st.error(message)

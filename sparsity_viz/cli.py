@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=sorted(EXECUTORS), default=None,
                    help="where points run (default: serial, or process when --workers > 1 and points train)")
     p.add_argument("--workers", type=workers_arg, default=1,
-                   help="worker processes for --executor process; CPUs of a local Ray for --executor ray "
-                        "(1 to the CPUs this process may use)")
+                   help="worker processes for --executor process; CPUs of a local Ray for --executor ray when "
+                        "above 1 (with 1, the local Ray takes every CPU this process may use)")
     p.add_argument("--address", default=None,
                    help="--executor ray: join the Ray cluster at HOST:PORT (default: start a local Ray here)")
     p.add_argument("--store", type=nonempty_arg, default=None,

@@ -38,7 +38,8 @@ from urllib.parse import urlsplit
 
 import torch
 
-from .devices import usable_cpus
+from .devices import torch_threads, usable_cpus
+from .divergence import TrainingDiverged
 from .training import is_stopped
 
 PointFn = Callable[[Any, Mapping[str, Any], Any], Any]  # fn(point, shared, stop) -> result
@@ -57,7 +58,11 @@ class Executor(Protocol):
 
 
 class SerialExecutor:
-    """Every point in this process, one after the other, in order."""
+    """Every point in this process, one after the other, in order, on one torch thread.
+
+    One thread, as in a process or Ray worker: a point's numbers then do not depend on the executor (a
+    2-thread matmul sums in another order; the run id, which names the numbers, does not record threads).
+    """
 
     name = "serial"
 
@@ -70,7 +75,9 @@ class SerialExecutor:
         for point in points:
             if is_stopped(stop):
                 return
-            yield fn(point, shared, stop)
+            with torch_threads(1):
+                result = fn(point, shared, stop)
+            yield result  # outside: the caller's code between points runs on its own thread count
 
 
 class ProcessExecutor:
@@ -168,10 +175,18 @@ class ExecutorUnavailableError(ValueError):
 
 
 class PointFailedError(RuntimeError):
-    """A point raised in a remote task; ``label`` names the point, ``__cause__`` is the task's exception."""
+    """A point raised in a remote task, or the worker running it died (``lost``); ``label`` names the point,
+    ``__cause__`` is the exception."""
 
-    def __init__(self, label: str, cause: BaseException):
-        super().__init__(f"Sweep point {label} failed: {type(cause).__name__}: {cause}")
+    def __init__(self, label: str, cause: BaseException, lost: bool = False):
+        if lost:  # Ray's own text runs to many lines (a traceback of the worker): its first line says what
+            first = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ""
+            text = (f"Sweep point {label} failed: the Ray worker or node running it died ({type(cause).__name__}"
+                    f"{': ' + first if first else ''}); the points finished before it are kept in a store "
+                    "(--store), and the same command resumes from them.")
+        else:
+            text = f"Sweep point {label} failed: {type(cause).__name__}: {cause}"
+        super().__init__(text)
         self.label = label
 
 
@@ -182,7 +197,9 @@ class RayExecutor:
     Results are yielded as tasks finish (``ray.wait``); once ``stop`` is set the
     finished results are collected, every outstanding task is cancelled
     (``ray.cancel``: a running one gets a KeyboardInterrupt) and the map ends.
-    An exception in a task surfaces as one ``PointFailedError`` naming the point.
+    An exception in a task surfaces as one ``PointFailedError`` naming the point, except ``TrainingDiverged``,
+    which is raised as itself (as on the other executors); a worker or node that dies mid-task is a
+    ``PointFailedError`` too.
 
     On a cluster every node needs this package (and torch) installed at the same
     version; points and ``fn`` travel by cloudpickle (lambdas are fine).
@@ -198,7 +215,8 @@ class RayExecutor:
                  shutdown: bool = True, connect_timeout: float = 5.0, poll_seconds: float = 0.1):
         """
         Args:
-            address: a cluster's ``host:port`` (or ``ray://host:port``, ``"auto"``); None starts a local
+            address: a cluster's ``host:port`` (``ray://host:port`` needs Ray Client, ``pip install
+                'ray[client]==2.60.0'``; or ``"auto"``); None starts a local
                 Ray on this machine.
             num_cpus: CPUs of the local Ray (None: ``workers`` when above 1, else all cores); not allowed
                 with ``address`` (the cluster has its own).
@@ -232,6 +250,7 @@ class RayExecutor:
         """Start or join Ray unless it is running in this process; True if this call started it."""
         ray = import_ray()
         if ray.is_initialized():
+            self._check_same_ray(ray)
             return False
         if self.address is None:  # "local": a new Ray here even where RAY_ADDRESS names a cluster
             ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
@@ -241,7 +260,22 @@ class RayExecutor:
                 ray.init(address=self.address, log_to_driver=False)
             except ConnectionError as exc:
                 raise ExecutorUnavailableError(f"Cannot join the Ray cluster at {self.address}: {exc}") from exc
+        _JOINED["address"] = self.address
         return True
+
+    def _check_same_ray(self, ray) -> None:
+        """``ExecutorUnavailableError`` when this process's Ray is not the one asked for: a process holds one
+        Ray connection, and a sweep asked for a cluster ran on a local Ray without a word (an audit)."""
+        current = ray.get_runtime_context().gcs_address  # "ip:port"
+        if "address" in _JOINED:  # joined by an executor: it knows what it asked for
+            differs = _JOINED["address"] != self.address
+        else:  # started by the caller (ray.init): only a port tells a cluster's address apart
+            differs = self.address not in (None, "auto") and _port(self.address) != _port(current)
+        if differs:
+            wanted = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+            raise ExecutorUnavailableError(
+                f"This process is already connected to Ray at {current}, so it cannot run on {wanted} (one Ray "
+                "connection per process); run there from a new process, or use the connected one.")
 
     def map(self, fn: PointFn, points: Iterable[Any], *, shared: Mapping[str, Any],
             stop: Any = None) -> Iterator[Any]:
@@ -268,6 +302,17 @@ class RayExecutor:
                 ray.cancel(ref)
             if started and self.shutdown:
                 ray.shutdown()
+                _JOINED.clear()
+
+
+_JOINED: dict[str, str | None] = {}  # {"address": what the executor that started this process's Ray asked for}
+
+
+def _port(address: str) -> int | None:
+    try:
+        return urlsplit(address if "://" in address else f"//{address}").port
+    except ValueError:
+        return None
 
 
 def import_ray():
@@ -280,9 +325,11 @@ def import_ray():
 
 
 def check_reachable(address: str, timeout: float) -> None:
-    """Raise ``ExecutorUnavailableError`` unless ``host:port`` (or ``ray://host:port``) accepts a connection.
+    """Raise ``ExecutorUnavailableError`` unless ``host:port`` (or ``ray://host:port``) answers as a gRPC server.
 
-    Ray itself retries an unreachable address for minutes; this answers in ``timeout`` seconds.
+    Ray itself retries an unreachable address for minutes, and one that accepts TCP but is no Ray port (a
+    web server, the dashboard) for longer (an audit waited 10 minutes); this answers in ``timeout`` seconds:
+    it opens an HTTP/2 connection and reads the server's first frame, which gRPC makes a SETTINGS frame.
     """
     if address in ("auto", "local"):
         return
@@ -294,14 +341,26 @@ def check_reachable(address: str, timeout: float) -> None:
     if not host or port is None:
         raise ExecutorUnavailableError(f"A Ray address is host:port (e.g. 10.0.0.5:6379), not {address!r}.")
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
+        sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise ExecutorUnavailableError(
             f"Cannot reach a Ray cluster at {address} ({exc}); start one with `ray start --head` "
             "on the head node and pass its address."
         ) from None
+    with sock:
+        try:
+            sock.sendall(HTTP2_PREFACE)
+            head = sock.recv(9)  # the server's first frame header
+        except OSError:  # silent until the timeout, or reset
+            head = b""
+    if len(head) < 4 or head[3] != 0x4:  # a gRPC server opens with a SETTINGS frame (type 4)
+        raise ExecutorUnavailableError(
+            f"{address} accepts connections but does not answer as a Ray cluster (Ray's GCS speaks gRPC): give the "
+            "head node's GCS port, 6379 unless `ray start --head --port` chose another. Ray itself would retry "
+            "it for minutes.")
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
 _RAY_SHARED: dict[str, Any] = {}  # in a Ray worker: the map's shared objects, fetched once per worker, not per task
 
 
@@ -318,11 +377,17 @@ def _run_ray_task(fn: PointFn, point: Any, shared_box: list) -> Any:
 
 
 def _ray_result(ray, ref, point: Any) -> Any:
+    label = getattr(point, "label", None) or repr(point)
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
-        raise PointFailedError(getattr(point, "label", None) or repr(point), cause) from cause
+        if isinstance(cause, TrainingDiverged):  # as on every other executor: callers catch it (the app's pages)
+            cause.add_note(f"(sweep point {label}, on Ray)")
+            raise cause from None
+        raise PointFailedError(label, cause) from cause
+    except ray.exceptions.RayError as exc:  # the worker or node running it died (the OOM killer, a lost node)
+        raise PointFailedError(label, exc, lost=True) from exc
 
 
 EXECUTORS: dict[str, type] = {

@@ -53,8 +53,17 @@ def test_every_point_once_with_the_shared_objects(executor):
     results = list(executor.map(describe, range(6), shared={"tag": "dense"}))
     assert sorted(p for p, _, _ in results) == list(range(6))
     assert {tag for _, tag, _ in results} == {"dense"}
-    if executor.name == "process":
-        assert {threads for _, _, threads in results} == {1}, "one torch thread per worker"
+    assert {threads for _, _, threads in results} == {1}, "one torch thread per point, on every executor"
+
+
+def test_serial_points_run_on_one_thread_and_the_caller_keeps_its_own():
+    """Found by an audit: serial points ran on the caller's 2 threads and Ray's on 1, and a loss differed in the
+    last digits under one run id (which promises the same numbers bit for bit)."""
+    from sparsity_viz.devices import torch_threads
+
+    with torch_threads(2):
+        for _, _, threads in SerialExecutor().map(describe, range(2), shared={"tag": 0}):
+            assert threads == 1 and torch.get_num_threads() == 2
 
 
 def test_serial_runs_in_order_and_stops_before_the_next_point():
@@ -152,10 +161,11 @@ def test_an_unreachable_ray_address_fails_fast_with_a_clear_message():
             check_reachable(address, timeout=2.0)
     with pytest.raises(ExecutorUnavailableError, match="host:port"):
         check_reachable("head-node", timeout=2.0)
-    with socket.socket() as s:  # a listening port passes
+    with socket.socket() as s:  # a port that listens but says nothing is no Ray (tests/test_ray_executor.py: one that is)
         s.bind(("127.0.0.1", 0))
         s.listen()
-        check_reachable(f"127.0.0.1:{s.getsockname()[1]}", timeout=2.0)
+        with pytest.raises(ExecutorUnavailableError, match="accepts connections but does not answer as a Ray cluster"):
+            check_reachable(f"127.0.0.1:{s.getsockname()[1]}", timeout=1.0)
 
 
 def test_without_ray_installed_the_message_says_how_to_install_it(monkeypatch):

@@ -211,7 +211,7 @@ def test_apply_masks_refuses_masks_that_do_not_fit():
     model = MLP(4, (3,), 2)
     before = copy.deepcopy(model.state_dict())
     for masks, match in [({"fc1.weight": torch.ones(4, dtype=torch.bool)}, "has shape"),
-                         ({"fc1.weight": torch.full((3, 4), 0.5)}, "must be a bool tensor"),
+                         ({"fc1.weight": torch.full((3, 4), 0.5)}, "must be a torch bool tensor, got Tensor of torch.float32"),
                          ({"nope.weight": torch.ones(3, 4, dtype=torch.bool)}, "names no parameter")]:
         with pytest.raises(ValueError, match=match):
             apply_masks(model, masks)

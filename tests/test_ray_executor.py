@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -14,7 +15,7 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install '
 
 from sparsity_viz.checkpoints import load_sample  # noqa: E402
 from sparsity_viz.data import load_dataset  # noqa: E402
-from sparsity_viz.executors import PointFailedError, RayExecutor  # noqa: E402
+from sparsity_viz.executors import PointFailedError, RayExecutor, get_executor  # noqa: E402
 from sparsity_viz.experiments import SweepPoint, sweep  # noqa: E402
 from sparsity_viz.training import TrainConfig  # noqa: E402
 
@@ -98,3 +99,70 @@ def test_a_failing_task_names_its_point():
     points = [SweepPoint("magnitude", 0, 0.0), SweepPoint("magnitude", 3, 0.5)]
     with pytest.raises(PointFailedError, match=r"magnitude \(seed 3\) at 50 % failed: ValueError: diverged on purpose"):
         list(RayExecutor().map(fail_at_half, points, shared={}))
+
+
+def diverge_at_half(point, shared, stop):
+    from sparsity_viz.training import TrainingDiverged
+
+    if point.level == 0.5:
+        raise TrainingDiverged("the loss became NaN", None, 1)
+    return point.level
+
+
+def test_a_diverging_point_raises_training_diverged_as_on_every_executor():
+    """Found by an audit: on Ray it was a PointFailedError, which the app's pages (catching TrainingDiverged) let
+    through as a traceback."""
+    from sparsity_viz.training import TrainingDiverged
+
+    points = [SweepPoint("magnitude", 0, 0.0), SweepPoint("magnitude", 3, 0.5)]
+    for executor in ("serial", RayExecutor()):
+        with pytest.raises(TrainingDiverged, match="the loss became NaN"):
+            list(get_executor(executor).map(diverge_at_half, points, shared={}))
+
+
+def die_at_half(point, shared, stop):
+    if point.level == 0.5:
+        os._exit(1)  # as the OOM killer ends a worker
+    return point.level
+
+
+def test_a_worker_that_dies_is_one_point_failed_error():
+    """Found by an audit: a killed worker or a lost node raised Ray's WorkerCrashedError / NodeDiedError, which the
+    CLI printed as a traceback."""
+    points = [SweepPoint("magnitude", 0, 0.0), SweepPoint("magnitude", 3, 0.5)]
+    with pytest.raises(PointFailedError, match=r"magnitude \(seed 3\) at 50 % failed: the Ray worker or node running "
+                                               r"it died \(\w+"):
+        list(RayExecutor().map(die_at_half, points, shared={}))
+
+
+def test_an_address_that_is_not_a_ray_port_is_refused_in_seconds():
+    """Found by an audit: a port that accepts TCP but is no Ray GCS (a web server) hung `ray.init` for 10 minutes."""
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+    from sparsity_viz.executors import ExecutorUnavailableError, check_reachable
+
+    check_reachable(ray.get_runtime_context().gcs_address, 5.0)  # the local Ray's GCS answers as gRPC
+    server = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        start = time.perf_counter()
+        with pytest.raises(ExecutorUnavailableError, match=r"accepts connections but does not answer as a Ray cluster"):
+            check_reachable(f"127.0.0.1:{server.server_port}", 5.0)
+        assert time.perf_counter() - start < 5.0
+    finally:
+        server.shutdown()
+
+
+def test_a_connected_process_refuses_another_cluster_address():
+    """Found by an audit: with Ray already running in the process, RayExecutor(address=other) ran the points on the
+    Ray it had, without a word."""
+    from sparsity_viz.executors import ExecutorUnavailableError
+
+    port = int(ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])
+    with pytest.raises(ExecutorUnavailableError, match=r"already connected to Ray at .* cannot run on the Ray cluster "
+                                                       r"at 127.0.0.1:1"):
+        list(RayExecutor(address="127.0.0.1:1").map(fail_at_half, [SweepPoint("magnitude", 0, 0.0)], shared={}))
+    got = list(RayExecutor(address=f"127.0.0.1:{port}").map(fail_at_half, [SweepPoint("magnitude", 0, 0.0)],
+                                                              shared={}))
+    assert got == [0.0]  # the connected cluster's own port: it is the one asked for
