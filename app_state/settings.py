@@ -73,9 +73,21 @@ def store_prune(cfg: PruneConfig) -> None:
 
 
 def reset_prune_slider() -> None:
-    """The Prune slider goes back to 0 % (after a reset or an upload)."""
+    """The Prune slider goes back to 0 % (after a reset or an upload).
+
+    Set through session state, which Streamlit sends to the browser: dropping the key let the widget fall back
+    to its default on the server while the browser still showed (and on the next rerun sent) 90 (an audit).
+    """
     st.session_state[keys.STORED_PRUNE] = replace(stored_prune(), sparsity=0.0)
-    st.session_state.pop(keys.PRUNE_SLIDER, None)  # the slider widget re-reads the stored value
+    st.session_state[keys.PRUNE_SLIDER] = 0
+
+
+def prune_slider_key() -> str:
+    """The Prune slider's key, its value set from the stored settings where the widget has none yet (the view
+    passes no ``value``: one source, session state, so a reset reaches the browser)."""
+    if keys.PRUNE_SLIDER not in st.session_state:
+        st.session_state[keys.PRUNE_SLIDER] = int(round(100 * stored_prune().sparsity))
+    return keys.PRUNE_SLIDER
 
 
 def reg_defaults(model_name: str) -> dict:

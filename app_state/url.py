@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from sparsity_viz.model_recipe import ModelRecipe
-from sparsity_viz.pruning import STRATEGIES
+from sparsity_viz.pruning import STRATEGIES, is_scheduled
 from sparsity_viz.session import PruneConfig
 
 from .resources import compatible_datasets, sample_names
@@ -88,7 +88,7 @@ def parse_query(params: Mapping[str, str], models: list[str], base: PruneConfig 
         model = None
     prune = base
     strategy = params.get("strategy")
-    if strategy in STRATEGIES:
+    if strategy in STRATEGIES and not is_scheduled(strategy):  # the slider prunes once (scheduled ones train)
         scopes = STRATEGIES[strategy].scopes
         prune = replace(prune, strategy=strategy, scope=prune.scope if prune.scope in scopes else scopes[0])
     elif strategy is not None:

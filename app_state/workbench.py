@@ -19,7 +19,7 @@ from sparsity_viz.devices import DeviceUnavailableError, resolve_device
 from sparsity_viz.masks import Masks, masked_copy
 from sparsity_viz.model_recipe import ModelRecipe
 from sparsity_viz.models import build_model, get_spec
-from sparsity_viz.pruning import STRATEGIES, prune, wants_batch
+from sparsity_viz.pruning import STRATEGIES, get_one_shot_strategy, prune, wants_batch
 from sparsity_viz.session import PruneConfig, Workbench, new_workbench, replace_current, reset
 
 from . import keys
@@ -161,7 +161,8 @@ def prune_masks(wb: Workbench, cfg: PruneConfig) -> Masks:
     if masks is None:
         batch = data_batch(dataset(wb), seed=cfg.seed) if wants_batch(STRATEGIES[cfg.strategy]) else None
         with st.spinner(prune_spinner_text(cfg.strategy, wb.name), show_time=True):  # slow ones say how slow
-            masks = prune(wb.dense, cfg.strategy, cfg.sparsity, scope=cfg.scope, seed=cfg.seed, batch=batch,
+            strategy = get_one_shot_strategy(cfg.strategy, "the Prune slider", scope=cfg.scope, seed=cfg.seed)
+            masks = prune(wb.dense, strategy, cfg.sparsity, batch=batch,
                           current=wb.dense_masks).masks  # an upload's stored zeros stay pruned
         cache[key] = masks
     return {k: v.clone() for k, v in masks.items()}  # the shared entry stays read-only

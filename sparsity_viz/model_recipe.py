@@ -22,7 +22,7 @@ from torch import nn
 
 from .data import Dataset, data_batch
 from .masks import Masks, full_masks, masked_copy, masks_from_zeros
-from .pruning import STRATEGIES, prune, wants_batch
+from .pruning import STRATEGIES, is_scheduled, one_shot_strategy_names, prune, wants_batch
 from .pruning.base import checked_seed
 from .regularizers import REGULARIZERS
 from .session import PruneConfig
@@ -231,6 +231,9 @@ def _prune_config(values: dict[str, str]) -> PruneConfig:
     strategy = values.get("strategy", PruneConfig.strategy)
     if strategy not in STRATEGIES:
         raise ValueError(f"Unknown pruning strategy {strategy!r}.")
+    if is_scheduled(strategy):  # its one-shot masks are plain magnitude's, made under its name (an audit)
+        raise ValueError(f"{strategy} prunes while it trains, and a prune step prunes once; choose one of "
+                         f"{', '.join(one_shot_strategy_names())}.")
     scopes = STRATEGIES[strategy].scopes
     scope = values.get("scope", scopes[0])
     if scope not in scopes:

@@ -81,6 +81,9 @@ def test_training_from_dense_starts_over_and_pruning_drops_training():
     ("foo:bar", "Unknown recipe step 'foo'"),
     ("train:=3", "has no name"),
     ("train:epochs=1,epochs=2", "'epochs' is given twice"),
+    # an audit: a scheduled strategy's one-shot masks are plain magnitude's, made under its name
+    ("prune:strategy=gradual,sparsity=90", "gradual prunes while it trains, and a prune step prunes once"),
+    ("prune:strategy=rigl,sparsity=90", "rigl prunes while it trains"),
 ])
 def test_bad_text_raises_a_clear_value_error(text, reason):
     with pytest.raises(ValueError, match=reason):
@@ -128,3 +131,13 @@ def test_rebuild_twice_is_bit_identical_and_l1_from_dense_makes_zeros(moons):
 def test_rebuild_stops_when_asked(moons):
     dense, ds = moons
     assert rebuild(ModelRecipe(steps=(L1_FROM_DENSE,)), dense, ds, device="cpu", stop=lambda: True) is None
+
+
+def test_the_live_slider_refuses_a_scheduled_strategy():
+    """The slider's pruner gave gradual / iterative / SET / RigL the masks of magnitude pruning (an audit)."""
+    from sparsity_viz.backend.live import live_pruner
+
+    model, _ = load_sample("digits_mlp")
+    with pytest.raises(ValueError, match="gradual prunes while it trains .* a live slider"):
+        live_pruner(model, "gradual")
+    assert live_pruner(model, "magnitude") is not None

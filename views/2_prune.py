@@ -4,7 +4,7 @@ import streamlit as st
 
 import app_state
 from sparsity_viz.models import prunable_layers
-from sparsity_viz.pruning import STRATEGIES
+from sparsity_viz.pruning import STRATEGIES, one_shot_strategy_names, scheduled_strategy_names
 from sparsity_viz.recipes import finetune_config
 from sparsity_viz.session import PruneConfig
 
@@ -13,20 +13,22 @@ st.title("Prune")  # the explanation follows the heatmap: at 1280x720 slider, nu
 
 wb = app_state.bench()
 stored = app_state.stored_prune()
-names = list(STRATEGIES)
+names = one_shot_strategy_names()  # the slider prunes once; scheduled strategies prune while they train
 
 c1, c2, c3 = st.columns([2, 1, 3])
 strategy = c1.selectbox("Strategy", names, index=names.index(stored.strategy) if stored.strategy in names else 0,
                         format_func=lambda n: app_state.strategy_label(n, wb.name), key="prune_strategy",
-                        help="Every strategy in the library's registry; those measured slow for the live slider on "
-                             "this model (benchmarks/live_prune.py) say so.")
+                        help="Every one-shot strategy of the library's registry; those measured slow for the live "
+                             "slider on this model (benchmarks/live_prune.py) say so. "
+                             + ", ".join(scheduled_strategy_names()) + " prune while they train: Compare strategies, "
+                             "Curves and Survival maps run them with a training budget.")
 scopes = STRATEGIES[strategy].scopes
 scope = c2.radio("Scope", scopes, index=scopes.index(stored.scope) if stored.scope in scopes else 0, key="prune_scope",
                  format_func=lambda s: {"layer": "layer-wise", "global": "global"}[s], horizontal=True,
                  disabled=len(scopes) == 1,
                  help="Layer-wise: every layer loses the same share. Global: one threshold over all layers.")
-level = c3.slider("Sparsity (% of weights pruned)", 0, 100, int(round(100 * stored.sparsity)), step=1,
-                  key=app_state.keys.PRUNE_SLIDER, help="0 % is the dense model; 100 % removes every weight.")
+level = c3.slider("Sparsity (% of weights pruned)", 0, 100, step=1, key=app_state.prune_slider_key(),
+                  help="0 % is the dense model; 100 % removes every weight.")
 
 cfg = PruneConfig(strategy=strategy, scope=scope, sparsity=level / 100, seed=stored.seed)  # a link's seed
 if cfg != stored or (wb.prune_config != cfg and wb.origin.startswith("dense")):

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..masks import Masks, masks_to_bytes
 from ..models import MLP, prunable_layers
-from ..pruning import Batch, Strategy, get_strategy
+from ..pruning import Batch, Strategy, get_one_shot_strategy
 from . import kernels
 from .compiled import compile_model
 from .dispatch import HEURISTIC_DENSITY
@@ -151,7 +151,8 @@ def live_pruner(model: nn.Module, strategy: str | Strategy, *, scope: str | None
     callable, called only when a pruner is built. None when the strategy's masks are not a
     cut of one ranking (prune those with ``prune``).
     """
-    strat = get_strategy(strategy, scope=scope, seed=seed) if isinstance(strategy, str) else strategy
+    strat = (get_one_shot_strategy(strategy, "a live slider", scope=scope, seed=seed) if isinstance(strategy, str)
+             else strategy)
     if not is_cut_of_scores(strat):
         return None
     ident = weights_token(model) if key is None else key

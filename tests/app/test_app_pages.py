@@ -169,3 +169,34 @@ def test_every_page_opens_on_a_pruned_model(model):
         assert at.title, f"{page} drew no title for {model}"
         assert at.markdown, f"{page} drew no text for {model}"
         assert _bench(at).sparsity == pytest.approx(0.8, abs=0.01), f"{page} lost the pruned model"
+
+
+def test_reset_puts_the_prune_slider_back_and_the_next_rerun_keeps_the_dense_model():
+    """Found by an audit in a browser: after Reset the slider still showed 90 (the key was dropped, so the server's
+    default never reached the browser) and the next widget change pruned the model back to 90 %."""
+    at = open_app("lenet300", "2_prune")
+    at.slider(key="prune_sparsity").set_value(90).run()
+    assert _bench(at).sparsity == pytest.approx(0.9, abs=0.01)
+    at.button(key=app_state.keys.RESET).click().run()
+    check(at)
+    assert at.slider(key="prune_sparsity").value == 0 and _bench(at).sparsity == 0.0
+    layers = at.selectbox(key="prune_preview_layer").options
+    at.selectbox(key="prune_preview_layer").set_value(layers[1]).run()  # any other widget: the page runs again
+    check(at)
+    assert at.slider(key="prune_sparsity").value == 0 and _bench(at).sparsity == 0.0
+    assert at.session_state[app_state.keys.PRUNE_SLIDER] == 0
+
+
+def test_the_prune_page_offers_one_shot_strategies_only():
+    """Found by an audit: Gradual, Iterative, SET and RigL on the live slider gave plain magnitude's masks under
+    their names (they prune while they train); a link naming one is read as the default strategy."""
+    from sparsity_viz.pruning import one_shot_strategy_names, scheduled_strategy_names
+
+    at = open_app("digits_mlp", "2_prune")
+    assert list(at.selectbox(key="prune_strategy").options) == [
+        app_state.strategy_label(n, "digits_mlp") for n in one_shot_strategy_names()]
+    assert all(n in at.selectbox(key="prune_strategy").help for n in scheduled_strategy_names())
+    linked = open_app(None, None, query={"model": "digits_mlp", "strategy": "gradual", "sparsity": "90"})
+    linked.switch_page("views/2_prune.py").run()
+    check(linked)
+    assert _bench(linked).prune_config is None or _bench(linked).prune_config.strategy != "gradual"

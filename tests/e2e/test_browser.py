@@ -260,6 +260,26 @@ def test_prune_slider_then_connections_and_attribution(server, page):
     page.screenshot(path=str(SHOTS / "3_regularize.png"))
 
 
+def test_reset_puts_the_slider_back_in_the_browser(server, page):
+    """Found by an audit: after Reset the slider still showed 90 in the browser, and the next rerun (any widget)
+    sent 90 back and pruned the model again."""
+    page.goto(server + "/prune?model=digits_mlp")
+    _settle(page)
+    slider = page.get_by_role("slider", name="Sparsity (% of weights pruned)")
+    slider.focus()
+    for _ in range(9):
+        slider.press("PageUp")
+    _settle(page)
+    expect(page.locator('[data-testid="stMetric"]', has_text="Weights pruned")).to_contain_text("90.0 %")
+    page.get_by_role("button", name="Reset to the dense model").click()
+    _settle(page)
+    expect(page.get_by_role("slider", name="Sparsity (% of weights pruned)")).to_have_value("0")
+    page.get_by_text("Full resolution").click()  # another widget: the page runs again with what the browser holds
+    _settle(page)
+    expect(page.get_by_role("slider", name="Sparsity (% of weights pruned)")).to_have_value("0")
+    expect(page.locator('[data-testid="stMetric"]', has_text="Weights pruned")).to_contain_text("0.0 %")
+
+
 def test_shared_link_opens_the_page_with_its_state(server, page):
     """A link the teacher copied (page path + query) opens that page, through app.py, with that state."""
     page.goto(server + "/prune?model=digits_mlp&strategy=random&scope=layer&sparsity=70")
