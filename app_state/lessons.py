@@ -27,8 +27,8 @@ from .activations import store_activations
 from .cache import LESSON_REVEALS, shared_cache
 from .quantize import store_quant
 from .resources import bundled, dataset_named
-from .settings import (keep_page_settings, reset_prune_slider, store, store_prune, store_reg, store_train_options,
-                       stored, stored_reg)
+from .settings import (keep_page_settings, prune_slider_to, reset_prune_slider, store, store_prune, store_reg,
+                       store_train_options, stored, stored_reg)
 from .workbench import apply_prune, bench, choose_model, reset_bench, selected_model
 
 LESSON_DEFAULTS = {"lesson": next(iter(LESSONS)), "step": 0}
@@ -86,6 +86,7 @@ def apply_step(lesson: str, index: int) -> None:
     reset_bench()
     if state.prune is not None:
         apply_prune(state.prune)
+        prune_slider_to(state.prune.sparsity)  # Reset set it to 0 (a callback: sent to the browser)
     else:
         store_prune(PruneConfig())  # the Prune page opens on the dense model too
         reset_prune_slider()

@@ -72,14 +72,25 @@ def store_prune(cfg: PruneConfig) -> None:
     set_url(strategy=cfg.strategy, scope=cfg.scope, sparsity=int(round(100 * cfg.sparsity)), seed=cfg.seed)
 
 
-def reset_prune_slider() -> None:
+def reset_prune_slider(from_callback: bool = False) -> None:
     """The Prune slider goes back to 0 % (after a reset or an upload).
 
-    Set through session state, which Streamlit sends to the browser: dropping the key let the widget fall back
-    to its default on the server while the browser still showed (and on the next rerun sent) 90 (an audit).
+    From a widget callback (the sidebar's Reset, maybe with the slider on screen) the value is set through session
+    state, which Streamlit sends to the browser: dropping the key let the widget fall back to 0 on the server while
+    the browser still showed (and on the next rerun sent) 90 (an audit). From a script run (an upload, a lesson's
+    set-up, with no slider on screen) the key is dropped: set there, the 0 stayed behind as a value of its own and
+    came back over the slider's later positions whenever the Prune page was opened again.
     """
     st.session_state[keys.STORED_PRUNE] = replace(stored_prune(), sparsity=0.0)
-    st.session_state[keys.PRUNE_SLIDER] = 0
+    if from_callback:
+        prune_slider_to(0.0)
+    else:
+        st.session_state.pop(keys.PRUNE_SLIDER, None)
+
+
+def prune_slider_to(sparsity: float) -> None:
+    """From a widget callback: the Prune slider shows ``sparsity`` (a fraction), in the browser too."""
+    st.session_state[keys.PRUNE_SLIDER] = int(round(100 * sparsity))
 
 
 def prune_slider_key() -> str:

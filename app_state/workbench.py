@@ -133,7 +133,7 @@ def reset_bench() -> None:
     wb = st.session_state.get(keys.BENCH)
     if wb is not None:
         st.session_state[keys.BENCH] = reset(wb)
-    reset_prune_slider()
+    reset_prune_slider(from_callback=True)
     st.session_state.pop(keys.TRAIN_LOG, None)
 
 

@@ -89,7 +89,7 @@ with left:
     st.markdown(f"Class **{info.label}**; {pred}.")
 with right:
     rows = app_state.input_activations(result, index, wb)
-    app_state.show_figure(figures.activation_heatmaps(rows, title=f"{wb.name}: activations of test input {index}"),
+    app_state.show_figure(figures.activation_heatmaps(rows, title=f"Test input {index}"),
                           "activations_heatmap")
     st.caption("Each square is one unit (a fully connected layer's units folded into a grid, row by row) or one "
                "position of a conv channel map (channels tiled as small multiples). Grey squares are exactly 0; "
@@ -98,7 +98,7 @@ with right:
 st.subheader("Every test input")
 c1, c2 = st.columns([3, 2])
 with c1:
-    app_state.show_figure(figures.zero_share_bars(table, title=f"{wb.name}: activations exactly 0 per layer"),
+    app_state.show_figure(figures.zero_share_bars(table, title="Exact zeros per layer"),
                           "activations_bars")
 with c2:
     app_state.show_table(table, f"activations_{wb.name}", column_config={
@@ -116,8 +116,7 @@ layer = st.selectbox("Histogram of layer", layers, key="act_layer",
                      index=layers.index(stored["layer"]) if stored["layer"] in layers else len(layers) - 1)
 app_state.store_activations(layer=layer)
 hists = app_state.layer_histograms(result, layer, wb)
-app_state.show_figure(figures.activation_histogram(hists, title=f"{wb.name}, {layer}: activation values on the "
-                                                               "test split"), "activations_histogram")
+app_state.show_figure(figures.activation_histogram(hists, title=f"{layer}: activation values, test split"), "activations_histogram")
 
 with st.expander("Zero share per class"):
     st.markdown("The share of exactly-zero activations over the test inputs of each class, per layer.")

@@ -89,7 +89,7 @@ left, right = st.columns(2)
 with left:
     share = st.toggle("Show shares of each class (%)", value=True, key="moe_shares")
     app_state.show_figure(figures.routing_heatmap(report["routing_table"], report["classes"], shares=share,
-                                                  pruned=config.pruned, title="Which expert each class goes to"),
+                                                  pruned=config.pruned, title="Routing by class"),
                           "experts_routing")
 with right:
     app_state.show_figure(figures.expert_load_bars(report["load"], report["balance_loss"], pruned=config.pruned),

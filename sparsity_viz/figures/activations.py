@@ -136,13 +136,15 @@ def activation_heatmaps(rows: Mapping[str, Mapping[str, torch.Tensor]], *,
             fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if k == 1 else k}", constrain="domain",
                              showticklabels=False, showgrid=False, zeroline=False, row=i, col=j)
             fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain", row=i, col=j)
-    apply_style(fig, title, height=height or (330 * len(labels) + 120))
+    grey = f"<span style='color:{ZERO_COLOR}'><b>grey</b> = exactly 0</span>"
+    # the key under the title: as a note above the plot's right edge it sat on a long title (an audit)
+    apply_style(fig, f"{title}<br><sup>{grey}</sup>" if title else None, height=height or (330 * len(labels) + 120))
     fig.update_layout(coloraxis=dict(colorscale=SEQUENTIAL, cmin=cmin, cmax=cmax,
                                      colorbar=dict(title=dict(text="value", side="right"), len=0.8)),
                       margin=dict(l=20, r=20))
-    fig.add_annotation(text="<b>grey</b> = exactly 0", xref="paper", yref="paper", x=1.0, y=1.0, yanchor="bottom",
-                       xanchor="right", showarrow=False, yshift=40 if title else 10, font=dict(color=ZERO_COLOR,
-                                                                                           size=BASE_FONT_SIZE))
+    if not title:
+        fig.add_annotation(text=grey, xref="paper", yref="paper", x=1.0, y=1.0, yanchor="bottom", xanchor="right",
+                           showarrow=False, yshift=10, font=dict(size=BASE_FONT_SIZE))
     fig.update_annotations(font_size=BASE_FONT_SIZE - 2)
     return fig
 

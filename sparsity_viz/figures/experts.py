@@ -86,7 +86,8 @@ def expert_load_bars(load: Sequence[int], balance_loss: float, *, pruned: Sequen
     fig.update_xaxes(title="expert", tickmode="array", tickvals=list(range(n)),
                      ticktext=expert_names(n, pruned, short=True), tickangle=0)
     fig.update_yaxes(title="assignments", range=[0, 1.25 * max(int(load.max()), 1)])
-    fig.add_annotation(text=f"dashed line: uniform, {total / n:,.0f} each<br>balance loss 1.0 = uniform, {n} = one expert",
+    # two short lines: at half width of 1280x720 the longer ones were cut at the right (an audit)
+    fig.add_annotation(text=f"dashed: uniform, {total / n:,.0f} each<br>loss 1 = uniform, {n} = one expert",
                        xref="paper", yref="paper", x=0,
                        y=1.0, yanchor="bottom", showarrow=False, font=dict(size=15, color="#555555"))
     fig = apply_style(fig, f"{title or 'Load'}: balance loss {balance_loss:.2f}", height=460)
@@ -115,7 +116,9 @@ def compute_bars(report: dict, title: str | None = None) -> go.Figure:
         ), row=row, col=1)
         fig.update_xaxes(range=[0, 1.45 * every], showticklabels=False, row=row, col=1)
         fig.update_yaxes(autorange="reversed", row=row, col=1)
-    return apply_style(fig, title or f"Experts per input: top-{k} of {n}", height=420)
+    fig = apply_style(fig, title or f"Experts per input: top-{k} of {n}", height=440)
+    fig.update_layout(margin=dict(t=120))  # room between the title and the first panel's title (they overlapped)
+    return fig
 
 
 def expert_regions(emap, x: torch.Tensor | None = None, y: torch.Tensor | None = None,

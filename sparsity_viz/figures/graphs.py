@@ -85,15 +85,26 @@ def graph_traces(graph: ConnectionGraph, width_range: tuple[float, float] = (0.6
     return traces
 
 
+def _count(n: int) -> str:
+    """A count in at most 6 characters: ``950``, ``9,500``, ``23.5k``, ``235k``, ``1.2M``."""
+    if n < 10_000:
+        return f"{n:,}"
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k" if n < 100_000 else f"{n / 1000:.0f}k"
+    return f"{n / 1e6:.1f}M"
+
+
 def graph_layout(graph: ConnectionGraph, title: str | None, height: int) -> dict:
     """The layout of ``connection_graph`` as a plain dict: column titles, per-layer notes, hidden axes."""
     annotations = [dict(x=c, y=1.06, text=f"<b>{name}</b><br>{graph.column_sizes[c]}", showarrow=False,
                         yanchor="bottom", font=dict(size=16))
                    for c, name in enumerate(graph.columns)]
     for i, s in enumerate(graph.layers):
-        note = f"{s.surviving:,} of {s.weights:,} kept"
-        if s.edges_hidden:  # two short lines: four ran into the legend below at projector size (an audit)
-            note += f"<br>({s.edges_hidden:,} weakest hidden)"
+        # two lines of at most ~18 characters, counts of thousands as "23.5k": four lines ran into the legend, and
+        # "23,520 of 235,200 kept" into the next layer's note at 1280x720 in projector mode (audits)
+        note = f"{_count(s.surviving)} of {_count(s.weights)}<br>kept"
+        if s.edges_hidden:
+            note += f", {_count(s.edges_hidden)} hidden"
         if s.fully_pruned:
             note += "<br><b>layer collapsed</b>"
         annotations.append(dict(x=i + 0.5, y=-0.04, text=note, showarrow=False, yanchor="top",

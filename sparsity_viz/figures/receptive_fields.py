@@ -91,7 +91,7 @@ def receptive_field_grid(
         shapes.append(dict(type="rect", x0=x0, x1=x0 + w + 1, y0=y0, y1=y0 + h + 1, line=dict(width=0),
                            fillcolor="white"))
     dead = int(fields.dead[units].sum())
-    sub = f"units {units[0]}-{units[-1]} of {fields.units} · grey = pruned · {dead} dead here"
+    sub = f"units {units[0]}-{units[-1]} of {fields.units} · {dead} dead here"  # half width at 1280x720: short
     apply_style(fig, f"{title}<br><sup>{sub}</sup>" if title else sub, height=height)
     fig.update_layout(shapes=shapes, plot_bgcolor=PRUNED_COLOR, margin=dict(l=20, r=20))
     fig.update_xaxes(visible=False, range=[-0.5, cols * (w + 1) - 1.5], constrain="domain")

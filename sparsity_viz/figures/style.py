@@ -103,6 +103,7 @@ LIGHT_TEMPLATE = go.layout.Template(
 TITLE_PAD = 30  # px above the title (plotly's "top" anchor puts a title's first line ~0.4 em too high: this covers it)
 TITLE_LINE = 30  # px per title line at TITLE_FONT_SIZE
 SUBTITLE_LINE = 24  # px per <sup> / <sub> line (plotly draws them at about 70 % of the title size)
+ABOVE_PLOT_LINE = 28  # px for a line of text standing on the plot's top edge (subplot titles) under the title
 
 
 def title_margin(title: str | None) -> int:
@@ -138,6 +139,11 @@ def apply_style(fig: go.Figure, title: str | None = None, height: int | None = N
     fig.update_layout(style_layout(title, height))
     if fig.layout.annotations:
         fig.update_annotations(font_size=BASE_FONT_SIZE)
+        # text standing on the top of the plot (subplot titles) needs its own line below the title: they overlapped
+        # at 1280x720, measured in the browser (tests/e2e/test_layout_browser.py)
+        if title and any(a.yref == "paper" and a.yanchor == "bottom" and (a.y or 0) >= 0.99 and not a.showarrow
+                         for a in fig.layout.annotations):
+            fig.update_layout(margin_t=title_margin(title) + ABOVE_PLOT_LINE)
     return fig
 
 

@@ -61,11 +61,11 @@ def test_changing_the_input_redraws_the_library_activations():
     at = open_app("lenet300", PAGE)
     wb, ds = _library(at)
     assert at.title[0].value == "Activations"
-    first = _figure(at, "activations of test input 0")
+    first = _figure(at, "Test input 0")
     assert len({t["meta"]["row"] for t in first["data"]}) == 1  # dense = current: one row
     at.number_input(key="act_index").set_value(7).run()
     check(at)
-    fig = _figure(at, "activations of test input 7")
+    fig = _figure(at, "Test input 7")
     acts = activations_of_input(wb.dense, ds.x_test[7])
     for layer, a in acts.items():
         z, _ = figures.activation_mosaic(a)
@@ -99,12 +99,12 @@ def test_a_pruned_model_differs_from_dense_and_the_table_is_the_library():
     text = " ".join(m.value for m in at.markdown)
     assert f"it is **{100 * current.zero_fraction:.1f} %**" in text
     # the bars and the histogram (last layer by default) carry the same numbers
-    bars = {t["meta"]: t for t in _figure(at, "exactly 0 per layer")["data"]}
+    bars = {t["meta"]: t for t in _figure(at, "Exact zeros per layer")["data"]}
     assert _array(bars["current"]["y"]).tolist() == pytest.approx(expected["current_zero_pct"].tolist())
     hist = _figure(at, "fc2: activation values")
     zero_bar = next(t for t in hist["data"] if t["meta"] == {"row": "current", "kind": "zeros"})
     assert _array(zero_bar["y"])[0] == pytest.approx(100 * current.layer("fc2").zero_fraction)
-    assert len({t["meta"]["row"] for t in _figure(at, "activations of test input")["data"]}) == 2
+    assert len({t["meta"]["row"] for t in _figure(at, "Test input")["data"]}) == 2
 
 
 def test_kwta_makes_the_zero_share_exact_and_shows_its_accuracy():
@@ -129,7 +129,7 @@ def test_kwta_makes_the_zero_share_exact_and_shows_its_accuracy():
 def test_lenet5_draws_its_conv_maps():
     at = open_app("lenet5", PAGE)
     wb, ds = _library(at)
-    fig = _figure(at, "activations of test input 0")
+    fig = _figure(at, "Test input 0")
     acts = activations_of_input(wb.dense, ds.x_test[0])
     assert [t["meta"]["layer"] for t in fig["data"] if t["meta"]["kind"] == "values"] == ["conv1", "conv2", "fc1"]
     assert acts["conv1"].shape == (20, 24, 24)

@@ -61,7 +61,7 @@ def test_opens_on_the_bundled_toy_with_its_card_numbers(at, moons):
     assert _metric(at, "Test accuracy now").value == f"{100 * card['test_accuracy']:.1f} %"
     assert _metric(at, "Bundled model").value == f"{100 * card['test_accuracy']:.1f} %"
     assert _metric(at, "Active parameters per input").value == f"{active_parameters(model):,}"
-    heat = _figure(at, "Which expert each class goes to")["data"][0]
+    heat = _figure(at, "Routing by class")["data"][0]
     table = routing_table(model, data.x_test, data.y_test).numpy()
     assert np.array_equal(_array(heat["customdata"]).reshape(table.shape), table)
     shares = 100 * table / table.sum(1, keepdims=True)
@@ -87,7 +87,7 @@ def test_pruning_expert_0_changes_accuracy_as_the_library_says(at, moons):
     assert shown.value == f"{100 * expected['accuracy']:.1f} %"
     assert shown.delta == f"{100 * (expected['accuracy'] - card['test_accuracy']):+.1f} points"
     assert "expert 0** is pruned" in " ".join(m.value for m in at.markdown)
-    ticks = _figure(at, "Which expert each class goes to")["layout"]["xaxis"]["ticktext"]
+    ticks = _figure(at, "Routing by class")["layout"]["xaxis"]["ticktext"]
     assert "0<br>(pruned)" in ticks[0]
     csv = at.dataframe[0].value  # the routing table under the CSV button: one row per class, then the load
     assert csv["expert 0"].tolist() == [r[0] for r in expected["routing_table"]] + [expected["load"][0]]
@@ -101,7 +101,7 @@ def test_top_2_changes_active_parameters_to_the_librarys(at, moons):
     assert _metric(at, "Active parameters per input").value == f"{active_parameters(two):,}"
     assert _metric(at, "FLOPs per input").value == f"{flops_per_input(two):,}"
     assert active_parameters(two) > active_parameters(model)
-    heat = _figure(at, "Which expert each class goes to")["data"][0]
+    heat = _figure(at, "Routing by class")["data"][0]
     table = routing_table(two, data.x_test, data.y_test).numpy()
     assert np.array_equal(_array(heat["customdata"]).reshape(table.shape), table)
     assert table.sum() == 2 * len(data.y_test)

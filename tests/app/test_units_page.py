@@ -41,7 +41,7 @@ def test_lenet300_grids_are_the_library_fields_and_a_unit_shows_its_fans():
     cols = figures.receptive_fields.grid_shape(25)[1]
     np.testing.assert_array_equal(_array(dense_chart["data"][0]["z"]), figures.tile_grid(dense.images[:25], cols))
     np.testing.assert_array_equal(_array(current_chart["data"][0]["z"]), figures.tile_grid(now.images[:25], cols))
-    assert f"{int(now.dead.sum())} of 300 units dead" in current_chart["layout"]["title"]["text"]
+    assert f"{int(now.dead.sum())} of 300 dead" in current_chart["layout"]["title"]["text"]
     assert current_chart["data"][0]["zmax"] == dense_chart["data"][0]["zmax"] == np.float32(dense.zmax)
     assert all(len(spec) < 150_000 for spec in chart_specs(at)[:2])  # what the browser gets: light for a class
 

@@ -156,7 +156,7 @@ def test_pruners_are_sorted_once_per_model_strategy_and_scope(lenet300):
     assert live.live_pruner(lenet300, "magnitude", key="shared") is live.live_pruner(model, "magnitude", key="shared")
 
 
-@pytest.mark.parametrize("strategy", ["structured", "synflow", "gradual", "set", "erdos_renyi", "n_m_2_4"])
+@pytest.mark.parametrize("strategy", ["structured", "synflow", "erdos_renyi", "n_m_2_4"])
 def test_strategies_that_are_not_one_cut_are_left_to_prune(lenet300, strategy):
     strat = get_strategy(strategy)  # a renamed strategy fails here instead of skipping
     if is_cut_of_scores(strat):  # e.g. N:M, if it is a plain score cut: then it must agree with prune
@@ -166,6 +166,13 @@ def test_strategies_that_are_not_one_cut_are_left_to_prune(lenet300, strategy):
         assert live.live_step(lenet300, strategy, 0.5) is None
         with pytest.raises(ValueError, match="not a cut of one ranking"):
             LivePruner(lenet300, strat)
+
+
+@pytest.mark.parametrize("strategy", ["gradual", "iterative", "set", "rigl"])
+def test_scheduled_strategies_are_refused_by_name(lenet300, strategy):
+    """They prune while they train: by name, the slider gave magnitude's masks under theirs (an audit)."""
+    with pytest.raises(ValueError, match=f"{strategy} prunes while it trains"):
+        live.live_step(lenet300, strategy, 0.5)
 
 
 def test_while_the_kernel_builds_a_step_is_evaluated_as_is(monkeypatch, lenet300):

@@ -34,7 +34,7 @@ def test_activations_input_change_and_kwta(server, page):  # noqa: F811 (pytest 
 
     _goto(page, "Activations")
     expect(page.get_by_role("heading", name="Activations", exact=True)).to_be_visible()
-    expect(page.get_by_text("activations of test input 0").first).to_be_attached()
+    expect(page.get_by_text("Test input 0").first).to_be_attached()
     dense_zero = _metric(page, "Exactly zero (dense)")
     assert dense_zero.endswith("%") and _metric(page, "Exactly zero (current)") == dense_zero
     before = _heatmap(page).inner_html()
@@ -43,7 +43,7 @@ def test_activations_input_change_and_kwta(server, page):  # noqa: F811 (pytest 
     box.fill("7")
     box.press("Enter")
     _settle(page)
-    expect(page.get_by_text("activations of test input 7").first).to_be_attached()
+    expect(page.get_by_text("Test input 7").first).to_be_attached()
     assert _heatmap(page).inner_html() != before
     page.screenshot(path=str(SHOTS / "14_activations.png"))
 

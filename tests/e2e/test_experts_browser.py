@@ -31,7 +31,7 @@ def test_experts_page_prune_an_expert(server, page):  # noqa: F811 (pytest fixtu
     acc = _metric(page, "Test accuracy now")
     assert acc == _metric(page, "Bundled model")  # nothing changed yet
     heat = page.locator('[data-testid="stPlotlyChart"]').first
-    expect(heat).to_contain_text("Which expert each class goes to")
+    expect(heat).to_contain_text("Routing by class")
     before = heat.inner_html()
     assert "(pruned)" not in before
     page.screenshot(path=str(SHOTS / "15_experts.png"))
