@@ -135,7 +135,7 @@ class ConnectionGraph:
 def _input_groups(n_in: int, max_input_nodes: int, input_shape: Sequence[int] | None) -> tuple[torch.Tensor, str]:
     """Group id of every input feature, and a description of the grouping."""
     if n_in <= max_input_nodes:
-        return torch.arange(n_in), "one node per input feature"
+        return torch.arange(n_in), "one node per feature"
     shape = tuple(int(s) for s in input_shape) if input_shape is not None else None
     if shape is not None and math.prod(shape) == n_in and len(shape) >= 2:
         h, w = shape[-2:]

@@ -71,8 +71,9 @@ def test_heatmap_cells_are_the_activations_and_zeros_have_their_own_colour(fixtu
             np.testing.assert_allclose(values[~is_zero & ~np.isnan(z)], z[~is_zero & ~np.isnan(z)], rtol=1e-6)
             assert np.isnan(values[is_zero]).all()
             assert t["zeros"].colorscale[0][1] == ZERO_COLOR
-            assert f"{100 * float((a == 0).double().mean()):.0f} % zero" in " ".join(
-                a.text for a in fig.layout.annotations if f"{label}: {name}," in a.text)
+            k = ["dense", "current"].index(label) * len(acts) + list(acts).index(name)  # row by row
+            assert fig.layout.annotations[k].text == f"{name}: {100 * float((a == 0).double().mean()):.0f} % zero"
+    assert [fig.layout[f"yaxis{1 + i * len(dense) if i else ''}"].title.text for i in range(2)] == ["dense", "current"]
     with pytest.raises(ValueError, match="same hidden layers"):
         figures.activation_heatmaps({"dense": dense, "current": {"other": torch.zeros(3)}})
 

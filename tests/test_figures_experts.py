@@ -46,7 +46,7 @@ def test_load_bars_are_the_load_in_expert_colours_with_the_balance_loss(toy):
     assert list(bar.x) == [0, 1, 2, 3] and fig.layout.xaxis.ticktext[2] == "2<br>(pruned)"
     assert bar.customdata[2] == "expert 2 (pruned)"
     assert fig.layout.title.text.endswith(f"balance loss {report['balance_loss']:.2f}")
-    assert "1 = uniform, 4 = one expert" in fig.layout.annotations[-1].text
+    assert "loss 1 = uniform, 4 = one" in fig.layout.annotations[-1].text
     uniform = fig.layout.shapes[0]
     assert uniform.y0 == pytest.approx(sum(report["load"]) / 4)
 

@@ -98,7 +98,7 @@ def test_size_waterfall_steps_sizes_and_ratio_labels():
     assert list(trace.x) == ["dense fp32", "pruned (CSR)", "quantized (4-bit codes)", "Huffman-coded"]
     assert trace.text[1].endswith("7.7×") and trace.text[2].endswith("25.0×") and trace.text[3].endswith("40.0×")
     notes = [a.text for a in fig.layout.annotations]
-    assert notes == ["1 MB", "→ 130 KB · 7.7×", "→ 40 KB · 25.0×", "→ 25 KB · 40.0×"]
+    assert notes == ["1 MB", "→ 130 KB<br>7.7×", "→ 40 KB<br>25.0×", "→ 25 KB<br>40.0×"]  # two lines: they ran together
     assert [a.y for a in fig.layout.annotations] == [1_000_000, 1_000_000, 130_000, 40_000]  # above each bar's top
 
 

@@ -106,6 +106,10 @@ def test_timeline_state_tracks_death_and_regrowth_over_steps():
     assert kind.reshape(-1)[0] == 1  # alive and regrew
     assert np.isnan(kind.reshape(-1)[1])
     assert "regrew" in fig.layout.title.text
+    assert list(fig.data[1].colorbar.ticktext) == ["alive", "alive, regrew"]
+    # before anything regrew, the key names only "alive" (gradual never regrows: its key had said "regrew", an audit)
+    fig10 = figures.death_time_heatmap(s10, step=10, last_step=20)
+    assert list(fig10.data[1].colorbar.ticktext) == ["alive"] and "regrew" not in fig10.layout.title.text
 
 
 def test_lottery_curves_three_methods_log_axis():

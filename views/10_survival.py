@@ -62,7 +62,7 @@ heat.update_layout(height=620)
 app_state.show_figure(heat, "survival_heatmap")
 left, right = st.columns([3, 2])
 with left:
-    bars = figures.jaccard_bars(result["table"], title=f"Jaccard overlap per layer at {level} % sparsity")
+    bars = figures.jaccard_bars(result["table"], title=f"Jaccard overlap per layer<br><sup>at {level} % sparsity</sup>")
     bars.update_layout(height=500)
     app_state.show_figure(bars, "survival_jaccard")
 with right:

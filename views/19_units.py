@@ -42,12 +42,12 @@ else:
     left, right = st.columns(2)
     with left:
         dense_fig = app_state.unit_grid(wb, view, True, shown, zmax=zmax, selected=selected,
-                                        title=f"Dense: {int(view.dense.dead.sum())} of {n} dead")
+                                        title=f"Dense: {int(view.dense.dead.sum())} of {n} dead")  # fits half of 1280 px
         app_state.show_unit_grid(dense_fig, "units_dense")
     with right:
         current_fig = app_state.unit_grid(
             wb, view, False, shown, zmax=zmax, selected=selected,
-            title=f"Now, {100 * wb.sparsity:.0f} % pruned: {int(view.current.dead.sum())} of {n} dead")
+            title=f"Now ({100 * wb.sparsity:.0f} %): {int(view.current.dead.sum())} of {n} dead")
         app_state.show_unit_grid(current_fig, "units_current")
     st.caption(f"Grey = a pruned weight. Current model: {wb.origin}. {view.current.inputs} incoming weights per "
                f"unit; on average "

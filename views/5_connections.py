@@ -55,7 +55,7 @@ elif ds.is_plane:
         app_state.show_figure(graph_fig, "connections_graph")
     with right:
         boundary = figures.decision_boundary(wb.current, ds.x_test, ds.y_test, class_names=ds.class_names,
-                                             title="Decision boundary of the current model")
+                                             title="Current model", compact=True)
         boundary.update_layout(height=560)
         app_state.show_figure(boundary, "connections_boundary")
 else:  # an uploaded table with more than 2 features: no plane to draw

@@ -57,8 +57,8 @@ if frame is None:
 else:
     fig = figures.accuracy_curves(frame, x_axis=x_axis, band="std", dense_accuracy=frame.attrs.get("dense_accuracy"),
                                   labels={n: c.label for n, c in STRATEGIES.items()},
-                                  title=f"{wb.name} on {ds.name}: accuracy after pruning (mean ± std over "
-                                        f"{frame['seed'].nunique()} seeds)")
+                                  title=f"{wb.name} on {ds.name}: accuracy after pruning<br><sup>mean ± std "
+                                        f"over {frame['seed'].nunique()} seeds</sup>")
     fig.update_layout(height=520)
     app_state.show_figure(fig, "curves")
     app_state.show_sweep_notes(frame)

@@ -67,7 +67,8 @@ if frame is not None and frame.attrs.get("cancelled"):
     st.warning(f"Stopped: showing the {len(frame)} points finished so far. Press **Compute the rest** to finish.")
 if frame is not None and len(frame):
     fig = figures.accuracy_curves(frame, x_axis=x_axis, band="std", dense_accuracy=frame.attrs.get("dense_accuracy"),
-                                  labels={n: c.label for n, c in STRATEGIES.items()}, title=f"{wb.name} on {wb.dataset}: accuracy after pruning (mean ± std over seeds)")
+                                  labels={n: c.label for n, c in STRATEGIES.items()}, title=f"{wb.name} on {wb.dataset}: accuracy after pruning"
+                                                                                   "<br><sup>mean ± std over seeds</sup>")
     fig.update_layout(height=560)
     app_state.show_figure(fig, "compare_curves")
     app_state.show_sweep_notes(frame)

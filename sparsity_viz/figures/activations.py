@@ -111,9 +111,11 @@ def activation_heatmaps(rows: Mapping[str, Mapping[str, torch.Tensor]], *,
     cmax = float(nonzero.max()) if nonzero.size else 1.0
     if cmax <= cmin:
         cmax = cmin + 1.0
+    # every panel at least a quarter of the row, short panel titles, the row named on its left: LeNet-5's fc1 panel
+    # was 40 px wide and "current: fc1, 41 % zero" ran into its neighbour's title (a browser walk at 1280x720)
     widths = [mosaics[(labels[0], n)][0].shape[1] for n in layers]
-    titles = [f"{l}: {n}, {100 * _zero_share(_np(rows[l][n])):.0f} % zero" if len(labels) > 1
-              else f"{n}: {100 * _zero_share(_np(rows[l][n])):.0f} % zero" for l in labels for n in layers]
+    widths = [max(w, sum(widths) / 4) for w in widths]
+    titles = [f"{n}: {100 * _zero_share(_np(rows[l][n])):.0f} % zero" for l in labels for n in layers]
     fig = make_subplots(rows=len(labels), cols=len(layers), subplot_titles=titles,
                         column_widths=[w / sum(widths) for w in widths], horizontal_spacing=0.04,
                         vertical_spacing=0.12 if len(labels) > 1 else 0.08)
@@ -136,12 +138,16 @@ def activation_heatmaps(rows: Mapping[str, Mapping[str, torch.Tensor]], *,
             fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if k == 1 else k}", constrain="domain",
                              showticklabels=False, showgrid=False, zeroline=False, row=i, col=j)
             fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain", row=i, col=j)
+        if len(labels) > 1:
+            fig.update_yaxes(title_text=label, row=i, col=1)
     grey = f"<span style='color:{ZERO_COLOR}'><b>grey</b> = exactly 0</span>"
     # the key under the title: as a note above the plot's right edge it sat on a long title (an audit)
     apply_style(fig, f"{title}<br><sup>{grey}</sup>" if title else None, height=height or (330 * len(labels) + 120))
+    # the bar under the maps: at the right, the last map's title ran over it at 1280x720 (a browser walk)
     fig.update_layout(coloraxis=dict(colorscale=SEQUENTIAL, cmin=cmin, cmax=cmax,
-                                     colorbar=dict(title=dict(text="value", side="right"), len=0.8)),
-                      margin=dict(l=20, r=20))
+                                     colorbar=dict(title=dict(text="value", side="right"), orientation="h", len=0.5,
+                                                   x=0.5, y=-0.03, yanchor="top", thickness=12)),
+                      margin=dict(l=20, r=20, b=90))
     if not title:
         fig.add_annotation(text=grey, xref="paper", yref="paper", x=1.0, y=1.0, yanchor="bottom", xanchor="right",
                            showarrow=False, yshift=10, font=dict(size=BASE_FONT_SIZE))
@@ -202,7 +208,7 @@ def zero_share_bars(table: pd.DataFrame, *, title: str | None = "Exact zeros per
     apply_style(fig, title, height=420)
     # the layer names are the tick labels: no x title, so the legend below never sits on one
     fig.update_layout(barmode="group", legend=LEGEND_BELOW)
-    fig.update_yaxes(title_text="activations exactly 0 (%)", range=[0, 112])
+    fig.update_yaxes(title_text="exactly 0 (%)", range=[0, 112])  # a longer title ran into the figure's title
     return fig
 
 

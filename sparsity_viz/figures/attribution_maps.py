@@ -118,18 +118,17 @@ def attribution_maps(
                 hovertemplate="%{x}: %{y:.3g}<extra>" + name + "</extra>",
             )
         )
+    if reason:  # under the title: as a note on the plot's top edge it ran into the title (a browser walk)
+        head += "<br><sup>a model's attribution is zero or constant: see the note</sup>"
     apply_style(fig, head)
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="input feature")
     fig.update_yaxes(title_text="attribution (score units)", zeroline=True)
-    if reason:
-        fig.add_annotation(text="a model's attribution is zero or constant: see the note", showarrow=False,
-                           xref="paper", yref="paper", x=0.5, y=1.0, yanchor="bottom")
     return fig
 
 
 def _image_maps(x, d, p, diff, head: str, d_max: float | None, p_max: float | None) -> go.Figure:
-    """Four square heatmaps in a row with vertical colour bars beside the maps they describe."""
+    """Four square heatmaps in a row with horizontal colour bars under the maps they describe."""
     unit = "a ÷ max|a|" if d_max is not None else "attribution"
     blank = "<br><sub> </sub>"
     titles = (
@@ -156,12 +155,16 @@ def _image_maps(x, d, p, diff, head: str, d_max: float | None, p_max: float | No
         row=1, col=4,
     )
     zr, zd = _half_range(d, p), _half_range(diff)
-    bar = dict(thickness=14, len=0.7, y=0.45, tickfont=dict(size=14), title=dict(side="top", font=dict(size=14)))
+    # horizontal bars under the maps they describe: a vertical one in the gap before the last map sat on it at
+    # 1280x720 (measured in the browser)
+    x2, x3, x4 = fig.layout.xaxis2.domain, fig.layout.xaxis3.domain, fig.layout.xaxis4.domain
+    bar = dict(orientation="h", thickness=12, y=-0.06, yanchor="top", tickfont=dict(size=14), nticks=3,
+               title=dict(side="right", font=dict(size=14)))
     fig.update_layout(
         coloraxis=dict(colorscale=DIVERGING, cmid=0, cmin=-zr, cmax=zr,
-                       colorbar=dict(bar, x=fig.layout.xaxis3.domain[1] + 0.003, title_text=unit)),
+                       colorbar=dict(bar, x=(x2[0] + x3[1]) / 2, len=(x3[1] - x2[0]) * 0.7, title_text=unit)),
         coloraxis2=dict(colorscale=DIVERGING, cmid=0, cmin=-zd, cmax=zd,
-                        colorbar=dict(bar, x=1.0, title_text="difference")),
+                        colorbar=dict(bar, x=(x4[0] + x4[1]) / 2, len=(x4[1] - x4[0]) * 0.8, title_text="diff.")),
     )
     for i in range(1, 5):
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i if i > 1 else ''}", constrain="domain",
@@ -169,6 +172,6 @@ def _image_maps(x, d, p, diff, head: str, d_max: float | None, p_max: float | No
         fig.update_xaxes(constrain="domain", showticklabels=False, showgrid=False, zeroline=False, row=1, col=i)
     fig.update_xaxes(title_text="pixel column", row=1, col=1)
     fig.update_yaxes(title_text="pixel row", row=1, col=1)
-    apply_style(fig, head, height=430)
-    fig.update_layout(margin=dict(l=60, r=110, t=110, b=50))
+    apply_style(fig, head, height=390)  # the maps are square: at 1280x720 a taller figure only adds empty rows
+    fig.update_layout(margin=dict(l=60, r=30, t=110, b=90))
     return fig

@@ -87,7 +87,7 @@ def expert_load_bars(load: Sequence[int], balance_loss: float, *, pruned: Sequen
                      ticktext=expert_names(n, pruned, short=True), tickangle=0)
     fig.update_yaxes(title="assignments", range=[0, 1.25 * max(int(load.max()), 1)])
     # two short lines: at half width of 1280x720 the longer ones were cut at the right (an audit)
-    fig.add_annotation(text=f"dashed: uniform, {total / n:,.0f} each<br>loss 1 = uniform, {n} = one expert",
+    fig.add_annotation(text=f"dashed: uniform<br>loss 1 = uniform, {n} = one",
                        xref="paper", yref="paper", x=0,
                        y=1.0, yanchor="bottom", showarrow=False, font=dict(size=15, color="#555555"))
     fig = apply_style(fig, f"{title or 'Load'}: balance loss {balance_loss:.2f}", height=460)

@@ -33,7 +33,9 @@ def fanout_map(
                 zmin=0,
                 zmax=max(float(f.max()), 1.0),
                 name="fan-out",
-                colorbar=dict(title=dict(text="connections")),
+                # shorter than the plot, its title along it: full height, its foot sat on the x title in a half-width
+                # column at projector size (a browser walk)
+                colorbar=dict(title=dict(text="connections", side="right"), len=0.75, y=0.55),
                 hoverongaps=False,
                 hovertemplate="row %{y}, col %{x}<br>%{z:.0f} surviving connections<extra></extra>",
             )

@@ -85,12 +85,15 @@ def graph_traces(graph: ConnectionGraph, width_range: tuple[float, float] = (0.6
     return traces
 
 
+NOTE_MARGIN = 160  # px under the plot: three note lines at projector size, then the legend
+
+
 def _count(n: int) -> str:
-    """A count in at most 6 characters: ``950``, ``9,500``, ``23.5k``, ``235k``, ``1.2M``."""
+    """A count in at most 6 characters: ``950``, ``9,500``, ``23.5k``, ``30k``, ``235k``, ``1.2M``."""
     if n < 10_000:
         return f"{n:,}"
     if n < 1_000_000:
-        return f"{n / 1000:.1f}k" if n < 100_000 else f"{n / 1000:.0f}k"
+        return (f"{n / 1000:.1f}".removesuffix(".0") if n < 100_000 else f"{n / 1000:.0f}") + "k"
     return f"{n / 1e6:.1f}M"
 
 
@@ -100,11 +103,11 @@ def graph_layout(graph: ConnectionGraph, title: str | None, height: int) -> dict
                         yanchor="bottom", font=dict(size=16))
                    for c, name in enumerate(graph.columns)]
     for i, s in enumerate(graph.layers):
-        # two lines of at most ~18 characters, counts of thousands as "23.5k": four lines ran into the legend, and
-        # "23,520 of 235,200 kept" into the next layer's note at 1280x720 in projector mode (audits)
+        # lines of at most 13 characters, counts of 10,000 and more as "23.5k": "23,520 of 235,200 kept" ran into
+        # the next layer's note at 1280x720 in projector mode (a browser walk); the bottom margin holds three
         note = f"{_count(s.surviving)} of {_count(s.weights)}<br>kept"
         if s.edges_hidden:
-            note += f", {_count(s.edges_hidden)} hidden"
+            note += f"<br>{_count(s.edges_hidden)} hidden"
         if s.fully_pruned:
             note += "<br><b>layer collapsed</b>"
         annotations.append(dict(x=i + 0.5, y=-0.04, text=note, showarrow=False, yanchor="top",
@@ -112,8 +115,10 @@ def graph_layout(graph: ConnectionGraph, title: str | None, height: int) -> dict
     sub = [f"inputs: {graph.input_grouping}"]
     if not graph.path_exists:
         sub.append("<b>no path from input to output survives</b>")
-    layout = style_layout(f"{title}<br><sup>{' · '.join(sub)}</sup>" if title else None, height)
+    # one subtitle line each: joined, they ran past a two-fifths column at 1280x720 (a browser walk)
+    layout = style_layout("<br>".join([title, *(f"<sup>{s}</sup>" for s in sub)]) if title else None, height)
     layout.update(annotations=annotations, legend={**layout["legend"], **LEGEND_BELOW}, plot_bgcolor="white",
+                  margin={**layout["margin"], "b": NOTE_MARGIN},
                   xaxis=dict(visible=False, range=[-0.4, len(graph.columns) - 0.6]),
                   yaxis=dict(visible=False, range=[-0.2, 1.2]))
     return layout

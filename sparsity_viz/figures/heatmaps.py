@@ -162,10 +162,10 @@ def weight_heatmap(
         go.Heatmap(z=pruned, **xy, name="pruned", colorscale=PRUNED_SCALE, showscale=False, zmin=0, zmax=1,
                    customdata=index if conv else None, hovertemplate=pruned_hover, hoverongaps=False),
     ]
-    sub = f"{n_alive:,} of {n_total:,} weights survive ({100 * n_alive / max(n_total, 1):.1f} %) · grey = pruned"
+    sub = f"{n_alive:,} of {n_total:,} survive ({100 * n_alive / max(n_total, 1):.1f} %) · grey = pruned"
     if stride > 1:
         what = "row and column" if not conv else ("filter" if full_shape[1] == 1 else "filter and input channel")
-        sub += f"<br>preview: every {_nth(stride)} {what} (full resolution on demand)"
+        sub += f"<br>preview: every {_nth(stride)} {what}"  # the page's toggle draws them all
     full_title = f"{title}<br><sup>{sub}</sup>" if title else sub
     axis = dict(showgrid=False, zeroline=False)
     if conv:

@@ -198,7 +198,7 @@ def tile_unit_maps(maps: UnitMaps, dead: list[list[bool]] | None = None, gap: in
 
 
 def unit_output_maps(maps: UnitMaps, dead: list[list[bool]] | None = None, *,
-                     title: str | None = "What each hidden unit computes", cell: int = 80) -> go.Figure:
+                     title: str | None = "What units compute", cell: int = 80) -> go.Figure:
     """Every hidden unit's output over the input plane, tiled (columns = hidden layers, rows = units).
 
     One diverging colour scale centred at 0 for all units; a unit that carries no signal
@@ -232,13 +232,11 @@ def unit_output_maps(maps: UnitMaps, dead: list[list[bool]] | None = None, *,
 
 def playground_boundary(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_range: tuple[float, float],
                         y_range: tuple[float, float], class_names=None, *, resolution: int = 60,
-                        title: str | None = "Decision boundary (test points)") -> go.Figure:
-    """``boundaries.decision_boundary`` made compact for a narrow column: thin colour bar, legend below."""
+                        title: str | None = "Decision boundary") -> go.Figure:
+    """``boundaries.decision_boundary`` in its compact form, for the playground's narrow column."""
     fig = decision_boundary(model, x, y, x_range=x_range, y_range=y_range, resolution=resolution,
-                            class_names=class_names, title=title)
-    fig.update_traces(colorbar=dict(thickness=12, title=dict(text="P(class 1)", side="right")),
-                      selector=dict(type="heatmap"))
-    fig.update_layout(height=500, margin=dict(l=60, r=10, t=60))
+                            class_names=class_names, title=title, compact=True)
+    fig.update_layout(height=500, margin=dict(l=50, r=10))
     return fig
 
 

@@ -118,7 +118,8 @@ def quantization_histogram(
             fig.update_yaxes(type="log", dtick=1, range=[math.log10(0.5), math.log10(top)], row=row, col=1)
         else:
             fig.update_yaxes(range=[0, top], row=row, col=1)
-        fig.update_yaxes(title_text="weights" + (" (log)" if log_y else ""), row=row, col=1)
+        # "weights (log)" twice ran into each other at projector size; the 1, 10, 100 ticks say the scale
+        fig.update_yaxes(title_text="weights", row=row, col=1)
     fig.update_layout(bargap=0, legend=LEGEND_BELOW)
     fig.update_xaxes(title_text="weight value", row=2, col=1)
     fig.update_annotations(font_size=BASE_FONT_SIZE)
@@ -160,14 +161,15 @@ def size_waterfall(size_table: pd.DataFrame,
         increasing=dict(marker=dict(color=palette(3))), decreasing=dict(marker=dict(color=palette(2))),
         totals=dict(marker=dict(color=palette(0))),
     ))
-    # each label sits above its bar's top (a shrinking stage's bar hangs from the previous size)
+    # each label sits above its bar's top (a shrinking stage's bar hangs from the previous size), size and ratio on
+    # two lines: on one, neighbours ran into each other at projector size (a browser walk at 1280x720)
     for i, (label, t) in enumerate(zip(labels, text)):
         top = sizes[0] if i == 0 else max(sizes[i - 1], sizes[i])
-        fig.add_annotation(x=label, y=top, text=t if i == 0 else f"→ {t}", showarrow=False, yshift=14,
-                           font=dict(size=BASE_FONT_SIZE - 1))
+        fig.add_annotation(x=label, y=top, text=t if i == 0 else "→ " + t.replace(" · ", "<br>"), showarrow=False,
+                           yshift=6, yanchor="bottom", font=dict(size=BASE_FONT_SIZE - 1))
     apply_style(fig, title, height=480)
     fig.update_layout(showlegend=False)
-    fig.update_yaxes(title_text="bytes", range=[0, 1.15 * max(sizes)])
+    fig.update_yaxes(title_text="bytes", range=[0, 1.3 * max(sizes)])
     return fig
 
 
