@@ -32,7 +32,8 @@ class PruneConfig:
     seed: int = 0
 
     def describe(self) -> str:
-        return f"{self.strategy} pruning ({self.scope}-wise) to {100 * self.sparsity:.0f} % sparsity"
+        return f"{self.strategy} pruning ({'layer-wise' if self.scope == 'layer' else self.scope}) to " \
+               f"{100 * self.sparsity:.0f} % sparsity"  # not "global-wise" (an audit)
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ for i, step in enumerate(lesson.steps):
         st.caption(f"Sets: {setup}, and opens the page. Then {step.look}." if step.look else f"Sets: {setup}.")
         st.markdown(f"**Question.** {step.question}")
         b1, b2, b3, b4 = st.columns([2, 1, 2, 3])
-        if b1.button("Set up and open the page", key=f"lesson_setup_{name}_{i}", type="primary",
-                     icon=":material/play_arrow:", on_click=app_state.apply_step, args=(name, i)):
+        if b1.button("Set up", key=f"lesson_setup_{name}_{i}", type="primary", icon=":material/play_arrow:",
+                     help="Sets the step's model and settings, then opens its page.",  # a longer label was cut at 1280
+                     on_click=app_state.apply_step, args=(name, i)):
             st.switch_page(page)
         b2.button("Reveal", key=f"lesson_reveal_{name}_{i}", icon=":material/visibility:",
                   on_click=app_state.mark_revealed, args=(name, i))

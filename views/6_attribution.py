@@ -55,6 +55,8 @@ fig = figures.attribution_maps(shown[0], comp.dense[0], comp.pruned[0], similari
                                feature_names=None if ds.is_image else [f"x{i}" for i in range(ds.num_features)])
 st.metric("Rank correlation dense vs current", "undefined" if comp.mean_similarity != comp.mean_similarity
           else f"{comp.mean_similarity:.2f}")
+if ds.num_features == 2:  # an audit: -1.00 for two nearly equal bars read as a total reversal
+    st.caption("With two inputs a rank correlation can only be +1 (same order) or −1 (swapped): compare the bars.")
 reason = figures.attribution_blank_reason(comp.dense[0], comp.pruned[0])
 if reason:  # never a blank map or "nan" without a sentence saying why
     st.info(reason, icon=":material/info:")

@@ -77,14 +77,18 @@ if frame is not None and len(frame):
     if len(collapsed):
         where = ", ".join(f"{s} at {100 * v:g} %" for s, v in zip(collapsed["strategy"], collapsed["sparsity"]))
         st.warning(f"Layer collapse (some layer lost every weight, so no path from input to output is left): {where}.")
-    table = summary.assign(sparsity=100 * summary["sparsity"], mean=100 * summary["mean"], std=100 * summary["std"],
-                           effective_sparsity=100 * summary["effective_sparsity"])
+    # every accuracy and sparsity in %, named so in the CSV too: min and max had stayed fractions next to a mean
+    # in %, under the same names as the Curves CSV's fractions (an audit)
+    pct = ("sparsity", "mean", "std", "min", "max", "effective_sparsity")
+    table = summary.assign(**{c: 100 * summary[c] for c in pct}).rename(columns={c: f"{c}_pct" for c in pct})
     with st.expander("The numbers (mean ± std over seeds; effective sparsity counts weights on no input → output path)"):
         app_state.show_run_table(table, f"compare_{wb.name}", frame, column_config={
-            "sparsity": st.column_config.NumberColumn("sparsity (%)", format="%.1f"),
-            "mean": st.column_config.NumberColumn("accuracy (%)", format="%.2f"),
-            "std": st.column_config.NumberColumn("± std", format="%.2f"),
-            "effective_sparsity": st.column_config.NumberColumn("effective sparsity (%)", format="%.2f"),
+            "sparsity_pct": st.column_config.NumberColumn("sparsity (%)", format="%.1f"),
+            "mean_pct": st.column_config.NumberColumn("accuracy (%)", format="%.2f"),
+            "std_pct": st.column_config.NumberColumn("± std", format="%.2f"),
+            "min_pct": st.column_config.NumberColumn("min (%)", format="%.2f"),
+            "max_pct": st.column_config.NumberColumn("max (%)", format="%.2f"),
+            "effective_sparsity_pct": st.column_config.NumberColumn("effective sparsity (%)", format="%.2f"),
             "compression": st.column_config.NumberColumn("compression (×)", format="%.1f"),
         })
 

@@ -79,7 +79,7 @@ def test_compare_defaults_run_three_seeds_and_fine_tuning_changes_the_run_id(dow
     back = read_sweep_csv(io.BytesIO(data))
     config = back.attrs["config"]
     assert config["seeds"] == [0, 1, 2] and [s["name"] for s in config["strategies"]] == ["magnitude", "snip", "random"]
-    assert "passes" not in config and back["mean"].tolist() == table["mean"].tolist()
+    assert "passes" not in config and back["mean_pct"].tolist() == table["mean_pct"].tolist()
     one_shot_id = back.attrs["run_id"]
 
     at.number_input(key="compare_ft").set_value(1).run()  # fine-tuning waits for the button

@@ -40,7 +40,7 @@ def test_a_class_follows_magnitude_vs_random(server, page):  # noqa: F811 (pytes
     expect(page.get_by_role("heading", name="Lessons", exact=True)).to_be_visible()
     expect(page.get_by_text(lesson.summary)).to_be_visible()
 
-    page.get_by_role("button", name="Set up and open the page").nth(0).click()  # step 1: magnitude at 50 %
+    page.get_by_role("button", name="Set up", exact=True).nth(0).click()  # step 1: magnitude at 50 %
     _settle(page)
     expect(page.get_by_role("heading", name="Prune", exact=True)).to_be_visible()
     expect(page.get_by_role("slider", name="Sparsity (% of weights pruned)")).to_have_value("50")
@@ -54,7 +54,7 @@ def test_a_class_follows_magnitude_vs_random(server, page):  # noqa: F811 (pytes
     expect(page.get_by_text("The app is set for this step.")).to_be_visible()
     page.screenshot(path=str(SHOTS / "17_lessons.png"))
 
-    page.get_by_role("button", name="Set up and open the page").nth(2).click()  # step 3: random at 90 %
+    page.get_by_role("button", name="Set up", exact=True).nth(2).click()  # step 3: random at 90 %
     _settle(page)
     expect(page.get_by_role("heading", name="Prune", exact=True)).to_be_visible()
     expect(page.get_by_role("slider", name="Sparsity (% of weights pruned)")).to_have_value("90")
