@@ -4,7 +4,7 @@ Input: a pandas DataFrame with columns ``strategy, sparsity, seed, accuracy`` an
 optionally ``finetuned`` (bool). Fractions (``<= 1``) are shown as percentages.
 Per strategy (and fine-tuning state, when both occur), the mean over seeds is the
 line; the band spans min..max (or mean ± std) over seeds. The dense baseline is a
-horizontal dashed line.
+horizontal dotted line.
 """
 
 from __future__ import annotations
