@@ -28,6 +28,7 @@ import torch
 from captum.attr import DeepLift, InputXGradient, IntegratedGradients, Occlusion, Saliency
 from torch import nn
 
+from .data import as_tensor
 from .devices import resolve_device
 from .layers import fx_trace, once_per_architecture
 from .masks import require_finite
@@ -246,7 +247,7 @@ def attribute(
         raise ValueError(f"pass the attribution method positionally, after the target: attribute(model, inputs, "
                          f"target, {kwargs['method']!r}); the keyword method= goes to Captum.")
     init_kw, kw = info.split_kwargs(kwargs)
-    inputs = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+    inputs = as_tensor(inputs)
     if inputs.dim() < 2 or len(inputs) == 0:
         raise ValueError(f"inputs must be a batch of at least one sample (N, ...), got shape {tuple(inputs.shape)}.")
     require_finite(model, "Attribution")  # NaN weights gave NaN maps that compare_attributions scored as similar

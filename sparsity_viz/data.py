@@ -28,6 +28,11 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
 }
 
 
+def as_tensor(value) -> torch.Tensor:
+    """``value`` as a tensor: a tensor as it is, numpy arrays and nested lists converted (a notebook's habit)."""
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A dataset split into train and test tensors, with what views need to draw it."""
@@ -52,12 +57,10 @@ class Dataset:
         and 1,438 inputs with 10 labels trained without a word (an audit).
         """
         for split in ("train", "test"):
-            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            x, y = getattr(self, f"x_{split}"), as_tensor(getattr(self, f"y_{split}"))
             if not isinstance(x, torch.Tensor):
-                x = torch.as_tensor(np.asarray(x))
+                x = as_tensor(x)
                 x = x.float() if x.is_floating_point() else x
-            if not isinstance(y, torch.Tensor):
-                y = torch.as_tensor(np.asarray(y))
             if y.dim() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
                 raise ValueError(f"{self.name}: y_{split} must be one whole-number class label per sample (a 1-D "
                                  f"integer tensor), got {y.dtype} of shape {tuple(y.shape)}.")

@@ -25,12 +25,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset, check_train_fraction, train_subset
+from .data import Dataset, as_tensor, check_train_fraction, train_subset
 from .devices import resolve_device
 from .divergence import DIVERGENCE_FACTOR, DivergenceMonitor, TrainingDiverged, chance_accuracy  # noqa: F401 (re-exported)
 from .masks import Masks, apply_masks, masks_from_zeros, require_finite, sparsity, to_device
@@ -273,14 +272,14 @@ def as_inputs(model: nn.Module, x) -> torch.Tensor:
     """``x`` as a tensor (numpy arrays welcome); floating inputs in the model's floating dtype, so a
     ``model.double()`` takes the float32 data it was built from (torch's "mat1 and mat2 must have the
     same dtype" from deep inside the model had been the answer, an audit)."""
-    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    x = as_tensor(x)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     return x.to(dtype) if dtype is not None and x.is_floating_point() and x.dtype != dtype else x
 
 
 def as_labels(y) -> torch.Tensor:
     """``y`` as an int64 tensor of class labels; ``ValueError`` for float, bool or multi-dimensional labels."""
-    y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
+    y = as_tensor(y)
     if y.dim() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ValueError(f"labels must be one whole-number class per sample (a 1-D integer tensor), got {y.dtype} "
                          f"of shape {tuple(y.shape)}.")
