@@ -53,7 +53,7 @@ def test_preview_cells_are_the_weights_at_the_stride():
     assert np.isnan(values[~kept]).all() and (grey[~kept] == 1).all() and np.isnan(grey[kept]).all()
     assert fig["data"][0]["x"] == list(range(0, 784, s)) and fig["data"][0]["y"] == list(range(0, 300, s))
     # the counts and the colour range are the whole layer's, not the preview's
-    assert f"{int(m.sum()):,} of {m.numel():,} weights survive" in fig["layout"]["title"]["text"]
+    assert f"{int(m.sum()):,} of {m.numel():,} survive" in fig["layout"]["title"]["text"]
     assert fig["data"][0]["zmax"] == pytest.approx(float(w[m].abs().max()))
     assert "every 4th row and column" in fig["layout"]["title"]["text"]
 

@@ -34,7 +34,7 @@ def test_click_a_tile_shows_its_connections(server, page):  # noqa: F811 (pytest
     _goto(page, "What units see")
     expect(page.get_by_role("heading", name="What units see", exact=True)).to_be_visible()
     charts = page.locator('[data-testid="stPlotlyChart"]')
-    expect(charts.nth(1)).to_contain_text("Now (90.0 % pruned)")
+    expect(charts.nth(1)).to_contain_text("Now (90 %)")
     expect(charts.nth(2)).to_contain_text("fc1 unit 0:")
     page.screenshot(path=str(SHOTS / "19_units.png"))
 
