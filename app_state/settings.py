@@ -97,7 +97,7 @@ def prune_slider_key() -> str:
     """The Prune slider's key, its value set from the stored settings where the widget has none yet (the view
     passes no ``value``: one source, session state, so a reset reaches the browser)."""
     if keys.PRUNE_SLIDER not in st.session_state:
-        st.session_state[keys.PRUNE_SLIDER] = int(round(100 * stored_prune().sparsity))
+        prune_slider_to(stored_prune().sparsity)
     return keys.PRUNE_SLIDER
 
 

@@ -178,6 +178,7 @@ def death_time_heatmap(state: Mapping[str, torch.Tensor], *, step: int, last_ste
     kind_vals, _ = _layout_for(kind)
     n_alive, n = int(alive.sum()), alive.numel()
     n_regrown = int((alive & (regrown >= 0)).sum())
+    key = ["alive", "alive, regrew"] if n_regrown else ["alive"]  # "regrew" only where something regrew
     fig = go.Figure()
     fig.add_trace(go.Heatmap(
         z=dead_vals, zmin=0, zmax=max(1, last_step), colorscale=SEQUENTIAL, name="died at step", hoverongaps=False,
@@ -188,10 +189,10 @@ def death_time_heatmap(state: Mapping[str, torch.Tensor], *, step: int, last_ste
         z=kind_vals, zmin=-0.5, zmax=1.5, colorscale=_discrete_scale((ALIVE_COLOR, REGROWN_COLOR)), name="alive",
         hoverongaps=False, customdata=np.where(kind_vals == 1, "alive (regrew)", "alive"),
         hovertemplate="%{customdata}<extra></extra>",
-        # above the step bar, in the same column: side by side they overlapped at 1280x720 (a browser walk); the
-        # regrew key only where something regrew (gradual magnitude never does, an audit)
-        colorbar=dict(tickvals=[0, 1] if n_regrown else [0], ticktext=["alive", "alive, regrew"][:2 if n_regrown else 1],
-                      x=1.0, len=0.3, y=1.0, yanchor="top", thickness=22),
+        # above the step bar, in the same column: side by side they overlapped at 1280x720 (a browser walk);
+        # gradual magnitude never regrows, and its key had said "regrew" (an audit)
+        colorbar=dict(tickvals=list(range(len(key))), ticktext=key, x=1.0, len=0.3, y=1.0, yanchor="top",
+                      thickness=22),
     ))
     sub = (f"after step {step}: {n_alive:,} of {n:,} alive ({100 * n_alive / max(n, 1):.1f} %)"
            + (f", {n_regrown:,} of them regrew" if n_regrown else ""))

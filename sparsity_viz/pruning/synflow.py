@@ -41,23 +41,19 @@ def model_input_shape(model: nn.Module, batch=None) -> tuple[int, ...]:
         raise ValueError(f"SynFlow cannot read the input shape off {type(model).__name__} ({problem}); "
                          "pass batch=(inputs, labels): only its shape is used.")
     first = next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
-    if not isinstance(first, nn.Conv2d):
-        return (first.in_features,)
-    guess = (first.in_channels, 28, 28)  # MNIST's size: a conv's input size is not in its weights
-    try:
-        with torch.no_grad():
-            private_copy(model).eval()(torch.zeros(1, *guess, dtype=first.weight.dtype))
-    except RuntimeError as exc:  # torch's shape error from inside the flow pass was the message (an audit)
-        raise ValueError(f"SynFlow guessed {guess[1]}x{guess[2]} images for {type(model).__name__}, and it does not "
-                         f"take them ({str(exc).strip().splitlines()[0][:120]}); pass batch=(inputs, labels): only "
-                         "its shape is used.") from None
-    return guess
+    if isinstance(first, nn.Conv2d):
+        return (first.in_channels, *GUESSED_IMAGE)  # a conv's input size is not in its weights: _FlowNet says so
+    return (first.in_features,)
+
+
+GUESSED_IMAGE = (28, 28)  # MNIST's size, the image size guessed for a conv model given no batch
 
 
 class _FlowNet:
     """A float64 private copy with |theta| kept aside, re-masked cheaply every round."""
 
-    def __init__(self, model: nn.Module, input_shape, include_bias: bool):
+    def __init__(self, model: nn.Module, input_shape, include_bias: bool, guessed: bool = False):
+        self.name, self.guessed = type(model).__name__, guessed
         self.work = private_copy(model).double().eval()
         with torch.no_grad():
             for p in self.work.parameters():
@@ -73,15 +69,29 @@ class _FlowNet:
             for n, p in self.params.items():
                 p.copy_(self.abs[n] * masks[n].to(p.device, torch.float64) if n in masks else self.abs[n])
                 p.grad = None
-        self.work(self.x).sum().backward()
+        try:
+            out = self.work(self.x)
+        except RuntimeError as exc:  # torch's shape error from inside the flow pass was the message (an audit)
+            if not self.guessed:
+                raise
+            raise ValueError(f"SynFlow guessed {self.x.shape[-2]}x{self.x.shape[-1]} images for {self.name}, and it "
+                             f"does not take them ({str(exc).strip().splitlines()[0][:120]}); pass batch=(inputs, "
+                             "labels): only its shape is used.") from None
+        out.sum().backward()
         # kept in float64 (ranked so, base.score_dtype): cast to float32, scores past 3.4e38 became inf and tiny
         # ones 0, ties ranked by position, so a global weight scale changed the masks (an audit)
         return {n: (p.detach() * p.grad).abs() for n, p in self.prunable.items()}
 
 
-def synflow_scores(model: nn.Module, masks, input_shape, include_bias: bool = False) -> dict[str, torch.Tensor]:
-    """``|w * dR/dw|`` with ``R = sum(f_|theta|(ones))`` on a float64 private copy, masks applied."""
-    return _FlowNet(model, input_shape, include_bias).scores(masks)
+def synflow_scores(model: nn.Module, masks, input_shape, include_bias: bool = False,
+                   guessed: bool = False) -> dict[str, torch.Tensor]:
+    """``|w * dR/dw|`` with ``R = sum(f_|theta|(ones))`` on a float64 private copy, masks applied (``guessed``: the
+    input shape is ``model_input_shape``'s guess, and a model that does not take it is told to pass a batch)."""
+    return _FlowNet(model, input_shape, include_bias, guessed).scores(masks)
+
+
+def _guessed(shape: tuple[int, ...], batch) -> bool:
+    return batch is None and len(shape) == 3  # only a conv model's image size is guessed
 
 
 class SynFlowStrategy(ScoreStrategy):
@@ -98,7 +108,7 @@ class SynFlowStrategy(ScoreStrategy):
 
     def scores(self, model, batch):  # one round, no masks: the score map a page can draw
         shape = model_input_shape(model, batch)
-        return synflow_scores(model, {}, shape, self.include_bias)
+        return synflow_scores(model, {}, shape, self.include_bias, _guessed(shape, batch))
 
     def ranking(self, model, batch=None):
         return None  # the masks come from 100 re-scored rounds, not from one sort
@@ -112,7 +122,7 @@ class SynFlowStrategy(ScoreStrategy):
         # fail early, with the shared message, if ``current`` is already past the target
         select_lowest({n: torch.zeros(p.shape) for n, p in params.items()}, sparsity, self.scope, current)
         total = sum(p.numel() for p in params.values())
-        net = _FlowNet(model, shape, self.include_bias)
+        net = _FlowNet(model, shape, self.include_bias, _guessed(shape, batch))
         for k in range(1, self.iterations + 1):
             density = (1.0 - sparsity) ** (k / self.iterations)
             level = 1.0 - density if k < self.iterations else sparsity
