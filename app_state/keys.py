@@ -31,6 +31,7 @@ STORED_QUANT = "sv_stored_quant"  # Quantize page settings (method, granularity,
 STORED_ACTIVATIONS = "sv_stored_activations"  # Activations page settings (input index, layer, k-WTA)
 EXPERTS_NOTHING_KEPT = "sv_experts_nothing_kept"  # set when a fine-tune was stopped before its first epoch ended
 STORED_EXPERTS_TUNED = "sv_stored_experts_tuned"  # ExpertsConfig of the Experts page's last fine-tune (shown while it applies)
+STORED_DISPLAY = "sv_stored_display"  # the sidebar's Display toggles as last set ({"projector", "axes"}), in the URL
 STORED_SENSITIVITY = "sv_stored_sensitivity"  # Layer sensitivity page settings (strategy, levels, seeds, target)
 PLAYGROUND = "sv_playground"  # the Playground page's PlaygroundRun (spec, network, masks, history, hand cuts)
 PLAYGROUND_MSG = "sv_playground_msg"  # (level, text) of the Playground's last run, cut or link rebuild

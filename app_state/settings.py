@@ -33,6 +33,7 @@ SPEED_DEFAULTS = {"batches": [1, 32, 256],
                   "repeats": 10, "time_cap_s": 5.0}
 SPEED_BATCHES = (1, 8, 32, 128, 256, 1024)  # the Speed page's batch-size choices
 MAX_TRAIN_RATE = 0.8  # the dropout / DropConnect sliders' top
+DISPLAY_DEFAULTS = {"projector": False, "axes": False}  # the sidebar's Display toggles (display.* in the URL)
 TRAIN_OPTION_DEFAULTS = {"dropout": 0.0, "dropconnect": 0.0, "train_fraction": 1.0}
 Ranges = Mapping[str, tuple[float, float]] | None
 Choices = Mapping[str, Collection] | None
@@ -120,6 +121,16 @@ def store_reg(settings: dict) -> None:
     mirror_settings(_page(keys.STORED_REG), {k: v for k, v in settings.items() if k != "strength"},
                     reg_defaults(st.session_state.get(keys.STORED_MODEL) or ""))
     set_url(lam=float(settings["strength"]))
+
+
+def stored_display() -> dict:
+    """Projector mode and fixed accuracy axes as last set, or as a link (or a reload) asks for them."""
+    return stored(keys.STORED_DISPLAY, DISPLAY_DEFAULTS)
+
+
+def store_display(projector: bool, axes: bool) -> None:
+    """Keep the Display toggles, mirrored in the URL so a reload of the projector's tab keeps them."""
+    store(keys.STORED_DISPLAY, DISPLAY_DEFAULTS, projector=bool(projector), axes=bool(axes))
 
 
 def stored_finetune() -> int:

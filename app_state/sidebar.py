@@ -12,7 +12,7 @@ from sparsity_viz.session import Workbench
 
 from . import keys
 from .evaluation import accuracy, dense_accuracy
-from .settings import stored_prune, stored_reg
+from .settings import store_display, stored_display, stored_prune, stored_reg
 from .links import link_carries, link_message
 from .url import set_recipe, set_url
 from .widgets import show_message
@@ -31,8 +31,9 @@ def sidebar() -> Workbench:
     # Re-assign the sidebar widgets' values every run: each page draws its own copy of
     # these widgets, and Streamlit would otherwise reset them on a page change.
     st.session_state[keys.MODEL] = st.session_state[keys.STORED_MODEL] = selected_model()
-    for key, default in ((keys.DATASET, None), (keys.DEVICE, "auto"), (keys.PROJECTOR, False),
-                         (keys.ACCURACY_AXIS, False)):
+    display = stored_display()  # a reload or a link may carry projector mode (display.projector=1)
+    for key, default in ((keys.DATASET, None), (keys.DEVICE, "auto"), (keys.PROJECTOR, display["projector"]),
+                         (keys.ACCURACY_AXIS, display["axes"])):
         value = st.session_state.get(key, default)
         if value is not None:
             st.session_state[key] = value
@@ -74,6 +75,7 @@ def display_toggles() -> None:
               help="Larger fonts and thicker lines in every figure, for the back row of a lecture hall.")
     st.toggle("Accuracy axes 0–100 %", key=keys.ACCURACY_AXIS,
               help="Every accuracy axis spans 0–100 %, so a drop looks as large on every page.")
+    store_display(st.session_state[keys.PROJECTOR], st.session_state[keys.ACCURACY_AXIS])
 
 
 def sidebar_summary() -> None:

@@ -30,6 +30,28 @@ def test_projector_toggle_restyles_every_figure_and_survives_page_changes():
     assert set(_fonts(at)) == {style.BASE_FONT_SIZE}
 
 
+def test_display_toggles_live_in_the_url_so_a_reload_keeps_them():
+    """Projector mode was lost on a reload of the projector's tab (an audit): the toggles are mirrored in the URL
+    (``display.*``, only when on) and read back from it, and a value that is not a boolean is refused aloud."""
+    at = open_app("digits_mlp", "2_prune")
+    assert "display.projector" not in at.query_params and "display.axes" not in at.query_params
+    at.toggle(key=keys.PROJECTOR).set_value(True).run()
+    at.toggle(key=keys.ACCURACY_AXIS).set_value(True).run()
+    check(at)
+    query = {k: v[0] if isinstance(v, list) else v for k, v in at.query_params.items()}
+    assert query["display.projector"] == "1" and query["display.axes"] == "1"
+    reloaded = open_app(query=query)  # a new session on the same address: what a reload is
+    assert reloaded.toggle(key=keys.PROJECTOR).value is True and reloaded.toggle(key=keys.ACCURACY_AXIS).value is True
+    reloaded.switch_page("views/2_prune.py").run()
+    check(reloaded)
+    assert set(_fonts(reloaded)) == {style.PROJECTOR_FONT_SIZE}
+    reloaded.toggle(key=keys.PROJECTOR).set_value(False).run()
+    assert "display.projector" not in reloaded.query_params  # off is the default: dropped from the link
+    bad = open_app(query={"display.projector": "maybe"})
+    assert bad.toggle(key=keys.PROJECTOR).value is False
+    assert any("display.projector 'maybe'" in w.value for w in bad.warning)
+
+
 def test_fixed_accuracy_axis_on_compare():
     at = open_app("moons_mlp", "9_compare")  # the quick default sweep runs at once
 
