@@ -30,6 +30,8 @@ name = c1.selectbox("MoE model", names, key="moe_model", index=names.index(s["mo
                     help="moe_moons: 4 tiny experts on two moons (top-1); moe_mnist: 4 LeNet-300-100 experts on "
                          "MNIST-5k (top-2).")
 spec = app_state.spec_of(name)
+if s["model"] not in (None, name):  # another MoE: its experts and k are its own (expert 2 there is not expert 2 here)
+    s = {**s, "top_k": None, "experts": []}
 top_k = c2.slider("Experts per input (top-k)", 1, spec.num_experts,
                   min(int(s["top_k"] or spec.top_k), spec.num_experts), key=f"moe_top_k_{name}",
                   help=f"Trained with top-{spec.top_k}; changing k at inference reuses the same router and experts.")

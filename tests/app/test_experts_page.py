@@ -123,6 +123,13 @@ def test_fine_tune_and_measure_then_switch_model_leave_the_workbench(at):
     assert _metric(at, "Bundled model (top-2)").value == f"{100 * card['test_accuracy']:.1f} %"
     assert _metric(at, "Active parameters per input").value == f"{card['active_parameters']:,}"
     assert not [f for f in charts(at) if "chosen expert" in (f["layout"].get("title") or {}).get("text", "")]
+    # moe_moons' pruned expert 0 and its top-2 are not moe_mnist's: the new model opens as bundled (an audit saw
+    # expert 0 of moe_mnist pruned by the switch)
+    assert at.multiselect(key="moe_prune_moe_mnist").value == []
+    assert at.slider(key="moe_top_k_moe_mnist").value == 2  # moe_mnist's own k
+    assert _metric(at, "Test accuracy now").delta == "+0.0 points"
+    assert "pruned" not in " ".join(m.value for m in at.markdown if "Each input runs" in m.value)
+    assert "experts.experts" not in at.query_params
     bench = at.session_state[keys.BENCH]
     assert bench.name == "digits_mlp" and bench.sparsity == pytest.approx(0.8, abs=0.01)
 
