@@ -181,26 +181,40 @@ def curves_key(config: Any) -> tuple:
     return (wb.fingerprint, wb.dataset, config)
 
 
-def cached_curves(config: Any) -> pd.DataFrame | None:
-    """The sweep of ``config`` on the current dense model if any session computed it (a copy), from memory or,
-    after a restart or reload, from the results store when every point is there."""
+def curves_result(config: Any) -> pd.DataFrame | None:
+    """The Curves sweep of ``config`` on the current dense model (a copy): shared by every session once complete,
+    from memory or, after a restart or reload, from the results store; the points the store has when some are
+    missing (``attrs["cancelled"]``: a run was stopped, or is still running; Compute the rest resumes it); None
+    when no point ran."""
     hit = shared_cache(CURVES).get(curves_key(config))
     if hit is None:
         args, kwargs = _curves_sweep(config)
         hit = read_back(*args, **kwargs)
-        if hit is None or hit.attrs.get("cancelled"):  # partial: Compute curves resumes it
+        if hit is None:
             return None
-        shared_cache(CURVES)[curves_key(config)] = hit
+        if not hit.attrs.get("cancelled"):
+            shared_cache(CURVES)[curves_key(config)] = hit
     return _copy_frame(hit)
 
 
-def curves_run(config: Any, place: str = "local") -> pd.DataFrame:
-    """The Curves sweep of ``config`` on ``place`` under a progress bar, through the results store (a copy)."""
+def curves_run(config: Any, place: str = "local") -> None:
+    """The Curves sweep of ``config`` on ``place`` under a progress bar and a Stop button, through the results
+    store (a stopped run's points stay there for ``curves_result``); reruns the page, or returns after showing why
+    it failed (a diverging fine-tune, a lost Ray worker)."""
     args, kwargs = _curves_sweep(config)
     executor = place_executor(place)
     if executor is not None:  # cluster workers run the library only (no app_state): plain evaluation
         kwargs.update(executor=executor, evaluator=None)
-    return compute_curves(config, lambda progress: sweep(*args, progress=progress, **kwargs))
+
+    def work(progress: Progress, stop: StopFlag) -> pd.DataFrame:
+        return sweep(*args, progress=lambda f, row: progress(f, f"{row['strategy']} at {100 * row['sparsity']:g} %"),
+                     stop=stop, **kwargs)
+
+    def keep(frame: pd.DataFrame) -> None:
+        if not frame.attrs.get("cancelled"):
+            shared_cache(CURVES)[curves_key(config)] = frame
+
+    run_with_stop(work, keep, key="curves", text="Computing the curves...")
 
 
 def _curves_sweep(config: Any) -> tuple[tuple, dict]:
@@ -210,20 +224,6 @@ def _curves_sweep(config: Any) -> tuple[tuple, dict]:
     return ((wb.dense, dataset(wb), list(config.strategies), list(config.levels), range(config.seeds)),
             dict(finetune=finetune, device=device(), evaluator=curves_evaluator(), model_name=wb.name,
                  store=runs_dir()))
-
-
-def compute_curves(config: Any, run: Callable[[Callable[[float, dict], None]], pd.DataFrame]) -> pd.DataFrame:
-    """Run a sweep with a progress bar (``run(progress)``), share it unless it was stopped, return a copy."""
-    bar = st.progress(0.0, text="Computing the curves...")
-
-    def progress(fraction: float, row: dict) -> None:
-        bar.progress(fraction, text=f"{100 * fraction:.0f} % · {row['strategy']} at {100 * row['sparsity']:.0f} %")
-
-    frame = run(progress)
-    bar.empty()
-    if not frame.attrs.get("cancelled"):
-        shared_cache(CURVES)[curves_key(config)] = frame
-    return _copy_frame(frame)
 
 
 def show_run_table(table: pd.DataFrame, name: str, frame: pd.DataFrame, **kwargs: Any) -> None:

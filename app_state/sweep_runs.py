@@ -38,9 +38,13 @@ def sweep_place(page: str) -> str:
     address = ray_address()
     if address is None:
         return "local"
-    return st.radio("Run on", list(PLACES), horizontal=True, key=keys.sweep_place(page), format_func=PLACES.get,
-                    help=f"Ray cluster: every point is a task on the cluster at {address} (RAY_ADDRESS); "
-                         "finished points are stored either way, so a reload or a resumed run computes none twice.")
+    place = st.radio("Run on", list(PLACES), horizontal=True, key=keys.sweep_place(page), format_func=PLACES.get,
+                     help=f"Ray cluster: every point is a task on the cluster at {address} (RAY_ADDRESS); "
+                          "finished points are stored either way, so a reload or a resumed run computes none twice.")
+    fallback = st.session_state.pop(keys.SWEEP_PLACE_MSG, None)  # said during the run, which then reran the page
+    if fallback is not None:
+        st.warning(fallback, icon=":material/cloud_off:")
+    return place
 
 
 def place_executor(place: str) -> RayExecutor | None:
@@ -52,6 +56,7 @@ def place_executor(place: str) -> RayExecutor | None:
     try:
         executor.check()  # ray installed, the address answers (seconds, not Ray's minutes of retries)
     except ExecutorUnavailableError as exc:
+        st.session_state[keys.SWEEP_PLACE_MSG] = f"{exc} The last sweep ran on this machine instead."
         st.warning(f"{exc} Running on this machine instead.", icon=":material/cloud_off:")
         return None
     return executor

@@ -182,8 +182,8 @@ class PointFailedError(RuntimeError):
         if lost:  # Ray's own text runs to many lines (a traceback of the worker): its first line says what
             first = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ""
             text = (f"Sweep point {label} failed: the Ray worker or node running it died ({type(cause).__name__}"
-                    f"{': ' + first if first else ''}); the points finished before it are kept in a store "
-                    "(--store), and the same command resumes from them.")
+                    f"{': ' + first if first else ''}); where the sweep has a results store (the app's, the CLI's "
+                    "--store), the points finished before it are kept there, and running it again resumes from them.")
         else:
             text = f"Sweep point {label} failed: {type(cause).__name__}: {cause}"
         super().__init__(text)

@@ -47,13 +47,18 @@ app_state.keep_page_settings("curves", SETTINGS, strategies=list(chosen), random
 strategies = tuple(dict.fromkeys([*chosen, *(["random"] if random_base else [])]))
 config = CurvesConfig(strategies, tuple(sorted(float(v) / 100 for v in levels_pct)), int(seeds), int(ft), "layer")
 place = app_state.sweep_place("curves")
-frame = app_state.cached_curves(config)
-if frame is None and st.button("Compute curves", key="curves_compute", type="primary", icon=":material/play_arrow:",
-                               disabled=not strategies or not levels_pct):
-    frame = app_state.curves_run(config, place)
+frame = app_state.curves_result(config)  # shared once complete; finished points of a stopped run
+if frame is None or frame.attrs.get("cancelled"):
+    if st.button("Compute curves" if frame is None else "Compute the rest", key="curves_compute", type="primary",
+                 icon=":material/play_arrow:", disabled=not strategies or not levels_pct):
+        app_state.curves_run(config, place)  # reruns the page; returns only after saying why it failed
+        frame = app_state.curves_result(config)
+if frame is not None and frame.attrs.get("cancelled"):
+    st.warning(f"Showing the {len(frame)} points finished so far (a run was stopped, or is still running in "
+               "another session). Press **Compute the rest** to finish.")
 if frame is None:
     st.info("Choose strategies and levels, then press **Compute curves**. Results are kept per configuration, "
-            "on disk too: a reload shows them again, an interrupted run resumes where it stopped.")
+            "on disk too: a reload shows them again, a stopped run resumes where it stopped.")
 else:
     fig = figures.accuracy_curves(frame, x_axis=x_axis, band="std", dense_accuracy=frame.attrs.get("dense_accuracy"),
                                   labels={n: c.label for n, c in STRATEGIES.items()},

@@ -71,6 +71,69 @@ def test_run_on_appears_with_ray_address_and_an_unreachable_cluster_falls_back(m
     at.button(key="curves_compute").click().run()
     check(at)
     pytest.importorskip("ray", reason="the fallback message names Ray only where it is installed")
-    assert any(f"Cannot reach a Ray cluster at {closed}" in w.value and "this machine instead" in w.value
+    assert any(f"Cannot reach a Ray cluster at {closed}" in w.value and "ran on this machine instead" in w.value
                for w in at.warning)
     assert _traces(at), "computed here instead"
+
+
+def test_curves_stop_shows_the_finished_points_and_compute_the_rest_finishes(monkeypatch, tmp_path):
+    """The Curves page had no Stop button: its sweep ran without a stop flag, so a long one (fine-tuned points,
+    LeNet-5) could only be left by changing a widget, and a stopped run showed nothing of what it had finished."""
+    import app_state.runs as runs
+
+    at = open_app("moons_mlp", "7_curves")
+    _curves(at)
+    updates = []  # progress-bar updates: one per finished point; Stop after the third
+    ui = runs.Interruptions.ui
+    monkeypatch.setattr(runs.Interruptions, "ui", lambda self, fn: updates.append(1) or ui(self, fn))
+    monkeypatch.setattr(runs.Interruptions, "stop", lambda self: len(updates) >= 3)
+    at.button(key="curves_compute").click().run()  # stops after a few of the 3 x 3 x 3 points
+    check(at)
+    at.run()  # (a real Stop click reruns the page by itself)
+    assert at.button(key="curves_compute").label == "Compute the rest"
+    shown = next(w.value for w in at.warning if "finished so far" in w.value)
+    n = int(shown.split("Showing the ")[1].split(" points")[0])
+    assert 0 < n < 27 and len(at.dataframe[0].value) == n and _traces(at)  # the finished points, drawn
+    monkeypatch.undo()
+    at.button(key="curves_compute").click().run()
+    check(at)
+    assert not [b for b in at.button if b.key == "curves_compute"]
+    assert not [w for w in at.warning if "finished so far" in w.value]
+    assert len(at.dataframe[0].value) == 3 * 3 * 3  # strategies (magnitude, global, random) x levels x seeds
+
+
+@pytest.mark.parametrize("failure", ["diverged", "worker lost"])
+def test_curves_that_fail_say_why_and_keep_the_page(monkeypatch, failure):
+    import app_state.lab as lab
+    from sparsity_viz.divergence import TrainingDiverged
+    from sparsity_viz.executors import PointFailedError
+
+    def fail(*args, **kwargs):
+        if failure == "diverged":
+            raise TrainingDiverged("diverged", None, epoch=1, reason="the loss became NaN")
+        raise PointFailedError("magnitude at 50 %", ConnectionError("node gone"), lost=True)
+
+    at = open_app("moons_mlp", "7_curves")
+    _curves(at)
+    monkeypatch.setattr(lab, "sweep", fail)
+    at.button(key="curves_compute").click().run()
+    check(at)  # a message, not a traceback
+    expected = "Training diverged in epoch 1" if failure == "diverged" else "the Ray worker or node running it died"
+    assert any(expected in e.value for e in at.error)
+    assert at.button(key="curves_compute").label == "Compute curves"
+
+
+def test_compare_says_it_fell_back_after_its_run_reran_the_page(monkeypatch):
+    """Compare's sweep reruns the page when it ends, which wiped the fallback warning drawn during the run."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("RAY_ADDRESS", closed)
+    at = open_app("moons_mlp", "9_compare")
+    at.radio(key="compare_run_on").set_value("ray").run()
+    at.multiselect(key="compare_levels").set_value([0, 60]).run()  # a quick new sweep: runs at once, on "ray"
+    check(at)
+    pytest.importorskip("ray", reason="the fallback message names Ray only where it is installed")
+    assert any(f"Cannot reach a Ray cluster at {closed}" in w.value and "ran on this machine instead" in w.value
+               for w in at.warning)
+    assert _traces(at)
