@@ -27,12 +27,15 @@ This module knows nothing about sweeps; ``experiments`` imports it, never the re
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import multiprocessing as mp
 import os
 import pickle
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -202,7 +205,8 @@ class RayExecutor:
     ``PointFailedError`` too.
 
     On a cluster every node needs this package (and torch) installed at the same
-    version; points and ``fn`` travel by cloudpickle (lambdas are fine).
+    version; each task checks (``runtime_fingerprint``), and a worker that differs fails its point saying so.
+    Points and ``fn`` travel by cloudpickle (lambdas are fine).
     Start-up costs seconds (a local Ray: ~6 s here): worth it for fine-tuned
     sweeps or a cluster, not for an untrained sweep of a few seconds
     (``docs/sweeps.md``).
@@ -283,12 +287,13 @@ class RayExecutor:
         started = self.connect()
         task = ray.remote(num_cpus=1, max_retries=0)(_run_ray_task)
         pending: dict[Any, Any] = {}  # ObjectRef -> point
+        driver = runtime_fingerprint()  # each worker compares its own: a node with other code fails loudly
         try:
             shared_ref = ray.put(dict(shared))  # once; every task gets the same object
             for point in points:
                 if is_stopped(stop):
                     break
-                pending[task.remote(fn, point, [shared_ref])] = point  # in a list: the worker resolves it once
+                pending[task.remote(fn, point, [shared_ref], driver)] = point  # a list: the worker resolves it once
             while pending and not is_stopped(stop):
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_seconds)
                 for ref in done:
@@ -364,10 +369,33 @@ HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0
 _RAY_SHARED: dict[str, Any] = {}  # in a Ray worker: the map's shared objects, fetched once per worker, not per task
 
 
-def _run_ray_task(fn: PointFn, point: Any, shared_box: list) -> Any:
-    """Inside a Ray worker: one torch thread (like a process worker), the shared objects, then the point."""
+class WorkerMismatchError(RuntimeError):
+    """A Ray worker runs other code than the driver (torch, or this package's source): its rows would not be
+    the driver's."""
+
+
+@functools.cache
+def runtime_fingerprint() -> dict[str, str]:
+    """What a point's result depends on besides its inputs: torch's version and a hash of this package's Python
+    source (the version number stays 0.1.0 across commits; a node with an older checkout computes other rows)."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return {"torch": torch.__version__, "sparsity_viz source": digest.hexdigest()[:16]}
+
+
+def _run_ray_task(fn: PointFn, point: Any, shared_box: list, driver: dict[str, str]) -> Any:
+    """Inside a Ray worker: the same code as the driver, one torch thread (like a process worker), the shared
+    objects, then the point."""
     import ray
 
+    here = runtime_fingerprint()
+    if here != driver:
+        node = ray.get_runtime_context().get_node_id()[:12]
+        differs = "; ".join(f"{k} {here.get(k)} here, {v} on the driver" for k, v in driver.items() if here.get(k) != v)
+        raise WorkerMismatchError(f"the Ray worker on node {node} runs other code than the driver ({differs}): "
+                                  "install the same sparsity_viz and torch on every node.")
     torch.set_num_threads(1)
     key = shared_box[0].hex()
     if key not in _RAY_SHARED:

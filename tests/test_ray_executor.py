@@ -166,3 +166,19 @@ def test_a_connected_process_refuses_another_cluster_address():
     got = list(RayExecutor(address=f"127.0.0.1:{port}").map(fail_at_half, [SweepPoint("magnitude", 0, 0.0)],
                                                               shared={}))
     assert got == [0.0]  # the connected cluster's own port: it is the one asked for
+
+
+def test_a_worker_with_other_code_fails_its_point_saying_so(digits, monkeypatch):
+    """Nothing checked that a cluster's workers run the driver's code (an audit): a node with an older checkout
+    would have computed other rows under the same run id. The driver's fingerprint is changed here; the workers
+    (their own processes) keep theirs."""
+    import sparsity_viz.executors as executors
+
+    real = executors.runtime_fingerprint()
+    assert set(real) == {"torch", "sparsity_viz source"} and len(real["sparsity_viz source"]) == 16
+    monkeypatch.setattr(executors, "runtime_fingerprint", lambda: {**real, "sparsity_viz source": "0" * 16})
+    model, data = digits
+    with pytest.raises(PointFailedError, match="runs other code than the driver") as info:
+        sweep(model, data, strategies=["magnitude"], levels=[0.5], seeds=[0], executor=RayExecutor())
+    assert f"sparsity_viz source {real['sparsity_viz source']} here, {'0' * 16} on the driver" in str(info.value)
+    assert "install the same sparsity_viz and torch on every node" in str(info.value)
