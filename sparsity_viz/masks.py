@@ -133,14 +133,22 @@ def to_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Mo
 
     Each masked parameter ``<module>.<p>`` becomes ``<p>_orig`` (a Parameter) and
     ``<p>_mask`` (a buffer), applied by a forward pre-hook, exactly as
-    ``prune.custom_from_mask`` leaves it.
+    ``prune.custom_from_mask`` leaves it. A tied parameter is masked in every module that
+    holds it (each gets its own ``_orig`` / ``_mask`` pair, one shared ``_orig`` Parameter): masked
+    only where its mask is keyed, the other module kept the raw, unpruned Parameter (an audit).
     """
     validate_masks(model, masks)
     out = copy.deepcopy(model)
     modules = dict(out.named_modules())
+    holders: dict[int, list[tuple[nn.Module, str]]] = {}  # id(Parameter) -> every (module, name) holding it
+    for module in out.modules():
+        for param_name, value in module._parameters.items():
+            if value is not None:
+                holders.setdefault(id(value), []).append((module, param_name))
     for name, mask in masks.items():
         module_name, _, param = name.rpartition(".")
-        torch_prune.custom_from_mask(modules[module_name], param, mask.to(torch.float32))
+        for module, param_name in holders[id(getattr(modules[module_name], param))]:
+            torch_prune.custom_from_mask(module, param_name, mask.to(torch.float32))
     return out
 
 
@@ -160,14 +168,20 @@ def from_torch_prune(model: nn.Module) -> tuple[nn.Module, Masks]:
                 memo[id(value)] = value.detach().clone()
     out = copy.deepcopy(model, memo)
     masks: Masks = {}
+    tied: dict[int, nn.Parameter] = {}  # id(a shared <p>_orig) -> the Parameter its first holder got back
     for module_name, module in list(out.named_modules()):
         for buffer_name, buffer in list(module.named_buffers(recurse=False)):
             param = buffer_name[: -len("_mask")]
             if not buffer_name.endswith("_mask") or f"{param}_orig" not in module._parameters:
                 continue  # torch's prune pairs <p>_mask with <p>_orig: a causal_mask buffer is the model's own
+            orig = id(module._parameters[f"{param}_orig"])
+            torch_prune.remove(module, param)
+            if orig in tied:  # a tied weight (one <p>_orig, a pair per holder): tie it again, one mask
+                setattr(module, param, tied[orig])
+                continue
+            tied[orig] = getattr(module, param)
             key = f"{module_name}.{param}" if module_name else param
             masks[key] = buffer.detach().to(torch.bool).clone()
-            torch_prune.remove(module, param)
     return out, masks
 
 

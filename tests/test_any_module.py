@@ -448,6 +448,81 @@ def test_compiled_model_gives_the_models_logits_with_unknown_layers_left_alone(k
         assert plan.loc["attn.out_proj", "format"] == "dense"
 
 
+# --- exports and sizes: the tied weight and attention's in_proj_weight included ----------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_torch_prune_form_computes_the_pruned_model_and_reads_back_as_it(kind, models):
+    """The export had masked a tied weight in the first of its two modules only: the other kept the raw,
+    unpruned Parameter, so the .pt download gave a dense ``dec.weight`` (an audit)."""
+    import io
+
+    from sparsity_viz.exports import torch_prune_bytes
+    from sparsity_viz.masks import from_torch_prune, to_torch_prune
+
+    pruned = prune(models[kind], "magnitude", 0.7)
+    form = to_torch_prune(models[kind], pruned.masks).eval()
+    x = _dataset(kind).x_test[:8]
+    with torch.no_grad():
+        torch.testing.assert_close(form(x), copy.deepcopy(pruned.model).eval()(x))
+    state = torch.load(io.BytesIO(torch_prune_bytes(models[kind], pruned.masks)), weights_only=True)
+    folded = {k.removesuffix("_mask"): state[k.replace("_mask", "_orig")] * v for k, v in state.items()
+              if k.endswith("_mask")}
+    reference = copy.deepcopy(pruned.model).state_dict()
+    assert folded and all(torch.equal(v, reference[k]) for k, v in folded.items())
+    if kind == "tied":
+        assert torch.equal(folded["dec.weight"], folded["enc.weight"]) and (folded["dec.weight"] == 0).any()
+    back, masks = from_torch_prune(form)
+    assert list(masks) == list(pruned.masks) and all(torch.equal(masks[k], pruned.masks[k]) for k in masks)
+    with torch.no_grad():
+        torch.testing.assert_close(back.eval()(x), form(x))
+    if kind == "tied":
+        assert back.dec.weight is back.enc.weight  # tied again, one mask
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sparse_checkpoint_round_trips_every_kind(kind, models):
+    """``save_sparse`` raised on the tied model: its dense-size reference handed safetensors one tensor under two
+    names (an audit)."""
+    from sparsity_viz.backend import load_sparse, save_sparse
+
+    pruned = prune(models[kind], "magnitude", 0.7)
+    loaded = load_sparse(save_sparse(pruned.model).data)
+    fresh = _model(kind, seed=1)
+    fresh.load_state_dict(loaded.state_dict)
+    x = _dataset(kind).x_test[:8]
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(x), copy.deepcopy(pruned.model).eval()(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sizes_and_per_kind_bits_cover_every_prunable_weight(kind, models):
+    """Sizes and per-kind bit widths listed only ``weight``-owning layers: attention's in_proj_weight was left out
+    of the byte totals, and quantizing per kind or sizing a quantized attention model raised (an audit)."""
+    from sparsity_viz.compression.size import size_table
+    from sparsity_viz.quantization.qat import layer_bits, quantize_layers
+
+    model = prune(models[kind], "magnitude", 0.5).model
+    params = prunable_parameters(model)
+    table = size_table(model).set_index("layer")
+    assert table.loc["total", "weights"] == sum(p.numel() for p in params.values())
+    assert table.loc["total", "nonzeros"] == sum(int((p != 0).sum()) for p in params.values())
+    quantized = quantize_layers(model, "uniform_symmetric", {"conv": 8, "fc": 4})
+    assert {n: t.bits for n, t in quantized.tensors.items()} == {n: 8 if p.dim() > 2 else 4 for n, p in params.items()}
+    assert size_table(model, quantized=quantized)["quantized_bytes"].notna().all()
+    conv1d = nn.Sequential(nn.Conv1d(2, 3, 3), nn.Flatten(), nn.Linear(6, 2))  # a conv, as its index width says
+    assert layer_bits(conv1d, {"conv": 8, "fc": 5}) == {"0.weight": 8, "2.weight": 5}
+
+
+def test_deep_compression_refuses_an_architecture_it_cannot_record_before_training(monkeypatch):
+    """It trained, quantized and trained again, then failed saving the checkpoint (an audit): now at once."""
+    import sparsity_viz.compression.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "evaluate_dataset", lambda *a, **k: pytest.fail("it started working"))
+    with pytest.raises(ValueError, match="records the architecture.*not a Block"):
+        pipeline.compress(_model("block"), _dataset("block"), finetune_epochs=1, qat_epochs=1)
+
+
 # --- the README's notebook example runs -------------------------------------------------------
 
 

@@ -265,7 +265,9 @@ def save_sparse(model: nn.Module, path: str | Path | None = None, masks: dict | 
     meta = {"format": FORMAT, "layout": json.dumps(layout), **{k: json.dumps(v) for k, v in architecture_metadata(src).items()}}
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
     data = st_save(tensors, metadata=meta)
-    dense_data_len = len(st_save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
+    # copies: a tied weight is one tensor under two names, which safetensors refuses (stored twice, as encoded)
+    dense_data_len = len(st_save({k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+                                  for k, v in state.items()}))
     result = SparseSave(data, report)
     result._dense_overhead = dense_data_len - sum(r["dense_bytes"] for r in report)
     if path is not None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 from torch import nn
 
+from ..backend.sparse_checkpoint import architecture_metadata
 from ..data import Dataset, data_batch
 from ..masks import Masks, apply_masks, validate_masks
 from ..models import prunable_parameters
@@ -146,13 +147,17 @@ def compress(
         stop: checked every training step; a stopped run still finishes the cheap stages.
 
     Raises:
-        ValueError: bad sparsity, strategy, bits or method (before any training).
+        ValueError: bad sparsity, strategy, bits or method, or a model whose architecture the compressed
+            checkpoint cannot record (not the registry's MLP or LeNet5), before any training.
         TrainingDiverged: a retraining diverged.
     """
     for epochs in (finetune_epochs, qat_epochs):  # nan passed the old `< 0` check and reached the settings
         if not is_whole(epochs) or epochs < 0:
             raise ValueError(f"finetune_epochs and qat_epochs must be whole numbers >= 0, got {epochs!r}.")
     quantizers_for(model, method, bits, per_channel)  # bad method / bits / layer names fail before any training
+    if not architecture_metadata(model):  # the last stage saves and reloads it: said after all the training before
+        raise ValueError(f"Deep Compression ends in a compressed checkpoint that records the architecture, which it "
+                         f"can for the registry's MLP and LeNet5, not a {type(model).__name__}.")
     get_one_shot_strategy(strategy, "Deep Compression (prune once, then retrain)", seed=seed)
     base = config or finetune_config(seed=seed)
     total = finetune_epochs + qat_epochs + 2

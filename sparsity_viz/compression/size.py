@@ -39,8 +39,8 @@ import torch
 from torch import nn
 
 from ..backend.formats import CSR
+from ..layers import prunable_weights
 from ..masks import Masks, validate_masks
-from ..models import prunable_layers
 from . import huffman
 
 FC_INDEX_BITS = 5  # Han et al. 2016: "8 bits for conv layer and 5 bits for fc layer"
@@ -182,12 +182,11 @@ def _weights(model: nn.Module, masks: Masks | None) -> dict[str, torch.Tensor]:
     if masks is not None:
         validate_masks(model, masks)
     out = {}
-    for name, module in prunable_layers(model):
-        w = module.weight.detach().cpu().float()
-        key = f"{name}.weight"
-        if masks is not None and key in masks:
-            w = w * masks[key].to(w.dtype)
-        out[key] = w
+    for pw in prunable_weights(model):  # every prunable weight, attention's in_proj_weight too
+        w = pw.param.detach().cpu().float()
+        if masks is not None and pw.key in masks:
+            w = w * masks[pw.key].to(w.dtype)
+        out[pw.key] = w
     return out
 
 

@@ -50,8 +50,9 @@ import torch
 from torch import nn
 
 from ..data import Dataset
+from ..layers import prunable_weights
 from ..masks import Masks, masks_from_zeros, validate_masks
-from ..models import prunable_layers, prunable_parameters
+from ..models import prunable_parameters
 from ..training import EpochStats, StopFlag, TrainConfig, TrainHook, TrainState, train
 from .base import QuantizedTensor, Quantizer
 from .model import QuantizedModel
@@ -69,29 +70,30 @@ def default_mode(method: str) -> str:
 
 
 def layer_bits(model: nn.Module, bits: Bits) -> dict[str, int]:
-    """``{weight name: bits}`` for every prunable weight of ``model``.
+    """``{weight name: bits}`` for every prunable weight of ``model`` (``layers.prunable_weights``: attention's
+    ``in_proj_weight`` too, where a list of ``weight``-owning layers had left it out and ``compress`` failed on it).
 
-    ``bits`` is one int for all, or a mapping looked up by weight name
-    (``"fc1.weight"``), then layer name (``"fc1"``), then layer kind (``"conv"`` for
-    Conv2d, ``"fc"`` for Linear). A weight the mapping does not cover, or a key that
-    names nothing, raises ``ValueError``.
+    ``bits`` is one int for all, or a mapping looked up by weight name (``"fc1.weight"``), then layer name
+    (``"fc1"``), then kind: ``"conv"`` for a convolution's weight (rank 3 or more: Conv1d and Conv2d, as the
+    index width of ``compression.size.default_index_bits``), ``"fc"`` for the rest. A weight the mapping does not
+    cover, or a key that names nothing, raises ``ValueError``.
     """
-    layers = prunable_layers(model)
+    weights = prunable_weights(model)
     if not isinstance(bits, Mapping):
-        return {f"{name}.weight": bits for name, _ in layers}
-    known = {"conv", "fc"} | {n for n, _ in layers} | {f"{n}.weight" for n, _ in layers}
+        return {w.key: bits for w in weights}
+    known = {"conv", "fc"} | {w.label for w in weights} | {w.key for w in weights}
     unknown = sorted(set(bits) - known)
     if unknown:
         raise ValueError(f"bits names no layer or layer kind: {', '.join(unknown)} (use 'conv', 'fc' or layer names).")
     out = {}
-    for name, module in layers:
-        kind = "conv" if isinstance(module, nn.Conv2d) else "fc"
-        for key in (f"{name}.weight", name, kind):
+    for w in weights:
+        kind = "conv" if w.param.dim() > 2 else "fc"
+        for key in (w.key, w.label, kind):
             if key in bits:
-                out[f"{name}.weight"] = bits[key]
+                out[w.key] = bits[key]
                 break
         else:
-            raise ValueError(f"bits gives no width for layer {name!r} ({kind}); add {kind!r} or {name!r}.")
+            raise ValueError(f"bits gives no width for layer {w.label!r} ({kind}); add {kind!r} or {w.label!r}.")
     return out
 
 
