@@ -111,7 +111,9 @@ def read_state_dict(data: bytes, filename: str = "checkpoint.safetensors") -> di
             obj = obj["state_dict"]
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise CheckpointError(f"{filename}: expected a dict of tensors (a state dict), got {type(obj).__name__}.")
-        return fold_torch_prune({str(k): v for k, v in obj.items()})
+        state = {str(k): v for k, v in obj.items()}
+        _check_plain_tensors(state, filename)
+        return fold_torch_prune(state)
     tensors, metadata = read_safetensors(data, filename)
     from .backend import sparse_checkpoint  # only when needed: the backend package is heavier
 
@@ -139,6 +141,23 @@ def _check_unpacked_size(data: bytes, filename: str) -> None:
     if unpacked > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(f"{filename}: unpacks to {unpacked / 2**20:,.1f} MiB, larger than the "
                               f"{MAX_CHECKPOINT_BYTES // 2**20} MiB limit.")
+
+
+def _check_plain_tensors(state: dict[str, torch.Tensor], filename: str) -> None:
+    """Refuse what a weights-only ``.pt`` can still hold besides plain tensors within the size limit.
+
+    A sparse or meta tensor reached the app's catch-all as a torch error ("Could not run 'aten::ne.Scalar'"); a
+    1.9 KB file of two ``expand``-ed views stood for 40000x40000 weights, which folding a torch-prune pair then
+    materialised (6.4 GB before the shape check; an audit): the limit counts elements, not stored bytes.
+    """
+    odd = [f"{k} ({v.layout}, {v.device})" for k, v in state.items() if v.layout != torch.strided or v.device.type != "cpu"]
+    if odd:
+        raise CheckpointError(f"{filename}: a state dict holds plain dense CPU tensors, not {', '.join(odd[:5])}.")
+    elements = sum(v.numel() * v.element_size() for v in state.values())
+    if elements > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{filename}: its tensors stand for {elements / 2**20:,.0f} MiB of values, more than the "
+                              f"{MAX_CHECKPOINT_BYTES // 2**20} MiB limit (a small file can hold views that repeat "
+                              "a few stored values).")
 
 
 def fold_torch_prune(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

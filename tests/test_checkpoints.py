@@ -502,6 +502,29 @@ def test_a_deflated_pt_zip_is_refused_by_its_unpacked_size_before_torch_loads_it
         read_state_dict(small[:-30] + b"\xff" * 30, "bomb.pt")  # its central directory broken
 
 
+def test_expanded_views_in_a_pt_are_refused_before_anything_is_materialised(monkeypatch):
+    """A 1.9 KB .pt of two ``expand``-ed views stood for 40000x40000 weights; folding them as a torch-prune pair
+    took 6.4 GB before the shape check refused them (an audit). The limit counts the values a tensor stands for."""
+    n = 40_000
+    data = _pt_bytes({"fc1.weight_orig": torch.ones(1).expand(n, n), "fc1.weight_mask": torch.ones(1).expand(n, n)})
+    assert len(data) < 4096
+    monkeypatch.setattr(ckpt, "fold_torch_prune", lambda state: pytest.fail("the views were folded"))
+    with pytest.raises(CheckpointError, match=r"bomb.pt: its tensors stand for 12,207 MiB of values, more than the 64"):
+        read_state_dict(data, "bomb.pt")
+    monkeypatch.undo()
+    real = {"fc1.weight_orig": torch.randn(3, 2), "fc1.weight_mask": torch.ones(3, 2)}  # well within: folded
+    assert torch.equal(read_state_dict(_pt_bytes(real), "ok.pt")["fc1.weight"], real["fc1.weight_orig"])
+
+
+@pytest.mark.parametrize("odd,named", [(torch.eye(3).to_sparse(), "torch.sparse_coo, cpu"),
+                                       (torch.empty(3, 3, device="meta"), "torch.strided, meta")])
+def test_sparse_or_meta_tensors_in_a_pt_are_named_not_a_torch_error(odd, named):
+    """They reached the app's catch-all as "Could not run 'aten::ne.Scalar' ... SparseCPU" (an audit)."""
+    with pytest.raises(CheckpointError, match=re.escape(f"odd.pt: a state dict holds plain dense CPU tensors, not "
+                                                        f"fc1.weight ({named}).")):
+        read_state_dict(_pt_bytes({"fc1.weight": odd}), "odd.pt")
+
+
 @pytest.mark.parametrize("kwargs,named", [
     ({"in_features": 4, "hidden": [-1], "num_classes": 2}, "negative dimension"),
     ({"in_features": 5 * 10**8, "hidden": [1], "num_classes": 2}, "500,000,005 parameters is more than the limit"),
