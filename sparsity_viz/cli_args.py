@@ -170,7 +170,20 @@ def output_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(f"the folder {folder} does not exist (or is not a folder); create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"the folder {folder} is not writable")
+    if _is_bundled_file(path):  # `--out sample_models/moons_mlp.safetensors` replaced a bundled model (an audit)
+        raise argparse.ArgumentTypeError(f"{text} is a bundled model's file; write elsewhere (the bundled models are "
+                                         "made again by `python -m sparsity_viz train-samples`)")
     return str(path)  # "~" expanded: the writers open it as given
+
+
+def _is_bundled_file(path: Path) -> bool:
+    """Whether ``path`` is an existing file of the bundled models' folder (``checkpoints.SAMPLE_DIR``)."""
+    from . import checkpoints  # noqa: PLC0415 - read now: the folder can be set by SPARSITY_VIZ_SAMPLES
+
+    folder = Path(checkpoints.SAMPLE_DIR)
+    if not path.is_file() or not folder.is_dir():
+        return False
+    return any(f.is_file() and os.path.samefile(f, path) for f in folder.iterdir())
 
 
 def directory_arg(text: str) -> str:

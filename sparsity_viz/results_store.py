@@ -120,6 +120,10 @@ class ResultsStore:
                              "Give another store path.") from None
         lines = text.split("\n")
         if lines and lines[-1] != "":
+            if not _store_start(lines[0]):  # cutting the "torn" line wiped a one-line JSON file given as --store
+                shown = lines[0][:40] + ("..." if len(lines[0]) > 40 else "")
+                raise ValueError(f"{self.path} is not a sparsity_viz results store: it starts {shown!r}; a store starts "
+                                 f"with '# run_id:' or '{','.join(KEY_COLUMNS)}'. Give another store path.")
             warnings.warn(f"{self.path}: the last line is incomplete (a sweep stopped while writing it); "
                           "ignoring it.", stacklevel=3)
         lines = lines[:-1]
@@ -166,6 +170,11 @@ class ResultsStore:
         except ValueError:
             return False
         return stated == self.run_id and bool(config) and run_id(config) == self.run_id
+
+
+def _store_start(line: str) -> bool:
+    """Whether a file whose first line is ``line`` can be a store (or one torn while its first line was written)."""
+    return any(line.startswith(start) or start.startswith(line) for start in ("# run_id:", ",".join(KEY_COLUMNS)))
 
 
 def _drop_torn_line(path: Path) -> None:

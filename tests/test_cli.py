@@ -380,6 +380,28 @@ def test_outputs_that_would_destroy_each_other_or_a_device_are_refused_before_an
     assert "is not a regular file" in _one_error(capsys)
 
 
+def test_an_output_that_is_a_bundled_models_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """`sparse-save --out sample_models/moons_mlp.safetensors` replaced the bundled model, exit 0 (an audit)."""
+    import shutil
+
+    import sparsity_viz.checkpoints as checkpoints
+
+    samples = tmp_path / "samples"
+    shutil.copytree(checkpoints.SAMPLE_DIR, samples)
+    monkeypatch.setattr(checkpoints, "SAMPLE_DIR", samples)
+    target = samples / "moons_mlp.safetensors"
+    kept = target.read_bytes()
+    for command in (["sparse-save", "--model", "moons_mlp", "--out", str(target)],
+                    ["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--save",
+                     str(samples / "." / target.name)],
+                    ["quantize", "--model", "moons_mlp", "--save", str(target)]):
+        assert main([*command, "--threads", "1"]) == 2
+        assert "is a bundled model's file; write elsewhere" in _one_error(capsys)
+    assert target.read_bytes() == kept
+    assert main(["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--threads", "1",
+                 "--save", str(tmp_path / "moons_mlp.safetensors")]) == 0  # its name elsewhere is fine
+
+
 def test_a_learning_rate_past_float32s_range_is_one_line_not_a_traceback(capsys):
     """lr 4e37 raised RuntimeError inside torch's Adam (overflow converting to float); it is refused up front."""
     status = main(["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5",

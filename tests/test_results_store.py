@@ -147,6 +147,24 @@ def test_a_csv_that_is_not_a_store_is_named_not_read_as_one(tmp_path, text):
         ResultsStore(path, "abc").rows()
 
 
+@pytest.mark.parametrize("text", ['{"important": 1}', "a,b\n1,2", "#!/bin/sh"])
+def test_a_file_without_a_final_newline_that_is_no_store_is_refused_not_cut(tmp_path, text):
+    """Taken for a store torn by a kill, a one-line JSON file given as --store was cut to nothing and overwritten
+    with rows, exit 0 (an audit). A store torn inside its first line is still read (and resumed) as one."""
+    path = tmp_path / "settings.json"
+    path.write_text(text)
+    store = ResultsStore(path, "abc")
+    with pytest.raises(ValueError, match=r"settings.json is not a sparsity_viz results store: it starts .*; a store "
+                                         r"starts with '# run_id:' or 'run_id,point'"):
+        store.append("p", {"accuracy": 0.5})
+    assert path.read_text() == text
+    for torn in ("# run_i", "run_id,po"):
+        path.write_text(torn)
+        with pytest.warns(UserWarning, match="the last line is incomplete"):
+            ResultsStore(path, "abc").append("p", {"accuracy": 0.5})
+        assert path.read_text().splitlines() == ["run_id,point,accuracy", "abc,p,0.5"]
+
+
 def test_two_stores_joined_read_back_as_numbers(digits, uninterrupted, tmp_path):
     """`cat a.csv b.csv`: the second column row was read as a data row, so every value came back as text
     ("False" is true in a notebook) and the table output failed (an audit)."""
