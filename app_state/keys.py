@@ -43,7 +43,8 @@ PRUNE_SLIDER = "prune_sparsity"  # the Prune page's sparsity slider (reset and u
 STOP = "sv_stop_requested"  # library-side stop flag of the next / running training or lab run
 TRAIN_LOG = "sv_train_log"  # {page: {"history": [...], "message": str, "level": str, "title": str}}
 
-SWEEP_PLACE_MSG = "sv_sweep_place_msg"  # why the last sweep sent to the Ray cluster ran here (shown after its rerun)
+LASTING = "sv_lasting"  # [(level, text)] messages of this run that a rerun the app starts must not wipe
+LASTING_NEXT = "sv_lasting_next"  # the same, carried into that rerun (widgets.rerun_keeping_messages)
 
 # --- uploads ---------------------------------------------------------------------------
 UPLOAD_MSG = "sv_upload_msg"  # (level, text) of the last upload

@@ -29,7 +29,7 @@ from sparsity_viz.training import EpochStats, TrainConfig, TrainingDiverged, tra
 
 from . import keys
 from .url import set_recipe
-from .widgets import display_figure, display_options, show_figure, show_message
+from .widgets import display_figure, display_options, rerun_keeping_messages, show_figure, show_message
 from .workbench import bench, dataset, device, set_bench
 
 Progress = Callable[[float, str], None]
@@ -228,5 +228,5 @@ def run_with_stop(work: Callable[[Progress, StopFlag], Any], keep: Callable[[Any
     keep(result)
     interruptions.resume()
     if rerun:
-        st.rerun()  # redraw the page from the kept result (no stale bar, Stop or Compute button)
+        rerun_keeping_messages()  # redraw the page from the kept result (no stale bar, Stop or Compute button)
     slot.empty()

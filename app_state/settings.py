@@ -24,6 +24,7 @@ from sparsity_viz.session import PruneConfig
 
 from . import keys
 from .url import drop_url, mirror_settings, not_understood, parse_settings, query, set_url, shown
+from .widgets import show_lasting
 
 LAMBDAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # the Regularize page's lambda slider
 THRESHOLDS = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # its zero-threshold slider
@@ -177,7 +178,7 @@ def stored(key: str, defaults: dict, ranges: Ranges = None, choices: Choices = N
         left_out = [name for name in texts if name not in from_link]
         if left_out:
             drop_url(*(f"{page}.{name}" for name in left_out))
-            st.warning(not_understood([f"{page}.{name} {shown(texts[name])}" for name in left_out]))
+            show_lasting("warning", not_understood([f"{page}.{name} {shown(texts[name])}" for name in left_out]))
     return {**defaults, **(st.session_state.get(key) or {})}
 
 

@@ -15,7 +15,7 @@ from .evaluation import accuracy, dense_accuracy
 from .settings import store_display, stored_display, stored_prune, stored_reg
 from .links import link_carries, link_message
 from .url import set_recipe, set_url
-from .widgets import show_message
+from .widgets import show_carried_messages, show_message
 from .workbench import (DEVICES, bench, dataset_options, model_description, model_names, on_model_change, reset_bench,
                         selected_model)
 
@@ -26,6 +26,7 @@ KERNEL_POLL_S = 5  # how often a waiting page checks whether the build finished
 
 def sidebar() -> Workbench:
     """Draw the workbench widgets and return this session's workbench."""
+    show_carried_messages()  # what the run before said, when it ended by redrawing the page (a long run's result)
     names = model_names()
     labels = {n: f"{n} · {model_description(n)}" for n in names}  # read now: AppTest formats outside the run
     # Re-assign the sidebar widgets' values every run: each page draws its own copy of

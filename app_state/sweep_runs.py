@@ -17,6 +17,7 @@ import streamlit as st
 from sparsity_viz.executors import ExecutorUnavailableError, RayExecutor
 
 from . import keys
+from .widgets import show_lasting
 
 RUNS_DIR_ENV = "SPARSITY_VIZ_RUNS_DIR"  # where the app's results stores live (tests: a tmp dir)
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
@@ -38,13 +39,9 @@ def sweep_place(page: str) -> str:
     address = ray_address()
     if address is None:
         return "local"
-    place = st.radio("Run on", list(PLACES), horizontal=True, key=keys.sweep_place(page), format_func=PLACES.get,
-                     help=f"Ray cluster: every point is a task on the cluster at {address} (RAY_ADDRESS); "
-                          "finished points are stored either way, so a reload or a resumed run computes none twice.")
-    fallback = st.session_state.pop(keys.SWEEP_PLACE_MSG, None)  # said during the run, which then reran the page
-    if fallback is not None:
-        st.warning(fallback, icon=":material/cloud_off:")
-    return place
+    return st.radio("Run on", list(PLACES), horizontal=True, key=keys.sweep_place(page), format_func=PLACES.get,
+                    help=f"Ray cluster: every point is a task on the cluster at {address} (RAY_ADDRESS); "
+                         "finished points are stored either way, so a reload or a resumed run computes none twice.")
 
 
 def place_executor(place: str) -> RayExecutor | None:
@@ -56,7 +53,6 @@ def place_executor(place: str) -> RayExecutor | None:
     try:
         executor.check()  # ray installed, the address answers (seconds, not Ray's minutes of retries)
     except ExecutorUnavailableError as exc:
-        st.session_state[keys.SWEEP_PLACE_MSG] = f"{exc} The last sweep ran on this machine instead."
-        st.warning(f"{exc} Running on this machine instead.", icon=":material/cloud_off:")
+        show_lasting("warning", f"{exc} The sweep runs on this machine instead.")  # still said after the run
         return None
     return executor

@@ -177,7 +177,8 @@ def parse_settings(texts: Mapping[str, str], defaults: Mapping[str, Any],
                    ranges: Mapping[str, tuple[float, float]] | None = None,
                    choices: Mapping[str, Collection] | None = None) -> dict[str, Any]:
     """A page's settings from its URL texts: each read as its default's type; unknown fields, values of the wrong
-    type, numbers outside ``ranges`` (inclusive, for lists every item) and values outside ``choices`` are dropped."""
+    type, numbers outside ``ranges`` (inclusive, for lists every item), values outside ``choices`` and lists that
+    repeat an item (``curves.levels=90,90`` reached the sweep, which refuses repeats, as a traceback) are dropped."""
     out: dict[str, Any] = {}
     for name, text in texts.items():
         if name not in defaults:
@@ -186,6 +187,8 @@ def parse_settings(texts: Mapping[str, str], defaults: Mapping[str, Any],
         if value is None:
             continue
         items = value if isinstance(value, list) else [value]
+        if len(set(items)) != len(items):
+            continue
         if ranges and name in ranges:
             lo, hi = ranges[name]
             if not all(isinstance(v, (int, float)) and lo <= v <= hi for v in items):

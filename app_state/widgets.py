@@ -25,6 +25,27 @@ def show_message(level: str, text: str) -> None:
     MESSAGES[level](text)
 
 
+def show_lasting(level: str, text: str) -> None:
+    """``show_message``, shown again when the run ends in a rerun the app starts (``rerun_keeping_messages``): a
+    long run redraws its page from the kept result, which had wiped a link's left-out settings and a sweep's
+    fallback to this machine, both said earlier in the run (an audit)."""
+    show_message(level, text)
+    st.session_state.setdefault(keys.LASTING, []).append((level, text))
+
+
+def rerun_keeping_messages() -> None:
+    """``st.rerun``, carrying this run's ``show_lasting`` messages into the next run (never returns)."""
+    st.session_state[keys.LASTING_NEXT] = st.session_state.pop(keys.LASTING, [])
+    st.rerun()
+
+
+def show_carried_messages() -> None:
+    """At the top of a page's run: this run's lasting messages start empty; those the last run carried are shown."""
+    st.session_state[keys.LASTING] = []
+    for level, text in st.session_state.pop(keys.LASTING_NEXT, []):
+        show_lasting(level, text)
+
+
 def png_bytes(fig: go.Figure, width: int, height: int) -> bytes:
     """PNG bytes through kaleido (Debian's chromium), shared between sessions by the figure's JSON."""
     text = fig.to_json()

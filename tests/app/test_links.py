@@ -60,6 +60,18 @@ def test_parse_settings_reads_each_default_type_and_drops_what_does_not_fit():
     ranged = parse_settings({"bits": "9", "levels": "30,120", "method": "log"}, defaults,
                             ranges={"bits": (1, 8), "levels": (0, 100)}, choices={"method": ("uniform",)})
     assert ranged == {}
+    # a repeated item reached the sweep (which refuses repeats) as a traceback on Curves and Compare, and the
+    # Speed page's table as one after its benchmark ran (an audit)
+    assert parse_settings({"levels": "90,90", "names": "a,b,a", "empty": "0,0"}, defaults) == {}
+
+
+@pytest.mark.parametrize("page,param", [("7_curves", "curves.levels"), ("9_compare", "compare.levels"),
+                                        ("12_speed", "speed.batches")])
+def test_a_link_that_repeats_a_list_item_is_left_out_with_a_warning(page, param):
+    at = open_app(query={"model": "moons_mlp", param: "1,1" if "batches" in param else "90,90"})
+    at.switch_page(f"views/{page}.py").run()
+    check(at)
+    assert any(f"{param} '" in w.value and "not understood" in w.value for w in at.warning)
 
 
 # --- the workbench state ---------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_run_on_appears_with_ray_address_and_an_unreachable_cluster_falls_back(m
     at.button(key="curves_compute").click().run()
     check(at)
     pytest.importorskip("ray", reason="the fallback message names Ray only where it is installed")
-    assert any(f"Cannot reach a Ray cluster at {closed}" in w.value and "ran on this machine instead" in w.value
+    assert any(f"Cannot reach a Ray cluster at {closed}" in w.value and "The sweep runs on this machine instead" in w.value
                for w in at.warning)
     assert _traces(at), "computed here instead"
 
@@ -134,6 +134,6 @@ def test_compare_says_it_fell_back_after_its_run_reran_the_page(monkeypatch):
     at.multiselect(key="compare_levels").set_value([0, 60]).run()  # a quick new sweep: runs at once, on "ray"
     check(at)
     pytest.importorskip("ray", reason="the fallback message names Ray only where it is installed")
-    assert any(f"Cannot reach a Ray cluster at {closed}" in w.value and "ran on this machine instead" in w.value
+    assert any(f"Cannot reach a Ray cluster at {closed}" in w.value and "The sweep runs on this machine instead" in w.value
                for w in at.warning)
     assert _traces(at)
