@@ -31,6 +31,7 @@ LOCAL_URL = "http://localhost:8501/"
 RECIPE = "recipe"  # the parameter that carries a trained model's recipe
 PAGE_PARAM = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)$")  # <page>.<field>
 MAX_SEED = 10_000
+MAX_ERROR = 300  # characters of a recipe's error shown
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,8 @@ def parse_query(params: Mapping[str, str], models: list[str], base: PruneConfig 
     if params.get(RECIPE):
         try:
             recipe = ModelRecipe.from_text(params[RECIPE])
-        except ValueError as exc:
-            error = str(exc)
+        except ValueError as exc:  # its message may quote the link's text: a 100 KB recipe filled the sidebar
+            error = str(exc) if len(str(exc)) <= MAX_ERROR else str(exc)[:MAX_ERROR - 1] + "…"
     pages: dict[str, dict[str, str]] = {}
     for name, text in params.items():
         m = PAGE_PARAM.match(name)

@@ -31,6 +31,8 @@ from .training import TrainConfig, train
 MAX_STEPS = 6  # training steps a link may ask for (the app's history is short anyway)
 MAX_EPOCHS = 200  # per step: a link must not be able to keep the server busy for an hour
 BATCH_RANGE = (16, 4096)  # the app trains at 32-64; a link of batch 1 would cost 64x the steps per epoch
+COST_BATCH = 32  # the app's smallest training batch: a recipe's epochs are counted at it (smaller ones cost more)
+MAX_TOTAL_EPOCHS = 400  # all steps together, so counted: LeNet-5 at batch 64 takes ~3.5 s an epoch here (<= 25 min)
 RANGES = {"lr": (0.0, 1e4), "weight_decay": (0.0, 1e3), "strength": (0.0, 1e3), "zero_threshold": (0.0, 1e3)}  # the pages' own
 STARTS = ("dense", "current")
 # TrainConfig fields a recipe carries (device and eval_train do not change the weights)
@@ -133,6 +135,12 @@ class ModelRecipe:
                 recipe = recipe.then_train(_train_step(values))
             else:
                 raise ValueError(f"Unknown recipe step {kind!r}; a step is 'prune:...' or 'train:...'.")
+        # six steps of 200 epochs at batch 16 kept one server busy for about 2 hours on LeNet-5 (an audit)
+        cost = sum(s.config.epochs * max(1.0, COST_BATCH / s.config.batch_size) for s in recipe.steps)
+        if cost > MAX_TOTAL_EPOCHS:
+            raise ValueError(f"A link's training steps add up to {cost:,.0f} epochs at batch {COST_BATCH} (smaller "
+                             f"batches count more); at most {MAX_TOTAL_EPOCHS}, so a link cannot keep the server busy "
+                             "for an hour.")
         return recipe
 
 

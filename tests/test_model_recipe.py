@@ -76,6 +76,10 @@ def test_training_from_dense_starts_over_and_pruning_drops_training():
     ("train:weight_decay=1e300", r"weight_decay must be in \[0, 1000\]"),
     ("train:strength=-1", r"strength must be in \[0, 1000\], got -1"),
     ("train:batch_size=1", "batch size is 16 to 4096, got 1"),
+    # an audit: each step within its limits, six of them kept a server busy for about 2 hours
+    (";".join(["train:epochs=200,batch_size=32"] * 3), "add up to 600 epochs at batch 32"),
+    ("train:epochs=201,batch_size=16", "1 to 200"),
+    (";".join(["train:epochs=150,batch_size=16"] * 2), "add up to 600 epochs at batch 32"),
     # an audit: the unknown step was blamed on its field, an empty name read "Unknown training field(s) .", and a
     # field given twice kept the last silently
     ("foo:bar", "Unknown recipe step 'foo'"),

@@ -140,6 +140,12 @@ def test_a_bad_recipe_says_so_and_the_link_still_prunes():
     at = open_app(query={"model": "moons_mlp", "sparsity": "50", "recipe": "train:epochs=lots"})
     assert any("recipe was not understood" in e.value for e in at.sidebar.error)
     assert at.session_state[app_state.KEY_BENCH].sparsity == pytest.approx(0.5, abs=0.01)
+    huge = open_app(query={"model": "moons_mlp", "recipe": "train:epochs=" + "9" * 100_000})  # quoted whole before
+    [error] = [e.value for e in huge.sidebar.error if "recipe was not understood" in e.value]
+    assert len(error) < 600 and "…" in error
+    costly = open_app(query={"model": "moons_mlp", "recipe": ";".join(["train:epochs=200,batch_size=16"] * 6)})
+    assert any("add up to 2,400 epochs at batch 32" in e.value for e in costly.sidebar.error)
+    assert not costly.session_state[app_state.KEY_BENCH].recipe.trained  # nothing trained: the bundled model
 
 
 def test_link_values_that_are_not_understood_are_named_and_the_rest_applies():
