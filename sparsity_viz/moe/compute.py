@@ -56,11 +56,13 @@ def dense_counterpart(model: MoEMLP, seed: int = 0) -> MLP:
     """A dense MLP with about the MoE's active parameter count: the expert shape, hidden widths x ``top_k``.
 
     For top-1 it is one expert's shape (active = it + the small router); for top-k, widths
-    scaled by k make its first layer (which dominates) k experts' first layers.
+    scaled by k make its first layer (which dominates) k experts' first layers. Seeded without touching the
+    process's random stream (the Experts page's Measure had reset it for every session's thread; an audit).
     """
-    torch.manual_seed(seed)
-    return MLP(model.in_features, tuple(h * model.top_k for h in model.expert_hidden), model.num_classes,
-               model.activation_name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLP(model.in_features, tuple(h * model.top_k for h in model.expert_hidden), model.num_classes,
+                   model.activation_name)
 
 
 @dataclass(frozen=True)

@@ -161,9 +161,12 @@ class MoESpec:
                 "activation": "relu"}
 
     def build(self, seed: int | None = 0) -> MoEMLP:
-        if seed is not None:
+        """The model, initialised from ``seed`` without touching the process's random stream (None: from it)."""
+        if seed is None:
+            return MoEMLP(self.in_features, self.expert_hidden, self.num_classes, self.num_experts, self.top_k)
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-        return MoEMLP(self.in_features, self.expert_hidden, self.num_classes, self.num_experts, self.top_k)
+            return MoEMLP(self.in_features, self.expert_hidden, self.num_classes, self.num_experts, self.top_k)
 
 
 MOE_ARCHITECTURES: dict[str, MoESpec] = {

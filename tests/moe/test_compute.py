@@ -45,3 +45,20 @@ def test_compare_compute_rows():
     assert len(rows) == 6 and {r["batch"] for r in rows} == {1, 4}
     routed = [r for r in rows if r["path"].startswith("routed")]
     assert all(r["vs_routed"] == 1.0 for r in routed)
+
+
+def test_measuring_and_building_leave_the_process_random_stream_alone():
+    """The Experts page's Measure (``compare_compute`` -> ``dense_counterpart``) called ``torch.manual_seed``: every
+    session's thread shares that stream, so one student's click reset another's dropout masks (an audit)."""
+    from sparsity_viz.moe import MoESpec
+
+    model = _moe(2)
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    a, b = dense_counterpart(model, seed=7), dense_counterpart(model, seed=7)
+    spec = MoESpec("toy", "moons", 10, (6,), 3, 4, 2, "a toy")
+    built, again = spec.build(seed=5), spec.build(seed=5)
+    assert torch.equal(torch.rand(4), expected)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # still seeded
+    assert all(torch.equal(p, q) for p, q in zip(built.parameters(), again.parameters()))
