@@ -27,6 +27,7 @@ class Regularizer(ABC):
 
     name: ClassVar[str]
     label: ClassVar[str]
+    step: ClassVar[str]  # what its proximal step does to the weights, in words (the Regularize page's λ help)
 
     def __init__(self, strength: float):
         if not math.isfinite(strength) or strength < 0:
@@ -50,6 +51,7 @@ class L1(Regularizer):
 
     name = "l1"
     label = "L1 (exact zeros)"
+    step = "shrinks every |w| by learning rate × λ, to exactly 0 where |w| is smaller"
 
     def penalty(self, model):
         return self.strength * sum(p.abs().sum() for p in prunable_parameters(model).values())
@@ -70,6 +72,8 @@ class GroupLasso(Regularizer):
 
     name = "group_lasso"
     label = "Group lasso (neurons / filters)"
+    step = ("shrinks the norm of each neuron's (filter's) incoming weights by learning rate × λ × √fan-in, the whole "
+            "row to 0 where its norm is smaller (the output layer is left alone)")
 
     def _groups(self, model):
         for _, module in prunable_layers(model)[:-1]:
@@ -97,6 +101,7 @@ class L2(Regularizer):
 
     name = "l2"
     label = "L2 (no exact zeros)"
+    step = "multiplies every weight by 1 / (1 + learning rate × λ): smaller, never exactly 0"
 
     def penalty(self, model):
         return 0.5 * self.strength * sum((p * p).sum() for p in prunable_parameters(model).values())

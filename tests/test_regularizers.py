@@ -70,3 +70,26 @@ def test_registry_lookup():
     assert isinstance(get_regularizer("group_lasso", 0.1), GroupLasso)
     with pytest.raises(ValueError, match="l1"):
         get_regularizer("l0", 0.1)
+
+
+@pytest.mark.parametrize("name", ["l1", "group_lasso", "l2"])
+def test_each_step_text_says_what_its_prox_does(name):
+    """The Regularize page's λ help read "shrinks every |w| by learning rate × λ" for all three (an audit): only
+    L1 does that. Each regulariser's ``step`` text is checked against its prox on one layer."""
+    torch.manual_seed(0)
+    model = MLP(4, (3,), 2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    lr, lam = 0.1, 0.5
+    get_regularizer(name, lam).prox(model, lr)
+    w0, w1 = before["fc1.weight"], model.fc1.weight.detach()
+    reg = get_regularizer(name, lam)
+    if name == "l1":
+        assert "shrinks every |w| by learning rate × λ" in reg.step
+        torch.testing.assert_close(w1.abs(), (w0.abs() - lr * lam).clamp_min(0))
+    elif name == "group_lasso":
+        assert "by learning rate × λ × √fan-in" in reg.step and "output layer is left alone" in reg.step
+        torch.testing.assert_close(w1.norm(dim=1), (w0.norm(dim=1) - lr * lam * math.sqrt(4)).clamp_min(0))
+        assert torch.equal(model.fc2.weight.detach(), before["fc2.weight"])
+    else:
+        assert "multiplies every weight by 1 / (1 + learning rate × λ)" in reg.step
+        torch.testing.assert_close(w1, w0 / (1 + lr * lam))

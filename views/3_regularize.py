@@ -26,7 +26,7 @@ reg = c1.selectbox("Penalty", regs, index=regs.index(s["regularizer"]), format_f
 lam_options = list(app_state.LAMBDAS)
 lam = c2.select_slider("Strength λ", lam_options, value=min(lam_options, key=lambda v: abs(v - s["strength"])),
                        format_func=lambda v: f"{v:g}", key="reg_lambda",
-                       help="Each SGD step also shrinks every |w| by learning rate × λ.")
+                       help=f"Each SGD step also {REGULARIZERS[reg].step}.")
 thr_options = list(app_state.THRESHOLDS)
 thr = c3.select_slider("Zero threshold |w| <", thr_options,
                        value=min(thr_options, key=lambda v: abs(v - s["zero_threshold"])),

@@ -11,7 +11,8 @@ app_state.sidebar()
 st.title("Curves: how much can we prune?")
 st.markdown(
     "Each point prunes the dense model afresh to one sparsity level and measures test accuracy. The dotted line is the "
-    "dense model, **Random** is the floor any real strategy must beat. Switch the x-axis to *compression* "
+    "dense model, **Random** the baseline a real strategy should beat (where accuracy falls toward chance, at the "
+    "highest sparsities, it may not). Switch the x-axis to *compression* "
     "(1 / share of weights left, log scale) to read '10× smaller' directly; add fine-tuning epochs to see the recovery."
 )
 

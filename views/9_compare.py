@@ -13,7 +13,8 @@ app_state.sidebar()
 st.title("Compare strategies")
 st.markdown(
     "Every point prunes the trained model afresh, one-shot, to one sparsity and measures test accuracy; the band is "
-    "mean ± std over seeds. The dotted line is the dense model and **Random** is the floor a real strategy must beat. "
+    "mean ± std over seeds. The dotted line is the dense model and **Random** the baseline a real strategy should "
+    "beat (near chance, at the highest sparsities, it may not). "
     "Add fine-tuning epochs to see how much accuracy retraining wins back (dashed = before, solid = after), and look "
     "at the bar chart below: strategies that remove the same share of weights can hit very different layers."
 )
@@ -31,7 +32,7 @@ c1, c2 = st.columns([3, 1])
 chosen = c1.multiselect("Strategies", names, default=s["strategies"],
                         format_func=lambda n: app_state.strategy_label(n, wb.name), key="compare_strategies")
 random_base = c2.checkbox("Random baseline", value=bool(s["random"]), key="compare_random",
-                          help="Adds random pruning: the floor every strategy must beat.")
+                          help="Adds random pruning: the baseline a strategy should beat.")
 SEED_FREE = ", ".join(c.label for c in STRATEGIES.values() if not c.seeded and c.kind == "one_shot")
 c3, c4, c5 = st.columns([3, 1, 1])
 levels_pct = c3.multiselect("Sparsity levels (%)", LEVELS, default=s["levels"], key="compare_levels")

@@ -200,3 +200,14 @@ def test_the_prune_page_offers_one_shot_strategies_only():
     linked.switch_page("views/2_prune.py").run()
     check(linked)
     assert _bench(linked).prune_config is None or _bench(linked).prune_config.strategy != "gradual"
+
+
+def test_the_strength_help_says_what_the_chosen_penalty_does():
+    """It read "shrinks every |w| by learning rate × λ" for L2 and group lasso too (an audit)."""
+    from sparsity_viz.regularizers import REGULARIZERS
+
+    at = open_app("moons_mlp", "3_regularize")
+    for name in ("l1", "group_lasso", "l2"):
+        at.selectbox(key="reg_kind").set_value(name).run()
+        check(at)
+        assert at.select_slider(key="reg_lambda").help == f"Each SGD step also {REGULARIZERS[name].step}."
