@@ -76,7 +76,7 @@ class LotteryRecipe:
 LOTTERY_RECIPES: dict[str, LotteryRecipe] = {
     "lenet300": LotteryRecipe(rounds=8, epochs=3, lr=1.2e-3),
     "digits_mlp": LotteryRecipe(rounds=8, epochs=8, lr=3e-3),
-    "lenet5": LotteryRecipe(rounds=2, epochs=1, lr=1.2e-3, max_rounds=3, max_epochs=2),  # a conv net: ~10 s a round
+    "lenet5": LotteryRecipe(rounds=2, epochs=1, lr=1.2e-3, max_rounds=3, max_epochs=2),  # a conv net: slow rounds
 }
 LOTTERY_TOY_RECIPE = LotteryRecipe(rounds=6, epochs=12, lr=1e-2)
 

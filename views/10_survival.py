@@ -102,7 +102,7 @@ scfg = ScheduleConfig(sched, level / 100, int(epochs), finetune_lr(wb.card))
 run = app_state.lab_result(scfg)
 slow = wb.name == "lenet5"
 if slow:
-    st.warning("LeNet-5 trains slowly on these CPUs: about 5 s for SET / RigL / gradual, ~25 s for iterative.")
+    st.warning("LeNet-5 is a convolutional network, slow to train on a CPU: its schedule waits for the button.")
 if run is None:
     failed = app_state.lab_failure(scfg)  # diverged before: shown, and run again only on a click
     note = st.empty()

@@ -21,8 +21,8 @@ st.markdown(
 wb = app_state.bench()
 recipe = lottery_recipe(wb.name)  # rounds, epochs per round and Adam lr that finish in seconds and still train
 if wb.name == "lenet5":
-    st.warning("LeNet-5 is a convolutional network: one round trains it three times and takes ~10 s on these CPUs. "
-               "Rounds are limited to 3 and epochs to 2 here; the classic experiment is LeNet-300-100.")
+    st.warning(f"LeNet-5 is a convolutional network, slow to train on a CPU: rounds are limited to {recipe.max_rounds} "
+               f"and epochs to {recipe.max_epochs} here; the classic experiment is LeNet-300-100.")
 elif wb.name != "lenet300":
     st.info(f"The classic experiment uses LeNet-300-100 on MNIST; {wb.name} works too (settings adapted to it).")
 

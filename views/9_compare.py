@@ -54,7 +54,7 @@ config = CompareConfig(tuple(chosen), tuple(sorted(float(v) / 100 for v in level
 slow = [f"{STRATEGIES[s].label} is {note}" for s in chosen if (note := app_state.slow_note(s, wb.name))]
 expensive = bool(ft) or bool(slow) or wb.name == "lenet5" or seeds > 3
 if slow or wb.name == "lenet5":
-    st.caption("Slower settings: " + "; ".join(slow + (["LeNet-5 evaluates ~2 s per strategy"] if wb.name == "lenet5" else [])) + ".")
+    st.caption("Slower settings: " + "; ".join(slow + (["LeNet-5, a convolutional network, evaluates slowly"] if wb.name == "lenet5" else [])) + ".")
 frame = app_state.compare_result(config)  # this session's, or read back from the results store
 if not chosen or not levels_pct:
     st.info("Choose at least one strategy and one sparsity level.")

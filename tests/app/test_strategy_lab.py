@@ -136,7 +136,7 @@ def test_survival_time_slider_shows_death_and_regrowth(model):
 
 def test_survival_lenet5_schedule_waits_for_button():
     at = open_app("lenet5", "10_survival")
-    assert any("LeNet-5 trains slowly" in w.value for w in at.warning)
+    assert any("LeNet-5 is a convolutional network, slow to train" in w.value for w in at.warning)
     assert at.button(key="surv_train")
     assert not [s for s in at.select_slider if s.key == "surv_step"]
 
