@@ -16,6 +16,7 @@ from torch import nn
 
 from ..data import Dataset, data_batch
 from ..masks import Masks
+from ..models import prunable_parameters
 from ..pruning import STRATEGIES, prune, wants_batch
 from ..training import evaluate_dataset, is_stopped
 from .model import quantize_model
@@ -60,7 +61,8 @@ def accuracy_grid(model: nn.Module, dataset: Dataset, config: QuantGridConfig, *
             cancelled = True
             break
         pruned = prune(model, config.strategy, s, current=dense_masks, batch=batch)
-        add(s, FP32_BITS, pruned.model, int(sum(int((~m).sum()) for m in pruned.masks.values())),
+        # exact zeros, as the quantized cells count them (mask entries missed a model's own zeros; an audit)
+        add(s, FP32_BITS, pruned.model, sum(int((p == 0).sum()) for p in prunable_parameters(pruned.model).values()),
             f"{100 * s:g} % pruned, fp32")
         for b in config.bits:
             if is_stopped(stop):

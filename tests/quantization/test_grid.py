@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from sparsity_viz.checkpoints import load_sample
@@ -26,12 +28,28 @@ def test_every_cell_equals_the_direct_computation(moons):
     for row in grid.itertuples():
         pruned = prune(model, "magnitude", row.sparsity)
         if row.bits == FP32_BITS:
-            net, zeros = pruned.model, sum(int((~m).sum()) for m in pruned.masks.values())
+            net, zeros = pruned.model, sum(int((w == 0).sum()) for n, w in pruned.model.named_parameters()
+                                           if n.endswith("weight"))
         else:
             q = quantize_model(pruned.model, "uniform_affine", row.bits, masks=pruned.masks)
             net, zeros = q.model, int(q.report().iloc[-1]["zeros_after"])
         assert row.accuracy == evaluate_dataset(net, ds, device="cpu").accuracy
         assert row.zeros == zeros
+
+
+def test_fp32_and_quantized_cells_count_zeros_alike_on_a_model_with_its_own_zeros(moons):
+    """A model with exact zeros and no ``dense_masks`` (a library caller): the fp32 cell counted mask entries (0 at
+    0 % pruned) and the quantized one exact zeros (33), one column counted two ways (an audit)."""
+    import torch
+
+    model, ds = moons
+    holed = copy.deepcopy(model)
+    with torch.no_grad():
+        holed.fc1.weight[0] = 0.0
+    own = sum(int((w == 0).sum()) for n, w in holed.named_parameters() if n.endswith("weight"))
+    assert own >= 2
+    grid = accuracy_grid(holed, ds, QuantGridConfig("uniform_affine", False, "magnitude", (0.0,), (8,))).set_index("bits")
+    assert grid.loc[FP32_BITS, "zeros"] == own and grid.loc[8, "zeros"] >= own  # rounding keeps a zero a zero
 
 
 def test_a_stop_keeps_the_finished_rows(moons):
