@@ -91,7 +91,8 @@ METHODS: dict[str, MethodInfo] = {
             "integrated_gradients",
             IntegratedGradients,
             "Integrated Gradients",
-            "Gradients averaged along a straight path from a black (zero) input to the image.",
+            "Gradients averaged along a straight path from the all-zero input (the dataset mean, as inputs are "
+            "normalised) to the image.",
         ),
         MethodInfo(
             "deeplift", DeepLift, "DeepLift", "Contributions relative to a zero reference input.", needs_module=True

@@ -10,7 +10,9 @@ channel (dim 0); an all-zero tensor or channel gets ``scale = 1``, ``zero_point 
 (a grid too coarse for such a range, whose used levels would pass ±3.4e38, is refused with a ``ValueError``).
 This is ``torch.fake_quantize_per_{tensor,channel}_affine(w, scale, zero_point, 0,
 2**bits - 1)`` exactly (torch's ``quint8`` observer convention with a range that
-includes 0).
+includes 0), with one difference in the scale: torch's observers clamp it to their ``eps`` (1.19e-7), this to
+``base.MIN_SCALE``, so a range below about 3e-5 at 8 bits keeps its resolution and gets another scale and zero
+point than an observer would give.
 
 Bits: 1 to 8. At 1 bit the two levels are ``{0, hi - lo}`` or ``{lo - hi, 0}``,
 whichever side of zero holds more of the range.
