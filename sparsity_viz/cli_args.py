@@ -24,7 +24,7 @@ def number_arg(text: str, ok, not_a_number: str, out_of_range: str) -> float:
         raise argparse.ArgumentTypeError(not_a_number) from None
     if not ok(value):  # NaN fails every comparison: out of range
         raise argparse.ArgumentTypeError(out_of_range)
-    return value
+    return value + 0.0  # -0 reads as 0 (printed "-0.0%" before)
 
 
 def fraction_arg(text: str) -> float:
@@ -78,13 +78,16 @@ def fractions_arg(text: str) -> list[float]:
 
 
 def ints_arg(text: str) -> list[int]:
-    """Comma-separated integers (may be empty: ``--prune-experts ''``)."""
+    """Comma-separated distinct integers (may be empty: ``--prune-experts ''``)."""
     if not text.strip():
         return []
     try:
-        return [int(t) for t in listed_items(text)]
+        values = [int(t) for t in listed_items(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if len(set(values)) != len(values):  # `--prune-experts 0,0` was taken as two experts pruned
+        raise argparse.ArgumentTypeError(f"each integer once, got {text!r}")
+    return values
 
 
 def bounded_int_arg(text: str, low: int, high: int, what: str) -> int:

@@ -466,3 +466,11 @@ def test_prune_reports_the_epochs_iterative_pruning_trained(capsys):
         0.5, TrainConfig(epochs=1))
     assert main(["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "0.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["train_epochs"] == 0
+
+
+def test_minus_zero_reads_as_zero_and_a_repeated_expert_is_refused(capsys):
+    """`--sparsity -0` printed "-0.0%", and `--prune-experts 0,0` counted expert 0 twice (an audit)."""
+    assert main(["prune", "--model", "moons_mlp", "--strategy", "magnitude", "--sparsity", "-0", "--threads", "1"]) == 0
+    assert "-0.0" not in capsys.readouterr().out
+    assert main(["experts", "--model", "moe_moons", "--prune-experts", "0,0"]) == 2
+    assert "--prune-experts: each integer once, got '0,0'" in _one_error(capsys)
