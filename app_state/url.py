@@ -100,8 +100,8 @@ def parse_query(params: Mapping[str, str], models: list[str], base: PruneConfig 
     elif scope is not None:
         ignore("scope")
     s = _float(params.get("sparsity"))
-    if s is not None and 0 <= s <= 100:
-        prune = replace(prune, sparsity=round(s) / 100)
+    if s is not None and 0 <= s <= 100 and s.is_integer():  # the slider's whole percents: 99.5 had become 100
+        prune = replace(prune, sparsity=s / 100)
     elif "sparsity" in params:
         ignore("sparsity")
     seed = _int(params.get("seed"))

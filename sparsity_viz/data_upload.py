@@ -124,7 +124,11 @@ def _read_csv(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
         rows.append(row)
     if not rows:
         raise DataError(f"{filename}: a header but no rows.")
-    lower = [c.lower() for c in columns]
+    lower = [c.strip().lower() for c in columns]
+    repeated = sorted({c for c in lower if lower.count(c) > 1 and c})  # `label` and `LABEL`: one became a feature
+    if repeated:
+        raise DataError(f"{filename}: the header names a column twice ({', '.join(map(repr, repeated[:5]))}, any "
+                        "case); every column needs a name of its own.")
     label = lower.index("label") if "label" in lower else len(columns) - 1
     table = np.array(rows, dtype=str)  # (N, F + 1)
     features = [j for j in range(len(columns)) if j != label]

@@ -65,6 +65,14 @@ def test_csv_label_column_by_name_whole_number_labels_and_bom():
     assert ds.name.startswith("t.csv #") and ds.name != U.dataset_name(data + b"\n", "t.csv")
 
 
+@pytest.mark.parametrize("header", ["label,x1,LABEL", "x,x,label", "a, Label ,label"])
+def test_a_csv_naming_a_column_twice_is_refused(header):
+    """With `label` and `LABEL` the first was the label and the other silently a feature (an audit)."""
+    rows = [(i % 2, i, i % 2) for i in range(10)]
+    with pytest.raises(U.DataError, match=r"t.csv: the header names a column twice \('.+'\, any case\)"):
+        U.read_dataset(csv_bytes(rows, header=header), "t.csv")
+
+
 def test_npz_tabular_and_labels_as_floats_or_strings():
     x = np.arange(40, dtype=np.float32).reshape(20, 2)
     ds = U.read_dataset(npz_bytes(x=x, y=np.repeat([0.0, 1.0], 10)), "t.npz")

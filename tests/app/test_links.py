@@ -148,6 +148,15 @@ def test_a_bad_recipe_says_so_and_the_link_still_prunes():
     assert not costly.session_state[app_state.KEY_BENCH].recipe.trained  # nothing trained: the bundled model
 
 
+def test_a_link_sparsity_the_slider_cannot_show_is_left_out_not_rounded():
+    """sparsity=99.5 became 100 % (every weight pruned) without a word (an audit); the slider moves in whole %."""
+    from app_state.url import parse_query
+
+    url = parse_query({"sparsity": "99.5"}, ["moons_mlp"])
+    assert url.ignored == ("sparsity '99.5'",) and url.prune.sparsity == 0.0
+    assert parse_query({"sparsity": "99"}, ["moons_mlp"]).prune.sparsity == 0.99
+
+
 def test_link_values_that_are_not_understood_are_named_and_the_rest_applies():
     at = open_app(query={"model": "moons_mlp", "strategy": "bogus", "sparsity": "nan", "seed": "-1", "lam": "inf",
                          "scope": "global"})
