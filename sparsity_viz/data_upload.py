@@ -23,6 +23,7 @@ import hashlib
 import io
 import math
 import zipfile
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,8 +93,6 @@ def _read_csv(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
     Python's ``csv`` reader, not pandas: pandas builds a string array per column, 7 s for a 2.7 MB file of
     100,000 columns (an audit), where this reads it in 0.1 s; the width is checked from the header before any row.
     """
-    import pandas as pd
-
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -111,39 +110,49 @@ def _read_csv(data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray]:
                         "column (is the separator a comma?).")
     if len(columns) - 1 > MAX_VALUES:
         raise DataError(f"{filename}: {len(columns) - 1:,} features is more than {MAX_VALUES:,} values.")
-    rows: list[list[str]] = []
-    for line, row in lines:
-        if len(row) != len(columns):
-            raise DataError(f"{filename}: not a readable CSV (line {line} has {len(row)} fields, the header "
-                            f"{len(columns)}).")
-        if len(rows) == MAX_ROWS:
-            raise DataError(f"{filename}: more than {MAX_ROWS:,} rows; the limit is {MAX_ROWS:,}.")
-        if (len(rows) + 1) * (len(columns) - 1) > MAX_VALUES:
-            raise DataError(f"{filename}: more than {MAX_VALUES:,} values: {len(columns) - 1:,} features a row "
-                            f"pass the limit at row {len(rows) + 1:,}.")
-        rows.append(row)
-    if not rows:
-        raise DataError(f"{filename}: a header but no rows.")
-    lower = [c.strip().lower() for c in columns]
-    repeated = sorted({c for c in lower if lower.count(c) > 1 and c})  # `label` and `LABEL`: one became a feature
+    lower = [c.lower() for c in columns]
+    repeated = sorted(c for c, n in Counter(lower).items() if n > 1 and c)  # `label` and `LABEL`: one became a feature
     if repeated:
         raise DataError(f"{filename}: the header names a column twice ({', '.join(map(repr, repeated[:5]))}, any "
                         "case); every column needs a name of its own.")
     label = lower.index("label") if "label" in lower else len(columns) - 1
-    table = np.array(rows, dtype=str)  # (N, F + 1)
-    features = [j for j in range(len(columns)) if j != label]
-    cells = pd.Series(table[:, features].ravel()).str.strip()  # (N * F,) row by row: one conversion for all
-    x = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64).reshape(len(rows), len(features))
-    bad = np.isnan(x) & ~cells.str.lower().isin(["nan", "-nan", "+nan"]).to_numpy().reshape(x.shape)  # (N, F)
-    if bad.any():
-        j = int(np.flatnonzero(bad.any(axis=0))[0])  # the first column with a bad cell, its first bad line
-        i = int(np.flatnonzero(bad[:, j])[0])
-        cell = cells.iloc[i * len(features) + j]
+    features = [c for j, c in enumerate(columns) if j != label]
+    values: list[np.ndarray] = []  # one (F,) float64 row a line, converted as read: the cells as Python strings
+    labels: list[str] = []  # then a string array took ~3 GB for a file at the size limit (an audit)
+    bad: dict[int, list] = {}  # feature index -> [first line, first cell, count] of cells that are no number
+    for line, row in lines:
+        if len(row) != len(columns):
+            raise DataError(f"{filename}: not a readable CSV (line {line} has {len(row)} fields, the header "
+                            f"{len(columns)}).")
+        if len(labels) == MAX_ROWS:
+            raise DataError(f"{filename}: more than {MAX_ROWS:,} rows; the limit is {MAX_ROWS:,}.")
+        if (len(labels) + 1) * len(features) > MAX_VALUES:
+            raise DataError(f"{filename}: more than {MAX_VALUES:,} values: {len(features):,} features a row "
+                            f"pass the limit at row {len(labels) + 1:,}.")
+        labels.append(row.pop(label).strip())
+        try:
+            values.append(np.array(row, dtype=np.float64))  # (F,); "nan" and "inf" read as such
+        except ValueError:
+            values.append(np.array([_cell_value(c, j, line, bad) for j, c in enumerate(row)], dtype=np.float64))
+    if not labels:
+        raise DataError(f"{filename}: a header but no rows.")
+    if bad:
+        j = min(bad)  # the first column with a bad cell, its first bad line
+        line, cell, count = bad[j]
         what = "an empty cell" if cell == "" else f"{cell[:30]!r}"
-        count = int(bad[:, j].sum())
-        raise DataError(f"{filename}: column {columns[features[j]]!r} is not numeric: {what} in line {i + 2} "
+        raise DataError(f"{filename}: column {features[j]!r} is not numeric: {what} in line {line} "
                         f"({count} such cell{'s' if count > 1 else ''}).")
-    return x, np.char.strip(table[:, label])
+    return np.stack(values), np.array(labels, dtype=str)
+
+
+def _cell_value(cell: str, column: int, line: int, bad: dict[int, list]) -> float:
+    """``cell`` as a float, or NaN with the cell noted in ``bad`` (first line and cell, count) by column."""
+    try:
+        return float(cell)
+    except ValueError:
+        first = bad.setdefault(column, [line, cell.strip(), 0])
+        first[2] += 1
+        return math.nan
 
 
 def _csv_rows(text: str, filename: str):
