@@ -313,6 +313,23 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
+def prox_step_sizes(optimizer: torch.optim.Optimizer) -> Callable[[torch.Tensor], float | torch.Tensor]:
+    """Each parameter's step in the optimizer's last update, for a proximal step (``regularizers``): SGD's ``lr``;
+    Adam's ``lr / (sqrt(v_hat) + eps)`` per element, ``v_hat`` its bias-corrected second moment."""
+    groups = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+
+    def step(param: torch.Tensor) -> float | torch.Tensor:
+        group = groups[id(param)]
+        state = optimizer.state.get(param, {})
+        if not isinstance(optimizer, torch.optim.Adam) or "exp_avg_sq" not in state:
+            return group["lr"]
+        beta2, t = group["betas"][1], float(state["step"])
+        v_hat = state["exp_avg_sq"] / (1.0 - beta2**t)
+        return group["lr"] / (v_hat.sqrt() + group["eps"])
+
+    return step
+
+
 @torch.no_grad()
 def threshold_zeros(model: nn.Module, threshold: float) -> int:
     """Set prunable weights with ``|w| < threshold`` to exactly zero in place; return how many changed."""
@@ -413,7 +430,7 @@ def train(
                 loss.backward()
                 state.optimizer.step()
                 if regularizer is not None:
-                    regularizer.prox(work, config.lr)
+                    regularizer.prox(work, prox_step_sizes(state.optimizer))
                 if state.masks is not None:
                     apply_masks(work, state.masks, check=False)  # checked when they came in
                 state.step += 1

@@ -93,3 +93,43 @@ def test_each_step_text_says_what_its_prox_does(name):
     else:
         assert "multiplies every weight by 1 / (1 + learning rate × λ)" in reg.step
         torch.testing.assert_close(w1, w0 / (1 + lr * lam))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_proximal_step_solves_a_lasso_with_either_optimizer(optimizer):
+    """The prox shrank by lr * lambda after every step: right for SGD, whose step is lr * g, but Adam steps about lr
+    whatever g, so with Adam the penalty did nothing: min 0.5 (w - 0.05)^2 + 0.1 |w| ended at 0.0495, not 0 (an
+    audit). The prox now takes Adam's per-element step lr / (sqrt(v_hat) + eps)."""
+    from torch import nn
+
+    from sparsity_viz.training import prox_step_sizes
+
+    for target, optimum in ((0.05, 0.0), (0.3, 0.2)):  # soft-threshold of the target by lambda = 0.1
+        layer = nn.Linear(1, 1, bias=False)
+        with torch.no_grad():
+            layer.weight.fill_(0.5)
+        opt = torch.optim.SGD(layer.parameters(), lr=0.01) if optimizer == "sgd" else \
+            torch.optim.Adam(layer.parameters(), lr=0.01)
+        for _ in range(3000):
+            opt.zero_grad()
+            (0.5 * (layer.weight - target) ** 2).sum().backward()
+            opt.step()
+            L1(0.1).prox(nn.Sequential(layer), prox_step_sizes(opt))
+        assert layer.weight.item() == pytest.approx(optimum, abs=1e-4)
+
+
+def test_adam_step_sizes_are_its_own_per_element_steps():
+    from torch import nn
+
+    from sparsity_viz.training import prox_step_sizes
+
+    torch.manual_seed(0)
+    layer = nn.Linear(3, 2)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.01, betas=(0.9, 0.99), eps=1e-6)
+    for _ in range(3):
+        opt.zero_grad()
+        layer(torch.randn(4, 3)).pow(2).sum().backward()
+        opt.step()
+    v = opt.state[layer.weight]["exp_avg_sq"] / (1 - 0.99**3)
+    torch.testing.assert_close(prox_step_sizes(opt)(layer.weight), 0.01 / (v.sqrt() + 1e-6))
+    assert prox_step_sizes(torch.optim.SGD(layer.parameters(), lr=0.2))(layer.weight) == 0.2

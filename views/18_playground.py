@@ -21,7 +21,7 @@ run = app_state.playground()
 spec = run.spec
 inits, regimes = app_state.init_labels(), app_state.dynamics_labels()
 LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)  # a link's own value joins these
-L1_CHOICES = (0.0, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3)  # Adam steps ~lr, so the prox threshold lr*lambda needs lambda ~0.1
+L1_CHOICES = (0.0, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3)  # the prox steps in Adam's metric: from ~3e-3 every weight dies
 
 c1, c2, c3 = st.columns(3)
 with c1:
@@ -62,7 +62,8 @@ with c3:
     target = st.slider("Gradual target (%)", 0, 99, int(round(100 * spec.target)), step=1, key="pg_w_target",
                        disabled=dynamics != "gradual")
     l1 = st.select_slider("L1 strength", sorted({*L1_CHOICES, spec.l1}), value=spec.l1,
-                          key="pg_w_l1", help="Proximal L1: weights it drives to exactly zero vanish from the graph.")
+                          key="pg_w_l1", help="Proximal L1 in Adam's own step sizes: weights it drives to exactly zero vanish from the "
+                               "graph; too strong, and every weight does.")
     dropout = st.slider("Dropout", 0.0, 0.9, float(spec.dropout), step=0.05, key="pg_w_drop")
 
 try:
