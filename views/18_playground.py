@@ -3,7 +3,7 @@
 import streamlit as st
 
 import app_state
-from sparsity_viz.playground import MAX_EPOCHS, MAX_LAYERS, MAX_UNITS, PlaygroundSpec
+from sparsity_viz.playground import MAX_EPOCHS, MAX_LAYERS, MAX_SEED, MAX_UNITS, PlaygroundSpec
 from sparsity_viz.data import TOY_DATASETS
 from sparsity_viz.pruning import STRATEGIES
 
@@ -30,7 +30,7 @@ with c1:
     noise = st.slider("Noise", 0.0, 0.5, float(spec.noise), step=0.01, key="pg_w_noise")
     test = st.slider("Test share (%)", 10, 90, int(round(100 * spec.test_fraction)), step=5, key="pg_w_test",
                      help="Points held out: the test loss is measured on them, never trained on.")
-    seed = int(st.number_input("Seed", 0, 9999, spec.seed, step=1, key="pg_w_seed",
+    seed = int(st.number_input("Seed", 0, MAX_SEED, spec.seed, step=1, key="pg_w_seed",
                                help="Seeds the data, the initial weights, the sparse mask and the shuffles."))
 with c2:
     st.markdown("**Network**")

@@ -17,9 +17,9 @@ from .run import (
     toggle,
     train_epochs,
 )
-from .spec import DYNAMICS, INITS, MAX_EPOCHS, MAX_LAYERS, MAX_UNITS, Cut, PlaygroundSpec, from_params, to_params
+from .spec import DYNAMICS, INITS, MAX_EPOCHS, MAX_LAYERS, MAX_SEED, MAX_UNITS, Cut, PlaygroundSpec, from_params, to_params
 from .units import UnitMaps, dead_hidden_units, unit_maps
 
-__all__ = ["Cut", "DYNAMICS", "INITS", "MAX_EPOCHS", "MAX_LAYERS", "MAX_UNITS", "PlaygroundRun", "PlaygroundSpec",
-           "UnitMaps", "alive_masks", "dead_hidden_units", "describe_changes", "from_params", "initial_masks", "is_cut",
+__all__ = ["Cut", "DYNAMICS", "INITS", "MAX_EPOCHS", "MAX_LAYERS", "MAX_SEED", "MAX_UNITS", "PlaygroundRun",
+           "PlaygroundSpec", "UnitMaps", "alive_masks", "dead_hidden_units", "describe_changes", "from_params", "initial_masks", "is_cut",
            "playground_dataset", "replay", "start", "to_params", "toggle", "train_epochs", "unit_maps"]

@@ -23,6 +23,7 @@ DYNAMICS = ("none", "gradual", "set", "rigl")  # none, AGP during training, or d
 MAX_LAYERS = 4  # TensorFlow Playground's network sizes: up to a few layers of up to 8 units
 MAX_UNITS = 8
 MAX_EPOCHS = 300
+MAX_SEED = 9999  # the page's Seed box: a link's pg_seed=50000 passed here and crashed that widget (an audit)
 POINTS = 500  # points of the toy (train + test)
 PREFIX = "pg_"
 
@@ -83,8 +84,8 @@ class PlaygroundSpec:
             problems.append(f"L1 strength must be in [0, 1], got {self.l1!r}")
         if not (_real(self.dropout) and 0.0 <= self.dropout <= 0.9):
             problems.append(f"dropout must be in [0, 0.9], got {self.dropout!r}")
-        if not (is_whole(self.seed) and 0 <= self.seed < 2**31):
-            problems.append(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not (is_whole(self.seed) and 0 <= self.seed <= MAX_SEED):
+            problems.append(f"seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}")
         if problems:
             raise ValueError("Invalid playground settings: " + "; ".join(problems) + ".")
 

@@ -105,6 +105,14 @@ def test_defaults_bad_link_values_and_a_setting_change():
     assert _run(at).epoch == 0
 
 
+@pytest.mark.parametrize("seed", ["10000", "50000"])
+def test_a_link_seed_past_the_seed_box_falls_back_instead_of_crashing_the_page(seed):
+    """pg_seed=50000 passed the spec (any seed below 2**31) and crashed the page's Seed box (max 9999): an audit."""
+    at = open_app(page="18_playground", query={"pg_seed": seed})
+    assert _run(at).spec.seed == PlaygroundSpec().seed
+    assert at.number_input(key="pg_w_seed").value == PlaygroundSpec().seed
+
+
 @pytest.mark.parametrize("points, expected", [
     ([{"customdata": ["edge", 2, 1, 0], "x": 1.4}], ("edge", 2, 1, 0)),
     ([{"x": 0.0}, {"customdata": ["unit", 1, 3, 0]}], ("unit", 1, 3, 0)),
