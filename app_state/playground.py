@@ -183,20 +183,16 @@ def cut_by_hand(kind: str, layer: int, a: int, b: int = 0) -> NoReturn:
     st.rerun()
 
 
-def cut_choices(run: PlaygroundRun) -> dict[str, tuple[str, int, int, int]]:
-    """Every hidden unit and connection by name (for the keyboard alternative to clicking)."""
+def cut_choices(run: PlaygroundRun) -> dict[str, tuple[tuple[str, int, int, int], bool]]:
+    """Every hidden unit and connection by name, with its target and whether it is cut now (for the keyboard
+    alternative to clicking). The names do not say the state: a name that changed with it ("(alive)" to "(cut)")
+    sent the selectbox back to its first option after every cut, so a second press cut a whole unit (an audit)."""
     sizes = run.spec.sizes
-    out = {}
-    for layer, units in enumerate(run.spec.hidden, start=1):
-        for u in range(units):
-            cut = Cut(0, "unit", layer, u)
-            out[f"{cut.label()} ({'cut' if is_cut(run, cut) else 'alive'})"] = cut.target()
-    for layer in range(1, len(sizes)):
-        for a in range(sizes[layer]):
-            for b in range(sizes[layer - 1]):
-                cut = Cut(0, "edge", layer, a, b)
-                out[f"{cut.label(len(sizes) - 1)} ({'cut' if is_cut(run, cut) else 'alive'})"] = cut.target()
-    return out
+    cuts = [Cut(0, "unit", layer, u) for layer, units in enumerate(run.spec.hidden, start=1) for u in range(units)]
+    cuts += [Cut(0, "edge", layer, a, b) for layer in range(1, len(sizes)) for a in range(sizes[layer])
+             for b in range(sizes[layer - 1])]
+    return {cut.label(len(sizes) - 1) if cut.kind == "edge" else cut.label(): (cut.target(), is_cut(run, cut))
+            for cut in cuts}
 
 
 # --- live training --------------------------------------------------------------------------------

@@ -103,6 +103,7 @@ app_state.show_playground(slots)
 with st.expander("Cut or restore by name (keyboard alternative to clicking)"):
     choices = app_state.cut_choices(run)
     pick = st.selectbox("Unit or connection", list(choices), key="pg_cut_pick")
-    if st.button("Cut / restore", key="pg_cut_go"):
-        app_state.cut_by_hand(*choices[pick])
+    target, cut = choices[pick]
+    if st.button("Restore" if cut else "Cut", key="pg_cut_go", help="It is cut now." if cut else "It is alive now."):
+        app_state.cut_by_hand(*target)
 st.caption(f"This run: {run.spec.describe()}. Every number above is measured on this network as it is now.")

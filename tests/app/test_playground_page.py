@@ -60,17 +60,21 @@ def test_a_link_rebuilds_the_network_then_train_and_cut_by_name():
 
     choices = cut_choices(_run(at))
     assert list(at.selectbox(key="pg_cut_pick").options) == list(choices)
-    pick = next(o for o in choices if o.startswith("connection") and o.endswith("(alive)"))
+    pick = next(o for o, (_, cut) in choices.items() if o.startswith("connection") and not cut)
     at.selectbox(key="pg_cut_pick").set_value(pick).run()
+    assert at.button(key="pg_cut_go").label == "Cut"
     at.button(key="pg_cut_go").click().run()
     check(at)
-    kind, layer, a, b = choices[pick]
+    # the pick stays (its name did not change with its state), and the button now restores it: a name with
+    # "(alive)" in it had sent the box back to its first option, a unit, which the next press cut (an audit)
+    assert at.selectbox(key="pg_cut_pick").value == pick and at.button(key="pg_cut_go").label == "Restore"
+    (kind, layer, a, b), _ = choices[pick]
     new = Cut(4, kind, layer, a, b)
     run = _run(at)
     assert run.cuts == [*cuts, new] and not run.masks[f"fc{layer}.weight"][a, b] and run.model.get_parameter(
         f"fc{layer}.weight")[a, b] == 0
     assert at.query_params["pg_cuts"] == f"1u1x2,{new.text()}"
-    assert any(f"Cut {pick.removesuffix(' (alive)')} at epoch 4" in s.value for s in at.success)
+    assert any(f"Cut {pick} at epoch 4" in s.value for s in at.success)
     network = next(c for c in charts(at) if any(t.get("meta", {}).get("kind") == "edge_handles" for t in c["data"]))
     handles = next(t for t in network["data"] if t["meta"]["kind"] == "edge_handles")
     index = [list(d) for d in handles["customdata"]].index(["edge", layer, a, b])
