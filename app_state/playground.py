@@ -178,7 +178,7 @@ def cut_by_hand(kind: str, layer: int, a: int, b: int = 0) -> NoReturn:
         sync_url(new)
         what = new.cuts[-1].label(len(new.spec.sizes) - 1)
         _message("success", f"{'Restored' if restoring else 'Cut'} {what} at epoch {new.epoch}"
-                            + (" (it starts from 0 and learns again)." if restoring else
+                            + (" with the weights it had when it was cut." if restoring else
                                ": the boundary and the unit maps show the network without it."))
     st.rerun()
 

@@ -214,8 +214,10 @@ def test_cutting_a_unit_equals_removing_it_from_the_network():
         assert_close(cut.model(x), expected)
     assert dead_hidden_units(cut.model, cut.alive())[0] == [False, False, True, False, False]
     assert cut.cuts == [Cut(2, "unit", 1, 2)] and run.cuts == []
-    back = toggle(cut, "unit", 1, 2)  # a second cut restores the connections (weights start again from 0)
-    assert all(m.all() for m in back.masks.values()) and (back.model.fc1.weight[2] == 0).all()
+    back = toggle(cut, "unit", 1, 2)  # a second cut restores the connections, with the weights they had
+    assert all(m.all() for m in back.masks.values())
+    assert all(torch.equal(back.model.get_parameter(n), run.model.get_parameter(n)) for n in run.masks)
+    assert describe_changes(back)["alive"] == describe_changes(run)["alive"]  # drawn and counted alive again
 
 
 def test_restoring_a_unit_gives_back_only_the_connections_it_had():
@@ -236,7 +238,12 @@ def test_cutting_an_edge_zeros_one_weight_and_toggles():
     cut = toggle(run, "edge", 2, 3, 1)
     assert int((~cut.masks["fc2.weight"]).sum()) == 1 and not cut.masks["fc2.weight"][3, 1]
     assert cut.model.fc2.weight[3, 1] == 0 and run.model.fc2.weight[3, 1] != 0
-    assert toggle(cut, "edge", 2, 3, 1).masks["fc2.weight"].all()
+    back = toggle(cut, "edge", 2, 3, 1)
+    assert back.masks["fc2.weight"].all()
+    # restored with its weight, so drawn and counted alive at once: at 0 it stayed drawn as cut, and the
+    # "connections alive" count did not move, until the next epoch trained it (an audit)
+    assert back.model.fc2.weight[3, 1] == run.model.fc2.weight[3, 1]
+    assert describe_changes(back)["alive"] == describe_changes(run)["alive"] == describe_changes(cut)["alive"] + 1
     with pytest.raises(ValueError, match="No connection"):
         toggle(run, "edge", 2, 4, 0)
     with pytest.raises(ValueError, match="No hidden unit"):

@@ -73,9 +73,11 @@ class PlaygroundRun:
     cuts: list[Cut] = field(default_factory=list)
     optimizer_state: dict | None = None
     before: Masks | None = None  # connections alive before the last train_epochs / toggle call
-    # a hand-cut unit's incoming row and outgoing column as they were when it was cut: restoring puts back exactly
-    # those (setting every entry True revived connections the sparse start or SET / RigL had removed, an audit)
-    held: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    # what a hand cut removed, as it was: a unit's incoming and outgoing masks and weights, (layer, unit) ->
+    # (row mask, column mask, row weights, column weights); a connection's weight, ("edge", layer, a, b) -> value.
+    # Restoring puts back exactly those: setting every mask entry True revived connections the sparse start or
+    # SET / RigL had removed, and weights restored as 0 left a restored connection drawn as cut (two audits)
+    held: dict[tuple, tuple] = field(default_factory=dict)
 
     @property
     def epoch(self) -> int:
@@ -230,8 +232,8 @@ def is_cut(run: PlaygroundRun, cut: Cut) -> bool:
 def toggle(run: PlaygroundRun, kind: str, layer: int, a: int, b: int = 0) -> PlaygroundRun:
     """Cut a connection / hidden unit by hand, or restore it if it is cut; a new run (the cut is recorded).
 
-    A restored weight starts from 0 and learns again (SET / RigL start regrown weights the same way). A restored
-    unit gets back the connections it had when it was cut by hand (every one, for a unit the schedule emptied).
+    Restoring undoes the cut: the connections (a unit: those it had) come back with the weights they had when
+    they were cut. A unit the schedule emptied, never cut by hand, gets every connection back at 0: it learns again.
 
     Raises:
         ValueError: no such connection or unit.
@@ -241,17 +243,28 @@ def toggle(run: PlaygroundRun, kind: str, layer: int, a: int, b: int = 0) -> Pla
     value = is_cut(run, cut)  # restore what is cut, cut what is not
     masks = {n: m.clone() for n, m in run.masks.items()}
     held = dict(run.held)
-    if kind == "edge":
-        masks[f"fc{layer}.weight"][a, b] = value
-    else:
-        incoming, outgoing = masks[f"fc{layer}.weight"], masks[f"fc{layer + 1}.weight"]
-        if value:  # restore: what the cut removed, or every connection of a unit no hand cut emptied
-            row, column = held.pop((layer, a), (torch.ones_like(incoming[a]), torch.ones_like(outgoing[:, a])))
-        else:
-            held[(layer, a)] = (incoming[a].clone(), outgoing[:, a].clone())
-            row, column = torch.zeros_like(incoming[a]), torch.zeros_like(outgoing[:, a])
-        incoming[a], outgoing[:, a] = row, column
     model = copy.deepcopy(run.model)
+    weights = model.get_parameter(f"fc{layer}.weight")  # (out, in)
+    with torch.no_grad():
+        if kind == "edge":
+            masks[f"fc{layer}.weight"][a, b] = value
+            if value:  # restore: the weight it had when it was cut
+                weights[a, b] = held.pop(("edge", layer, a, b), 0.0)
+            else:
+                held[("edge", layer, a, b)] = float(weights[a, b])
+        else:
+            incoming, outgoing = masks[f"fc{layer}.weight"], masks[f"fc{layer + 1}.weight"]
+            following = model.get_parameter(f"fc{layer + 1}.weight")  # (next, out)
+            if value:  # restore: what the cut removed, or every connection (at 0) of a unit no hand cut emptied
+                row, column, w_row, w_column = held.pop((layer, a), (
+                    torch.ones_like(incoming[a]), torch.ones_like(outgoing[:, a]),
+                    torch.zeros_like(weights[a]), torch.zeros_like(following[:, a])))
+                weights[a], following[:, a] = w_row, w_column
+            else:
+                held[(layer, a)] = (incoming[a].clone(), outgoing[:, a].clone(), weights[a].clone(),
+                                    following[:, a].clone())
+                row, column = torch.zeros_like(incoming[a]), torch.zeros_like(outgoing[:, a])
+            incoming[a], outgoing[:, a] = row, column
     apply_masks(model, masks)
     return PlaygroundRun(run.spec, model, masks, list(run.history), [*run.cuts, cut], run.optimizer_state,
                          run.alive(), held)
