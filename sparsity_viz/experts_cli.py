@@ -119,7 +119,8 @@ def run_experts(args) -> int:
     for name, row in zip(result["classes"], result["routing_table"]):
         print(f"{name:<10}" + "".join(f"{v:>10}" for v in row))
     print(f"{'load':<10}" + "".join(f"{v:>10.1%}" for v in result["load_fraction"]))
-    print(f"balance loss {result['balance_loss']:.4f} (1.0 = uniform, {n} = all on one expert)")
+    print(f"balance loss {result['balance_loss']:.4f} (1.0 = uniform, at most {n / result['top_k']:g}: the router "
+          "certain of one expert)")
     print(f"active parameters per input {result['active_parameters']:,} of {result['total_parameters']:,} "
           f"({result['active_parameters'] / result['total_parameters']:.1%}); FLOPs per input "
           f"{result['flops_per_input']:,} vs {result['flops_per_input_all_experts']:,} running every expert")

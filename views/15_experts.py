@@ -84,7 +84,8 @@ st.markdown(
     f"{report['expert_parameters']:,}). "
     + (f"**{gone}** {'is' if len(config.pruned) == 1 else 'are'} pruned, yet the router still sends "
        f"{lost:,} of the {sum(report['load']):,} test assignments there. " if config.pruned else "")
-    + f"Balance loss on the test split: **{report['balance_loss']:.2f}** (1.0 = uniform, {n} = one expert)."
+    + f"Balance loss on the test split: **{report['balance_loss']:.2f}** (1.0 = uniform, at most {n / k:g}: the "
+      "router certain of one expert)."
 )
 
 left, right = st.columns(2)

@@ -13,8 +13,9 @@ into a ``Routing``: the ``top_k`` experts each input goes to and their gate weig
 Load-balancing loss (Switch Transformer, eq. 4): ``N * sum_i f_i * P_i``, with ``f_i`` the
 fraction of routing assignments that went to expert i (over ``batch * k`` assignments, so
 ``sum f = 1``) and ``P_i`` the mean router probability of expert i. It is 1.0 for perfectly
-uniform routing and N when everything goes to one expert with certainty; only ``P``
-carries gradient (``f`` comes from an argmax).
+uniform routing and at most ``N / k``, when the router is certain of one expert (each input's k
+assignments go to k experts, so one gets at most ``1 / k`` of them: N for top-1, 2.0 for 4 experts
+at top-2); only ``P`` carries gradient (``f`` comes from an argmax).
 """
 
 from __future__ import annotations

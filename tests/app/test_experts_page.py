@@ -129,6 +129,7 @@ def test_fine_tune_and_measure_then_switch_model_leave_the_workbench(at):
     assert at.slider(key="moe_top_k_moe_mnist").value == 2  # moe_mnist's own k
     assert _metric(at, "Test accuracy now").delta == "+0.0 points"
     assert "pruned" not in " ".join(m.value for m in at.markdown if "Each input runs" in m.value)
+    assert "(1.0 = uniform, at most 2: the router certain of one expert)" in " ".join(m.value for m in at.markdown)
     assert "experts.experts" not in at.query_params
     bench = at.session_state[keys.BENCH]
     assert bench.name == "digits_mlp" and bench.sparsity == pytest.approx(0.8, abs=0.01)

@@ -54,3 +54,17 @@ def test_balance_loss_hand_computed():
 def test_bad_top_k():
     with pytest.raises(ValueError, match="top_k"):
         route(torch.zeros(2, 3), top_k=4)
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 3])
+def test_the_balance_loss_is_at_most_n_over_k_as_the_texts_say(top_k):
+    """The page and the CLI said "4 = one expert" for the top-2 moe_mnist, whose loss cannot pass 2.0 (an audit)."""
+    from sparsity_viz.moe.routing import balance_loss, route
+
+    n = 4
+    certain = torch.full((8, n), -30.0)
+    certain[:, 0] = 30.0  # every input's router certain of expert 0
+    routing = route(certain, top_k)
+    assert float(balance_loss(routing.probs, routing.experts)) == pytest.approx(n / top_k, rel=1e-4)
+    uniform = route(torch.zeros(8, n), top_k)
+    assert float(balance_loss(uniform.probs, torch.arange(8 * top_k).reshape(8, top_k) % n)) == pytest.approx(1.0)
