@@ -256,7 +256,7 @@ def tolerated_level(scan: pd.DataFrame, layer: str, max_drop: float) -> float:
     s = s[s["layer"] == layer].sort_values("level")
     best = 0.0
     for level, drop in zip(s["level"], s["drop"]):
-        if drop > max_drop:
+        if drop > max_drop + 1e-9:  # 1.00 - 0.99 is 0.010000000000000009: a drop of exactly 1 point is within it
             break
         best = float(level)
     return best
@@ -280,11 +280,20 @@ def describe_scan(scan: pd.DataFrame, max_drop: float = 0.01) -> str:
             lowest = s[s["layer"] == layer].sort_values("level").iloc[0]
             parts.append(f"{layer} loses {100 * lowest['drop']:.1f} points already at {100 * lowest['level']:g} %")
         else:
-            parts.append(f"{layer} tolerates {100 * level:g} % pruned (a {100 * float(rows['drop'].iloc[0]):.1f}-point "
-                         "drop)")
+            parts.append(f"{layer} tolerates {100 * level:g} % pruned ({_change(float(rows['drop'].iloc[0]))})")
     points = f"{100 * max_drop:g} point{'s' if max_drop != 0.01 else ''}"
     text = f"Within {points} of the dense accuracy, " + ", ".join(parts)
     if len(reach) > 1:
         order = sorted(reach, key=lambda n: reach[n], reverse=True)  # highest tolerated level, then smallest mean drop
-        text += f"; {order[0]} is the least sensitive, {order[-1]} the most"
+        if reach[order[0]] == reach[order[-1]]:  # it named a least and a most sensitive layer among equals
+            text += "; no layer is more sensitive than another here"
+        else:
+            text += f"; {order[0]} is the least sensitive, {order[-1]} the most"
     return text + "."
+
+
+def _change(drop: float) -> str:
+    """A drop as words: "a 0.5-point drop", "a 3.3-point gain" (it read "a -33.3-point drop"), "no change"."""
+    if round(100 * drop, 1) == 0:
+        return "no change"
+    return f"a {100 * abs(drop):.1f}-point {'drop' if drop > 0 else 'gain'}"

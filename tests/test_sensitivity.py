@@ -239,6 +239,20 @@ def test_describe_scan_by_hand():
                                    "b loses 5.0 points already at 50 %; a is the least sensitive, b the most.")
 
 
+
+def test_describe_scan_at_exactly_one_point_with_ties_and_gains():
+    """An audit: fc3 "loses 1.0 points already at 50 %" in a sentence about what stays within 1 point (1.0 - 0.99
+    is 0.010000000000000009); equal layers got a least and a most sensitive one; a gain read "a -33.3-point drop"."""
+    scan = pd.DataFrame({"layer": ["a", "b"], "level": [0.5, 0.5], "seed": 0, "accuracy": [0.99, 0.99],
+                         "accuracy_drop": [1.0 - 0.99, 1.0 - 0.99], "weights": 10, "zeros": 5})
+    assert describe_scan(scan) == ("Within 1 point of the dense accuracy, a tolerates 50 % pruned (a 1.0-point drop), "
+                                   "b tolerates 50 % pruned (a 1.0-point drop); no layer is more sensitive than "
+                                   "another here.")
+    gain = scan.assign(accuracy_drop=[-1 / 3, 0.0])
+    assert describe_scan(gain) == ("Within 1 point of the dense accuracy, a tolerates 50 % pruned (a 33.3-point gain), "
+                                   "b tolerates 50 % pruned (no change); a is the least sensitive, b the most.")
+
+
 # --- figures -------------------------------------------------------------------------------------
 
 
