@@ -8,12 +8,14 @@ ratio is nnz / numel, the byte ratio nnz * 4 / dense bytes (values only).
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import statistics
 import time
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -174,14 +176,21 @@ def _add_ratios(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     for col, default in (("median_us", NAN), ("ratio_q25", NAN), ("ratio_q75", NAN), ("rounds", 0),
                          ("stable", False), ("capped", False)):  # rows of skipped formats have no timing
         df[col] = df[col].fillna(default).infer_objects() if col in df else default
-    base = df[df.format.isin(["dense", "dense-cuda"])].set_index(keys)["median_us"]
-    csr = df[df.format.isin(["csr-torch", "csr-cuda"])].set_index(keys)["median_us"]
     idx = df.set_index(keys).index
-    of_medians = df["median_us"].values / base.reindex(idx).values
+
+    def timed(name: str) -> np.ndarray:  # (rows,) format ``name``'s median at each row's keys, NaN where not timed
+        return df[df.format == name].set_index(keys)["median_us"].reindex(idx).to_numpy(dtype=float)
+
+    # a CUDA format against its GPU reference where one was timed, the rest against the CPU's: both references in
+    # one table had given every key two base rows, and pandas refused to reindex on them (an audit)
+    on_cuda = df["format"].str.endswith("-cuda").to_numpy()
+    base = np.where(on_cuda & ~np.isnan(timed("dense-cuda")), timed("dense-cuda"), timed("dense"))
+    csr = np.where(on_cuda & ~np.isnan(timed("csr-cuda")), timed("csr-cuda"), timed("csr-torch"))
+    of_medians = df["median_us"].values / base
     # the median of the per-round ratios where the formats were timed interleaved, else the ratio of medians
     df["ratio_dense"] = df["ratio_dense"].fillna(pd.Series(of_medians, index=df.index)) if "ratio_dense" in df \
         else of_medians
-    df["ratio_torch_csr"] = df["median_us"].values / csr.reindex(idx).values
+    df["ratio_torch_csr"] = df["median_us"].values / csr
     df["speedup_vs_dense"] = 1.0 / df["ratio_dense"]
     return df
 
@@ -206,7 +215,7 @@ def benchmark_model(model: nn.Module, batch_sizes: Iterable[int] = (1, 32, 256),
     ideal_bytes_ratio, note.
     """
     device = resolve_device(device)
-    model = model.eval().to(device)
+    model = copy.deepcopy(model).eval().to(device)  # the caller's model keeps its mode and device
     layers = prunable_layers(model)
     numel = sum(m.weight.numel() for _, m in layers)
     nnz = sum(int((m.weight != 0).sum()) for _, m in layers)

@@ -109,6 +109,20 @@ def test_bench_frames():
     assert set(cross.format) == {"csr-torch", "csr-native"}
 
 
+def test_both_dense_references_in_one_table_and_the_callers_model_left_alone():
+    """Timing dense and dense-cuda together gave every batch two reference rows and pandas refused to reindex
+    ("cannot handle a non-unique multi-index!"): speedup_curves(device="cuda") with its defaults would have. And
+    benchmark_model switched the caller's model to eval mode (an audit). Without a GPU the CUDA rows are skipped."""
+    from sparsity_viz.backend.bench import benchmark_layer
+
+    layer = benchmark_layer(torch.randn(16, 16), None, [1, 4], formats=("dense", "dense-cuda", "csr-cuda"), repeats=2)
+    assert len(layer) == 2 * 3 and (layer[layer.format == "dense"].ratio_dense == 1.0).all()
+    model = prune(build_model("digits_mlp", seed=0), "global_magnitude", 0.9).model.train()
+    df = benchmark_model(model, [1], device="cpu", formats=("dense", "csr-torch", "dense-cuda", "csr-cuda"), repeats=2)
+    assert len(df) == 4 and df[df.format == "csr-torch"].ratio_dense.notna().all()
+    assert model.training
+
+
 def test_a_conv_model_is_measured_in_every_format_its_im2col_layers_run():
     """LeNet-5's conv layers run a forced CSR format on their im2col matrix (plan 'im2col-csr-torch'), which the
     benchmark read as unavailable: the Speed page showed NaN and 'skipped: forced im2col-csr-torch' (an audit)."""
