@@ -496,9 +496,10 @@ def _guard_against_dense(src: nn.Module, compiled: CompiledModel, kw: dict, noti
         best, t_best = contenders[k], times[k]
         timing["compiled_us"] = t_best * 1e6
         if t_best < t_dense:
-            if best is alt:
+            if best is alt:  # it said "every layer native" where some layer was not (an audit)
+                what = "every layer native (one call)" if best._all_native() else "the variant forcing csr-native"
                 for p in best.plans:
-                    p.reason = "whole-call timing: every layer native (one call) was fastest; " + p.reason
+                    p.reason = f"whole-call timing: {what} was fastest; " + p.reason
             best.timing = dict(timing, chosen="compiled", chosen_us=t_best * 1e6)
             best.notices.append(f"whole call: {t_best * 1e6:.0f} us vs the original module {t_dense * 1e6:.0f} us "
                                 f"({t_best / t_dense:.2f}x) at batch {kw['batch']}")

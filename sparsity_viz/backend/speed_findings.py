@@ -13,6 +13,18 @@ from .speed_report import SpeedReport, interval_words
 TIE_LOW, TIE_HIGH = 0.97, 1.03  # a compiled/dense ratio in [TIE_LOW, TIE_HIGH] is a tie
 
 
+def _emptied(shape) -> bool:
+    """Whether a compiled shape (``"0x0"``, ``"2x0"`` or a tuple) has no weight left."""
+    return 0 in shape if isinstance(shape, tuple) else "0" in str(shape).split("x")
+
+
+def _names(rows) -> str:
+    """The plan rows' layers in bold, each with its density and the shape it was compacted to."""
+    return ", ".join(f"**{r['layer']}** ({100 * r['density']:.0f} % of weights left"
+                     + (f", compacted to {r['compiled_shape']}" if r["compiled_shape"] != r["shape"] else "")
+                     + ")" for _, r in rows.iterrows())
+
+
 def findings(report: SpeedReport, batches: tuple[int, ...]) -> list[str]:
     """One sentence per result worth saying: compiled vs dense per batch, formats slower than dense, int8 vs
     fp32, layers the dispatcher kept dense, formats that were skipped (and why)."""
@@ -49,12 +61,23 @@ def findings(report: SpeedReport, batches: tuple[int, ...]) -> list[str]:
                          f"{g['weight_bytes']['csr-int8-native'] / g['weight_bytes']['csr-native']:.2f}× its weight "
                          "bytes.")
         table = plans[b]["table"]
-        kept = table[table["format"].str.startswith("dense")]
+        # a layer compacted to nothing was not "slower"; a native dense kernel was chosen as the fastest; a layer the
+        # whole-call check handed back to the original module lost as part of the whole call (an audit read all
+        # three as "sparse is slower than dense ... the dispatcher keeps it dense")
+        emptied = table["compiled_shape"].map(_emptied)
+        original = (table["reason"].astype(str).str.startswith("original module kept") if "reason" in table
+                    else emptied & False)
+        if emptied.any():
+            gone = table[emptied]
+            lines.append(f"At batch {b} {_names(gone)} {'is' if len(gone) == 1 else 'are'} compacted away: pruning "
+                         "left no path from the input to the output through "
+                         f"{'its' if len(gone) == 1 else 'their'} neurons, so they cost nothing.")
+        if original.any() and not emptied.any():
+            lines.append(f"At batch {b} the whole compiled call was not faster than the original module, so the "
+                         "original module runs.")
+        kept = table[(table["format"] == "dense") & ~emptied & ~original]
         if len(kept):
-            names = ", ".join(f"**{r['layer']}** ({100 * r['density']:.0f} % of weights left"
-                              + (f", compacted to {r['compiled_shape']}" if r["compiled_shape"] != r["shape"] else "")
-                              + ")" for _, r in kept.iterrows())
-            lines.append(f"At batch {b} sparse is slower than dense for {names}: the dispatcher keeps "
+            lines.append(f"At batch {b} sparse is slower than dense for {_names(kept)}: the dispatcher keeps "
                          f"{'it' if len(kept) == 1 else 'them'} dense.")
     skipped = bench[bench["note"].str.startswith("skipped")].drop_duplicates("format")
     for _, row in skipped.iterrows():

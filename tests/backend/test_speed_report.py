@@ -117,3 +117,39 @@ def test_a_layer_format_whose_output_is_wrong_is_not_timed(monkeypatch):
     rows = bench.benchmark_layer(w, torch.randn(20), [4], formats=("dense", "csr-torch"), repeats=3).set_index("format")
     assert rows.loc["csr-torch", "note"].startswith("skipped: not timed: its output differs from the model's")
     assert rows.loc["dense", "median_us"] > 0
+
+
+def test_layers_compacted_away_or_run_natively_dense_are_not_called_slower():
+    """moons_mlp pruned 90 % per layer: "sparse is slower than dense for fc1 (0 % of weights left, compacted to
+    0x0)", where the layer was removed; a chosen native dense kernel and the whole-call fallback read the same
+    (an audit)."""
+    from sparsity_viz.backend.speed_findings import findings
+
+    report = _synthetic(0.5, ["dense", "dense", "dense-native", "dense"])
+    table = report.plans[8]["table"]
+    table["compiled_shape"] = ["0x0", "2x0", (4, 4), (4, 4)]
+    table["reason"] = ["empty layer", "empty layer", "0.5x dense time", "fastest dense"]
+    lines = findings(report, (8,))
+    assert ("At batch 8 **fc1** (50 % of weights left, compacted to 0x0), **fc2** (50 % of weights left, compacted "
+            "to 2x0) are compacted away: pruning left no path from the input to the output through their neurons, "
+            "so they cost nothing.") in lines
+    assert "At batch 8 sparse is slower than dense for **fc4** (50 % of weights left): the dispatcher keeps it dense." \
+        in lines
+    table["compiled_shape"] = [(4, 4)] * 4
+    table["reason"] = ["original module kept (whole call not faster): 0.5x"] * 4
+    lines = findings(report, (8,))
+    assert "At batch 8 the whole compiled call was not faster than the original module, so the original module runs." \
+        in lines and not any("sparse is slower" in line for line in lines)
+
+
+def test_whole_call_reasons_say_every_layer_native_only_when_every_layer_is():
+    """A fully pruned MLP's plan read "every layer native (one call) was fastest; csr-native unavailable (empty
+    layer ...)" (an audit). Which contender wins is timed; whichever does, the words must fit it."""
+    from sparsity_viz.backend import compile_model
+
+    model, _ = load_sample("moons_mlp")
+    for sparsity in (0.9, 1.0):
+        compiled = compile_model(prune(model, "magnitude", sparsity).model, batch_size=1, device="cpu")
+        for reason in compiled.plan_table()["reason"]:
+            if reason.startswith("whole-call timing: every layer native"):
+                assert compiled._all_native(), reason
