@@ -178,6 +178,7 @@ def layer_histograms(result: ActivationsResult, layer: str, wb: Workbench | None
 
 
 def class_table(result: ActivationsResult, wb: Workbench | None = None) -> pd.DataFrame:
-    """Zero share (%) per class and layer, dense and current (``activations.per_class_table``)."""
-    reports = {"dense": result.dense} if result.same else {"dense": result.dense, "current": result.current}
+    """Zero share (%) per class and layer, dense and current (``activations.per_class_table``); with k-WTA on, the
+    compared columns are named for it (they read "current" while holding the k-WTA copy; an audit)."""
+    reports = {"dense": result.dense} if result.same else {"dense": result.dense, result.row: result.current}
     return per_class_table(reports, dataset(wb or bench()).class_names)

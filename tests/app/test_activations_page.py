@@ -122,6 +122,9 @@ def test_kwta_makes_the_zero_share_exact_and_shows_its_accuracy():
     acc = evaluate_dataset(net, ds, device="cpu").accuracy
     assert _metric(at, f"Accuracy ({label})") == f"{100 * acc:.1f} %"
     assert "fc1 90.0 %, fc2 70.0 %" in " ".join(m.value for m in at.markdown)
+    per_class = next(d.value for d in at.dataframe if "class" in d.value.columns)  # named for k-WTA, not "current"
+    assert [c for c in per_class.columns if "k-WTA" in c] == ["fc1 k-WTA, k = 30 (%)", "fc2 k-WTA, k = 30 (%)"]
+    assert per_class["fc1 k-WTA, k = 30 (%)"].round(6).eq(90.0).all()
     assert at.session_state[keys.BENCH].current is wb.current  # the session's model keeps its ReLU
     assert type(wb.current.act).__name__ == "ReLU"
 
