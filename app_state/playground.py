@@ -69,7 +69,8 @@ def playground() -> PlaygroundRun:
             _message("error", f"The link's network could not be rebuilt ({exc}); it starts untrained.")
         else:
             if at or cuts:
-                _message("info", f"Rebuilt from the link: {spec.describe()}, {run.epoch} epochs trained, "
+                _message("info", f"Rebuilt from the link: {spec.describe()}, {run.epoch} "
+                                 f"epoch{'s' if run.epoch != 1 else ''} trained, "
                                  f"{len(cuts)} hand cut{'s' if len(cuts) != 1 else ''}.")
         if bar is not None:
             bar.empty()

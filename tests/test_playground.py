@@ -324,3 +324,9 @@ def test_a_spec_refuses_bools_and_lists(field, value):
     """Found by an audit: bools passed as numbers, and a list of widths made the frozen cache key unhashable."""
     with pytest.raises(ValueError, match="Invalid playground settings"):
         replace(PlaygroundSpec(), **{field: value})
+
+
+def test_describe_says_sparse_at_init_only_when_something_is_pruned():
+    """A link with SET at 0 % read "sparse at init (erdos_renyi, 0 %)" (an audit)."""
+    assert "sparse at init" not in PlaygroundSpec(dynamics="set", sparsity=0.0).describe()
+    assert "sparse at init (erdos_renyi, 50 %)" in PlaygroundSpec(dynamics="set", sparsity=0.5).describe()

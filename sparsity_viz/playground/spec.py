@@ -103,7 +103,7 @@ class PlaygroundSpec:
         net = "-".join(str(s) for s in self.sizes)
         parts = [f"{self.dataset} (noise {self.noise:g}, {100 * self.test_fraction:.0f} % test)",
                  f"MLP {net} {self.activation}"]
-        if self.sparse_start:
+        if self.sparse_start and self.sparsity > 0:  # SET at 0 % read "sparse at init (erdos_renyi, 0 %)"
             start = self.init if self.init != "dense" else "erdos_renyi"
             parts.append(f"sparse at init ({start}, {100 * self.sparsity:.0f} %)")
         if self.dynamics == "gradual":
