@@ -42,21 +42,22 @@ repeats = c3.number_input("Rounds", 3, 50, int(stored["repeats"]), key="speed_re
                           help="At least this many rounds; each round times every format once, one after the "
                                f"other. More rounds follow until each ratio to dense has its interquartile range "
                                f"within ±{100 * STABLE_IQR:.0f} % of its median, or the time cap is reached.")
-time_cap = c5.number_input("Time cap (s)", 1, 60, int(stored["time_cap_s"]), key="speed_time_cap",
+time_cap = c5.number_input("Time cap (s)", 1.0, 60.0, float(stored["time_cap_s"]), step=1.0, key="speed_time_cap",
                            help="Per batch size: stop repeating after this long even if a ratio has not settled "
                                 "(the page then says which). Each point of the crossover curve gets a third of it.")
 layer_names = [n for n, _ in linear]
 layer = c4.selectbox("Layer for the crossover curve", layer_names, key="speed_layer",
                      index=layer_names.index(stored["layer"]) if stored.get("layer") in layer_names else 0,
                      format_func=lambda n: f"{n} ({dict(linear)[n].out_features}x{dict(linear)[n].in_features})",
-                     help="A random layer of this shape is timed over a sparsity sweep.")
+                     help="A random layer of this shape is timed over a sparsity sweep.",
+                     disabled=not layer_names) or ""  # no Linear layer (a conv-only upload): measured, no curve
 formats = tuple(["dense", *[f for f in format_options if f in formats and f != "dense"]])  # dense is the reference
 batches = tuple(sorted(int(b) for b in batches))
 app_state.store_speed(batches=list(batches), formats=list(formats), repeats=int(repeats), layer=layer,
                       time_cap_s=float(time_cap))
 
 settings = SpeedSettings(batches, formats, int(repeats), dev, layer, float(time_cap))
-key = app_state.speed_key(wb, settings) if batches and layer else None
+key = app_state.speed_key(wb, settings) if batches else None
 result = app_state.speed_result(key) if key else None
 building = app_state.native_kernel_building()
 st.caption(f"Current model: {wb.origin} · {100 * wb.sparsity:.1f} % of weights pruned · measured on {dev}, "
@@ -84,7 +85,7 @@ st.markdown("\n".join(f"- {t}" for t in lines))
 
 not_settled = unsettled(bench)
 if not_settled:
-    app_state.show_message("warning", f"Hit the {settings.time_cap_s:.0f} s time cap before the ratio settled within "
+    app_state.show_message("warning", f"Hit the {settings.time_cap_s:g} s time cap before the ratio settled within "
                                       f"±{100 * settings.rel_iqr:.0f} % for {', '.join(not_settled)}: its interval "
                                       "below is wider. Measure again on a quieter machine, or raise the time cap.")
 with st.expander("How sure is each ratio? (interquartile range over the rounds)", expanded=bool(not_settled)):
@@ -122,18 +123,23 @@ st.caption(f"Sparse checkpoint file (all tensors, layout included): {figures.hum
            "Download it on *Share & export*.")
 
 st.subheader("When does sparse start to win?")
-rl, sl = result.layer, result.shape
-curve_batch = st.radio("Batch size", list(batches), index=len(batches) - 1, horizontal=True, key="speed_curve_batch")
-sparsity_now = speed_findings.layer_sparsity(wb.current, rl)
-fig = figures.speedup_curve_figure(result.curves, result.crossovers, batch=curve_batch, mark_sparsity=sparsity_now,
-                                   title=f"Random {sl[0]}x{sl[1]} layer ({rl}'s shape), batch {curve_batch}")
-app_state.show_figure(fig, "speed_curves")
-bad, points = unsettled_points(result.curves, curve_batch)
-st.caption(f"At batch {curve_batch}: " + speed_findings.crossover_words(result.crossovers, curve_batch)
-           + f". {rl} is {100 * sparsity_now:.0f} % sparse now. "
-           + (f"{bad} of these {points} points hit the time cap before their ratio settled within "
-              f"±{100 * settings.rel_iqr:.0f} %: read them as rough." if bad else
-              f"Every point's ratio settled within ±{100 * settings.rel_iqr:.0f} %." if points else ""))
+if not result.layer:
+    st.info("This model has no fully connected layer, whose shape the crossover curve sweeps: no curve.")
+else:
+    rl, sl = result.layer, result.shape
+    curve_batch = st.radio("Batch size", list(batches), index=len(batches) - 1, horizontal=True,
+                           key="speed_curve_batch")
+    sparsity_now = speed_findings.layer_sparsity(wb.current, rl)
+    fig = figures.speedup_curve_figure(result.curves, result.crossovers, batch=curve_batch,
+                                       mark_sparsity=sparsity_now,
+                                       title=f"Random {sl[0]}x{sl[1]} layer ({rl}'s shape), batch {curve_batch}")
+    app_state.show_figure(fig, "speed_curves")
+    bad, points = unsettled_points(result.curves, curve_batch)
+    st.caption(f"At batch {curve_batch}: " + speed_findings.crossover_words(result.crossovers, curve_batch)
+               + f". {rl} is {100 * sparsity_now:.0f} % sparse now. "
+               + (f"{bad} of these {points} points hit the time cap before their ratio settled within "
+                  f"±{100 * settings.rel_iqr:.0f} %: read them as rough." if bad else
+                  f"Every point's ratio settled within ±{100 * settings.rel_iqr:.0f} %." if points else ""))
 
 with st.expander("All measurements (table)"):
     app_state.show_table(bench, f"speed_{wb.name}")

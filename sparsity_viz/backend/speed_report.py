@@ -47,7 +47,7 @@ class SpeedSettings:
     formats: tuple[str, ...]
     repeats: int = 10
     device: str = "cpu"
-    layer: str = ""  # the Linear layer whose shape the crossover sweep uses
+    layer: str = ""  # the Linear layer whose shape the crossover sweep uses ("": no sweep, e.g. a conv-only model)
     time_cap_s: float = 5.0  # per batch size
     rel_iqr: float = STABLE_IQR
 
@@ -95,7 +95,8 @@ def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress 
     """
     model = copy.deepcopy(model).eval()
     batches = tuple(settings.batches)
-    steps = 2 * len(batches) + len(CURVE_SPARSITIES)
+    sweep = CURVE_SPARSITIES if settings.layer else ()  # a model without a Linear layer is still measured
+    steps = 2 * len(batches) + len(sweep)
     done = 0
 
     def tick(text: str) -> None:
@@ -114,17 +115,18 @@ def measure_speed(model: nn.Module, settings: SpeedSettings, progress: Progress 
                                  calibration=calibration)
         plans[b] = {"table": compiled.plan_table(), "explain": compiled.explain(), "notices": list(compiled.notices)}
         tick(f"Chose a format per layer for batch {b}")
-    shape = tuple(dict(model.named_modules())[settings.layer].weight.shape)
+    shape = tuple(dict(model.named_modules())[settings.layer].weight.shape) if settings.layer else ()
     curve_formats = CUDA_CURVE_FORMATS if settings.device.startswith("cuda") else CPU_CURVE_FORMATS
     curve_frames = []
-    for s in CURVE_SPARSITIES:
+    for s in sweep:
         curve_frames.append(speedup_curves(shape, (s,), batches, formats=curve_formats, device=settings.device,
                                            repeats=max(3, settings.repeats // 3), rel_iqr=settings.rel_iqr,
                                            time_cap_s=settings.time_cap_s / 3))
         tick(f"Random {shape[0]}x{shape[1]} layer at {100 * s:.0f} % sparsity")
-    curves = pd.concat(curve_frames, ignore_index=True)
+    curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame()
     return SpeedReport(bench=pd.concat(frames, ignore_index=True), plans=plans, curves=curves,
-                       crossovers=crossovers(curves), layer=settings.layer, shape=shape)
+                       crossovers=crossovers(curves) if curve_frames else pd.DataFrame(), layer=settings.layer,
+                       shape=shape)
 
 
 def ratio_intervals(bench: pd.DataFrame) -> pd.DataFrame:

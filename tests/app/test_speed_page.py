@@ -200,3 +200,27 @@ def test_a_measurement_belongs_to_its_dataset():
     check(at)
     assert at.session_state[app_state.KEY_BENCH].dataset == "circles"
     assert not at.get("plotly_chart") and any("press **Measure**" in i.value for i in at.info)
+
+
+def test_a_model_without_a_linear_layer_is_measured_without_the_curve():
+    """A conv-only upload had an empty layer picker and a Measure button that stayed disabled, under "Choose batch
+    sizes and formats" although both were chosen (an audit): the curve sweeps a Linear layer's shape."""
+    import json
+
+    import numpy as np
+    from test_own_model_upload import _npz, _upload, _weights
+
+    spec = {"name": "convonly", "input": [1, 8, 8], "layers": [
+        {"name": "conv1", "type": "conv2d", "in": 1, "out": 4, "kernel": 3}, {"type": "relu"},
+        {"name": "conv2", "type": "conv2d", "in": 4, "out": 3, "kernel": 6}, {"type": "flatten"}]}
+    x = np.random.default_rng(0).integers(0, 256, (60, 8, 8), dtype=np.uint8)
+    at = _upload(open_app("moons_mlp"), json.dumps(spec).encode(), _weights(spec), _npz(x=x, y=np.arange(60) % 3),
+                 "img.npz")
+    at.switch_page("views/12_speed.py").run()
+    check(at)
+    assert at.selectbox(key="speed_layer").disabled
+    _measure(at, batches=(1,))
+    report = _report(at)
+    assert report.layer == "" and report.curves.empty and set(report.bench["format"]) >= {"dense", "auto"}
+    assert any("no fully connected layer" in i.value for i in at.info)
+    assert any("All measurements" in e.label for e in at.expander)
