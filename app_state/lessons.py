@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import threading
 from dataclasses import replace
+from typing import Any
 
 import streamlit as st
 
@@ -94,13 +95,29 @@ def apply_step(lesson: str, index: int) -> None:
         SETTERS.get(family, _set_page(family))(state.model, dict(values))
 
 
+STORED_KEYS = {"regularize": keys.STORED_REG, "quantize": keys.STORED_QUANT, "activations": keys.STORED_ACTIVATIONS}
+
+
 def step_is_set(lesson: str, index: int) -> bool:
-    """Whether this session's model and current model are the ones step ``index`` sets."""
+    """Whether this session's model, current model and the pages' settings are the ones step ``index`` sets: a
+    step whose model matched said "The app is set for this step" while its page compared other strategies (an
+    audit). The settings are read as kept (no link is read here: that is each page's)."""
     state = get_lesson(lesson).step(index).state
     if selected_model() != state.model or not _bundled_bench(state.model):
         return False
     wb = bench()
-    return wb.prune_config == state.prune if state.prune is not None else wb.is_dense
+    if not (wb.prune_config == state.prune if state.prune is not None else wb.is_dense):
+        return False
+    for family, values in state.settings.items():
+        kept = st.session_state.get(STORED_KEYS.get(family, keys.stored_page(family))) or {}
+        if any(_plain(kept.get(name)) != _plain(value) for name, value in values.items()):
+            return False
+    return True
+
+
+def _plain(value: Any) -> Any:
+    """A setting as compared: tuples and lists alike."""
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _bundled_bench(model: str) -> bool:

@@ -200,3 +200,23 @@ def test_students_revealing_at_once_compute_it_once(monkeypatch):
         t.join()
     assert len(calls) == 1 and len(answers) == 4
     assert len({a.text for a in answers}) == 1 and len({id(a) for a in answers}) == 4  # copies of one reveal
+
+
+def test_a_step_is_set_only_while_its_page_settings_hold():
+    """Set up of survivors' step 1 also marked step 2 as set, though Survival maps compared magnitude with random
+    while step 2 asks about SNIP (an audit): the model and pruning matched, the page settings were not checked."""
+    def set_steps(at) -> list[bool]:
+        at.switch_page("views/17_lessons.py").run()
+        check(at)
+        return [b.value == "The app is set for this step." for b in at.success]
+
+    at = open_app("lenet300", "10_survival")
+    at.selectbox(key="surv_b").set_value("random").run()
+    set_up(at, "survivors", 0)
+    assert set_steps(at) == [True]  # step 0 (Connections) only: step 1's survival settings are not in place
+    set_up(at, "survivors", 1)
+    assert len(set_steps(at)) == 2  # both hold now: one model, one pruning, step 1's page settings
+    at.switch_page("views/10_survival.py").run()
+    at.selectbox(key="surv_b").set_value("random").run()  # the student changes B: step 1 no longer holds
+    check(at)
+    assert set_steps(at) == [True]
