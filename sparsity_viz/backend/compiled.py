@@ -159,8 +159,12 @@ class CompiledModel(nn.Module):
 
     def _wrong_width(self, x: torch.Tensor) -> None:
         """The original raised for a wrong width, but dropped inputs let a wider one through (an audit)."""
+        if x.dim() < 2:  # one sample without its batch dimension read "takes 784 ..., got 784" (an audit)
+            raise ValueError(f"the model takes a batch, (N, {self.in_features}) or (N, ...) with {self.in_features} "
+                             f"values per sample; got shape {tuple(x.shape)}: add the batch dimension "
+                             "(x.unsqueeze(0) for one sample).")
         raise ValueError(f"the model takes {self.in_features} input features per sample, got "
-                         f"{math.prod(x.shape[1:]) if x.dim() > 1 else x.numel()} (input shape {tuple(x.shape)}).")
+                         f"{math.prod(x.shape[1:])} (input shape {tuple(x.shape)}).")
 
     def _native_forward(self, chain, x2: torch.Tensor) -> torch.Tensor:  # (B, in) -> (B, classes)
         if not self._guarded(x2.shape[0]):

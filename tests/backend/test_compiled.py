@@ -49,9 +49,13 @@ def test_a_wrong_input_width_is_refused_as_by_the_original(fmt):
     assert compiled.input_keep is not None and int(compiled.input_keep.max()) < 783  # the last input is dropped
     for _ in range(2):  # the first call builds the native chain, the second takes its fast path
         _check(compiled, pruned.model, 4)
-        for shape in [(4, 783), (4, 700), (4, 1000), (4, 28, 29), (0, 783), (784,)]:
+        for shape in [(4, 783), (4, 700), (4, 1000), (4, 28, 29), (0, 783)]:
             with pytest.raises(ValueError, match="the model takes 784 input features per sample"):
                 compiled(torch.randn(shape))
+        # one sample without its batch dimension: it read "takes 784 ..., got 784" (an audit)
+        with pytest.raises(ValueError, match=r"the model takes a batch, \(N, 784\).*got shape \(784,\): add the "
+                                             r"batch dimension"):
+            compiled(torch.randn(784))
     assert compiled(torch.randn(4, 28, 28)).shape == (4, 10) and compiled(torch.randn(0, 784)).shape == (0, 10)
 
 
