@@ -180,6 +180,8 @@ class TrainHook:
     Pruning schedules, dynamic sparse training and IMP's rewinding are hooks.
     """
 
+    schedules_masks = False  # True: ``after_step`` sets the masks on a schedule with an exact budget (AGP, SET, RigL)
+
     def on_start(self, state: TrainState) -> None:
         """Once, after the masks are applied and before the first step."""
 
@@ -394,6 +396,9 @@ def train(
     result = TrainResult(model=work, masks=masks)
     good = (copy.deepcopy(work.state_dict()), masks)
     hooks = [*_config_hooks(config), *hooks]  # dropout / DropConnect from the config come first
+    if config.zero_threshold > 0 and any(h.schedules_masks for h in hooks):  # its zeros joined the masks unrecorded:
+        raise ValueError("zero_threshold prunes weights the mask schedule does not count (SET at 80 % ended at 88 % "
+                         "with a history saying 80 %): a schedule keeps its own exact budget, so use one or the other.")
     started: list[TrainHook] = []
     try:
         for hook in hooks:

@@ -538,3 +538,17 @@ def test_training_refuses_a_model_with_nan_weights(moons):
     for epochs in (0, 1):
         with pytest.raises(ValueError, match="training needs finite weights: fc1.weight"):
             train(model, moons, TrainConfig(epochs=epochs))
+
+
+@pytest.mark.parametrize("strategy", ["gradual", "set", "rigl"])
+def test_zero_threshold_beside_a_mask_schedule_is_refused(strategy):
+    """SET at 80 % with zero_threshold 0.05 ended at 88 % zeros while its history said 80 %: the threshold's zeros
+    joined the masks the schedule counts as its budget (an audit)."""
+    from sparsity_viz.checkpoints import load_sample
+    from sparsity_viz.data import load_dataset
+    from sparsity_viz.pruning import get_strategy
+
+    model, _ = load_sample("moons_mlp")
+    config = TrainConfig(epochs=1, zero_threshold=0.05)
+    with pytest.raises(ValueError, match="zero_threshold prunes weights the mask schedule does not count"):
+        get_strategy(strategy).run(model, load_dataset("moons"), 0.8, config)

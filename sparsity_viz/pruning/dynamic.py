@@ -161,6 +161,8 @@ class DropAndGrowHook(TrainHook):
         masks: the masks in force; ``timeline`` records every update.
     """
 
+    schedules_masks = True  # train() refuses zero_threshold beside it
+
     def __init__(self, strategy: DynamicSparseStrategy, masks: Masks, timeline: MaskTimeline, seed: int = 0):
         self.strategy, self.masks, self.timeline = strategy, masks, timeline
         self.generator = torch.Generator().manual_seed(seed)

@@ -111,6 +111,8 @@ class AGPHook(TrainHook):
         masks: the masks in force; ``timeline`` and ``schedule`` record every event.
     """
 
+    schedules_masks = True  # train() refuses zero_threshold beside it
+
     def __init__(self, strategy: GradualStrategy, target: float, when: list[int], timeline: MaskTimeline,
                  masks: Masks):
         self.strategy, self.target, self.when = strategy, target, set(when)
