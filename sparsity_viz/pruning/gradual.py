@@ -50,7 +50,7 @@ class GradualStrategy(MagnitudeStrategy):
     label = "Gradual magnitude (AGP, cubic schedule)"
     kind = "scheduled"
     scopes = ("layer", "global")
-    events = 10  # number of pruning events n
+    events = 10  # pruning steps, t0 included: the paper's n is events - 1 (see the module docstring)
     begin = 0.0  # fraction of training when pruning starts (t0)
     end = 0.7  # fraction of training when the target is reached; the rest recovers
 
@@ -67,7 +67,7 @@ class GradualStrategy(MagnitudeStrategy):
             raise ValueError(f"AGP's initial sparsity must be in [0, 1), got {initial!r}.")
 
     def event_steps(self, total_steps: int) -> list[int]:
-        """The training steps (1-based) at which pruning happens: ``n`` events from t0 to the end step."""
+        """The training steps (1-based) at which pruning happens: ``events`` steps from t0 to the end step."""
         b = max(1, round(self.begin * total_steps))
         e = max(b, round(self.end * total_steps))
         if self.events == 1:
