@@ -73,10 +73,7 @@ with s1:
               delta_color="off")
     st.caption(f"{figures.human_bytes(sparse_ckpt.nbytes)} vs {figures.human_bytes(sparse_ckpt.dense_nbytes)} dense "
                f"({sparse_ckpt.nbytes / sparse_ckpt.dense_nbytes:.2f}×)"
-               + ("" if sparse_ckpt.nbytes < sparse_ckpt.dense_nbytes else
-                  ". Nothing is pruned: every weight is stored, and the layout on top." if wb.sparsity == 0 else
-                  ". Larger than dense: in a model this small the layout (names, shapes, indices) costs more than "
-                  "the zeros save."))
+               + (f". {sparse_ckpt.size_note()}" if sparse_ckpt.size_note() else ""))
     if round_trip:
         st.success("Round trip checked: loaded back bit-identical to the current model.")
     else:

@@ -66,6 +66,15 @@ class SparseSave:
     def report(self) -> pd.DataFrame:
         return pd.DataFrame(self.tensors)
 
+    def size_note(self) -> str:
+        """Why the file is not smaller than dense, in one sentence ("" when it is smaller)."""
+        if self.nbytes < self.dense_nbytes:
+            return ""
+        if all(t["encoding"] == "dense" for t in self.tensors):  # too few zeros anywhere for an index to pay off
+            return ("Every tensor is stored dense (too few of its weights are zero for an index to pay), and the "
+                    "layout (names, shapes, encodings) comes on top.")
+        return "In a model this small the layout (names, shapes, indices) costs more than the zeros save."
+
 
 def architecture_metadata(model: nn.Module) -> dict:
     for name, cls in ARCHITECTURES.items():
