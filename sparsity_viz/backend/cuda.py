@@ -4,7 +4,8 @@
 (fp32 only through CUTLASS), a weight that is already 2:4 along the input
 dimension, and minimum / multiple shapes (CUTLASS fp16: rows % 32, cols % 64).
 ``semi_structured_status`` says, in one line, why a layer cannot use it. On a
-machine without CUDA every function here answers with a reason; nothing raises.
+machine without CUDA every function here answers with a reason and nothing raises, and the
+operator classes raise ``ValueError`` with that reason (the dispatcher falls back on it).
 """
 
 from __future__ import annotations
@@ -51,12 +52,21 @@ def semi_structured_status(weight: torch.Tensor, dtype: torch.dtype = SEMI_DTYPE
     return True, "2:4 semi-structured (fp16)"
 
 
+def _require_cuda() -> None:
+    """``ValueError`` with ``cuda_status``'s reason where there is no CUDA GPU (torch's own error was an
+    ``AssertionError: Torch not compiled with CUDA enabled``; an audit)."""
+    ok, why = cuda_status()
+    if not ok:
+        raise ValueError(why)
+
+
 class CudaDenseOp(DenseOp):
     """Dense cuBLAS matmul."""
 
     format = "dense-cuda"
 
     def __init__(self, weight, bias, relu=False, device="cuda"):
+        _require_cuda()
         super().__init__(weight, bias, relu, device=device)
 
 
@@ -66,6 +76,7 @@ class CudaCSROp(TorchCSROp):
     format = "csr-cuda"
 
     def __init__(self, weight, bias, relu=False, device="cuda"):
+        _require_cuda()
         super().__init__(weight, bias, relu, device=device)
 
 

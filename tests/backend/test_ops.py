@@ -130,6 +130,11 @@ def test_cuda_formats_skip_cleanly_without_gpu():
     for fmt in ("csr-cuda", "2:4-cuda", "dense-cuda"):
         with pytest.raises(FormatUnavailable, match="no CUDA GPU"):
             make_op(fmt, w, None, device="cpu")
+    from sparsity_viz.backend.cuda import CudaCSROp, CudaDenseOp, Semi24Op
+
+    for op in (CudaDenseOp, CudaCSROp, Semi24Op):  # built directly: the reason, not torch's "not compiled with CUDA" assertion
+        with pytest.raises(ValueError, match="CUDA paths skipped: no CUDA GPU"):
+            op(w, None)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
