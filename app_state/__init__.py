@@ -141,7 +141,9 @@ from .sensitivity import (
 from .settings import (
     LAMBDAS,
     THRESHOLDS,
+    follow_model,
     keep_page_settings,
+    kept_value,
     page_settings,
     prune_slider_key,
     speed_format_options,
@@ -203,7 +205,7 @@ __all__ = [
     "TrainingOptions", "training_options",
     "ModelReport", "model_report", "layer_heatmap", "UNITS_PER_PAGE", "UnitsView", "selected_unit", "show_unit_grid", "store_units", "stored_units", "unit_graph", "unit_grid",
     "units_view",
-    "link_carries", "page_settings", "keep_page_settings",
+    "link_carries", "page_settings", "keep_page_settings", "kept_value", "follow_model",
     "PlaygroundSlots", "cut_by_hand", "cut_choices", "dynamics_labels", "init_labels", "playground",
     "playground_numbers", "reset_playground", "set_playground_spec", "show_playground", "show_playground_message",
     "train_live",

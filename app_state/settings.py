@@ -103,6 +103,24 @@ def prune_slider_key() -> str:
     return keys.PRUNE_SLIDER
 
 
+def kept_value(stored: int, shown: int, high: int) -> int:
+    """What to keep of a setting a page showed clamped to ``high`` (a smaller model's range): the stored value while
+    the widget still shows its clamped form, else the user's new choice. Keeping what was shown had turned k = 250
+    into 8 for good after one visit to moons_mlp (an audit)."""
+    return stored if shown == min(stored, high) else shown
+
+
+def follow_model(page: str, widgets: dict[str, Any]) -> None:
+    """Before ``page`` draws widgets whose range depends on the model: on a model switch, set them to ``widgets``
+    (``{key: kept setting clamped to this model}``). A keyed widget keeps its own value across a switch, so it
+    showed the smaller model's clamped value on the way back (with ``kept_value``, the kept settings survive)."""
+    marker = keys.stored_page(f"{page}_model")
+    model = st.session_state.get(keys.STORED_MODEL)
+    if st.session_state.get(marker) != model:
+        st.session_state.update(widgets)
+        st.session_state[marker] = model
+
+
 def reg_defaults(model_name: str) -> dict:
     """The Regularize page's settings before anyone moved them: the model's L1 recipe."""
     return {"regularizer": "l1", **asdict(l1_recipe(model_name)), "start": "dense"}

@@ -32,6 +32,8 @@ s = app_state.page_settings("lottery", SETTINGS, ranges={"rounds": (1, recipe.ma
                                                          "epochs": (1, recipe.max_epochs), "seed": (0, 9)},
                             choices={"rewind": REWINDS, "metric": METRICS})
 c1, c2, c3, c4 = st.columns(4)
+app_state.follow_model("lottery", {"lottery_rounds": min(int(s["rounds"] or recipe.rounds), recipe.max_rounds),
+                                   "lottery_epochs": min(int(s["epochs"] or recipe.epochs), recipe.max_epochs)})
 rounds = c1.number_input("Rounds", 1, recipe.max_rounds, min(int(s["rounds"] or recipe.rounds), recipe.max_rounds),
                          key="lottery_rounds",
                          help=f"After r rounds {1 - RATES.rate:g}^r of each hidden layer is left (8 rounds: "
@@ -45,9 +47,11 @@ seed = c4.number_input("Init seed", 0, 9, int(s["seed"]), key="lottery_seed")
 metric = st.radio("Accuracy per round", METRICS, index=METRICS.index(s["metric"]), horizontal=True,
                   key="lottery_metric",
                   format_func=lambda m: {"best_accuracy": "best epoch (as the paper)", "test_accuracy": "last epoch"}[m])
-app_state.keep_page_settings("lottery", SETTINGS, rounds=None if rounds == recipe.rounds else int(rounds),
-                             epochs=None if epochs == recipe.epochs else int(epochs), rewind=rewind, seed=int(seed),
-                             metric=metric)
+rounds_kept = app_state.kept_value(int(s["rounds"] or recipe.rounds), int(rounds), recipe.max_rounds)
+epochs_kept = app_state.kept_value(int(s["epochs"] or recipe.epochs), int(epochs), recipe.max_epochs)
+app_state.keep_page_settings("lottery", SETTINGS, rounds=None if rounds_kept == recipe.rounds else rounds_kept,
+                             epochs=None if epochs_kept == recipe.epochs else epochs_kept, rewind=rewind,
+                             seed=int(seed), metric=metric)
 
 config = LotteryConfig(rounds=int(rounds), epochs=int(epochs), lr=recipe.lr, rewind_step=int(rewind), seed=int(seed))
 frame = app_state.lab_result(app_state.lottery_key(wb.name, int(seed), config))

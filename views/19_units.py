@@ -31,11 +31,13 @@ else:
     if n is None:  # the layer just changed: the view follows on the next run
         app_state.store_units(layer=layer, first=0, unit=0)
         st.rerun()
-    first = 0
+    first, last_page = 0, (n - 1) // int(per_page) * int(per_page)  # the last grid's first unit
     if n > per_page:
-        first = c3.slider("First unit shown", 0, n - 1, min(int(settings["first"]), n - 1), step=int(per_page),
+        app_state.follow_model("units", {"units_first": min(int(settings["first"]), last_page)})
+        first = c3.slider("First unit shown", 0, n - 1, min(int(settings["first"]), last_page), step=int(per_page),
                           key="units_first", help="The grids show this unit and the next ones.")
-    app_state.store_units(layer=layer, per_page=int(per_page), first=int(first))
+    app_state.store_units(layer=layer, per_page=int(per_page),
+                          first=app_state.kept_value(int(settings["first"]), int(first), last_page))
     shown = list(range(first, min(n, first + int(per_page))))
     selected = app_state.selected_unit(n)  # a tile clicked in the last run, or the unit typed below
     zmax = view.dense.zmax  # one colour scale for both grids

@@ -161,3 +161,18 @@ def test_a_fully_pruned_toy_still_draws():
         compare_reports(activation_sparsity(wb.dense, ds.x_test), activation_sparsity(wb.current, ds.x_test))
         ["current_zero_pct"].tolist())
     assert at.get("plotly_chart")  # the input point, heatmap, bars and histogram
+
+
+def test_a_smaller_model_does_not_overwrite_the_chosen_k_and_input():
+    """k = 250 became 8 for good after a visit to moons_mlp (its layers have 8 units), and input 999 became 199:
+    the page kept what it showed, clamped (an audit)."""
+    at = open_app("lenet300", PAGE)
+    at.toggle(key="act_kwta").set_value(True).run()
+    at.number_input(key="act_k").set_value(250).run()
+    at.number_input(key="act_index").set_value(999).run()
+    at.selectbox(key="sv_model").set_value("moons_mlp").run()
+    check(at)
+    assert at.number_input(key="act_k").value == 8 and at.number_input(key="act_index").value < 999
+    at.selectbox(key="sv_model").set_value("lenet300").run()
+    check(at)
+    assert at.number_input(key="act_k").value == 250 and at.number_input(key="act_index").value == 999

@@ -78,3 +78,18 @@ def test_a_model_without_images_says_why():
     assert at.title[0].value == "What units see"
     assert any("no receptive fields" in i.value and "lenet300" in i.value for i in at.info)
     assert not charts(at)
+
+
+def test_a_smaller_model_shows_its_last_full_grid_and_keeps_the_chosen_first_unit():
+    """First unit 275 on LeNet-300-100 became 31 on digits_mlp, one tile ("units 31-31 of 32"), and stayed 31 when
+    going back (an audit)."""
+    at = open_app("lenet300", "19_units")
+    step = int(at.selectbox(key="units_per_page").value)
+    chosen = 11 * step  # a grid start far past digits_mlp's 32 units
+    at.slider(key="units_first").set_value(chosen).run()
+    at.selectbox(key="sv_model").set_value("digits_mlp").run()
+    check(at)
+    assert at.slider(key="units_first").value == (32 - 1) // step * step  # its last whole grid
+    at.selectbox(key="sv_model").set_value("lenet300").run()
+    check(at)
+    assert at.slider(key="units_first").value == chosen
