@@ -96,7 +96,8 @@ def interleaved_ratios(fns: dict[str, Callable[[], object]], reference: str, *, 
 
     Returns per name: ``median_s`` (seconds per call), ``ratio`` (median of the per-round ratios),
     ``ratio_q25``, ``ratio_q75``, ``rounds``, ``stable`` (the interval is within ``±rel_iqr``; always
-    True for the reference), ``capped`` (stopped by the time cap while some ratio was not stable) and
+    True for the reference), ``capped`` (the time cap stopped the rounds while this ratio was not stable; the
+    reference and settled ratios are never capped: they had read "stopped by the time cap" beside "within ±5 %") and
     ``round_s`` (seconds per call in each round, for ratios to another contender: ``ratio_between``).
     """
     if reference not in fns:
@@ -138,9 +139,9 @@ def interleaved_ratios(fns: dict[str, Callable[[], object]], reference: str, *, 
     for k in names:
         ratios = _ratios(times, k, reference)
         q25, med, q75 = _quartiles(ratios)
+        stable = k == reference or _within(ratios, rel_iqr or STABLE_IQR)
         out[k] = {"median_s": statistics.median(times[k]), "ratio": med, "ratio_q25": q25, "ratio_q75": q75,
-                  "rounds": len(ratios), "stable": k == reference or _within(ratios, rel_iqr or STABLE_IQR),
-                  "capped": capped, "round_s": list(times[k])}
+                  "rounds": len(ratios), "stable": stable, "capped": capped and not stable, "round_s": list(times[k])}
     return out
 
 
