@@ -79,6 +79,11 @@ def stored_page(page: str) -> str:
     return STORED_PREFIX + page
 
 
+def model_of(widgets: str) -> str:
+    """The model a page's model-ranged ``widgets`` were last set for (``settings.follow_model``)."""
+    return f"sv_model_of_{widgets}"
+
+
 def figure(name: str) -> str:
     """The ``st.plotly_chart`` of figure ``name``."""
     return f"fig_{name}"

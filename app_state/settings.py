@@ -114,7 +114,7 @@ def follow_model(page: str, widgets: dict[str, Any]) -> None:
     """Before ``page`` draws widgets whose range depends on the model: on a model switch, set them to ``widgets``
     (``{key: kept setting clamped to this model}``). A keyed widget keeps its own value across a switch, so it
     showed the smaller model's clamped value on the way back (with ``kept_value``, the kept settings survive)."""
-    marker = keys.stored_page(f"{page}_model")
+    marker = keys.model_of(page)
     model = st.session_state.get(keys.STORED_MODEL)
     if st.session_state.get(marker) != model:
         st.session_state.update(widgets)
