@@ -81,7 +81,10 @@ def findings(report: SpeedReport, batches: tuple[int, ...]) -> list[str]:
                          f"{'it' if len(kept) == 1 else 'them'} dense.")
     skipped = bench[bench["note"].str.startswith("skipped")].drop_duplicates("format")
     for _, row in skipped.iterrows():
-        why = row["note"][len("skipped: "):].split(";")[0].split(": ", 1)[-1]
+        # the first layer that says why the format is unavailable: LeNet-5's N:M skip quoted conv1's dense fallback
+        # ("conv kept dense (F.conv2d) ..."), not "the mask is not N:M" of its fc layers (an audit)
+        parts = row["note"][len("skipped: "):].split("; ")
+        why = next((p for p in parts if "unavailable" in p), parts[0])
         lines.append(f"{format_label(row['format'])} was skipped: {why[:160]}")
     return lines
 

@@ -153,3 +153,16 @@ def test_whole_call_reasons_say_every_layer_native_only_when_every_layer_is():
         for reason in compiled.plan_table()["reason"]:
             if reason.startswith("whole-call timing: every layer native"):
                 assert compiled._all_native(), reason
+
+
+def test_a_skipped_format_is_explained_by_the_layer_that_says_why():
+    """LeNet-5's N:M skip read "conv kept dense (F.conv2d) at density 81.0% ...", conv1's fallback, where its fc
+    layers said why N:M could not run (an audit)."""
+    from sparsity_viz.backend.speed_findings import findings
+
+    report = _synthetic(0.5, ["csr-native"])
+    note = ("skipped: conv1: conv kept dense (F.conv2d) at density 81.0% + ReLU + 2x2 pool; fc1: nm-native "
+            "unavailable (the mask is not N:M (1:4, 2:4, 2:8, 4:8)); dense")
+    report.bench.loc[len(report.bench)] = {"batch": 8, "format": "nm-native", "note": note}
+    assert "N:M (native) was skipped: fc1: nm-native unavailable (the mask is not N:M (1:4, 2:4, 2:8, 4:8))" in \
+        findings(report, (8,))
