@@ -406,6 +406,7 @@ def train(
             hook.on_start(state)
         # the reference accuracy is the model as training starts, after hooks set it up (e.g. quantized weights)
         monitor = _monitor(work, dataset, dev) if config.epochs > 0 else None
+        prox_steps = prox_step_sizes(state.optimizer)  # built once; it reads the optimizer's state at each call
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
             state.epoch = epoch
@@ -435,7 +436,7 @@ def train(
                 loss.backward()
                 state.optimizer.step()
                 if regularizer is not None:
-                    regularizer.prox(work, prox_step_sizes(state.optimizer))
+                    regularizer.prox(work, prox_steps)
                 if state.masks is not None:
                     apply_masks(work, state.masks, check=False)  # checked when they came in
                 state.step += 1

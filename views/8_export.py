@@ -71,9 +71,10 @@ with s1:
     st.metric("File size", figures.human_bytes(sparse_ckpt.nbytes),
               delta=f"{sparse_ckpt.nbytes / sparse_ckpt.dense_nbytes:.2f}× of {figures.human_bytes(sparse_ckpt.dense_nbytes)} dense",
               delta_color="off")
+    size_note = sparse_ckpt.size_note()  # why it is not smaller, or ""
     st.caption(f"{figures.human_bytes(sparse_ckpt.nbytes)} vs {figures.human_bytes(sparse_ckpt.dense_nbytes)} dense "
                f"({sparse_ckpt.nbytes / sparse_ckpt.dense_nbytes:.2f}×)"
-               + (f". {sparse_ckpt.size_note()}" if sparse_ckpt.size_note() else ""))
+               + (f". {size_note}" if size_note else ""))
     if round_trip:
         st.success("Round trip checked: loaded back bit-identical to the current model.")
     else:
