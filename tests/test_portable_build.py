@@ -53,7 +53,9 @@ def test_the_backend_builds_and_passes_without_avx512(march):
     probe = subprocess.run([sys.executable, "-c", PROBE, march], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=900)
     assert probe.returncode == 0, probe.stdout + probe.stderr[-3000:]
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests/backend"],
+    # test_kernel_build.py checks the build cache's mechanics on tiny sources, the same for every -march
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests/backend",
+                          "--ignore", "tests/backend/test_kernel_build.py"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout.splitlines()[-1]

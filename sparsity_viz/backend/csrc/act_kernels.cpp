@@ -18,7 +18,7 @@
 // Activations: element (i, b) of X at X[i * sf + b * sb], so feature-major (in, B) and
 // batch-major (B, in) inputs are read in place. A chain keeps per-sample layers batch-major
 // between layers and returns feature-major (out, B). Serial: one thread, no thread pool.
-#include <torch/extension.h>
+#include "torch_lite.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -251,12 +251,12 @@ void run_union(const ALayer& L, const View& x, int64_t B, const View& y) {
 
 struct Spec {
   std::vector<ALayer> layers;
-  std::vector<torch::Tensor> keep;  // every tensor the raw pointers point into
+  std::vector<at::Tensor> keep;  // every tensor the raw pointers point into
   int64_t in0 = 0;
 };
 
-Spec make_spec(int64_t in0, const std::vector<torch::Tensor>& colptrs, const std::vector<torch::Tensor>& rows,
-               const std::vector<torch::Tensor>& vals, const std::vector<torch::Tensor>& biases,
+Spec make_spec(int64_t in0, const std::vector<at::Tensor>& colptrs, const std::vector<at::Tensor>& rows,
+               const std::vector<at::Tensor>& vals, const std::vector<at::Tensor>& biases,
                const std::vector<bool>& relus, const std::vector<int64_t>& outs, const std::vector<int64_t>& modes) {
   const size_t n = vals.size();
   TORCH_CHECK(colptrs.size() == n && rows.size() == n && biases.size() == n && relus.size() == n && outs.size() == n &&
@@ -310,20 +310,20 @@ Spec make_spec(int64_t in0, const std::vector<torch::Tensor>& colptrs, const std
   return s;
 }
 
-torch::Tensor run_spec(const Spec& s, torch::Tensor X, bool batch_major) {
+at::Tensor run_spec(const Spec& s, at::Tensor X, bool batch_major) {
   TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
   X = X.contiguous();
   const int64_t B = batch_major ? X.size(0) : X.size(1);
   const int64_t F = batch_major ? X.size(1) : X.size(0);
   TORCH_CHECK(F == s.in0, "ActChain expects ", s.in0, " input features, got ", F);
   View v = batch_major ? View{X.data_ptr<float>(), 1, F} : View{X.data_ptr<float>(), B, 1};
-  torch::Tensor cur = X;
+  at::Tensor cur = X;
   for (size_t k = 0; k < s.layers.size(); ++k) {
     const ALayer& L = s.layers[k];
     const bool last = k + 1 == s.layers.size();
     const bool union_mode = L.mode == 1 && B > 1 && B <= LANES;
     const bool out_bm = !last && !union_mode && B > 1;  // per-sample layers hand on batch-major rows
-    torch::Tensor Y = out_bm ? torch::empty({B, L.out}, X.options()) : torch::empty({L.out, B}, X.options());
+    at::Tensor Y = out_bm ? at::empty({B, L.out}, X.options()) : at::empty({L.out, B}, X.options());
     View o = out_bm ? View{Y.data_ptr<float>(), 1, L.out} : View{Y.data_ptr<float>(), B, 1};
     if (B > 0 && L.out > 0) {
       if (union_mode) run_union(L, v, B, o);
@@ -343,16 +343,16 @@ torch::Tensor run_spec(const Spec& s, torch::Tensor X, bool batch_major) {
 // else dense with vals[k] = W^T (in, out rounded up to 16). modes[k]: 0 per sample, 1 union.
 struct ActChain {
   Spec spec;
-  ActChain(int64_t in, std::vector<torch::Tensor> colptrs, std::vector<torch::Tensor> rows,
-           std::vector<torch::Tensor> vals, std::vector<torch::Tensor> biases, std::vector<bool> relus,
+  ActChain(int64_t in, std::vector<at::Tensor> colptrs, std::vector<at::Tensor> rows,
+           std::vector<at::Tensor> vals, std::vector<at::Tensor> biases, std::vector<bool> relus,
            std::vector<int64_t> outs, std::vector<int64_t> modes)
       : spec(make_spec(in, colptrs, rows, vals, biases, relus, outs, modes)) {}
-  torch::Tensor forward(torch::Tensor X, bool batch_major) const { return run_spec(spec, X, batch_major); }
+  at::Tensor forward(at::Tensor X, bool batch_major) const { return run_spec(spec, X, batch_major); }
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<ActChain>(m, "ActChain", pybind11::module_local())
-      .def(pybind11::init<int64_t, std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
-                          std::vector<torch::Tensor>, std::vector<bool>, std::vector<int64_t>, std::vector<int64_t>>())
+      .def(pybind11::init<int64_t, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
+                          std::vector<at::Tensor>, std::vector<bool>, std::vector<int64_t>, std::vector<int64_t>>())
       .def("forward", &ActChain::forward, "X (in, B) feature-major, or (B, in) when batch_major -> (out, B)");
 }

@@ -14,8 +14,7 @@
 // unpooled plane never leaves the thread's buffer. With threads > 1 the work is split over
 // (image, channel) pairs with at::parallel_for (torch's intra-op pool, built with -fopenmp);
 // threads == 1 runs on the calling thread (the caller picks by measured call times).
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
+#include "torch_lite.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -100,13 +99,13 @@ inline float max4(float a, float b, float c, float d) {
 // (input channel, ky * KW + kx); tap_val (nnz,) float32; bias (OC,) or empty.
 // pool: 1 (none) or 2 (2x2 max pool, stride 2, floor); threads: 1 (serial) or more (torch's pool).
 // Returns (N, OC, Ho', Wo').
-torch::Tensor conv_forward(torch::Tensor x, torch::Tensor tap_ptr, torch::Tensor tap_chan, torch::Tensor tap_k,
-                           torch::Tensor tap_val, torch::Tensor bias, int64_t KH, int64_t KW, bool relu,
+at::Tensor conv_forward(at::Tensor x, at::Tensor tap_ptr, at::Tensor tap_chan, at::Tensor tap_k,
+                           at::Tensor tap_val, at::Tensor bias, int64_t KH, int64_t KW, bool relu,
                            int64_t pool, int64_t threads) {
-  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32 && x.device().is_cpu(),
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
               "conv_forward: x must be a float32 CPU tensor (N, C, H, W)");
-  TORCH_CHECK(tap_ptr.scalar_type() == torch::kInt32 && tap_chan.scalar_type() == torch::kInt32 &&
-                  tap_k.scalar_type() == torch::kInt32 && tap_val.scalar_type() == torch::kFloat32,
+  TORCH_CHECK(tap_ptr.scalar_type() == at::kInt && tap_chan.scalar_type() == at::kInt &&
+                  tap_k.scalar_type() == at::kInt && tap_val.scalar_type() == at::kFloat,
               "conv_forward: taps must be int32 (ptr, chan, k) and float32 (val)");
   TORCH_CHECK(pool == 1 || pool == 2, "conv_forward: pool must be 1 or 2");
   x = x.contiguous();
@@ -130,7 +129,7 @@ torch::Tensor conv_forward(torch::Tensor x, torch::Tensor tap_ptr, torch::Tensor
                 " out of range");
     off[t] = static_cast<int32_t>(chan[t] * H * W + (kk[t] / KW) * W + kk[t] % KW);
   }
-  auto y = torch::empty({N, OC, Hq, Wq}, x.options());
+  auto y = at::empty({N, OC, Hq, Wq}, x.options());
   const float* X = x.data_ptr<float>();
   const bool finite = pool != 2 || all_finite(X, N * C * H * W);  // the pool's NaN-safe max only when needed
   const float* val = tap_val.data_ptr<float>();

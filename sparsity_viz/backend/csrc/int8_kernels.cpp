@@ -14,7 +14,7 @@
 // codes widened per step). What int8 changes is the bytes of weights read from memory (1 byte value
 // + 2 byte column per nonzero instead of 4 + 2; a slice slot 1 + 1 instead of 4 + 1), not the
 // arithmetic. Serial (no at::parallel_for): the project runs one torch thread.
-#include <torch/extension.h>
+#include "torch_lite.h"
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -245,12 +245,12 @@ void run_layer(const QLayer& L, const float* X, int64_t ldx, float* Y, int64_t l
 // A validated chain of int8 CSR layers (tensors kept alive); `forward` costs one small call.
 struct Int8Chain {
   std::vector<QLayer> layers;
-  std::vector<torch::Tensor> keep;
+  std::vector<at::Tensor> keep;
   std::vector<std::unique_ptr<Slices<int8_t>>> slices;  // each layer's, built on its first call of 1-3 samples
   int64_t in0, tile;
 
-  Int8Chain(int64_t in, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols,
-            std::vector<torch::Tensor> qvals, std::vector<torch::Tensor> scales, std::vector<torch::Tensor> biases,
+  Int8Chain(int64_t in, std::vector<at::Tensor> rowptrs, std::vector<at::Tensor> cols,
+            std::vector<at::Tensor> qvals, std::vector<at::Tensor> scales, std::vector<at::Tensor> biases,
             std::vector<bool> relus, int64_t tile_)
       : in0(in), tile(tile_) {
     const size_t n = qvals.size();
@@ -304,14 +304,14 @@ struct Int8Chain {
   // the whole batch sent them through L3, and a fresh output per layer cost page faults); a batch-major
   // input is transposed a chunk at a time into the first of them (transpose.h; torch's X.t().contiguous()
   // of the whole batch took 12 / 74 us at batch 32 / 256, about a third of the call).
-  torch::Tensor forward(torch::Tensor X, bool batch_major) const {
+  at::Tensor forward(at::Tensor X, bool batch_major) const {
     TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
     X = X.contiguous();
     const int64_t F = batch_major ? X.size(1) : X.size(0), B = batch_major ? X.size(0) : X.size(1);
     TORCH_CHECK(F == in0, "expected ", in0, " input features, got ", F);
     thread_local std::vector<float> buf;  // the decoded block, reused across calls
     if (layers.empty()) return batch_major ? X.t().contiguous() : X.clone();
-    torch::Tensor Y = torch::empty({layers.back().out, B}, X.options());
+    at::Tensor Y = at::empty({layers.back().out, B}, X.options());
     int64_t widest = F;
     for (const QLayer& L : layers) widest = std::max(widest, L.out);
     const int64_t C = std::min(B, CHUNK);  // samples per chunk (the whole batch when it is smaller)
@@ -345,7 +345,7 @@ struct Int8Chain {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<Int8Chain>(m, "Int8Chain", pybind11::module_local())
-      .def(pybind11::init<int64_t, std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
-                          std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<bool>, int64_t>())
+      .def(pybind11::init<int64_t, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
+                          std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<bool>, int64_t>())
       .def("forward", &Int8Chain::forward);
 }

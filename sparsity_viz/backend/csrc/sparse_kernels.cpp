@@ -20,8 +20,7 @@
 // -fopenmp, and the loader reuses the libgomp.so.1 torch already loaded (one pool; see
 // docs/backend.md#build). Chunks are claimed from an atomic counter, so a thread whose
 // core is busy with another process and starts late finds less (or nothing) left to do.
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
+#include "torch_lite.h"
 #if defined(__AVX__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -464,10 +463,10 @@ void run_layer(const Layer& L, const float* X, int64_t ldx, float* Y, int64_t ld
 }  // namespace
 
 // (B, F) -> (F, B), blocked.
-torch::Tensor transpose(torch::Tensor X, int64_t threads) {
+at::Tensor transpose(at::Tensor X, int64_t threads) {
   TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
   X = X.contiguous();
-  torch::Tensor out = torch::empty({X.size(1), X.size(0)}, X.options());
+  at::Tensor out = at::empty({X.size(1), X.size(0)}, X.options());
   transpose_into(X.data_ptr<float>(), out.data_ptr<float>(), X.size(0), X.size(1), threads, X.size(0));
   return out;
 }
@@ -478,7 +477,7 @@ torch::Tensor transpose(torch::Tensor X, int64_t threads) {
 //  poff (nnz) uint16 byte offsets (panel-local column * 256), pval (nnz) float32].
 // Panel 0 and the last panel list every row (also rows without nonzeros there), the others
 // only rows with nonzeros; within a panel rows are in increasing count, then row order.
-std::vector<torch::Tensor> panelize(torch::Tensor rowptr, torch::Tensor col, torch::Tensor val, int64_t in, int64_t pw) {
+std::vector<at::Tensor> panelize(at::Tensor rowptr, at::Tensor col, at::Tensor val, int64_t in, int64_t pw) {
   TORCH_CHECK(rowptr.scalar_type() == at::kInt && rowptr.is_contiguous() && rowptr.numel() >= 1,
               "rowptr must be contiguous int32 with out + 1 entries");
   TORCH_CHECK(col.is_contiguous() && (col.scalar_type() == at::kShort || col.scalar_type() == at::kInt),
@@ -536,7 +535,7 @@ std::vector<torch::Tensor> panelize(torch::Tensor rowptr, torch::Tensor col, tor
     gstart.push_back(static_cast<int32_t>(gcnt.size()));
   }
   const int64_t ng = gcnt.size(), nrows = grows.size();
-  torch::Tensor meta = torch::empty({3 + npan + 1 + 2 * ng + nrows}, rowptr.options());
+  at::Tensor meta = at::empty({3 + npan + 1 + 2 * ng + nrows}, rowptr.options());
   int32_t* m = meta.data_ptr<int32_t>();
   m[0] = static_cast<int32_t>(npan);
   m[1] = static_cast<int32_t>(ng);
@@ -545,8 +544,8 @@ std::vector<torch::Tensor> panelize(torch::Tensor rowptr, torch::Tensor col, tor
   std::copy(gcnt.begin(), gcnt.end(), m + 3 + npan + 1);
   std::copy(gnr.begin(), gnr.end(), m + 3 + npan + 1 + ng);
   std::copy(grows.begin(), grows.end(), m + 3 + npan + 1 + 2 * ng);
-  torch::Tensor poff = torch::empty({nnz}, torch::TensorOptions().dtype(at::kUInt16));
-  torch::Tensor pval = torch::empty({nnz}, val.options());
+  at::Tensor poff = at::empty({nnz}, at::TensorOptions().dtype(at::kUInt16));
+  at::Tensor pval = at::empty({nnz}, val.options());
   uint16_t* po = reinterpret_cast<uint16_t*>(poff.data_ptr());
   float* pv = pval.data_ptr<float>();
   const float* v = val.data_ptr<float>();
@@ -578,7 +577,7 @@ void check_csr(const int32_t* rp, int64_t out, const void* col, bool col16, int6
 
 // Validate grouped panels (from `panelize`) for layer L and point L at them: a chain built from
 // any tensors can then never read or write out of bounds.
-void check_groups(Layer& L, const torch::Tensor& meta, const torch::Tensor& poff, const torch::Tensor& pval, int64_t pw,
+void check_groups(Layer& L, const at::Tensor& meta, const at::Tensor& poff, const at::Tensor& pval, int64_t pw,
                   int64_t nnz) {
   TORCH_CHECK(pw >= 1 && pw <= 256, "panel width must be in [1, 256]");
   TORCH_CHECK(meta.scalar_type() == at::kInt && meta.is_contiguous() && meta.numel() >= 3,
@@ -630,15 +629,15 @@ void check_groups(Layer& L, const torch::Tensor& meta, const torch::Tensor& poff
 struct ChainSpec {
   std::vector<Layer> layers;
   std::vector<int64_t> threads, tiles;
-  std::vector<torch::Tensor> keep;  // every tensor the raw pointers point into
+  std::vector<at::Tensor> keep;  // every tensor the raw pointers point into
   std::vector<std::unique_ptr<Slices<float>>> slices;  // the CSR layers' single-sample slices (a kept Chain only)
 };
 
-ChainSpec make_spec(int64_t in0, const std::vector<torch::Tensor>& rowptrs, const std::vector<torch::Tensor>& cols,
-                    const std::vector<torch::Tensor>& vals, const std::vector<torch::Tensor>& biases,
+ChainSpec make_spec(int64_t in0, const std::vector<at::Tensor>& rowptrs, const std::vector<at::Tensor>& cols,
+                    const std::vector<at::Tensor>& vals, const std::vector<at::Tensor>& biases,
                     const std::vector<bool>& relus, const std::vector<int64_t>& threads,
-                    const std::vector<int64_t>& tiles, const std::vector<torch::Tensor>& prows,
-                    const std::vector<torch::Tensor>& pcols, const std::vector<torch::Tensor>& pvals,
+                    const std::vector<int64_t>& tiles, const std::vector<at::Tensor>& prows,
+                    const std::vector<at::Tensor>& pcols, const std::vector<at::Tensor>& pvals,
                     const std::vector<int64_t>& pws, bool kept = false) {
   const size_t n = vals.size();
   TORCH_CHECK(rowptrs.size() == n && cols.size() == n && biases.size() == n && relus.size() == n && threads.size() == n &&
@@ -705,18 +704,18 @@ inline int64_t padded_ld(int64_t B) { return (B >= 64 && (B * 4) % 256 == 0) ? B
 // layer i's output): allocated once per batch size and reused, because a fresh multi-MB
 // allocation per call costs page faults that can exceed the arithmetic.
 struct Buffers {
-  std::vector<torch::Tensor> slots;
-  torch::Tensor get(size_t k, int64_t rows, int64_t cols, const torch::TensorOptions& opts) {
+  std::vector<at::Tensor> slots;
+  at::Tensor get(size_t k, int64_t rows, int64_t cols, const at::TensorOptions& opts) {
     if (slots.size() <= k) slots.resize(k + 1);
-    torch::Tensor& t = slots[k];
-    if (!t.defined() || t.size(0) != rows || t.size(1) != cols) t = torch::empty({rows, cols}, opts);
+    at::Tensor& t = slots[k];
+    if (!t.defined() || t.size(0) != rows || t.size(1) != cols) t = at::empty({rows, cols}, opts);
     return t;
   }
 };
 
 // A reusable buffer from `bufs`, or a fresh tensor when there is none (one-shot calls).
-inline torch::Tensor scratch(Buffers* bufs, size_t k, int64_t rows, int64_t cols, const torch::TensorOptions& opts) {
-  return bufs ? bufs->get(k, rows, cols, opts) : torch::empty({rows, cols}, opts);
+inline at::Tensor scratch(Buffers* bufs, size_t k, int64_t rows, int64_t cols, const at::TensorOptions& opts) {
+  return bufs ? bufs->get(k, rows, cols, opts) : at::empty({rows, cols}, opts);
 }
 
 // Samples per chunk of a chunked chain (batches above CHUNK run in chunks): one 64-sample tile, so a
@@ -773,8 +772,8 @@ void run_chunks(const ChainSpec& s, const float* X, bool bm_in, int64_t ldx, int
 // them); n >= 1 runs this call on n threads (every layer capped at n, a chunked chain's chunks on
 // n: the ThreadGuard's choice). The returned tensor is always freshly allocated (never one of the
 // reused buffers).
-torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_input, bool batch_major_output = false,
-                       int64_t max_threads = -1, const torch::Tensor* keep = nullptr, Buffers* bufs = nullptr,
+at::Tensor run_spec(const ChainSpec& s, at::Tensor X, bool batch_major_input, bool batch_major_output = false,
+                       int64_t max_threads = -1, const at::Tensor* keep = nullptr, Buffers* bufs = nullptr,
                        const Scatter* scatter_to = nullptr) {
   TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
   const bool gather = keep && keep->defined() && keep->numel() > 0;
@@ -784,7 +783,7 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
   const int64_t ldp = padded_ld(B);
   const auto opts = X.options();
   auto th = [&](size_t i) { return max_threads < 1 ? s.threads[i] : std::min<int64_t>(s.threads[i], max_threads); };
-  torch::Tensor cur;
+  at::Tensor cur;
   int64_t ldc = B;
   const bool scatter = gather && batch_major_input && scatter_to && !scatter_to->empty();
   if (gather && !scatter) X = X.index_select(batch_major_input ? 1 : 0, *keep);  // (B, F) or (F, B)
@@ -794,7 +793,7 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
     TORCH_CHECK(s.layers[0].in == F, "layer 0 expects ", s.layers[0].in, " input features, got ", F);
     if (batch_major_input || X.stride(1) != 1 || (F > 1 && X.stride(0) < B)) X = X.contiguous();
     const int64_t O = s.layers.back().out;
-    torch::Tensor Y = batch_major_output ? torch::empty({B, O}, opts) : torch::empty({O, B}, opts);
+    at::Tensor Y = batch_major_output ? at::empty({B, O}, opts) : at::empty({O, B}, opts);
     run_chunks(s, X.data_ptr<float>(), batch_major_input, batch_major_input ? X.size(1) : X.stride(0),
                scatter ? Fx : F, scatter ? scatter_to : nullptr, F, B, Y.data_ptr<float>(), batch_major_output, n);
     return Y;
@@ -820,7 +819,7 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
     TORCH_CHECK(L.in == cur.size(0), "layer ", i, " expects ", L.in, " input features, got ", cur.size(0));
     const bool lastl = i + 1 == s.layers.size();
     const int64_t ldo = lastl ? B : ldp;  // the result is contiguous
-    torch::Tensor out = lastl && !batch_major_output ? torch::empty({L.out, ldo}, opts)
+    at::Tensor out = lastl && !batch_major_output ? at::empty({L.out, ldo}, opts)
                                                      : scratch(bufs, i + 1, L.out, ldo, opts);
     if (B > 0 && L.out > 0) run_layer(L, cur.data_ptr<float>(), ldc, out.data_ptr<float>(), ldo, B, th(i), s.tiles[i]);
     cur = out;
@@ -828,7 +827,7 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
   }
   if (batch_major_output) {
     const int64_t O = cur.size(0);
-    torch::Tensor res = torch::empty({B, O}, opts);
+    at::Tensor res = at::empty({B, O}, opts);
     if (B == 1 || O == 1) res.view({-1}).copy_(cur.narrow(1, 0, B).reshape({-1}));
     else transpose_into(cur.data_ptr<float>(), res.data_ptr<float>(), O, B, 1, O);
     return res;
@@ -844,11 +843,11 @@ torch::Tensor run_spec(const ChainSpec& s, torch::Tensor X, bool batch_major_inp
 // transposed first, in blocks). Layer i is CSR when rowptrs[i] is non-empty, else dense
 // with vals[i] = W (out, in). tiles[i] is the sample tile width (128, 64, 32 or 16); the
 // optional panel lists (from `panelize`) enable the grouped-panel path for tiles >= 32.
-torch::Tensor chain_forward(torch::Tensor X, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols,
-                            std::vector<torch::Tensor> vals, std::vector<torch::Tensor> biases,
+at::Tensor chain_forward(at::Tensor X, std::vector<at::Tensor> rowptrs, std::vector<at::Tensor> cols,
+                            std::vector<at::Tensor> vals, std::vector<at::Tensor> biases,
                             std::vector<bool> relus, std::vector<int64_t> threads, std::vector<int64_t> tiles,
-                            bool batch_major_input, std::vector<torch::Tensor> prows,
-                            std::vector<torch::Tensor> pcols, std::vector<torch::Tensor> pvals,
+                            bool batch_major_input, std::vector<at::Tensor> prows,
+                            std::vector<at::Tensor> pcols, std::vector<at::Tensor> pvals,
                             std::vector<int64_t> pws) {
   TORCH_CHECK(X.dim() == 2, "X must be 2-D");
   const int64_t in0 = batch_major_input ? X.size(1) : X.size(0);
@@ -862,7 +861,7 @@ constexpr int64_t ONTO_WINDOW = 256;
 // every output row from its row of `base` (out, B), e.g. a cached product that W corrects (the
 // live slider's first layer: an anchor level's pre-activations and the entries the new level
 // prunes or restores, with their signs). Every index is checked. Returns a fresh (out, B) tensor.
-torch::Tensor csr_onto(torch::Tensor base, torch::Tensor rowptr, torch::Tensor col, torch::Tensor val, torch::Tensor X,
+at::Tensor csr_onto(at::Tensor base, at::Tensor rowptr, at::Tensor col, at::Tensor val, at::Tensor X,
                        bool relu, int64_t threads) {
   TORCH_CHECK(X.dim() == 2 && X.scalar_type() == at::kFloat && X.device().is_cpu(), "X must be a 2-D float32 CPU tensor");
   TORCH_CHECK(base.dim() == 2 && base.scalar_type() == at::kFloat && base.device().is_cpu(),
@@ -893,7 +892,7 @@ torch::Tensor csr_onto(torch::Tensor base, torch::Tensor rowptr, torch::Tensor c
   L.relu = relu;
   L.base = base.data_ptr<float>();
   L.ldb = B;
-  torch::Tensor Y = torch::empty({out, B}, X.options());
+  at::Tensor Y = at::empty({out, B}, X.options());
   const float* x = X.data_ptr<float>();
   const int64_t ldx = X.size(0) > 1 ? X.stride(0) : B;
   float* y = Y.data_ptr<float>();
@@ -916,14 +915,14 @@ torch::Tensor csr_onto(torch::Tensor base, torch::Tensor rowptr, torch::Tensor c
 
 // keep = positions >= k and weight * keep (weight times 1.0 or 0.0, as torch's weight * mask: a pruned
 // negative weight becomes -0.0, NaN stays NaN), in one pass; `positions` int32, `weight` float32, same shape.
-std::vector<torch::Tensor> cut_weight(torch::Tensor positions, int64_t k, torch::Tensor weight) {
+std::vector<at::Tensor> cut_weight(at::Tensor positions, int64_t k, at::Tensor weight) {
   TORCH_CHECK(positions.scalar_type() == at::kInt && positions.device().is_cpu(), "positions must be int32 on the CPU");
   TORCH_CHECK(weight.scalar_type() == at::kFloat && weight.device().is_cpu(), "weight must be float32 on the CPU");
   TORCH_CHECK(positions.sizes() == weight.sizes(), "positions and weight must have the same shape");
   positions = positions.contiguous();
   weight = weight.contiguous();
-  torch::Tensor keep = torch::empty(weight.sizes(), weight.options().dtype(at::kBool));
-  torch::Tensor pruned = torch::empty_like(weight);
+  at::Tensor keep = at::empty(weight.sizes(), weight.options().dtype(at::kBool));
+  at::Tensor pruned = at::empty_like(weight);
   const int32_t* p = positions.data_ptr<int32_t>();
   const float* w = weight.data_ptr<float>();
   bool* m = keep.data_ptr<bool>();
@@ -976,7 +975,7 @@ inline __m512 exp16(__m512 x) {
 }
 #endif
 
-std::tuple<double, int64_t> label_stats(torch::Tensor logits, torch::Tensor labels) {
+std::tuple<double, int64_t> label_stats(at::Tensor logits, at::Tensor labels) {
   TORCH_CHECK(logits.dim() == 2 && logits.scalar_type() == at::kFloat && logits.device().is_cpu(),
               "logits must be a 2-D float32 CPU tensor");
   TORCH_CHECK(labels.dim() == 1 && labels.scalar_type() == at::kLong && labels.numel() == logits.size(0),
@@ -1025,23 +1024,23 @@ std::tuple<double, int64_t> label_stats(torch::Tensor logits, torch::Tensor labe
 struct Chain {
   ChainSpec spec;
   int64_t in0;
-  torch::Tensor keep;  // optional int64 input columns (dead inputs compacted away)
+  at::Tensor keep;  // optional int64 input columns (dead inputs compacted away)
   int64_t keep_max = -1;
   int64_t source = -1;  // with keep: the width of the input it is gathered from (-1: any wider than keep_max)
   Scatter scatter;  // the kept columns as source blocks for the one-pass gather (empty: index_select first)
   mutable Buffers bufs;
   mutable std::mutex mu;
-  Chain(int64_t in, std::vector<torch::Tensor> rowptrs, std::vector<torch::Tensor> cols, std::vector<torch::Tensor> vals,
-        std::vector<torch::Tensor> biases, std::vector<bool> relus, std::vector<int64_t> threads,
-        std::vector<int64_t> tiles, std::vector<torch::Tensor> prows, std::vector<torch::Tensor> pcols,
-        std::vector<torch::Tensor> pvals, std::vector<int64_t> pws)
+  Chain(int64_t in, std::vector<at::Tensor> rowptrs, std::vector<at::Tensor> cols, std::vector<at::Tensor> vals,
+        std::vector<at::Tensor> biases, std::vector<bool> relus, std::vector<int64_t> threads,
+        std::vector<int64_t> tiles, std::vector<at::Tensor> prows, std::vector<at::Tensor> pcols,
+        std::vector<at::Tensor> pvals, std::vector<int64_t> pws)
       : spec(make_spec(in, rowptrs, cols, vals, biases, relus, threads, tiles, prows, pcols, pvals, pws, true)),
         in0(in) {}
   // Not while another thread runs forward on this chain (a compiled model sets it once, before any call).
-  void set_keep(torch::Tensor k, int64_t source_features) {
+  void set_keep(at::Tensor k, int64_t source_features) {
     TORCH_CHECK(k.scalar_type() == at::kLong && k.dim() == 1 && k.numel() == in0, "keep must be int64 of length ", in0);
     TORCH_CHECK(k.numel() == 0 || k.min().item<int64_t>() >= 0, "keep indices must be >= 0");
-    torch::Tensor own = k.clone(at::MemoryFormat::Contiguous);  // the caller may edit theirs later
+    at::Tensor own = k.clone(at::MemoryFormat::Contiguous);  // the caller may edit theirs later
     const int64_t own_max = own.numel() ? own.max().item<int64_t>() : -1;
     Scatter map(own.data_ptr<int64_t>(), own.numel());  // may throw: nothing is replaced before it exists
     keep = std::move(own);
@@ -1049,9 +1048,9 @@ struct Chain {
     source = source_features;
     scatter = std::move(map);
   }
-  torch::Tensor forward(torch::Tensor X, bool batch_major_input, bool batch_major_output, int64_t max_threads) const {
+  at::Tensor forward(at::Tensor X, bool batch_major_input, bool batch_major_output, int64_t max_threads) const {
     TORCH_CHECK(max_threads >= 1 || max_threads == -1, "max_threads must be >= 1 (or -1: each layer's own)");
-    const torch::Tensor* k = keep.defined() ? &keep : nullptr;
+    const at::Tensor* k = keep.defined() ? &keep : nullptr;
     TORCH_CHECK(X.dim() == 2, "X must be 2-D, got ", X.dim(), "-D");
     TORCH_CHECK(!k || X.size(batch_major_input ? 1 : 0) > keep_max, "X has ", X.size(batch_major_input ? 1 : 0),
                 " input features; the chain reads feature ", keep_max);
@@ -1072,9 +1071,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("label_stats", &label_stats, "(summed cross-entropy, correct argmax count) of (N, C) logits and labels");
   m.def("panelize", &panelize, "CSR -> column panels grouped by count [meta int32, byte offsets uint16, values]");
   pybind11::class_<Chain>(m, "Chain", pybind11::module_local())
-      .def(pybind11::init<int64_t, std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
-                          std::vector<torch::Tensor>, std::vector<bool>, std::vector<int64_t>, std::vector<int64_t>,
-                          std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
+      .def(pybind11::init<int64_t, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
+                          std::vector<at::Tensor>, std::vector<bool>, std::vector<int64_t>, std::vector<int64_t>,
+                          std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
                           std::vector<int64_t>>())
       .def("set_keep", &Chain::set_keep, "input columns (int64) the first layer reads, of an input this wide (-1: any)",
            pybind11::arg("keep"), pybind11::arg("source_features") = -1)
