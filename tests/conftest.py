@@ -49,7 +49,8 @@ def pytest_sessionstart(session):
 # The browser tests take about half of the suite's time, in a few long modules. Under xdist, hand them out first
 # (longest first), so the two workers end together instead of one finishing a 2-minute module alone at the end.
 # A serial run keeps the plain collection order.
-SLOW_FIRST = ("tests/e2e/test_links_browser.py", "tests/e2e/test_browser.py", "tests/test_portable_build.py", "tests/e2e/")
+SLOW_FIRST = ("tests/e2e/test_links_browser.py", "tests/e2e/test_browser.py", "tests/test_portable_build.py",
+              "tests/test_portable_build_sse2.py", "tests/e2e/")
 
 
 def pytest_collection_modifyitems(config, items):
