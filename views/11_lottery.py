@@ -32,14 +32,14 @@ s = app_state.page_settings("lottery", SETTINGS, ranges={"rounds": (1, recipe.ma
                                                          "epochs": (1, recipe.max_epochs), "seed": (0, 9)},
                             choices={"rewind": REWINDS, "metric": METRICS})
 c1, c2, c3, c4 = st.columns(4)
-app_state.follow_model("lottery", {"lottery_rounds": min(int(s["rounds"] or recipe.rounds), recipe.max_rounds),
-                                   "lottery_epochs": min(int(s["epochs"] or recipe.epochs), recipe.max_epochs)})
-rounds = c1.number_input("Rounds", 1, recipe.max_rounds, min(int(s["rounds"] or recipe.rounds), recipe.max_rounds),
+wanted_rounds, wanted_epochs = int(s["rounds"] or recipe.rounds), int(s["epochs"] or recipe.epochs)
+shown_rounds, shown_epochs = min(wanted_rounds, recipe.max_rounds), min(wanted_epochs, recipe.max_epochs)
+app_state.follow_model("lottery", {"lottery_rounds": shown_rounds, "lottery_epochs": shown_epochs})
+rounds = c1.number_input("Rounds", 1, recipe.max_rounds, shown_rounds,
                          key="lottery_rounds",
                          help=f"After r rounds {1 - RATES.rate:g}^r of each hidden layer is left (8 rounds: "
                               f"{(1 - RATES.rate) ** 8:.0%}), {1 - RATES.output_rate:g}^r of the output layer.")
-epochs = c2.number_input("Epochs per round", 1, recipe.max_epochs,
-                         min(int(s["epochs"] or recipe.epochs), recipe.max_epochs), key="lottery_epochs")
+epochs = c2.number_input("Epochs per round", 1, recipe.max_epochs, shown_epochs, key="lottery_epochs")
 rewind = c3.select_slider("Rewind to step", REWINDS, value=s["rewind"], key="lottery_rewind",
                           help="0 = the initialisation (Frankle & Carbin 2019); a few steps in helps bigger nets "
                                "(Frankle et al. 2020).")
@@ -47,8 +47,8 @@ seed = c4.number_input("Init seed", 0, 9, int(s["seed"]), key="lottery_seed")
 metric = st.radio("Accuracy per round", METRICS, index=METRICS.index(s["metric"]), horizontal=True,
                   key="lottery_metric",
                   format_func=lambda m: {"best_accuracy": "best epoch (as the paper)", "test_accuracy": "last epoch"}[m])
-rounds_kept = app_state.kept_value(int(s["rounds"] or recipe.rounds), int(rounds), recipe.max_rounds)
-epochs_kept = app_state.kept_value(int(s["epochs"] or recipe.epochs), int(epochs), recipe.max_epochs)
+rounds_kept = app_state.kept_value(wanted_rounds, int(rounds), recipe.max_rounds)
+epochs_kept = app_state.kept_value(wanted_epochs, int(epochs), recipe.max_epochs)
 app_state.keep_page_settings("lottery", SETTINGS, rounds=None if rounds_kept == recipe.rounds else rounds_kept,
                              epochs=None if epochs_kept == recipe.epochs else epochs_kept, rewind=rewind,
                              seed=int(seed), metric=metric)

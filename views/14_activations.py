@@ -27,13 +27,13 @@ if app_state.kwinners_available(wb):
                      help="Replace the current model's ReLU by k-WTA on a copy: each hidden layer keeps its k largest "
                           "activations per input and zeroes the rest.")
     if kwta:
-        default_k = stored["k"] or max(1, round(0.3 * min(sizes)))
-        app_state.follow_model("activations_k", {"act_k": min(int(default_k), max(sizes))})
-        k = int(k2.number_input("k (activations kept per layer and input)", 1, max(sizes),
-                                min(int(default_k), max(sizes)), step=1, key="act_k",
+        wanted_k = int(stored["k"] or max(1, round(0.3 * min(sizes))))
+        shown_k = min(wanted_k, max(sizes))  # clamped to this model
+        app_state.follow_model("activations_k", {"act_k": shown_k})
+        k = int(k2.number_input("k (activations kept per layer and input)", 1, max(sizes), shown_k, step=1, key="act_k",
                                 help=f"Hidden layer sizes: {', '.join(f'{s:,}' for s in sizes)}. A layer with at most "
                                      "k activations keeps them all."))
-    app_state.store_activations(kwta=bool(kwta), **({"k": app_state.kept_value(int(default_k), k, max(sizes))}
+    app_state.store_activations(kwta=bool(kwta), **({"k": app_state.kept_value(wanted_k, k, max(sizes))}
                                                      if k is not None else {}))
 
 try:
@@ -76,8 +76,9 @@ st.subheader("One input, layer by layer")
 n = app_state.split_size(wb)
 left, right = st.columns([1, 3])
 with left:
-    app_state.follow_model("activations_index", {"act_index": min(int(stored["index"]), n - 1)})
-    index = int(st.number_input(f"Test input (0 to {n - 1})", 0, n - 1, min(int(stored["index"]), n - 1), step=1,
+    shown_index = min(int(stored["index"]), n - 1)
+    app_state.follow_model("activations_index", {"act_index": shown_index})
+    index = int(st.number_input(f"Test input (0 to {n - 1})", 0, n - 1, shown_index, step=1,
                                 key="act_index", help="Which test input's activations the heatmap shows."))
     app_state.store_activations(index=app_state.kept_value(int(stored["index"]), index, n - 1))
     info = app_state.input_info(result, index, wb)

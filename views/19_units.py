@@ -33,8 +33,9 @@ else:
         st.rerun()
     first, last_page = 0, (n - 1) // int(per_page) * int(per_page)  # the last grid's first unit
     if n > per_page:
-        app_state.follow_model("units", {"units_first": min(int(settings["first"]), last_page)})
-        first = c3.slider("First unit shown", 0, n - 1, min(int(settings["first"]), last_page), step=int(per_page),
+        shown_first = min(int(settings["first"]), last_page)
+        app_state.follow_model("units", {"units_first": shown_first})
+        first = c3.slider("First unit shown", 0, n - 1, shown_first, step=int(per_page),
                           key="units_first", help="The grids show this unit and the next ones.")
     app_state.store_units(layer=layer, per_page=int(per_page),
                           first=app_state.kept_value(int(settings["first"]), int(first), last_page))
